@@ -1,0 +1,85 @@
+"""Azure SDK exceptions -> jitctl errors, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from jitctl.errors import (
+    AzureError,
+    BadInput,
+    Forbidden,
+    JitctlError,
+    NotFound,
+    NotSignedIn,
+    Refused,
+)
+
+SIGN_IN_HINT = (
+    "Sign in with 'az login', or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
+    "or run where a managed identity is available."
+)
+
+
+def _azure_message(exc: BaseException) -> tuple[str, str]:
+    err = getattr(exc, "error", None)
+    code = getattr(err, "code", None) or ""
+    message = getattr(err, "message", None) or getattr(exc, "message", None) or str(exc)
+    return str(code), " ".join(str(message).split())
+
+
+def translate(exc: BaseException) -> JitctlError:
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+    )
+
+    if isinstance(exc, JitctlError):
+        return exc
+    code, message = _azure_message(exc)
+    status = getattr(getattr(exc, "response", None), "status_code", None) or getattr(
+        exc, "status_code", None
+    )
+    if isinstance(exc, ClientAuthenticationError) and status != 403:
+        first = message.splitlines()[0] if message else "authentication failed"
+        return NotSignedIn(f"Not signed in to Azure: {first[:300]}", SIGN_IN_HINT)
+    if status == 403:
+        return Forbidden(
+            f"Azure refused access ({code or 'Forbidden'}): {message}",
+            "Ask for the JIT role this needs (see 'Permissions' in the README).",
+        )
+    if isinstance(exc, ResourceNotFoundError) or status == 404:
+        return NotFound(f"Not found ({code or 'NotFound'}): {message}", "Check the name, group and subscription.")
+    if status == 400:
+        return Refused(f"Azure refused the request ({code or 'BadRequest'}): {message}")
+    if status == 409:
+        return Refused(f"Azure reports a conflict ({code or 'Conflict'}): {message}", "Try again shortly.")
+    if status == 429 or (status and status >= 500):
+        return AzureError(f"Azure is unavailable ({status} {code}): {message}", "Try again later.")
+    if isinstance(exc, ServiceRequestError):
+        return AzureError(f"Cannot reach Azure: {message}", "Check the network and --cloud/--arm-endpoint.")
+    if isinstance(exc, HttpResponseError):
+        return AzureError(f"Azure error ({status} {code}): {message}")
+    if isinstance(exc, ValueError):
+        return BadInput(str(exc))
+    return AzureError(f"{type(exc).__name__}: {exc}")
+
+
+@contextmanager
+def azure_errors() -> Iterator[None]:
+    """Translate SDK exceptions raised inside the block."""
+    try:
+        yield
+    except JitctlError:
+        raise
+    except Exception as exc:
+        from azure.core.exceptions import AzureError as SdkError
+        from azure.identity import CredentialUnavailableError
+
+        if isinstance(exc, CredentialUnavailableError):
+            raise NotSignedIn("No Azure credential is available.", SIGN_IN_HINT) from exc
+        if isinstance(exc, SdkError):
+            raise translate(exc) from exc
+        raise

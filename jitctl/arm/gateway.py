@@ -1,0 +1,152 @@
+"""AzureGateway: jitctl's Gateway over the real azure-mgmt clients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jitctl.arm import translate as t
+from jitctl.arm.errors import azure_errors
+from jitctl.gateway import InitiatePort
+from jitctl.ids import VmRef, name_of, segments
+from jitctl.model import AccessRequest, JitPolicy, Nic, Nsg, PublicIp, Subnet, Vm
+
+
+@dataclass
+class Connection:
+    """Where and how to reach ARM; `client_kwargs` go to every SDK client (transport, policies)."""
+
+    credential: Any
+    subscription_id: str
+    endpoint: str = "https://management.azure.com"
+    scopes: tuple[str, ...] = ("https://management.azure.com/.default",)
+    client_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _rg_name(resource_id: str, kind: str) -> tuple[str, str, str]:
+    seg = segments(resource_id)
+    return seg["subscriptions"], seg["resourcegroups"], seg[kind.lower()]
+
+
+class AzureGateway:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.subscription_id = conn.subscription_id
+        self._clients: dict[tuple[str, str], Any] = {}
+
+    def _client(self, kind: str, subscription_id: str) -> Any:
+        key = (kind, subscription_id.lower())
+        if key not in self._clients:
+            kwargs = dict(
+                base_url=self.conn.endpoint,
+                credential_scopes=list(self.conn.scopes),
+                **self.conn.client_kwargs,
+            )
+            if kind == "security":
+                from azure.mgmt.security import SecurityCenter
+
+                client: Any = SecurityCenter(self.conn.credential, subscription_id, **kwargs)
+            elif kind == "network":
+                from azure.mgmt.network import NetworkManagementClient
+
+                client = NetworkManagementClient(self.conn.credential, subscription_id, **kwargs)
+            else:
+                from azure.mgmt.compute import ComputeManagementClient
+
+                client = ComputeManagementClient(self.conn.credential, subscription_id, **kwargs)
+            self._clients[key] = client
+        return self._clients[key]
+
+    def _jit(self, subscription_id: str) -> Any:
+        return self._client("security", subscription_id).jit_network_access_policies
+
+    # --- compute and network reads -------------------------------------------------------
+
+    def get_vm(self, ref: VmRef) -> Vm:
+        with azure_errors():
+            vm = self._client("compute", ref.subscription_id).virtual_machines.get(
+                ref.resource_group, ref.name
+            )
+        return t.vm_from_sdk(vm)
+
+    def get_nic(self, nic_id: str) -> Nic:
+        sub, rg, name = _rg_name(nic_id, "networkInterfaces")
+        with azure_errors():
+            return t.nic_from_sdk(self._client("network", sub).network_interfaces.get(rg, name))
+
+    def get_subnet(self, subnet_id: str) -> Subnet:
+        sub, rg, vnet = _rg_name(subnet_id, "virtualNetworks")
+        with azure_errors():
+            subnet = self._client("network", sub).subnets.get(rg, vnet, name_of(subnet_id))
+        return t.subnet_from_sdk(subnet)
+
+    def get_nsg(self, nsg_id: str) -> Nsg:
+        sub, rg, name = _rg_name(nsg_id, "networkSecurityGroups")
+        with azure_errors():
+            return t.nsg_from_sdk(self._client("network", sub).network_security_groups.get(rg, name))
+
+    def get_public_ip(self, public_ip_id: str) -> PublicIp:
+        sub, rg, name = _rg_name(public_ip_id, "publicIPAddresses")
+        with azure_errors():
+            pip = self._client("network", sub).public_ip_addresses.get(rg, name)
+        return t.public_ip_from_sdk(pip)
+
+    # --- JIT policies ---------------------------------------------------------------------
+
+    def list_policies(self, subscription_id: str, resource_group: str | None = None) -> list[JitPolicy]:
+        jit = self._jit(subscription_id)
+        with azure_errors():
+            pages = jit.list_by_resource_group(resource_group) if resource_group else jit.list()
+            return [t.policy_from_sdk(p) for p in pages]
+
+    def get_policy(
+        self, subscription_id: str, resource_group: str, location: str, name: str
+    ) -> JitPolicy | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with azure_errors():
+            try:
+                policy = self._jit(subscription_id).get(resource_group, location, name)
+            except ResourceNotFoundError:
+                return None
+        return t.policy_from_sdk(policy)
+
+    def put_policy(self, policy: JitPolicy) -> JitPolicy:
+        with azure_errors():
+            out = self._jit(policy.subscription_id).create_or_update(
+                policy.resource_group, policy.location, policy.name, t.policy_to_sdk(policy)
+            )
+        return t.policy_from_sdk(out)
+
+    def delete_policy(self, policy: JitPolicy) -> None:
+        with azure_errors():
+            self._jit(policy.subscription_id).delete(
+                policy.resource_group, policy.location, policy.name
+            )
+
+    def initiate(
+        self, policy: JitPolicy, vm_id: str, ports: list[InitiatePort], justification: str | None
+    ) -> AccessRequest:
+        from azure.mgmt.security.v2020_01_01 import models as m
+
+        body = m.JitNetworkAccessPolicyInitiateRequest(
+            virtual_machines=[
+                m.JitNetworkAccessPolicyInitiateVirtualMachine(
+                    id=vm_id,
+                    ports=[
+                        m.JitNetworkAccessPolicyInitiatePort(
+                            number=p.number,
+                            allowed_source_address_prefix=p.source,
+                            end_time_utc=p.end_time,
+                        )
+                        for p in ports
+                    ],
+                )
+            ],
+            justification=justification,
+        )
+        with azure_errors():
+            out = self._jit(policy.subscription_id).initiate(
+                policy.resource_group, policy.location, policy.name, body
+            )
+        return t.request_from_sdk(out)

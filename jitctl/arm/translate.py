@@ -1,0 +1,196 @@
+"""SDK models <-> jitctl dataclasses. Enums are read as open strings (Azure adds values)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from jitctl.ids import name_of, segments
+from jitctl.model import (
+    AccessRequest,
+    GrantPort,
+    GrantVm,
+    IpConfig,
+    JitPolicy,
+    Nic,
+    NicRef,
+    Nsg,
+    PolicyVm,
+    PortRule,
+    PublicIp,
+    SecurityRule,
+    Subnet,
+    Vm,
+)
+from jitctl.parsing import format_iso_duration, parse_iso_duration
+
+
+def _s(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def _id(ref: Any) -> str | None:
+    return getattr(ref, "id", None) if ref is not None else None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def vm_from_sdk(vm: Any) -> Vm:
+    profile = getattr(vm, "network_profile", None)
+    nics = tuple(
+        NicRef(n.id, getattr(n, "primary", None))
+        for n in (getattr(profile, "network_interfaces", None) or [])
+    )
+    return Vm(id=vm.id, name=vm.name, location=vm.location, nics=nics)
+
+
+def nic_from_sdk(nic: Any) -> Nic:
+    configs = []
+    for c in nic.ip_configurations or []:
+        ip = c.private_ip_address
+        configs.append(
+            IpConfig(
+                name=c.name,
+                # One official example writes "172.20.2.16/28" here.
+                private_ip=ip.split("/")[0] if ip else None,
+                subnet_id=_id(c.subnet),
+                public_ip_id=_id(c.public_ip_address),
+                primary=bool(c.primary),
+                asg_ids=tuple(a.id for a in (c.application_security_groups or [])),
+            )
+        )
+    return Nic(id=nic.id, nsg_id=_id(nic.network_security_group), ip_configs=tuple(configs))
+
+
+def subnet_from_sdk(subnet: Any) -> Subnet:
+    prefixes = tuple(subnet.address_prefixes or ()) or (
+        (subnet.address_prefix,) if subnet.address_prefix else ()
+    )
+    return Subnet(id=subnet.id, nsg_id=_id(subnet.network_security_group), address_prefixes=prefixes)
+
+
+def rule_from_sdk(r: Any, default: bool = False) -> SecurityRule:
+    return SecurityRule(
+        name=r.name,
+        priority=int(r.priority),
+        access=_s(r.access),
+        direction=_s(r.direction) or "Inbound",
+        protocol=_s(r.protocol) or "*",
+        source_address_prefix=r.source_address_prefix,
+        source_address_prefixes=tuple(r.source_address_prefixes or ()),
+        destination_address_prefix=r.destination_address_prefix,
+        destination_address_prefixes=tuple(r.destination_address_prefixes or ()),
+        source_port_range=r.source_port_range,
+        source_port_ranges=tuple(r.source_port_ranges or ()),
+        destination_port_range=r.destination_port_range,
+        destination_port_ranges=tuple(r.destination_port_ranges or ()),
+        source_asgs=tuple(a.id for a in (r.source_application_security_groups or [])),
+        destination_asgs=tuple(a.id for a in (r.destination_application_security_groups or [])),
+        description=r.description,
+        default=default,
+    )
+
+
+def nsg_from_sdk(nsg: Any) -> Nsg:
+    return Nsg(
+        id=nsg.id,
+        rules=tuple(rule_from_sdk(r) for r in (nsg.security_rules or [])),
+        default_rules=tuple(rule_from_sdk(r, True) for r in (nsg.default_security_rules or [])),
+    )
+
+
+def public_ip_from_sdk(pip: Any) -> PublicIp:
+    dns = getattr(pip, "dns_settings", None)
+    return PublicIp(id=pip.id, ip_address=pip.ip_address, fqdn=getattr(dns, "fqdn", None))
+
+
+def _port_rule(p: Any) -> PortRule:
+    return PortRule(
+        number=int(p.number),
+        protocol=_s(p.protocol),
+        max_duration=parse_iso_duration(p.max_request_access_duration),
+        allowed_source_address_prefix=p.allowed_source_address_prefix,
+        allowed_source_address_prefixes=tuple(p.allowed_source_address_prefixes)
+        if p.allowed_source_address_prefixes
+        else None,
+    )
+
+
+def request_from_sdk(r: Any) -> AccessRequest:
+    vms = []
+    for v in r.virtual_machines or []:
+        ports = tuple(
+            GrantPort(
+                number=int(p.number),
+                source=p.allowed_source_address_prefix
+                or ",".join(p.allowed_source_address_prefixes or []),
+                end_time=_utc(p.end_time_utc),  # type: ignore[arg-type]
+                status=_s(p.status),
+                status_reason=_s(p.status_reason),
+                mapped_port=p.mapped_port,
+            )
+            for p in v.ports or []
+        )
+        vms.append(GrantVm(id=v.id, ports=ports))
+    return AccessRequest(
+        start_time=_utc(r.start_time_utc),
+        requestor=r.requestor,
+        justification=r.justification,
+        vms=tuple(vms),
+    )
+
+
+def policy_from_sdk(p: Any) -> JitPolicy:
+    seg = segments(p.id)
+    return JitPolicy(
+        subscription_id=seg.get("subscriptions", ""),
+        resource_group=seg.get("resourcegroups", ""),
+        location=seg.get("locations") or p.location,
+        name=name_of(p.id),
+        vms=tuple(
+            PolicyVm(
+                id=v.id,
+                ports=tuple(_port_rule(x) for x in v.ports or []),
+                public_ip_address=v.public_ip_address,
+            )
+            for v in p.virtual_machines or []
+        ),
+        requests=tuple(request_from_sdk(r) for r in p.requests or []),
+        kind=p.kind,
+        provisioning_state=p.provisioning_state,
+    )
+
+
+def policy_to_sdk(policy: JitPolicy) -> Any:
+    # The request history is not sent: it is the service's record, and echoing a stale copy
+    # could only lose entries added since our read.
+    from azure.mgmt.security.v2020_01_01 import models as m
+
+    return m.JitNetworkAccessPolicy(
+        kind=policy.kind,
+        virtual_machines=[
+            m.JitNetworkAccessPolicyVirtualMachine(
+                id=v.id,
+                public_ip_address=v.public_ip_address,
+                ports=[
+                    m.JitNetworkAccessPortRule(
+                        number=p.number,
+                        protocol=p.protocol,
+                        allowed_source_address_prefix=p.allowed_source_address_prefix
+                        if not p.allowed_source_address_prefixes
+                        else None,
+                        allowed_source_address_prefixes=list(p.allowed_source_address_prefixes)
+                        if p.allowed_source_address_prefixes
+                        else None,
+                        max_request_access_duration=format_iso_duration(p.max_duration),
+                    )
+                    for p in v.ports
+                ],
+            )
+            for v in policy.vms
+        ],
+    )

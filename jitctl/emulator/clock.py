@@ -1,0 +1,33 @@
+"""Clocks for the emulator: the system's, or a fake one tests move by hand."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def sleep(self, seconds: float) -> None:
+        import time
+
+        time.sleep(seconds)
+
+
+class FakeClock:
+    """A clock that only moves when told; sleep() moves it, so waits take no real time."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+        self.slept: list[float] = []
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float = 0, **kwargs: float) -> None:
+        self._now += timedelta(seconds=seconds, **kwargs)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds)

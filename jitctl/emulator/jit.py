@@ -1,0 +1,366 @@
+"""JIT behaviour on the emulator's state (JIT-REFERENCE sections 1 and 2).
+
+A policy PUT replaces the VM list and reconciles one deny rule per VM per guarding NSG;
+initiate checks the request is a subset of the policy, answers "Initiating", and after the
+propagation delay adds a priority-100 allow rule; expiry and newer requests remove it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import ipaddress
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from jitctl.emulator.backend import ArmError, Backend
+from jitctl.ids import name_of, policy_id, same_id
+from jitctl.parsing import parse_iso_duration
+
+PROTOCOLS = {"TCP": "Tcp", "UDP": "Udp", "*": "*"}
+DENY_PREFIX = "MicrosoftDefenderForCloud-JITRule_"
+ALLOW_PREFIX = "MicrosoftDefenderForCloud-JITRule-"
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+
+
+def parse_time(text: str) -> datetime:
+    raw = text.strip().replace("Z", "+00:00")
+    if "." in raw:  # Azure writes 7 fractional digits; Python takes at most 6
+        head, _, tail = raw.partition(".")
+        digits = "".join(c for c in tail if c.isdigit())
+        raw = f"{head}.{digits[:6]}{tail[len(digits):]}"
+    t = datetime.fromisoformat(raw)
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _bad(message: str, code: str = "BadRequest") -> ArmError:
+    return ArmError(400, code, message)
+
+
+def _rule_name(prefix: str, *parts: str) -> str:
+    digest = hashlib.sha256("|".join(parts).lower().encode()).hexdigest()
+    number = int(digest[:8], 16) - 2**31
+    sep = prefix[-1]
+    return f"{prefix}{number}{sep}{digest[8:40]}"
+
+
+def _entry(b: Backend, pid: str) -> dict[str, Any]:
+    entry = b.state["jit"].get(pid.lower())
+    if entry is None:
+        raise ArmError(404, "PolicyNotFound",
+                       f"Policy with name '{name_of(pid)}' was not found.")
+    return entry
+
+
+def get_policy(b: Backend, sub: str, rg: str, loc: str, name: str) -> dict[str, Any]:
+    return _entry(b, policy_id(sub, rg, loc, name))["policy"]
+
+
+def list_policies(b: Backend, sub: str, rg: str | None = None, loc: str | None = None) -> list[dict[str, Any]]:
+    b.subscription(sub)
+    out = []
+    for entry in b.state["jit"].values():
+        p = entry["policy"]
+        parts = [x.lower() for x in p["id"].split("/")]
+        if parts[2] != sub.lower():
+            continue
+        if rg and parts[4] != rg.lower():
+            continue
+        if loc and p["location"].lower() != loc.lower():
+            continue
+        out.append(p)
+    return out
+
+
+# --- policy PUT and DELETE ------------------------------------------------------------------
+
+
+def _validate_port(vm_name: str, port: dict[str, Any]) -> None:
+    for key in ("number", "protocol", "maxRequestAccessDuration"):
+        if port.get(key) in (None, ""):
+            raise _bad(f"Port of VM '{vm_name}' is missing the required property '{key}'.")
+    if not isinstance(port["number"], int) or not 1 <= port["number"] <= 65535:
+        raise _bad(f"Port number '{port['number']}' of VM '{vm_name}' is invalid.")
+    if port["protocol"] not in PROTOCOLS:
+        raise _bad(f"Protocol '{port['protocol']}' is invalid. Allowed values: TCP, UDP, *.")
+    try:
+        duration = parse_iso_duration(port["maxRequestAccessDuration"])
+    except Exception:
+        raise _bad(f"maxRequestAccessDuration '{port['maxRequestAccessDuration']}' is not an "
+                   "ISO 8601 duration.") from None
+    if not timedelta(minutes=5) <= duration <= timedelta(days=1):
+        raise _bad("maxRequestAccessDuration must be between 5 minutes and 1 day.")
+    has_one = port.get("allowedSourceAddressPrefix") not in (None, "")
+    has_many = bool(port.get("allowedSourceAddressPrefixes"))
+    if has_one == has_many:
+        raise _bad("Exactly one of 'allowedSourceAddressPrefix' and 'allowedSourceAddressPrefixes' "
+                   f"must be set for port {port['number']} of VM '{vm_name}'.")
+
+
+def put_policy(b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    b.group(sub, rg)
+    props = body.get("properties")
+    if not isinstance(props, dict) or not isinstance(props.get("virtualMachines"), list):
+        raise _bad("The property 'properties.virtualMachines' is required.", "InvalidInputJson")
+    vms = copy.deepcopy(props["virtualMachines"])
+    for vm in vms:
+        if not vm.get("id") or not isinstance(vm.get("ports"), list):
+            raise _bad("Each virtual machine needs 'id' and 'ports'.", "InvalidInputJson")
+        vm_res = b.find(vm["id"])
+        if vm_res is None:
+            raise ArmError(404, "ResourceNotFound", f"Virtual machine '{vm['id']}' was not found.")
+        if vm_res["location"].replace(" ", "").lower() != loc.lower():
+            raise _bad(f"Virtual machine '{vm_res['name']}' is in {vm_res['location']}, not in "
+                       f"the policy's location {loc}.")
+        if not any(nsgs for _, _, nsgs in b.vm_paths(vm["id"])):
+            raise _bad(f"Virtual machine '{vm_res['name']}' is not supported for Just-In-Time "
+                       "access: no network security group is associated with its network "
+                       "interface or subnet.", "UnsupportedVirtualMachine")
+        numbers = [p.get("number") for p in vm["ports"]]
+        if len(numbers) != len(set(numbers)):
+            raise _bad(f"Virtual machine '{vm_res['name']}' lists a port twice.")
+        for port in vm["ports"]:
+            _validate_port(vm_res["name"], port)
+    pid = policy_id(sub, rg, loc, name)
+    entry = b.state["jit"].get(pid.lower())
+    requests = entry["policy"]["properties"]["requests"] if entry else props.get("requests", [])
+    policy = {
+        "id": pid, "name": name, "type": "Microsoft.Security/locations/jitNetworkAccessPolicies",
+        "location": loc, "kind": body.get("kind", "Basic"),
+        "properties": {"virtualMachines": vms, "requests": requests, "provisioningState": "Succeeded"},
+    }
+    if entry is None:
+        entry = {"policy": policy, "deny": {}}
+        b.state["jit"][pid.lower()] = entry
+    entry["policy"] = policy
+    _reconcile_deny_rules(b, entry)
+    return policy
+
+
+def delete_policy(b: Backend, sub: str, rg: str, loc: str, name: str) -> bool:
+    entry = b.state["jit"].get(policy_id(sub, rg, loc, name).lower())
+    if entry is None:
+        return False
+    entry["policy"]["properties"]["virtualMachines"] = []
+    _reconcile_deny_rules(b, entry)
+    for grant in b.state["grants"]:
+        if grant["policy"].lower() == entry["policy"]["id"].lower() and grant["state"] != "done":
+            _end_grant(b, grant, "Revoked", "UserRequested")
+    del b.state["jit"][entry["policy"]["id"].lower()]
+    return True
+
+
+def _deny_priority(b: Backend, nsg_id: str, ports: list[int]) -> int:
+    rules = b.rules(nsg_id)
+    taken = {r["properties"]["priority"] for r in rules if r["properties"]["direction"] == "Inbound"}
+    start = b.settings.deny_priority
+    if b.settings.deny_priority_strategy == "above-allow":
+        covering = [r["properties"]["priority"] for r in rules
+                    if r["properties"]["access"] == "Allow" and r["properties"]["direction"] == "Inbound"
+                    and any(_port_in_rule(p, r) for p in ports)]
+        if covering:
+            start = min(covering) - 1
+    for prio in range(start, 99, -1):
+        if prio not in taken:
+            return prio
+    raise ArmError(400, "SecurityRuleInvalidPriority", f"No free priority in {nsg_id}.")
+
+
+def _port_in_rule(port: int, rule: dict[str, Any]) -> bool:
+    props = rule["properties"]
+    ranges = props.get("destinationPortRanges") or [props.get("destinationPortRange") or ""]
+    for r in ranges:
+        low, _, high = r.partition("-")
+        if r == "*" or (low.isdigit() and int(low) <= port <= int(high or low)):
+            return True
+    return False
+
+
+def _reconcile_deny_rules(b: Backend, entry: dict[str, Any]) -> None:
+    policy = entry["policy"]
+    wanted = {vm["id"].lower(): vm for vm in policy["properties"]["virtualMachines"]}
+    for vm_key in list(entry["deny"]):
+        for nsg_id, rule_name in entry["deny"][vm_key]:
+            if b.find(nsg_id):
+                b.delete_rule(nsg_id, rule_name)
+        if vm_key not in wanted:
+            del entry["deny"][vm_key]
+    for vm_key, vm in wanted.items():
+        ports = sorted(p["number"] for p in vm["ports"])
+        vm_name = name_of(vm["id"])
+        placed = []
+        for _nic, ip, nsgs in b.vm_paths(vm["id"]):
+            for nsg_id in nsgs:
+                name = _rule_name(DENY_PREFIX, policy["id"], vm["id"], nsg_id)
+                body = {"name": name, "properties": {
+                    "description": f"MDC JIT Network Access rule for policy '{policy['name']}' "
+                                   f"of VM '{vm_name}'.",
+                    "protocol": "*", "sourcePortRange": "*", "sourceAddressPrefix": "*",
+                    "destinationAddressPrefix": ip or "*", "access": "Deny",
+                    "priority": _deny_priority(b, nsg_id, ports), "direction": "Inbound",
+                }}
+                if len(ports) == 1:
+                    body["properties"]["destinationPortRange"] = str(ports[0])
+                else:
+                    body["properties"]["destinationPortRanges"] = [str(p) for p in ports]
+                b.put_rule(nsg_id, body)
+                placed.append([nsg_id, name])
+        entry["deny"][vm_key] = placed
+
+
+# --- initiate, propagation, expiry -----------------------------------------------------------
+
+
+def _not_subset(pid: str) -> ArmError:
+    return _bad(f"The given access request is not a subset of policy '{pid}'. Please make sure "
+                "that the access request is within the allowed policy properties.")
+
+
+def _source_allowed(source: str, allowed: list[str]) -> bool:
+    if any(a.strip() in ("*", "Any", "Internet", "0.0.0.0/0") for a in allowed):
+        return True
+    try:
+        net = ipaddress.ip_network(source, strict=False)
+    except ValueError:
+        return False
+    for a in allowed:
+        try:
+            if net.subnet_of(ipaddress.ip_network(a, strict=False)):  # type: ignore[arg-type]
+                return True
+        except (ValueError, TypeError):
+            continue
+    return False
+
+
+def initiate(b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    entry = _entry(b, policy_id(sub, rg, loc, name))
+    policy = entry["policy"]
+    now = b.clock.now()
+    vms_in = body.get("virtualMachines")
+    if not isinstance(vms_in, list) or not vms_in:
+        raise _bad("The request must name at least one virtual machine.", "InvalidInitiateInput")
+    out_vms = []
+    new_grants = []
+    for vm in vms_in:
+        pvm = next((v for v in policy["properties"]["virtualMachines"] if same_id(v["id"], vm.get("id"))), None)
+        if pvm is None or not vm.get("ports"):
+            raise _not_subset(policy["id"])
+        out_ports = []
+        for port in vm["ports"]:
+            if ("endTimeUtc" in port) == ("duration" in port):
+                raise _bad("Only one of fields 'EndTimeUtc' and 'Duration' can be set.",
+                           "InvalidInitiateInput")
+            rule = next((p for p in pvm["ports"] if p["number"] == port.get("number")), None)
+            if rule is None:
+                raise _not_subset(policy["id"])
+            sources = port.get("allowedSourceAddressPrefixes") or [port.get("allowedSourceAddressPrefix")]
+            if not all(sources):
+                raise _not_subset(policy["id"])
+            for src in sources:
+                try:
+                    ipv6 = ipaddress.ip_network(src, strict=False).version == 6
+                except ValueError:
+                    ipv6 = ":" in src
+                if ipv6:
+                    raise _bad("The provided access request contains a source IP address in IPv6 "
+                               "format, which is unsupported by Just-In-Time Network Access.")
+            allowed = rule.get("allowedSourceAddressPrefixes") or [rule["allowedSourceAddressPrefix"]]
+            if not all(_source_allowed(s, allowed) for s in sources):
+                raise _not_subset(policy["id"])
+            try:
+                end = (now + parse_iso_duration(port["duration"]) if "duration" in port
+                       else parse_time(port["endTimeUtc"]))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise _bad(f"Invalid end time or duration: {exc}", "InvalidInitiateInput") from None
+            if end <= now or end - now > parse_iso_duration(rule["maxRequestAccessDuration"]) + timedelta(seconds=60):
+                raise _not_subset(policy["id"])
+            src_field = ({"allowedSourceAddressPrefixes": sources} if len(sources) > 1
+                         else {"allowedSourceAddressPrefix": sources[0]})
+            out_ports.append({"number": port["number"], **src_field, "endTimeUtc": iso(end),
+                              "status": "Initiating", "statusReason": "UserRequested"})
+            new_grants.append({"policy": policy["id"], "vm": pvm["id"], "port": port["number"],
+                               "sources": sources, "protocol": rule["protocol"],
+                               "end": iso(end), "start": iso(now), "state": "pending",
+                               "apply_at": iso(now + timedelta(seconds=b.settings.propagation_delay)),
+                               "rules": []})
+        out_vms.append({"id": pvm["id"], "ports": out_ports})
+    request = {"virtualMachines": out_vms, "startTimeUtc": iso(now),
+               "requestor": b.settings.requestor}
+    if body.get("justification") is not None:
+        request["justification"] = body["justification"]
+    history = policy["properties"]["requests"]
+    history.append(copy.deepcopy(request))
+    for g in new_grants:
+        g["request"] = len(history) - 1
+    b.state["grants"].extend(new_grants)
+    response = copy.deepcopy(request)
+    tick(b)
+    return response
+
+
+def _history_port(b: Backend, grant: dict[str, Any]) -> dict[str, Any] | None:
+    entry = b.state["jit"].get(grant["policy"].lower())
+    if entry is None:
+        return None
+    req = entry["policy"]["properties"]["requests"][grant["request"]]
+    for vm in req["virtualMachines"]:
+        if same_id(vm["id"], grant["vm"]):
+            for port in vm["ports"]:
+                if port["number"] == grant["port"]:
+                    return port
+    return None
+
+
+def _end_grant(b: Backend, grant: dict[str, Any], status: str, reason: str) -> None:
+    for nsg_id, rule_name in grant["rules"]:
+        if b.find(nsg_id):
+            b.delete_rule(nsg_id, rule_name)
+    grant["rules"] = []
+    grant["state"] = "done"
+    port = _history_port(b, grant)
+    if port is not None:
+        port["status"], port["statusReason"] = status, reason
+
+
+def _apply_grant(b: Backend, grant: dict[str, Any]) -> None:
+    for other in b.state["grants"]:
+        if (other is not grant and other["state"] != "done" and other["port"] == grant["port"]
+                and same_id(other["vm"], grant["vm"]) and other["start"] <= grant["start"]):
+            _end_grant(b, other, "Revoked", "NewerRequestInitiated")
+    vm = b.find(grant["vm"])
+    vm_name = name_of(grant["vm"])
+    policy_name = name_of(grant["policy"])
+    for _nic, ip, nsgs in b.vm_paths(grant["vm"]) if vm else []:
+        for nsg_id in nsgs:
+            taken = {r["properties"]["priority"] for r in b.rules(nsg_id)
+                     if r["properties"]["direction"] == "Inbound"}
+            prio = next(p for p in range(b.settings.allow_priority, 4097) if p not in taken)
+            name = _rule_name(ALLOW_PREFIX, grant["policy"], grant["vm"], nsg_id, grant["start"],
+                              str(grant["port"]))
+            src = grant["sources"]
+            b.put_rule(nsg_id, {"name": name, "properties": {
+                "description": f"MDC JIT Network Access rule created by an initiation request for "
+                               f"policy '{policy_name}' of VM '{vm_name}'.",
+                "protocol": PROTOCOLS.get(grant["protocol"], "*"), "sourcePortRange": "*",
+                **({"sourceAddressPrefix": src[0]} if len(src) == 1 else {"sourceAddressPrefixes": src}),
+                "destinationAddressPrefix": ip or "*", "destinationPortRange": str(grant["port"]),
+                "access": "Allow", "priority": prio, "direction": "Inbound"}})
+            grant["rules"].append([nsg_id, name])
+    grant["state"] = "active"
+    port = _history_port(b, grant)
+    if port is not None:
+        port["status"] = "Initiated"
+
+
+def tick(b: Backend) -> None:
+    """Apply what is due by now: pending grants become rules, expired grants go."""
+    now = b.clock.now()
+    for grant in sorted(b.state["grants"], key=lambda g: g["apply_at"]):
+        if grant["state"] == "pending" and parse_time(grant["apply_at"]) <= now:
+            _apply_grant(b, grant)
+        if grant["state"] != "done" and parse_time(grant["end"]) <= now:
+            _end_grant(b, grant, "Revoked", "Expired")
+    b.state["grants"] = [g for g in b.state["grants"] if g["state"] != "done"]

@@ -1,0 +1,69 @@
+"""Exit codes and the error types jitctl raises; the CLI maps them to exits in one place."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Stable exit codes, documented in the README; runbooks depend on them."""
+
+    OK = 0
+    ERROR = 1
+    BAD_INPUT = 2
+    NOT_SIGNED_IN = 3
+    NOT_FOUND = 4
+    FORBIDDEN = 5
+    REFUSED = 6
+    NOT_EFFECTIVE = 7
+    TIMED_OUT = 8
+
+
+class JitctlError(Exception):
+    """Base error: a one-line message and a hint that says what to do next."""
+
+    code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+class BadInput(JitctlError):
+    code = ExitCode.BAD_INPUT
+
+
+class NotSignedIn(JitctlError):
+    code = ExitCode.NOT_SIGNED_IN
+
+
+class NotFound(JitctlError):
+    code = ExitCode.NOT_FOUND
+
+
+class Forbidden(JitctlError):
+    code = ExitCode.FORBIDDEN
+
+
+class Refused(JitctlError):
+    """Refused by the JIT policy or by the state of the VM (port not in policy, no NSG...)."""
+
+    code = ExitCode.REFUSED
+
+
+class NotEffective(JitctlError):
+    code = ExitCode.NOT_EFFECTIVE
+
+
+class TimedOut(JitctlError):
+    code = ExitCode.TIMED_OUT
+
+
+class AzureError(JitctlError):
+    """An Azure answer that maps to no more specific code (409, 429 after retries, 5xx)."""
+
+    code = ExitCode.ERROR

@@ -1,0 +1,49 @@
+"""The one interface services use to reach Azure; jitctl.arm implements it with the SDK clients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from jitctl.ids import VmRef
+from jitctl.model import AccessRequest, JitPolicy, Nic, Nsg, PublicIp, Subnet, Vm
+
+
+@dataclass(frozen=True)
+class InitiatePort:
+    number: int
+    source: str
+    end_time: datetime
+
+
+class Gateway(Protocol):
+    """What jitctl needs from Azure Resource Manager; one method is one ARM call (lists: per page)."""
+
+    subscription_id: str
+
+    def get_vm(self, ref: VmRef) -> Vm: ...
+
+    def get_nic(self, nic_id: str) -> Nic: ...
+
+    def get_subnet(self, subnet_id: str) -> Subnet: ...
+
+    def get_nsg(self, nsg_id: str) -> Nsg: ...
+
+    def get_public_ip(self, public_ip_id: str) -> PublicIp: ...
+
+    def list_policies(
+        self, subscription_id: str, resource_group: str | None = None
+    ) -> list[JitPolicy]: ...
+
+    def get_policy(
+        self, subscription_id: str, resource_group: str, location: str, name: str
+    ) -> JitPolicy | None: ...
+
+    def put_policy(self, policy: JitPolicy) -> JitPolicy: ...
+
+    def delete_policy(self, policy: JitPolicy) -> None: ...
+
+    def initiate(
+        self, policy: JitPolicy, vm_id: str, ports: list[InitiatePort], justification: str | None
+    ) -> AccessRequest: ...

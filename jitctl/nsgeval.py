@@ -1,0 +1,200 @@
+"""Evaluate inbound NSG rules the way Azure does (pure logic, no I/O).
+
+Inbound traffic meets the subnet NSG first, then the NIC NSG; both must allow. Within an NSG the
+rules are taken by ascending priority and the first that matches decides; the default rules
+(65000 AllowVNetInBound, 65001 AllowAzureLoadBalancerInBound, 65500 DenyAllInBound) come last.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from jitctl.model import Nsg, SecurityRule
+
+# Since May 2023 "MicrosoftDefenderForCloud-JITRule"; before, "SecurityCenter-JITRule".
+# Deny rules use '_' separators, allow rules '-'; the integer can be negative.
+JIT_RULE_NAME = re.compile(
+    r"^(?:MicrosoftDefenderForCloud|SecurityCenter)-JITRule[_-]-?\d+[_-][0-9a-f]{32}$",
+    re.IGNORECASE,
+)
+JIT_DESCRIPTION = re.compile(r"^(?:MDC|ASC) JIT Network Access rule", re.IGNORECASE)
+
+AZURE_LOAD_BALANCER = ipaddress.ip_network("168.63.129.16/32")
+_PRIVATE = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+)
+
+DEFAULT_INBOUND_RULES = (
+    SecurityRule("AllowVnetInBound", 65000, "Allow", source_address_prefix="VirtualNetwork",
+                 destination_address_prefix="VirtualNetwork", destination_port_range="*", default=True),
+    SecurityRule("AllowAzureLoadBalancerInBound", 65001, "Allow",
+                 source_address_prefix="AzureLoadBalancer", destination_address_prefix="*",
+                 destination_port_range="*", default=True),
+    SecurityRule("DenyAllInBound", 65500, "Deny", source_address_prefix="*",
+                 destination_address_prefix="*", destination_port_range="*", default=True),
+)
+
+
+def is_jit_rule(rule: SecurityRule) -> bool:
+    return bool(JIT_RULE_NAME.match(rule.name)) or bool(
+        rule.description and JIT_DESCRIPTION.match(rule.description)
+    )
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Inbound traffic to evaluate. vnet_prefixes stand for the VirtualNetwork service tag."""
+
+    source_ip: str
+    destination_ip: str
+    port: int
+    protocol: str = "Tcp"
+    destination_asgs: tuple[str, ...] = ()
+    vnet_prefixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LevelVerdict:
+    level: str  # "subnet" | "nic"
+    nsg_id: str | None
+    allowed: bool
+    rule: SecurityRule | None  # the rule that decided; None when there is no NSG
+    is_jit: bool = False
+    preempted_jit_deny: SecurityRule | None = None  # the JIT deny the deciding rule precedes
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    allowed: bool
+    levels: tuple[LevelVerdict, ...]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def protected(self) -> bool:
+        """At least one NSG guards the path."""
+        return any(v.nsg_id for v in self.levels)
+
+    @property
+    def by_jit(self) -> bool:
+        """Access comes from a JIT allow rule on at least one level (so JIT gates it)."""
+        return self.allowed and any(v.is_jit and v.allowed for v in self.levels if v.nsg_id)
+
+    @property
+    def bypassed(self) -> bool:
+        """Access is allowed, an NSG guards the path, but no JIT rule decided: JIT is bypassed."""
+        return self.allowed and self.protected and not self.by_jit
+
+
+def _in_prefix(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: str, flow: Flow,
+               notes: list[str]) -> bool:
+    p = prefix.strip()
+    low = p.lower()
+    if low in ("*", "any", "0.0.0.0/0"):
+        return True
+    if low == "internet":
+        return ip.is_global and not _in_vnet(ip, flow)
+    if low == "virtualnetwork":
+        return _in_vnet(ip, flow)
+    if low == "azureloadbalancer":
+        return ip in AZURE_LOAD_BALANCER
+    try:
+        return ip in ipaddress.ip_network(p, strict=False)
+    except ValueError:
+        notes.append(f"service tag '{p}' cannot be resolved offline; assumed not to match")
+        return False
+
+
+def _in_vnet(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow) -> bool:
+    # The VirtualNetwork tag covers the VNet, peered VNets and on-premises ranges behind a
+    # gateway; without reading those, private ranges stand for it.
+    nets = [ipaddress.ip_network(p, strict=False) for p in flow.vnet_prefixes]
+    return any(ip in n for n in (*nets, *_PRIVATE))
+
+
+def _in_ports(port: int, ranges: Iterable[str]) -> bool:
+    for r in ranges:
+        r = r.strip()
+        if r in ("*", ""):
+            return True
+        low, _, high = r.partition("-")
+        if int(low) <= port <= int(high or low):
+            return True
+    return False
+
+
+def _listed(single: str | None, many: Sequence[str]) -> list[str]:
+    return list(many) if many else ([single] if single is not None else [])
+
+
+def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
+    if rule.direction.lower() != "inbound":
+        return False
+    if rule.protocol not in ("*", "Any") and rule.protocol.lower() != flow.protocol.lower():
+        return False
+    if not _in_ports(flow.port, _listed(rule.destination_port_range, rule.destination_port_ranges)):
+        return False
+    src_ports = _listed(rule.source_port_range, rule.source_port_ranges)
+    if src_ports and not any(p.strip() in ("*", "0-65535") for p in src_ports):
+        notes.append(f"rule {rule.name} limits source ports; the client's port is unknown, assumed not to match")
+        return False
+    src = ipaddress.ip_address(flow.source_ip)
+    dst = ipaddress.ip_address(flow.destination_ip)
+    if rule.source_asgs:
+        return False  # an address outside Azure is in no application security group
+    if not any(_in_prefix(src, p, flow, notes)
+               for p in _listed(rule.source_address_prefix, rule.source_address_prefixes)):
+        return False
+    if rule.destination_asgs:
+        return any(a.lower() in {x.lower() for x in flow.destination_asgs} for a in rule.destination_asgs)
+    dst_prefixes = _listed(rule.destination_address_prefix, rule.destination_address_prefixes)
+    return any(
+        p.lower() == "virtualnetwork" or _in_prefix(dst, p, flow, notes) for p in dst_prefixes
+    )
+
+
+def evaluate_nsg(level: str, nsg: Nsg | None, flow: Flow) -> LevelVerdict:
+    if nsg is None:
+        return LevelVerdict(level, None, True, None)
+    notes: list[str] = []
+    defaults = nsg.default_rules or DEFAULT_INBOUND_RULES
+    ordered = sorted(
+        (r for r in (*nsg.rules, *defaults) if r.direction.lower() == "inbound"),
+        key=lambda r: r.priority,
+    )
+    for i, rule in enumerate(ordered):
+        if rule_matches(rule, flow, notes):
+            preempted = None
+            if rule.access.lower() == "allow":
+                preempted = next(
+                    (r for r in ordered[i + 1 :]
+                     if is_jit_rule(r) and r.access.lower() == "deny" and rule_matches(r, flow, [])),
+                    None,
+                )
+            return LevelVerdict(
+                level, nsg.id, rule.access.lower() == "allow", rule, is_jit_rule(rule), preempted,
+                tuple(dict.fromkeys(notes)),
+            )
+    return LevelVerdict(level, nsg.id, False, None, notes=tuple(dict.fromkeys(notes)))
+
+
+def evaluate(subnet_nsg: Nsg | None, nic_nsg: Nsg | None, flow: Flow) -> Evaluation:
+    """Subnet NSG first, then NIC NSG; both must allow."""
+    ip = ipaddress.ip_address(flow.source_ip)
+    if ip.version != 4:
+        raise ValueError("JIT access is IPv4 only")
+    levels = (evaluate_nsg("subnet", subnet_nsg, flow), evaluate_nsg("nic", nic_nsg, flow))
+    result = Evaluation(all(v.allowed for v in levels), levels)
+    warnings = [n for v in levels for n in v.notes]
+    if not result.protected:
+        warnings.append("no NSG guards this VM's NIC or subnet: nothing protects the port")
+    elif result.bypassed:
+        rules = ", ".join(
+            f"{v.rule.name} (priority {v.rule.priority}, {v.level} NSG)"
+            for v in levels if v.rule and v.nsg_id
+        )
+        warnings.append(f"JIT is bypassed for port {flow.port}: access is allowed by {rules}, not by a JIT rule")
+    return Evaluation(result.allowed, levels, tuple(warnings))

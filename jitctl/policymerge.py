@@ -1,0 +1,82 @@
+"""Merge changes into a JIT policy's VM list without touching anything else (pure logic).
+
+A PUT replaces the whole virtualMachines list (JIT-REFERENCE section 1), so every write is
+read -> merge -> write, and the merge must leave every other VM and port exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from jitctl.ids import same_id
+from jitctl.model import PolicyVm, PortRule
+
+
+@dataclass(frozen=True)
+class PortChange:
+    vm_id: str
+    port: int
+    action: str  # add | change | remove
+    before: PortRule | None
+    after: PortRule | None
+
+
+def merge_ports(
+    vms: Sequence[PolicyVm], vm_ids: Iterable[str], rules: Sequence[PortRule]
+) -> tuple[tuple[PolicyVm, ...], tuple[PortChange, ...]]:
+    """Add or update `rules` on each VM; other VMs and other ports stay as they were."""
+    out = list(vms)
+    changes: list[PortChange] = []
+    for vm_id in vm_ids:
+        idx = next((i for i, v in enumerate(out) if same_id(v.id, vm_id)), None)
+        current = out[idx] if idx is not None else PolicyVm(id=vm_id, ports=())
+        ports = list(current.ports)
+        for rule in rules:
+            pos = next((i for i, p in enumerate(ports) if p.number == rule.number), None)
+            if pos is None:
+                ports.append(rule)
+                changes.append(PortChange(current.id, rule.number, "add", None, rule))
+            elif ports[pos] != rule:
+                changes.append(PortChange(current.id, rule.number, "change", ports[pos], rule))
+                ports[pos] = rule
+        updated = replace(current, ports=tuple(ports))
+        if idx is None:
+            out.append(updated)
+        else:
+            out[idx] = updated
+    return tuple(out), tuple(changes)
+
+
+def remove_ports(
+    vms: Sequence[PolicyVm], vm_id: str, numbers: Sequence[int] | None
+) -> tuple[tuple[PolicyVm, ...], tuple[PortChange, ...]]:
+    """Remove the given ports (all when None) from one VM; a VM left with no port goes."""
+    out: list[PolicyVm] = []
+    changes: list[PortChange] = []
+    for vm in vms:
+        if not same_id(vm.id, vm_id):
+            out.append(vm)
+            continue
+        keep = []
+        for p in vm.ports:
+            if numbers is None or p.number in numbers:
+                changes.append(PortChange(vm.id, p.number, "remove", p, None))
+            else:
+                keep.append(p)
+        if keep:
+            out.append(replace(vm, ports=tuple(keep)))
+    return tuple(out), tuple(changes)
+
+
+def applied(vms: Sequence[PolicyVm], changes: Sequence[PortChange]) -> bool:
+    """True when every change is visible in `vms` (used to re-check after a write)."""
+    for c in changes:
+        vm = next((v for v in vms if same_id(v.id, c.vm_id)), None)
+        port = vm.port(c.port) if vm else None
+        if c.action == "remove":
+            if port is not None:
+                return False
+        elif port != c.after:
+            return False
+    return True
