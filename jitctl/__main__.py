@@ -1,0 +1,3 @@
+from jitctl.cli import main
+
+main()

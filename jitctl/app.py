@@ -1,0 +1,114 @@
+"""The App: everything a command needs (gateway, clock, subscription), built lazily and injectable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jitctl.emulator.clock import SystemClock
+from jitctl.errors import BadInput
+from jitctl.gateway import Gateway
+
+STATE_ENV = "JITCTL_EMULATOR_STATE"
+EMULATED_PROPAGATION = 3.0  # seconds; Azure takes about a minute
+
+
+def emulator_state_file() -> Path:
+    explicit = os.environ.get(STATE_ENV)
+    if explicit:
+        return Path(explicit)
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir("jitctl", appauthor=False)) / "emulator.json"
+
+
+@dataclass
+class App:
+    subscription: str | None = None
+    cloud: str | None = None
+    arm_endpoint: str | None = None
+    emulator: bool = False
+    debug: bool = False
+    clock: Any = field(default_factory=SystemClock)
+    backend: Any = None  # an emulator Backend, when running against one
+    state_file: Path | None = None
+    _gateway: Gateway | None = None
+
+    @classmethod
+    def for_backend(cls, backend: Any, subscription: str | None = None) -> App:
+        """An App wired to an in-process emulator (tests, demo)."""
+        return cls(subscription=subscription, emulator=True, clock=backend.clock, backend=backend)
+
+    # --- the emulator -----------------------------------------------------------------------
+
+    def _load_emulator(self) -> Any:
+        from jitctl.emulator.backend import Backend, Settings
+        from jitctl.emulator.worlds import WORLDS
+
+        self.state_file = self.state_file or emulator_state_file()
+        if self.state_file.exists():
+            return Backend.load(self.state_file)
+        backend = Backend(settings=Settings(propagation_delay=EMULATED_PROPAGATION))
+        WORLDS[os.environ.get("JITCTL_EMULATOR_WORLD", "demo")](backend)
+        return backend
+
+    def close(self) -> None:
+        """Persist emulator state (the --emulator mode), so the next command sees it."""
+        if self.backend is not None and self.state_file is not None:
+            self.backend.save(self.state_file)
+
+    # --- Azure ------------------------------------------------------------------------------
+
+    @property
+    def subscription_id(self) -> str:
+        if self.emulator:
+            if self.backend is None:
+                self.backend = self._load_emulator()
+            subs = list(self.backend.state["subscriptions"].values())
+            if self.subscription:
+                return self.subscription
+            if subs:
+                return str(subs[0]["subscriptionId"])
+        from jitctl.clouds import resolve_subscription
+
+        sub = resolve_subscription(self.subscription)
+        if not sub:
+            raise BadInput("No subscription given.",
+                           "Pass --subscription/-s, set AZURE_SUBSCRIPTION_ID, or run 'az account set'.")
+        return sub
+
+    def gateway(self) -> Gateway:
+        if self._gateway is None:
+            from jitctl.arm.gateway import AzureGateway
+
+            self._gateway = AzureGateway(self._connection())
+        return self._gateway
+
+    def arm_calls(self) -> int | None:
+        return len(self.backend.log) if self.backend is not None else None
+
+    def _connection(self) -> Any:
+        from jitctl.arm.gateway import Connection
+
+        kwargs: dict[str, Any] = {"polling_interval": 1}
+        if self.emulator:
+            from jitctl.emulator.responses import Router
+            from jitctl.emulator.transport import StaticCredential, emulator_transport
+
+            sub = self.subscription_id  # loads the backend
+            kwargs.update(transport=emulator_transport(Router(self.backend)), polling_interval=0,
+                          retry_backoff_factor=0.01)
+            return Connection(StaticCredential(), sub, "https://management.emulator.invalid",
+                              ("https://management.emulator.invalid/.default",), kwargs)
+        from jitctl.clouds import resolve_cloud
+
+        cloud = resolve_cloud(self.cloud, self.arm_endpoint or os.environ.get("JITCTL_ARM_ENDPOINT"))
+        from azure.identity import DefaultAzureCredential
+
+        cred_kwargs: dict[str, Any] = {}
+        if cloud.authority:
+            cred_kwargs["authority"] = cloud.authority
+        credential = DefaultAzureCredential(**cred_kwargs)
+        return Connection(credential, self.subscription_id, cloud.arm_endpoint, (cloud.scope,), kwargs)

@@ -1,0 +1,34 @@
+"""--debug logging: HTTP requests and responses on stderr, with secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_SECRETS = [
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1<redacted>"),
+    (re.compile(r'(?i)("?(?:access_token|refresh_token|id_token|client_secret|x-identity-header|'
+                r'identity_header|secret)"?\s*[:=]\s*["\']?)[^"\'\s,}]+'), r"\1<redacted>"),
+    (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "<redacted-jwt>"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, repl in _SECRETS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def enable_debug_logging() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in ("jitctl", "azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
+        logging.getLogger(name).setLevel(logging.DEBUG)

@@ -1,0 +1,147 @@
+"""The one renderer: results to JSON (a contract, tested) or to tables for people."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from jitctl.ids import name_of
+from jitctl.parsing import format_human_duration, format_iso_duration
+
+# Derived properties that are part of the JSON contract, by class name.
+JSON_EXTRA = {
+    "VerifyResult": ("effective", "ok"),
+    "PortVerdict": ("effective",),
+    "Evaluation": ("protected", "by_jit", "bypassed"),
+    "PolicyChangeResult": ("changed",),
+    "PortRule": ("sources",),
+}
+JSON_SKIP = {"PortRule": ("allowed_source_address_prefix", "allowed_source_address_prefixes")}
+
+
+def jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        name = type(obj).__name__
+        out = {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+               if f.name not in JSON_SKIP.get(name, ())}
+        for extra in JSON_EXTRA.get(name, ()):
+            out[extra] = jsonable(getattr(obj, extra))
+        return out
+    if isinstance(obj, datetime):
+        return obj.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(obj, timedelta):
+        return format_iso_duration(obj)
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    return obj
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(jsonable(obj), indent=2)
+
+
+def when(t: datetime | None, now: datetime | None = None) -> str:
+    if t is None:
+        return "-"
+    text = t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if now is not None:
+        left = t - now
+        text += f" ({format_human_duration(left)} left)" if left.total_seconds() > 0 else " (ended)"
+    return text
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    return "\n".join(lines)
+
+
+def _protocol(p: str) -> str:
+    return {"*": "any"}.get(p, p.lower())
+
+
+# --- per result ----------------------------------------------------------------------------
+
+
+def policy_changes(result: Any) -> str:
+    lines = []
+    for pol in result.policies:
+        seg = pol.policy_id.split("/")
+        lines.append(f"JIT policy {seg[-1]} ({seg[4]}, {seg[-3]}): {pol.action}"
+                     + (f" after {pol.attempts} writes" if pol.attempts > 1 else ""))
+        if not pol.changes:
+            lines.append("  no change: nothing written")
+        for c in pol.changes:
+            mark = {"add": "+", "change": "~", "remove": "-"}[c.action]
+            rule = c.after or c.before
+            lines.append(f"  {mark} {name_of(c.vm_id)} port {c.port}/{_protocol(rule.protocol)} "
+                         f"from {','.join(rule.sources)} max {format_human_duration(rule.max_duration)}")
+    if result.dry_run:
+        lines.append("dry run: nothing was written")
+    return "\n".join(lines)
+
+
+def policy_list(result: Any, now: datetime) -> str:
+    rows = []
+    for pol in result.policies:
+        for vm in pol.vms:
+            for port in vm.ports:
+                live = [g for g in vm.grants if g.port == port.number]
+                grant = "; ".join(f"{g.source} until {when(g.end_time, now)}" for g in live) or "-"
+                rows.append([pol.resource_group, pol.location, pol.name, vm.name,
+                             f"{port.number}/{_protocol(port.protocol)}", ",".join(port.sources),
+                             format_human_duration(port.max_duration), grant])
+    if not rows:
+        return "No JIT policies found."
+    return table(rows, ["GROUP", "REGION", "POLICY", "VM", "PORT", "SOURCES", "MAX", "ACTIVE GRANTS"])
+
+
+def request_result(result: Any, now: datetime) -> str:
+    lines = [f"Requested JIT access to {result.vm_name} (policy {name_of(result.policy_id)})"
+             + (f" as {result.requestor}" if result.requestor else "")]
+    for p in result.ports:
+        lines.append(f"  port {p.number} from {p.source} until {when(p.end_time, now)}: {p.status}")
+    return "\n".join(lines)
+
+
+def _rule_line(v: Any) -> str:
+    where = f"{v.level} NSG {name_of(v.nsg_id)}" if v.nsg_id else f"{v.level}: no NSG"
+    if v.rule is None:
+        return f"  {where}: allow (nothing to evaluate)" if v.allowed else f"  {where}: no rule matched"
+    kind = ("JIT " if v.is_jit else "") + ("allow" if v.allowed else "deny")
+    line = f"  {where}: {kind} rule {v.rule.name} priority {v.rule.priority}"
+    if v.preempted_jit_deny is not None:
+        d = v.preempted_jit_deny
+        line += f", precedes the JIT deny rule {d.name} priority {d.priority}"
+    return line
+
+
+def verify_result(result: Any) -> str:
+    lines = []
+    for p in result.ports:
+        verdict = "EFFECTIVE" if p.effective else "NOT EFFECTIVE"
+        lines.append(f"{verdict}: {result.source_ip} -> {result.vm_name} {result.private_ip}:{p.port}/tcp")
+        lines.extend(_rule_line(v) for v in p.evaluation.levels)
+        lines.extend(f"  warning: {w}" for w in p.evaluation.warnings)
+    return "\n".join(lines)
+
+
+def render(result: Any, output: str, now: datetime) -> str:
+    if output == "json":
+        return to_json(result)
+    name = type(result).__name__
+    if name == "PolicyChangeResult":
+        return policy_changes(result)
+    if name == "PolicyList":
+        return policy_list(result, now)
+    if name == "RequestResult":
+        return request_result(result, now)
+    if name == "VerifyResult":
+        return verify_result(result)
+    if hasattr(result, "text"):
+        return str(result.text(now))
+    return to_json(result)

@@ -1,0 +1,1 @@
+"""Services: enable, disable, show/list, request, verify, wait. They never print nor import azure."""

@@ -1,0 +1,120 @@
+"""Request timed access: check the request against the policy locally, then initiate."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from jitctl.errors import NotFound, Refused
+from jitctl.gateway import Gateway, InitiatePort
+from jitctl.ids import VmRef, name_of
+from jitctl.model import JitPolicy, PolicyVm, PortRule
+from jitctl.parsing import format_human_duration
+from jitctl.services.policies import policies_of_vm
+
+
+@dataclass(frozen=True)
+class GrantedPort:
+    number: int
+    source: str
+    end_time: datetime
+    status: str
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    policy_id: str
+    vm_id: str
+    ports: tuple[GrantedPort, ...]
+    start_time: datetime | None
+    requestor: str | None
+    justification: str | None
+
+    @property
+    def vm_name(self) -> str:
+        return name_of(self.vm_id)
+
+
+def source_allowed(source: str, rule: PortRule) -> bool:
+    """Is the requested source inside one of the port's allowed prefixes?"""
+    net = ipaddress.ip_network(source, strict=False) if source != "*" else None
+    for allowed in rule.sources:
+        a = allowed.strip()
+        if a.lower() in ("*", "any", "0.0.0.0/0"):
+            return True
+        if net is None:
+            continue
+        if a.lower() == "internet":
+            if net.network_address.is_global:
+                return True
+            continue
+        try:
+            if net.subnet_of(ipaddress.ip_network(a, strict=False)):  # type: ignore[arg-type]
+                return True
+        except (ValueError, TypeError):
+            continue
+    return False
+
+
+def check_request(
+    policy: JitPolicy, pvm: PolicyVm, ports: Sequence[int], source: str, duration: timedelta | None
+) -> list[tuple[PortRule, timedelta]]:
+    """What Azure would refuse, refused here first (JIT-REFERENCE: 'not a subset of policy')."""
+    vm_name = name_of(pvm.id)
+    configured = ", ".join(str(p.number) for p in pvm.ports)
+    out = []
+    for number in ports:
+        rule = pvm.port(number)
+        if rule is None:
+            raise Refused(f"Port {number} is not in the JIT policy '{policy.name}' of VM {vm_name} "
+                          f"(configured: {configured}).",
+                          f"Ask an admin to run: jitctl enable {vm_name} --port {number}")
+        if duration is not None and duration > rule.max_duration:
+            raise Refused(f"Duration {format_human_duration(duration)} exceeds the maximum of "
+                          f"{format_human_duration(rule.max_duration)} for port {number} of VM {vm_name}.",
+                          f"Use --duration {format_human_duration(rule.max_duration)} or less.")
+        if not source_allowed(source, rule):
+            raise Refused(f"Source {source} is outside the allowed sources of port {number} of VM "
+                          f"{vm_name} ({', '.join(rule.sources)}).",
+                          "Request from an allowed address.")
+        out.append((rule, duration or rule.max_duration))
+    return out
+
+
+def find_policy(gw: Gateway, ref: VmRef, ports: Sequence[int], policy_name: str | None) -> tuple[JitPolicy, PolicyVm]:
+    policies = policies_of_vm(gw, ref, policy_name)
+    if not policies:
+        raise NotFound(f"JIT is not enabled for VM {ref.name} in resource group {ref.resource_group}.",
+                       f"Enable it first: jitctl enable {ref.name} -g {ref.resource_group}")
+    # Several policies may name the VM; prefer the one that has every requested port.
+    for pol in policies:
+        pvm = pol.vm(ref.id)
+        if pvm and all(pvm.port(n) for n in ports):
+            return pol, pvm
+    pol = policies[0]
+    return pol, pol.vm(ref.id)  # type: ignore[return-value]
+
+
+def request_access(
+    gw: Gateway,
+    ref: VmRef,
+    source: str,
+    now: datetime,
+    ports: Sequence[int] = (3389,),
+    duration: timedelta | None = None,
+    justification: str | None = None,
+    policy_name: str | None = None,
+) -> RequestResult:
+    """Two ARM calls: list the group's policies (finds the VM's), then initiate."""
+    policy, pvm = find_policy(gw, ref, ports, policy_name)
+    checked = check_request(policy, pvm, ports, source, duration)
+    initiate = [InitiatePort(rule.number, source, now + length) for rule, length in checked]
+    answer = gw.initiate(policy, pvm.id, initiate, justification)
+    granted = tuple(
+        GrantedPort(p.number, p.source, p.end_time, p.status)
+        for vm in answer.vms for p in vm.ports
+    ) or tuple(GrantedPort(p.number, p.source, p.end_time, "Initiating") for p in initiate)
+    return RequestResult(policy.id, pvm.id, granted, answer.start_time or now, answer.requestor,
+                         answer.justification if answer.justification is not None else justification)
