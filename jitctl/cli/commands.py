@@ -240,3 +240,13 @@ def verify(app: App, vm: str, resource_group: str | None, source_ip: str, ports:
     emit(app, result)
     check(result)
 
+
+
+def _register() -> None:
+    from jitctl.cli.emulator_cmds import demo, emulator
+
+    cli.add_command(demo)
+    cli.add_command(emulator)
+
+
+_register()

@@ -145,3 +145,24 @@ def render(result: Any, output: str, now: datetime) -> str:
     if hasattr(result, "text"):
         return str(result.text(now))
     return to_json(result)
+
+
+def render_json(obj: Any) -> str:
+    return to_json(obj)
+
+
+def nsg_snapshot(snap: Any) -> str:
+    rows = [[str(p), n, a, s, ports] for p, n, a, s, ports in snap.rules]
+    return f"NSG {name_of(snap.nsg_id)}\n" + "\n".join(
+        "  " + line for line in table(rows, ["PRIORITY", "NAME", "ACCESS", "SOURCE", "PORTS"]).splitlines())
+
+
+def emit_step(step: Any, now: datetime) -> str:
+    head = f"== {step.title}  [{step.arm_calls} ARM calls, {step.seconds:.1f}s]"
+    body = step.result
+    if isinstance(body, list):
+        text = "\n".join(nsg_snapshot(s) for s in body)
+    else:
+        text = render(body, "table", now)
+    note = f"   {step.note}\n" if step.note else ""
+    return f"{head}\n{note}{text}\n"

@@ -1,0 +1,123 @@
+"""The demo and the emulator commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from jitctl.app import App
+from jitctl.cli import CONTEXT
+
+WORLD_NAMES = ["demo", "busy", "multinic", "empty"]
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--source-ip", help="Address to request access for (default: this machine's public IPv4, "
+              "or 203.0.113.7 when offline).")
+@click.option("--fast", is_flag=True, help="No propagation delay (Azure takes ~1 minute, the demo 3 s).")
+@click.pass_obj
+def demo(app: App, source_ip: str | None, fast: bool) -> None:
+    """Walk through enable -> request -> wait -> verify on a fresh emulated world. No Azure needed.
+
+    \b
+    Example:
+      jitctl demo
+    """
+    from jitctl.cli.render import emit_step, render_json
+    from jitctl.demo import run_demo
+    from jitctl.emulator.backend import Backend, Settings
+    from jitctl.emulator.worlds import demo as seed
+    from jitctl.errors import NotEffective
+    from jitctl.parsing import parse_source
+    from jitctl.publicip import PublicIpError, detect_public_ip
+
+    backend = Backend(settings=Settings(propagation_delay=0.0 if fast else 3.0))
+    seed(backend)
+    demo_app = App.for_backend(backend)
+    note = ""
+    if source_ip:
+        source = parse_source(source_ip).split("/")[0]
+    else:
+        try:
+            source, note = detect_public_ip(timeout=2.0), "This machine's public address."
+        except PublicIpError:
+            source, note = "203.0.113.7", "Offline: this machine's public address could not be found; using 203.0.113.7."
+    steps = []
+    for step in run_demo(demo_app, source, note):
+        steps.append(step)
+        if app.output != "json":  # type: ignore[attr-defined]
+            click.echo(emit_step(step, demo_app.clock.now()))
+    allowed, denied = steps[-2].result, steps[-1].result
+    ok = allowed.ok and not denied.effective
+    if app.output == "json":  # type: ignore[attr-defined]
+        click.echo(render_json({"steps": steps, "arm_calls": demo_app.arm_calls(), "ok": ok}))
+    else:
+        click.echo(f"Verdict: {source} reaches vm-win01:3389 through the JIT allow rule; "
+                   f"198.51.100.99 does not. {demo_app.arm_calls()} ARM calls in all."
+                   if ok else "Verdict: the demo did not reach the expected state.")
+    if not ok:
+        raise NotEffective("The demo's final verification failed.", "Run with --debug and report it.")
+
+
+@click.group(context_settings=CONTEXT)
+def emulator() -> None:
+    """Run the built-in Azure emulator for other clients, or reset the --emulator state."""
+
+
+@emulator.command(context_settings=CONTEXT)
+@click.option("--port", default=8443, show_default=True, help="TCP port on 127.0.0.1 (0: any free).")
+@click.option("--state", "state", type=click.Path(dir_okay=False, path_type=Path),
+              help="Load and save the emulator's state in this file.")
+@click.option("--world", type=click.Choice(WORLD_NAMES), default="demo", show_default=True,
+              help="World to seed when there is no state file.")
+@click.option("--propagation-delay", default=5.0, show_default=True, help="Seconds until a JIT allow rule appears.")
+def serve(port: int, state: Path | None, world: str, propagation_delay: float) -> None:
+    """Serve the emulator over HTTPS with a managed-identity token endpoint.
+
+    Prints the shell lines that point DefaultAzureCredential, the azure-mgmt clients and jitctl at it.
+
+    \b
+    Example:
+      jitctl emulator serve --port 8443 --state ./emulator.json
+    """
+    import time
+
+    from jitctl.emulator.backend import Backend, Settings
+    from jitctl.emulator.server import EmulatorServer
+    from jitctl.emulator.worlds import WORLDS
+
+    if state is not None and state.exists():
+        backend = Backend.load(state)
+    else:
+        backend = Backend(settings=Settings(propagation_delay=propagation_delay))
+        WORLDS[world](backend)
+    server = EmulatorServer(backend, port=port, state_file=state)
+    server.start()
+    click.echo("\n".join(server.shell_lines()))
+    click.echo(f"# jitctl emulator listening on {server.endpoint} (Ctrl-C to stop)", err=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+@emulator.command(context_settings=CONTEXT)
+@click.option("--world", type=click.Choice(WORLD_NAMES), default="demo", show_default=True)
+def reset(world: str) -> None:
+    """Start the --emulator state afresh with a named world.
+
+    \b
+    Example:
+      jitctl emulator reset --world busy
+    """
+    from jitctl.app import EMULATED_PROPAGATION, emulator_state_file
+    from jitctl.emulator.backend import Backend, Settings
+    from jitctl.emulator.worlds import WORLDS
+
+    backend = Backend(settings=Settings(propagation_delay=EMULATED_PROPAGATION))
+    WORLDS[world](backend)
+    path = emulator_state_file()
+    backend.save(path)
+    click.echo(f"Emulator state reset to world '{world}'.")

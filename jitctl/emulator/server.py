@@ -1,0 +1,167 @@
+"""The emulator over HTTPS on 127.0.0.1, with a managed-identity token endpoint, so that any
+client (azure-identity, the azure-mgmt clients, jitctl, the Azure CLI) works unchanged."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from jitctl.emulator.backend import DEFAULT_TENANT, Backend
+from jitctl.emulator.responses import Router
+
+TOKEN_PATH = "/msi/token"
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (0600 on POSIX; Windows ignores the mode)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, made at start; returns (cert, key) paths."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jitctl emulator")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "emulator-cert.pem", directory / "emulator-key.pem"
+    write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    write_private(key_path, key.private_bytes(serialization.Encoding.PEM,
+                                              serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def fake_jwt(resource: str, subscription: str | None) -> tuple[str, int]:
+    """An unsigned JWT-shaped token with the claims clients read (tid, oid, exp); never a secret."""
+    exp = int(time.time()) + 3600
+
+    def b64(d: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
+
+    claims = {"aud": resource, "iss": f"https://sts.windows.net/{DEFAULT_TENANT}/", "tid": DEFAULT_TENANT,
+              "oid": "00000000-0000-4000-8000-0000000000e1", "appid": "00000000-0000-4000-8000-0000000000e2",
+              "xms_mirid": f"/subscriptions/{subscription}/emulator", "exp": exp, "iat": exp - 3600}
+    return f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}.", exp
+
+
+@dataclass
+class EmulatorServer:
+    backend: Backend
+    host: str = "127.0.0.1"
+    port: int = 0
+    state_file: Path | None = None
+    cert_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.router = Router(self.backend)
+        self.identity_header = secrets.token_hex(16)
+        self._httpd: ThreadingHTTPServer | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        import tempfile
+
+        directory = self.cert_dir or Path(tempfile.mkdtemp(prefix="jitctl-emulator-"))
+        self.cert_path, key_path = self_signed_cert(directory)
+        handler = _make_handler(self)
+        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.cert_path, key_path)
+        self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
+        self.port = self._httpd.server_address[1]
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        self.persist()
+
+    def persist(self) -> None:
+        if self.state_file is not None:
+            with self.backend.lock:
+                self.backend.save(self.state_file)
+
+    def shell_lines(self) -> list[str]:
+        sub = next(iter(self.backend.state["subscriptions"].values()), {}).get("subscriptionId", "")
+        return [
+            f"export JITCTL_ARM_ENDPOINT={self.endpoint}",
+            f"export IDENTITY_ENDPOINT={self.endpoint}{TOKEN_PATH}",
+            f"export IDENTITY_HEADER={self.identity_header}",
+            f"export REQUESTS_CA_BUNDLE={self.cert_path}",
+            f"export AZURE_SUBSCRIPTION_ID={sub}",
+        ]
+
+    def token(self, query: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if headers.get("x-identity-header") != self.identity_header:
+            return 401, {"error": "invalid_request", "error_description": "X-IDENTITY-HEADER is missing or wrong."}
+        resource = query.get("resource", "")
+        sub = next(iter(self.backend.state["subscriptions"].values()), {}).get("subscriptionId")
+        token, exp = fake_jwt(resource, sub)
+        return 200, {"access_token": token, "expires_on": str(exp), "resource": resource,
+                     "token_type": "Bearer", "client_id": "00000000-0000-4000-8000-0000000000e2"}
+
+
+def _make_handler(server: EmulatorServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet; the backend keeps a log
+            pass
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else None
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            parts = urlsplit(self.path)
+            if parts.path == TOKEN_PATH:
+                status, body = server.token({k: v[-1] for k, v in parse_qs(parts.query).items()}, headers)
+                payload = json.dumps(body).encode()
+                out_headers = {"Content-Type": "application/json"}
+            else:
+                status, out_headers, payload = server.router.handle(
+                    self.command, f"{server.endpoint}{self.path}", headers, raw)
+                if self.command != "GET":
+                    server.persist()
+            self.send_response(status)
+            for k, v in out_headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _serve
+
+    return Handler
