@@ -96,7 +96,7 @@ def _in_prefix(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: str, f
     if low in ("*", "any", "0.0.0.0/0"):
         return True
     if low == "internet":
-        return ip.is_global and not _in_vnet(ip, flow)
+        return is_internet(ip, flow)
     if low == "virtualnetwork":
         return _in_vnet(ip, flow)
     if low == "azureloadbalancer":
@@ -108,10 +108,16 @@ def _in_prefix(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: str, f
         return False
 
 
-def _in_vnet(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow) -> bool:
+def is_internet(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None = None) -> bool:
+    """The Internet tag: outside the VNet and private ranges (documentation ranges count)."""
+    return not (_in_vnet(ip, flow) or ip.is_loopback or ip.is_link_local or ip.is_multicast
+                or ip.is_unspecified or ip in AZURE_LOAD_BALANCER)
+
+
+def _in_vnet(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None) -> bool:
     # The VirtualNetwork tag covers the VNet, peered VNets and on-premises ranges behind a
     # gateway; without reading those, private ranges stand for it.
-    nets = [ipaddress.ip_network(p, strict=False) for p in flow.vnet_prefixes]
+    nets = [ipaddress.ip_network(p, strict=False) for p in (flow.vnet_prefixes if flow else ())]
     return any(ip in n for n in (*nets, *_PRIVATE))
 
 

@@ -11,6 +11,7 @@ from jitctl.errors import NotFound, Refused
 from jitctl.gateway import Gateway, InitiatePort
 from jitctl.ids import VmRef, name_of
 from jitctl.model import JitPolicy, PolicyVm, PortRule
+from jitctl.nsgeval import is_internet
 from jitctl.parsing import format_human_duration
 from jitctl.services.policies import policies_of_vm
 
@@ -47,7 +48,7 @@ def source_allowed(source: str, rule: PortRule) -> bool:
         if net is None:
             continue
         if a.lower() == "internet":
-            if net.network_address.is_global:
+            if is_internet(net.network_address):
                 return True
             continue
         try:

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from jitctl.app import App
+from jitctl.cli.commands import cli
+from jitctl.emulator import Backend, FakeClock, Settings
+from jitctl.emulator.worlds import WORLDS
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def world() -> str:
+    return "demo"
+
+
+@pytest.fixture
+def backend(clock: FakeClock, world: str) -> Backend:
+    b = Backend(settings=Settings(propagation_delay=0), clock=clock)
+    WORLDS[world](b)
+    return b
+
+
+@pytest.fixture
+def app(backend: Backend) -> App:
+    return App.for_backend(backend)
+
+
+@pytest.fixture
+def gw(app: App) -> Any:
+    return app.gateway()
+
+
+@pytest.fixture
+def run(app: App) -> Callable[..., Result]:
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(cli, list(args), obj=app, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def calls(backend: Backend) -> Callable[[], list[str]]:
+    """ARM calls made since the last call of this function: 'METHOD path-tail'."""
+    seen = {"n": len(backend.log)}
+
+    def since() -> list[str]:
+        new = backend.log[seen["n"]:]
+        seen["n"] = len(backend.log)
+        return [f"{e.method} {e.path.rsplit('/providers/', 1)[-1]}" for e in new]
+
+    return since
