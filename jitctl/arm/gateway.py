@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,34 +29,41 @@ def _rg_name(resource_id: str, kind: str) -> tuple[str, str, str]:
     return seg["subscriptions"], seg["resourcegroups"], seg[kind.lower()]
 
 
+ClientFactory = Callable[[str, str], Any]
+
+
 class AzureGateway:
-    def __init__(self, conn: Connection) -> None:
+    """`factory(kind, subscription_id)` may supply the SDK clients (tests pass autospecced ones)."""
+
+    def __init__(self, conn: Connection, factory: ClientFactory | None = None) -> None:
         self.conn = conn
         self.subscription_id = conn.subscription_id
+        self._factory = factory or self._make_client
         self._clients: dict[tuple[str, str], Any] = {}
 
     def _client(self, kind: str, subscription_id: str) -> Any:
         key = (kind, subscription_id.lower())
         if key not in self._clients:
-            kwargs = dict(
-                base_url=self.conn.endpoint,
-                credential_scopes=list(self.conn.scopes),
-                **self.conn.client_kwargs,
-            )
-            if kind == "security":
-                from azure.mgmt.security import SecurityCenter
-
-                client: Any = SecurityCenter(self.conn.credential, subscription_id, **kwargs)
-            elif kind == "network":
-                from azure.mgmt.network import NetworkManagementClient
-
-                client = NetworkManagementClient(self.conn.credential, subscription_id, **kwargs)
-            else:
-                from azure.mgmt.compute import ComputeManagementClient
-
-                client = ComputeManagementClient(self.conn.credential, subscription_id, **kwargs)
-            self._clients[key] = client
+            self._clients[key] = self._factory(kind, subscription_id)
         return self._clients[key]
+
+    def _make_client(self, kind: str, subscription_id: str) -> Any:
+        kwargs: dict[str, Any] = dict(
+            base_url=self.conn.endpoint,
+            credential_scopes=list(self.conn.scopes),
+            **self.conn.client_kwargs,
+        )
+        if kind == "security":
+            from azure.mgmt.security import SecurityCenter
+
+            return SecurityCenter(self.conn.credential, subscription_id, **kwargs)
+        if kind == "network":
+            from azure.mgmt.network import NetworkManagementClient
+
+            return NetworkManagementClient(self.conn.credential, subscription_id, **kwargs)
+        from azure.mgmt.compute import ComputeManagementClient
+
+        return ComputeManagementClient(self.conn.credential, subscription_id, **kwargs)
 
     def _jit(self, subscription_id: str) -> Any:
         return self._client("security", subscription_id).jit_network_access_policies
