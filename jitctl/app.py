@@ -75,8 +75,10 @@ class App:
 
         sub = resolve_subscription(self.subscription)
         if not sub:
-            raise BadInput("No subscription given.",
-                           "Pass --subscription/-s, set AZURE_SUBSCRIPTION_ID, or run 'az account set'.")
+            raise BadInput(
+                "No subscription given.",
+                "Pass --subscription/-s, set AZURE_SUBSCRIPTION_ID, or run 'az account set'.",
+            )
         return sub
 
     def gateway(self) -> Gateway:
@@ -98,17 +100,29 @@ class App:
             from jitctl.emulator.transport import StaticCredential, emulator_transport
 
             sub = self.subscription_id  # loads the backend
-            kwargs.update(transport=emulator_transport(Router(self.backend)), polling_interval=0,
-                          retry_backoff_factor=0.01)
-            return Connection(StaticCredential(), sub, "https://management.emulator.invalid",
-                              ("https://management.emulator.invalid/.default",), kwargs)
+            kwargs.update(
+                transport=emulator_transport(Router(self.backend)),
+                polling_interval=0,
+                retry_backoff_factor=0.01,
+            )
+            return Connection(
+                StaticCredential(),
+                sub,
+                "https://management.emulator.invalid",
+                ("https://management.emulator.invalid/.default",),
+                kwargs,
+            )
         from jitctl.clouds import resolve_cloud
 
-        cloud = resolve_cloud(self.cloud, self.arm_endpoint or os.environ.get("JITCTL_ARM_ENDPOINT"))
+        cloud = resolve_cloud(
+            self.cloud, self.arm_endpoint or os.environ.get("JITCTL_ARM_ENDPOINT")
+        )
         from azure.identity import DefaultAzureCredential
 
         cred_kwargs: dict[str, Any] = {}
         if cloud.authority:
             cred_kwargs["authority"] = cloud.authority
         credential = DefaultAzureCredential(**cred_kwargs)
-        return Connection(credential, self.subscription_id, cloud.arm_endpoint, (cloud.scope,), kwargs)
+        return Connection(
+            credential, self.subscription_id, cloud.arm_endpoint, (cloud.scope,), kwargs
+        )

@@ -19,14 +19,24 @@ class Cloud:
 
 
 CLOUDS = {
-    "azurecloud": Cloud("AzureCloud", "https://management.azure.com",
-                        "https://management.azure.com/.default", "login.microsoftonline.com"),
-    "azureusgovernment": Cloud("AzureUSGovernment", "https://management.usgovcloudapi.net",
-                               "https://management.core.usgovcloudapi.net/.default",
-                               "login.microsoftonline.us"),
-    "azurechinacloud": Cloud("AzureChinaCloud", "https://management.chinacloudapi.cn",
-                             "https://management.core.chinacloudapi.cn/.default",
-                             "login.chinacloudapi.cn"),
+    "azurecloud": Cloud(
+        "AzureCloud",
+        "https://management.azure.com",
+        "https://management.azure.com/.default",
+        "login.microsoftonline.com",
+    ),
+    "azureusgovernment": Cloud(
+        "AzureUSGovernment",
+        "https://management.usgovcloudapi.net",
+        "https://management.core.usgovcloudapi.net/.default",
+        "login.microsoftonline.us",
+    ),
+    "azurechinacloud": Cloud(
+        "AzureChinaCloud",
+        "https://management.chinacloudapi.cn",
+        "https://management.core.chinacloudapi.cn/.default",
+        "login.chinacloudapi.cn",
+    ),
 }
 
 
@@ -35,14 +45,18 @@ def resolve_cloud(name: str | None, arm_endpoint: str | None) -> Cloud:
     if arm_endpoint:
         endpoint = arm_endpoint.rstrip("/")
         if not endpoint.startswith("https://"):
-            raise BadInput(f"ARM endpoint '{arm_endpoint}' is not an https URL.",
-                           "Use a form such as https://management.example.local.")
+            raise BadInput(
+                f"ARM endpoint '{arm_endpoint}' is not an https URL.",
+                "Use a form such as https://management.example.local.",
+            )
         scope = os.environ.get("JITCTL_ARM_AUDIENCE", endpoint).rstrip("/") + "/.default"
         return Cloud("Custom", endpoint, scope, None)
     key = (name or "AzureCloud").lower()
     if key not in CLOUDS:
-        raise BadInput(f"Unknown cloud '{name}'.",
-                       "Use AzureCloud, AzureUSGovernment, AzureChinaCloud, or --arm-endpoint URL.")
+        raise BadInput(
+            f"Unknown cloud '{name}'.",
+            "Use AzureCloud, AzureUSGovernment, AzureChinaCloud, or --arm-endpoint URL.",
+        )
     return CLOUDS[key]
 
 

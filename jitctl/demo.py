@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from jitctl.app import App
@@ -38,40 +39,73 @@ def snapshot(nsg: Nsg) -> NsgSnapshot:
     return NsgSnapshot(nsg.id, tuple(rows))
 
 
-def run_demo(app: App, source_ip: str, source_note: str, timeout: float = 60.0) -> Iterator[DemoStep]:
+def run_demo(
+    app: App, source_ip: str, source_note: str, timeout: float = 60.0
+) -> Iterator[DemoStep]:
     """Yields each step as it completes (so a terminal shows progress)."""
     from jitctl.emulator.worlds import DEMO_GROUP, DEMO_SUBSCRIPTION
-    from jitctl.services.policies import enable
     from jitctl.services.access import request_access
+    from jitctl.services.policies import enable
     from jitctl.services.verify import verify, wait_until_effective
 
     gw = app.gateway()
     vms = [VmRef(DEMO_SUBSCRIPTION, DEMO_GROUP, n) for n in ("vm-win01", "vm-lnx01")]
-    nsg_ids = [f"/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/{DEMO_GROUP}/providers/"
-               f"Microsoft.Network/networkSecurityGroups/{n}" for n in ("vm-win01-nsg", "snet-linux-nsg")]
+    nsg_ids = [
+        f"/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/{DEMO_GROUP}/providers/"
+        f"Microsoft.Network/networkSecurityGroups/{n}"
+        for n in ("vm-win01-nsg", "snet-linux-nsg")
+    ]
 
     def step(title: str, fn: Callable[[], Any], note: str = "") -> DemoStep:
         calls, start = app.arm_calls() or 0, app.clock.now()
         result = fn()
-        return DemoStep(title, (app.arm_calls() or 0) - calls,
-                        (app.clock.now() - start).total_seconds(), result, note)
+        return DemoStep(
+            title,
+            (app.arm_calls() or 0) - calls,
+            (app.clock.now() - start).total_seconds(),
+            result,
+            note,
+        )
 
-    yield step("NSG rules before", lambda: [snapshot(gw.get_nsg(i)) for i in nsg_ids],
-               "vm-win01 has an NSG on its NIC; vm-lnx01 sits behind an NSG on its subnet.")
-    yield step("Enable JIT on both VMs (RDP 3389 and SSH 22, 3 hours max)",
-               lambda: enable(gw, vms, [PortRule(3389), PortRule(22)]),
-               "One read-merge-write of the resource group's policy; JIT adds deny rules.")
+    yield step(
+        "NSG rules before",
+        lambda: [snapshot(gw.get_nsg(i)) for i in nsg_ids],
+        "vm-win01 has an NSG on its NIC; vm-lnx01 sits behind an NSG on its subnet.",
+    )
+    yield step(
+        "Enable JIT on both VMs (RDP 3389 and SSH 22, 3 hours max)",
+        lambda: enable(gw, vms, [PortRule(3389), PortRule(22)]),
+        "One read-merge-write of the resource group's policy; JIT adds deny rules.",
+    )
     for ref, port in ((vms[0], 3389), (vms[1], 22)):
-        yield step(f"Request {port} on {ref.name} for {source_ip}",
-                   lambda ref=ref, port=port: request_access(gw, ref, source_ip, app.clock.now(), [port],
-                                                             justification="jitctl demo"),
-                   source_note)
-        yield step(f"Wait until {ref.name} really lets {source_ip} in on {port}",
-                   lambda ref=ref, port=port: wait_until_effective(gw, ref, source_ip, app.clock, [port],
-                                                                   timeout)[0],
-                   "Polls the NSGs with backoff; Azure takes about a minute, the emulator a few seconds.")
+        yield step(
+            f"Request {port} on {ref.name} for {source_ip}",
+            partial(
+                request_access,
+                gw,
+                ref,
+                source_ip,
+                app.clock.now(),
+                [port],
+                justification="jitctl demo",
+            ),
+            source_note,
+        )
+        yield step(
+            f"Wait until {ref.name} really lets {source_ip} in on {port}",
+            partial(
+                lambda r, p: wait_until_effective(gw, r, source_ip, app.clock, [p], timeout)[0],
+                ref,
+                port,
+            ),
+            "Polls the NSGs with backoff; Azure takes about a minute, the emulator a few seconds.",
+        )
     yield step("NSG rules after", lambda: [snapshot(gw.get_nsg(i)) for i in nsg_ids])
-    yield step("Verify from the request's source (RDP on vm-win01)",
-               lambda: verify(gw, vms[0], source_ip, [3389], require_jit=True))
-    yield step("Verify from another address (must be denied)",
-               lambda: verify(gw, vms[0], "198.51.100.99", [3389]))
+    yield step(
+        "Verify from the request's source (RDP on vm-win01)",
+        lambda: verify(gw, vms[0], source_ip, [3389], require_jit=True),
+    )
+    yield step(
+        "Verify from another address (must be denied)",
+        lambda: verify(gw, vms[0], "198.51.100.99", [3389]),
+    )

@@ -25,7 +25,7 @@ def segments(resource_id: str) -> dict[str, str]:
     """Map lower-cased type keys to values: {'subscriptions': 's', 'resourcegroups': 'rg', ...}."""
     parts = [p for p in resource_id.strip().split("/") if p]
     out: dict[str, str] = {}
-    for key, value in zip(parts[0::2], parts[1::2]):
+    for key, value in zip(parts[0::2], parts[1::2], strict=False):
         out.setdefault(key.lower(), value)
     return out
 
@@ -42,7 +42,11 @@ def parse_vm(value: str, *, resource_group: str | None, subscription_id: str | N
     """A VM by full resource id, or by name with a resource group."""
     if value.startswith("/"):
         seg = segments(value)
-        if "virtualmachines" not in seg or "resourcegroups" not in seg or "subscriptions" not in seg:
+        if (
+            "virtualmachines" not in seg
+            or "resourcegroups" not in seg
+            or "subscriptions" not in seg
+        ):
             raise BadInput(
                 f"'{value}' is not a virtual machine resource id.",
                 "Use /subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/NAME.",
@@ -54,7 +58,9 @@ def parse_vm(value: str, *, resource_group: str | None, subscription_id: str | N
             "Pass --resource-group/-g, or give the VM's full resource id.",
         )
     if not subscription_id:
-        raise BadInput("No subscription given.", "Pass --subscription or set AZURE_SUBSCRIPTION_ID.")
+        raise BadInput(
+            "No subscription given.", "Pass --subscription or set AZURE_SUBSCRIPTION_ID."
+        )
     return VmRef(subscription_id, resource_group, value)
 
 

@@ -24,17 +24,38 @@ JIT_DESCRIPTION = re.compile(r"^(?:MDC|ASC) JIT Network Access rule", re.IGNOREC
 
 AZURE_LOAD_BALANCER = ipaddress.ip_network("168.63.129.16/32")
 _PRIVATE = tuple(
-    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 )
 
 DEFAULT_INBOUND_RULES = (
-    SecurityRule("AllowVnetInBound", 65000, "Allow", source_address_prefix="VirtualNetwork",
-                 destination_address_prefix="VirtualNetwork", destination_port_range="*", default=True),
-    SecurityRule("AllowAzureLoadBalancerInBound", 65001, "Allow",
-                 source_address_prefix="AzureLoadBalancer", destination_address_prefix="*",
-                 destination_port_range="*", default=True),
-    SecurityRule("DenyAllInBound", 65500, "Deny", source_address_prefix="*",
-                 destination_address_prefix="*", destination_port_range="*", default=True),
+    SecurityRule(
+        "AllowVnetInBound",
+        65000,
+        "Allow",
+        source_address_prefix="VirtualNetwork",
+        destination_address_prefix="VirtualNetwork",
+        destination_port_range="*",
+        default=True,
+    ),
+    SecurityRule(
+        "AllowAzureLoadBalancerInBound",
+        65001,
+        "Allow",
+        source_address_prefix="AzureLoadBalancer",
+        destination_address_prefix="*",
+        destination_port_range="*",
+        default=True,
+    ),
+    SecurityRule(
+        "DenyAllInBound",
+        65500,
+        "Deny",
+        source_address_prefix="*",
+        destination_address_prefix="*",
+        destination_port_range="*",
+        default=True,
+    ),
 )
 
 
@@ -89,8 +110,9 @@ class Evaluation:
         return self.allowed and self.protected and not self.by_jit
 
 
-def _in_prefix(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: str, flow: Flow,
-               notes: list[str]) -> bool:
+def _in_prefix(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: str, flow: Flow, notes: list[str]
+) -> bool:
     p = prefix.strip()
     low = p.lower()
     if low in ("*", "any", "0.0.0.0/0"):
@@ -108,10 +130,18 @@ def _in_prefix(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: str, f
         return False
 
 
-def is_internet(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None = None) -> bool:
+def is_internet(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None = None
+) -> bool:
     """The Internet tag: outside the VNet and private ranges (documentation ranges count)."""
-    return not (_in_vnet(ip, flow) or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                or ip.is_unspecified or ip in AZURE_LOAD_BALANCER)
+    return not (
+        _in_vnet(ip, flow)
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_unspecified
+        or ip in AZURE_LOAD_BALANCER
+    )
 
 
 def _in_vnet(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None) -> bool:
@@ -145,17 +175,23 @@ def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
         return False
     src_ports = _listed(rule.source_port_range, rule.source_port_ranges)
     if src_ports and not any(p.strip() in ("*", "0-65535") for p in src_ports):
-        notes.append(f"rule {rule.name} limits source ports; the client's port is unknown, assumed not to match")
+        notes.append(
+            f"rule {rule.name} limits source ports; the client's port is unknown, assumed not to match"
+        )
         return False
     src = ipaddress.ip_address(flow.source_ip)
     dst = ipaddress.ip_address(flow.destination_ip)
     if rule.source_asgs:
         return False  # an address outside Azure is in no application security group
-    if not any(_in_prefix(src, p, flow, notes)
-               for p in _listed(rule.source_address_prefix, rule.source_address_prefixes)):
+    if not any(
+        _in_prefix(src, p, flow, notes)
+        for p in _listed(rule.source_address_prefix, rule.source_address_prefixes)
+    ):
         return False
     if rule.destination_asgs:
-        return any(a.lower() in {x.lower() for x in flow.destination_asgs} for a in rule.destination_asgs)
+        return any(
+            a.lower() in {x.lower() for x in flow.destination_asgs} for a in rule.destination_asgs
+        )
     dst_prefixes = _listed(rule.destination_address_prefix, rule.destination_address_prefixes)
     return any(
         p.lower() == "virtualnetwork" or _in_prefix(dst, p, flow, notes) for p in dst_prefixes
@@ -176,12 +212,22 @@ def evaluate_nsg(level: str, nsg: Nsg | None, flow: Flow) -> LevelVerdict:
             preempted = None
             if rule.access.lower() == "allow":
                 preempted = next(
-                    (r for r in ordered[i + 1 :]
-                     if is_jit_rule(r) and r.access.lower() == "deny" and rule_matches(r, flow, [])),
+                    (
+                        r
+                        for r in ordered[i + 1 :]
+                        if is_jit_rule(r)
+                        and r.access.lower() == "deny"
+                        and rule_matches(r, flow, [])
+                    ),
                     None,
                 )
             return LevelVerdict(
-                level, nsg.id, rule.access.lower() == "allow", rule, is_jit_rule(rule), preempted,
+                level,
+                nsg.id,
+                rule.access.lower() == "allow",
+                rule,
+                is_jit_rule(rule),
+                preempted,
                 tuple(dict.fromkeys(notes)),
             )
     return LevelVerdict(level, nsg.id, False, None, notes=tuple(dict.fromkeys(notes)))
@@ -200,7 +246,10 @@ def evaluate(subnet_nsg: Nsg | None, nic_nsg: Nsg | None, flow: Flow) -> Evaluat
     elif result.bypassed:
         rules = ", ".join(
             f"{v.rule.name} (priority {v.rule.priority}, {v.level} NSG)"
-            for v in levels if v.rule and v.nsg_id
+            for v in levels
+            if v.rule and v.nsg_id
         )
-        warnings.append(f"JIT is bypassed for port {flow.port}: access is allowed by {rules}, not by a JIT rule")
+        warnings.append(
+            f"JIT is bypassed for port {flow.port}: access is allowed by {rules}, not by a JIT rule"
+        )
     return Evaluation(result.allowed, levels, tuple(warnings))

@@ -90,7 +90,9 @@ def parse_port(value: str | int) -> int:
     try:
         port = int(value)
     except (TypeError, ValueError):
-        raise BadInput(f"'{value}' is not a port number.", "Use a number from 1 to 65535.") from None
+        raise BadInput(
+            f"'{value}' is not a port number.", "Use a number from 1 to 65535."
+        ) from None
     if not 1 <= port <= 65535:
         raise BadInput(f"Port {port} is out of range.", "Use a number from 1 to 65535.")
     return port
@@ -128,7 +130,8 @@ def parse_source(value: str, *, allow_any: bool = False) -> str:
         net = ipaddress.ip_network(raw, strict=False)
     except ValueError:
         raise BadInput(
-            f"'{value}' is not an IPv4 address or CIDR.", "Use a form such as 203.0.113.7 or 203.0.113.0/24."
+            f"'{value}' is not an IPv4 address or CIDR.",
+            "Use a form such as 203.0.113.7 or 203.0.113.0/24.",
         ) from None
     if net.version == 6:
         raise BadInput(

@@ -47,13 +47,16 @@ def _ask(fetch: Fetch, url: str, timeout: float) -> str | None:
     return str(ip) if ip.version == 4 and ip.is_global else None
 
 
-def detect_public_ip(fetch: Fetch = http_fetch, services: Sequence[str] | None = None,
-                     timeout: float = 3.0) -> str:
+def detect_public_ip(
+    fetch: Fetch = http_fetch, services: Sequence[str] | None = None, timeout: float = 3.0
+) -> str:
     """Ask two services at once; if they do not agree, ask the others and take a majority."""
     urls = list(services or services_from_env())
     if len(urls) < 2:
-        raise PublicIpError("At least two IP echo services are needed to trust the answer.",
-                            "Set JITCTL_IP_ECHO_URLS to two or more URLs, or pass --source-ip.")
+        raise PublicIpError(
+            "At least two IP echo services are needed to trust the answer.",
+            "Set JITCTL_IP_ECHO_URLS to two or more URLs, or pass --source-ip.",
+        )
     with ThreadPoolExecutor(max_workers=len(urls)) as pool:
         answers = list(pool.map(lambda u: _ask(fetch, u, timeout), urls[:2]))
         if answers[0] and answers[0] == answers[1]:
@@ -61,11 +64,15 @@ def detect_public_ip(fetch: Fetch = http_fetch, services: Sequence[str] | None =
         answers += list(pool.map(lambda u: _ask(fetch, u, timeout), urls[2:]))
     valid = [a for a in answers if a]
     if not valid:
-        raise PublicIpError("Cannot find this machine's public IP address: no echo service answered "
-                            "(offline?).", "Pass --source-ip with your public IPv4 address.")
+        raise PublicIpError(
+            "Cannot find this machine's public IP address: no echo service answered (offline?).",
+            "Pass --source-ip with your public IPv4 address.",
+        )
     (best, votes), *_ = Counter(valid).most_common(1)
     if votes >= 2:
         return best
-    seen = ", ".join(f"{u} says {a or 'nothing'}" for u, a in zip(urls, answers))
-    raise PublicIpError(f"IP echo services disagree on this machine's address ({seen}).",
-                        "Pass --source-ip with the address you connect from.")
+    seen = ", ".join(f"{u} says {a or 'nothing'}" for u, a in zip(urls, answers, strict=False))
+    raise PublicIpError(
+        f"IP echo services disagree on this machine's address ({seen}).",
+        "Pass --source-ip with the address you connect from.",
+    )

@@ -11,6 +11,7 @@ from jitctl.cli.commands import cli
 from jitctl.emulator import Backend, FakeClock, Settings
 from jitctl.emulator.worlds import WORLDS
 
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -52,7 +53,7 @@ def calls(backend: Backend) -> Callable[[], list[str]]:
     seen = {"n": len(backend.log)}
 
     def since() -> list[str]:
-        new = backend.log[seen["n"]:]
+        new = backend.log[seen["n"] :]
         seen["n"] = len(backend.log)
         return [f"{e.method} {e.path.rsplit('/providers/', 1)[-1]}" for e in new]
 

@@ -1,7 +1,7 @@
 """NSG evaluation with real rule shapes (JIT-REFERENCE sections 2 and 3)."""
 
-from jitctl.nsgeval import Flow, evaluate, is_jit_rule
 from jitctl.model import Nsg, SecurityRule
+from jitctl.nsgeval import Flow, evaluate, is_jit_rule
 
 VM_IP = "10.0.0.4"
 NEW_DENY = "MicrosoftDefenderForCloud-JITRule_-1234567_0123456789abcdef0123456789abcdef"
@@ -11,17 +11,34 @@ OLD_ALLOW = "SecurityCenter-JITRule--55-0123456789abcdef0123456789abcdef"
 
 
 def jit_deny(name=NEW_DENY, ports=("22", "3389"), priority=4096):
-    return SecurityRule(name, priority, "Deny", protocol="*", source_address_prefix="*",
-                        destination_address_prefix=VM_IP, destination_port_ranges=tuple(ports))
+    return SecurityRule(
+        name,
+        priority,
+        "Deny",
+        protocol="*",
+        source_address_prefix="*",
+        destination_address_prefix=VM_IP,
+        destination_port_ranges=tuple(ports),
+    )
 
 
 def jit_allow(source, name=NEW_ALLOW, port="3389", priority=100):
-    return SecurityRule(name, priority, "Allow", protocol="*", source_address_prefix=source,
-                        destination_address_prefix=VM_IP, destination_port_range=port)
+    return SecurityRule(
+        name,
+        priority,
+        "Allow",
+        protocol="*",
+        source_address_prefix=source,
+        destination_address_prefix=VM_IP,
+        destination_port_range=port,
+    )
 
 
 def nsg(*rules, name="nsg1"):
-    return Nsg(f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/{name}", rules)
+    return Nsg(
+        f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/{name}",
+        rules,
+    )
 
 
 def flow(src="203.0.113.7", port=3389, **kw):
@@ -32,7 +49,14 @@ def test_names_of_both_generations_are_jit():
     for name in (NEW_DENY, NEW_ALLOW, OLD_DENY, OLD_ALLOW):
         assert is_jit_rule(SecurityRule(name, 100, "Allow"))
     assert not is_jit_rule(SecurityRule("Allow-RDP", 100, "Allow"))
-    assert is_jit_rule(SecurityRule("x", 100, "Allow", description="ASC JIT Network Access rule for policy 'default' of VM 'a'."))
+    assert is_jit_rule(
+        SecurityRule(
+            "x",
+            100,
+            "Allow",
+            description="ASC JIT Network Access rule for policy 'default' of VM 'a'.",
+        )
+    )
 
 
 def test_jit_allow_precedes_jit_deny():
@@ -69,23 +93,46 @@ def test_vnet_source_allowed_by_default_rule():
 
 
 def test_load_balancer_probe_tag():
-    assert evaluate(None, nsg(), flow("168.63.129.16")).levels[1].rule.name == "AllowAzureLoadBalancerInBound"
+    assert (
+        evaluate(None, nsg(), flow("168.63.129.16")).levels[1].rule.name
+        == "AllowAzureLoadBalancerInBound"
+    )
 
 
 def test_subnet_first_then_nic_both_must_allow():
     subnet = nsg(jit_deny(), jit_allow("203.0.113.7"), name="subnet-nsg")
-    nic_blocks = nsg(SecurityRule("Deny-RDP", 500, "Deny", source_address_prefix="Internet",
-                                  destination_address_prefix="*", destination_port_range="3389"), name="nic-nsg")
+    nic_blocks = nsg(
+        SecurityRule(
+            "Deny-RDP",
+            500,
+            "Deny",
+            source_address_prefix="Internet",
+            destination_address_prefix="*",
+            destination_port_range="3389",
+        ),
+        name="nic-nsg",
+    )
     ev = evaluate(subnet, nic_blocks, flow())
     assert not ev.allowed
     assert [v.level for v in ev.levels] == ["subnet", "nic"]
-    assert ev.levels[0].allowed and not ev.levels[1].allowed and ev.levels[1].rule.name == "Deny-RDP"
+    assert (
+        ev.levels[0].allowed and not ev.levels[1].allowed and ev.levels[1].rule.name == "Deny-RDP"
+    )
 
 
 def test_broad_allow_above_jit_deny_bypasses_jit():
-    legacy = nsg(SecurityRule("Allow-RDP-Any", 1001, "Allow", protocol="Tcp", source_address_prefix="*",
-                              destination_address_prefix="*", destination_port_range="3389"),
-                 jit_deny(priority=4096))
+    legacy = nsg(
+        SecurityRule(
+            "Allow-RDP-Any",
+            1001,
+            "Allow",
+            protocol="Tcp",
+            source_address_prefix="*",
+            destination_address_prefix="*",
+            destination_port_range="3389",
+        ),
+        jit_deny(priority=4096),
+    )
     ev = evaluate(None, legacy, flow("198.51.100.50"))
     assert ev.allowed and ev.bypassed and not ev.by_jit
     assert ev.levels[1].preempted_jit_deny.name == NEW_DENY
@@ -93,8 +140,17 @@ def test_broad_allow_above_jit_deny_bypasses_jit():
 
 
 def test_jit_on_one_level_is_enough():
-    subnet_open = nsg(SecurityRule("Allow-RDP", 200, "Allow", source_address_prefix="Internet",
-                                   destination_address_prefix="*", destination_port_range="3389"), name="s")
+    subnet_open = nsg(
+        SecurityRule(
+            "Allow-RDP",
+            200,
+            "Allow",
+            source_address_prefix="Internet",
+            destination_address_prefix="*",
+            destination_port_range="3389",
+        ),
+        name="s",
+    )
     nic = nsg(jit_deny(), jit_allow("203.0.113.7"), name="n")
     ev = evaluate(subnet_open, nic, flow())
     assert ev.allowed and ev.by_jit and not ev.bypassed
@@ -107,26 +163,59 @@ def test_no_nsg_means_unprotected():
 
 
 def test_port_ranges_lists_and_protocols():
-    rules = nsg(SecurityRule("Allow-Range", 300, "Allow", protocol="Udp", source_address_prefix="*",
-                             destination_address_prefix="*", destination_port_ranges=("3000-4000",)),
-                SecurityRule("Allow-Tcp-List", 310, "Allow", protocol="Tcp",
-                             source_address_prefixes=("198.51.100.0/24", "203.0.113.0/24"),
-                             destination_address_prefixes=("10.0.0.0/24",), destination_port_ranges=("22", "3380-3390")))
+    rules = nsg(
+        SecurityRule(
+            "Allow-Range",
+            300,
+            "Allow",
+            protocol="Udp",
+            source_address_prefix="*",
+            destination_address_prefix="*",
+            destination_port_ranges=("3000-4000",),
+        ),
+        SecurityRule(
+            "Allow-Tcp-List",
+            310,
+            "Allow",
+            protocol="Tcp",
+            source_address_prefixes=("198.51.100.0/24", "203.0.113.0/24"),
+            destination_address_prefixes=("10.0.0.0/24",),
+            destination_port_ranges=("22", "3380-3390"),
+        ),
+    )
     ev = evaluate(None, rules, flow())
-    assert ev.allowed and ev.levels[1].rule.name == "Allow-Tcp-List"  # the Udp rule does not match Tcp
+    assert (
+        ev.allowed and ev.levels[1].rule.name == "Allow-Tcp-List"
+    )  # the Udp rule does not match Tcp
     assert not evaluate(None, rules, flow(port=4000)).allowed
 
 
 def test_internet_tag_excludes_private_sources():
-    rules = nsg(SecurityRule("Deny-Internet", 100, "Deny", source_address_prefix="Internet",
-                             destination_address_prefix="*", destination_port_range="*"))
+    rules = nsg(
+        SecurityRule(
+            "Deny-Internet",
+            100,
+            "Deny",
+            source_address_prefix="Internet",
+            destination_address_prefix="*",
+            destination_port_range="*",
+        )
+    )
     assert not evaluate(None, rules, flow("203.0.113.7")).allowed
     assert evaluate(None, rules, flow("10.0.9.9")).allowed  # falls through to AllowVnetInBound
 
 
 def test_unknown_service_tag_is_noted_not_matched():
-    rules = nsg(SecurityRule("Allow-Storage", 100, "Allow", source_address_prefix="Storage.WestEurope",
-                             destination_address_prefix="*", destination_port_range="*"))
+    rules = nsg(
+        SecurityRule(
+            "Allow-Storage",
+            100,
+            "Allow",
+            source_address_prefix="Storage.WestEurope",
+            destination_address_prefix="*",
+            destination_port_range="*",
+        )
+    )
     ev = evaluate(None, rules, flow())
     assert not ev.allowed
     assert any("Storage.WestEurope" in w for w in ev.warnings)
@@ -134,17 +223,41 @@ def test_unknown_service_tag_is_noted_not_matched():
 
 def test_application_security_groups():
     asg = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/applicationSecurityGroups/web"
-    rules = nsg(SecurityRule("Allow-To-Asg", 100, "Allow", source_address_prefix="*",
-                             destination_asgs=(asg,), destination_port_range="3389"))
+    rules = nsg(
+        SecurityRule(
+            "Allow-To-Asg",
+            100,
+            "Allow",
+            source_address_prefix="*",
+            destination_asgs=(asg,),
+            destination_port_range="3389",
+        )
+    )
     assert evaluate(None, rules, flow(destination_asgs=(asg.upper(),))).allowed
     assert not evaluate(None, rules, flow()).allowed
 
 
 def test_outbound_and_source_port_rules_do_not_decide():
-    rules = nsg(SecurityRule("Out", 100, "Allow", direction="Outbound", source_address_prefix="*",
-                             destination_address_prefix="*", destination_port_range="*"),
-                SecurityRule("SrcPort", 110, "Allow", source_address_prefix="*", source_port_range="1024",
-                             destination_address_prefix="*", destination_port_range="3389"))
+    rules = nsg(
+        SecurityRule(
+            "Out",
+            100,
+            "Allow",
+            direction="Outbound",
+            source_address_prefix="*",
+            destination_address_prefix="*",
+            destination_port_range="*",
+        ),
+        SecurityRule(
+            "SrcPort",
+            110,
+            "Allow",
+            source_address_prefix="*",
+            source_port_range="1024",
+            destination_address_prefix="*",
+            destination_port_range="3389",
+        ),
+    )
     ev = evaluate(None, rules, flow())
     assert not ev.allowed and ev.levels[1].rule.name == "DenyAllInBound"
     assert any("source ports" in w for w in ev.warnings)

@@ -14,10 +14,20 @@ from jitctl.parsing import (
 )
 
 
-@pytest.mark.parametrize(("text", "minutes"), [
-    ("90m", 90), ("1h", 60), ("1h30m", 90), ("PT1H", 60), ("pt2h30m", 150), ("5m", 5), ("24h", 1440),
-    ("P1D", 1440), ("PT5M", 5),
-])
+@pytest.mark.parametrize(
+    ("text", "minutes"),
+    [
+        ("90m", 90),
+        ("1h", 60),
+        ("1h30m", 90),
+        ("PT1H", 60),
+        ("pt2h30m", 150),
+        ("5m", 5),
+        ("24h", 1440),
+        ("P1D", 1440),
+        ("PT5M", 5),
+    ],
+)
 def test_durations(text, minutes):
     assert parse_duration(text) == timedelta(minutes=minutes)
 
@@ -37,10 +47,15 @@ def test_iso_round_trip():
     assert format_human_duration(timedelta(minutes=90)) == "1h30m"
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("203.0.113.7", "203.0.113.7"), ("203.0.113.7/32", "203.0.113.7"),
-    ("198.51.100.0/24", "198.51.100.0/24"), ("198.51.100.9/24", "198.51.100.0/24"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("203.0.113.7/32", "203.0.113.7"),
+        ("198.51.100.0/24", "198.51.100.0/24"),
+        ("198.51.100.9/24", "198.51.100.0/24"),
+    ],
+)
 def test_sources(value, expected):
     assert parse_source(value) == expected
 
@@ -78,7 +93,9 @@ def test_vm_by_id_or_name():
     ref = parse_vm(vm_id, resource_group=None, subscription_id=None)
     assert (ref.subscription_id, ref.resource_group, ref.name) == ("s1", "RG", "vm1")
     assert same_id(ref.id, vm_id.upper())
-    assert parse_vm("vm1", resource_group="rg", subscription_id="s").id.endswith("/rg/providers/Microsoft.Compute/virtualMachines/vm1")
+    assert parse_vm("vm1", resource_group="rg", subscription_id="s").id.endswith(
+        "/rg/providers/Microsoft.Compute/virtualMachines/vm1"
+    )
     with pytest.raises(BadInput, match="resource group"):
         parse_vm("vm1", resource_group=None, subscription_id="s")
     with pytest.raises(BadInput, match="not a virtual machine"):

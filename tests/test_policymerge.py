@@ -26,7 +26,7 @@ def test_port_takes_new_settings_other_ports_stay():
 
 
 def test_no_change_means_no_changes():
-    vms, changes = merge_ports([PolicyVm(A, (RDP,))], [A], [RDP])
+    _vms, changes = merge_ports([PolicyVm(A, (RDP,))], [A], [RDP])
     assert changes == ()
 
 

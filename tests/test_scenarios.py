@@ -26,17 +26,22 @@ def rules_of(backend, nsg_name):
 
 
 def test_enable_on_a_shared_policy_keeps_other_vms_and_ports(gw, backend, calls):
-    other = PolicyVm(LNX.id, (PortRule(22, "TCP", timedelta(hours=1), None, ("198.51.100.0/24", "192.0.2.0/24")),))
+    other = PolicyVm(
+        LNX.id,
+        (PortRule(22, "TCP", timedelta(hours=1), None, ("198.51.100.0/24", "192.0.2.0/24")),),
+    )
     gw.put_policy(JitPolicy(SUB, RG, "westeurope", "default", (other,)))
     calls()
     result = enable(gw, [WIN], [PortRule(3389, max_duration=timedelta(hours=2))])
     assert [p.action for p in result.policies] == ["updated"]
     # the fewest calls: VM, NIC, policy, one PUT, one re-read
-    assert calls() == ["GET Microsoft.Compute/virtualMachines/vm-win01",
-                       "GET Microsoft.Network/networkInterfaces/vm-win01-nic",
-                       "GET Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default",
-                       "PUT Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default",
-                       "GET Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default"]
+    assert calls() == [
+        "GET Microsoft.Compute/virtualMachines/vm-win01",
+        "GET Microsoft.Network/networkInterfaces/vm-win01-nic",
+        "GET Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default",
+        "PUT Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default",
+        "GET Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default",
+    ]
     policy = gw.get_policy(SUB, RG, "westeurope", "default")
     assert policy.vm(LNX.id) == other  # untouched, to the letter
     assert policy.vm(WIN.id).ports == (PortRule(3389, max_duration=timedelta(hours=2)),)
@@ -52,12 +57,18 @@ def test_enable_twice_writes_once_and_several_vms_cost_one_write(gw, backend, ca
 
 def test_enable_puts_deny_rules_on_the_guarding_nsgs(gw, backend):
     enable(gw, [WIN, LNX], [PortRule(3389), PortRule(22)])
-    (name, deny), = rules_of(backend, "vm-win01-nsg").items()
+    ((name, deny),) = rules_of(backend, "vm-win01-nsg").items()
     assert name.startswith("MicrosoftDefenderForCloud-JITRule_")
     assert deny["access"] == "Deny" and deny["priority"] == 4096
-    assert deny["destinationAddressPrefix"] == "10.10.1.4" and deny["destinationPortRanges"] == ["22", "3389"]
+    assert deny["destinationAddressPrefix"] == "10.10.1.4" and deny["destinationPortRanges"] == [
+        "22",
+        "3389",
+    ]
     subnet = rules_of(backend, "snet-linux-nsg")
-    assert any(r["destinationAddressPrefix"] == "10.10.2.4" and r["access"] == "Deny" for r in subnet.values())
+    assert any(
+        r["destinationAddressPrefix"] == "10.10.2.4" and r["access"] == "Deny"
+        for r in subnet.values()
+    )
 
 
 def test_enable_dry_run_writes_nothing(gw, calls):
@@ -112,8 +123,10 @@ def test_request_wait_verify_expiry(gw, backend, clock, calls):
     enable(gw, [WIN], [PortRule(3389, max_duration=timedelta(hours=1))])
     calls()
     granted = request_access(gw, WIN, IP, clock.now(), [3389], justification="INC-1")
-    assert calls() == ["GET Microsoft.Security/jitNetworkAccessPolicies",
-                       "POST Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default/initiate"]
+    assert calls() == [
+        "GET Microsoft.Security/jitNetworkAccessPolicies",
+        "POST Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default/initiate",
+    ]
     assert granted.ports[0].end_time == clock.now() + timedelta(hours=1)  # the policy's maximum
     assert granted.ports[0].status == "Initiating"
     assert not verify(gw, WIN, IP).effective  # not propagated yet
@@ -153,10 +166,13 @@ def test_newer_request_supersedes_older(gw, backend, clock):
     assert len(allow) == 1 and allow[0]["priority"] == 100
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"ports": [22]}, "Port 22 is not in the JIT policy"),
-    ({"duration": timedelta(hours=4)}, "exceeds the maximum of 3h"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"ports": [22]}, "Port 22 is not in the JIT policy"),
+        ({"duration": timedelta(hours=4)}, "exceeds the maximum of 3h"),
+    ],
+)
 def test_request_refusals_are_local_and_write_nothing(gw, calls, clock, kwargs, message):
     enable(gw, [WIN], [PortRule(3389)])
     calls()
@@ -169,7 +185,9 @@ def test_request_source_outside_allowed_prefixes(gw, clock):
     enable(gw, [WIN], [PortRule(3389, allowed_source_address_prefix="198.51.100.0/24")])
     with pytest.raises(Refused, match="outside the allowed sources"):
         request_access(gw, WIN, IP, clock.now())
-    assert request_access(gw, WIN, "198.51.100.0/25", clock.now()).ports[0].source == "198.51.100.0/25"
+    assert (
+        request_access(gw, WIN, "198.51.100.0/25", clock.now()).ports[0].source == "198.51.100.0/25"
+    )
 
 
 def test_request_without_policy_is_not_found(gw, clock):
@@ -186,7 +204,12 @@ def test_azure_refuses_what_is_not_a_subset(gw, clock):
     with pytest.raises(Refused, match="is not a subset of policy"):
         gw.initiate(policy, WIN.id, [InitiatePort(22, IP, clock.now() + timedelta(hours=1))], None)
     with pytest.raises(Refused, match="IPv6 format"):
-        gw.initiate(policy, WIN.id, [InitiatePort(3389, "2001:db8::1", clock.now() + timedelta(hours=1))], None)
+        gw.initiate(
+            policy,
+            WIN.id,
+            [InitiatePort(3389, "2001:db8::1", clock.now() + timedelta(hours=1))],
+            None,
+        )
 
 
 @pytest.mark.parametrize("world", ["busy"])
@@ -195,7 +218,10 @@ def test_verify_reports_bypass_and_unprotected(gw, backend):
     result = verify(gw, vm_ref("vm-legacy"), "198.51.100.200")
     ev = result.ports[0].evaluation
     assert result.effective and ev.bypassed and result.ok  # allowed, with a warning
-    assert ev.levels[1].rule.name == "Allow-RDP-Any" and ev.levels[1].preempted_jit_deny.priority == 4096
+    assert (
+        ev.levels[1].rule.name == "Allow-RDP-Any"
+        and ev.levels[1].preempted_jit_deny.priority == 4096
+    )
     strict = verify(gw, vm_ref("vm-legacy"), "198.51.100.200", require_jit=True)
     assert strict.effective and not strict.ok
     bare = verify(gw, vm_ref("vm-nonsg"), IP, require_jit=True)
@@ -206,7 +232,11 @@ def test_verify_reports_bypass_and_unprotected(gw, backend):
 def test_deny_priority_strategy_above_allow(gw, backend):
     backend.settings.deny_priority_strategy = "above-allow"
     enable(gw, [vm_ref("vm-legacy")], [PortRule(3389)])
-    deny = [r for r in rules_of(backend, "vm-legacy-nsg").values() if r["access"] == "Deny" and r["priority"] != 200]
+    deny = [
+        r
+        for r in rules_of(backend, "vm-legacy-nsg").values()
+        if r["access"] == "Deny" and r["priority"] != 200
+    ]
     assert deny[0]["priority"] == 1000  # just above the allow-RDP rule at 1001, as observed
     assert not verify(gw, vm_ref("vm-legacy"), "198.51.100.200").effective
 
@@ -230,8 +260,13 @@ def test_verify_single_nic_in_at_most_five_gets(gw, calls):
 
 
 def test_faults_429_and_5xx_are_retried_and_complete(gw, backend):
-    backend.faults.extend([Fault(429, match="jitNetworkAccessPolicies", retry_after=0),
-                           Fault(503, match="virtualMachines"), Fault(500, match="networkInterfaces")])
+    backend.faults.extend(
+        [
+            Fault(429, match="jitNetworkAccessPolicies", retry_after=0),
+            Fault(503, match="virtualMachines"),
+            Fault(500, match="networkInterfaces"),
+        ]
+    )
     result = enable(gw, [WIN], [PortRule(3389)])
     assert result.policies[0].action == "created"
     statuses = [e.status for e in backend.log]

@@ -8,7 +8,11 @@ from types import SimpleNamespace
 from unittest.mock import create_autospec
 
 import pytest
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
 from azure.mgmt.compute import models as cm
 from azure.mgmt.compute.operations import VirtualMachinesOperations
 from azure.mgmt.network import models as nm
@@ -46,26 +50,52 @@ def sdk():
         network_security_groups=create_autospec(NetworkSecurityGroupsOperations, instance=True),
         public_ip_addresses=create_autospec(PublicIPAddressesOperations, instance=True),
     )
-    clients = {"security": SimpleNamespace(jit_network_access_policies=jit),
-               "compute": SimpleNamespace(virtual_machines=vms), "network": net}
+    clients = {
+        "security": SimpleNamespace(jit_network_access_policies=jit),
+        "compute": SimpleNamespace(virtual_machines=vms),
+        "network": net,
+    }
     gw = AzureGateway(Connection(object(), SUB), factory=lambda kind, sub: clients[kind])
     return SimpleNamespace(gw=gw, jit=jit, vms=vms, net=net)
 
 
 def example_policy():
     return sm.JitNetworkAccessPolicy.deserialize(
-        spec("security-2020-01-01/GetJitNetworkAccessPolicy_example.json")["responses"]["200"]["body"])
+        spec("security-2020-01-01/GetJitNetworkAccessPolicy_example.json")["responses"]["200"][
+            "body"
+        ]
+    )
 
 
 def vm_model(nsg_on_nic=True):
-    return cm.VirtualMachine({"id": VM.id, "name": "vm1", "location": "westeurope", "properties": {
-        "networkProfile": {"networkInterfaces": [{"id": f"{NET}/networkInterfaces/nic1"}]}}})
+    return cm.VirtualMachine(
+        {
+            "id": VM.id,
+            "name": "vm1",
+            "location": "westeurope",
+            "properties": {
+                "networkProfile": {"networkInterfaces": [{"id": f"{NET}/networkInterfaces/nic1"}]}
+            },
+        }
+    )
 
 
 def nic_model(nsg=True):
-    body = {"id": f"{NET}/networkInterfaces/nic1", "properties": {"ipConfigurations": [
-        {"name": "ipconfig1", "properties": {"privateIPAddress": "10.0.0.4", "primary": True,
-                                             "subnet": {"id": f"{NET}/virtualNetworks/v/subnets/s"}}}]}}
+    body = {
+        "id": f"{NET}/networkInterfaces/nic1",
+        "properties": {
+            "ipConfigurations": [
+                {
+                    "name": "ipconfig1",
+                    "properties": {
+                        "privateIPAddress": "10.0.0.4",
+                        "primary": True,
+                        "subnet": {"id": f"{NET}/virtualNetworks/v/subnets/s"},
+                    },
+                }
+            ]
+        },
+    }
     if nsg:
         body["properties"]["networkSecurityGroup"] = {"id": f"{NET}/networkSecurityGroups/nsg1"}
     return nm.NetworkInterface(body)
@@ -74,7 +104,10 @@ def nic_model(nsg=True):
 def test_request_is_two_calls_list_then_initiate(sdk):
     sdk.jit.list_by_resource_group.return_value = iter([example_policy()])
     sdk.jit.initiate.return_value = sm.JitNetworkAccessRequest.deserialize(
-        spec("security-2020-01-01/InitiateJitNetworkAccessPolicy_example.json")["responses"]["202"]["body"])
+        spec("security-2020-01-01/InitiateJitNetworkAccessPolicy_example.json")["responses"]["202"][
+            "body"
+        ]
+    )
     ref = VmRef(SUB, RG, "vm1")
     result = request_access(sdk.gw, ref, "192.127.0.2", NOW, [3389], timedelta(hours=1), "testing")
     sdk.jit.list_by_resource_group.assert_called_once_with(RG)
@@ -82,7 +115,11 @@ def test_request_is_two_calls_list_then_initiate(sdk):
     assert (rg, loc, name) == (RG, "westeurope", "default")
     port = body.virtual_machines[0].ports[0]
     assert body.virtual_machines[0].id == ref.id and body.justification == "testing"
-    assert (port.number, port.allowed_source_address_prefix, port.end_time_utc) == (3389, "192.127.0.2", NOW + timedelta(hours=1))
+    assert (port.number, port.allowed_source_address_prefix, port.end_time_utc) == (
+        3389,
+        "192.127.0.2",
+        NOW + timedelta(hours=1),
+    )
     assert result.ports[0].status == "Initiating"
     assert sdk.vms.get.call_count == 0 and sdk.jit.create_or_update.call_count == 0
 
@@ -102,14 +139,19 @@ def test_enable_reads_merges_and_writes_once(sdk):
 
     def put(rg, loc, name, body):  # answer as the service does: the body, with id and name
         written["body"] = sm.JitNetworkAccessPolicy.deserialize(
-            {**body.serialize(), "id": existing.id, "name": name, "location": loc})
+            {**body.serialize(), "id": existing.id, "name": name, "location": loc}
+        )
         return written["body"]
 
     sdk.jit.create_or_update.side_effect = put
     sdk.jit.get.side_effect = lambda rg, loc, name: written.get("body", existing)
     other = VmRef(SUB, RG, "vm2")
-    sdk.vms.get.side_effect = lambda rg, name: cm.VirtualMachine({**vm_model().as_dict(), "id": VmRef(SUB, RG, name).id, "name": name})
-    result = enable(sdk.gw, [VM, other], [PortRule(5985, "TCP", timedelta(hours=1), "198.51.100.0/24")])
+    sdk.vms.get.side_effect = lambda rg, name: cm.VirtualMachine(
+        {**vm_model().as_dict(), "id": VmRef(SUB, RG, name).id, "name": name}
+    )
+    result = enable(
+        sdk.gw, [VM, other], [PortRule(5985, "TCP", timedelta(hours=1), "198.51.100.0/24")]
+    )
     assert result.policies[0].action == "updated"
     sdk.jit.create_or_update.assert_called_once()
     rg, loc, name, body = sdk.jit.create_or_update.call_args.args
@@ -118,7 +160,10 @@ def test_enable_reads_merges_and_writes_once(sdk):
     assert ids[0].endswith("/vm1") and ids[1].endswith("/vm2")
     ports = {p.number: p for p in body.virtual_machines[0].ports}
     assert set(ports) == {22, 3389, 5985}  # the example's two ports are kept
-    assert ports[22].allowed_source_address_prefix == "*" and ports[22].max_request_access_duration == "PT3H"
+    assert (
+        ports[22].allowed_source_address_prefix == "*"
+        and ports[22].max_request_access_duration == "PT3H"
+    )
     assert ports[5985].allowed_source_address_prefix == "198.51.100.0/24"
     assert body.requests is None  # the history is the service's: never echoed back
 
@@ -126,7 +171,9 @@ def test_enable_reads_merges_and_writes_once(sdk):
 def test_enable_refuses_vm_without_nsg_before_writing(sdk):
     sdk.vms.get.return_value = vm_model()
     sdk.net.network_interfaces.get.return_value = nic_model(nsg=False)
-    sdk.net.subnets.get.return_value = nm.Subnet({"id": f"{NET}/virtualNetworks/v/subnets/s", "properties": {"addressPrefix": "10.0.0.0/24"}})
+    sdk.net.subnets.get.return_value = nm.Subnet(
+        {"id": f"{NET}/virtualNetworks/v/subnets/s", "properties": {"addressPrefix": "10.0.0.0/24"}}
+    )
     with pytest.raises(Refused, match="no network security group"):
         enable(sdk.gw, [VM], [PortRule(3389)])
     sdk.net.subnets.get.assert_called_once_with(RG, "v", "s")
@@ -136,8 +183,15 @@ def test_enable_refuses_vm_without_nsg_before_writing(sdk):
 def test_verify_single_nic_five_gets(sdk):
     sdk.vms.get.return_value = vm_model()
     sdk.net.network_interfaces.get.return_value = nic_model()
-    sdk.net.subnets.get.return_value = nm.Subnet({"id": f"{NET}/virtualNetworks/v/subnets/s", "properties": {
-        "addressPrefix": "10.0.0.0/24", "networkSecurityGroup": {"id": f"{NET}/networkSecurityGroups/subnet-nsg"}}})
+    sdk.net.subnets.get.return_value = nm.Subnet(
+        {
+            "id": f"{NET}/virtualNetworks/v/subnets/s",
+            "properties": {
+                "addressPrefix": "10.0.0.0/24",
+                "networkSecurityGroup": {"id": f"{NET}/networkSecurityGroups/subnet-nsg"},
+            },
+        }
+    )
     nsg_body = spec("network/NetworkSecurityGroupGet.json")["responses"]["200"]["body"]
     sdk.net.network_security_groups.get.return_value = nm.NetworkSecurityGroup(nsg_body)
     result = verify(sdk.gw, VM, "203.0.113.7", [80])
@@ -146,23 +200,41 @@ def test_verify_single_nic_five_gets(sdk):
     sdk.vms.get.assert_called_once_with(RG, "vm1")
     sdk.net.network_interfaces.get.assert_called_once_with(RG, "nic1")
     assert sdk.net.network_security_groups.get.call_count == 2
-    calls = sdk.vms.get.call_count + sdk.net.network_interfaces.get.call_count + sdk.net.subnets.get.call_count + sdk.net.network_security_groups.get.call_count
+    calls = (
+        sdk.vms.get.call_count
+        + sdk.net.network_interfaces.get.call_count
+        + sdk.net.subnets.get.call_count
+        + sdk.net.network_security_groups.get.call_count
+    )
     assert calls == 5
 
 
 def _http_error(status, code, message):
-    resp = SimpleNamespace(status_code=status, reason="x", headers={}, text=lambda: "", request=None)
+    resp = SimpleNamespace(
+        status_code=status, reason="x", headers={}, text=lambda: "", request=None
+    )
     err = HttpResponseError(message=message, response=resp)
     err.error = SimpleNamespace(code=code, message=message)
     return err
 
 
-@pytest.mark.parametrize(("exc", "expected", "text"), [
-    (_http_error(403, "AuthorizationFailed", "The client does not have authorization"), Forbidden, "AuthorizationFailed"),
-    (_http_error(409, "Conflict", "Another operation is in progress"), Refused, "conflict"),
-    (ClientAuthenticationError("AADSTS700016: application not found"), NotSignedIn, "Not signed in"),
-    (ResourceNotFoundError("gone"), NotFound, "Not found"),
-])
+@pytest.mark.parametrize(
+    ("exc", "expected", "text"),
+    [
+        (
+            _http_error(403, "AuthorizationFailed", "The client does not have authorization"),
+            Forbidden,
+            "AuthorizationFailed",
+        ),
+        (_http_error(409, "Conflict", "Another operation is in progress"), Refused, "conflict"),
+        (
+            ClientAuthenticationError("AADSTS700016: application not found"),
+            NotSignedIn,
+            "Not signed in",
+        ),
+        (ResourceNotFoundError("gone"), NotFound, "Not found"),
+    ],
+)
 def test_sdk_errors_map_to_exit_codes(sdk, exc, expected, text):
     sdk.jit.list_by_resource_group.side_effect = exc
     with pytest.raises(expected, match=text):

@@ -51,15 +51,22 @@ def translate(exc: BaseException) -> JitctlError:
             "Ask for the JIT role this needs (see 'Permissions' in the README).",
         )
     if isinstance(exc, ResourceNotFoundError) or status == 404:
-        return NotFound(f"Not found ({code or 'NotFound'}): {message}", "Check the name, group and subscription.")
+        return NotFound(
+            f"Not found ({code or 'NotFound'}): {message}",
+            "Check the name, group and subscription.",
+        )
     if status == 400:
         return Refused(f"Azure refused the request ({code or 'BadRequest'}): {message}")
     if status == 409:
-        return Refused(f"Azure reports a conflict ({code or 'Conflict'}): {message}", "Try again shortly.")
+        return Refused(
+            f"Azure reports a conflict ({code or 'Conflict'}): {message}", "Try again shortly."
+        )
     if status == 429 or (status and status >= 500):
         return AzureError(f"Azure is unavailable ({status} {code}): {message}", "Try again later.")
     if isinstance(exc, ServiceRequestError):
-        return AzureError(f"Cannot reach Azure: {message}", "Check the network and --cloud/--arm-endpoint.")
+        return AzureError(
+            f"Cannot reach Azure: {message}", "Check the network and --cloud/--arm-endpoint."
+        )
     if isinstance(exc, HttpResponseError):
         return AzureError(f"Azure error ({status} {code}): {message}")
     if isinstance(exc, ValueError):

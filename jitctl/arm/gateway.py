@@ -91,7 +91,9 @@ class AzureGateway:
     def get_nsg(self, nsg_id: str) -> Nsg:
         sub, rg, name = _rg_name(nsg_id, "networkSecurityGroups")
         with azure_errors():
-            return t.nsg_from_sdk(self._client("network", sub).network_security_groups.get(rg, name))
+            return t.nsg_from_sdk(
+                self._client("network", sub).network_security_groups.get(rg, name)
+            )
 
     def get_public_ip(self, public_ip_id: str) -> PublicIp:
         sub, rg, name = _rg_name(public_ip_id, "publicIPAddresses")
@@ -101,7 +103,9 @@ class AzureGateway:
 
     # --- JIT policies ---------------------------------------------------------------------
 
-    def list_policies(self, subscription_id: str, resource_group: str | None = None) -> list[JitPolicy]:
+    def list_policies(
+        self, subscription_id: str, resource_group: str | None = None
+    ) -> list[JitPolicy]:
         jit = self._jit(subscription_id)
         with azure_errors():
             pages = jit.list_by_resource_group(resource_group) if resource_group else jit.list()

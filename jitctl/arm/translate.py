@@ -70,7 +70,9 @@ def subnet_from_sdk(subnet: Any) -> Subnet:
     prefixes = tuple(subnet.address_prefixes or ()) or (
         (subnet.address_prefix,) if subnet.address_prefix else ()
     )
-    return Subnet(id=subnet.id, nsg_id=_id(subnet.network_security_group), address_prefixes=prefixes)
+    return Subnet(
+        id=subnet.id, nsg_id=_id(subnet.network_security_group), address_prefixes=prefixes
+    )
 
 
 def rule_from_sdk(r: Any, default: bool = False) -> SecurityRule:

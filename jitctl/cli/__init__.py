@@ -27,8 +27,13 @@ class JitctlGroup(click.Group):
             click.echo("jitctl: interrupted", err=True)
             ctx.exit(130)
         except Exception as err:  # an unexpected error: one line, traceback with --debug
-            report(ctx, ExitCode.ERROR, f"unexpected error: {type(err).__name__}: {err}",
-                   "Run again with --debug for details.", err)
+            report(
+                ctx,
+                ExitCode.ERROR,
+                f"unexpected error: {type(err).__name__}: {err}",
+                "Run again with --debug for details.",
+                err,
+            )
             ctx.exit(int(ExitCode.ERROR))
 
 
@@ -43,14 +48,28 @@ def report(ctx: click.Context, code: ExitCode, message: str, hint: str, err: Bas
     if getattr(app, "output", "table") == "json":
         import json
 
-        click.echo(json.dumps({"error": {"exit_code": int(code), "kind": code.name.lower(),
-                                         "message": message, "hint": hint}}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "error": {
+                        "exit_code": int(code),
+                        "kind": code.name.lower(),
+                        "message": message,
+                        "hint": hint,
+                    }
+                },
+                indent=2,
+            )
+        )
     click.echo(redact(f"jitctl: error: {message}" + (f" {hint}" if hint else "")), err=True)
 
 
 def main(args: Sequence[str] | None = None, standalone_mode: bool = True, **kwargs: Any) -> Any:
     from jitctl.cli.commands import cli
 
-    return cli.main(args=list(args) if args is not None else None, prog_name="jitctl",
-                    standalone_mode=standalone_mode, **kwargs)
-
+    return cli.main(
+        args=list(args) if args is not None else None,
+        prog_name="jitctl",
+        standalone_mode=standalone_mode,
+        **kwargs,
+    )

@@ -17,16 +17,49 @@ CLOUDS = ["AzureCloud", "AzureUSGovernment", "AzureChinaCloud"]
 
 
 @click.group(cls=JitctlGroup, context_settings=CONTEXT)
-@click.option("-s", "--subscription", help="Subscription id (else AZURE_SUBSCRIPTION_ID, else the Azure CLI's default).")
-@click.option("--cloud", type=click.Choice(CLOUDS, case_sensitive=False), help="Azure cloud (default AzureCloud).")
-@click.option("--arm-endpoint", envvar="JITCTL_ARM_ENDPOINT", help="A custom cloud's ARM endpoint (Azure Stack, the emulator).")
-@click.option("--emulator", is_flag=True, envvar="JITCTL_EMULATOR", help="Run against the built-in Azure emulator (state kept between commands).")
-@click.option("-o", "--output", type=OUTPUTS, default="table", show_default=True, help="table for people, json for scripts.")
-@click.option("--debug", is_flag=True, help="Tracebacks and HTTP logging on stderr (tokens redacted).")
+@click.option(
+    "-s",
+    "--subscription",
+    help="Subscription id (else AZURE_SUBSCRIPTION_ID, else the Azure CLI's default).",
+)
+@click.option(
+    "--cloud",
+    type=click.Choice(CLOUDS, case_sensitive=False),
+    help="Azure cloud (default AzureCloud).",
+)
+@click.option(
+    "--arm-endpoint",
+    envvar="JITCTL_ARM_ENDPOINT",
+    help="A custom cloud's ARM endpoint (Azure Stack, the emulator).",
+)
+@click.option(
+    "--emulator",
+    is_flag=True,
+    envvar="JITCTL_EMULATOR",
+    help="Run against the built-in Azure emulator (state kept between commands).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=OUTPUTS,
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts.",
+)
+@click.option(
+    "--debug", is_flag=True, help="Tracebacks and HTTP logging on stderr (tokens redacted)."
+)
 @click.version_option(package_name="jitctl")
 @click.pass_context
-def cli(ctx: click.Context, subscription: str | None, cloud: str | None, arm_endpoint: str | None,
-        emulator: bool, output: str, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    subscription: str | None,
+    cloud: str | None,
+    arm_endpoint: str | None,
+    emulator: bool,
+    output: str,
+    debug: bool,
+) -> None:
     """Azure Just-In-Time VM access: enable a policy, request access, wait until it is live,
     prove it.
 
@@ -79,15 +112,41 @@ def timeout_seconds(text: str) -> float:
 @group_option
 @click.option("--port", "ports", multiple=True, help="Port to protect (repeatable; default 3389).")
 @click.option("--protocol", default="any", show_default=True, help="tcp, udp or any.")
-@click.option("--max-duration", default="3h", show_default=True, help="Longest access a request may ask for (5m to 24h).")
-@click.option("--source", "sources", multiple=True, help="Allowed requester range (repeatable; default: any address, one per request).")
-@click.option("--allow-any-source", is_flag=True, help="Accept '*', 0.0.0.0/0, Internet or Any as --source.")
-@click.option("--policy-name", default="default", show_default=True, help="JIT policy name (the portal uses 'default').")
+@click.option(
+    "--max-duration",
+    default="3h",
+    show_default=True,
+    help="Longest access a request may ask for (5m to 24h).",
+)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    help="Allowed requester range (repeatable; default: any address, one per request).",
+)
+@click.option(
+    "--allow-any-source", is_flag=True, help="Accept '*', 0.0.0.0/0, Internet or Any as --source."
+)
+@click.option(
+    "--policy-name",
+    default="default",
+    show_default=True,
+    help="JIT policy name (the portal uses 'default').",
+)
 @click.option("--dry-run", is_flag=True, help="Show the change; write nothing.")
 @click.pass_obj
-def enable(app: App, vms: tuple[str, ...], resource_group: str | None, ports: tuple[str, ...],
-           protocol: str, max_duration: str, sources: tuple[str, ...], allow_any_source: bool,
-           policy_name: str, dry_run: bool) -> None:
+def enable(
+    app: App,
+    vms: tuple[str, ...],
+    resource_group: str | None,
+    ports: tuple[str, ...],
+    protocol: str,
+    max_duration: str,
+    sources: tuple[str, ...],
+    allow_any_source: bool,
+    policy_name: str,
+    dry_run: bool,
+) -> None:
     """Add VMs to the JIT policy of their resource group and region (read, merge, write).
 
     Every other VM and port in the policy stays as it was; nothing to change means no write.
@@ -101,9 +160,13 @@ def enable(app: App, vms: tuple[str, ...], resource_group: str | None, ports: tu
 
     allowed = [parse_source(s, allow_any=allow_any_source) for s in sources] or ["*"]
     rules = [
-        PortRule(number=p, protocol=parse_protocol(protocol), max_duration=parse_duration(max_duration),
-                 allowed_source_address_prefix=allowed[0] if len(allowed) == 1 else None,
-                 allowed_source_address_prefixes=tuple(allowed) if len(allowed) > 1 else None)
+        PortRule(
+            number=p,
+            protocol=parse_protocol(protocol),
+            max_duration=parse_duration(max_duration),
+            allowed_source_address_prefix=allowed[0] if len(allowed) == 1 else None,
+            allowed_source_address_prefixes=tuple(allowed) if len(allowed) > 1 else None,
+        )
         for p in ports_or(ports, 3389)
     ]
     refs = vm_refs(app, vms, resource_group)
@@ -113,12 +176,20 @@ def enable(app: App, vms: tuple[str, ...], resource_group: str | None, ports: tu
 @cli.command(context_settings=CONTEXT)
 @click.argument("vm")
 @group_option
-@click.option("--port", "ports", multiple=True, help="Port to remove (repeatable; default: the whole VM).")
+@click.option(
+    "--port", "ports", multiple=True, help="Port to remove (repeatable; default: the whole VM)."
+)
 @click.option("--policy-name", help="Only this JIT policy.")
 @click.option("--dry-run", is_flag=True, help="Show the change; write nothing.")
 @click.pass_obj
-def disable(app: App, vm: str, resource_group: str | None, ports: tuple[str, ...],
-            policy_name: str | None, dry_run: bool) -> None:
+def disable(
+    app: App,
+    vm: str,
+    resource_group: str | None,
+    ports: tuple[str, ...],
+    policy_name: str | None,
+    dry_run: bool,
+) -> None:
     """Remove ports, or the whole VM, from its JIT policy; other VMs stay.
 
     A policy whose last VM goes is deleted.
@@ -130,7 +201,10 @@ def disable(app: App, vm: str, resource_group: str | None, ports: tuple[str, ...
     from jitctl.services.policies import disable as run
 
     numbers = [parse_port(p) for p in ports] or None
-    emit(app, run(app.gateway(), vm_refs(app, [vm], resource_group)[0], numbers, policy_name, dry_run))
+    emit(
+        app,
+        run(app.gateway(), vm_refs(app, [vm], resource_group)[0], numbers, policy_name, dry_run),
+    )
 
 
 @cli.command(context_settings=CONTEXT)
@@ -176,9 +250,19 @@ def list_(app: App, resource_group: str | None) -> None:
 @click.option("--wait", is_flag=True, help="Then wait until the NSGs really let the source in.")
 @click.option("--timeout", default="5m", show_default=True, help="With --wait: how long (30s, 5m).")
 @click.pass_obj
-def request(app: App, vm: str, resource_group: str | None, source_ip: str, ports: tuple[str, ...],
-            duration: str | None, justification: str | None, policy_name: str | None,
-            allow_any_source: bool, wait: bool, timeout: str) -> None:
+def request(
+    app: App,
+    vm: str,
+    resource_group: str | None,
+    source_ip: str,
+    ports: tuple[str, ...],
+    duration: str | None,
+    justification: str | None,
+    policy_name: str | None,
+    allow_any_source: bool,
+    wait: bool,
+    timeout: str,
+) -> None:
     """Request timed access for one source address, checked against the policy first.
 
     \b
@@ -193,20 +277,40 @@ def request(app: App, vm: str, resource_group: str | None, source_ip: str, ports
     length = parse_duration(duration) if duration else None
     limit = timeout_seconds(timeout)
     numbers = ports_or(ports, 3389)
-    emit(app, request_access(app.gateway(), ref, source, app.clock.now(), numbers, length,
-                             justification, policy_name))
+    emit(
+        app,
+        request_access(
+            app.gateway(), ref, source, app.clock.now(), numbers, length, justification, policy_name
+        ),
+    )
     if wait:
         emit(app, wait_for(app, ref, source, numbers, limit))
 
 
-def wait_for(app: App, ref: VmRef, source: str, ports: Sequence[int], limit: float,
-             nic: str | None = None, require_jit: bool = False) -> Any:
+def wait_for(
+    app: App,
+    ref: VmRef,
+    source: str,
+    ports: Sequence[int],
+    limit: float,
+    nic: str | None = None,
+    require_jit: bool = False,
+) -> Any:
     from jitctl.cli.progress import Spinner
     from jitctl.services.verify import wait_until_effective
 
     with Spinner(f"waiting for access to {ref.name}") as spin:
-        result, _ = wait_until_effective(app.gateway(), ref, source.split("/")[0], app.clock, ports,
-                                         limit, nic, require_jit, spin.update)
+        result, _ = wait_until_effective(
+            app.gateway(),
+            ref,
+            source.split("/")[0],
+            app.clock,
+            ports,
+            limit,
+            nic,
+            require_jit,
+            spin.update,
+        )
     return result
 
 
@@ -216,19 +320,31 @@ def wait_for(app: App, ref: VmRef, source: str, ports: Sequence[int], limit: flo
 @click.option("--source-ip", required=True, help="The address that should get in (IPv4).")
 @click.option("--port", "ports", multiple=True, help="Port (repeatable; default 3389).")
 @click.option("--nic", help="NIC name or id for a multi-NIC VM (default: the primary NIC).")
-@click.option("--require-jit", is_flag=True, help="Fail (exit 7) when access does not come from JIT.")
+@click.option(
+    "--require-jit", is_flag=True, help="Fail (exit 7) when access does not come from JIT."
+)
 @click.option("--wait", is_flag=True, help="Poll until access is effective (backoff 1 s to 5 s).")
 @click.option("--timeout", default="5m", show_default=True, help="With --wait: how long (30s, 5m).")
 @click.pass_obj
-def verify(app: App, vm: str, resource_group: str | None, source_ip: str, ports: tuple[str, ...],
-           nic: str | None, require_jit: bool, wait: bool, timeout: str) -> None:
+def verify(
+    app: App,
+    vm: str,
+    resource_group: str | None,
+    source_ip: str,
+    ports: tuple[str, ...],
+    nic: str | None,
+    require_jit: bool,
+    wait: bool,
+    timeout: str,
+) -> None:
     """Prove access: evaluate the VM's subnet and NIC NSGs as Azure does. Exit 0 only if effective.
 
     \b
     Example:
       jitctl verify vm-win01 -g rg-prod --source-ip 203.0.113.7 --require-jit
     """
-    from jitctl.services.verify import check, verify as run
+    from jitctl.services.verify import check
+    from jitctl.services.verify import verify as run
 
     ref = vm_refs(app, [vm], resource_group)[0]
     source = parse_source(source_ip).split("/")[0]
@@ -239,7 +355,6 @@ def verify(app: App, vm: str, resource_group: str | None, source_ip: str, ports:
         result = run(app.gateway(), ref, source, numbers, nic, require_jit)
     emit(app, result)
     check(result)
-
 
 
 def _register() -> None:

@@ -13,9 +13,14 @@ WORLD_NAMES = ["demo", "busy", "multinic", "empty"]
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("--source-ip", help="Address to request access for (default: this machine's public IPv4, "
-              "or 203.0.113.7 when offline).")
-@click.option("--fast", is_flag=True, help="No propagation delay (Azure takes ~1 minute, the demo 3 s).")
+@click.option(
+    "--source-ip",
+    help="Address to request access for (default: this machine's public IPv4, "
+    "or 203.0.113.7 when offline).",
+)
+@click.option(
+    "--fast", is_flag=True, help="No propagation delay (Azure takes ~1 minute, the demo 3 s)."
+)
 @click.pass_obj
 def demo(app: App, source_ip: str | None, fast: bool) -> None:
     """Walk through enable -> request -> wait -> verify on a fresh emulated world. No Azure needed.
@@ -42,7 +47,10 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
         try:
             source, note = detect_public_ip(timeout=2.0), "This machine's public address."
         except PublicIpError:
-            source, note = "203.0.113.7", "Offline: this machine's public address could not be found; using 203.0.113.7."
+            source, note = (
+                "203.0.113.7",
+                "Offline: this machine's public address could not be found; using 203.0.113.7.",
+            )
     steps = []
     for step in run_demo(demo_app, source, note):
         steps.append(step)
@@ -53,11 +61,16 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
     if app.output == "json":  # type: ignore[attr-defined]
         click.echo(render_json({"steps": steps, "arm_calls": demo_app.arm_calls(), "ok": ok}))
     else:
-        click.echo(f"Verdict: {source} reaches vm-win01:3389 through the JIT allow rule; "
-                   f"198.51.100.99 does not. {demo_app.arm_calls()} ARM calls in all."
-                   if ok else "Verdict: the demo did not reach the expected state.")
+        click.echo(
+            f"Verdict: {source} reaches vm-win01:3389 through the JIT allow rule; "
+            f"198.51.100.99 does not. {demo_app.arm_calls()} ARM calls in all."
+            if ok
+            else "Verdict: the demo did not reach the expected state."
+        )
     if not ok:
-        raise NotEffective("The demo's final verification failed.", "Run with --debug and report it.")
+        raise NotEffective(
+            "The demo's final verification failed.", "Run with --debug and report it."
+        )
 
 
 @click.group(context_settings=CONTEXT)
@@ -66,12 +79,28 @@ def emulator() -> None:
 
 
 @emulator.command(context_settings=CONTEXT)
-@click.option("--port", default=8443, show_default=True, help="TCP port on 127.0.0.1 (0: any free).")
-@click.option("--state", "state", type=click.Path(dir_okay=False, path_type=Path),
-              help="Load and save the emulator's state in this file.")
-@click.option("--world", type=click.Choice(WORLD_NAMES), default="demo", show_default=True,
-              help="World to seed when there is no state file.")
-@click.option("--propagation-delay", default=5.0, show_default=True, help="Seconds until a JIT allow rule appears.")
+@click.option(
+    "--port", default=8443, show_default=True, help="TCP port on 127.0.0.1 (0: any free)."
+)
+@click.option(
+    "--state",
+    "state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Load and save the emulator's state in this file.",
+)
+@click.option(
+    "--world",
+    type=click.Choice(WORLD_NAMES),
+    default="demo",
+    show_default=True,
+    help="World to seed when there is no state file.",
+)
+@click.option(
+    "--propagation-delay",
+    default=5.0,
+    show_default=True,
+    help="Seconds until a JIT allow rule appears.",
+)
 def serve(port: int, state: Path | None, world: str, propagation_delay: float) -> None:
     """Serve the emulator over HTTPS with a managed-identity token endpoint.
 

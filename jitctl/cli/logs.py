@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 
 _SECRETS = [
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1<redacted>"),
-    (re.compile(r'(?i)("?(?:access_token|refresh_token|id_token|client_secret|x-identity-header|'
-                r'identity_header|secret)"?\s*[:=]\s*["\']?)[^"\'\s,}]+'), r"\1<redacted>"),
+    (
+        re.compile(
+            r'(?i)("?(?:access_token|refresh_token|id_token|client_secret|x-identity-header|'
+            r'identity_header|secret)"?\s*[:=]\s*["\']?)[^"\'\s,}]+'
+        ),
+        r"\1<redacted>",
+    ),
     (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "<redacted-jwt>"),
 ]
 
@@ -24,11 +30,24 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+class StderrHandler(logging.Handler):
+    """Writes to whatever sys.stderr is at the time (so a test runner's capture works)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
 def enable_debug_logging() -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, StderrHandler)]:
+        root.removeHandler(old)
+    handler = StderrHandler()
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
-    for name in ("jitctl", "azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
+    for name in ("jitctl", "azure.core.pipeline.policies.http_logging_policy"):
         logging.getLogger(name).setLevel(logging.DEBUG)
+    logging.getLogger("azure.identity").setLevel(logging.INFO)

@@ -24,8 +24,11 @@ JSON_SKIP = {"PortRule": ("allowed_source_address_prefix", "allowed_source_addre
 def jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         name = type(obj).__name__
-        out = {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-               if f.name not in JSON_SKIP.get(name, ())}
+        out = {
+            f.name: jsonable(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.name not in JSON_SKIP.get(name, ())
+        }
         for extra in JSON_EXTRA.get(name, ()):
             out[extra] = jsonable(getattr(obj, extra))
         return out
@@ -56,7 +59,10 @@ def when(t: datetime | None, now: datetime | None = None) -> str:
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
+        for r in [header, *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -71,15 +77,19 @@ def policy_changes(result: Any) -> str:
     lines = []
     for pol in result.policies:
         seg = pol.policy_id.split("/")
-        lines.append(f"JIT policy {seg[-1]} ({seg[4]}, {seg[-3]}): {pol.action}"
-                     + (f" after {pol.attempts} writes" if pol.attempts > 1 else ""))
+        lines.append(
+            f"JIT policy {seg[-1]} ({seg[4]}, {seg[-3]}): {pol.action}"
+            + (f" after {pol.attempts} writes" if pol.attempts > 1 else "")
+        )
         if not pol.changes:
             lines.append("  no change: nothing written")
         for c in pol.changes:
             mark = {"add": "+", "change": "~", "remove": "-"}[c.action]
             rule = c.after or c.before
-            lines.append(f"  {mark} {name_of(c.vm_id)} port {c.port}/{_protocol(rule.protocol)} "
-                         f"from {','.join(rule.sources)} max {format_human_duration(rule.max_duration)}")
+            lines.append(
+                f"  {mark} {name_of(c.vm_id)} port {c.port}/{_protocol(rule.protocol)} "
+                f"from {','.join(rule.sources)} max {format_human_duration(rule.max_duration)}"
+            )
     if result.dry_run:
         lines.append("dry run: nothing was written")
     return "\n".join(lines)
@@ -92,17 +102,30 @@ def policy_list(result: Any, now: datetime) -> str:
             for port in vm.ports:
                 live = [g for g in vm.grants if g.port == port.number]
                 grant = "; ".join(f"{g.source} until {when(g.end_time, now)}" for g in live) or "-"
-                rows.append([pol.resource_group, pol.location, pol.name, vm.name,
-                             f"{port.number}/{_protocol(port.protocol)}", ",".join(port.sources),
-                             format_human_duration(port.max_duration), grant])
+                rows.append(
+                    [
+                        pol.resource_group,
+                        pol.location,
+                        pol.name,
+                        vm.name,
+                        f"{port.number}/{_protocol(port.protocol)}",
+                        ",".join(port.sources),
+                        format_human_duration(port.max_duration),
+                        grant,
+                    ]
+                )
     if not rows:
         return "No JIT policies found."
-    return table(rows, ["GROUP", "REGION", "POLICY", "VM", "PORT", "SOURCES", "MAX", "ACTIVE GRANTS"])
+    return table(
+        rows, ["GROUP", "REGION", "POLICY", "VM", "PORT", "SOURCES", "MAX", "ACTIVE GRANTS"]
+    )
 
 
 def request_result(result: Any, now: datetime) -> str:
-    lines = [f"Requested JIT access to {result.vm_name} (policy {name_of(result.policy_id)})"
-             + (f" as {result.requestor}" if result.requestor else "")]
+    lines = [
+        f"Requested JIT access to {result.vm_name} (policy {name_of(result.policy_id)})"
+        + (f" as {result.requestor}" if result.requestor else "")
+    ]
     for p in result.ports:
         lines.append(f"  port {p.number} from {p.source} until {when(p.end_time, now)}: {p.status}")
     return "\n".join(lines)
@@ -111,7 +134,11 @@ def request_result(result: Any, now: datetime) -> str:
 def _rule_line(v: Any) -> str:
     where = f"{v.level} NSG {name_of(v.nsg_id)}" if v.nsg_id else f"{v.level}: no NSG"
     if v.rule is None:
-        return f"  {where}: allow (nothing to evaluate)" if v.allowed else f"  {where}: no rule matched"
+        return (
+            f"  {where}: allow (nothing to evaluate)"
+            if v.allowed
+            else f"  {where}: no rule matched"
+        )
     kind = ("JIT " if v.is_jit else "") + ("allow" if v.allowed else "deny")
     line = f"  {where}: {kind} rule {v.rule.name} priority {v.rule.priority}"
     if v.preempted_jit_deny is not None:
@@ -124,7 +151,9 @@ def verify_result(result: Any) -> str:
     lines = []
     for p in result.ports:
         verdict = "EFFECTIVE" if p.effective else "NOT EFFECTIVE"
-        lines.append(f"{verdict}: {result.source_ip} -> {result.vm_name} {result.private_ip}:{p.port}/tcp")
+        lines.append(
+            f"{verdict}: {result.source_ip} -> {result.vm_name} {result.private_ip}:{p.port}/tcp"
+        )
         lines.extend(_rule_line(v) for v in p.evaluation.levels)
         lines.extend(f"  warning: {w}" for w in p.evaluation.warnings)
     return "\n".join(lines)
@@ -154,7 +183,9 @@ def render_json(obj: Any) -> str:
 def nsg_snapshot(snap: Any) -> str:
     rows = [[str(p), n, a, s, ports] for p, n, a, s, ports in snap.rules]
     return f"NSG {name_of(snap.nsg_id)}\n" + "\n".join(
-        "  " + line for line in table(rows, ["PRIORITY", "NAME", "ACCESS", "SOURCE", "PORTS"]).splitlines())
+        "  " + line
+        for line in table(rows, ["PRIORITY", "NAME", "ACCESS", "SOURCE", "PORTS"]).splitlines()
+    )
 
 
 def emit_step(step: Any, now: datetime) -> str:

@@ -27,15 +27,43 @@ TYPES = {
 }
 
 DEFAULT_RULES = [
-    ("AllowVnetInBound", "Allow inbound traffic from all VMs in VNET", "VirtualNetwork",
-     "VirtualNetwork", "Allow", 65000, "Inbound"),
-    ("AllowAzureLoadBalancerInBound", "Allow inbound traffic from azure load balancer",
-     "AzureLoadBalancer", "*", "Allow", 65001, "Inbound"),
+    (
+        "AllowVnetInBound",
+        "Allow inbound traffic from all VMs in VNET",
+        "VirtualNetwork",
+        "VirtualNetwork",
+        "Allow",
+        65000,
+        "Inbound",
+    ),
+    (
+        "AllowAzureLoadBalancerInBound",
+        "Allow inbound traffic from azure load balancer",
+        "AzureLoadBalancer",
+        "*",
+        "Allow",
+        65001,
+        "Inbound",
+    ),
     ("DenyAllInBound", "Deny all inbound traffic", "*", "*", "Deny", 65500, "Inbound"),
-    ("AllowVnetOutBound", "Allow outbound traffic from all VMs to all VMs in VNET",
-     "VirtualNetwork", "VirtualNetwork", "Allow", 65000, "Outbound"),
-    ("AllowInternetOutBound", "Allow outbound traffic from all VMs to Internet", "*", "Internet",
-     "Allow", 65001, "Outbound"),
+    (
+        "AllowVnetOutBound",
+        "Allow outbound traffic from all VMs to all VMs in VNET",
+        "VirtualNetwork",
+        "VirtualNetwork",
+        "Allow",
+        65000,
+        "Outbound",
+    ),
+    (
+        "AllowInternetOutBound",
+        "Allow outbound traffic from all VMs to Internet",
+        "*",
+        "Internet",
+        "Allow",
+        65001,
+        "Outbound",
+    ),
     ("DenyAllOutBound", "Deny all outbound traffic", "*", "*", "Deny", 65500, "Outbound"),
 ]
 
@@ -116,8 +144,15 @@ class Backend:
             self.reset()
 
     def reset(self) -> None:
-        self.state = {"subscriptions": {}, "groups": {}, "resources": {}, "jit": {}, "grants": [],
-                      "operations": {}, "counter": 0}
+        self.state = {
+            "subscriptions": {},
+            "groups": {},
+            "resources": {},
+            "jit": {},
+            "grants": [],
+            "operations": {},
+            "counter": 0,
+        }
         self.log.clear()
         self.faults.clear()
 
@@ -137,8 +172,9 @@ class Backend:
     @classmethod
     def load(cls, path: Path, clock: Any = None) -> Backend:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(settings=Settings(**data["settings"]), clock=clock or SystemClock(),
-                   state=data["state"])
+        return cls(
+            settings=Settings(**data["settings"]), clock=clock or SystemClock(), state=data["state"]
+        )
 
     def next_id(self) -> int:
         self.state["counter"] += 1
@@ -148,10 +184,17 @@ class Backend:
 
     def add_subscription(self, sub_id: str, name: str = "Emulated subscription") -> dict[str, Any]:
         sub = {
-            "id": f"/subscriptions/{sub_id}", "subscriptionId": sub_id, "tenantId": DEFAULT_TENANT,
-            "displayName": name, "state": "Enabled", "authorizationSource": "RoleBased",
-            "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01",
-                                     "quotaId": "PayAsYouGo_2014-09-01", "spendingLimit": "Off"},
+            "id": f"/subscriptions/{sub_id}",
+            "subscriptionId": sub_id,
+            "tenantId": DEFAULT_TENANT,
+            "displayName": name,
+            "state": "Enabled",
+            "authorizationSource": "RoleBased",
+            "subscriptionPolicies": {
+                "locationPlacementId": "Public_2014-09-01",
+                "quotaId": "PayAsYouGo_2014-09-01",
+                "spendingLimit": "Off",
+            },
         }
         self.state["subscriptions"][sub_id.lower()] = sub
         return sub
@@ -159,15 +202,22 @@ class Backend:
     def subscription(self, sub_id: str) -> dict[str, Any]:
         sub = self.state["subscriptions"].get(sub_id.lower())
         if sub is None:
-            raise ArmError(404, "SubscriptionNotFound", f"The subscription '{sub_id}' could not be found.")
+            raise ArmError(
+                404, "SubscriptionNotFound", f"The subscription '{sub_id}' could not be found."
+            )
         return sub
 
     def put_group(self, sub_id: str, name: str, location: str) -> dict[str, Any]:
         self.subscription(sub_id)
         rid = f"/subscriptions/{sub_id}/resourceGroups/{name}"
         existing = self.state["groups"].get(rid.lower())
-        group = existing or {"id": rid, "name": name, "type": "Microsoft.Resources/resourceGroups",
-                             "location": location, "properties": {"provisioningState": "Succeeded"}}
+        group = existing or {
+            "id": rid,
+            "name": name,
+            "type": "Microsoft.Resources/resourceGroups",
+            "location": location,
+            "properties": {"provisioningState": "Succeeded"},
+        }
         self.state["groups"][rid.lower()] = group
         return group
 
@@ -175,7 +225,9 @@ class Backend:
         self.subscription(sub_id)
         group = self.state["groups"].get(f"/subscriptions/{sub_id}/resourcegroups/{name}".lower())
         if group is None:
-            raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found.")
+            raise ArmError(
+                404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found."
+            )
         return group
 
     # --- generic resources ---------------------------------------------------------------
@@ -220,25 +272,42 @@ class Backend:
     def delete(self, resource_id: str) -> bool:
         return self.state["resources"].pop(resource_id.lower().rstrip("/"), None) is not None
 
-    def list(self, scope: str, kind: str) -> list[dict[str, Any]]:
+    def list_of(self, scope: str, kind: str) -> list[dict[str, Any]]:
         """Resources of a type (e.g. 'networksecuritygroups') under a scope id."""
         prefix = scope.lower().rstrip("/") + "/"
-        return [r for k, r in self.state["resources"].items()
-                if k.startswith(prefix) and r["type"].lower() == TYPES[kind].lower()]
+        return [
+            r
+            for k, r in self.state["resources"].items()
+            if k.startswith(prefix) and r["type"].lower() == TYPES[kind].lower()
+        ]
 
     def _normalize_nsg(self, nsg: dict[str, Any]) -> None:
         props = nsg["properties"]
-        props["securityRules"] = [self._normalize_rule(nsg["id"], r)
-                                  for r in props.get("securityRules", [])]
+        props["securityRules"] = [
+            self._normalize_rule(nsg["id"], r) for r in props.get("securityRules", [])
+        ]
         props["defaultSecurityRules"] = [
-            {"name": n, "id": f"{nsg['id']}/defaultSecurityRules/{n}",
-             "type": "Microsoft.Network/networkSecurityGroups/defaultSecurityRules",
-             "properties": {"provisioningState": "Succeeded", "description": d, "protocol": "*",
-                            "sourcePortRange": "*", "destinationPortRange": "*",
-                            "sourceAddressPrefix": s, "destinationAddressPrefix": t,
-                            "access": a, "priority": p, "direction": dr,
-                            "sourcePortRanges": [], "destinationPortRanges": [],
-                            "sourceAddressPrefixes": [], "destinationAddressPrefixes": []}}
+            {
+                "name": n,
+                "id": f"{nsg['id']}/defaultSecurityRules/{n}",
+                "type": "Microsoft.Network/networkSecurityGroups/defaultSecurityRules",
+                "properties": {
+                    "provisioningState": "Succeeded",
+                    "description": d,
+                    "protocol": "*",
+                    "sourcePortRange": "*",
+                    "destinationPortRange": "*",
+                    "sourceAddressPrefix": s,
+                    "destinationAddressPrefix": t,
+                    "access": a,
+                    "priority": p,
+                    "direction": dr,
+                    "sourcePortRanges": [],
+                    "destinationPortRanges": [],
+                    "sourceAddressPrefixes": [],
+                    "destinationAddressPrefixes": [],
+                },
+            }
             for n, d, s, t, a, p, dr in DEFAULT_RULES
         ]
 
@@ -248,13 +317,19 @@ class Backend:
         props = rule.setdefault("properties", {})
         missing = [k for k in ("protocol", "access", "priority", "direction") if k not in props]
         if missing:
-            raise ArmError(400, "InvalidRequestFormat",
-                           f"Security rule {rule.get('name')} has no {', '.join(missing)}.")
+            raise ArmError(
+                400,
+                "InvalidRequestFormat",
+                f"Security rule {rule.get('name')} has no {', '.join(missing)}.",
+            )
         if not 100 <= int(props["priority"]) <= 4096:
-            raise ArmError(400, "SecurityRuleInvalidPriority",
-                           f"Security rule {rule.get('name')} has invalid Priority "
-                           f"{props['priority']}. Value provided: {props['priority']} Allowed "
-                           "range 100-4096.")
+            raise ArmError(
+                400,
+                "SecurityRuleInvalidPriority",
+                f"Security rule {rule.get('name')} has invalid Priority "
+                f"{props['priority']}. Value provided: {props['priority']} Allowed "
+                "range 100-4096.",
+            )
         rule["id"] = f"{nsg_id}/securityRules/{rule['name']}"
         rule["type"] = "Microsoft.Network/networkSecurityGroups/securityRules"
         props["provisioningState"] = "Succeeded"
@@ -270,13 +345,20 @@ class Backend:
         rules = nsg["properties"].setdefault("securityRules", [])
         rule = self._normalize_rule(nsg["id"], body)
         for other in rules:
-            same_slot = (other["properties"]["priority"] == rule["properties"]["priority"]
-                         and other["properties"]["direction"] == rule["properties"]["direction"])
+            same_slot = (
+                other["properties"]["priority"] == rule["properties"]["priority"]
+                and other["properties"]["direction"] == rule["properties"]["direction"]
+            )
             if same_slot and other["name"].lower() != rule["name"].lower():
-                raise ArmError(400, "SecurityRuleConflict",
-                               f"Security rule {other['name']} conflicts with rule {rule['name']}. "
-                               "Rules cannot have the same Priority and Direction.")
-        idx = next((i for i, r in enumerate(rules) if r["name"].lower() == rule["name"].lower()), None)
+                raise ArmError(
+                    400,
+                    "SecurityRuleConflict",
+                    f"Security rule {other['name']} conflicts with rule {rule['name']}. "
+                    "Rules cannot have the same Priority and Direction.",
+                )
+        idx = next(
+            (i for i, r in enumerate(rules) if r["name"].lower() == rule["name"].lower()), None
+        )
         if idx is None:
             rules.append(rule)
         else:
@@ -301,10 +383,13 @@ class Backend:
         vnet = self.get(subnet_id.rsplit("/subnets/", 1)[0])
         subnets = vnet["properties"].setdefault("subnets", [])
         sub = copy.deepcopy(body)
-        sub.update(id=subnet_id, name=name_of(subnet_id),
-                   type="Microsoft.Network/virtualNetworks/subnets")
+        sub.update(
+            id=subnet_id, name=name_of(subnet_id), type="Microsoft.Network/virtualNetworks/subnets"
+        )
         sub.setdefault("properties", {})["provisioningState"] = "Succeeded"
-        idx = next((i for i, s in enumerate(subnets) if s["name"].lower() == sub["name"].lower()), None)
+        idx = next(
+            (i for i, s in enumerate(subnets) if s["name"].lower() == sub["name"].lower()), None
+        )
         if idx is None:
             subnets.append(sub)
         else:
@@ -331,11 +416,16 @@ class Backend:
                 subnet_id = (cprops.get("subnet") or {}).get("id")
                 if subnet_id:
                     try:
-                        sub_nsg = (self.subnet(subnet_id)["properties"].get("networkSecurityGroup")
-                                   or {}).get("id")
+                        sub_nsg = (
+                            self.subnet(subnet_id)["properties"].get("networkSecurityGroup") or {}
+                        ).get("id")
                     except ArmError:
                         sub_nsg = None
-                    if sub_nsg and self.find(sub_nsg) and sub_nsg.lower() not in map(str.lower, nsgs):
+                    if (
+                        sub_nsg
+                        and self.find(sub_nsg)
+                        and sub_nsg.lower() not in map(str.lower, nsgs)
+                    ):
                         nsgs.append(sub_nsg)
             nic_nsg = (nic["properties"].get("networkSecurityGroup") or {}).get("id")
             if nic_nsg and self.find(nic_nsg):

@@ -31,7 +31,7 @@ def parse_time(text: str) -> datetime:
     if "." in raw:  # Azure writes 7 fractional digits; Python takes at most 6
         head, _, tail = raw.partition(".")
         digits = "".join(c for c in tail if c.isdigit())
-        raw = f"{head}.{digits[:6]}{tail[len(digits):]}"
+        raw = f"{head}.{digits[:6]}{tail[len(digits) :]}"
     t = datetime.fromisoformat(raw)
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
@@ -50,8 +50,7 @@ def _rule_name(prefix: str, *parts: str) -> str:
 def _entry(b: Backend, pid: str) -> dict[str, Any]:
     entry = b.state["jit"].get(pid.lower())
     if entry is None:
-        raise ArmError(404, "PolicyNotFound",
-                       f"Policy with name '{name_of(pid)}' was not found.")
+        raise ArmError(404, "PolicyNotFound", f"Policy with name '{name_of(pid)}' was not found.")
     return entry
 
 
@@ -59,7 +58,9 @@ def get_policy(b: Backend, sub: str, rg: str, loc: str, name: str) -> dict[str, 
     return _entry(b, policy_id(sub, rg, loc, name))["policy"]
 
 
-def list_policies(b: Backend, sub: str, rg: str | None = None, loc: str | None = None) -> list[dict[str, Any]]:
+def list_policies(
+    b: Backend, sub: str, rg: str | None = None, loc: str | None = None
+) -> list[dict[str, Any]]:
     b.subscription(sub)
     out = []
     for entry in b.state["jit"].values():
@@ -89,18 +90,24 @@ def _validate_port(vm_name: str, port: dict[str, Any]) -> None:
     try:
         duration = parse_iso_duration(port["maxRequestAccessDuration"])
     except Exception:
-        raise _bad(f"maxRequestAccessDuration '{port['maxRequestAccessDuration']}' is not an "
-                   "ISO 8601 duration.") from None
+        raise _bad(
+            f"maxRequestAccessDuration '{port['maxRequestAccessDuration']}' is not an "
+            "ISO 8601 duration."
+        ) from None
     if not timedelta(minutes=5) <= duration <= timedelta(days=1):
         raise _bad("maxRequestAccessDuration must be between 5 minutes and 1 day.")
     has_one = port.get("allowedSourceAddressPrefix") not in (None, "")
     has_many = bool(port.get("allowedSourceAddressPrefixes"))
     if has_one == has_many:
-        raise _bad("Exactly one of 'allowedSourceAddressPrefix' and 'allowedSourceAddressPrefixes' "
-                   f"must be set for port {port['number']} of VM '{vm_name}'.")
+        raise _bad(
+            "Exactly one of 'allowedSourceAddressPrefix' and 'allowedSourceAddressPrefixes' "
+            f"must be set for port {port['number']} of VM '{vm_name}'."
+        )
 
 
-def put_policy(b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+def put_policy(
+    b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str, Any]
+) -> dict[str, Any]:
     b.group(sub, rg)
     props = body.get("properties")
     if not isinstance(props, dict) or not isinstance(props.get("virtualMachines"), list):
@@ -113,12 +120,17 @@ def put_policy(b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[st
         if vm_res is None:
             raise ArmError(404, "ResourceNotFound", f"Virtual machine '{vm['id']}' was not found.")
         if vm_res["location"].replace(" ", "").lower() != loc.lower():
-            raise _bad(f"Virtual machine '{vm_res['name']}' is in {vm_res['location']}, not in "
-                       f"the policy's location {loc}.")
+            raise _bad(
+                f"Virtual machine '{vm_res['name']}' is in {vm_res['location']}, not in "
+                f"the policy's location {loc}."
+            )
         if not any(nsgs for _, _, nsgs in b.vm_paths(vm["id"])):
-            raise _bad(f"Virtual machine '{vm_res['name']}' is not supported for Just-In-Time "
-                       "access: no network security group is associated with its network "
-                       "interface or subnet.", "UnsupportedVirtualMachine")
+            raise _bad(
+                f"Virtual machine '{vm_res['name']}' is not supported for Just-In-Time "
+                "access: no network security group is associated with its network "
+                "interface or subnet.",
+                "UnsupportedVirtualMachine",
+            )
         numbers = [p.get("number") for p in vm["ports"]]
         if len(numbers) != len(set(numbers)):
             raise _bad(f"Virtual machine '{vm_res['name']}' lists a port twice.")
@@ -128,9 +140,16 @@ def put_policy(b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[st
     entry = b.state["jit"].get(pid.lower())
     requests = entry["policy"]["properties"]["requests"] if entry else props.get("requests", [])
     policy = {
-        "id": pid, "name": name, "type": "Microsoft.Security/locations/jitNetworkAccessPolicies",
-        "location": loc, "kind": body.get("kind", "Basic"),
-        "properties": {"virtualMachines": vms, "requests": requests, "provisioningState": "Succeeded"},
+        "id": pid,
+        "name": name,
+        "type": "Microsoft.Security/locations/jitNetworkAccessPolicies",
+        "location": loc,
+        "kind": body.get("kind", "Basic"),
+        "properties": {
+            "virtualMachines": vms,
+            "requests": requests,
+            "provisioningState": "Succeeded",
+        },
     }
     if entry is None:
         entry = {"policy": policy, "deny": {}}
@@ -155,12 +174,18 @@ def delete_policy(b: Backend, sub: str, rg: str, loc: str, name: str) -> bool:
 
 def _deny_priority(b: Backend, nsg_id: str, ports: list[int]) -> int:
     rules = b.rules(nsg_id)
-    taken = {r["properties"]["priority"] for r in rules if r["properties"]["direction"] == "Inbound"}
+    taken = {
+        r["properties"]["priority"] for r in rules if r["properties"]["direction"] == "Inbound"
+    }
     start = b.settings.deny_priority
     if b.settings.deny_priority_strategy == "above-allow":
-        covering = [r["properties"]["priority"] for r in rules
-                    if r["properties"]["access"] == "Allow" and r["properties"]["direction"] == "Inbound"
-                    and any(_port_in_rule(p, r) for p in ports)]
+        covering = [
+            r["properties"]["priority"]
+            for r in rules
+            if r["properties"]["access"] == "Allow"
+            and r["properties"]["direction"] == "Inbound"
+            and any(_port_in_rule(p, r) for p in ports)
+        ]
         if covering:
             start = min(covering) - 1
     for prio in range(start, 99, -1):
@@ -195,13 +220,20 @@ def _reconcile_deny_rules(b: Backend, entry: dict[str, Any]) -> None:
         for _nic, ip, nsgs in b.vm_paths(vm["id"]):
             for nsg_id in nsgs:
                 name = _rule_name(DENY_PREFIX, policy["id"], vm["id"], nsg_id)
-                body = {"name": name, "properties": {
-                    "description": f"MDC JIT Network Access rule for policy '{policy['name']}' "
-                                   f"of VM '{vm_name}'.",
-                    "protocol": "*", "sourcePortRange": "*", "sourceAddressPrefix": "*",
-                    "destinationAddressPrefix": ip or "*", "access": "Deny",
-                    "priority": _deny_priority(b, nsg_id, ports), "direction": "Inbound",
-                }}
+                body: dict[str, Any] = {
+                    "name": name,
+                    "properties": {
+                        "description": f"MDC JIT Network Access rule for policy '{policy['name']}' "
+                        f"of VM '{vm_name}'.",
+                        "protocol": "*",
+                        "sourcePortRange": "*",
+                        "sourceAddressPrefix": "*",
+                        "destinationAddressPrefix": ip or "*",
+                        "access": "Deny",
+                        "priority": _deny_priority(b, nsg_id, ports),
+                        "direction": "Inbound",
+                    },
+                }
                 if len(ports) == 1:
                     body["properties"]["destinationPortRange"] = str(ports[0])
                 else:
@@ -215,8 +247,10 @@ def _reconcile_deny_rules(b: Backend, entry: dict[str, Any]) -> None:
 
 
 def _not_subset(pid: str) -> ArmError:
-    return _bad(f"The given access request is not a subset of policy '{pid}'. Please make sure "
-                "that the access request is within the allowed policy properties.")
+    return _bad(
+        f"The given access request is not a subset of policy '{pid}'. Please make sure "
+        "that the access request is within the allowed policy properties."
+    )
 
 
 def _source_allowed(source: str, allowed: list[str]) -> bool:
@@ -235,7 +269,9 @@ def _source_allowed(source: str, allowed: list[str]) -> bool:
     return False
 
 
-def initiate(b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+def initiate(
+    b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str, Any]
+) -> dict[str, Any]:
     entry = _entry(b, policy_id(sub, rg, loc, name))
     policy = entry["policy"]
     now = b.clock.now()
@@ -245,18 +281,25 @@ def initiate(b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str,
     out_vms = []
     new_grants = []
     for vm in vms_in:
-        pvm = next((v for v in policy["properties"]["virtualMachines"] if same_id(v["id"], vm.get("id"))), None)
+        pvm = next(
+            (v for v in policy["properties"]["virtualMachines"] if same_id(v["id"], vm.get("id"))),
+            None,
+        )
         if pvm is None or not vm.get("ports"):
             raise _not_subset(policy["id"])
         out_ports = []
         for port in vm["ports"]:
             if ("endTimeUtc" in port) == ("duration" in port):
-                raise _bad("Only one of fields 'EndTimeUtc' and 'Duration' can be set.",
-                           "InvalidInitiateInput")
+                raise _bad(
+                    "Only one of fields 'EndTimeUtc' and 'Duration' can be set.",
+                    "InvalidInitiateInput",
+                )
             rule = next((p for p in pvm["ports"] if p["number"] == port.get("number")), None)
             if rule is None:
                 raise _not_subset(policy["id"])
-            sources = port.get("allowedSourceAddressPrefixes") or [port.get("allowedSourceAddressPrefix")]
+            sources = port.get("allowedSourceAddressPrefixes") or [
+                port.get("allowedSourceAddressPrefix")
+            ]
             if not all(sources):
                 raise _not_subset(policy["id"])
             for src in sources:
@@ -265,30 +308,61 @@ def initiate(b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str,
                 except ValueError:
                     ipv6 = ":" in src
                 if ipv6:
-                    raise _bad("The provided access request contains a source IP address in IPv6 "
-                               "format, which is unsupported by Just-In-Time Network Access.")
-            allowed = rule.get("allowedSourceAddressPrefixes") or [rule["allowedSourceAddressPrefix"]]
+                    raise _bad(
+                        "The provided access request contains a source IP address in IPv6 "
+                        "format, which is unsupported by Just-In-Time Network Access."
+                    )
+            allowed = rule.get("allowedSourceAddressPrefixes") or [
+                rule["allowedSourceAddressPrefix"]
+            ]
             if not all(_source_allowed(s, allowed) for s in sources):
                 raise _not_subset(policy["id"])
             try:
-                end = (now + parse_iso_duration(port["duration"]) if "duration" in port
-                       else parse_time(port["endTimeUtc"]))
+                end = (
+                    now + parse_iso_duration(port["duration"])
+                    if "duration" in port
+                    else parse_time(port["endTimeUtc"])
+                )
             except (ValueError, TypeError, AttributeError) as exc:
                 raise _bad(f"Invalid end time or duration: {exc}", "InvalidInitiateInput") from None
-            if end <= now or end - now > parse_iso_duration(rule["maxRequestAccessDuration"]) + timedelta(seconds=60):
+            if end <= now or end - now > parse_iso_duration(
+                rule["maxRequestAccessDuration"]
+            ) + timedelta(seconds=60):
                 raise _not_subset(policy["id"])
-            src_field = ({"allowedSourceAddressPrefixes": sources} if len(sources) > 1
-                         else {"allowedSourceAddressPrefix": sources[0]})
-            out_ports.append({"number": port["number"], **src_field, "endTimeUtc": iso(end),
-                              "status": "Initiating", "statusReason": "UserRequested"})
-            new_grants.append({"policy": policy["id"], "vm": pvm["id"], "port": port["number"],
-                               "sources": sources, "protocol": rule["protocol"],
-                               "end": iso(end), "start": iso(now), "state": "pending",
-                               "apply_at": iso(now + timedelta(seconds=b.settings.propagation_delay)),
-                               "rules": []})
+            src_field = (
+                {"allowedSourceAddressPrefixes": sources}
+                if len(sources) > 1
+                else {"allowedSourceAddressPrefix": sources[0]}
+            )
+            out_ports.append(
+                {
+                    "number": port["number"],
+                    **src_field,
+                    "endTimeUtc": iso(end),
+                    "status": "Initiating",
+                    "statusReason": "UserRequested",
+                }
+            )
+            new_grants.append(
+                {
+                    "policy": policy["id"],
+                    "vm": pvm["id"],
+                    "port": port["number"],
+                    "sources": sources,
+                    "protocol": rule["protocol"],
+                    "end": iso(end),
+                    "start": iso(now),
+                    "state": "pending",
+                    "apply_at": iso(now + timedelta(seconds=b.settings.propagation_delay)),
+                    "rules": [],
+                }
+            )
         out_vms.append({"id": pvm["id"], "ports": out_ports})
-    request = {"virtualMachines": out_vms, "startTimeUtc": iso(now),
-               "requestor": b.settings.requestor}
+    request = {
+        "virtualMachines": out_vms,
+        "startTimeUtc": iso(now),
+        "requestor": b.settings.requestor,
+    }
     if body.get("justification") is not None:
         request["justification"] = body["justification"]
     history = policy["properties"]["requests"]
@@ -327,27 +401,56 @@ def _end_grant(b: Backend, grant: dict[str, Any], status: str, reason: str) -> N
 
 def _apply_grant(b: Backend, grant: dict[str, Any]) -> None:
     for other in b.state["grants"]:
-        if (other is not grant and other["state"] != "done" and other["port"] == grant["port"]
-                and same_id(other["vm"], grant["vm"]) and other["start"] <= grant["start"]):
+        if (
+            other is not grant
+            and other["state"] != "done"
+            and other["port"] == grant["port"]
+            and same_id(other["vm"], grant["vm"])
+            and other["start"] <= grant["start"]
+        ):
             _end_grant(b, other, "Revoked", "NewerRequestInitiated")
     vm = b.find(grant["vm"])
     vm_name = name_of(grant["vm"])
     policy_name = name_of(grant["policy"])
     for _nic, ip, nsgs in b.vm_paths(grant["vm"]) if vm else []:
         for nsg_id in nsgs:
-            taken = {r["properties"]["priority"] for r in b.rules(nsg_id)
-                     if r["properties"]["direction"] == "Inbound"}
+            taken = {
+                r["properties"]["priority"]
+                for r in b.rules(nsg_id)
+                if r["properties"]["direction"] == "Inbound"
+            }
             prio = next(p for p in range(b.settings.allow_priority, 4097) if p not in taken)
-            name = _rule_name(ALLOW_PREFIX, grant["policy"], grant["vm"], nsg_id, grant["start"],
-                              str(grant["port"]))
+            name = _rule_name(
+                ALLOW_PREFIX,
+                grant["policy"],
+                grant["vm"],
+                nsg_id,
+                grant["start"],
+                str(grant["port"]),
+            )
             src = grant["sources"]
-            b.put_rule(nsg_id, {"name": name, "properties": {
-                "description": f"MDC JIT Network Access rule created by an initiation request for "
-                               f"policy '{policy_name}' of VM '{vm_name}'.",
-                "protocol": PROTOCOLS.get(grant["protocol"], "*"), "sourcePortRange": "*",
-                **({"sourceAddressPrefix": src[0]} if len(src) == 1 else {"sourceAddressPrefixes": src}),
-                "destinationAddressPrefix": ip or "*", "destinationPortRange": str(grant["port"]),
-                "access": "Allow", "priority": prio, "direction": "Inbound"}})
+            b.put_rule(
+                nsg_id,
+                {
+                    "name": name,
+                    "properties": {
+                        "description": f"MDC JIT Network Access rule created by an initiation request for "
+                        f"policy '{policy_name}' of VM '{vm_name}'.",
+                        "protocol": PROTOCOLS.get(grant["protocol"], "*"),
+                        "sourcePortRange": "*",
+                        **(
+                            {"sourceAddressPrefix": src[0]}
+                            if len(src) == 1
+                            else {"sourceAddressPrefixes": src}
+                        ),
+                        "destinationAddressPrefix": ip or "*",
+                        "destinationPortRange": str(grant["port"]),
+                        "access": "Allow",
+                        "priority": prio,
+                        "direction": "Inbound",
+                    },
+                },
+            )
             grant["rules"].append([nsg_id, name])
     grant["state"] = "active"
     port = _history_port(b, grant)

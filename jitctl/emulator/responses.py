@@ -60,7 +60,9 @@ class Router:
 
     # --- entry point ------------------------------------------------------------------------
 
-    def handle(self, method: str, url: str, headers: dict[str, str], raw: bytes | None) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, url: str, headers: dict[str, str], raw: bytes | None
+    ) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(url)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         hdrs = {k.lower(): v for k, v in headers.items()}
@@ -70,27 +72,50 @@ class Router:
                 reply = self._dispatch(method.upper(), url, parts.path, query, hdrs, raw)
             except ArmError as err:
                 reply = Reply(err.status, err.body(), err.headers)
-            b.log.append(LogEntry(method.upper(), parts.path, query.get("api-version"), reply.status))
-        out_headers = {"Content-Type": "application/json; charset=utf-8",
-                       "x-ms-request-id": f"{len(b.log):08d}-e000-4000-8000-000000000000",
-                       **(reply.headers or {})}
+            b.log.append(
+                LogEntry(method.upper(), parts.path, query.get("api-version"), reply.status)
+            )
+        out_headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "x-ms-request-id": f"{len(b.log):08d}-e000-4000-8000-000000000000",
+            **(reply.headers or {}),
+        }
         body = b"" if reply.body is None else json.dumps(reply.body).encode()
         return reply.status, out_headers, body
 
-    def _dispatch(self, method: str, url: str, path: str, query: dict[str, str],
-                  headers: dict[str, str], raw: bytes | None) -> Reply:
+    def _dispatch(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        raw: bytes | None,
+    ) -> Reply:
         self._inject_faults(method, path)
         if not headers.get("authorization", "").lower().startswith("bearer "):
-            raise ArmError(401, "AuthenticationFailed",
-                           "Authentication failed. The 'Authorization' header is missing.",
-                           {"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token"'})
+            raise ArmError(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing.",
+                {
+                    "WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token"'
+                },
+            )
         if "api-version" not in query:
-            raise ArmError(400, "MissingApiVersionParameter",
-                           "The api-version query parameter (?api-version=) is required for all requests.")
+            raise ArmError(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
-            raise ArmError(400, "InvalidRequestContent", "The request content was invalid and could not be deserialized.") from None
+            raise ArmError(
+                400,
+                "InvalidRequestContent",
+                "The request content was invalid and could not be deserialized.",
+            ) from None
         jit.tick(self.backend)
         allowed_methods = set()
         for m, pattern, handler in self.routes:
@@ -98,14 +123,24 @@ class Router:
             if match:
                 allowed_methods.add(m)
                 if m == method:
-                    return handler(Request(method, url, path, query, headers, body, match.groupdict()))
+                    return handler(
+                        Request(method, url, path, query, headers, body, match.groupdict())
+                    )
         if allowed_methods:
-            raise ArmError(405, "MethodNotAllowed", f"The requested method {method} is not allowed for {path}.")
-        raise ArmError(404, "InvalidResourceType", f"The resource type for '{path}' could not be found in the emulator.")
+            raise ArmError(
+                405, "MethodNotAllowed", f"The requested method {method} is not allowed for {path}."
+            )
+        raise ArmError(
+            404,
+            "InvalidResourceType",
+            f"The resource type for '{path}' could not be found in the emulator.",
+        )
 
     def _inject_faults(self, method: str, path: str) -> None:
         for fault in list(self.backend.faults):
-            if fault.match.lower() not in path.lower() or (fault.method and fault.method.upper() != method):
+            if fault.match.lower() not in path.lower() or (
+                fault.method and fault.method.upper() != method
+            ):
                 continue
             if fault.rate:
                 if self.rng.random() >= fault.rate:
@@ -117,8 +152,14 @@ class Router:
             if fault.latency:
                 time.sleep(fault.latency)
             if fault.status:
-                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-                code = {429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable"}.get(fault.status, "Fault")
+                headers = (
+                    {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                )
+                code = {
+                    429: "TooManyRequests",
+                    500: "InternalServerError",
+                    503: "ServiceUnavailable",
+                }.get(fault.status, "Fault")
                 raise ArmError(fault.status, code, f"Injected fault {fault.status}.", headers)
 
     # --- helpers ---------------------------------------------------------------------------
@@ -126,24 +167,34 @@ class Router:
     def _page(self, req: Request, items: list[Any]) -> Reply:
         size = max(1, self.backend.settings.page_size)
         start = int(req.query.get("$skiptoken", "0") or 0)
-        page = {"value": items[start:start + size]}
+        page: dict[str, Any] = {"value": items[start : start + size]}
         if start + size < len(items):
             query = dict(req.query, **{"$skiptoken": str(start + size)})
             page["nextLink"] = f"{req.base}{req.path}?{urlencode(query)}"
         return Reply(200, page)
 
-    def _lro(self, req: Request, resource: Any, created: bool, location: str | None = None) -> Reply:
+    def _lro(
+        self, req: Request, resource: Any, created: bool, location: str | None = None
+    ) -> Reply:
         """Network and compute writes answer 201/200 with Azure-AsyncOperation, like Azure."""
         b = self.backend
         op_id = f"{b.next_id():08d}-0000-4000-8000-00000000a51c"
         b.state["operations"][op_id] = {"polls_left": b.settings.lro_polls}
-        provider = "Microsoft.Compute" if "/microsoft.compute/" in req.path.lower() else "Microsoft.Network"
+        provider = (
+            "Microsoft.Compute"
+            if "/microsoft.compute/" in req.path.lower()
+            else "Microsoft.Network"
+        )
         loc = (location or resource.get("location") or "westus").replace(" ", "").lower()
-        op_url = (f"{req.base}/subscriptions/{req.params['sub']}/providers/{provider}/locations/"
-                  f"{loc}/operations/{op_id}?api-version={req.query['api-version']}")
+        op_url = (
+            f"{req.base}/subscriptions/{req.params['sub']}/providers/{provider}/locations/"
+            f"{loc}/operations/{op_id}?api-version={req.query['api-version']}"
+        )
         body = json.loads(json.dumps(resource))
         body.get("properties", {})["provisioningState"] = "Updating"
-        return Reply(201 if created else 200, body, {"Azure-AsyncOperation": op_url, "Retry-After": "0"})
+        return Reply(
+            201 if created else 200, body, {"Azure-AsyncOperation": op_url, "Retry-After": "0"}
+        )
 
     def _operation(self, req: Request) -> Reply:
         op = self.backend.state["operations"].get(req.params["op"])
@@ -163,32 +214,83 @@ class Router:
         r("GET", SUB, lambda q: Reply(200, b.subscription(q.params["sub"])))
         r("GET", RG, lambda q: Reply(200, b.group(q.params["sub"], q.params["rg"])))
         r("PUT", RG, self._put_group)
-        r("GET", SUB + r"/providers/(?P<prov>microsoft\.(?:network|compute))/locations/[^/]+/operations/(?P<op>[^/]+)", self._operation)
+        r(
+            "GET",
+            SUB
+            + r"/providers/(?P<prov>microsoft\.(?:network|compute))/locations/[^/]+/operations/(?P<op>[^/]+)",
+            self._operation,
+        )
         # JIT policies
-        r("GET", SUB + JIT_BASE, lambda q: self._page(q, jit.list_policies(b, q.params["sub"], None, q.params["loc"])))
-        r("GET", RG + JIT_BASE, lambda q: self._page(q, jit.list_policies(b, q.params["sub"], q.params["rg"], q.params["loc"])))
-        item = RG + r"/providers/microsoft\.security/locations/(?P<loc>[^/]+)/jitnetworkaccesspolicies/(?P<name>[^/]+)"
+        r(
+            "GET",
+            SUB + JIT_BASE,
+            lambda q: self._page(q, jit.list_policies(b, q.params["sub"], None, q.params["loc"])),
+        )
+        r(
+            "GET",
+            RG + JIT_BASE,
+            lambda q: self._page(
+                q, jit.list_policies(b, q.params["sub"], q.params["rg"], q.params["loc"])
+            ),
+        )
+        item = (
+            RG
+            + r"/providers/microsoft\.security/locations/(?P<loc>[^/]+)/jitnetworkaccesspolicies/(?P<name>[^/]+)"
+        )
         r("GET", item, lambda q: Reply(200, jit.get_policy(b, *self._jit_args(q))))
         r("PUT", item, lambda q: Reply(200, jit.put_policy(b, *self._jit_args(q), q.body or {})))
         r("DELETE", item, lambda q: Reply(200 if jit.delete_policy(b, *self._jit_args(q)) else 204))
-        r("POST", item + "/initiate", lambda q: Reply(202, jit.initiate(b, *self._jit_args(q), q.body or {})))
+        r(
+            "POST",
+            item + "/initiate",
+            lambda q: Reply(202, jit.initiate(b, *self._jit_args(q), q.body or {})),
+        )
         # compute and network resources
-        for kind, provider in (("virtualMachines", "microsoft\\.compute"),
-                               ("networkInterfaces", "microsoft\\.network"),
-                               ("networkSecurityGroups", "microsoft\\.network"),
-                               ("virtualNetworks", "microsoft\\.network"),
-                               ("publicIPAddresses", "microsoft\\.network")):
+        for kind, provider in (
+            ("virtualMachines", "microsoft\\.compute"),
+            ("networkInterfaces", "microsoft\\.network"),
+            ("networkSecurityGroups", "microsoft\\.network"),
+            ("virtualNetworks", "microsoft\\.network"),
+            ("publicIPAddresses", "microsoft\\.network"),
+        ):
             self._resource_routes(kind, provider)
         nsg = NET + r"/networksecuritygroups/(?P<nsg>[^/]+)"
-        r("GET", nsg + "/securityrules", lambda q: self._page(q, b.rules(self._parent(q, "/securityrules"))))
+        r(
+            "GET",
+            nsg + "/securityrules",
+            lambda q: self._page(q, b.rules(self._parent(q, "/securityrules"))),
+        )
         r("GET", nsg + "/securityrules/(?P<name>[^/]+)", self._get_rule)
         r("PUT", nsg + "/securityrules/(?P<name>[^/]+)", self._put_rule)
         r("DELETE", nsg + "/securityrules/(?P<name>[^/]+)", self._delete_rule)
-        r("GET", nsg + "/defaultsecurityrules", lambda q: self._page(q, b.get(self._parent(q, "/defaultsecurityrules"))["properties"]["defaultSecurityRules"]))
+        r(
+            "GET",
+            nsg + "/defaultsecurityrules",
+            lambda q: self._page(
+                q,
+                b.get(self._parent(q, "/defaultsecurityrules"))["properties"][
+                    "defaultSecurityRules"
+                ],
+            ),
+        )
         vnet = NET + r"/virtualnetworks/(?P<vnet>[^/]+)"
-        r("GET", vnet + "/subnets", lambda q: self._page(q, b.get(self._parent(q, "/subnets"))["properties"].get("subnets", [])))
-        r("GET", vnet + "/subnets/(?P<name>[^/]+)", lambda q: Reply(200, b.subnet(self._canonical(q))))
-        r("PUT", vnet + "/subnets/(?P<name>[^/]+)", lambda q: self._lro(q, *b.put_subnet(self._canonical(q), q.body or {})))
+        r(
+            "GET",
+            vnet + "/subnets",
+            lambda q: self._page(
+                q, b.get(self._parent(q, "/subnets"))["properties"].get("subnets", [])
+            ),
+        )
+        r(
+            "GET",
+            vnet + "/subnets/(?P<name>[^/]+)",
+            lambda q: Reply(200, b.subnet(self._canonical(q))),
+        )
+        r(
+            "PUT",
+            vnet + "/subnets/(?P<name>[^/]+)",
+            lambda q: self._lro(q, *b.put_subnet(self._canonical(q), q.body or {})),
+        )
 
     @staticmethod
     def _jit_args(q: Request) -> tuple[str, str, str, str]:
@@ -203,9 +305,13 @@ class Router:
         return q.path.rstrip("/")[: -len(suffix)]
 
     def _put_group(self, q: Request) -> Reply:
-        existed = (f"/subscriptions/{q.params['sub']}/resourcegroups/{q.params['rg']}".lower()
-                   in self.backend.state["groups"])
-        group = self.backend.put_group(q.params["sub"], q.params["rg"], (q.body or {}).get("location", "westus"))
+        existed = (
+            f"/subscriptions/{q.params['sub']}/resourcegroups/{q.params['rg']}".lower()
+            in self.backend.state["groups"]
+        )
+        group = self.backend.put_group(
+            q.params["sub"], q.params["rg"], (q.body or {}).get("location", "westus")
+        )
         return Reply(200 if existed else 201, group)
 
     def _resource_routes(self, kind: str, provider: str) -> None:
@@ -214,10 +320,22 @@ class Router:
         self.route("GET", one, lambda q: Reply(200, b.get(self._canonical(q))))
         self.route("PUT", one, lambda q: self._lro(q, *b.put(self._canonical(q), q.body or {})))
         self.route("DELETE", one, lambda q: Reply(200 if b.delete(self._canonical(q)) else 204))
-        self.route("GET", RG + f"/providers/{provider}/{kind.lower()}",
-                   lambda q: self._page(q, b.list(f"/subscriptions/{q.params['sub']}/resourceGroups/{q.params['rg']}", kind.lower())))
-        self.route("GET", SUB + f"/providers/{provider}/{kind.lower()}",
-                   lambda q: self._page(q, b.list(f"/subscriptions/{q.params['sub']}", kind.lower())))
+        self.route(
+            "GET",
+            RG + f"/providers/{provider}/{kind.lower()}",
+            lambda q: self._page(
+                q,
+                b.list_of(
+                    f"/subscriptions/{q.params['sub']}/resourceGroups/{q.params['rg']}",
+                    kind.lower(),
+                ),
+            ),
+        )
+        self.route(
+            "GET",
+            SUB + f"/providers/{provider}/{kind.lower()}",
+            lambda q: self._page(q, b.list_of(f"/subscriptions/{q.params['sub']}", kind.lower())),
+        )
 
     def _get_rule(self, q: Request) -> Reply:
         for rule in self.backend.rules(self._parent(q, "/securityrules/" + q.params["name"])):

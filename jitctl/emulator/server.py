@@ -43,20 +43,33 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jitctl emulator")])
     now = dt.datetime.now(dt.timezone.utc)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=7))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / "emulator-cert.pem", directory / "emulator-key.pem"
     write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-    write_private(key_path, key.private_bytes(serialization.Encoding.PEM,
-                                              serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption()))
+    write_private(
+        key_path,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
     return cert_path, key_path
 
 
@@ -67,9 +80,16 @@ def fake_jwt(resource: str, subscription: str | None) -> tuple[str, int]:
     def b64(d: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
 
-    claims = {"aud": resource, "iss": f"https://sts.windows.net/{DEFAULT_TENANT}/", "tid": DEFAULT_TENANT,
-              "oid": "00000000-0000-4000-8000-0000000000e1", "appid": "00000000-0000-4000-8000-0000000000e2",
-              "xms_mirid": f"/subscriptions/{subscription}/emulator", "exp": exp, "iat": exp - 3600}
+    claims = {
+        "aud": resource,
+        "iss": f"https://sts.windows.net/{DEFAULT_TENANT}/",
+        "tid": DEFAULT_TENANT,
+        "oid": "00000000-0000-4000-8000-0000000000e1",
+        "appid": "00000000-0000-4000-8000-0000000000e2",
+        "xms_mirid": f"/subscriptions/{subscription}/emulator",
+        "exp": exp,
+        "iat": exp - 3600,
+    }
     return f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}.", exp
 
 
@@ -114,8 +134,12 @@ class EmulatorServer:
             with self.backend.lock:
                 self.backend.save(self.state_file)
 
+    def _subscription(self) -> str:
+        subs: list[dict[str, Any]] = list(self.backend.state["subscriptions"].values())
+        return str(subs[0]["subscriptionId"]) if subs else ""
+
     def shell_lines(self) -> list[str]:
-        sub = next(iter(self.backend.state["subscriptions"].values()), {}).get("subscriptionId", "")
+        sub = self._subscription()
         return [
             f"export JITCTL_ARM_ENDPOINT={self.endpoint}",
             f"export IDENTITY_ENDPOINT={self.endpoint}{TOKEN_PATH}",
@@ -126,12 +150,20 @@ class EmulatorServer:
 
     def token(self, query: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
         if headers.get("x-identity-header") != self.identity_header:
-            return 401, {"error": "invalid_request", "error_description": "X-IDENTITY-HEADER is missing or wrong."}
+            return 401, {
+                "error": "invalid_request",
+                "error_description": "X-IDENTITY-HEADER is missing or wrong.",
+            }
         resource = query.get("resource", "")
-        sub = next(iter(self.backend.state["subscriptions"].values()), {}).get("subscriptionId")
+        sub = self._subscription()
         token, exp = fake_jwt(resource, sub)
-        return 200, {"access_token": token, "expires_on": str(exp), "resource": resource,
-                     "token_type": "Bearer", "client_id": "00000000-0000-4000-8000-0000000000e2"}
+        return 200, {
+            "access_token": token,
+            "expires_on": str(exp),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": "00000000-0000-4000-8000-0000000000e2",
+        }
 
 
 def _make_handler(server: EmulatorServer) -> type[BaseHTTPRequestHandler]:
@@ -147,12 +179,15 @@ def _make_handler(server: EmulatorServer) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             parts = urlsplit(self.path)
             if parts.path == TOKEN_PATH:
-                status, body = server.token({k: v[-1] for k, v in parse_qs(parts.query).items()}, headers)
+                status, body = server.token(
+                    {k: v[-1] for k, v in parse_qs(parts.query).items()}, headers
+                )
                 payload = json.dumps(body).encode()
                 out_headers = {"Content-Type": "application/json"}
             else:
                 status, out_headers, payload = server.router.handle(
-                    self.command, f"{server.endpoint}{self.path}", headers, raw)
+                    self.command, f"{server.endpoint}{self.path}", headers, raw
+                )
                 if self.command != "GET":
                     server.persist()
             self.send_response(status)

@@ -18,15 +18,25 @@ class EmulatorAdapter(BaseAdapter):
         super().__init__()
         self.router = router
 
-    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
-             verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> requests.Response:
         raw = request.body
         if hasattr(raw, "read"):
             raw = raw.read()  # type: ignore[union-attr]
         if isinstance(raw, str):
             raw = raw.encode()
         status, headers, body = self.router.handle(
-            request.method or "GET", request.url or "", dict(request.headers), raw  # type: ignore[arg-type]
+            request.method or "GET",
+            request.url or "",
+            {k: str(v) for k, v in request.headers.items()},
+            raw,  # type: ignore[arg-type]
         )
         resp = requests.Response()
         resp.status_code = status

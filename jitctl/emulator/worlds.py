@@ -15,8 +15,13 @@ DEMO_LOCATION = "westeurope"
 class Seeder:
     """Builds resources straight into a backend, as Azure would return them."""
 
-    def __init__(self, backend: Backend, subscription: str = DEMO_SUBSCRIPTION,
-                 group: str = DEMO_GROUP, location: str = DEMO_LOCATION) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        subscription: str = DEMO_SUBSCRIPTION,
+        group: str = DEMO_GROUP,
+        location: str = DEMO_LOCATION,
+    ) -> None:
         self.b = backend
         self.sub = subscription
         self.group = group
@@ -30,40 +35,81 @@ class Seeder:
 
     def nsg(self, name: str, rules: list[dict[str, Any]] | None = None) -> str:
         rid = self.rid("Microsoft.Network/networkSecurityGroups", name)
-        self.b.put(rid, {"location": self.location, "properties": {"securityRules": [
-            {"name": r["name"], "properties": {k: v for k, v in r.items() if k != "name"}}
-            for r in rules or []
-        ]}})
+        self.b.put(
+            rid,
+            {
+                "location": self.location,
+                "properties": {
+                    "securityRules": [
+                        {
+                            "name": r["name"],
+                            "properties": {k: v for k, v in r.items() if k != "name"},
+                        }
+                        for r in rules or []
+                    ]
+                },
+            },
+        )
         return rid
 
     def vnet(self, name: str, space: str, subnets: dict[str, tuple[str, str | None]]) -> str:
         """subnets: name -> (prefix, nsg id or None)."""
         rid = self.rid("Microsoft.Network/virtualNetworks", name)
-        self.b.put(rid, {"location": self.location, "properties": {
-            "addressSpace": {"addressPrefixes": [space]},
-            "subnets": [
-                {"name": sn, "properties": {"addressPrefix": prefix,
-                                            **({"networkSecurityGroup": {"id": nsg}} if nsg else {})}}
-                for sn, (prefix, nsg) in subnets.items()
-            ]}})
+        self.b.put(
+            rid,
+            {
+                "location": self.location,
+                "properties": {
+                    "addressSpace": {"addressPrefixes": [space]},
+                    "subnets": [
+                        {
+                            "name": sn,
+                            "properties": {
+                                "addressPrefix": prefix,
+                                **({"networkSecurityGroup": {"id": nsg}} if nsg else {}),
+                            },
+                        }
+                        for sn, (prefix, nsg) in subnets.items()
+                    ],
+                },
+            },
+        )
         return rid
 
     def public_ip(self, name: str, address: str, dns: str | None = None) -> str:
         rid = self.rid("Microsoft.Network/publicIPAddresses", name)
-        props: dict[str, Any] = {"publicIPAddressVersion": "IPv4", "publicIPAllocationMethod": "Static",
-                                 "ipAddress": address, "idleTimeoutInMinutes": 4}
+        props: dict[str, Any] = {
+            "publicIPAddressVersion": "IPv4",
+            "publicIPAllocationMethod": "Static",
+            "ipAddress": address,
+            "idleTimeoutInMinutes": 4,
+        }
         if dns:
-            props["dnsSettings"] = {"domainNameLabel": dns,
-                                    "fqdn": f"{dns}.{self.location}.cloudapp.azure.com"}
-        self.b.put(rid, {"location": self.location, "sku": {"name": "Standard"}, "properties": props})
+            props["dnsSettings"] = {
+                "domainNameLabel": dns,
+                "fqdn": f"{dns}.{self.location}.cloudapp.azure.com",
+            }
+        self.b.put(
+            rid, {"location": self.location, "sku": {"name": "Standard"}, "properties": props}
+        )
         return rid
 
-    def nic(self, name: str, subnet_id: str, private_ip: str, nsg: str | None = None,
-            public_ip: str | None = None) -> str:
+    def nic(
+        self,
+        name: str,
+        subnet_id: str,
+        private_ip: str,
+        nsg: str | None = None,
+        public_ip: str | None = None,
+    ) -> str:
         rid = self.rid("Microsoft.Network/networkInterfaces", name)
-        cfg: dict[str, Any] = {"privateIPAddress": private_ip, "privateIPAllocationMethod": "Dynamic",
-                               "subnet": {"id": subnet_id}, "primary": True,
-                               "privateIPAddressVersion": "IPv4"}
+        cfg: dict[str, Any] = {
+            "privateIPAddress": private_ip,
+            "privateIPAllocationMethod": "Dynamic",
+            "subnet": {"id": subnet_id},
+            "primary": True,
+            "privateIPAddressVersion": "IPv4",
+        }
         if public_ip:
             cfg["publicIPAddress"] = {"id": public_ip}
         props: dict[str, Any] = {"ipConfigurations": [{"name": "ipconfig1", "properties": cfg}]}
@@ -74,17 +120,37 @@ class Seeder:
 
     def vm(self, name: str, nics: list[str], os_type: str = "Windows", primary: int = 0) -> str:
         rid = self.rid("Microsoft.Compute/virtualMachines", name)
-        self.b.put(rid, {"location": self.location, "properties": {
-            "vmId": f"{abs(hash(rid)) % 10**8:08d}-0000-4000-8000-000000000000",
-            "hardwareProfile": {"vmSize": "Standard_B2s"},
-            "storageProfile": {"osDisk": {"osType": os_type, "name": f"{name}-osdisk",
-                                          "createOption": "FromImage"}},
-            "osProfile": {"computerName": name, "adminUsername": "azureuser"},
-            "networkProfile": {"networkInterfaces": [
-                {"id": n, **({"properties": {"primary": i == primary}} if len(nics) > 1 else {})}
-                for i, n in enumerate(nics)
-            ]},
-        }})
+        self.b.put(
+            rid,
+            {
+                "location": self.location,
+                "properties": {
+                    "vmId": f"{abs(hash(rid)) % 10**8:08d}-0000-4000-8000-000000000000",
+                    "hardwareProfile": {"vmSize": "Standard_B2s"},
+                    "storageProfile": {
+                        "osDisk": {
+                            "osType": os_type,
+                            "name": f"{name}-osdisk",
+                            "createOption": "FromImage",
+                        }
+                    },
+                    "osProfile": {"computerName": name, "adminUsername": "azureuser"},
+                    "networkProfile": {
+                        "networkInterfaces": [
+                            {
+                                "id": n,
+                                **(
+                                    {"properties": {"primary": i == primary}}
+                                    if len(nics) > 1
+                                    else {}
+                                ),
+                            }
+                            for i, n in enumerate(nics)
+                        ]
+                    },
+                },
+            },
+        )
         return rid
 
 
@@ -96,40 +162,103 @@ def demo(b: Backend) -> None:
     """A Windows VM with a NIC NSG and a Linux VM behind a subnet NSG."""
     s = Seeder(b)
     nic_nsg = s.nsg("vm-win01-nsg")
-    subnet_nsg = s.nsg("snet-linux-nsg", [
-        {"name": "Allow-HTTPS", "priority": 300, "direction": "Inbound", "access": "Allow",
-         "protocol": "Tcp", "sourceAddressPrefix": "Internet", "sourcePortRange": "*",
-         "destinationAddressPrefix": "*", "destinationPortRange": "443"},
-    ])
-    vnet = s.vnet("vnet-demo", "10.10.0.0/16", {"snet-windows": ("10.10.1.0/24", None),
-                                                 "snet-linux": ("10.10.2.0/24", subnet_nsg)})
+    subnet_nsg = s.nsg(
+        "snet-linux-nsg",
+        [
+            {
+                "name": "Allow-HTTPS",
+                "priority": 300,
+                "direction": "Inbound",
+                "access": "Allow",
+                "protocol": "Tcp",
+                "sourceAddressPrefix": "Internet",
+                "sourcePortRange": "*",
+                "destinationAddressPrefix": "*",
+                "destinationPortRange": "443",
+            },
+        ],
+    )
+    vnet = s.vnet(
+        "vnet-demo",
+        "10.10.0.0/16",
+        {"snet-windows": ("10.10.1.0/24", None), "snet-linux": ("10.10.2.0/24", subnet_nsg)},
+    )
     win_pip = s.public_ip("vm-win01-pip", "20.61.15.10")
     lnx_pip = s.public_ip("vm-lnx01-pip", "20.61.15.11", dns="vm-lnx01-demo")
-    s.vm("vm-win01", [s.nic("vm-win01-nic", subnet_id(vnet, "snet-windows"), "10.10.1.4",
-                            nsg=nic_nsg, public_ip=win_pip)])
-    s.vm("vm-lnx01", [s.nic("vm-lnx01-nic", subnet_id(vnet, "snet-linux"), "10.10.2.4",
-                            public_ip=lnx_pip)], os_type="Linux")
+    s.vm(
+        "vm-win01",
+        [
+            s.nic(
+                "vm-win01-nic",
+                subnet_id(vnet, "snet-windows"),
+                "10.10.1.4",
+                nsg=nic_nsg,
+                public_ip=win_pip,
+            )
+        ],
+    )
+    s.vm(
+        "vm-lnx01",
+        [s.nic("vm-lnx01-nic", subnet_id(vnet, "snet-linux"), "10.10.2.4", public_ip=lnx_pip)],
+        os_type="Linux",
+    )
 
 
 def busy(b: Backend) -> None:
     """The demo world plus a busy NSG whose 'RDP from Any' rule bypasses JIT, and an unprotected VM."""
     demo(b)
     s = Seeder(b)
-    nsg = s.nsg("vm-legacy-nsg", [
-        {"name": "Allow-RDP-Any", "priority": 1001, "direction": "Inbound", "access": "Allow",
-         "protocol": "Tcp", "sourceAddressPrefix": "*", "sourcePortRange": "*",
-         "destinationAddressPrefix": "*", "destinationPortRange": "3389"},
-        {"name": "Allow-Mgmt-Range", "priority": 900, "direction": "Inbound", "access": "Allow",
-         "protocol": "Tcp", "sourceAddressPrefixes": ["198.51.100.0/24", "192.0.2.0/24"],
-         "sourcePortRange": "*", "destinationAddressPrefix": "VirtualNetwork",
-         "destinationPortRanges": ["5985-5986", "22"]},
-        {"name": "Deny-SMB", "priority": 200, "direction": "Inbound", "access": "Deny",
-         "protocol": "*", "sourceAddressPrefix": "Internet", "sourcePortRange": "*",
-         "destinationAddressPrefix": "*", "destinationPortRange": "445"},
-    ])
+    nsg = s.nsg(
+        "vm-legacy-nsg",
+        [
+            {
+                "name": "Allow-RDP-Any",
+                "priority": 1001,
+                "direction": "Inbound",
+                "access": "Allow",
+                "protocol": "Tcp",
+                "sourceAddressPrefix": "*",
+                "sourcePortRange": "*",
+                "destinationAddressPrefix": "*",
+                "destinationPortRange": "3389",
+            },
+            {
+                "name": "Allow-Mgmt-Range",
+                "priority": 900,
+                "direction": "Inbound",
+                "access": "Allow",
+                "protocol": "Tcp",
+                "sourceAddressPrefixes": ["198.51.100.0/24", "192.0.2.0/24"],
+                "sourcePortRange": "*",
+                "destinationAddressPrefix": "VirtualNetwork",
+                "destinationPortRanges": ["5985-5986", "22"],
+            },
+            {
+                "name": "Deny-SMB",
+                "priority": 200,
+                "direction": "Inbound",
+                "access": "Deny",
+                "protocol": "*",
+                "sourceAddressPrefix": "Internet",
+                "sourcePortRange": "*",
+                "destinationAddressPrefix": "*",
+                "destinationPortRange": "445",
+            },
+        ],
+    )
     vnet = s.vnet("vnet-legacy", "10.20.0.0/16", {"snet-legacy": ("10.20.1.0/24", None)})
-    s.vm("vm-legacy", [s.nic("vm-legacy-nic", subnet_id(vnet, "snet-legacy"), "10.20.1.4", nsg=nsg,
-                             public_ip=s.public_ip("vm-legacy-pip", "20.61.15.20"))])
+    s.vm(
+        "vm-legacy",
+        [
+            s.nic(
+                "vm-legacy-nic",
+                subnet_id(vnet, "snet-legacy"),
+                "10.20.1.4",
+                nsg=nsg,
+                public_ip=s.public_ip("vm-legacy-pip", "20.61.15.20"),
+            )
+        ],
+    )
     s.vm("vm-nonsg", [s.nic("vm-nonsg-nic", subnet_id(vnet, "snet-legacy"), "10.20.1.5")])
 
 
@@ -137,11 +266,21 @@ def multinic(b: Backend) -> None:
     """The demo world plus a VM with two NICs, each with its own NSG; the second is primary."""
     demo(b)
     s = Seeder(b)
-    vnet = s.vnet("vnet-multi", "10.30.0.0/16", {"snet-front": ("10.30.1.0/24", None),
-                                                  "snet-back": ("10.30.2.0/24", None)})
-    front = s.nic("vm-multi-nic0", subnet_id(vnet, "snet-front"), "10.30.1.4", nsg=s.nsg("vm-multi-nsg0"))
-    back = s.nic("vm-multi-nic1", subnet_id(vnet, "snet-back"), "10.30.2.4", nsg=s.nsg("vm-multi-nsg1"),
-                 public_ip=s.public_ip("vm-multi-pip", "20.61.15.30"))
+    vnet = s.vnet(
+        "vnet-multi",
+        "10.30.0.0/16",
+        {"snet-front": ("10.30.1.0/24", None), "snet-back": ("10.30.2.0/24", None)},
+    )
+    front = s.nic(
+        "vm-multi-nic0", subnet_id(vnet, "snet-front"), "10.30.1.4", nsg=s.nsg("vm-multi-nsg0")
+    )
+    back = s.nic(
+        "vm-multi-nic1",
+        subnet_id(vnet, "snet-back"),
+        "10.30.2.4",
+        nsg=s.nsg("vm-multi-nsg1"),
+        public_ip=s.public_ip("vm-multi-pip", "20.61.15.30"),
+    )
     s.vm("vm-multi", [front, back], primary=1)
 
 
@@ -149,4 +288,9 @@ def empty(b: Backend) -> None:
     Seeder(b)
 
 
-WORLDS: dict[str, Callable[[Backend], None]] = {"demo": demo, "busy": busy, "multinic": multinic, "empty": empty}
+WORLDS: dict[str, Callable[[Backend], None]] = {
+    "demo": demo,
+    "busy": busy,
+    "multinic": multinic,
+    "empty": empty,
+}

@@ -69,26 +69,36 @@ def check_request(
     for number in ports:
         rule = pvm.port(number)
         if rule is None:
-            raise Refused(f"Port {number} is not in the JIT policy '{policy.name}' of VM {vm_name} "
-                          f"(configured: {configured}).",
-                          f"Ask an admin to run: jitctl enable {vm_name} --port {number}")
+            raise Refused(
+                f"Port {number} is not in the JIT policy '{policy.name}' of VM {vm_name} "
+                f"(configured: {configured}).",
+                f"Ask an admin to run: jitctl enable {vm_name} --port {number}",
+            )
         if duration is not None and duration > rule.max_duration:
-            raise Refused(f"Duration {format_human_duration(duration)} exceeds the maximum of "
-                          f"{format_human_duration(rule.max_duration)} for port {number} of VM {vm_name}.",
-                          f"Use --duration {format_human_duration(rule.max_duration)} or less.")
+            raise Refused(
+                f"Duration {format_human_duration(duration)} exceeds the maximum of "
+                f"{format_human_duration(rule.max_duration)} for port {number} of VM {vm_name}.",
+                f"Use --duration {format_human_duration(rule.max_duration)} or less.",
+            )
         if not source_allowed(source, rule):
-            raise Refused(f"Source {source} is outside the allowed sources of port {number} of VM "
-                          f"{vm_name} ({', '.join(rule.sources)}).",
-                          "Request from an allowed address.")
+            raise Refused(
+                f"Source {source} is outside the allowed sources of port {number} of VM "
+                f"{vm_name} ({', '.join(rule.sources)}).",
+                "Request from an allowed address.",
+            )
         out.append((rule, duration or rule.max_duration))
     return out
 
 
-def find_policy(gw: Gateway, ref: VmRef, ports: Sequence[int], policy_name: str | None) -> tuple[JitPolicy, PolicyVm]:
+def find_policy(
+    gw: Gateway, ref: VmRef, ports: Sequence[int], policy_name: str | None
+) -> tuple[JitPolicy, PolicyVm]:
     policies = policies_of_vm(gw, ref, policy_name)
     if not policies:
-        raise NotFound(f"JIT is not enabled for VM {ref.name} in resource group {ref.resource_group}.",
-                       f"Enable it first: jitctl enable {ref.name} -g {ref.resource_group}")
+        raise NotFound(
+            f"JIT is not enabled for VM {ref.name} in resource group {ref.resource_group}.",
+            f"Enable it first: jitctl enable {ref.name} -g {ref.resource_group}",
+        )
     # Several policies may name the VM; prefer the one that has every requested port.
     for pol in policies:
         pvm = pol.vm(ref.id)
@@ -114,8 +124,13 @@ def request_access(
     initiate = [InitiatePort(rule.number, source, now + length) for rule, length in checked]
     answer = gw.initiate(policy, pvm.id, initiate, justification)
     granted = tuple(
-        GrantedPort(p.number, p.source, p.end_time, p.status)
-        for vm in answer.vms for p in vm.ports
+        GrantedPort(p.number, p.source, p.end_time, p.status) for vm in answer.vms for p in vm.ports
     ) or tuple(GrantedPort(p.number, p.source, p.end_time, "Initiating") for p in initiate)
-    return RequestResult(policy.id, pvm.id, granted, answer.start_time or now, answer.requestor,
-                         answer.justification if answer.justification is not None else justification)
+    return RequestResult(
+        policy.id,
+        pvm.id,
+        granted,
+        answer.start_time or now,
+        answer.requestor,
+        answer.justification if answer.justification is not None else justification,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from jitctl.errors import BadInput, JitctlError, NotFound, Refused
 from jitctl.gateway import Gateway
@@ -92,13 +93,20 @@ def enable(
                 f"VM {vm.name} has no network security group on its NIC or subnet; JIT cannot protect it.",
                 "Associate an NSG with its NIC or subnet, then enable again.",
             )
-        key = (ref.subscription_id, ref.resource_group, vm.location.replace(" ", "").lower(), policy_name)
+        key = (
+            ref.subscription_id,
+            ref.resource_group,
+            vm.location.replace(" ", "").lower(),
+            policy_name,
+        )
         groups.setdefault(key, []).append(vm.id)
     results = []
     for key, vm_ids in groups.items():
         current = gw.get_policy(*key)
         results.append(
-            _write_merged(gw, current, key, lambda base, ids=vm_ids: merge_ports(base, ids, rules), dry_run)
+            _write_merged(
+                gw, current, key, partial(merge_ports, vm_ids=vm_ids, rules=rules), dry_run
+            )
         )
     return PolicyChangeResult(tuple(results), dry_run)
 
@@ -106,7 +114,8 @@ def enable(
 def policies_of_vm(gw: Gateway, ref: VmRef, policy_name: str | None = None) -> list[JitPolicy]:
     """The JIT policies that cover a VM: one list call over its resource group."""
     found = [
-        p for p in gw.list_policies(ref.subscription_id, ref.resource_group)
+        p
+        for p in gw.list_policies(ref.subscription_id, ref.resource_group)
         if p.vm(ref.id) and (policy_name is None or p.name.lower() == policy_name.lower())
     ]
     return found
@@ -122,14 +131,20 @@ def disable(
     """Remove ports (all when none given) of one VM; delete a policy when its last VM goes."""
     policies = policies_of_vm(gw, ref, policy_name)
     if not policies:
-        raise NotFound(f"VM {ref.name} is in no JIT policy of resource group {ref.resource_group}.",
-                       "Nothing to disable; 'jitctl list -g RG' shows the policies.")
+        raise NotFound(
+            f"VM {ref.name} is in no JIT policy of resource group {ref.resource_group}.",
+            "Nothing to disable; 'jitctl list -g RG' shows the policies.",
+        )
     if ports:
-        configured = {p.number for pol in policies for p in (pol.vm(ref.id) or PolicyVm("", ())).ports}
+        configured = {
+            p.number for pol in policies for p in (pol.vm(ref.id) or PolicyVm("", ())).ports
+        }
         missing = sorted(set(ports) - configured)
         if missing:
-            raise Refused(f"Port {', '.join(map(str, missing))} is not in the JIT policy of VM {ref.name}.",
-                          f"Configured: {', '.join(map(str, sorted(configured)))}.")
+            raise Refused(
+                f"Port {', '.join(map(str, missing))} is not in the JIT policy of VM {ref.name}.",
+                f"Configured: {', '.join(map(str, sorted(configured)))}.",
+            )
     results = []
     for pol in policies:
         key = (pol.subscription_id, pol.resource_group, pol.location, pol.name)
@@ -137,4 +152,3 @@ def disable(
             _write_merged(gw, pol, key, lambda base: remove_ports(base, ref.id, ports), dry_run)
         )
     return PolicyChangeResult(tuple(results), dry_run)
-

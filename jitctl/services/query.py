@@ -63,33 +63,54 @@ def grants(policy: JitPolicy) -> list[Grant]:
     for req in policy.requests:
         for vm in req.vms:
             for port in vm.ports:
-                out.append(Grant(policy.id, vm.id, port.number, port.source, req.start_time,
-                                 port.end_time, port.status, port.status_reason, req.requestor,
-                                 req.justification))
+                out.append(
+                    Grant(
+                        policy.id,
+                        vm.id,
+                        port.number,
+                        port.source,
+                        req.start_time,
+                        port.end_time,
+                        port.status,
+                        port.status_reason,
+                        req.requestor,
+                        req.justification,
+                    )
+                )
     return sorted(out, key=lambda g: g.start_time or g.end_time, reverse=True)
 
 
 def active_grants(policy: JitPolicy, now: datetime) -> list[Grant]:
-    return [g for g in grants(policy)
-            if (g.status or "").lower() in ACTIVE_STATUSES and g.end_time > now]
+    return [
+        g
+        for g in grants(policy)
+        if (g.status or "").lower() in ACTIVE_STATUSES and g.end_time > now
+    ]
 
 
 def view(policy: JitPolicy, now: datetime, vm_id: str | None = None) -> PolicyView:
     live = active_grants(policy, now)
     vms = tuple(
         VmView(v.id, v.ports, tuple(g for g in live if same_id(g.vm_id, v.id)))
-        for v in policy.vms if vm_id is None or same_id(v.id, vm_id)
+        for v in policy.vms
+        if vm_id is None or same_id(v.id, vm_id)
     )
     return PolicyView(policy.id, policy.name, policy.resource_group, policy.location, vms)
 
 
-def list_policies(gw: Gateway, subscription_id: str, resource_group: str | None, now: datetime) -> PolicyList:
-    return PolicyList(tuple(view(p, now) for p in gw.list_policies(subscription_id, resource_group)))
+def list_policies(
+    gw: Gateway, subscription_id: str, resource_group: str | None, now: datetime
+) -> PolicyList:
+    return PolicyList(
+        tuple(view(p, now) for p in gw.list_policies(subscription_id, resource_group))
+    )
 
 
 def show_vm(gw: Gateway, ref: VmRef, now: datetime) -> PolicyList:
     policies = policies_of_vm(gw, ref)
     if not policies:
-        raise NotFound(f"VM {ref.name} is in no JIT policy of resource group {ref.resource_group}.",
-                       f"Enable it with: jitctl enable {ref.name} -g {ref.resource_group}")
+        raise NotFound(
+            f"VM {ref.name} is in no JIT policy of resource group {ref.resource_group}.",
+            f"Enable it with: jitctl enable {ref.name} -g {ref.resource_group}",
+        )
     return PolicyList(tuple(view(p, now, ref.id) for p in policies))

@@ -29,7 +29,9 @@ class Path:
 def pick_nic(vm: Vm, nic: str | None) -> str:
     """The NIC named by --nic (name or id), else the primary one."""
     if nic:
-        found = next((n for n in vm.nics if same_id(n.id, nic) or name_of(n.id).lower() == nic.lower()), None)
+        found = next(
+            (n for n in vm.nics if same_id(n.id, nic) or name_of(n.id).lower() == nic.lower()), None
+        )
         if found is None:
             names = ", ".join(name_of(n.id) for n in vm.nics) or "none"
             raise NotFound(f"VM {vm.name} has no NIC '{nic}'.", f"Its NICs: {names}.")
@@ -47,7 +49,9 @@ def read_path(gw: Gateway, vm: Vm, nic: str | None = None) -> Path:
     if cfg is None or not cfg.private_ip:
         raise Refused(f"NIC {name_of(nic_obj.id)} of VM {vm.name} has no private IPv4 address.")
     subnet = gw.get_subnet(cfg.subnet_id) if cfg.subnet_id else None
-    return Path(vm, nic_obj, cfg.private_ip, subnet, subnet.nsg_id if subnet else None, nic_obj.nsg_id)
+    return Path(
+        vm, nic_obj, cfg.private_ip, subnet, subnet.nsg_id if subnet else None, nic_obj.nsg_id
+    )
 
 
 def read_nsgs(gw: Gateway, path: Path) -> tuple[Nsg | None, Nsg | None]:

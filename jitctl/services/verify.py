@@ -59,9 +59,13 @@ class VerifyResult:
             if not ev.allowed:
                 blocked = next(v for v in ev.levels if not v.allowed)
                 rule = blocked.rule
-                what = f"rule {rule.name} (priority {rule.priority})" if rule else "no matching rule"
-                return (f"port {p.port} from {self.source_ip} is denied by {what} of the "
-                        f"{blocked.level} NSG {name_of(blocked.nsg_id or '')}")
+                what = (
+                    f"rule {rule.name} (priority {rule.priority})" if rule else "no matching rule"
+                )
+                return (
+                    f"port {p.port} from {self.source_ip} is denied by {what} of the "
+                    f"{blocked.level} NSG {name_of(blocked.nsg_id or '')}"
+                )
             if self.require_jit and not ev.by_jit:
                 return ev.warnings[-1] if ev.warnings else f"port {p.port} is not gated by JIT"
         return "access is effective"
@@ -73,21 +77,40 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None: ...
 
 
-def evaluate_path(path: Path, nsgs: tuple, source_ip: str, ports: Sequence[int],
-                  require_jit: bool) -> VerifyResult:
+def evaluate_path(
+    path: Path, nsgs: tuple, source_ip: str, ports: Sequence[int], require_jit: bool
+) -> VerifyResult:
     prefixes = path.subnet.address_prefixes if path.subnet else ()
     asgs = next((c.asg_ids for c in path.nic.ip_configs if c.private_ip == path.private_ip), ())
     verdicts = tuple(
-        PortVerdict(port, evaluate(nsgs[0], nsgs[1], Flow(source_ip, path.private_ip, port, "Tcp",
-                                                          asgs, prefixes)))
+        PortVerdict(
+            port,
+            evaluate(
+                nsgs[0], nsgs[1], Flow(source_ip, path.private_ip, port, "Tcp", asgs, prefixes)
+            ),
+        )
         for port in ports
     )
-    return VerifyResult(path.vm.id, path.nic.id, path.private_ip, source_ip, path.subnet_nsg_id,
-                        path.nic_nsg_id, verdicts, require_jit)
+    return VerifyResult(
+        path.vm.id,
+        path.nic.id,
+        path.private_ip,
+        source_ip,
+        path.subnet_nsg_id,
+        path.nic_nsg_id,
+        verdicts,
+        require_jit,
+    )
 
 
-def verify(gw: Gateway, ref: VmRef, source_ip: str, ports: Sequence[int] = (3389,),
-           nic: str | None = None, require_jit: bool = False) -> VerifyResult:
+def verify(
+    gw: Gateway,
+    ref: VmRef,
+    source_ip: str,
+    ports: Sequence[int] = (3389,),
+    nic: str | None = None,
+    require_jit: bool = False,
+) -> VerifyResult:
     """At most 5 GETs for a one-NIC VM: VM, NIC, subnet, subnet NSG, NIC NSG."""
     path = read_path(gw, gw.get_vm(ref), nic)
     return evaluate_path(path, read_nsgs(gw, path), source_ip, ports, require_jit)
@@ -96,8 +119,10 @@ def verify(gw: Gateway, ref: VmRef, source_ip: str, ports: Sequence[int] = (3389
 def check(result: VerifyResult) -> VerifyResult:
     """Raise NotEffective (exit 7) unless the result is ok."""
     if not result.ok:
-        raise NotEffective(f"Access to {result.vm_name} is not effective: {result.problem()}.",
-                           "Request access with 'jitctl request', or check the rules shown by 'jitctl verify -o json'.")
+        raise NotEffective(
+            f"Access to {result.vm_name} is not effective: {result.problem()}.",
+            "Request access with 'jitctl request', or check the rules shown by 'jitctl verify -o json'.",
+        )
     return result
 
 
@@ -131,8 +156,10 @@ def wait_until_effective(
         if result.ok:
             return result, polls
         if elapsed >= timeout:
-            raise TimedOut(f"Access to {result.vm_name} was not effective after {int(elapsed)}s: "
-                           f"{result.problem()}.",
-                           "Azure usually applies a JIT rule within a minute; raise --timeout or check the request.")
+            raise TimedOut(
+                f"Access to {result.vm_name} was not effective after {int(elapsed)}s: "
+                f"{result.problem()}.",
+                "Azure usually applies a JIT rule within a minute; raise --timeout or check the request.",
+            )
         clock.sleep(min(delay, timeout - elapsed))
         delay = min(max_delay, delay * 1.6)

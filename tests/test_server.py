@@ -1,0 +1,150 @@
+"""The emulator over HTTPS: azure-identity's managed identity, the real SDK clients and the
+jitctl CLI (as a separate process) all talk to it unchanged."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from jitctl.emulator import Backend, Settings
+from jitctl.emulator.server import EmulatorServer
+from jitctl.emulator.worlds import DEMO_SUBSCRIPTION, demo
+
+
+@pytest.fixture
+def server(tmp_path):
+    backend = Backend(settings=Settings(propagation_delay=0))
+    demo(backend)
+    srv = EmulatorServer(backend, state_file=tmp_path / "state.json", cert_dir=tmp_path / "certs")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def env_of(srv: EmulatorServer) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AZURE_", "JITCTL_", "IDENTITY_", "MSI_"))
+    }
+    for line in srv.shell_lines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value
+    return env
+
+
+def test_shell_lines_and_private_files(server):
+    keys = [line.split("=")[0] for line in server.shell_lines()]
+    assert keys == [
+        "export JITCTL_ARM_ENDPOINT",
+        "export IDENTITY_ENDPOINT",
+        "export IDENTITY_HEADER",
+        "export REQUESTS_CA_BUNDLE",
+        "export AZURE_SUBSCRIPTION_ID",
+    ]
+    if os.name == "posix":
+        key_file = server.cert_path.parent / "emulator-key.pem"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_managed_identity_and_sdk_clients_over_https(server, monkeypatch):
+    from azure.identity import DefaultAzureCredential
+    from azure.mgmt.network import NetworkManagementClient
+
+    for key, value in env_of(server).items():
+        if key in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "REQUESTS_CA_BUNDLE"):
+            monkeypatch.setenv(key, value)
+    credential = DefaultAzureCredential(
+        exclude_cli_credential=True,
+        exclude_developer_cli_credential=True,
+        exclude_powershell_credential=True,
+    )
+    client = NetworkManagementClient(
+        credential,
+        DEMO_SUBSCRIPTION,
+        base_url=server.endpoint,
+        credential_scopes=[f"{server.endpoint}/.default"],
+        polling_interval=0,
+    )
+    nsg = client.network_security_groups.get("rg-jit-demo", "vm-win01-nsg")
+    assert [r.name for r in nsg.default_security_rules][:1] == ["AllowVnetInBound"]
+    rule = client.security_rules.begin_create_or_update(
+        "rg-jit-demo",
+        "vm-win01-nsg",
+        "Allow-HTTPS",
+        {
+            "properties": {
+                "protocol": "Tcp",
+                "access": "Allow",
+                "priority": 300,
+                "direction": "Inbound",
+                "sourceAddressPrefix": "*",
+                "sourcePortRange": "*",
+                "destinationAddressPrefix": "*",
+                "destinationPortRange": "443",
+            }
+        },
+    ).result()
+    assert rule.priority == 300  # the long-running PUT completed through Azure-AsyncOperation
+
+
+def test_token_endpoint_needs_the_identity_header(server):
+    import requests
+
+    url = (
+        f"{server.endpoint}/msi/token?api-version=2019-08-01&resource=https://management.azure.com"
+    )
+    assert requests.get(url, verify=str(server.cert_path), timeout=5).status_code == 401
+    ok = requests.get(
+        url,
+        headers={"X-IDENTITY-HEADER": server.identity_header},
+        verify=str(server.cert_path),
+        timeout=5,
+    )
+    assert ok.status_code == 200 and ok.json()["token_type"] == "Bearer"
+
+
+def test_jitctl_cli_process_against_the_server(server):
+    env = env_of(server)
+    base = [sys.executable, "-m", "jitctl"]
+    r = subprocess.run(
+        [*base, "enable", "vm-win01", "-g", "rg-jit-demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(
+        [*base, "-o", "json", "list"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["policies"][0]["vms"][0]["vm_id"].endswith("/vm-win01")
+    r = subprocess.run(
+        [
+            *base,
+            "--debug",
+            "request",
+            "vm-win01",
+            "-g",
+            "rg-jit-demo",
+            "--source-ip",
+            "203.0.113.7",
+            "--wait",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert env["IDENTITY_HEADER"] not in r.stderr  # the identity secret is never logged
+    assert ".eyJ" not in r.stderr  # nor the token
+    # the state file is written as the server changes
+    saved = json.loads((server.state_file).read_text())
+    assert saved["state"]["jit"]
