@@ -1,0 +1,154 @@
+"""Benchmark: ARM calls per command (on the emulator) and cold-start times. Prints Markdown.
+
+python scripts/benchmark.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from jitctl.app import App
+from jitctl.cli.commands import cli
+from jitctl.emulator import Backend, FakeClock, Settings
+from jitctl.emulator.worlds import Seeder, demo
+
+G = ["-g", "rg-jit-demo"]
+IP = ["--source-ip", "203.0.113.7"]
+
+
+def count_calls() -> list[tuple[str, int, int]]:
+    backend = Backend(settings=Settings(propagation_delay=30), clock=FakeClock())
+    demo(backend)
+    s = Seeder(backend)
+    nsg = s.nsg("vm-extra-nsg")
+    vnet = s.vnet("vnet-extra", "10.40.0.0/16", {"snet": ("10.40.1.0/24", None)})
+    for i in range(3):
+        s.vm(
+            f"vm-extra{i}",
+            [s.nic(f"vm-extra{i}-nic", f"{vnet}/subnets/snet", f"10.40.1.{4 + i}", nsg=nsg)],
+        )
+    app = App.for_backend(backend)
+    rows = []
+    steps = [
+        ("enable 1 VM (NIC NSG)", ["enable", "vm-win01", *G]),
+        ("enable 1 VM (subnet NSG)", ["enable", "vm-lnx01", *G]),
+        ("enable 3 VMs, one policy", ["enable", "vm-extra0", "vm-extra1", "vm-extra2", *G]),
+        ("enable again, no change", ["enable", "vm-win01", *G]),
+        ("request (VM by name)", ["request", "vm-win01", *G, *IP]),
+        ("verify 1-NIC VM, NIC NSG", ["verify", "vm-win01", *G, *IP]),
+        ("verify 1-NIC VM, subnet NSG", ["verify", "vm-lnx01", *G, *IP]),
+        ("request --wait (rule appears after 30 s)", ["request", "vm-lnx01", *G, *IP, "--wait"]),
+        ("show", ["show", "vm-win01", *G]),
+        ("list", ["list"]),
+        ("disable a VM", ["disable", "vm-extra0", *G]),
+    ]
+    runner = CliRunner()
+    for label, args in steps:
+        before = len(backend.log)
+        result = runner.invoke(cli, args, obj=app)
+        calls = backend.log[before:]
+        writes = sum(e.method in ("PUT", "POST", "DELETE") for e in calls)
+        rows.append((label, len(calls), writes))
+        if result.exit_code not in (0, 7):
+            raise SystemExit(f"{label}: exit {result.exit_code}: {result.output}")
+    return rows
+
+
+def timed(cmd: list[str], env: dict[str, str], runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, env=env, capture_output=True, check=True)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+MOCKED_REQUEST = """
+from unittest.mock import create_autospec
+from types import SimpleNamespace
+import json
+from azure.mgmt.security.v2020_01_01 import models as sm
+from azure.mgmt.security.v2020_01_01.operations import JitNetworkAccessPoliciesOperations
+from jitctl.app import App
+from jitctl.arm.gateway import AzureGateway, Connection
+from jitctl.cli.commands import cli
+body = json.load(open(sys.argv[1]))["responses"]["200"]["body"]
+jit = create_autospec(JitNetworkAccessPoliciesOperations, instance=True)
+jit.list_by_resource_group.return_value = iter([sm.JitNetworkAccessPolicy.deserialize(body)])
+jit.initiate.return_value = sm.JitNetworkAccessRequest(virtual_machines=[], start_time_utc=None, requestor="bench")
+app = App(subscription="20ff7fc3-e762-44dd-bd96-b71116dcdc23")
+app._gateway = AzureGateway(Connection(object(), app.subscription), factory=lambda k, s: SimpleNamespace(jit_network_access_policies=jit))
+cli.main(["request", "vm1", "-g", "myRg1", "--source-ip", "192.127.0.2"], obj=app, standalone_mode=False)
+"""
+
+
+def cold_starts(runs: int) -> list[tuple[str, float]]:
+    env = dict(os.environ)
+    spec = (
+        Path(__file__).resolve().parents[1].parent
+        / "shared"
+        / "azure-specs"
+        / "security-2020-01-01"
+        / "GetJitNetworkAccessPolicy_example.json"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        env["JITCTL_EMULATOR_STATE"] = str(Path(tmp) / "state.json")
+        py = sys.executable
+        subprocess.run(
+            [py, "-m", "jitctl", "--emulator", "enable", "vm-win01", "-g", "rg-jit-demo"],
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+        return [
+            ("python -c pass (interpreter floor)", timed([py, "-c", "pass"], env, runs)),
+            ("jitctl --help", timed([py, "-m", "jitctl", "--help"], env, runs)),
+            (
+                "jitctl request, mocked SDK clients",
+                timed([py, "-c", "import sys\n" + MOCKED_REQUEST, str(spec)], env, runs),
+            ),
+            (
+                "jitctl --emulator request (real SDK, in-process emulator)",
+                timed(
+                    [
+                        py,
+                        "-m",
+                        "jitctl",
+                        "--emulator",
+                        "request",
+                        "vm-win01",
+                        "-g",
+                        "rg-jit-demo",
+                        "--source-ip",
+                        "203.0.113.7",
+                    ],
+                    env,
+                    runs,
+                ),
+            ),
+        ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    print("| command | ARM calls | writes |\n|---|---:|---:|")
+    for label, calls, writes in count_calls():
+        print(f"| {label} | {calls} | {writes} |")
+    print(f"\n| cold start (median of {args.runs}) | seconds |\n|---|---:|")
+    for label, seconds in cold_starts(args.runs):
+        print(f"| {label} | {seconds:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
