@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from jitctl.errors import JitctlError
+from jitctl.nsgeval import is_internet
 
 DEFAULT_SERVICES = (
     "https://api.ipify.org",
@@ -44,7 +45,7 @@ def _ask(fetch: Fetch, url: str, timeout: float) -> str | None:
         ip = ipaddress.ip_address(text)
     except Exception:
         return None
-    return str(ip) if ip.version == 4 and ip.is_global else None
+    return str(ip) if ip.version == 4 and is_internet(ip) else None
 
 
 def detect_public_ip(
@@ -71,6 +72,11 @@ def detect_public_ip(
     (best, votes), *_ = Counter(valid).most_common(1)
     if votes >= 2:
         return best
+    if len(valid) == 1:
+        raise PublicIpError(
+            f"Only one IP echo service answered ({valid[0]}); two must agree to trust it.",
+            "Pass --source-ip with your public IPv4 address, or retry.",
+        )
     seen = ", ".join(f"{u} says {a or 'nothing'}" for u, a in zip(urls, answers, strict=False))
     raise PublicIpError(
         f"IP echo services disagree on this machine's address ({seen}).",

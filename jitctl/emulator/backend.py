@@ -162,12 +162,9 @@ class Backend:
         return json.dumps({"settings": asdict(self.settings), "state": self.state}, indent=1)
 
     def save(self, path: Path) -> None:
-        import os
+        from jitctl.files import write_private
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(self.dump(), encoding="utf-8")
-        os.replace(tmp, path)
+        write_private(path, self.dump().encode("utf-8"))
 
     @classmethod
     def load(cls, path: Path, clock: Any = None) -> Backend:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import ssl
 import threading
@@ -18,15 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from jitctl.emulator.backend import DEFAULT_TENANT, Backend
 from jitctl.emulator.responses import Router
+from jitctl.files import write_private
 
 TOKEN_PATH = "/msi/token"
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file only its owner can read (0600 on POSIX; Windows ignores the mode)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
 
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:

@@ -1,0 +1,65 @@
+"""Public IP detection through an injected HTTP layer."""
+
+from __future__ import annotations
+
+import pytest
+
+from jitctl.publicip import PublicIpError, detect_public_ip
+
+URLS = ["https://a.example", "https://b.example", "https://c.example"]
+
+
+def fetcher(answers):
+    asked = []
+
+    def fetch(url, timeout):
+        asked.append(url)
+        value = answers[url]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    fetch.asked = asked
+    return fetch
+
+
+def test_two_agree_third_not_asked():
+    f = fetcher({URLS[0]: "198.51.100.7\n", URLS[1]: "198.51.100.7", URLS[2]: "9.9.9.9"})
+    assert detect_public_ip(f, URLS) == "198.51.100.7"
+    assert sorted(f.asked) == URLS[:2]
+
+
+def test_disagreement_third_decides():
+    f = fetcher({URLS[0]: "198.51.100.7", URLS[1]: "198.51.100.8", URLS[2]: "198.51.100.8"})
+    assert detect_public_ip(f, URLS) == "198.51.100.8"
+
+
+def test_timeout_and_garbage_third_decides():
+    f = fetcher(
+        {URLS[0]: TimeoutError("slow"), URLS[1]: "<html>nope</html>", URLS[2]: "198.51.100.9"}
+    )
+    with pytest.raises(PublicIpError, match="Only one IP echo service answered"):
+        detect_public_ip(f, URLS)  # one answer only: not trusted
+
+
+def test_all_disagree():
+    f = fetcher({URLS[0]: "198.51.100.1", URLS[1]: "198.51.100.2", URLS[2]: "198.51.100.3"})
+    with pytest.raises(PublicIpError, match="disagree on this machine's address"):
+        detect_public_ip(f, URLS)
+
+
+def test_offline():
+    f = fetcher(dict.fromkeys(URLS, OSError("no network")))
+    with pytest.raises(PublicIpError, match="no echo service answered"):
+        detect_public_ip(f, URLS)
+
+
+def test_private_or_ipv6_answers_are_not_trusted():
+    f = fetcher({URLS[0]: "10.0.0.1", URLS[1]: "2001:db8::1", URLS[2]: "198.51.100.9"})
+    with pytest.raises(PublicIpError):
+        detect_public_ip(f, URLS)
+
+
+def test_needs_two_services():
+    with pytest.raises(PublicIpError, match="At least two"):
+        detect_public_ip(fetcher({}), URLS[:1])
