@@ -34,7 +34,29 @@ class App:
     clock: Any = field(default_factory=SystemClock)
     backend: Any = None  # an emulator Backend, when running against one
     state_file: Path | None = None
+    runner: Any = None  # launches programs (jitctl.launch.Runner); tests inject a fake
+    ip_fetch: Any = None  # HTTP GET for the IP echo services; tests inject a fake
+    data_dir: Path | None = None  # where .rdp files go (the user's data directory)
     _gateway: Gateway | None = None
+
+    def get_runner(self) -> Any:
+        if self.runner is None:
+            from jitctl.launch import SystemRunner
+
+            self.runner = SystemRunner()
+        return self.runner
+
+    def get_data_dir(self) -> Path:
+        if self.data_dir is None:
+            from platformdirs import user_data_dir
+
+            self.data_dir = Path(user_data_dir("jitctl", appauthor=False))
+        return self.data_dir
+
+    def public_ip(self) -> str:
+        from jitctl.publicip import detect_public_ip, http_fetch
+
+        return detect_public_ip(self.ip_fetch or http_fetch)
 
     @classmethod
     def for_backend(cls, backend: Any, subscription: str | None = None) -> App:

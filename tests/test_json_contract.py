@@ -33,6 +33,7 @@ def test_request_and_list_shapes(run):
             "source": "203.0.113.7",
             "end_time": "2026-01-05T10:00:00Z",
             "status": "Initiating",
+            "mapped_port": None,
         }
     ]
     data = json.loads(run("-o", "json", "list").stdout)
@@ -50,6 +51,7 @@ def test_request_and_list_shapes(run):
         "status_reason",
         "requestor",
         "justification",
+        "mapped_port",
     }
 
 
@@ -66,6 +68,7 @@ def test_verify_shape(run):
         "nic_nsg_id",
         "ports",
         "require_jit",
+        "public_ip_id",
         "effective",
         "ok",
     }

@@ -358,10 +358,11 @@ def verify(
 
 
 def _register() -> None:
+    from jitctl.cli.connect_cmds import history, rdp, ssh, status
     from jitctl.cli.emulator_cmds import demo, emulator
 
-    cli.add_command(demo)
-    cli.add_command(emulator)
+    for command in (demo, emulator, rdp, ssh, status, history):
+        cli.add_command(command)
 
 
 _register()

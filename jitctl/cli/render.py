@@ -159,6 +159,55 @@ def verify_result(result: Any) -> str:
     return "\n".join(lines)
 
 
+def grant_list(result: Any, now: datetime) -> str:
+    if not result.grants:
+        return "No requests found." if result.history else "No active grants."
+    if result.history:
+        rows = [
+            [
+                when(g.start_time),
+                g.requestor or "-",
+                g.vm_name,
+                str(g.port),
+                g.source,
+                when(g.end_time),
+                f"{g.status}" + (f" ({g.status_reason})" if g.status_reason else ""),
+                g.justification or "-",
+            ]
+            for g in result.grants
+        ]
+        return table(
+            rows, ["START", "REQUESTOR", "VM", "PORT", "SOURCE", "END", "STATUS", "JUSTIFICATION"]
+        )
+    rows = [
+        [
+            g.vm_name,
+            str(g.port),
+            g.source,
+            when(g.end_time),
+            format_human_duration(g.end_time - now),
+        ]
+        for g in result.grants
+    ]
+    return table(rows, ["VM", "PORT", "SOURCE", "UNTIL", "LEFT"])
+
+
+def connect_result(result: Any, now: datetime) -> str:
+    r = result.ready
+    lines = [
+        f"{r.vm_name}: {result.protocol} to {r.connect_host}:{r.connect_port} ({r.via} address), "
+        f"access for {r.source} until {when(r.end_time, now)}"
+        + (" (reused grant)" if r.reused else "")
+    ]
+    if result.rdp_file:
+        lines.append(f"  rdp file: {result.rdp_file}")
+    if result.command:
+        lines.append(
+            ("  started: " if result.launched else "  command: ") + " ".join(result.command)
+        )
+    return "\n".join(lines)
+
+
 def render(result: Any, output: str, now: datetime) -> str:
     if output == "json":
         return to_json(result)
@@ -171,6 +220,10 @@ def render(result: Any, output: str, now: datetime) -> str:
         return request_result(result, now)
     if name == "VerifyResult":
         return verify_result(result)
+    if name == "GrantList":
+        return grant_list(result, now)
+    if name == "ConnectResult":
+        return connect_result(result, now)
     if hasattr(result, "text"):
         return str(result.text(now))
     return to_json(result)

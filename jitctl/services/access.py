@@ -22,6 +22,7 @@ class GrantedPort:
     source: str
     end_time: datetime
     status: str
+    mapped_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -120,11 +121,27 @@ def request_access(
 ) -> RequestResult:
     """Two ARM calls: list the group's policies (finds the VM's), then initiate."""
     policy, pvm = find_policy(gw, ref, ports, policy_name)
+    return initiate_checked(gw, policy, pvm, source, now, ports, duration, justification)
+
+
+def initiate_checked(
+    gw: Gateway,
+    policy: JitPolicy,
+    pvm: PolicyVm,
+    source: str,
+    now: datetime,
+    ports: Sequence[int],
+    duration: timedelta | None = None,
+    justification: str | None = None,
+) -> RequestResult:
+    """Check the request against an already-read policy, then initiate (one ARM call)."""
     checked = check_request(policy, pvm, ports, source, duration)
     initiate = [InitiatePort(rule.number, source, now + length) for rule, length in checked]
     answer = gw.initiate(policy, pvm.id, initiate, justification)
     granted = tuple(
-        GrantedPort(p.number, p.source, p.end_time, p.status) for vm in answer.vms for p in vm.ports
+        GrantedPort(p.number, p.source, p.end_time, p.status, p.mapped_port)
+        for vm in answer.vms
+        for p in vm.ports
     ) or tuple(GrantedPort(p.number, p.source, p.end_time, "Initiating") for p in initiate)
     return RequestResult(
         policy.id,

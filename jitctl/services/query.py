@@ -26,6 +26,7 @@ class Grant:
     status_reason: str | None
     requestor: str | None
     justification: str | None
+    mapped_port: int | None = None
 
     @property
     def vm_name(self) -> str:
@@ -75,6 +76,7 @@ def grants(policy: JitPolicy) -> list[Grant]:
                         port.status_reason,
                         req.requestor,
                         req.justification,
+                        port.mapped_port,
                     )
                 )
     return sorted(out, key=lambda g: g.start_time or g.end_time, reverse=True)
@@ -114,3 +116,43 @@ def show_vm(gw: Gateway, ref: VmRef, now: datetime) -> PolicyList:
             f"Enable it with: jitctl enable {ref.name} -g {ref.resource_group}",
         )
     return PolicyList(tuple(view(p, now, ref.id) for p in policies))
+
+
+@dataclass(frozen=True)
+class GrantList:
+    """Grants, newest first: the live ones (status) or the whole history of a VM."""
+
+    grants: tuple[Grant, ...]
+    history: bool = False
+
+
+def status(
+    gw: Gateway,
+    subscription_id: str,
+    now: datetime,
+    resource_group: str | None = None,
+    vm: VmRef | None = None,
+) -> GrantList:
+    """Active grants of one VM, a resource group or the subscription (one list call)."""
+    if vm is not None:
+        policies = policies_of_vm(gw, vm)
+    else:
+        policies = gw.list_policies(subscription_id, resource_group)
+    live = [
+        g for p in policies for g in active_grants(p, now) if vm is None or same_id(g.vm_id, vm.id)
+    ]
+    return GrantList(tuple(sorted(live, key=lambda g: g.end_time)))
+
+
+def history(gw: Gateway, vm: VmRef) -> GrantList:
+    """Every request for the VM in its policies' history (Azure keeps it in the policy)."""
+    policies = policies_of_vm(gw, vm)
+    if not policies:
+        raise NotFound(
+            f"VM {vm.name} is in no JIT policy of resource group {vm.resource_group}.",
+            "There is no history without a policy.",
+        )
+    found = [g for p in policies for g in grants(p) if same_id(g.vm_id, vm.id)]
+    return GrantList(
+        tuple(sorted(found, key=lambda g: g.start_time or g.end_time, reverse=True)), True
+    )

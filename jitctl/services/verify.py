@@ -34,6 +34,7 @@ class VerifyResult:
     nic_nsg_id: str | None
     ports: tuple[PortVerdict, ...]
     require_jit: bool = False
+    public_ip_id: str | None = None  # the NIC's public IP, for connecting
 
     @property
     def vm_name(self) -> str:
@@ -81,12 +82,14 @@ def evaluate_path(
     path: Path, nsgs: tuple, source_ip: str, ports: Sequence[int], require_jit: bool
 ) -> VerifyResult:
     prefixes = path.subnet.address_prefixes if path.subnet else ()
-    asgs = next((c.asg_ids for c in path.nic.ip_configs if c.private_ip == path.private_ip), ())
+    config = next(c for c in path.nic.ip_configs if c.private_ip == path.private_ip)
     verdicts = tuple(
         PortVerdict(
             port,
             evaluate(
-                nsgs[0], nsgs[1], Flow(source_ip, path.private_ip, port, "Tcp", asgs, prefixes)
+                nsgs[0],
+                nsgs[1],
+                Flow(source_ip, path.private_ip, port, "Tcp", config.asg_ids, prefixes),
             ),
         )
         for port in ports
@@ -100,6 +103,7 @@ def evaluate_path(
         path.nic_nsg_id,
         verdicts,
         require_jit,
+        config.public_ip_id,
     )
 
 

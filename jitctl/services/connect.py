@@ -1,0 +1,107 @@
+"""The pre-connect step: reuse or request a grant, wait until it is live, find where to connect."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from jitctl.errors import Refused
+from jitctl.gateway import Gateway
+from jitctl.ids import VmRef, name_of, same_id
+from jitctl.model import JitPolicy, PolicyVm
+from jitctl.services.access import RequestResult, find_policy, initiate_checked
+from jitctl.services.query import Grant, active_grants
+from jitctl.services.verify import Clock, VerifyResult, wait_until_effective
+
+
+@dataclass(frozen=True)
+class AccessReady:
+    """Access that is live now: the grant (reused or new) and the proof."""
+
+    vm_id: str
+    port: int
+    source: str
+    end_time: datetime
+    reused: bool
+    request: RequestResult | None
+    verification: VerifyResult
+    connect_host: str
+    connect_port: int
+    via: str  # "public" | "private" | "firewall"
+
+    @property
+    def vm_name(self) -> str:
+        return name_of(self.vm_id)
+
+
+def reusable_grant(
+    policy: JitPolicy, vm_id: str, port: int, source: str, now: datetime, min_remaining: timedelta
+) -> Grant | None:
+    """A live grant for this VM, port and source with at least `min_remaining` left."""
+    for grant in active_grants(policy, now):
+        if (
+            same_id(grant.vm_id, vm_id)
+            and grant.port == port
+            and grant.source == source
+            and grant.end_time - now >= min_remaining
+        ):
+            return grant
+    return None
+
+
+def _target(
+    gw: Gateway, pvm: PolicyVm, result: VerifyResult, port: int, private: bool, mapped: int | None
+) -> tuple[str, int, str]:
+    if private:
+        return result.private_ip, port, "private"
+    if pvm.public_ip_address:  # behind Azure Firewall: the firewall's address and the DNAT port
+        return pvm.public_ip_address, mapped or port, "firewall"
+    if not result.public_ip_id:
+        raise Refused(
+            f"VM {result.vm_name} has no public IP address.",
+            "Connect over VPN or peering with --private, or give the VM a public IP.",
+        )
+    pip = gw.get_public_ip(result.public_ip_id)
+    host = pip.fqdn or pip.ip_address
+    if not host:
+        raise Refused(
+            f"The public IP of VM {result.vm_name} has no address yet.", "Start the VM first."
+        )
+    return host, port, "public"
+
+
+def ensure_access(
+    gw: Gateway,
+    ref: VmRef,
+    source: str,
+    clock: Clock,
+    port: int,
+    duration: timedelta | None = None,
+    justification: str | None = None,
+    min_remaining: timedelta = timedelta(minutes=15),
+    timeout: float = 300.0,
+    private: bool = False,
+    policy_name: str | None = None,
+    on_event: Callable[[str], None] | None = None,
+    progress: Callable[[float, VerifyResult], None] | None = None,
+) -> AccessReady:
+    """Reuse a grant with enough time left, else request one; then wait until it is effective."""
+    say = on_event or (lambda _msg: None)
+    now = clock.now()
+    policy, pvm = find_policy(gw, ref, [port], policy_name)
+    grant = reusable_grant(policy, pvm.id, port, source, now, min_remaining)
+    request = None
+    mapped = None
+    if grant is not None:
+        end, mapped = grant.end_time, grant.mapped_port
+        say(f"Reusing the grant for {source} on port {port}, until {end:%H:%M} UTC.")
+    else:
+        request = initiate_checked(gw, policy, pvm, source, now, [port], duration, justification)
+        end, mapped = request.ports[0].end_time, request.ports[0].mapped_port
+        say(f"Requested port {port} for {source} until {end:%H:%M} UTC.")
+    result, _ = wait_until_effective(gw, ref, source, clock, [port], timeout, progress=progress)
+    host, connect_port, via = _target(gw, pvm, result, port, private, mapped)
+    return AccessReady(
+        pvm.id, port, source, end, grant is not None, request, result, host, connect_port, via
+    )
