@@ -39,20 +39,19 @@ class SystemRunner:
 
     def start(self, args: Sequence[str]) -> None:
         """Detached: the desktop client outlives jitctl."""
-        kwargs: dict[str, object] = {
-            "stdin": subprocess.DEVNULL,
-            "stdout": subprocess.DEVNULL,
-            "stderr": subprocess.DEVNULL,
-            "close_fds": True,
-        }
-        if self.platform == "win32":
-            kwargs["creationflags"] = getattr(subprocess, "DETACHED_PROCESS", 0)
-        else:
-            kwargs["start_new_session"] = True
-        subprocess.Popen(list(args), **kwargs)
+        windows = self.platform == "win32"
+        subprocess.Popen(  # an argument list, never a shell
+            list(args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+            creationflags=getattr(subprocess, "DETACHED_PROCESS", 0) if windows else 0,
+            start_new_session=not windows,
+        )
 
     def run(self, args: Sequence[str]) -> int:
-        return subprocess.call(list(args))
+        return subprocess.call(list(args))  # an argument list, never a shell
 
 
 def rdp_file_content(host: str, port: int, user: str | None) -> str:

@@ -79,7 +79,7 @@ def cli(
     if debug:
         from jitctl.cli.logs import enable_debug_logging
 
-        enable_debug_logging()
+        ctx.call_on_close(enable_debug_logging())
 
 
 def group_option(f: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Callable
 
 _SECRETS = [
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1<redacted>"),
@@ -40,14 +41,26 @@ class StderrHandler(logging.Handler):
             self.handleError(record)
 
 
-def enable_debug_logging() -> None:
-    root = logging.getLogger()
-    for old in [h for h in root.handlers if isinstance(h, StderrHandler)]:
-        root.removeHandler(old)
+DEBUG_LOGGERS = {
+    "jitctl": logging.DEBUG,
+    "azure.core.pipeline.policies.http_logging_policy": logging.DEBUG,  # headers come redacted
+    "azure.identity": logging.INFO,
+}
+
+
+def enable_debug_logging() -> Callable[[], None]:
+    """Turn on --debug logging; returns the function that turns it off again."""
     handler = StderrHandler()
     handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
     root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    for name in ("jitctl", "azure.core.pipeline.policies.http_logging_policy"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
-    logging.getLogger("azure.identity").setLevel(logging.INFO)
+    before = {name: logging.getLogger(name).level for name in DEBUG_LOGGERS}
+    for name, level in DEBUG_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+
+    def restore() -> None:
+        root.removeHandler(handler)
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
+
+    return restore

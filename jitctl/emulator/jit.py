@@ -352,6 +352,7 @@ def initiate(
                     "protocol": rule["protocol"],
                     "end": iso(end),
                     "start": iso(now),
+                    "seq": b.next_id(),
                     "state": "pending",
                     "apply_at": iso(now + timedelta(seconds=b.settings.propagation_delay)),
                     "rules": [],
@@ -406,7 +407,7 @@ def _apply_grant(b: Backend, grant: dict[str, Any]) -> None:
             and other["state"] != "done"
             and other["port"] == grant["port"]
             and same_id(other["vm"], grant["vm"])
-            and other["start"] <= grant["start"]
+            and other["seq"] < grant["seq"]
         ):
             _end_grant(b, other, "Revoked", "NewerRequestInitiated")
     vm = b.find(grant["vm"])
