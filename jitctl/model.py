@@ -156,6 +156,7 @@ class Vm:
     name: str
     location: str
     nics: tuple[NicRef, ...] = field(default_factory=tuple)
+    tags: tuple[tuple[str, str], ...] = ()
 
     @property
     def primary_nic(self) -> NicRef | None:

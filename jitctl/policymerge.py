@@ -6,7 +6,8 @@ read -> merge -> write, and the merge must leave every other VM and port exactly
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from jitctl.ids import same_id
@@ -69,6 +70,76 @@ def remove_ports(
     return tuple(out), tuple(changes)
 
 
+def same_rule(a: PortRule | None, b: PortRule | None) -> bool:
+    """Equal for Azure: a one-item prefix list is the same as the single prefix."""
+    if a is None or b is None:
+        return a is b
+    return (a.number, a.protocol, a.max_duration, _canonical(a.sources)) == (
+        b.number,
+        b.protocol,
+        b.max_duration,
+        _canonical(b.sources),
+    )
+
+
+def _canonical(sources: Sequence[str]) -> tuple[str, ...]:
+    """203.0.113.7/32 and 203.0.113.7 are one source; tags and '*' stay as written."""
+    out = []
+    for s in sources:
+        if s.strip().lower() in ("*", "any", "internet", "0.0.0.0/0"):
+            out.append("*")
+            continue
+        try:
+            net = ipaddress.ip_network(s.strip(), strict=False)
+            out.append(str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net))
+        except ValueError:
+            out.append(s.strip())
+    return tuple(out)
+
+
+def set_ports(
+    vms: Sequence[PolicyVm], desired: Mapping[str, Sequence[PortRule]], remove: Iterable[str] = ()
+) -> tuple[tuple[PolicyVm, ...], tuple[PortChange, ...]]:
+    """Make each desired VM's ports exactly `desired[vm]` and drop the VMs in `remove`;
+    every other VM stays as it was (policies as code: the file is authoritative for its VMs)."""
+    wanted = {k.lower(): (k, list(v)) for k, v in desired.items()}
+    drop = {r.lower() for r in remove}
+    out: list[PolicyVm] = []
+    changes: list[PortChange] = []
+    for vm in vms:
+        key = vm.id.lower()
+        if key in drop:
+            changes.extend(PortChange(vm.id, p.number, "remove", p, None) for p in vm.ports)
+            continue
+        if key not in wanted:
+            out.append(vm)
+            continue
+        _, rules = wanted.pop(key)
+        current = {p.number: p for p in vm.ports}
+        ports: list[PortRule] = []
+        for rule in rules:
+            before = current.get(rule.number)
+            if before is None:
+                changes.append(PortChange(vm.id, rule.number, "add", None, rule))
+                ports.append(rule)
+            elif same_rule(before, rule):
+                ports.append(before)
+            else:
+                changes.append(PortChange(vm.id, rule.number, "change", before, rule))
+                ports.append(rule)
+        numbers = {r.number for r in rules}
+        changes.extend(
+            PortChange(vm.id, p.number, "remove", p, None)
+            for p in vm.ports
+            if p.number not in numbers
+        )
+        out.append(replace(vm, ports=tuple(ports)))
+    for vm_id, rules in wanted.values():
+        out.append(PolicyVm(vm_id, tuple(rules)))
+        changes.extend(PortChange(vm_id, r.number, "add", None, r) for r in rules)
+    return tuple(out), tuple(changes)
+
+
 def applied(vms: Sequence[PolicyVm], changes: Sequence[PortChange]) -> bool:
     """True when every change is visible in `vms` (used to re-check after a write)."""
     for c in changes:
@@ -77,6 +148,6 @@ def applied(vms: Sequence[PolicyVm], changes: Sequence[PortChange]) -> bool:
         if c.action == "remove":
             if port is not None:
                 return False
-        elif port != c.after:
+        elif not same_rule(port, c.after):
             return False
     return True

@@ -60,7 +60,7 @@ def test_enable_dry_run_and_change(run, backend):
     assert r.exit_code == 0
     assert r.stdout == (
         "JIT policy default (rg-jit-demo, westeurope): would update\n"
-        "  ~ vm-win01 port 3389/tcp from 198.51.100.0/24,192.0.2.0/24 max 3h\n"
+        "  ~ vm-win01 port 3389/tcp from 198.51.100.0/24,192.0.2.0/24 max 3h (was any from * max 3h)\n"
         "dry run: nothing was written\n"
     )
     assert sum(e.method == "PUT" for e in backend.log) == writes

@@ -6,7 +6,6 @@ import json
 import os
 import stat
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner

@@ -101,6 +101,23 @@ class AzureGateway:
             pip = self._client("network", sub).public_ip_addresses.get(rg, name)
         return t.public_ip_from_sdk(pip)
 
+    def list_vms(self, subscription_id: str, resource_group: str | None = None) -> list[Vm]:
+        ops = self._client("compute", subscription_id).virtual_machines
+        with azure_errors():
+            pages = ops.list(resource_group) if resource_group else ops.list_all()
+            return [t.vm_from_sdk(vm) for vm in pages]
+
+    def list_nics(self, subscription_id: str) -> list[Nic]:
+        with azure_errors():
+            pages = self._client("network", subscription_id).network_interfaces.list_all()
+            return [t.nic_from_sdk(nic) for nic in pages]
+
+    def list_subnets(self, subscription_id: str) -> list[Subnet]:
+        """Every subnet, from one list of the virtual networks (subnets come inside them)."""
+        with azure_errors():
+            pages = self._client("network", subscription_id).virtual_networks.list_all()
+            return [t.subnet_from_sdk(s) for vnet in pages for s in (vnet.subnets or [])]
+
     # --- JIT policies ---------------------------------------------------------------------
 
     def list_policies(

@@ -45,7 +45,8 @@ def vm_from_sdk(vm: Any) -> Vm:
         NicRef(n.id, getattr(n, "primary", None))
         for n in (getattr(profile, "network_interfaces", None) or [])
     )
-    return Vm(id=vm.id, name=vm.name, location=vm.location, nics=nics)
+    tags = tuple(sorted((getattr(vm, "tags", None) or {}).items()))
+    return Vm(id=vm.id, name=vm.name, location=vm.location, nics=nics, tags=tags)
 
 
 def nic_from_sdk(nic: Any) -> Nic:

@@ -360,8 +360,9 @@ def verify(
 def _register() -> None:
     from jitctl.cli.connect_cmds import history, rdp, ssh, status
     from jitctl.cli.emulator_cmds import demo, emulator
+    from jitctl.cli.policy_cmds import policy, role
 
-    for command in (demo, emulator, rdp, ssh, status, history):
+    for command in (demo, emulator, rdp, ssh, status, history, policy, role):
         cli.add_command(command)
 
 

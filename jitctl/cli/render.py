@@ -16,9 +16,14 @@ JSON_EXTRA = {
     "PortVerdict": ("effective",),
     "Evaluation": ("protected", "by_jit", "bypassed"),
     "PolicyChangeResult": ("changed",),
+    "Plan": ("changed",),
+    "ApplyResult": ("writes",),
     "PortRule": ("sources",),
 }
-JSON_SKIP = {"PortRule": ("allowed_source_address_prefix", "allowed_source_address_prefixes")}
+JSON_SKIP = {
+    "PortRule": ("allowed_source_address_prefix", "allowed_source_address_prefixes"),
+    "Plan": ("desired", "removals"),
+}
 
 
 def jsonable(obj: Any) -> Any:
@@ -73,26 +78,77 @@ def _protocol(p: str) -> str:
 # --- per result ----------------------------------------------------------------------------
 
 
+def _policy_head(policy_id: str) -> str:
+    seg = policy_id.split("/")
+    return f"JIT policy {seg[-1]} ({seg[4]}, {seg[-3]})"
+
+
+def _change_lines(changes: Any) -> list[str]:
+    lines = []
+    for c in changes:
+        mark = {"add": "+", "change": "~", "remove": "-"}[c.action]
+        rule = c.after or c.before
+        line = (
+            f"  {mark} {name_of(c.vm_id)} port {c.port}/{_protocol(rule.protocol)} "
+            f"from {','.join(rule.sources)} max {format_human_duration(rule.max_duration)}"
+        )
+        if c.action == "change":
+            b = c.before
+            line += (
+                f" (was {_protocol(b.protocol)} from {','.join(b.sources)} "
+                f"max {format_human_duration(b.max_duration)})"
+            )
+        lines.append(line)
+    return lines
+
+
 def policy_changes(result: Any) -> str:
     lines = []
     for pol in result.policies:
-        seg = pol.policy_id.split("/")
         lines.append(
-            f"JIT policy {seg[-1]} ({seg[4]}, {seg[-3]}): {pol.action}"
+            f"{_policy_head(pol.policy_id)}: {pol.action}"
             + (f" after {pol.attempts} writes" if pol.attempts > 1 else "")
         )
         if not pol.changes:
             lines.append("  no change: nothing written")
-        for c in pol.changes:
-            mark = {"add": "+", "change": "~", "remove": "-"}[c.action]
-            rule = c.after or c.before
-            lines.append(
-                f"  {mark} {name_of(c.vm_id)} port {c.port}/{_protocol(rule.protocol)} "
-                f"from {','.join(rule.sources)} max {format_human_duration(rule.max_duration)}"
-            )
-    if result.dry_run:
+        lines.extend(_change_lines(pol.changes))
+    if getattr(result, "dry_run", False):
         lines.append("dry run: nothing was written")
     return "\n".join(lines)
+
+
+def plan_text(plan: Any) -> str:
+    lines = []
+    for pol in plan.policies:
+        if not pol.changes:
+            continue
+        counts = {a: sum(c.action == a for c in pol.changes) for a in ("add", "change", "remove")}
+        verb = "" if pol.exists else ", new policy"
+        lines.append(
+            f"{_policy_head(pol.policy_id)}: {counts['add']} to add, {counts['change']} to "
+            f"change, {counts['remove']} to remove{verb}"
+        )
+        lines.extend(_change_lines(pol.changes))
+    if plan.unprotected:
+        lines.append("Cannot protect (no NSG on the NIC or subnet), skipped:")
+        lines.extend(f"  {name_of(u.vm_id)} (matched at {u.origin})" for u in plan.unprotected)
+    if plan.unmanaged and not plan.prune:
+        lines.append("In a JIT policy but matched by no file (left alone; --prune removes them):")
+        lines.extend(f"  {name_of(v)}" for v in plan.unmanaged)
+    total = sum(len(p.changes) for p in plan.policies)
+    policies = sum(1 for p in plan.policies if p.changes)
+    lines.append(
+        f"Plan: {total} port change(s) in {policies} JIT policy(ies)."
+        if total
+        else "No changes. The JIT policies match the files."
+    )
+    return "\n".join(lines)
+
+
+def apply_text(result: Any) -> str:
+    if not result.policies:
+        return "No changes. Nothing written."
+    return policy_changes(result) + f"\nApplied with {result.writes} write(s)."
 
 
 def policy_list(result: Any, now: datetime) -> str:
@@ -220,6 +276,10 @@ def render(result: Any, output: str, now: datetime) -> str:
         return request_result(result, now)
     if name == "VerifyResult":
         return verify_result(result)
+    if name == "Plan":
+        return plan_text(result)
+    if name == "ApplyResult":
+        return apply_text(result)
     if name == "GrantList":
         return grant_list(result, now)
     if name == "ConnectResult":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -118,14 +119,23 @@ class Seeder:
         self.b.put(rid, {"location": self.location, "properties": props})
         return rid
 
-    def vm(self, name: str, nics: list[str], os_type: str = "Windows", primary: int = 0) -> str:
+    def vm(
+        self,
+        name: str,
+        nics: list[str],
+        os_type: str = "Windows",
+        primary: int = 0,
+        tags: dict[str, str] | None = None,
+    ) -> str:
         rid = self.rid("Microsoft.Compute/virtualMachines", name)
+        digest = hashlib.sha256(rid.lower().encode()).hexdigest()
         self.b.put(
             rid,
             {
                 "location": self.location,
+                "tags": tags if tags is not None else {"os": os_type.lower()},
                 "properties": {
-                    "vmId": f"{abs(hash(rid)) % 10**8:08d}-0000-4000-8000-000000000000",
+                    "vmId": f"{digest[:8]}-{digest[8:12]}-4{digest[13:16]}-8{digest[17:20]}-{digest[20:32]}",
                     "hardwareProfile": {"vmSize": "Standard_B2s"},
                     "storageProfile": {
                         "osDisk": {

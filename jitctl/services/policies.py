@@ -36,7 +36,7 @@ class PolicyChangeResult:
         return any(p.changes for p in self.policies)
 
 
-def _write_merged(
+def write_merged(
     gw: Gateway,
     current: JitPolicy | None,
     key: tuple[str, str, str, str],
@@ -104,7 +104,7 @@ def enable(
     for key, vm_ids in groups.items():
         current = gw.get_policy(*key)
         results.append(
-            _write_merged(
+            write_merged(
                 gw, current, key, partial(merge_ports, vm_ids=vm_ids, rules=rules), dry_run
             )
         )
@@ -149,6 +149,6 @@ def disable(
     for pol in policies:
         key = (pol.subscription_id, pol.resource_group, pol.location, pol.name)
         results.append(
-            _write_merged(gw, pol, key, lambda base: remove_ports(base, ref.id, ports), dry_run)
+            write_merged(gw, pol, key, lambda base: remove_ports(base, ref.id, ports), dry_run)
         )
     return PolicyChangeResult(tuple(results), dry_run)

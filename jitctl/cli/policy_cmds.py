@@ -1,0 +1,171 @@
+"""policy validate | plan | apply | export | schema, and role show."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from jitctl.app import App
+from jitctl.cli import CONTEXT
+from jitctl.cli.commands import emit
+from jitctl.errors import BadInput
+
+PATH = click.argument("path", required=False, default="policies", type=click.Path(path_type=Path))
+
+
+def load(path: Path) -> list:
+    from jitctl.policyfile import load_all
+
+    files, problems = load_all(path)
+    if problems:
+        for p in problems:
+            click.echo(str(p), err=True)
+        raise BadInput(
+            f"{len(problems)} problem(s) in the policy files.",
+            "Fix them; 'jitctl policy validate' lists them.",
+        )
+    return files
+
+
+@click.group(context_settings=CONTEXT)
+def policy() -> None:
+    """Policies as code: YAML files in policies/, validated, planned and applied safely."""
+
+
+@policy.command(context_settings=CONTEXT)
+@PATH
+@click.pass_obj
+def validate(app: App, path: Path) -> None:
+    """Check policy files; every problem at once, as file:line: key: what is wrong.
+
+    \b
+    Example:
+      jitctl policy validate policies/
+    """
+    from jitctl.policyfile import load_all, policy_paths
+
+    _, problems = load_all(path)
+    for p in problems:
+        click.echo(str(p))
+    if problems:
+        raise BadInput(f"{len(problems)} problem(s) in {path}.")
+    click.echo(f"{len(policy_paths(path))} policy file(s) valid.")
+
+
+@policy.command(context_settings=CONTEXT)
+@PATH
+@click.option("--prune", is_flag=True, help="Also plan removing VMs no file matches.")
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when something does."
+)
+@click.pass_context
+def plan(ctx: click.Context, path: Path, prune: bool, detailed_exitcode: bool) -> None:
+    """Show, per JIT policy, the VMs and ports to add, change and remove.
+
+    \b
+    Example:
+      jitctl policy plan policies/ --detailed-exitcode
+    """
+    from jitctl.services.plan import make_plan
+
+    app: App = ctx.obj
+    result = make_plan(app.gateway(), load(path), app.subscription_id, prune)
+    emit(app, result)
+    if detailed_exitcode and result.changed:
+        ctx.exit(2)
+
+
+@policy.command(context_settings=CONTEXT)
+@PATH
+@click.option("--yes", is_flag=True, help="Apply without asking.")
+@click.option("--prune", is_flag=True, help="Remove from JIT policies the VMs no file matches.")
+@click.pass_obj
+def apply(app: App, path: Path, yes: bool, prune: bool) -> None:
+    """Apply the plan with merge-safe writes: one read-merge-write per JIT policy that changes.
+
+    VMs no file matches are left alone unless --prune. Asks first on a terminal unless --yes.
+
+    \b
+    Example:
+      jitctl policy apply policies/ --yes
+    """
+    from jitctl.cli.render import render
+    from jitctl.services.plan import apply_plan, make_plan
+
+    result = make_plan(app.gateway(), load(path), app.subscription_id, prune)
+    if result.changed and not yes:
+        if not sys.stdin.isatty():
+            raise BadInput("Not applying without a terminal to confirm on.", "Pass --yes.")
+        click.echo(render(result, "table", app.clock.now()), err=True)
+        click.confirm("Apply these changes?", abort=True, err=True)
+    emit(app, apply_plan(app.gateway(), result))
+
+
+@policy.command(context_settings=CONTEXT)
+@click.option("-g", "--resource-group", help="Only this resource group's policies.")
+@click.option("--all", "all_", is_flag=True, help="Every policy of the subscription.")
+@click.option(
+    "--file",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here instead of stdout (mode 0600 not needed: no secrets).",
+)
+@click.pass_obj
+def export(app: App, resource_group: str | None, all_: bool, out: Path | None) -> None:
+    """Write today's JIT configuration as policy YAML (export, then plan, shows no change).
+
+    \b
+    Example:
+      jitctl policy export -g rg-prod --file policies/rg-prod.yaml
+    """
+    from jitctl.services.export import export_yaml
+
+    if not resource_group and not all_:
+        raise BadInput("Say what to export.", "Pass -g RG, or --all for the whole subscription.")
+    text = export_yaml(app.gateway(), app.subscription_id, resource_group)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"Wrote {out}.", err=True)
+
+
+@policy.command(context_settings=CONTEXT)
+def schema() -> None:
+    """Print the JSON Schema of policy files (for editors).
+
+    \b
+    Example:
+      jitctl policy schema > policies/jitctl-policy.schema.json
+    """
+    from jitctl.policyfile import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@click.group(context_settings=CONTEXT)
+def role() -> None:
+    """Least-privilege custom role definitions for JIT requesters and policy admins."""
+
+
+@role.command(context_settings=CONTEXT)
+@click.argument("kind", type=click.Choice(["requester", "admin"]))
+@click.option("--scope", help="Assignable scope (default: the current subscription).")
+@click.pass_obj
+def show(app: App, kind: str, scope: str | None) -> None:
+    """Print a role definition ready for `az role definition create --role-definition @FILE`.
+
+    \b
+    Example:
+      jitctl role show requester > requester.json && az role definition create --role-definition @requester.json
+    """
+    from jitctl.roles import role_definition
+
+    click.echo(
+        json.dumps(
+            role_definition(kind, scope or f"/subscriptions/{app.subscription_id}"), indent=2
+        )
+    )

@@ -1,0 +1,225 @@
+"""Policies as code: resolve policy files to VMs, plan the changes per JIT policy, apply them.
+
+Reads are by the list: VMs, NICs, virtual networks and JIT policies once per subscription,
+whatever the number of VMs; writes are one read-merge-write per JIT policy that changes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+from jitctl.errors import BadInput
+from jitctl.gateway import Gateway
+from jitctl.ids import policy_id, segments
+from jitctl.model import JitPolicy, PortRule, Vm
+from jitctl.policyfile import LoadedFile, Target, port_rule
+from jitctl.policymerge import PortChange, same_rule, set_ports
+from jitctl.services.policies import PolicyChange, write_merged
+
+PolicyKey = tuple[str, str, str, str]  # subscription, resource group, region, policy name
+
+
+@dataclass(frozen=True)
+class Unprotected:
+    vm_id: str
+    origin: str  # file:line of the target that matched it
+
+
+@dataclass(frozen=True)
+class PolicyPlan:
+    policy_id: str
+    changes: tuple[PortChange, ...]
+    exists: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    policies: tuple[PolicyPlan, ...]
+    unprotected: tuple[Unprotected, ...] = ()
+    unmanaged: tuple[str, ...] = ()  # VM ids in JIT policies that no file matches
+    prune: bool = False
+    desired: dict[PolicyKey, dict[str, tuple[PortRule, ...]]] = field(
+        default_factory=dict, repr=False
+    )
+    removals: dict[PolicyKey, tuple[str, ...]] = field(default_factory=dict, repr=False)
+
+    @property
+    def changed(self) -> bool:
+        return any(p.changes for p in self.policies)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    plan: Plan
+    policies: tuple[PolicyChange, ...]
+
+    @property
+    def writes(self) -> int:
+        return sum(p.attempts for p in self.policies)
+
+
+class Inventory:
+    """What a subscription holds, read by the list once, on first use."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self._vms: dict[str, list[Vm]] = {}
+        self._protected: dict[str, set[str]] = {}
+
+    def vms(self, sub: str) -> list[Vm]:
+        if sub.lower() not in self._vms:
+            self._vms[sub.lower()] = self.gw.list_vms(sub)
+        return self._vms[sub.lower()]
+
+    def protected(self, sub: str) -> set[str]:
+        """Ids (lower-case) of NICs that have an NSG on themselves or on a subnet."""
+        if sub.lower() not in self._protected:
+            guarded_subnets = {s.id.lower() for s in self.gw.list_subnets(sub) if s.nsg_id}
+            self._protected[sub.lower()] = {
+                n.id.lower()
+                for n in self.gw.list_nics(sub)
+                if n.nsg_id
+                or any((c.subnet_id or "").lower() in guarded_subnets for c in n.ip_configs)
+            }
+        return self._protected[sub.lower()]
+
+    def has_nsg(self, vm: Vm) -> bool:
+        sub = segments(vm.id)["subscriptions"]
+        return any(n.id.lower() in self.protected(sub) for n in vm.nics)
+
+
+def _matches(vm: Vm, target: Target) -> bool:
+    seg = segments(vm.id)
+    if (
+        target.resourceGroup
+        and seg.get("resourcegroups", "").lower() != target.resourceGroup.lower()
+    ):
+        return False
+    if target.names and not any(
+        fnmatch.fnmatchcase(vm.name.lower(), g.lower()) for g in target.names
+    ):
+        return False
+    tags = {k.lower(): v for k, v in vm.tags}
+    return all(
+        k.lower() in tags and (v == "*" or tags[k.lower()].lower() == str(v).lower())
+        for k, v in (target.tags or {}).items()
+    )
+
+
+def _select(inv: Inventory, f: LoadedFile, i: int, target: Target, default_sub: str) -> list[Vm]:
+    subs = target.subscriptions or f.model.subscriptions or [default_sub]
+    if target.ids:
+        found = []
+        for j, vm_id in enumerate(target.ids):
+            sub = segments(vm_id)["subscriptions"]
+            vm = next((v for v in inv.vms(sub) if v.id.lower() == vm_id.lower()), None)
+            if vm is None:
+                raise BadInput(
+                    f"{f.origin('targets', i, 'ids', j)}: targets[{i}].ids[{j}]: VM not found: {vm_id}"
+                )
+            found.append(vm)
+        return found
+    return [vm for sub in subs for vm in inv.vms(sub) if _matches(vm, target)]
+
+
+def desired_state(
+    gw: Gateway, files: Sequence[LoadedFile], default_sub: str, inv: Inventory | None = None
+) -> tuple[dict[PolicyKey, dict[str, tuple[PortRule, ...]]], list[Unprotected], Inventory]:
+    """VM -> ports, grouped by JIT policy; conflicting definitions are an error naming both."""
+    inv = inv or Inventory(gw)
+    # (VM id, policy name) -> (VM, port -> (rule, where it was defined))
+    per_vm: dict[tuple[str, str], tuple[Vm, dict[int, tuple[PortRule, str]]]] = {}
+    unprotected: dict[str, Unprotected] = {}
+    for f in files:
+        for i, target in enumerate(f.model.targets):
+            name = target.policyName or f.model.defaults.policyName
+            origin = f.origin("targets", i)
+            for vm in _select(inv, f, i, target, default_sub):
+                if not inv.has_nsg(vm):
+                    unprotected.setdefault(vm.id.lower(), Unprotected(vm.id, origin))
+                    continue
+                _, ports = per_vm.setdefault((vm.id.lower(), name), (vm, {}))
+                for j, spec in enumerate(target.ports):
+                    rule = port_rule(spec, f.model.defaults)
+                    here = f.origin("targets", i, "ports", j)
+                    if spec.number in ports and not same_rule(ports[spec.number][0], rule):
+                        raise BadInput(
+                            f"{here}: port {spec.number} of VM {vm.name} conflicts with "
+                            f"{ports[spec.number][1]}.",
+                            "Define each VM's port once.",
+                        )
+                    ports.setdefault(spec.number, (rule, here))
+    desired: dict[PolicyKey, dict[str, tuple[PortRule, ...]]] = {}
+    for (_, name), (vm, ports) in per_vm.items():
+        seg = segments(vm.id)
+        key = (
+            seg["subscriptions"],
+            seg["resourcegroups"],
+            vm.location.replace(" ", "").lower(),
+            name,
+        )
+        rules = sorted(ports.values(), key=lambda x: x[0].number)
+        desired.setdefault(key, {})[vm.id] = tuple(r for r, _ in rules)
+    return desired, list(unprotected.values()), inv
+
+
+def _key(p: JitPolicy) -> PolicyKey:
+    return (p.subscription_id, p.resource_group, p.location.lower(), p.name)
+
+
+def _same_key(a: PolicyKey, b: PolicyKey) -> bool:
+    return tuple(x.lower() for x in a) == tuple(x.lower() for x in b)
+
+
+def make_plan(
+    gw: Gateway, files: Sequence[LoadedFile], default_sub: str, prune: bool = False
+) -> Plan:
+    desired, unprotected, _ = desired_state(gw, files, default_sub)
+    subs = {k[0].lower(): k[0] for k in desired} | {default_sub.lower(): default_sub}
+    for f in files:
+        for s in f.model.subscriptions or []:
+            subs.setdefault(s.lower(), s)
+    current = [p for s in subs.values() for p in gw.list_policies(s)]
+    managed = {vm_id.lower() for vms in desired.values() for vm_id in vms}
+    unmanaged = sorted({v.id for p in current for v in p.vms if v.id.lower() not in managed})
+    plans, removals = [], {}
+    keys = list(desired) + [
+        _key(p) for p in current if not any(_same_key(_key(p), k) for k in desired)
+    ]
+    for key in keys:
+        policy = next((p for p in current if _same_key(_key(p), key)), None)
+        remove = (
+            tuple(v.id for v in (policy.vms if policy else ()) if v.id in unmanaged)
+            if prune
+            else ()
+        )
+        _, changes = set_ports(policy.vms if policy else (), desired.get(key, {}), remove)
+        removals[key] = remove
+        plans.append(
+            PolicyPlan(policy.id if policy else policy_id(*key), changes, policy is not None)
+        )
+    return Plan(tuple(plans), tuple(unprotected), tuple(unmanaged), prune, desired, removals)
+
+
+def apply_plan(gw: Gateway, plan: Plan) -> ApplyResult:
+    """One read-merge-write per policy with changes, merged again on the fresh policy."""
+    results = []
+    for key in {**plan.desired, **plan.removals}:
+        wanted, remove = plan.desired.get(key, {}), plan.removals.get(key, ())
+        if not next(
+            (
+                p
+                for p in plan.policies
+                if p.policy_id.lower() == policy_id(*key).lower() and p.changes
+            ),
+            None,
+        ):
+            continue
+        current = gw.get_policy(*key)
+        results.append(
+            write_merged(gw, current, key, partial(set_ports, desired=wanted, remove=remove), False)
+        )
+    return ApplyResult(plan, tuple(results))
