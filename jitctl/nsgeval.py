@@ -144,6 +144,28 @@ def is_internet(
     )
 
 
+def source_within(source: str, allowed: Sequence[str]) -> bool:
+    """Is a requested source (address or CIDR) inside one of a JIT port's allowed prefixes?"""
+    wide = ("*", "any", "0.0.0.0/0")
+    if any(a.strip().lower() in wide for a in allowed):
+        return True
+    try:
+        net = ipaddress.ip_network(source.strip(), strict=False)
+    except ValueError:
+        return False
+    for a in allowed:
+        if a.strip().lower() == "internet":
+            if is_internet(net.network_address):
+                return True
+            continue
+        try:
+            if net.subnet_of(ipaddress.ip_network(a.strip(), strict=False)):  # type: ignore[arg-type]
+                return True
+        except (ValueError, TypeError):
+            continue
+    return False
+
+
 def _in_vnet(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None) -> bool:
     # The VirtualNetwork tag covers the VNet, peered VNets and on-premises ranges behind a
     # gateway; without reading those, private ranges stand for it.

@@ -15,6 +15,7 @@ from typing import Any
 
 from jitctl.emulator.backend import ArmError, Backend
 from jitctl.ids import name_of, policy_id, same_id
+from jitctl.nsgeval import source_within
 from jitctl.parsing import parse_iso_duration
 
 PROTOCOLS = {"TCP": "Tcp", "UDP": "Udp", "*": "*"}
@@ -253,22 +254,6 @@ def _not_subset(pid: str) -> ArmError:
     )
 
 
-def _source_allowed(source: str, allowed: list[str]) -> bool:
-    if any(a.strip() in ("*", "Any", "Internet", "0.0.0.0/0") for a in allowed):
-        return True
-    try:
-        net = ipaddress.ip_network(source, strict=False)
-    except ValueError:
-        return False
-    for a in allowed:
-        try:
-            if net.subnet_of(ipaddress.ip_network(a, strict=False)):  # type: ignore[arg-type]
-                return True
-        except (ValueError, TypeError):
-            continue
-    return False
-
-
 def initiate(
     b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str, Any]
 ) -> dict[str, Any]:
@@ -315,7 +300,7 @@ def initiate(
             allowed = rule.get("allowedSourceAddressPrefixes") or [
                 rule["allowedSourceAddressPrefix"]
             ]
-            if not all(_source_allowed(s, allowed) for s in sources):
+            if not all(source_within(s, allowed) for s in sources):
                 raise _not_subset(policy["id"])
             try:
                 end = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,7 +10,7 @@ from jitctl.errors import NotFound, Refused
 from jitctl.gateway import Gateway, InitiatePort
 from jitctl.ids import VmRef, name_of
 from jitctl.model import JitPolicy, PolicyVm, PortRule
-from jitctl.nsgeval import is_internet
+from jitctl.nsgeval import source_within
 from jitctl.parsing import format_human_duration
 from jitctl.services.policies import policies_of_vm
 
@@ -39,27 +38,6 @@ class RequestResult:
         return name_of(self.vm_id)
 
 
-def source_allowed(source: str, rule: PortRule) -> bool:
-    """Is the requested source inside one of the port's allowed prefixes?"""
-    net = ipaddress.ip_network(source, strict=False) if source != "*" else None
-    for allowed in rule.sources:
-        a = allowed.strip()
-        if a.lower() in ("*", "any", "0.0.0.0/0"):
-            return True
-        if net is None:
-            continue
-        if a.lower() == "internet":
-            if is_internet(net.network_address):
-                return True
-            continue
-        try:
-            if net.subnet_of(ipaddress.ip_network(a, strict=False)):  # type: ignore[arg-type]
-                return True
-        except (ValueError, TypeError):
-            continue
-    return False
-
-
 def check_request(
     policy: JitPolicy, pvm: PolicyVm, ports: Sequence[int], source: str, duration: timedelta | None
 ) -> list[tuple[PortRule, timedelta]]:
@@ -81,7 +59,7 @@ def check_request(
                 f"{format_human_duration(rule.max_duration)} for port {number} of VM {vm_name}.",
                 f"Use --duration {format_human_duration(rule.max_duration)} or less.",
             )
-        if not source_allowed(source, rule):
+        if not source_within(source, rule.sources):
             raise Refused(
                 f"Source {source} is outside the allowed sources of port {number} of VM "
                 f"{vm_name} ({', '.join(rule.sources)}).",
