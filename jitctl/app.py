@@ -107,13 +107,13 @@ class App:
         if self._gateway is None:
             from jitctl.arm.gateway import AzureGateway
 
-            self._gateway = AzureGateway(self._connection())
+            self._gateway = AzureGateway(self.connection())
         return self._gateway
 
     def arm_calls(self) -> int | None:
         return len(self.backend.log) if self.backend is not None else None
 
-    def _connection(self) -> Any:
+    def connection(self) -> Any:
         from jitctl.arm.gateway import Connection
 
         kwargs: dict[str, Any] = {"polling_interval": 1}

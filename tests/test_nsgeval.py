@@ -269,6 +269,8 @@ def test_source_within_allowed_prefixes():
     assert source_within("203.0.113.7", ["*"])
     assert source_within("198.51.100.0/25", ["10.0.0.0/8", "198.51.100.0/24"])
     assert not source_within("198.51.99.0/24", ["198.51.100.0/24"])
-    assert source_within("203.0.113.7", ["Internet"]) and not source_within("10.1.2.3", ["Internet"])
+    assert source_within("203.0.113.7", ["Internet"]) and not source_within(
+        "10.1.2.3", ["Internet"]
+    )
     assert not source_within("not-an-ip", ["10.0.0.0/8"])
     assert not source_within("10.0.0.1", ["VirtualNetwork"])  # a tag it cannot resolve: refused

@@ -290,6 +290,37 @@ def test_forbidden_and_not_found_map_to_their_errors(gw, backend):
         enable(gw, [WIN], [PortRule(3389)])
 
 
+def test_fault_rate_and_latency(gw, backend):
+    import time
+
+    backend.faults.append(Fault(0, match="virtualMachines", latency=0.2, times=1))
+    start = time.perf_counter()
+    gw.get_vm(WIN)
+    assert time.perf_counter() - start >= 0.2
+    backend.faults.append(Fault(500, match="networkInterfaces", rate=0.3))
+    for _ in range(10):
+        gw.get_nic(
+            WIN.id.replace(
+                "Microsoft.Compute/virtualMachines/vm-win01",
+                "Microsoft.Network/networkInterfaces/vm-win01-nic",
+            )
+        )
+    nic_statuses = [e.status for e in backend.log if "networkInterfaces" in e.path]
+    assert (
+        500 in nic_statuses and nic_statuses.count(200) == 10
+    )  # every call completed after retries
+
+
+def test_forbidden_message_is_azures(gw, backend):
+    from jitctl.errors import Forbidden
+
+    backend.faults.append(Fault(403, match="jitNetworkAccessPolicies"))
+    with pytest.raises(
+        Forbidden, match=r"AuthorizationFailed.*does not have authorization to perform action 'GET'"
+    ):
+        gw.list_policies(SUB, RG)
+
+
 def test_paging_is_followed(gw, backend):
     backend.settings.page_size = 1
     enable(gw, [WIN], [PortRule(3389)])

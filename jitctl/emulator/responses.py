@@ -20,6 +20,32 @@ JIT_BASE = r"/providers/microsoft\.security(?:/locations/(?P<loc>[^/]+))?/jitnet
 NET = RG + r"/providers/microsoft\.network"
 
 
+# What Azure answers for each injected status (codes and wording as ARM writes them).
+FAULT_ANSWERS = {
+    401: ("AuthenticationFailed", "Authentication failed. The access token is invalid or expired."),
+    403: (
+        "AuthorizationFailed",
+        "The client 'jitctl-emulator@contoso.com' with object id "
+        "'00000000-0000-4000-8000-0000000000e1' does not have authorization to perform action "
+        "'{method}' over scope '{path}' or the scope is invalid. If access was recently granted, "
+        "please refresh your credentials.",
+    ),
+    409: ("Conflict", "Another operation on this or a dependent resource is in progress."),
+    429: (
+        "TooManyRequests",
+        "The request is being throttled. Retry after the time in Retry-After.",
+    ),
+    500: (
+        "InternalServerError",
+        "The server encountered an internal error. Please retry the request.",
+    ),
+    503: (
+        "ServiceUnavailable",
+        "The service is temporarily unavailable. Please retry the request.",
+    ),
+}
+
+
 @dataclass
 class Reply:
     status: int
@@ -155,12 +181,10 @@ class Router:
                 headers = (
                     {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
                 )
-                code = {
-                    429: "TooManyRequests",
-                    500: "InternalServerError",
-                    503: "ServiceUnavailable",
-                }.get(fault.status, "Fault")
-                raise ArmError(fault.status, code, f"Injected fault {fault.status}.", headers)
+                code, message = FAULT_ANSWERS.get(fault.status, ("Fault", "Injected fault."))
+                raise ArmError(
+                    fault.status, code, message.format(method=method, path=path), headers
+                )
 
     # --- helpers ---------------------------------------------------------------------------
 
