@@ -109,6 +109,17 @@ def test_token_endpoint_needs_the_identity_header(server):
     assert ok.status_code == 200 and ok.json()["token_type"] == "Bearer"
 
 
+def test_cloud_metadata_for_az_cloud_register(server):
+    import requests
+
+    url = f"{server.endpoint}/metadata/endpoints?api-version=2022-09-01"
+    meta = requests.get(
+        url, verify=str(server.cert_path), timeout=5
+    ).json()  # no token, as in Azure
+    assert meta["resourceManager"] == f"{server.endpoint}/"
+    assert meta["authentication"]["audiences"] == [f"{server.endpoint}/"]
+
+
 def test_jitctl_cli_process_against_the_server(server):
     env = env_of(server)
     base = [sys.executable, "-m", "jitctl"]

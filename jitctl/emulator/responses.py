@@ -46,6 +46,31 @@ FAULT_ANSWERS = {
 }
 
 
+def cloud_metadata(endpoint: str) -> dict[str, Any]:
+    """What `az cloud register --endpoint-resource-manager` reads to learn a cloud's endpoints."""
+    return {
+        "name": "JitctlEmulator",
+        "resourceManager": f"{endpoint}/",
+        "portal": f"{endpoint}/",
+        "gallery": f"{endpoint}/",
+        "graph": "https://graph.windows.net/",
+        "graphAudience": "https://graph.windows.net/",
+        "microsoftGraphResourceId": "https://graph.microsoft.com/",
+        "authentication": {
+            "loginEndpoint": "https://login.microsoftonline.com",
+            "audiences": [f"{endpoint}/"],
+            "tenant": "common",
+            "identityProvider": "AAD",
+        },
+        "suffixes": {
+            "storage": "core.windows.net",
+            "keyVaultDns": "vault.azure.net",
+            "sqlServerHostname": "database.windows.net",
+            "acrLoginServer": "azurecr.io",
+        },
+    }
+
+
 @dataclass
 class Reply:
     status: int
@@ -119,6 +144,8 @@ class Router:
         raw: bytes | None,
     ) -> Reply:
         self._inject_faults(method, path)
+        if path.rstrip("/").lower() == "/metadata/endpoints":  # unauthenticated, as in Azure
+            return Reply(200, cloud_metadata(f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"))
         if not headers.get("authorization", "").lower().startswith("bearer "):
             raise ArmError(
                 401,
