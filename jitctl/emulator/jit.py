@@ -8,19 +8,15 @@ propagation delay adds a priority-100 allow rule; expiry and newer requests remo
 from __future__ import annotations
 
 import copy
-import hashlib
 import ipaddress
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from jitctl.emulator.backend import ArmError, Backend
+from jitctl.emulator.nsgrules import PROTOCOLS, add_allow_rules, reconcile_deny_rules
 from jitctl.ids import name_of, policy_id, same_id
 from jitctl.nsgeval import source_within
 from jitctl.parsing import parse_iso_duration
-
-PROTOCOLS = {"TCP": "Tcp", "UDP": "Udp", "*": "*"}
-DENY_PREFIX = "MicrosoftDefenderForCloud-JITRule_"
-ALLOW_PREFIX = "MicrosoftDefenderForCloud-JITRule-"
 
 
 def iso(t: datetime) -> str:
@@ -39,13 +35,6 @@ def parse_time(text: str) -> datetime:
 
 def _bad(message: str, code: str = "BadRequest") -> ArmError:
     return ArmError(400, code, message)
-
-
-def _rule_name(prefix: str, *parts: str) -> str:
-    digest = hashlib.sha256("|".join(parts).lower().encode()).hexdigest()
-    number = int(digest[:8], 16) - 2**31
-    sep = prefix[-1]
-    return f"{prefix}{number}{sep}{digest[8:40]}"
 
 
 def _entry(b: Backend, pid: str) -> dict[str, Any]:
@@ -156,7 +145,7 @@ def put_policy(
         entry = {"policy": policy, "deny": {}}
         b.state["jit"][pid.lower()] = entry
     entry["policy"] = policy
-    _reconcile_deny_rules(b, entry)
+    reconcile_deny_rules(b, entry)
     return policy
 
 
@@ -165,86 +154,12 @@ def delete_policy(b: Backend, sub: str, rg: str, loc: str, name: str) -> bool:
     if entry is None:
         return False
     entry["policy"]["properties"]["virtualMachines"] = []
-    _reconcile_deny_rules(b, entry)
+    reconcile_deny_rules(b, entry)
     for grant in b.state["grants"]:
         if grant["policy"].lower() == entry["policy"]["id"].lower() and grant["state"] != "done":
             _end_grant(b, grant, "Revoked", "UserRequested")
     del b.state["jit"][entry["policy"]["id"].lower()]
     return True
-
-
-def _deny_priority(b: Backend, nsg_id: str, ports: list[int]) -> int:
-    rules = b.rules(nsg_id)
-    taken = {
-        r["properties"]["priority"] for r in rules if r["properties"]["direction"] == "Inbound"
-    }
-    start = b.settings.deny_priority
-    if b.settings.deny_priority_strategy == "above-allow":
-        covering = [
-            r["properties"]["priority"]
-            for r in rules
-            if r["properties"]["access"] == "Allow"
-            and r["properties"]["direction"] == "Inbound"
-            and any(_port_in_rule(p, r) for p in ports)
-        ]
-        if covering:
-            start = min(covering) - 1
-    for prio in range(start, 99, -1):
-        if prio not in taken:
-            return prio
-    raise ArmError(400, "SecurityRuleInvalidPriority", f"No free priority in {nsg_id}.")
-
-
-def _port_in_rule(port: int, rule: dict[str, Any]) -> bool:
-    props = rule["properties"]
-    ranges = props.get("destinationPortRanges") or [props.get("destinationPortRange") or ""]
-    for r in ranges:
-        low, _, high = r.partition("-")
-        if r == "*" or (low.isdigit() and int(low) <= port <= int(high or low)):
-            return True
-    return False
-
-
-def _reconcile_deny_rules(b: Backend, entry: dict[str, Any]) -> None:
-    policy = entry["policy"]
-    wanted = {vm["id"].lower(): vm for vm in policy["properties"]["virtualMachines"]}
-    for vm_key in list(entry["deny"]):
-        for nsg_id, rule_name in entry["deny"][vm_key]:
-            if b.find(nsg_id):
-                b.delete_rule(nsg_id, rule_name)
-        if vm_key not in wanted:
-            del entry["deny"][vm_key]
-    for vm_key, vm in wanted.items():
-        ports = sorted(p["number"] for p in vm["ports"])
-        vm_name = name_of(vm["id"])
-        placed = []
-        for _nic, ip, nsgs in b.vm_paths(vm["id"]):
-            for nsg_id in nsgs:
-                name = _rule_name(DENY_PREFIX, policy["id"], vm["id"], nsg_id)
-                body: dict[str, Any] = {
-                    "name": name,
-                    "properties": {
-                        "description": f"MDC JIT Network Access rule for policy '{policy['name']}' "
-                        f"of VM '{vm_name}'.",
-                        "protocol": "*",
-                        "sourcePortRange": "*",
-                        "sourceAddressPrefix": "*",
-                        "destinationAddressPrefix": ip or "*",
-                        "access": "Deny",
-                        "priority": _deny_priority(b, nsg_id, ports),
-                        "direction": "Inbound",
-                    },
-                }
-                if len(ports) == 1:
-                    body["properties"]["destinationPortRange"] = str(ports[0])
-                else:
-                    body["properties"]["destinationPortRanges"] = [str(p) for p in ports]
-                b.put_rule(nsg_id, body)
-                placed.append([nsg_id, name])
-        entry["deny"][vm_key] = placed
-
-
-# --- initiate, propagation, expiry -----------------------------------------------------------
 
 
 def _not_subset(pid: str) -> ArmError:
@@ -395,49 +310,7 @@ def _apply_grant(b: Backend, grant: dict[str, Any]) -> None:
             and other["seq"] < grant["seq"]
         ):
             _end_grant(b, other, "Revoked", "NewerRequestInitiated")
-    vm = b.find(grant["vm"])
-    vm_name = name_of(grant["vm"])
-    policy_name = name_of(grant["policy"])
-    for _nic, ip, nsgs in b.vm_paths(grant["vm"]) if vm else []:
-        for nsg_id in nsgs:
-            taken = {
-                r["properties"]["priority"]
-                for r in b.rules(nsg_id)
-                if r["properties"]["direction"] == "Inbound"
-            }
-            prio = next(p for p in range(b.settings.allow_priority, 4097) if p not in taken)
-            name = _rule_name(
-                ALLOW_PREFIX,
-                grant["policy"],
-                grant["vm"],
-                nsg_id,
-                grant["start"],
-                str(grant["port"]),
-            )
-            src = grant["sources"]
-            b.put_rule(
-                nsg_id,
-                {
-                    "name": name,
-                    "properties": {
-                        "description": f"MDC JIT Network Access rule created by an initiation request for "
-                        f"policy '{policy_name}' of VM '{vm_name}'.",
-                        "protocol": PROTOCOLS.get(grant["protocol"], "*"),
-                        "sourcePortRange": "*",
-                        **(
-                            {"sourceAddressPrefix": src[0]}
-                            if len(src) == 1
-                            else {"sourceAddressPrefixes": src}
-                        ),
-                        "destinationAddressPrefix": ip or "*",
-                        "destinationPortRange": str(grant["port"]),
-                        "access": "Allow",
-                        "priority": prio,
-                        "direction": "Inbound",
-                    },
-                },
-            )
-            grant["rules"].append([nsg_id, name])
+    grant["rules"].extend(add_allow_rules(b, grant))
     grant["state"] = "active"
     port = _history_port(b, grant)
     if port is not None:

@@ -1,0 +1,144 @@
+"""The NSG rules JIT writes: one deny rule per VM per guarding NSG, and the allow rules of grants
+(JIT-REFERENCE section 2)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from jitctl.emulator.backend import ArmError, Backend
+from jitctl.ids import name_of
+
+PROTOCOLS = {"TCP": "Tcp", "UDP": "Udp", "*": "*"}
+DENY_PREFIX = "MicrosoftDefenderForCloud-JITRule_"
+ALLOW_PREFIX = "MicrosoftDefenderForCloud-JITRule-"
+
+
+def jit_rule_name(prefix: str, *parts: str) -> str:
+    digest = hashlib.sha256("|".join(parts).lower().encode()).hexdigest()
+    number = int(digest[:8], 16) - 2**31
+    sep = prefix[-1]
+    return f"{prefix}{number}{sep}{digest[8:40]}"
+
+
+def _deny_priority(b: Backend, nsg_id: str, ports: list[int]) -> int:
+    rules = b.rules(nsg_id)
+    taken = {
+        r["properties"]["priority"] for r in rules if r["properties"]["direction"] == "Inbound"
+    }
+    start = b.settings.deny_priority
+    if b.settings.deny_priority_strategy == "above-allow":
+        covering = [
+            r["properties"]["priority"]
+            for r in rules
+            if r["properties"]["access"] == "Allow"
+            and r["properties"]["direction"] == "Inbound"
+            and any(_port_in_rule(p, r) for p in ports)
+        ]
+        if covering:
+            start = min(covering) - 1
+    for prio in range(start, 99, -1):
+        if prio not in taken:
+            return prio
+    raise ArmError(400, "SecurityRuleInvalidPriority", f"No free priority in {nsg_id}.")
+
+
+def _port_in_rule(port: int, rule: dict[str, Any]) -> bool:
+    props = rule["properties"]
+    ranges = props.get("destinationPortRanges") or [props.get("destinationPortRange") or ""]
+    for r in ranges:
+        low, _, high = r.partition("-")
+        if r == "*" or (low.isdigit() and int(low) <= port <= int(high or low)):
+            return True
+    return False
+
+
+def reconcile_deny_rules(b: Backend, entry: dict[str, Any]) -> None:
+    policy = entry["policy"]
+    wanted = {vm["id"].lower(): vm for vm in policy["properties"]["virtualMachines"]}
+    for vm_key in list(entry["deny"]):
+        for nsg_id, rule_name in entry["deny"][vm_key]:
+            if b.find(nsg_id):
+                b.delete_rule(nsg_id, rule_name)
+        if vm_key not in wanted:
+            del entry["deny"][vm_key]
+    for vm_key, vm in wanted.items():
+        ports = sorted(p["number"] for p in vm["ports"])
+        vm_name = name_of(vm["id"])
+        placed = []
+        for _nic, ip, nsgs in b.vm_paths(vm["id"]):
+            for nsg_id in nsgs:
+                name = jit_rule_name(DENY_PREFIX, policy["id"], vm["id"], nsg_id)
+                body: dict[str, Any] = {
+                    "name": name,
+                    "properties": {
+                        "description": f"MDC JIT Network Access rule for policy '{policy['name']}' "
+                        f"of VM '{vm_name}'.",
+                        "protocol": "*",
+                        "sourcePortRange": "*",
+                        "sourceAddressPrefix": "*",
+                        "destinationAddressPrefix": ip or "*",
+                        "access": "Deny",
+                        "priority": _deny_priority(b, nsg_id, ports),
+                        "direction": "Inbound",
+                    },
+                }
+                if len(ports) == 1:
+                    body["properties"]["destinationPortRange"] = str(ports[0])
+                else:
+                    body["properties"]["destinationPortRanges"] = [str(p) for p in ports]
+                b.put_rule(nsg_id, body)
+                placed.append([nsg_id, name])
+        entry["deny"][vm_key] = placed
+
+
+# --- initiate, propagation, expiry -----------------------------------------------------------
+
+
+def add_allow_rules(b: Backend, grant: dict[str, Any]) -> list[list[str]]:
+    """The allow rule of a grant on each NSG that guards the VM: priority 100, or the next free."""
+    placed: list[list[str]] = []
+    vm = b.find(grant["vm"])
+    vm_name = name_of(grant["vm"])
+    policy_name = name_of(grant["policy"])
+    for _nic, ip, nsgs in b.vm_paths(grant["vm"]) if vm else []:
+        for nsg_id in nsgs:
+            taken = {
+                r["properties"]["priority"]
+                for r in b.rules(nsg_id)
+                if r["properties"]["direction"] == "Inbound"
+            }
+            prio = next(p for p in range(b.settings.allow_priority, 4097) if p not in taken)
+            name = jit_rule_name(
+                ALLOW_PREFIX,
+                grant["policy"],
+                grant["vm"],
+                nsg_id,
+                grant["start"],
+                str(grant["port"]),
+            )
+            src = grant["sources"]
+            b.put_rule(
+                nsg_id,
+                {
+                    "name": name,
+                    "properties": {
+                        "description": f"MDC JIT Network Access rule created by an initiation request for "
+                        f"policy '{policy_name}' of VM '{vm_name}'.",
+                        "protocol": PROTOCOLS.get(grant["protocol"], "*"),
+                        "sourcePortRange": "*",
+                        **(
+                            {"sourceAddressPrefix": src[0]}
+                            if len(src) == 1
+                            else {"sourceAddressPrefixes": src}
+                        ),
+                        "destinationAddressPrefix": ip or "*",
+                        "destinationPortRange": str(grant["port"]),
+                        "access": "Allow",
+                        "priority": prio,
+                        "direction": "Inbound",
+                    },
+                },
+            )
+            placed.append([nsg_id, name])
+    return placed
