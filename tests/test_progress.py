@@ -14,7 +14,10 @@ def test_spinner_on_a_terminal_shows_elapsed_then_clears():
         spin.update(0.2)
         spin.update(12.7)
     text = out.getvalue()
-    assert "\r| waiting for access to vm1... 0s " in text and "\r/ waiting for access to vm1... 12s " in text
+    assert (
+        "\r| waiting for access to vm1... 0s " in text
+        and "\r/ waiting for access to vm1... 12s " in text
+    )
     assert text.endswith("\r")
 
 
