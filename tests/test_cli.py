@@ -147,75 +147,20 @@ def test_verify_not_effective_exit_7(run):
     )
 
 
+REQ = ["request", "vm-win01", "-g", "rg-jit-demo", "--source-ip"]
+ENA = ["enable", "vm-win01", "-g", "rg-jit-demo"]
 BAD_INPUT = [
-    (
-        ["request", "vm-win01", "-g", "rg-jit-demo", "--source-ip", "*"],
-        "Source '*' opens the port to the whole Internet.",
-    ),
-    (
-        ["request", "vm-win01", "-g", "rg-jit-demo", "--source-ip", "0.0.0.0/0"],
-        "opens the port to the whole Internet",
-    ),
-    (
-        ["request", "vm-win01", "-g", "rg-jit-demo", "--source-ip", "Internet"],
-        "opens the port to the whole Internet",
-    ),
-    (
-        ["request", "vm-win01", "-g", "rg-jit-demo", "--source-ip", "2001:db8::1"],
-        "IPv6, which Just-In-Time access does not support",
-    ),
-    (
-        ["request", "vm-win01", "-g", "rg-jit-demo", "--source-ip", "1.2.3"],
-        "is not an IPv4 address or CIDR",
-    ),
-    (
-        [
-            "request",
-            "vm-win01",
-            "-g",
-            "rg-jit-demo",
-            "--source-ip",
-            "203.0.113.7",
-            "--port",
-            "70000",
-        ],
-        "Port 70000 is out of range",
-    ),
-    (
-        [
-            "request",
-            "vm-win01",
-            "-g",
-            "rg-jit-demo",
-            "--source-ip",
-            "203.0.113.7",
-            "--duration",
-            "2m",
-        ],
-        "Duration 2m is out of range",
-    ),
-    (
-        [
-            "request",
-            "vm-win01",
-            "-g",
-            "rg-jit-demo",
-            "--source-ip",
-            "203.0.113.7",
-            "--duration",
-            "soon",
-        ],
-        "'soon' is not a duration",
-    ),
-    (
-        ["enable", "vm-win01", "-g", "rg-jit-demo", "--max-duration", "25h"],
-        "Duration 25h is out of range",
-    ),
-    (["enable", "vm-win01", "-g", "rg-jit-demo", "--protocol", "icmp"], "'icmp' is not a protocol"),
-    (
-        ["enable", "vm-win01", "-g", "rg-jit-demo", "--source", "any"],
-        "opens the port to the whole Internet",
-    ),
+    ([*REQ, "*"], "Source '*' opens the port to the whole Internet."),
+    ([*REQ, "0.0.0.0/0"], "opens the port to the whole Internet"),
+    ([*REQ, "Internet"], "opens the port to the whole Internet"),
+    ([*REQ, "2001:db8::1"], "IPv6, which Just-In-Time access does not support"),
+    ([*REQ, "1.2.3"], "is not an IPv4 address or CIDR"),
+    ([*REQ, "203.0.113.7", "--port", "70000"], "Port 70000 is out of range"),
+    ([*REQ, "203.0.113.7", "--duration", "2m"], "Duration 2m is out of range"),
+    ([*REQ, "203.0.113.7", "--duration", "soon"], "'soon' is not a duration"),
+    ([*ENA, "--max-duration", "25h"], "Duration 25h is out of range"),
+    ([*ENA, "--protocol", "icmp"], "'icmp' is not a protocol"),
+    ([*ENA, "--source", "any"], "opens the port to the whole Internet"),
     (["enable", "vm-win01"], "VM 'vm-win01' is named without its resource group"),
     (
         ["verify", "/subscriptions/x/resourceGroups", "--source-ip", "203.0.113.7"],

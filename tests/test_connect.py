@@ -276,3 +276,30 @@ def test_status_and_history(connect_app, clock):
     assert invoke(connect_app, "status", "-g", "rg-jit-demo").stdout == "No active grants.\n"
     assert "Revoked (Expired)" in invoke(connect_app, "history", "vm-win01", *G).stdout
     assert invoke(connect_app, "history", "vm-ghost", *G).exit_code == 4
+
+
+def test_system_runner_starts_real_programs_without_a_shell(tmp_path):
+    import sys
+    import time
+
+    from jitctl.launch import SystemRunner
+
+    runner = SystemRunner()
+    assert runner.which("definitely-not-a-program-xyz") is None
+    assert runner.run([sys.executable, "-c", "raise SystemExit(3)"]) == 3
+    marker = tmp_path / "started"
+    # a shell would expand this; an argument list passes it through untouched
+    runner.start(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pathlib; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])",
+            str(marker),
+            "$HOME;echo",
+        ]
+    )
+    for _ in range(100):
+        if marker.exists() and marker.read_text():
+            break
+        time.sleep(0.05)
+    assert marker.read_text() == "$HOME;echo"
