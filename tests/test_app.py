@@ -61,6 +61,20 @@ def test_no_subscription_is_exit_2_before_any_call(tmp_path, monkeypatch):
     )
 
 
+def test_vm_id_names_the_subscription(tmp_path, monkeypatch):
+    from jitctl.cli.commands import vm_refs
+
+    monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
+    app = App()
+    vm_refs(
+        app,
+        ["/subscriptions/s9/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/v"],
+        None,
+    )
+    assert app.subscription_id == "s9"
+
+
 def test_real_connection_uses_the_cloud(monkeypatch):
     app = App(subscription="s1", cloud="AzureChinaCloud")
     conn = app.connection()

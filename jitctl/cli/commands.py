@@ -87,8 +87,12 @@ def group_option(f: Any) -> Any:
 
 
 def vm_refs(app: App, names: Sequence[str], group: str | None) -> list[VmRef]:
+    """VMs by name (with -g) or full id; a VM id names the subscription when none is given."""
     sub = app.subscription_id if any(not n.startswith("/") for n in names) else app.subscription
-    return [parse_vm(n, resource_group=group, subscription_id=sub) for n in names]
+    refs = [parse_vm(n, resource_group=group, subscription_id=sub) for n in names]
+    if app.subscription is None and not app.emulator and refs:
+        app.subscription = refs[0].subscription_id
+    return refs
 
 
 def emit(app: App, result: Any) -> None:
