@@ -31,6 +31,7 @@ class App:
     arm_endpoint: str | None = None
     emulator: bool = False
     debug: bool = False
+    output: str = "table"  # table | json
     clock: Any = field(default_factory=SystemClock)
     backend: Any = None  # an emulator Backend, when running against one
     state_file: Path | None = None

@@ -73,7 +73,7 @@ def cli(
     app.subscription = subscription or app.subscription
     app.cloud, app.arm_endpoint = cloud, arm_endpoint
     app.emulator = app.emulator or emulator
-    app.output, app.debug = output, debug  # type: ignore[attr-defined]
+    app.output, app.debug = output, debug
     ctx.obj = app
     ctx.call_on_close(app.close)
     if debug:
@@ -98,7 +98,7 @@ def vm_refs(app: App, names: Sequence[str], group: str | None) -> list[VmRef]:
 def emit(app: App, result: Any) -> None:
     from jitctl.cli.render import render
 
-    click.echo(render(result, app.output, app.clock.now()))  # type: ignore[attr-defined]
+    click.echo(render(result, app.output, app.clock.now()))
 
 
 def ports_or(values: Sequence[str], default: int) -> list[int]:

@@ -54,11 +54,11 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
     steps = []
     for step in run_demo(demo_app, source, note):
         steps.append(step)
-        if app.output != "json":  # type: ignore[attr-defined]
+        if app.output != "json":
             click.echo(emit_step(step, demo_app.clock.now()))
     allowed, denied = steps[-2].result, steps[-1].result
     ok = allowed.ok and not denied.effective
-    if app.output == "json":  # type: ignore[attr-defined]
+    if app.output == "json":
         click.echo(render_json({"steps": steps, "arm_calls": demo_app.arm_calls(), "ok": ok}))
     else:
         click.echo(

@@ -111,7 +111,7 @@ def apply(app: App, path: Path, yes: bool, prune: bool) -> None:
     "--file",
     "out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write here instead of stdout (mode 0600 not needed: no secrets).",
+    help="Write the YAML to this file instead of stdout.",
 )
 @click.pass_obj
 def export(app: App, resource_group: str | None, all_: bool, out: Path | None) -> None:
