@@ -32,6 +32,7 @@ class App:
     emulator: bool = False
     debug: bool = False
     output: str = "table"  # table | json
+    interactive: bool | None = None  # may we ask questions? None: when stdin is a terminal
     clock: Any = field(default_factory=SystemClock)
     backend: Any = None  # an emulator Backend, when running against one
     state_file: Path | None = None
@@ -53,6 +54,13 @@ class App:
 
             self.data_dir = Path(user_data_dir("jitctl", appauthor=False))
         return self.data_dir
+
+    def can_ask(self) -> bool:
+        if self.interactive is None:
+            import sys
+
+            return sys.stdin.isatty()
+        return self.interactive
 
     def public_ip(self) -> str:
         from jitctl.publicip import detect_public_ip, http_fetch

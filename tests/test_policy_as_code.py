@@ -136,6 +136,20 @@ def test_apply_without_terminal_needs_yes(tmp_path, app, backend):
     assert not any(e.method == "PUT" for e in backend.log)
 
 
+def test_apply_asks_on_a_terminal(tmp_path, app, backend):
+    path = write(tmp_path, "p.yaml", RDP_CORP)
+    app.interactive = True
+    r = CliRunner().invoke(cli, ["policy", "apply", str(path)], obj=app, input="n\n")
+    assert (
+        r.exit_code == 1
+        and "Apply these changes? [y/N]" in r.stderr
+        and "+ vm-win01 port 3389" in r.stderr
+    )
+    assert not any(e.method == "PUT" for e in backend.log)
+    r = CliRunner().invoke(cli, ["policy", "apply", str(path)], obj=app, input="y\n")
+    assert r.exit_code == 0 and r.stdout.endswith("Applied with 1 write(s).\n")
+
+
 def test_drift_behind_our_back_shows_in_plan(tmp_path, app, gw):
     path = write(tmp_path, "p.yaml", RDP_CORP)
     invoke(app, "policy", "apply", str(path), "--yes")
@@ -295,3 +309,11 @@ def test_role_show(app):
     )
     assert "Microsoft.Security/locations/jitNetworkAccessPolicies/write" in admin["Actions"]
     assert admin["AssignableScopes"] == ["/subscriptions/x/resourceGroups/y"]
+
+
+@pytest.mark.parametrize("kind", ["requester", "admin"])
+def test_shipped_role_files_match_role_show(kind):
+    from jitctl.roles import role_definition
+
+    shipped = json.loads((ROOT / "policies" / "roles" / f"jit-{kind}.json").read_text())
+    assert shipped == role_definition(kind, "/subscriptions/00000000-0000-0000-0000-000000000000")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -97,7 +96,7 @@ def apply(app: App, path: Path, yes: bool, prune: bool) -> None:
 
     result = make_plan(app.gateway(), load(path), app.subscription_id, prune)
     if result.changed and not yes:
-        if not sys.stdin.isatty():
+        if not app.can_ask():
             raise BadInput("Not applying without a terminal to confirm on.", "Pass --yes.")
         click.echo(render(result, "table", app.clock.now()), err=True)
         click.confirm("Apply these changes?", abort=True, err=True)
