@@ -33,6 +33,7 @@ def test_request_and_list_shapes(run):
             "source": "203.0.113.7",
             "end_time": "2026-01-05T10:00:00Z",
             "status": "Initiating",
+            "status_reason": "UserRequested",
             "mapped_port": None,
         }
     ]

@@ -9,26 +9,17 @@ from datetime import datetime, timedelta
 from jitctl.errors import NotFound, Refused
 from jitctl.gateway import Gateway, InitiatePort
 from jitctl.ids import VmRef, name_of
-from jitctl.model import JitPolicy, PolicyVm, PortRule
+from jitctl.model import GrantPort, JitPolicy, PolicyVm, PortRule
 from jitctl.nsgeval import source_within
 from jitctl.parsing import format_human_duration
 from jitctl.services.policies import policies_of_vm
 
 
 @dataclass(frozen=True)
-class GrantedPort:
-    number: int
-    source: str
-    end_time: datetime
-    status: str
-    mapped_port: int | None = None
-
-
-@dataclass(frozen=True)
 class RequestResult:
     policy_id: str
     vm_id: str
-    ports: tuple[GrantedPort, ...]
+    ports: tuple[GrantPort, ...]
     start_time: datetime | None
     requestor: str | None
     justification: str | None
@@ -116,11 +107,9 @@ def initiate_checked(
     checked = check_request(policy, pvm, ports, source, duration)
     initiate = [InitiatePort(rule.number, source, now + length) for rule, length in checked]
     answer = gw.initiate(policy, pvm.id, initiate, justification)
-    granted = tuple(
-        GrantedPort(p.number, p.source, p.end_time, p.status, p.mapped_port)
-        for vm in answer.vms
-        for p in vm.ports
-    ) or tuple(GrantedPort(p.number, p.source, p.end_time, "Initiating") for p in initiate)
+    granted = tuple(p for vm in answer.vms for p in vm.ports) or tuple(
+        GrantPort(p.number, p.source, p.end_time, "Initiating") for p in initiate
+    )
     return RequestResult(
         policy.id,
         pvm.id,
