@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from jitctl.ids import policy_id, same_id
+
 
 @dataclass(frozen=True)
 class PortRule:
@@ -72,13 +74,9 @@ class JitPolicy:
 
     @property
     def id(self) -> str:
-        from jitctl.ids import policy_id
-
         return policy_id(self.subscription_id, self.resource_group, self.location, self.name)
 
     def vm(self, vm_id: str) -> PolicyVm | None:
-        from jitctl.ids import same_id
-
         return next((v for v in self.vms if same_id(v.id, vm_id)), None)
 
 

@@ -22,7 +22,7 @@ JSON_EXTRA = {
 }
 JSON_SKIP = {
     "PortRule": ("allowed_source_address_prefix", "allowed_source_address_prefixes"),
-    "Plan": ("desired", "removals"),
+    "PolicyPlan": ("desired",),
 }
 
 
@@ -284,8 +284,6 @@ def render(result: Any, output: str, now: datetime) -> str:
         return grant_list(result, now)
     if name == "ConnectResult":
         return connect_result(result, now)
-    if hasattr(result, "text"):
-        return str(result.text(now))
     return to_json(result)
 
 

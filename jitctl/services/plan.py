@@ -33,6 +33,9 @@ class PolicyPlan:
     policy_id: str
     changes: tuple[PortChange, ...]
     exists: bool
+    key: PolicyKey
+    desired: dict[str, tuple[PortRule, ...]] = field(default_factory=dict, repr=False)
+    remove: tuple[str, ...] = ()  # VM ids --prune drops
 
 
 @dataclass(frozen=True)
@@ -41,10 +44,6 @@ class Plan:
     unprotected: tuple[Unprotected, ...] = ()
     unmanaged: tuple[str, ...] = ()  # VM ids in JIT policies that no file matches
     prune: bool = False
-    desired: dict[PolicyKey, dict[str, tuple[PortRule, ...]]] = field(
-        default_factory=dict, repr=False
-    )
-    removals: dict[PolicyKey, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def changed(self) -> bool:
@@ -185,7 +184,7 @@ def make_plan(
     current = [p for s in subs.values() for p in gw.list_policies(s)]
     managed = {vm_id.lower() for vms in desired.values() for vm_id in vms}
     unmanaged = sorted({v.id for p in current for v in p.vms if v.id.lower() not in managed})
-    plans, removals = [], {}
+    plans = []
     keys = list(desired) + [
         _key(p) for p in current if not any(_same_key(_key(p), k) for k in desired)
     ]
@@ -196,30 +195,27 @@ def make_plan(
             if prune
             else ()
         )
-        _, changes = set_ports(policy.vms if policy else (), desired.get(key, {}), remove)
-        removals[key] = remove
+        wanted = desired.get(key, {})
+        _, changes = set_ports(policy.vms if policy else (), wanted, remove)
         plans.append(
-            PolicyPlan(policy.id if policy else policy_id(*key), changes, policy is not None)
+            PolicyPlan(
+                policy.id if policy else policy_id(*key),
+                changes,
+                policy is not None,
+                key,
+                wanted,
+                remove,
+            )
         )
-    return Plan(tuple(plans), tuple(unprotected), tuple(unmanaged), prune, desired, removals)
+    return Plan(tuple(plans), tuple(unprotected), tuple(unmanaged), prune)
 
 
 def apply_plan(gw: Gateway, plan: Plan) -> ApplyResult:
     """One read-merge-write per policy with changes, merged again on the fresh policy."""
     results = []
-    for key in {**plan.desired, **plan.removals}:
-        wanted, remove = plan.desired.get(key, {}), plan.removals.get(key, ())
-        if not next(
-            (
-                p
-                for p in plan.policies
-                if p.policy_id.lower() == policy_id(*key).lower() and p.changes
-            ),
-            None,
-        ):
+    for pol in plan.policies:
+        if not pol.changes:
             continue
-        current = gw.get_policy(*key)
-        results.append(
-            write_merged(gw, current, key, partial(set_ports, desired=wanted, remove=remove), False)
-        )
+        merge = partial(set_ports, desired=pol.desired, remove=pol.remove)
+        results.append(write_merged(gw, gw.get_policy(*pol.key), pol.key, merge, False))
     return ApplyResult(plan, tuple(results))
