@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jitctl.emulator.clock import SystemClock
+from jitctl.clock import SystemClock
 from jitctl.errors import BadInput
 from jitctl.gateway import Gateway
 

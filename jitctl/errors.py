@@ -17,6 +17,8 @@ class ExitCode(IntEnum):
     REFUSED = 6
     NOT_EFFECTIVE = 7
     TIMED_OUT = 8
+    CONTENDED = 9  # a write could not be confirmed: another writer keeps replacing the policy
+    CHANGES_PENDING = 10  # `policy plan --detailed-exitcode`: the plan has changes
 
 
 class JitctlError(Exception):
@@ -61,6 +63,12 @@ class NotEffective(JitctlError):
 
 class TimedOut(JitctlError):
     code = ExitCode.TIMED_OUT
+
+
+class Contended(JitctlError):
+    """Our write was not confirmed: another writer kept replacing the policy within the window."""
+
+    code = ExitCode.CONTENDED
 
 
 class AzureError(JitctlError):

@@ -4,7 +4,7 @@ backend (state + Azure's rules, raising ArmError) -> responses (HTTP <-> backend
 -> transport (in-process, for the real SDK clients) or server (HTTPS, for any client).
 """
 
+from jitctl.clock import FakeClock, SystemClock
 from jitctl.emulator.backend import ArmError, Backend, Settings
-from jitctl.emulator.clock import FakeClock, SystemClock
 
 __all__ = ["ArmError", "Backend", "FakeClock", "Settings", "SystemClock"]

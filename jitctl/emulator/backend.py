@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jitctl.emulator.clock import SystemClock
+from jitctl.clock import SystemClock
 from jitctl.ids import name_of, segments
 
 DEFAULT_TENANT = "72f988bf-0000-4000-8000-00000000e001"

@@ -1,4 +1,4 @@
-"""Clocks for the emulator: the system's, or a fake one tests move by hand."""
+"""Clocks: the system's, or a fake one tests (and the emulator's fake time) move by hand."""
 
 from __future__ import annotations
 
