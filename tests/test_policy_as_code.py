@@ -112,7 +112,7 @@ def test_schema_file_is_current():
 def test_plan_apply_apply_again(tmp_path, app, backend):
     path = write(tmp_path, "p.yaml", RDP_CORP)
     r = invoke(app, "policy", "plan", str(path), "--detailed-exitcode")
-    assert r.exit_code == 2
+    assert r.exit_code == 10  # CHANGES_PENDING, distinct from bad input
     assert r.stdout.splitlines() == [
         "JIT policy default (rg-jit-demo, westeurope): 2 to add, 0 to change, 0 to remove, new policy",
         "  + vm-win01 port 3389/tcp from 198.51.100.0/24 max 2h",

@@ -1,0 +1,406 @@
+"""Options defined once: the global options (accepted before or after any subcommand, as az
+accepts them), the options several commands share, and the parameter types that parse values.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from jitctl.app import App
+from jitctl.errors import JitctlError
+from jitctl.ids import VmRef, parse_vm
+
+OUTPUT_FORMATS = ("json", "jsonc", "yaml", "yamlc", "table", "tsv", "none")
+CLOUDS = ("AzureCloud", "AzureUSGovernment", "AzureChinaCloud")
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def app_of(ctx: click.Context) -> App:
+    """The one App of this invocation, made on first use (a test passes its own as obj)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, App):
+        root.obj = App()
+    if ctx.obj is not root.obj:
+        ctx.obj = root.obj
+    return root.obj
+
+
+# --- global options ------------------------------------------------------------------------
+
+
+class GlobalOption(click.Option):
+    """An option every command accepts; shown under "Global options" in each command's help."""
+
+
+def _set(attr: str) -> Callable[[click.Context, App, Any], None]:
+    def apply(ctx: click.Context, app: App, value: Any) -> None:
+        setattr(app, attr, value)
+
+    return apply
+
+
+def _debug(ctx: click.Context, app: App, value: Any) -> None:
+    if not app.debug:
+        from jitctl.cli.logs import enable_debug_logging
+
+        ctx.find_root().call_on_close(enable_debug_logging())
+    app.debug = True
+
+
+def _query(ctx: click.Context, app: App, value: Any) -> None:
+    from jitctl.cli.output import compile_query
+
+    compile_query(value)  # a bad expression is a usage error now, before any call to Azure
+    app.query = value
+
+
+def _emulator(ctx: click.Context, app: App, value: Any) -> None:
+    app.emulator = True
+
+
+# (declarations, apply, click keyword arguments, root-only keyword arguments)
+GLOBALS: list[tuple[tuple[str, ...], Callable[[click.Context, App, Any], None], dict, dict]] = [
+    (
+        ("-o", "--output"),
+        _set("output"),
+        {
+            "type": click.Choice(OUTPUT_FORMATS),
+            "metavar": "FORMAT",
+            "help": "json, jsonc, yaml, yamlc, table, tsv or none (default table, or "
+            "AZURE_CORE_OUTPUT as in az).",
+        },
+        {"envvar": "AZURE_CORE_OUTPUT"},
+    ),
+    (
+        ("--query",),
+        _query,
+        {"metavar": "JMESPATH", "help": "JMESPath query over the JSON result (as in az)."},
+        {},
+    ),
+    (
+        ("-s", "--subscription"),
+        _set("subscription"),
+        {
+            "help": "Subscription name or id (else AZURE_SUBSCRIPTION_ID, else the Azure CLI's "
+            "default)."
+        },
+        {},
+    ),
+    (
+        ("--cloud",),
+        _set("cloud"),
+        {
+            "type": click.Choice(CLOUDS, case_sensitive=False),
+            "metavar": "NAME",
+            "help": "AzureCloud (default), AzureUSGovernment or AzureChinaCloud.",
+        },
+        {},
+    ),
+    (
+        ("--arm-endpoint",),
+        _set("arm_endpoint"),
+        {
+            "metavar": "URL",
+            "help": "A custom cloud's ARM endpoint (else JITCTL_ARM_ENDPOINT).",
+        },
+        {},
+    ),
+    (
+        ("--emulator",),
+        _emulator,
+        {
+            "is_flag": True,
+            "help": "Run against the built-in Azure emulator (or JITCTL_EMULATOR=1).",
+        },
+        {"envvar": "JITCTL_EMULATOR"},
+    ),
+    (
+        ("--only-show-errors",),
+        _set("only_show_errors"),
+        {"is_flag": True, "help": "Only errors on stderr: no warnings or notes."},
+        {},
+    ),
+    (
+        ("--verbose",),
+        _set("verbose"),
+        {"is_flag": True, "help": "More progress detail on stderr."},
+        {},
+    ),
+    (
+        ("--debug",),
+        _debug,
+        {"is_flag": True, "help": "Tracebacks and HTTP logging on stderr (tokens redacted)."},
+        {},
+    ),
+]
+
+
+def _callback(apply: Callable[[click.Context, App, Any], None]) -> Callable[..., None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is None or value is False or ctx.resilient_parsing:
+            return
+        apply(ctx, app_of(ctx), value)
+
+    return callback
+
+
+def global_params(root: bool) -> list[click.Parameter]:
+    return [
+        GlobalOption(
+            list(decls),
+            expose_value=False,
+            callback=_callback(apply),
+            **kwargs,
+            **(root_only if root else {}),
+        )
+        for decls, apply, kwargs, root_only in GLOBALS
+    ]
+
+
+def _format_options(self: click.Command, ctx: click.Context, formatter: Any) -> None:
+    own: list[tuple[str, str]] = []
+    shared: list[tuple[str, str]] = []
+    for param in self.get_params(ctx):
+        record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+        if record is not None:
+            (shared if isinstance(param, GlobalOption) else own).append(record)
+    if own:
+        with formatter.section("Options"):
+            formatter.write_dl(own)
+    if shared:
+        with formatter.section("Global options"):
+            formatter.write_dl(shared)
+    if isinstance(self, click.Group):
+        self.format_commands(ctx, formatter)
+
+
+def install_globals(command: click.Command, root: bool = False) -> None:
+    """Give a command (and, for a group, each of its commands) the global options."""
+    if not any(isinstance(p, GlobalOption) for p in command.params):
+        command.params.extend(global_params(root))
+        command.format_options = types.MethodType(_format_options, command)  # type: ignore[method-assign]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            install_globals(sub)
+
+
+def output_in(args: Sequence[str]) -> str:
+    """The output format named in raw arguments (for an error met before options are parsed)."""
+    found = os.environ.get("AZURE_CORE_OUTPUT")
+    decls = GLOBALS[0][0]
+    it = iter(args)
+    for arg in it:
+        if arg == "--":
+            break
+        value = None
+        if arg in decls:
+            value = next(it, None)
+        elif arg.startswith("--output="):
+            value = arg.split("=", 1)[1]
+        elif arg.startswith("-o") and not arg.startswith("--") and len(arg) > 2:
+            value = arg[2:]
+        if value in OUTPUT_FORMATS:
+            found = value
+    return found if found in OUTPUT_FORMATS else "table"
+
+
+# --- parameter types: values are parsed as click parses them -------------------------------
+
+
+def _fail(ptype: click.ParamType, err: JitctlError, param: Any, ctx: Any) -> Any:
+    return ptype.fail(f"{err.message} {err.hint}".strip(), param, ctx)
+
+
+class DurationType(click.ParamType):
+    name = "duration"
+
+    def __init__(self, minimum: timedelta | None = None) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
+        from jitctl.parsing import parse_duration
+
+        if isinstance(value, timedelta):
+            return value
+        try:
+            if self.minimum is None:
+                return parse_duration(str(value))
+            return parse_duration(str(value), minimum=self.minimum)
+        except JitctlError as err:
+            return _fail(self, err, param, ctx)
+
+
+class PortType(click.ParamType):
+    name = "port"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        from jitctl.parsing import parse_port
+
+        try:
+            return parse_port(value)
+        except JitctlError as err:
+            return _fail(self, err, param, ctx)
+
+
+class ProtocolType(click.ParamType):
+    name = "tcp|udp|any"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from jitctl.parsing import parse_protocol
+
+        try:
+            return parse_protocol(value)
+        except JitctlError as err:
+            return _fail(self, err, param, ctx)
+
+
+def host_with_prefix(raw: str) -> str | None:
+    """'203.0.113.7/24' (host bits set): the network it would open, else None."""
+    import ipaddress
+
+    if "/" not in raw:
+        return None
+    try:
+        iface = ipaddress.ip_interface(raw.strip())
+    except ValueError:
+        return None
+    if iface.network.prefixlen in (0, iface.max_prefixlen) or iface.ip == iface.network[0]:
+        return None
+    return str(iface.network)
+
+
+class SourceType(click.ParamType):
+    """An IPv4 address or range. Wide-open sources need the command's (eager)
+    --allow-any-source. kind 'address': the one address that connects; 'request': an address
+    or range to let in, refusing a host address with a prefix; 'range': a policy's range,
+    warning about one.
+    """
+
+    name = "ipv4"
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from jitctl.parsing import parse_source
+
+        allow_any = bool(ctx is not None and ctx.params.get("allow_any_source"))
+        try:
+            source = parse_source(str(value), allow_any=allow_any)
+        except JitctlError as err:
+            return _fail(self, err, param, ctx)
+        network = host_with_prefix(str(value))
+        if network and self.kind != "range":
+            address = str(value).split("/")[0]
+            self.fail(
+                f"'{value}' is a host address with a prefix: it would let in all of {network}. "
+                f"Pass {address} for this address, or {network} for the range.",
+                param,
+                ctx,
+            )
+        if network and ctx is not None:
+            from jitctl.cli.output import warn
+
+            warn(app_of(ctx), f"Source '{value}' has host bits set; it means {network}.")
+        return source.split("/")[0] if self.kind == "address" else source
+
+
+ALLOW_ANY = click.option(
+    "--allow-any-source",
+    is_flag=True,
+    is_eager=True,  # read before the sources it allows
+    help="Accept a wide-open source ('*', 0.0.0.0/0, Internet, Any).",
+)
+
+
+# --- VM selection: a name (positional or -n) with -g, or resource ids ----------------------
+
+
+def group_option(f: Any) -> Any:
+    return click.option(
+        "-g",
+        "--resource-group",
+        help="Resource group of VMs named by name (default: az's configured group).",
+    )(f)
+
+
+def _split_ids(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple:
+    return tuple(v for item in value for v in item.split())
+
+
+def _one(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    return (value,) if value else ()
+
+
+def vm_options(many: bool = False) -> Callable[[Any], Any]:
+    """VM positional(s), -n/--name, --ids and -g; the command gets vms, names, ids and
+    resource_group (give them to selected_vms)."""
+    options = [
+        click.argument("vms", nargs=-1, required=False, metavar="VM...")
+        if many
+        else click.argument("vms", required=False, metavar="VM", callback=_one),
+        click.option("-n", "--name", "names", multiple=True, help="VM name (as the positional)."),
+        click.option(
+            "--ids",
+            multiple=True,
+            callback=_split_ids,
+            help="One or more VM resource ids (instead of names and -g).",
+        ),
+        group_option,
+    ]
+
+    def decorate(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def selected_vms(
+    app: App,
+    vms: Sequence[str],
+    names: Sequence[str],
+    ids: Sequence[str],
+    group: str | None,
+    many: bool = False,
+) -> list[VmRef]:
+    """The VMs a command names (positional, -n, --ids), at least one, one unless `many`."""
+    chosen = [*vms, *names, *ids]
+    ctx = click.get_current_context(silent=True)
+    if not chosen:
+        raise click.UsageError("Missing the VM: name it, or pass -n NAME or --ids ID", ctx)
+    if len(chosen) > 1 and not many:
+        raise click.UsageError(f"One VM at a time here; {len(chosen)} were given", ctx)
+    return vm_refs(app, chosen, group)
+
+
+def vm_refs(app: App, names: Sequence[str], group: str | None) -> list[VmRef]:
+    """VMs by name (with -g, else az's default group) or full id; an id names the subscription
+    when none is given."""
+    if group is None and any(not n.startswith("/") for n in names):
+        from jitctl.clouds import default_resource_group
+
+        group = default_resource_group()
+    sub = app.subscription_id if any(not n.startswith("/") for n in names) else app.subscription
+    refs = [parse_vm(n, resource_group=group, subscription_id=sub) for n in names]
+    if app.subscription is None and not app.emulator and refs:
+        app.subscription = refs[0].subscription_id
+    return refs
+
+
+def timeout_option(help_text: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--timeout",
+        type=DurationType(minimum=timedelta(seconds=1)),
+        help=help_text + " (30s, 5m; default 5m).",
+    )
+
+
+DEFAULT_TIMEOUT = timedelta(minutes=5)
