@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from jitctl.cli.options import CONTEXT, install_globals, output_in
+from jitctl.cli.options import CONTEXT, PER_INVOCATION, install_globals, output_in
 from jitctl.errors import ExitCode, JitctlError
 
 __all__ = ["CONTEXT", "JitctlGroup", "ResultShown", "main"]
@@ -41,16 +41,17 @@ class JitctlGroup(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        argv = list(args) if args is not None else sys.argv[1:]
+        argv = spread_ids(list(args) if args is not None else sys.argv[1:])
+        for name, default in PER_INVOCATION.items():  # an App given again starts afresh
+            if extra.get("obj") is not None:
+                setattr(extra["obj"], name, default)
         try:
             if not argv:  # as az: bare `jitctl` shows the commands
                 with self.make_context("jitctl", [], resilient_parsing=True) as ctx:
                     click.echo(self.get_help(ctx))
                 code = 0
             else:
-                rv = super().main(
-                    argv, prog_name or "jitctl", complete_var, standalone_mode=False, **extra
-                )
+                rv = super().main(argv, "jitctl", complete_var, standalone_mode=False, **extra)
                 code = rv if isinstance(rv, int) else 0
         except click.exceptions.UsageError as err:
             code = usage_error(err, argv)
@@ -91,6 +92,26 @@ class JitctlGroup(click.Group):
                 err,
             )
             ctx.exit(int(ExitCode.ERROR))
+
+
+def spread_ids(argv: list[str]) -> list[str]:
+    """`--ids ID ID...` as az takes it (for `--ids $(az vm list --query [].id -o tsv)`): each
+    resource id after the first also becomes its own `--ids ID`, up to anything else or `--`."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return out + argv[i:]
+        out.append(arg)
+        i += 1
+        if arg == "--ids" and i < len(argv):
+            out.append(argv[i])
+            i += 1
+            while i < len(argv) and argv[i].startswith("/"):
+                out += ["--ids", argv[i]]
+                i += 1
+    return out
 
 
 def usage_error(err: click.exceptions.UsageError, argv: Sequence[str]) -> int:

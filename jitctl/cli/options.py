@@ -21,6 +21,16 @@ CLOUDS = ("AzureCloud", "AzureUSGovernment", "AzureChinaCloud")
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+# What the command line sets on the App, reset when an App is handed to another invocation.
+PER_INVOCATION = {
+    "output": "table",
+    "query": None,
+    "verbose": False,
+    "only_show_errors": False,
+    "debug": False,
+}
+
+
 def app_of(ctx: click.Context) -> App:
     """The one App of this invocation, made on first use (a test passes its own as obj)."""
     root = ctx.find_root()
