@@ -185,3 +185,13 @@ def test_closed_pipe_ends_quietly(tmp_path):
         cwd=tmp_path,
     )
     assert len(proc.stdout) == 10 and proc.stderr == ""
+
+
+def test_azure_identity_warnings_only_with_debug():
+    code = (
+        "import logging\nfrom jitctl.cli import main\n"
+        "main(['--version'], standalone_mode=False)\n"
+        "logging.getLogger('azure.identity._credentials.chained').warning('tried EnvironmentCredential')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and "EnvironmentCredential" not in proc.stderr

@@ -41,6 +41,9 @@ class JitctlGroup(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        from jitctl.cli.logs import quiet_library_logging
+
+        quiet_library_logging()
         argv = spread_ids(list(args) if args is not None else sys.argv[1:])
         for name, default in PER_INVOCATION.items():  # an App given again starts afresh
             if extra.get("obj") is not None:

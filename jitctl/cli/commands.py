@@ -22,6 +22,7 @@ from jitctl.cli.options import (
     install_globals,
     selected_vms,
     timeout_option,
+    vm_must_exist,
     vm_options,
 )
 from jitctl.cli.output import emit, poll_progress, warn
@@ -153,7 +154,8 @@ def disable(
     from jitctl.services.policies import disable as run
 
     ref = selected_vms(app, vms, names, ids, resource_group)[0]
-    emit(app, run(app.gateway(), ref, list(ports) or None, policy_name, dry_run))
+    with vm_must_exist(app, ref):
+        emit(app, run(app.gateway(), ref, list(ports) or None, policy_name, dry_run))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -175,7 +177,8 @@ def show(
     from jitctl.services.query import show_vm
 
     ref = selected_vms(app, vms, names, ids, resource_group)[0]
-    emit(app, show_vm(app.gateway(), ref, app.clock.now()))
+    with vm_must_exist(app, ref):
+        emit(app, show_vm(app.gateway(), ref, app.clock.now()))
 
 
 @cli.command(name="list", context_settings=CONTEXT)
@@ -249,16 +252,17 @@ def request(
     limit = warn_timeout_without_wait(app, wait, timeout)
     ref = selected_vms(app, vms, names, ids, resource_group)[0]
     numbers = list(ports) or [3389]
-    granted = request_access(
-        app.gateway(),
-        ref,
-        source_ip,
-        app.clock.now(),
-        numbers,
-        duration,
-        justification,
-        policy_name,
-    )
+    with vm_must_exist(app, ref):
+        granted = request_access(
+            app.gateway(),
+            ref,
+            source_ip,
+            app.clock.now(),
+            numbers,
+            duration,
+            justification,
+            policy_name,
+        )
     if not wait:
         emit(app, granted)
         return
@@ -344,7 +348,12 @@ def verify(
     try:
         check(result)
     except NotEffective as err:
-        raise ResultShown(err) from None
+        ports_args = "".join(f" --port {p}" for p in numbers if p != 3389)
+        hint = (
+            f"Request access: jitctl request {ref.name} -g {ref.resource_group} "
+            f"--source-ip {source_ip}{ports_args} --wait"
+        )
+        raise ResultShown(NotEffective(err.message, hint)) from None
 
 
 def _register() -> None:

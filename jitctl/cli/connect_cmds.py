@@ -17,6 +17,7 @@ from jitctl.cli.options import (
     PortType,
     SourceType,
     selected_vms,
+    vm_must_exist,
     vm_options,
 )
 from jitctl.cli.output import emit, poll_progress, warn
@@ -115,7 +116,7 @@ def ready_access(app: App, req: ConnectRequest) -> Any:
     from jitctl.services.connect import ensure_access
 
     source = req.source_ip or app.public_ip()
-    with Spinner(f"waiting for access to {req.vm.name}") as spin:
+    with vm_must_exist(app, req.vm), Spinner(f"waiting for access to {req.vm.name}") as spin:
         return ensure_access(
             app.gateway(),
             req.vm,
@@ -220,4 +221,6 @@ def history(
     """
     from jitctl.services.query import history as run
 
-    emit(app, run(app.gateway(), selected_vms(app, vms, names, ids, resource_group)[0]))
+    ref = selected_vms(app, vms, names, ids, resource_group)[0]
+    with vm_must_exist(app, ref):
+        emit(app, run(app.gateway(), ref))

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -414,3 +415,22 @@ def timeout_option(help_text: str) -> Callable[[Any], Any]:
 
 
 DEFAULT_TIMEOUT = timedelta(minutes=5)
+
+
+@contextmanager
+def vm_must_exist(app: App, ref: VmRef) -> Iterator[None]:
+    """A VM that is in no JIT policy may not exist at all (or the group may be wrong): then say
+    that, with Azure's own words, rather than "JIT is not enabled" (one GET, on failure only)."""
+    from jitctl.errors import NotFound
+
+    try:
+        yield
+    except NotFound as err:
+        try:
+            app.gateway().get_vm(ref)
+        except NotFound as missing:
+            raise NotFound(
+                missing.message,
+                f"Check the name and the group: az vm list -g {ref.resource_group} -o table",
+            ) from err
+        raise

@@ -42,7 +42,7 @@ def check_request(
             raise Refused(
                 f"Port {number} is not in the JIT policy '{policy.name}' of VM {vm_name} "
                 f"(configured: {configured}).",
-                f"Ask an admin to run: jitctl enable {vm_name} --port {number}",
+                f"Ask an admin to run: jitctl enable {vm_name} -g {policy.resource_group} --port {number}",
             )
         if duration is not None and duration > rule.max_duration:
             raise Refused(

@@ -133,7 +133,7 @@ def disable(
     if not policies:
         raise NotFound(
             f"VM {ref.name} is in no JIT policy of resource group {ref.resource_group}.",
-            "Nothing to disable; 'jitctl list -g RG' shows the policies.",
+            f"Nothing to disable; 'jitctl list -g {ref.resource_group}' shows the policies.",
         )
     if ports:
         configured = {
