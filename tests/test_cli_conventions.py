@@ -60,7 +60,11 @@ def test_global_options_after_nested_commands_and_mixed_with_arguments(run, tmp_
 
 
 def test_every_help_lists_the_global_options():
-    for args in (["--help"], ["list", "--help"], ["policy", "plan", "--help"], ["demo", "--help"]):
+    from tests.test_packaging import all_commands
+
+    for args in [["--help"], ["policy", "--help"]] + [
+        [*c.split(), "--help"] for c in all_commands()
+    ]:
         out = CliRunner().invoke(cli, args).stdout
         assert "Global options:" in out and "--query JMESPATH" in out, args
         own, glob = out.split("Global options:")
