@@ -14,13 +14,14 @@ from jitctl.cli.options import (
     ALLOW_ANY,
     DEFAULT_TIMEOUT,
     DurationType,
-    PortType,
     ProtocolType,
     SourceType,
+    VmSelection,
     app_of,
     group_option,
     install_globals,
-    selected_vms,
+    ports_option,
+    source_ip_option,
     timeout_option,
     vm_must_exist,
     vm_options,
@@ -49,14 +50,10 @@ def cli(ctx: click.Context) -> None:
 
 install_globals(cli, root=True)
 
-PORTS = PortType()
-
 
 @cli.command(context_settings=CONTEXT)
 @vm_options(many=True)
-@click.option(
-    "--port", "ports", multiple=True, type=PORTS, help="Port to protect (repeatable; default 3389)."
-)
+@ports_option("Port to protect (repeatable; default 3389).")
 @click.option("--protocol", type=ProtocolType(), default="any", show_default=True)
 @click.option(
     "--max-duration",
@@ -83,10 +80,7 @@ PORTS = PortType()
 @click.pass_obj
 def enable(
     app: App,
-    vms: tuple[str, ...],
-    names: tuple[str, ...],
-    ids: tuple[str, ...],
-    resource_group: str | None,
+    vm: VmSelection,
     ports: tuple[int, ...],
     protocol: str,
     max_duration: timedelta,
@@ -117,28 +111,19 @@ def enable(
         )
         for p in ports or (3389,)
     ]
-    refs = selected_vms(app, vms, names, ids, resource_group, many=True)
+    refs = vm.refs(app)
     emit(app, run(app.gateway(), refs, rules, policy_name, dry_run))
 
 
 @cli.command(context_settings=CONTEXT)
 @vm_options()
-@click.option(
-    "--port",
-    "ports",
-    multiple=True,
-    type=PORTS,
-    help="Port to remove (repeatable; default: the whole VM).",
-)
+@ports_option("Port to remove (repeatable; default: the whole VM).")
 @click.option("--policy-name", help="Only this JIT policy.")
 @click.option("--dry-run", is_flag=True, help="Show the change; write nothing.")
 @click.pass_obj
 def disable(
     app: App,
-    vms: tuple[str, ...],
-    names: tuple[str, ...],
-    ids: tuple[str, ...],
-    resource_group: str | None,
+    vm: VmSelection,
     ports: tuple[int, ...],
     policy_name: str | None,
     dry_run: bool,
@@ -153,7 +138,7 @@ def disable(
     """
     from jitctl.services.policies import disable as run
 
-    ref = selected_vms(app, vms, names, ids, resource_group)[0]
+    ref = vm.one(app)
     with vm_must_exist(app, ref):
         emit(app, run(app.gateway(), ref, list(ports) or None, policy_name, dry_run))
 
@@ -163,10 +148,7 @@ def disable(
 @click.pass_obj
 def show(
     app: App,
-    vms: tuple[str, ...],
-    names: tuple[str, ...],
-    ids: tuple[str, ...],
-    resource_group: str | None,
+    vm: VmSelection,
 ) -> None:
     """Show a VM's JIT configuration and active grants.
 
@@ -176,7 +158,7 @@ def show(
     """
     from jitctl.services.query import show_vm
 
-    ref = selected_vms(app, vms, names, ids, resource_group)[0]
+    ref = vm.one(app)
     with vm_must_exist(app, ref):
         emit(app, show_vm(app.gateway(), ref, app.clock.now()))
 
@@ -204,13 +186,8 @@ def warn_timeout_without_wait(app: App, wait: bool, timeout: timedelta | None) -
 
 @cli.command(context_settings=CONTEXT)
 @vm_options()
-@click.option(
-    "--source-ip",
-    required=True,
-    type=SourceType("request"),
-    help="The address to let in (IPv4 or CIDR).",
-)
-@click.option("--port", "ports", multiple=True, type=PORTS, help="Port (repeatable; default 3389).")
+@source_ip_option("request", "The address to let in (IPv4 or CIDR).")
+@ports_option("Port (repeatable; default 3389).")
 @click.option(
     "--duration",
     type=DurationType(),
@@ -224,10 +201,7 @@ def warn_timeout_without_wait(app: App, wait: bool, timeout: timedelta | None) -
 @click.pass_obj
 def request(
     app: App,
-    vms: tuple[str, ...],
-    names: tuple[str, ...],
-    ids: tuple[str, ...],
-    resource_group: str | None,
+    vm: VmSelection,
     source_ip: str,
     ports: tuple[int, ...],
     duration: timedelta | None,
@@ -250,7 +224,7 @@ def request(
     from jitctl.services.access import request_access
 
     limit = warn_timeout_without_wait(app, wait, timeout)
-    ref = selected_vms(app, vms, names, ids, resource_group)[0]
+    ref = vm.one(app)
     numbers = list(ports) or [3389]
     with vm_must_exist(app, ref):
         granted = request_access(
@@ -298,13 +272,8 @@ def wait_for(
 
 @cli.command(context_settings=CONTEXT)
 @vm_options()
-@click.option(
-    "--source-ip",
-    required=True,
-    type=SourceType("address"),
-    help="The address that should get in (IPv4).",
-)
-@click.option("--port", "ports", multiple=True, type=PORTS, help="Port (repeatable; default 3389).")
+@source_ip_option("address", "The address that should get in (IPv4).")
+@ports_option("Port (repeatable; default 3389).")
 @click.option("--nic", help="NIC name or id for a multi-NIC VM (default: the primary NIC).")
 @click.option(
     "--require-jit", is_flag=True, help="Fail (exit 7) when access does not come from JIT."
@@ -314,10 +283,7 @@ def wait_for(
 @click.pass_obj
 def verify(
     app: App,
-    vms: tuple[str, ...],
-    names: tuple[str, ...],
-    ids: tuple[str, ...],
-    resource_group: str | None,
+    vm: VmSelection,
     source_ip: str,
     ports: tuple[int, ...],
     nic: str | None,
@@ -338,7 +304,7 @@ def verify(
     from jitctl.services.verify import verify as run
 
     limit = warn_timeout_without_wait(app, wait, timeout)
-    ref = selected_vms(app, vms, names, ids, resource_group)[0]
+    ref = vm.one(app)
     numbers = list(ports) or [3389]
     if wait:
         result = wait_for(app, ref, source_ip, numbers, limit, nic, require_jit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,23 +13,21 @@ import click
 from jitctl.app import App
 from jitctl.cli.options import (
     CONTEXT,
-    DEFAULT_TIMEOUT,
     DurationType,
     PortType,
     SourceType,
-    selected_vms,
+    VmSelection,
     vm_must_exist,
     vm_options,
 )
 from jitctl.cli.output import emit, poll_progress, warn
-from jitctl.ids import VmRef
 
 
 @dataclass(frozen=True)
 class ConnectRequest:
     """What rdp and ssh were asked for, parsed and checked before anything runs."""
 
-    vm: VmRef
+    vm: VmSelection
     source_ip: str | None  # None: this machine's public address
     port: int
     duration: timedelta | None
@@ -85,29 +84,29 @@ def connect_options(default_port: int) -> Callable[[Any], Any]:
     ]
 
     def decorate(f: Any) -> Any:
+        @functools.wraps(f)
+        def command(*args: Any, **o: Any) -> Any:
+            """The options, parsed by their types, become one typed request."""
+            req = ConnectRequest(
+                vm=o.pop("vm"),
+                source_ip=o.pop("source_ip"),
+                port=o.pop("port"),
+                duration=o.pop("duration"),
+                justification=o.pop("justification"),
+                timeout=o.pop("timeout"),
+                min_remaining=o.pop("min_remaining"),
+                user=o.pop("user"),
+                private=o.pop("private"),
+                launch=not o.pop("no_launch"),
+                policy_name=o.pop("policy_name"),
+            )
+            return f(*args, req=req, **o)
+
         for option in reversed(options):
-            f = option(f)
-        return f
+            command = option(command)
+        return command
 
     return decorate
-
-
-def connect_request(app: App, o: dict[str, Any]) -> ConnectRequest:
-    """The command's options as one typed request."""
-    ref = selected_vms(app, o["vms"], o["names"], o["ids"], o["resource_group"])[0]
-    return ConnectRequest(
-        vm=ref,
-        source_ip=o["source_ip"],
-        port=o["port"],
-        duration=o["duration"],
-        justification=o["justification"],
-        timeout=o["timeout"] or DEFAULT_TIMEOUT,
-        min_remaining=o["min_remaining"],
-        user=o["user"],
-        private=o["private"],
-        launch=not o["no_launch"],
-        policy_name=o["policy_name"],
-    )
 
 
 def ready_access(app: App, req: ConnectRequest) -> Any:
@@ -115,11 +114,12 @@ def ready_access(app: App, req: ConnectRequest) -> Any:
     from jitctl.cli.progress import Spinner
     from jitctl.services.connect import ensure_access
 
+    ref = req.vm.one(app)
     source = req.source_ip or app.public_ip()
-    with vm_must_exist(app, req.vm), Spinner(f"waiting for access to {req.vm.name}") as spin:
+    with vm_must_exist(app, ref), Spinner(f"waiting for access to {ref.name}") as spin:
         return ensure_access(
             app.gateway(),
-            req.vm,
+            ref,
             source,
             app.clock,
             req.port,
@@ -137,7 +137,7 @@ def ready_access(app: App, req: ConnectRequest) -> Any:
 @click.command(context_settings=CONTEXT)
 @connect_options(3389)
 @click.pass_obj
-def rdp(app: App, **o: Any) -> None:
+def rdp(app: App, req: ConnectRequest) -> None:
     """From nothing to a remote desktop: get access for this machine, wait until it is live, connect.
 
     Reuses a live grant with enough time left; else requests one. Writes an .rdp file (0600, in
@@ -150,7 +150,6 @@ def rdp(app: App, **o: Any) -> None:
     """
     from jitctl.launch import connect_rdp
 
-    req = connect_request(app, o)
     ready = ready_access(app, req)
     emit(app, connect_rdp(app.get_runner(), app.get_data_dir(), ready, req.user, req.launch))
 
@@ -159,7 +158,7 @@ def rdp(app: App, **o: Any) -> None:
 @connect_options(22)
 @click.argument("ssh_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def ssh(ctx: click.Context, ssh_args: tuple[str, ...], **o: Any) -> None:
+def ssh(ctx: click.Context, ssh_args: tuple[str, ...], req: ConnectRequest) -> None:
     """Get access for this machine, wait until it is live, then run ssh (extra arguments after --).
 
     Once ssh has run, jitctl exits with ssh's own exit status (and ssh has the terminal: no
@@ -172,7 +171,6 @@ def ssh(ctx: click.Context, ssh_args: tuple[str, ...], **o: Any) -> None:
     from jitctl.launch import connect_ssh
 
     app: App = ctx.obj
-    req = connect_request(app, o)
     ready = ready_access(app, req)
     result = connect_ssh(app.get_runner(), ready, req.user, ssh_args, req.launch)
     if result.launched:
@@ -185,10 +183,7 @@ def ssh(ctx: click.Context, ssh_args: tuple[str, ...], **o: Any) -> None:
 @click.pass_obj
 def status(
     app: App,
-    vms: tuple[str, ...],
-    names: tuple[str, ...],
-    ids: tuple[str, ...],
-    resource_group: str | None,
+    vm: VmSelection,
 ) -> None:
     """Active grants: VM, port, source, until, time left (a VM, a resource group, or all).
 
@@ -198,9 +193,8 @@ def status(
     """
     from jitctl.services.query import status as run
 
-    chosen = [*vms, *names, *ids]
-    ref = selected_vms(app, vms, names, ids, resource_group)[0] if chosen else None
-    emit(app, run(app.gateway(), app.subscription_id, app.clock.now(), resource_group, ref))
+    ref = vm.one(app) if vm.given else None
+    emit(app, run(app.gateway(), app.subscription_id, app.clock.now(), vm.resource_group, ref))
 
 
 @click.command(context_settings=CONTEXT)
@@ -208,10 +202,7 @@ def status(
 @click.pass_obj
 def history(
     app: App,
-    vms: tuple[str, ...],
-    names: tuple[str, ...],
-    ids: tuple[str, ...],
-    resource_group: str | None,
+    vm: VmSelection,
 ) -> None:
     """Past requests for a VM: requestor, start, end, source, port, status, justification.
 
@@ -221,6 +212,6 @@ def history(
     """
     from jitctl.services.query import history as run
 
-    ref = selected_vms(app, vms, names, ids, resource_group)[0]
+    ref = vm.one(app)
     with vm_must_exist(app, ref):
         emit(app, run(app.gateway(), ref))

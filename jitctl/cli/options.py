@@ -4,10 +4,12 @@ accepts them), the options several commands share, and the parameter types that 
 
 from __future__ import annotations
 
+import functools
 import os
 import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -224,51 +226,54 @@ def output_in(args: Sequence[str]) -> str:
 # --- parameter types: values are parsed as click parses them -------------------------------
 
 
-def _fail(ptype: click.ParamType, err: JitctlError, param: Any, ctx: Any) -> Any:
-    return ptype.fail(f"{err.message} {err.hint}".strip(), param, ctx)
+class ParsedType(click.ParamType):
+    """A value parsed by a jitctl.parsing function; its BadInput becomes click's usage error."""
+
+    def parse(self, value: str, ctx: click.Context | None) -> Any:
+        raise NotImplementedError
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # already parsed (a default given typed)
+        try:
+            return self.parse(value, ctx)
+        except JitctlError as err:
+            self.fail(f"{err.message} {err.hint}".strip(), param, ctx)
 
 
-class DurationType(click.ParamType):
+class DurationType(ParsedType):
     name = "duration"
 
     def __init__(self, minimum: timedelta | None = None) -> None:
         self.minimum = minimum
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
+    def parse(self, value: str, ctx: click.Context | None) -> timedelta:
         from jitctl.parsing import parse_duration
 
-        if isinstance(value, timedelta):
-            return value
-        try:
-            if self.minimum is None:
-                return parse_duration(str(value))
-            return parse_duration(str(value), minimum=self.minimum)
-        except JitctlError as err:
-            return _fail(self, err, param, ctx)
+        if self.minimum is None:
+            return parse_duration(value)
+        return parse_duration(value, minimum=self.minimum)
 
 
-class PortType(click.ParamType):
+class PortType(ParsedType):
     name = "port"
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        return super().convert(str(value), param, ctx)
+
+    def parse(self, value: str, ctx: click.Context | None) -> int:
         from jitctl.parsing import parse_port
 
-        try:
-            return parse_port(value)
-        except JitctlError as err:
-            return _fail(self, err, param, ctx)
+        return parse_port(value)
 
 
-class ProtocolType(click.ParamType):
+class ProtocolType(ParsedType):
     name = "tcp|udp|any"
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+    def parse(self, value: str, ctx: click.Context | None) -> str:
         from jitctl.parsing import parse_protocol
 
-        try:
-            return parse_protocol(value)
-        except JitctlError as err:
-            return _fail(self, err, param, ctx)
+        return parse_protocol(value)
 
 
 def host_with_prefix(raw: str) -> str | None:
@@ -286,7 +291,7 @@ def host_with_prefix(raw: str) -> str | None:
     return str(iface.network)
 
 
-class SourceType(click.ParamType):
+class SourceType(ParsedType):
     """An IPv4 address or range. Wide-open sources need the command's (eager)
     --allow-any-source. kind 'address': the one address that connects; 'request': an address
     or range to let in, refusing a host address with a prefix; 'range': a policy's range,
@@ -298,27 +303,22 @@ class SourceType(click.ParamType):
     def __init__(self, kind: str) -> None:
         self.kind = kind
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+    def parse(self, value: str, ctx: click.Context | None) -> str:
+        from jitctl.errors import BadInput
         from jitctl.parsing import parse_source
 
         allow_any = bool(ctx is not None and ctx.params.get("allow_any_source"))
-        try:
-            source = parse_source(str(value), allow_any=allow_any)
-        except JitctlError as err:
-            return _fail(self, err, param, ctx)
-        network = host_with_prefix(str(value))
+        source = parse_source(value, allow_any=allow_any)
+        network = host_with_prefix(value)
         if network and self.kind != "range":
-            address = str(value).split("/")[0]
-            self.fail(
-                f"'{value}' is a host address with a prefix: it would let in all of {network}. "
-                f"Pass {address} for this address, or {network} for the range.",
-                param,
-                ctx,
+            raise BadInput(
+                f"'{value}' is a host address with a prefix: it would let in all of {network}.",
+                f"Pass {value.split('/')[0]} for this address, or {network} for the range.",
             )
         if network and ctx is not None:
             from jitctl.cli.output import warn
 
-            warn(app_of(ctx), f"Source '{value}' has host bits set; it means {network}.")
+            warn(app_of(ctx), f"warning: source '{value}' has host bits set; it means {network}.")
         return source.split("/")[0] if self.kind == "address" else source
 
 
@@ -331,6 +331,14 @@ ALLOW_ANY = click.option(
 
 
 # --- VM selection: a name (positional or -n) with -g, or resource ids ----------------------
+
+
+def ports_option(help_text: str) -> Callable[[Any], Any]:
+    return click.option("--port", "ports", multiple=True, type=PortType(), help=help_text)
+
+
+def source_ip_option(kind: str, help_text: str) -> Callable[[Any], Any]:
+    return click.option("--source-ip", required=True, type=SourceType(kind), help=help_text)
 
 
 def group_option(f: Any) -> Any:
@@ -349,9 +357,30 @@ def _one(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple
     return (value,) if value else ()
 
 
+@dataclass(frozen=True)
+class VmSelection:
+    """The VMs a command was given: positional(s), -n/--name and --ids, with -g."""
+
+    given: tuple[str, ...]
+    resource_group: str | None
+    many: bool = False
+
+    def refs(self, app: App) -> list[VmRef]:
+        """At least one VM, and one only unless the command takes several."""
+        ctx = click.get_current_context(silent=True)
+        if not self.given:
+            raise click.UsageError("Missing the VM: name it, or pass -n NAME or --ids ID", ctx)
+        if len(self.given) > 1 and not self.many:
+            raise click.UsageError(f"One VM at a time here; {len(self.given)} were given", ctx)
+        return vm_refs(app, self.given, self.resource_group)
+
+    def one(self, app: App) -> VmRef:
+        return self.refs(app)[0]
+
+
 def vm_options(many: bool = False) -> Callable[[Any], Any]:
-    """VM positional(s), -n/--name, --ids and -g; the command gets vms, names, ids and
-    resource_group (give them to selected_vms)."""
+    """VM positional(s), -n/--name, --ids and -g, handed to the command as one `vm`
+    (a VmSelection)."""
     options = [
         click.argument("vms", nargs=-1, required=False, metavar="VM...")
         if many
@@ -367,29 +396,17 @@ def vm_options(many: bool = False) -> Callable[[Any], Any]:
     ]
 
     def decorate(f: Any) -> Any:
+        @functools.wraps(f)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            given = (*kwargs.pop("vms"), *kwargs.pop("names"), *kwargs.pop("ids"))
+            kwargs["vm"] = VmSelection(given, kwargs.pop("resource_group"), many)
+            return f(*args, **kwargs)
+
         for option in reversed(options):
-            f = option(f)
-        return f
+            command = option(command)
+        return command
 
     return decorate
-
-
-def selected_vms(
-    app: App,
-    vms: Sequence[str],
-    names: Sequence[str],
-    ids: Sequence[str],
-    group: str | None,
-    many: bool = False,
-) -> list[VmRef]:
-    """The VMs a command names (positional, -n, --ids), at least one, one unless `many`."""
-    chosen = [*vms, *names, *ids]
-    ctx = click.get_current_context(silent=True)
-    if not chosen:
-        raise click.UsageError("Missing the VM: name it, or pass -n NAME or --ids ID", ctx)
-    if len(chosen) > 1 and not many:
-        raise click.UsageError(f"One VM at a time here; {len(chosen)} were given", ctx)
-    return vm_refs(app, chosen, group)
 
 
 def vm_refs(app: App, names: Sequence[str], group: str | None) -> list[VmRef]:
