@@ -199,3 +199,15 @@ def test_azure_identity_warnings_only_with_debug():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and "EnvironmentCredential" not in proc.stderr
+
+
+def test_verbose_shows_each_poll_when_stderr_is_not_a_terminal(run, backend):
+    backend.settings.propagation_delay = 5
+    run("enable", "vm-win01", *G)
+    r = run("request", "vm-win01", *G, *IP, "--wait", "--verbose", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) >= 2 and "is denied by rule" in lines[0] and lines[-1].endswith(": effective")
+    assert set(json.loads(r.stdout)) == {"request", "verification"}
+    quiet = run("request", "vm-win01", *G, *IP, "--wait")
+    assert quiet.stderr == ""

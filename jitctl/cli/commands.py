@@ -13,9 +13,6 @@ from jitctl.cli import CONTEXT, JitctlGroup, ResultShown
 from jitctl.cli.options import (
     ALLOW_ANY,
     DEFAULT_TIMEOUT,
-    DurationType,
-    ProtocolType,
-    SourceType,
     VmSelection,
     app_of,
     group_option,
@@ -27,6 +24,7 @@ from jitctl.cli.options import (
     vm_options,
 )
 from jitctl.cli.output import emit, poll_progress, warn
+from jitctl.cli.paramtypes import DurationType, ProtocolType, SourceType
 from jitctl.ids import VmRef
 
 

@@ -13,14 +13,12 @@ import click
 from jitctl.app import App
 from jitctl.cli.options import (
     CONTEXT,
-    DurationType,
-    PortType,
-    SourceType,
     VmSelection,
     vm_must_exist,
     vm_options,
 )
 from jitctl.cli.output import emit, poll_progress, warn
+from jitctl.cli.paramtypes import DurationType, PortType, SourceType
 
 
 @dataclass(frozen=True)
