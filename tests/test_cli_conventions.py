@@ -211,3 +211,10 @@ def test_verbose_shows_each_poll_when_stderr_is_not_a_terminal(run, backend):
     assert set(json.loads(r.stdout)) == {"request", "verification"}
     quiet = run("request", "vm-win01", *G, *IP, "--wait")
     assert quiet.stderr == ""
+
+
+def test_error_lines_escape_text_from_users_and_azure_but_json_keeps_it(run):
+    r = run("show", "vm\x1b]0;x\x07", "-o", "json")  # no -g: the name is echoed back
+    assert r.exit_code == 2
+    assert "\x1b" not in r.stderr and "vm\\x1b]0;x\\x07" in r.stderr
+    assert "vm\x1b]0;x\x07" in json.loads(r.stdout)["error"]["message"]
