@@ -218,3 +218,14 @@ def test_error_lines_escape_text_from_users_and_azure_but_json_keeps_it(run):
     assert r.exit_code == 2
     assert "\x1b" not in r.stderr and "vm\\x1b]0;x\\x07" in r.stderr
     assert "vm\x1b]0;x\x07" in json.loads(r.stdout)["error"]["message"]
+
+
+@pytest.mark.parametrize("world", ["busy"])
+def test_verify_hints_say_what_to_do(run):
+    run("enable", "vm-legacy", *G)
+    r = run("verify", "vm-legacy", *G, "--source-ip", "198.51.100.9", "--require-jit")
+    assert r.exit_code == 7 and r.stderr.endswith(
+        "Remove or narrow that rule, so that only JIT opens the port.\n"
+    )
+    r = run("verify", "vm-nonsg", *G, *IP, "--require-jit", "--port", "22")
+    assert r.stderr.endswith("then: jitctl enable vm-nonsg -g rg-jit-demo --port 22\n")

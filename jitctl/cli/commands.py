@@ -312,12 +312,24 @@ def verify(
     try:
         check(result)
     except NotEffective as err:
-        ports_args = "".join(f" --port {p}" for p in numbers if p != 3389)
-        hint = (
+        hint = what_to_do(result, ref, source_ip, numbers)
+        raise ResultShown(NotEffective(err.message, hint)) from None
+
+
+def what_to_do(result: Any, ref: VmRef, source_ip: str, ports: Sequence[int]) -> str:
+    """The next step when verify fails, as a command ready to paste where there is one."""
+    ports_args = "".join(f" --port {p}" for p in ports if p != 3389)
+    if not result.effective:
+        return (
             f"Request access: jitctl request {ref.name} -g {ref.resource_group} "
             f"--source-ip {source_ip}{ports_args} --wait"
         )
-        raise ResultShown(NotEffective(err.message, hint)) from None
+    if all(p.evaluation.protected for p in result.ports):
+        return "Remove or narrow that rule, so that only JIT opens the port."
+    return (
+        "Put an NSG on the VM's NIC or subnet, then: "
+        f"jitctl enable {ref.name} -g {ref.resource_group}{ports_args}"
+    )
 
 
 def _register() -> None:
