@@ -247,3 +247,15 @@ def test_error_document_in_yaml_and_tsv(run):
     assert r.stdout.startswith("error:\n  exit_code: 2\n  kind: bad_input\n")
     r = run("request", "vm-win01", *G, "-o", "tsv")
     assert r.stdout.startswith("2\tbad_input\tMissing option '--source-ip'.")
+
+
+def test_ssh_no_launch_and_demo_shapes(run, app, tmp_path):
+    run("enable", "vm-lnx01", *G, "--port", "22")
+    data = doc(run("ssh", "vm-lnx01", *G, *IP, "--no-launch", "--user", "u", "-o", "json"))
+    assert (data["protocol"], data["launched"], data["rdp_file"]) == ("ssh", False, None)
+    assert data["command"][:3] == ["ssh", "-p", "22"] and data["ready"]["port"] == 22
+    r = run("demo", "--fast", "--source-ip", "203.0.113.7", "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    demo = doc(r)
+    assert set(demo) == {"steps", "arm_calls", "ok"} and demo["ok"] is True
+    assert {"title", "arm_calls", "seconds", "result", "note"} <= set(demo["steps"][0])

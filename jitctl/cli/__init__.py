@@ -5,6 +5,7 @@ stderr, the error document on stdout with a structured -o, and the documented ex
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -49,7 +50,8 @@ class JitctlGroup(click.Group):
             if extra.get("obj") is not None:
                 setattr(extra["obj"], name, default)
         try:
-            if not argv:  # as az: bare `jitctl` shows the commands
+            completing = (complete_var or "_JITCTL_COMPLETE") in os.environ
+            if not argv and not completing:  # as az: bare `jitctl` shows the commands
                 with self.make_context("jitctl", [], resilient_parsing=True) as ctx:
                     click.echo(self.get_help(ctx))
                 code = 0
@@ -161,8 +163,6 @@ def report(
 
 def closed_pipe() -> int:
     """The reader went away (`jitctl demo | head -1`): stop quietly, no traceback at exit."""
-    import os
-
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
