@@ -25,9 +25,8 @@ VM_ID = (
 
 
 @pytest.fixture(autouse=True)
-def no_az_environment(monkeypatch, tmp_path):
-    for name in ("AZURE_CORE_OUTPUT", "AZURE_DEFAULTS_GROUP", "AZURE_SUBSCRIPTION_ID"):
-        monkeypatch.delenv(name, raising=False)
+def az_config_here(monkeypatch, tmp_path):
+    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
     monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path / "az"))
 
 
