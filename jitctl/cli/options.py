@@ -1,5 +1,6 @@
 """Options defined once: the global options (accepted before or after any subcommand, as az
-accepts them), the options several commands share, and the parameter types that parse values.
+accepts them) and the options several commands share (VM selection, ports, sources, timeout).
+The types that parse their values are in paramtypes.py.
 """
 
 from __future__ import annotations
