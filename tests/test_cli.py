@@ -118,6 +118,10 @@ def test_wait_timeout_exit_8(run, backend):
     assert r.stderr.startswith(
         "jitctl: error: Access to vm-win01 was not effective after 30s: port 3389 from 203.0.113.7 is denied by rule"
     )
+    assert r.stderr.endswith(
+        " Access was granted until 12:00 UTC; check again: "
+        "jitctl verify vm-win01 -g rg-jit-demo --source-ip 203.0.113.7 --wait\n"
+    )
 
 
 @pytest.mark.parametrize("world", ["busy"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import timedelta, timezone
 from typing import Any
 
 import click
@@ -219,6 +219,7 @@ def request(
         --justification "INC-4711" --wait
     """
     from jitctl.cli.render import RequestWait
+    from jitctl.errors import TimedOut
     from jitctl.services.access import request_access
 
     limit = warn_timeout_without_wait(app, wait, timeout)
@@ -238,7 +239,16 @@ def request(
     if not wait:
         emit(app, granted)
         return
-    emit(app, RequestWait(granted, wait_for(app, ref, source_ip, numbers, limit)))
+    try:
+        proof = wait_for(app, ref, source_ip, numbers, limit)
+    except TimedOut as err:  # the grant stands: say until when, and how to check again
+        until = max(p.end_time for p in granted.ports).astimezone(timezone.utc)
+        until_text = until.strftime("%H:%M UTC")
+        again = f"jitctl verify {ref.name} -g {ref.resource_group} --source-ip {source_ip} --wait"
+        raise TimedOut(
+            err.message, f"Access was granted until {until_text}; check again: {again}"
+        ) from err
+    emit(app, RequestWait(granted, proof))
 
 
 def wait_for(
