@@ -29,6 +29,7 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
     Example:
       jitctl demo
     """
+    from jitctl.cli.progress import spinning
     from jitctl.cli.render import emit_step, render_json
     from jitctl.demo import run_demo
     from jitctl.emulator.backend import Backend, Settings
@@ -52,7 +53,7 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
                 "Offline: this machine's public address could not be found; using 203.0.113.7.",
             )
     steps = []
-    for step in run_demo(demo_app, source, note):
+    for step in run_demo(demo_app, source, note, progress=spinning):
         steps.append(step)
         if app.output != "json":
             click.echo(emit_step(step, demo_app.clock.now()))
