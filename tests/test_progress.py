@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import threading
 import time
 
@@ -59,7 +60,7 @@ def test_spinner_redraws_at_least_four_times_a_second_while_the_service_sleeps()
         time.sleep(0.5)  # one long poll interval: nobody calls update()
     times = [t for t, s in out.writes if s.startswith("\r") and s.strip()]
     assert len(times) >= 6
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert max(gaps) < 0.25
 
 

@@ -157,7 +157,9 @@ def enable(
 
     \b
     Example:
-      jitctl enable vm-win01 vm-win02 -g rg-prod --port 3389 --max-duration 2h --source 198.51.100.0/24
+      jitctl enable vm-win01 vm-win02 -g rg-prod --port 3389 --port 22 --max-duration 2h \\
+        --source 198.51.100.0/24 --source 203.0.113.0/24
+      jitctl enable vm-lnx01 -g rg-prod --port 22 --max-duration 1h
     """
     from jitctl.model import PortRule
     from jitctl.services.policies import enable as run

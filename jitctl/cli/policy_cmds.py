@@ -128,6 +128,7 @@ def export(app: App, resource_group: str | None, all_: bool, out: Path | None) -
     if out is None:
         click.echo(text, nl=False)
     else:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
         click.echo(f"Wrote {out}.", err=True)
 
