@@ -9,6 +9,7 @@ import click
 
 from jitctl.app import App
 from jitctl.cli import CONTEXT, JitctlGroup
+from jitctl.cli.completion import complete_group, complete_vm
 from jitctl.ids import VmRef, parse_vm
 from jitctl.parsing import parse_duration, parse_port, parse_protocol, parse_source
 
@@ -83,7 +84,12 @@ def cli(
 
 
 def group_option(f: Any) -> Any:
-    return click.option("-g", "--resource-group", help="Resource group of VMs named by name.")(f)
+    return click.option(
+        "-g",
+        "--resource-group",
+        help="Resource group of VMs named by name.",
+        shell_complete=complete_group,
+    )(f)
 
 
 def vm_refs(app: App, names: Sequence[str], group: str | None) -> list[VmRef]:
@@ -112,7 +118,7 @@ def timeout_seconds(text: str) -> float:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("vms", nargs=-1, required=True)
+@click.argument("vms", nargs=-1, required=True, shell_complete=complete_vm)
 @group_option
 @click.option("--port", "ports", multiple=True, help="Port to protect (repeatable; default 3389).")
 @click.option("--protocol", default="any", show_default=True, help="tcp, udp or any.")
@@ -180,7 +186,7 @@ def enable(
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("vm")
+@click.argument("vm", shell_complete=complete_vm)
 @group_option
 @click.option(
     "--port", "ports", multiple=True, help="Port to remove (repeatable; default: the whole VM)."
@@ -214,7 +220,7 @@ def disable(
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("vm")
+@click.argument("vm", shell_complete=complete_vm)
 @group_option
 @click.pass_obj
 def show(app: App, vm: str, resource_group: str | None) -> None:
@@ -245,7 +251,7 @@ def list_(app: App, resource_group: str | None) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("vm")
+@click.argument("vm", shell_complete=complete_vm)
 @group_option
 @click.option("--source-ip", required=True, help="The address to let in (IPv4 or CIDR).")
 @click.option("--port", "ports", multiple=True, help="Port (repeatable; default 3389).")
@@ -321,7 +327,7 @@ def wait_for(
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("vm")
+@click.argument("vm", shell_complete=complete_vm)
 @group_option
 @click.option("--source-ip", required=True, help="The address that should get in (IPv4).")
 @click.option("--port", "ports", multiple=True, help="Port (repeatable; default 3389).")
@@ -364,11 +370,12 @@ def verify(
 
 
 def _register() -> None:
+    from jitctl.cli.completion_cmds import completion
     from jitctl.cli.connect_cmds import history, rdp, ssh, status
     from jitctl.cli.emulator_cmds import demo, emulator
     from jitctl.cli.policy_cmds import policy, role
 
-    for command in (demo, emulator, rdp, ssh, status, history, policy, role):
+    for command in (demo, emulator, rdp, ssh, status, history, policy, role, completion):
         cli.add_command(command)
 
 

@@ -11,6 +11,7 @@ import click
 from jitctl.app import App
 from jitctl.cli import CONTEXT
 from jitctl.cli.commands import emit, group_option, timeout_seconds, vm_refs
+from jitctl.cli.completion import complete_vm
 from jitctl.parsing import parse_duration, parse_port, parse_source
 
 
@@ -84,7 +85,7 @@ def ready_access(app: App, vm: str, resource_group: str | None, o: dict[str, Any
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("vm")
+@click.argument("vm", shell_complete=complete_vm)
 @connect_options(3389)
 @click.pass_obj
 def rdp(app: App, vm: str, resource_group: str | None, **o: Any) -> None:
@@ -107,7 +108,7 @@ def rdp(app: App, vm: str, resource_group: str | None, **o: Any) -> None:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("vm")
+@click.argument("vm", shell_complete=complete_vm)
 @connect_options(22)
 @click.argument("ssh_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -133,7 +134,7 @@ def ssh(
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("vm", required=False)
+@click.argument("vm", required=False, shell_complete=complete_vm)
 @group_option
 @click.pass_obj
 def status(app: App, vm: str | None, resource_group: str | None) -> None:
@@ -150,7 +151,7 @@ def status(app: App, vm: str | None, resource_group: str | None) -> None:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("vm")
+@click.argument("vm", shell_complete=complete_vm)
 @group_option
 @click.pass_obj
 def history(app: App, vm: str, resource_group: str | None) -> None:

@@ -10,6 +10,7 @@ import click
 from jitctl.app import App
 from jitctl.cli import CONTEXT
 from jitctl.cli.commands import emit
+from jitctl.cli.completion import complete_group
 from jitctl.errors import BadInput
 
 PATH = click.argument("path", required=False, default="policies", type=click.Path(path_type=Path))
@@ -104,7 +105,12 @@ def apply(app: App, path: Path, yes: bool, prune: bool) -> None:
 
 
 @policy.command(context_settings=CONTEXT)
-@click.option("-g", "--resource-group", help="Only this resource group's policies.")
+@click.option(
+    "-g",
+    "--resource-group",
+    help="Only this resource group's policies.",
+    shell_complete=complete_group,
+)
 @click.option("--all", "all_", is_flag=True, help="Every policy of the subscription.")
 @click.option(
     "--file",
