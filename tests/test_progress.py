@@ -68,7 +68,9 @@ def test_spinner_keeps_to_one_line_of_the_terminal():
     out = Tty()
     with Spinner("waiting for access to a-vm-with-a-long-name", out, interval=60, width=30) as s:
         s.update(1, Waiting())
-    assert all(len(f) <= 30 for f in frames(out))
+    shown = frames(out)
+    assert all(len(f) <= 30 for f in shown)
+    assert shown[-1].endswith("…")
 
 
 def test_spinner_silent_off_a_terminal():

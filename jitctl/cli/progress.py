@@ -64,7 +64,9 @@ class Spinner:
             if self.detail:
                 line += f": {printable(self.detail)}"
             width = self.width or shutil.get_terminal_size((80, 24)).columns
-            line = line[: max(10, width - 1)]  # one line: a wrapped line cannot be redrawn
+            room = max(10, width - 1)  # one line: a wrapped line cannot be redrawn
+            if len(line) > room:
+                line = line[: room - 1] + "…"
             self.stream.write("\r" + line + " " * max(0, self._shown - len(line)))
             self.stream.flush()
             self._shown = len(line)
