@@ -419,3 +419,15 @@ def test_every_command_is_in_the_reference_order():
     assert names <= set(gen_commands.ORDER), (
         f"add to ORDER in scripts/gen_commands.py: {names - set(gen_commands.ORDER)}"
     )
+
+
+def test_no_command_line_hides_in_a_block_that_is_not_run():
+    """A `jitctl` line is an example (sh, bat), a synopsis (text), or a profile line."""
+    for name in DOCUMENTS:
+        for line in markdown_lines(name):
+            if line.block in (*RUN_BLOCKS, "text") or not re.search(
+                r"(^|[\s/])jitctl\s", line.text
+            ):
+                continue
+            assert line.block in ("bash", "zsh", "fish", "powershell", "python"), line
+            assert line.block == "python" or "jitctl completion" in line.text, line
