@@ -185,3 +185,46 @@ def test_completion_functions_are_hooked_to_vm_arguments_and_group_options():
         assert vm._custom_shell_complete is completion.complete_vm, path
         assert params["resource_group"]._custom_shell_complete is completion.complete_group
         assert ctx.command is command
+
+
+@pytest.mark.parametrize(
+    ("shell", "cword"),
+    [("zsh", "4"), ("fish", "vm-"), ("powershell", "4")],
+)
+def test_every_shell_gets_vm_names_through_its_protocol(app: App, shell: str, cword: str):
+    env = {
+        "_JITCTL_COMPLETE": f"{shell}_complete",
+        "COMP_WORDS": "jitctl show -g rg-jit-demo vm-",
+        "COMP_CWORD": cword,
+    }
+    result = CliRunner().invoke(cli, [], env=env, obj=app, prog_name="jitctl")
+    assert result.exit_code == 0
+    assert "vm-win01" in result.output and "vm-lnx01" in result.output
+
+
+def test_on_click_without_powershell_our_script_speaks_the_same_protocol(
+    app: App, monkeypatch: pytest.MonkeyPatch
+):
+    from click import shell_completion as sc
+
+    from jitctl.cli.completion_cmds import completion_class
+
+    shells = dict(sc._available_shells)
+    monkeypatch.setattr(
+        sc, "_available_shells", {k: v for k, v in shells.items() if k != "powershell"}
+    )
+    ours = completion_class("powershell")
+    assert (
+        ours.__module__ == "jitctl.cli.completion_cmds"
+        and sc.get_completion_class("powershell") is ours
+    )
+    source = ours(cli, {}, "jitctl", "_JITCTL_COMPLETE").source()
+    assert "Register-ArgumentCompleter -Native -CommandName jitctl" in source
+    assert "$env:_JITCTL_COMPLETE = 'powershell_complete'" in source
+    env = {
+        "_JITCTL_COMPLETE": "powershell_complete",
+        "COMP_WORDS": "jitctl show -g rg-jit-demo vm-w",
+        "COMP_CWORD": "4",
+    }
+    result = CliRunner().invoke(cli, [], env=env, obj=app, prog_name="jitctl")
+    assert result.output == "plain\nvm-win01\n_\n"
