@@ -93,7 +93,9 @@ def enable(
 
     \b
     Example:
-      jitctl enable vm-win01 vm-win02 -g rg-prod --port 3389 --max-duration 2h --source 198.51.100.0/24
+      jitctl enable vm-win01 vm-win02 -g rg-prod --port 3389 --port 22 --max-duration 2h \\
+        --source 198.51.100.0/24 --source 203.0.113.0/24
+      jitctl enable vm-lnx01 -g rg-prod --port 22 --max-duration 1h
     """
     from jitctl.model import PortRule
     from jitctl.services.policies import enable as run
@@ -343,11 +345,12 @@ def what_to_do(result: Any, ref: VmRef, source_ip: str, ports: Sequence[int]) ->
 
 
 def _register() -> None:
+    from jitctl.cli.completion_cmds import completion
     from jitctl.cli.connect_cmds import history, rdp, ssh, status
     from jitctl.cli.emulator_cmds import demo, emulator
     from jitctl.cli.policy_cmds import policy, role
 
-    for command in (demo, emulator, rdp, ssh, status, history, policy, role):
+    for command in (demo, emulator, rdp, ssh, status, history, policy, role, completion):
         cli.add_command(command)
 
 

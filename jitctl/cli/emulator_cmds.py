@@ -9,7 +9,7 @@ import click
 from jitctl.app import App
 from jitctl.cli import CONTEXT
 
-WORLD_NAMES = ["demo", "busy", "multinic", "empty"]
+WORLD_NAMES = ["demo", "busy", "multinic", "docs", "empty"]
 
 
 @click.command(context_settings=CONTEXT)
@@ -30,6 +30,7 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
       jitctl demo
     """
     from jitctl.cli.output import emit
+    from jitctl.cli.progress import spinning
     from jitctl.cli.render import emit_step
     from jitctl.demo import run_demo
     from jitctl.emulator.backend import Backend, Settings
@@ -53,7 +54,7 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
                 "Offline: this machine's public address could not be found; using 203.0.113.7.",
             )
     steps = []
-    for step in run_demo(demo_app, source, note):
+    for step in run_demo(demo_app, source, note, progress=spinning):
         steps.append(step)
         if app.output == "table":
             click.echo(emit_step(step, demo_app.clock.now()))

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from jitctl.app import App
+from jitctl.cli.completion import complete_group, complete_vm
 from jitctl.cli.paramtypes import DurationType, PortType, SourceType
 from jitctl.ids import VmRef, parse_vm
 
@@ -155,9 +156,15 @@ GLOBALS: list[tuple[tuple[str, ...], Callable[[click.Context, App, Any], None], 
 ]
 
 
+TYPED_GLOBALS = "jitctl.typed_globals"  # meta key: global options typed (completion)
+
+
 def _callback(apply: Callable[[click.Context, App, Any], None]) -> Callable[..., None]:
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-        if value is None or value is False or ctx.resilient_parsing:
+        if value is None or value is False:
+            return
+        if ctx.resilient_parsing:  # shell completion: remember what was typed, act on nothing
+            ctx.find_root().meta.setdefault(TYPED_GLOBALS, {})[param.name] = value
             return
         apply(ctx, app_of(ctx), value)
 
@@ -248,6 +255,7 @@ def group_option(f: Any) -> Any:
         "-g",
         "--resource-group",
         help="Resource group of VMs named by name (default: az's configured group).",
+        shell_complete=complete_group,
     )(f)
 
 
@@ -284,10 +292,19 @@ def vm_options(many: bool = False) -> Callable[[Any], Any]:
     """VM positional(s), -n/--name, --ids and -g, handed to the command as one `vm`
     (a VmSelection)."""
     options = [
-        click.argument("vms", nargs=-1, required=False, metavar="VM...")
+        click.argument("vms", nargs=-1, required=False, metavar="VM...", shell_complete=complete_vm)
         if many
-        else click.argument("vms", required=False, metavar="VM", callback=_one),
-        click.option("-n", "--name", "names", multiple=True, help="VM name (as the positional)."),
+        else click.argument(
+            "vms", required=False, metavar="VM", callback=_one, shell_complete=complete_vm
+        ),
+        click.option(
+            "-n",
+            "--name",
+            "names",
+            multiple=True,
+            help="VM name (as the positional).",
+            shell_complete=complete_vm,
+        ),
         click.option(
             "--ids",
             multiple=True,

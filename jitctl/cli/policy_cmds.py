@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from jitctl.app import App
+from jitctl.cli.completion import complete_group
 from jitctl.cli.options import CONTEXT
 from jitctl.cli.output import emit, warn
 from jitctl.errors import BadInput, ExitCode
@@ -108,7 +109,12 @@ def apply(app: App, path: Path, yes: bool, prune: bool) -> None:
 
 
 @policy.command(context_settings=CONTEXT)
-@click.option("-g", "--resource-group", help="Only this resource group's policies.")
+@click.option(
+    "-g",
+    "--resource-group",
+    help="Only this resource group's policies.",
+    shell_complete=complete_group,
+)
 @click.option("--all", "all_", is_flag=True, help="Every policy of the subscription.")
 @click.option(
     "--file",
@@ -132,6 +138,7 @@ def export(app: App, resource_group: str | None, all_: bool, out: Path | None) -
     if out is None:
         click.echo(text, nl=False)
     else:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
         warn(app, f"Wrote {out}.")
 
