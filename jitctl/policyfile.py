@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -25,6 +26,7 @@ from jitctl.parsing import (
     format_human_duration,
     is_any_source,
     parse_duration,
+    parse_port,
     parse_protocol,
     parse_source,
 )
@@ -69,13 +71,21 @@ class _Strict(BaseModel):
 class PortSpec(_Strict):
     """A port; settings left out come from the file's defaults."""
 
-    number: int = Field(ge=1, le=65535, description="Port number")
+    number: StrictInt = Field(ge=1, le=65535, description="Port number")
     protocol: Protocol | None = Field(None, description="tcp, udp or any")
     allowAnySource: bool | None = Field(None, description="Allow '*' or 0.0.0.0/0 in sources")
     sources: list[str] | None = Field(
         None, description="Allowed requester ranges; leave out for any address"
     )
     maxDuration: str | None = Field(None, description="Longest request: 90m, 3h, PT3H (5m to 24h)")
+
+    @field_validator("number", mode="before")
+    @classmethod
+    def _number(cls, v: Any) -> Any:
+        try:
+            return parse_port(v)  # refuses true/false, 22.0, '22x' (pydantic would take some)
+        except BadInput as err:
+            raise ValueError(str(err)) from None
 
     @field_validator("maxDuration")
     @classmethod
@@ -200,6 +210,8 @@ def _line_map(node: Any, path: tuple[Any, ...], out: dict[tuple[Any, ...], int])
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue
             sub = (*path, key.value)
             _line_map(value, sub, out)
             out[sub] = key.start_mark.line + 1
@@ -223,18 +235,13 @@ def key_of(loc: tuple[Any, ...]) -> str:
 
 
 def load_file(path: Path, shown: str | None = None) -> tuple[LoadedFile | None, list[Problem]]:
-    import yaml
+    from jitctl.yamlload import YamlProblem, compose_bounded
 
     name = shown or str(path)
-    text = path.read_text(encoding="utf-8")
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        return None, [
-            Problem(name, (mark.line + 1) if mark else 1, "yaml", str(err.problem or err))
-        ]
+        node, data = compose_bounded(path)
+    except YamlProblem as err:
+        return None, [Problem(name, err.line, err.key, err.message)]
     lines: dict[tuple[Any, ...], int] = {}
     if node is not None:
         _line_map(node, (), lines)
@@ -294,6 +301,6 @@ def export_port(rule: PortRule) -> dict[str, Any]:
     }
     if rule.sources != ("*",):
         out["sources"] = list(rule.sources)
-        if any(s in ("*", "0.0.0.0/0", "Internet", "Any") for s in rule.sources):
+        if any(is_any_source(s) for s in rule.sources):
             out["allowAnySource"] = True
     return out

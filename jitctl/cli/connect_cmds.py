@@ -98,8 +98,9 @@ def rdp(app: App, vm: str, resource_group: str | None, **o: Any) -> None:
       jitctl rdp vm-win01 -g rg-prod --user azureuser
       jitctl rdp vm-win01 -g rg-prod --no-launch -o json
     """
-    from jitctl.launch import connect_rdp
+    from jitctl.launch import check_user, connect_rdp
 
+    check_user(o["user"], "rdp")
     ready = ready_access(app, vm, resource_group, o)
     emit(
         app, connect_rdp(app.get_runner(), app.get_data_dir(), ready, o["user"], not o["no_launch"])
@@ -122,9 +123,10 @@ def ssh(
     Example:
       jitctl ssh vm-lnx01 -g rg-prod --user azureuser -- -i ~/.ssh/id_ed25519
     """
-    from jitctl.launch import connect_ssh
+    from jitctl.launch import check_user, connect_ssh
 
     app: App = ctx.obj
+    check_user(o["user"], "ssh")
     ready = ready_access(app, vm, resource_group, o)
     result = connect_ssh(app.get_runner(), ready, o["user"], ssh_args, not o["no_launch"])
     if result.launched:

@@ -10,6 +10,7 @@ from jitctl.errors import Refused
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of, same_id
 from jitctl.model import JitPolicy, PolicyVm
+from jitctl.parsing import check_justification
 from jitctl.services.access import RequestResult, find_policy, initiate_checked
 from jitctl.services.query import Grant, active_grants
 from jitctl.services.verify import Clock, VerifyResult, wait_until_effective
@@ -88,6 +89,7 @@ def ensure_access(
 ) -> AccessReady:
     """Reuse a grant with enough time left, else request one; then wait until it is effective."""
     say = on_event or (lambda _msg: None)
+    justification = check_justification(justification)
     now = clock.now()
     policy, pvm = find_policy(gw, ref, [port], policy_name)
     grant = reusable_grant(policy, pvm.id, port, source, now, min_remaining)

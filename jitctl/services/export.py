@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
+from jitctl.errors import BadInput
 from jitctl.gateway import Gateway
+from jitctl.parsing import check_resource_group
 from jitctl.policyfile import export_port
+from jitctl.textsafe import printable
+
+
+def check_output_file(path: Path) -> Path:
+    """Refuse, before anything is read from Azure, a file that could not be written."""
+    shown = printable(path)
+    folder = path.parent
+    if path.is_dir():
+        raise BadInput(f"'{shown}' is a folder.", "Give a file name, e.g. policies/rg-prod.yaml.")
+    if path.exists() and not path.is_file():
+        raise BadInput(f"'{shown}' is not a regular file.", "Give a file name in a folder.")
+    if not folder.exists():
+        raise BadInput(
+            f"The folder '{printable(folder)}' does not exist.", "Create it first, or give another."
+        )
+    if not folder.is_dir():
+        raise BadInput(f"'{printable(folder)}' is not a folder.", "Give a file in a folder.")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise BadInput(f"'{shown}' cannot be written.", "Give a file in a folder you can write to.")
+    return path
 
 
 def export_document(
     gw: Gateway, subscription_id: str, resource_group: str | None
 ) -> dict[str, Any]:
     """VMs with the same ports (and policy) share one target, listed by id."""
+    if resource_group is not None:
+        check_resource_group(resource_group)
     groups: dict[str, dict[str, Any]] = {}
     for policy in gw.list_policies(subscription_id, resource_group):
         for vm in policy.vms:
