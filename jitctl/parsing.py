@@ -120,9 +120,8 @@ _PORT = re.compile(r"[0-9]{1,5}")
 def parse_port(value: str | int) -> int:
     """A port number 1-65535: an int (not a bool, not a float) or ASCII digits only."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise BadInput(
-            f"'{printable(value)}' is not a port number.", "Use a number from 1 to 65535."
-        )
+        shown = str(value).lower() if isinstance(value, bool) else printable(value)
+        raise BadInput(f"'{shown}' is not a port number.", "Use a number from 1 to 65535.")
     text = value.strip() if isinstance(value, str) else str(value)
     if not _PORT.fullmatch(text):
         if re.fullmatch(r"-?[0-9]+", text):
@@ -246,6 +245,17 @@ def parse_source(value: str, *, allow_any: bool = False) -> str:
     if "/" in raw and net.prefixlen != 32:
         return str(net)
     return str(net.network_address)
+
+
+def checkable_address(source: str) -> str:
+    """The address `verify` evaluates for a source already parsed by parse_source: the address,
+    or a CIDR's network address. A wide-open source names no address to check."""
+    if is_any_source(source):
+        raise BadInput(
+            f"Source '{printable(source)}' is not an address, so access for it cannot be checked.",
+            "Request for your address or range to use --wait, or leave --wait out.",
+        )
+    return source.split("/")[0]
 
 
 # --- names and free text sent to Azure ---------------------------------------------------------

@@ -21,8 +21,10 @@ from pydantic import (
 )
 
 from jitctl.errors import BadInput
+from jitctl.ids import parse_vm
 from jitctl.model import PortRule
 from jitctl.parsing import (
+    check_resource_group,
     format_human_duration,
     is_any_source,
     parse_duration,
@@ -30,6 +32,7 @@ from jitctl.parsing import (
     parse_protocol,
     parse_source,
 )
+from jitctl.textsafe import printable
 
 Protocol = Literal["tcp", "udp", "any"]
 
@@ -145,8 +148,20 @@ class Target(_Strict):
     def _ids(cls, v: list[str] | None) -> list[str] | None:
         for vm_id in v or []:
             if "/providers/microsoft.compute/virtualmachines/" not in vm_id.lower():
-                raise ValueError(f"'{vm_id}' is not a virtual machine resource id")
+                raise ValueError(f"'{printable(vm_id)}' is not a virtual machine resource id")
+            try:
+                parse_vm(vm_id, resource_group=None, subscription_id=None)
+            except BadInput as err:
+                raise ValueError(str(err)) from None
         return v
+
+    @field_validator("resourceGroup")
+    @classmethod
+    def _group(cls, v: str | None) -> str | None:
+        try:
+            return check_resource_group(v) if v is not None else None
+        except BadInput as err:
+            raise ValueError(str(err)) from None
 
     @model_validator(mode="after")
     def _one_selector(self) -> Target:

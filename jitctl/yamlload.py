@@ -109,7 +109,8 @@ def compose_bounded(path: Path) -> tuple[Any, Any]:
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
-        raise YamlProblem((mark.line + 1) if mark else 1, "yaml", str(err.problem or err)) from None
+        what = " ".join(str(x) for x in (err.context, err.problem) if x) or str(err)
+        raise YamlProblem((mark.line + 1) if mark else 1, "yaml", what) from None
     except yaml.reader.ReaderError as err:
         line = text.count("\n", 0, err.position) + 1
         char = err.character if isinstance(err.character, int) else ord(err.character)

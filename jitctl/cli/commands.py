@@ -10,7 +10,13 @@ import click
 from jitctl.app import App
 from jitctl.cli import CONTEXT, JitctlGroup
 from jitctl.ids import VmRef, parse_vm
-from jitctl.parsing import parse_duration, parse_port, parse_protocol, parse_source
+from jitctl.parsing import (
+    checkable_address,
+    parse_duration,
+    parse_port,
+    parse_protocol,
+    parse_source,
+)
 
 OUTPUTS = click.Choice(["table", "json"])
 CLOUDS = ["AzureCloud", "AzureUSGovernment", "AzureChinaCloud"]
@@ -278,6 +284,8 @@ def request(
 
     ref = vm_refs(app, [vm], resource_group)[0]
     source = parse_source(source_ip, allow_any=allow_any_source)
+    if wait:
+        checkable_address(source)
     length = parse_duration(duration) if duration else None
     limit = timeout_seconds(timeout)
     numbers = ports_or(ports, 3389)
