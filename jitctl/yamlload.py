@@ -109,7 +109,9 @@ def compose_bounded(path: Path) -> tuple[Any, Any]:
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
-        what = " ".join(str(x) for x in (err.context, err.problem) if x) or str(err)
+        what = str(err.problem or err)
+        if what.startswith("but ") and err.context:  # "but found another document"
+            what = f"{err.context} {what}"
         raise YamlProblem((mark.line + 1) if mark else 1, "yaml", what) from None
     except yaml.reader.ReaderError as err:
         line = text.count("\n", 0, err.position) + 1
