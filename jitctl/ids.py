@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jitctl.errors import BadInput
-from jitctl.parsing import check_resource_group, check_vm_name
+from jitctl.parsing import check_resource_group, check_subscription, check_vm_name
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def parse_vm(value: str, *, resource_group: str | None, subscription_id: str | N
                 "Use /subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/NAME.",
             )
         return VmRef(
-            seg["subscriptions"],
+            check_subscription(seg["subscriptions"]),
             check_resource_group(seg["resourcegroups"]),
             check_vm_name(seg["virtualmachines"]),
         )
@@ -66,7 +66,11 @@ def parse_vm(value: str, *, resource_group: str | None, subscription_id: str | N
         raise BadInput(
             "No subscription given.", "Pass --subscription or set AZURE_SUBSCRIPTION_ID."
         )
-    return VmRef(subscription_id, check_resource_group(resource_group), check_vm_name(value))
+    return VmRef(
+        check_subscription(subscription_id),
+        check_resource_group(resource_group),
+        check_vm_name(value),
+    )
 
 
 def policy_id(subscription_id: str, resource_group: str, location: str, name: str) -> str:

@@ -270,6 +270,20 @@ _VM_FORBIDDEN = set("~!@#$%^&*()=+[]{}\\|;:'\",<>/?")
 MAX_JUSTIFICATION = 1024
 
 
+_SUBSCRIPTION = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+def check_subscription(subscription_id: str) -> str:
+    """A subscription id (a GUID in Azure): letters, digits and '-' only, so nothing else can
+    reach a request path."""
+    if not _SUBSCRIPTION.fullmatch(subscription_id):
+        raise BadInput(
+            f"'{printable(subscription_id)}' is not a subscription id.",
+            "Use the subscription's id, such as 00000000-0000-0000-0000-000000000000.",
+        )
+    return subscription_id
+
+
 def check_resource_group(name: str) -> str:
     if not _GROUP.fullmatch(name) or name.endswith("."):
         raise BadInput(
@@ -277,6 +291,13 @@ def check_resource_group(name: str) -> str:
             "Use 1-90 letters, digits, '_', '-', '.', '(' or ')', not ending in '.'.",
         )
     return name
+
+
+def check_scope(subscription_id: str, resource_group: str | None) -> None:
+    """A subscription, and a resource group when one is given."""
+    check_subscription(subscription_id)
+    if resource_group is not None:
+        check_resource_group(resource_group)
 
 
 def check_vm_name(name: str) -> str:

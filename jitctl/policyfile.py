@@ -276,14 +276,19 @@ def load_file(path: Path, shown: str | None = None) -> tuple[LoadedFile | None, 
 
 def policy_paths(path: Path) -> list[Path]:
     """A file, or the *.yaml / *.yml files of a folder (not its subfolders)."""
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise BadInput(
-            f"'{path}' is neither a policy file nor a folder.",
-            "Give a .yaml file or a folder of them.",
-        )
-    return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    try:
+        if path.is_file():
+            return [path]
+        if path.is_dir():
+            return sorted(
+                p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
+            )
+    except (OSError, ValueError):  # a NUL in the name, a folder that cannot be listed
+        pass
+    raise BadInput(
+        f"'{printable(path)}' is neither a policy file nor a folder.",
+        "Give a .yaml file or a folder of them.",
+    )
 
 
 def load_all(path: Path) -> tuple[list[LoadedFile], list[Problem]]:

@@ -181,6 +181,12 @@ ROWS: list[tuple[str, list[str], str]] = [
     ("plan-missing", ["policy", "plan", "/nonexistent/policies"], "neither a policy file"),
     ("apply-missing", ["policy", "apply", "/nonexistent/policies", "--yes"], "neither a policy"),
     ("validate-missing", ["policy", "validate", "/nonexistent/p"], "neither a policy file"),
+    # subscriptions: letters, digits and '-' only
+    ("sub-slash-list", ["-s", "a/b", "list"], "'a/b' is not a subscription id"),
+    ("sub-esc-show", ["-s", "\x1b[2J", "show", "vm-win01", *G], "'\\x1b[2J' is not a subscr"),
+    ("sub-status", ["-s", "..", "status"], "is not a subscription id"),
+    ("sub-export", ["-s", "x y", "policy", "export", *G], "is not a subscription id"),
+    ("sub-in-id", ["show", VM_ID.replace("0e1f5a7c-5e1e-4a1b-9c3d-7e3ab1e5d3e0", "..")], "subscr"),
 ]
 
 
@@ -439,3 +445,11 @@ def test_unreadable_policy_file_is_a_problem_not_a_crash(tmp_path):
     assert loaded is None and [str(p) for p in problems] == [
         f"{tmp_path}:1: (file): cannot be read: Is a directory"
     ]
+
+
+def test_policy_paths_with_a_nul_is_bad_input():
+    from jitctl.errors import BadInput
+    from jitctl.policyfile import policy_paths
+
+    with pytest.raises(BadInput, match="neither a policy file nor a folder"):
+        policy_paths(Path("p\x00.yaml"))

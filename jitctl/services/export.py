@@ -8,7 +8,7 @@ from typing import Any
 
 from jitctl.errors import BadInput
 from jitctl.gateway import Gateway
-from jitctl.parsing import check_resource_group
+from jitctl.parsing import check_scope
 from jitctl.policyfile import export_port
 from jitctl.textsafe import printable
 
@@ -36,8 +36,7 @@ def export_document(
     gw: Gateway, subscription_id: str, resource_group: str | None
 ) -> dict[str, Any]:
     """VMs with the same ports (and policy) share one target, listed by id."""
-    if resource_group is not None:
-        check_resource_group(resource_group)
+    check_scope(subscription_id, resource_group)
     groups: dict[str, dict[str, Any]] = {}
     for policy in gw.list_policies(subscription_id, resource_group):
         for vm in policy.vms:
