@@ -203,7 +203,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.key}: {self.message}"
+        """One line, whatever the file holds: its name, keys and values are escaped."""
+        return printable(f"{self.file}:{self.line}: {self.key}: {self.message}")
 
 
 @dataclass(frozen=True)

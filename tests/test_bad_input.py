@@ -7,13 +7,13 @@ a single ARM call (so certainly no write): everything here is checkable locally.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from jitctl.cli.commands import cli
+from tests.support import RecordingRunner
 
 G = ["-g", "rg-jit-demo"]
 IP = ["--source-ip", "203.0.113.7"]
@@ -191,30 +191,12 @@ ROWS: list[tuple[str, list[str], str]] = [
 ]
 
 
-@dataclass
-class FakeRunner:
-    """Never starts anything: a row that reached it would fail the no-call assertion anyway."""
-
-    platform: str = "linux"
-    ran: list[list[str]] = field(default_factory=list)
-
-    def which(self, name: str) -> str:
-        return f"/usr/bin/{name}"
-
-    def start(self, args: list[str]) -> None:
-        self.ran.append(args)
-
-    def run(self, args: list[str]) -> int:
-        self.ran.append(args)
-        return 0
-
-
 @pytest.fixture
 def hostile_app(app, tmp_path, monkeypatch):
     """No JIT policy is needed: a row whose input slipped through would make an ARM call."""
     for name in ("JITCTL_EMULATOR_STATE", "JITCTL_IP_ECHO_URLS", "AZURE_SUBSCRIPTION_ID"):
         monkeypatch.delenv(name, raising=False)
-    app.runner = FakeRunner()
+    app.runner = RecordingRunner()  # never starts anything
     app.data_dir = tmp_path / "data"
     app.ip_fetch = lambda url, timeout: "198.51.100.7\n"
     return app
@@ -405,6 +387,11 @@ FILES: list[tuple[str, bytes, str]] = [
             + "']\n    resourceGroup: rg\n    ports: [22]\n"
         ).encode(),
         "give either 'ids'",
+    ),
+    (
+        "bidi-key",
+        "\u202ecolour: x\n".encode() + TARGET.encode() + b"    ports: [22]\n",
+        "\\u202ecolour: Extra inputs",
     ),
     (
         "tags-list",

@@ -20,7 +20,7 @@ from jitctl.launch import (
 )
 from jitctl.model import PortRule
 from jitctl.services.policies import enable
-from tests.support import vm_ref
+from tests.support import RecordingRunner, vm_ref
 
 HOSTILE_USERS = [
     "azureuser\r\nfull address:s:evil.example:3389",
@@ -155,27 +155,10 @@ def test_split_ssh_args_without_a_value_at_the_end():
 # --- through the CLI: refused before anything is requested -----------------------------------
 
 
-class Runner:
-    platform = "linux"
-
-    def __init__(self) -> None:
-        self.ran: list[list[str]] = []
-
-    def which(self, name: str) -> str:
-        return f"/usr/bin/{name}"
-
-    def start(self, args: list[str]) -> None:
-        self.ran.append(args)
-
-    def run(self, args: list[str]) -> int:
-        self.ran.append(args)
-        return 0
-
-
 @pytest.fixture
 def connect_app(app, tmp_path):
     enable(app.gateway(), [vm_ref("vm-win01"), vm_ref("vm-lnx01")], [PortRule(3389), PortRule(22)])
-    app.runner = Runner()
+    app.runner = RecordingRunner()
     app.data_dir = tmp_path / "data"
     return app
 
