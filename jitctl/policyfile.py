@@ -25,6 +25,7 @@ from jitctl.ids import parse_vm
 from jitctl.model import PortRule
 from jitctl.parsing import (
     check_resource_group,
+    check_subscription,
     format_human_duration,
     is_any_source,
     parse_duration,
@@ -56,6 +57,13 @@ def _check_sources(value: list[str] | None, allow_any: bool | None) -> list[str]
         except BadInput as err:
             raise ValueError(str(err)) from None
     return out
+
+
+def _check_subscriptions(value: list[str] | None) -> list[str] | None:
+    try:
+        return [check_subscription(s) for s in value] if value is not None else None
+    except BadInput as err:
+        raise ValueError(str(err)) from None
 
 
 def _check_duration(value: str | None) -> str | None:
@@ -155,6 +163,11 @@ class Target(_Strict):
                 raise ValueError(str(err)) from None
         return v
 
+    @field_validator("subscriptions")
+    @classmethod
+    def _subscriptions(cls, v: list[str] | None) -> list[str] | None:
+        return _check_subscriptions(v)
+
     @field_validator("resourceGroup")
     @classmethod
     def _group(cls, v: str | None) -> str | None:
@@ -183,6 +196,11 @@ class PolicyFile(_Strict):
     subscriptions: list[str] | None = None
     defaults: Defaults = Field(default_factory=Defaults)
     targets: list[Target] = Field(min_length=1)
+
+    @field_validator("subscriptions")
+    @classmethod
+    def _subscriptions(cls, v: list[str] | None) -> list[str] | None:
+        return _check_subscriptions(v)
 
 
 def json_schema() -> dict[str, Any]:

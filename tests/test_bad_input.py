@@ -394,6 +394,16 @@ FILES: list[tuple[str, bytes, str]] = [
         "\\u202ecolour: Extra inputs",
     ),
     (
+        "subscription",
+        b"subscriptions: [../x]\n" + TARGET.encode() + b"    ports: [22]\n",
+        ":1: subscriptions: '../x' is not a subscription id",
+    ),
+    (
+        "target-subscription",
+        TARGET.encode() + b"    subscriptions: ['a b']\n    ports: [22]\n",
+        ":4: targets[0].subscriptions: 'a b' is not a subscription id",
+    ),
+    (
         "tags-list",
         b"targets:\n  - resourceGroup: rg\n    tags: {os: [a]}\n    ports: [22]\n",
         "tags.os: Input should be a valid string",
