@@ -50,7 +50,9 @@ def _iso_parts(text: str) -> dict[str, str | None]:
     raw = text.strip()
     m = _ISO.match(raw)
     if not m or raw.upper() in ("P", "PT") or raw.upper().endswith("T"):
-        raise BadInput(f"'{text}' is not an ISO 8601 duration.", "Use a form such as PT3H.")
+        raise BadInput(
+            f"'{printable(text)}' is not an ISO 8601 duration.", "Use a form such as PT3H."
+        )
     return m.groupdict()
 
 
@@ -155,7 +157,7 @@ def parse_protocol(value: str) -> str:
 #   ranges. Azure evaluates it differently from '*' ('*' also matches VirtualNetwork sources),
 #   so it is kept as the tag, never widened to '*'.
 # Matching is case-insensitive and ignores surrounding spaces. Azure is sent '*' for '*' and
-# 'Any', 'Internet' for the tag, and the CIDR as written (canonical form) for a /0 CIDR.
+# 'Any', 'Internet' for the tag, and the CIDR (canonical form) for an IPv4 /0 CIDR.
 EVERY_ADDRESS = "*"
 INTERNET = "Internet"
 _EVERY_ADDRESS_SPELLINGS = frozenset({"*", "any"})
@@ -171,10 +173,11 @@ def wide_open(prefix: str) -> str | None:
         return INTERNET
     if "/" in raw:
         try:
-            if ipaddress.ip_network(raw, strict=False).prefixlen == 0:
-                return EVERY_ADDRESS
+            net = ipaddress.ip_network(raw, strict=False)
         except ValueError:
             return None
+        if net.version == 4 and net.prefixlen == 0:  # ::/0 is IPv6, refused as such
+            return EVERY_ADDRESS
     return None
 
 

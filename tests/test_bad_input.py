@@ -37,6 +37,7 @@ ROWS: list[tuple[str, list[str], str]] = [
     ("req-src-other-0", [*REQ, "--source-ip", "10.0.0.0/0"], "whole Internet"),
     ("req-src-unspecified", [*REQ, "--source-ip", "0.0.0.0"], "unspecified address"),
     ("req-src-ipv6", [*REQ, "--source-ip", "2001:db8::1"], "IPv6"),
+    ("req-src-ipv6-any", [*REQ, "--source-ip", "::/0", "--allow-any-source"], "IPv6"),
     ("req-src-zone", [*REQ, "--source-ip", "fe80::1%eth0"], "zone id"),
     ("req-src-short", [*REQ, "--source-ip", "1.2.3"], "not an IPv4 address or CIDR"),
     ("req-src-junk", [*REQ, "--source-ip", "203.0.113.7 x"], "not an IPv4 address"),
