@@ -7,6 +7,7 @@ a single ARM call (so certainly no write): everything here is checkable locally.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -452,3 +453,30 @@ def test_policy_paths_with_a_nul_is_bad_input():
 
     with pytest.raises(BadInput, match="neither a policy file nor a folder"):
         policy_paths(Path("p\x00.yaml"))
+
+
+# --- the library refuses the same, before any ARM call ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"source": "*"}, "whole Internet"),
+        ({"source": "Internet"}, "whole Internet"),
+        ({"source": "203.0.113.7; rm"}, "not an IPv4 address"),
+        ({"port": True}, "'true' is not a port number"),
+        ({"port": 70000}, "Port 70000 is out of range"),
+        ({"justification": ESC}, "holds control characters"),
+        ({"duration": timedelta(days=2)}, "Duration 48h is out of range"),
+        ({"duration": timedelta(seconds=1)}, "Duration 1s is out of range"),
+    ],
+)
+def test_ensure_access_checks_its_input(app, backend, kwargs, message):
+    from jitctl.errors import BadInput
+    from jitctl.services.connect import ensure_access
+    from tests.support import vm_ref
+
+    args = {"source": "203.0.113.7", "port": 3389, **kwargs}
+    with pytest.raises(BadInput, match=re.escape(message)):
+        ensure_access(app.gateway(), vm_ref("vm-win01"), clock=app.clock, **args)
+    assert backend.log == []

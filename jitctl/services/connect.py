@@ -6,11 +6,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from jitctl.errors import Refused
+from jitctl.errors import BadInput, Refused
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of, same_id
 from jitctl.model import JitPolicy, PolicyVm
-from jitctl.parsing import check_justification
+from jitctl.parsing import (
+    MAX_DURATION,
+    MIN_DURATION,
+    check_justification,
+    checkable_address,
+    format_human_duration,
+    parse_port,
+    parse_source,
+)
 from jitctl.services.access import RequestResult, find_policy, initiate_checked
 from jitctl.services.query import Grant, active_grants
 from jitctl.services.verify import Clock, VerifyResult, wait_until_effective
@@ -89,7 +97,16 @@ def ensure_access(
 ) -> AccessReady:
     """Reuse a grant with enough time left, else request one; then wait until it is effective."""
     say = on_event or (lambda _msg: None)
+    # Checked here too, so a library caller gets the CLI's refusals before any ARM call.
+    source = checkable_address(parse_source(source))
+    port = parse_port(port)
     justification = check_justification(justification)
+    if duration is not None and not MIN_DURATION <= duration <= MAX_DURATION:
+        raise BadInput(
+            f"Duration {format_human_duration(duration)} is out of range.",
+            f"Use between {format_human_duration(MIN_DURATION)} and "
+            f"{format_human_duration(MAX_DURATION)}.",
+        )
     now = clock.now()
     policy, pvm = find_policy(gw, ref, [port], policy_name)
     grant = reusable_grant(policy, pvm.id, port, source, now, min_remaining)
