@@ -116,6 +116,21 @@ def parse_duration(
     return timedelta(seconds=seconds)
 
 
+def check_duration(
+    value: timedelta | float,
+    *,
+    minimum: timedelta = MIN_DURATION,
+    maximum: timedelta = MAX_DURATION,
+) -> timedelta:
+    """A duration from a library caller (a timedelta, or seconds): parse_duration's range."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not minimum.total_seconds() <= seconds <= maximum.total_seconds():
+        whole = 1 <= seconds < 1e9  # as 1h30m; else as seconds (-60s, 1e+300s)
+        shown = format_human_duration(timedelta(seconds=seconds)) if whole else f"{seconds:g}s"
+        raise _out_of_range(shown, minimum, maximum)
+    return timedelta(seconds=seconds)
+
+
 _PORT = re.compile(r"[0-9]{1,5}")
 
 

@@ -469,6 +469,9 @@ def test_policy_paths_with_a_nul_is_bad_input():
         ({"justification": ESC}, "holds control characters"),
         ({"duration": timedelta(days=2)}, "Duration 48h is out of range"),
         ({"duration": timedelta(seconds=1)}, "Duration 1s is out of range"),
+        ({"min_remaining": timedelta(minutes=-1)}, "Duration -60s is out of range"),
+        ({"timeout": 0.0}, "Duration 0s is out of range"),
+        ({"timeout": 1e300}, "Duration 1e+300s is out of range"),
     ],
 )
 def test_ensure_access_checks_its_input(app, backend, kwargs, message):

@@ -6,16 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from jitctl.errors import BadInput, Refused
+from jitctl.errors import Refused
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of, same_id
 from jitctl.model import JitPolicy, PolicyVm
 from jitctl.parsing import (
-    MAX_DURATION,
-    MIN_DURATION,
+    check_duration,
     check_justification,
     checkable_address,
-    format_human_duration,
     parse_port,
     parse_source,
 )
@@ -101,12 +99,9 @@ def ensure_access(
     source = checkable_address(parse_source(source))
     port = parse_port(port)
     justification = check_justification(justification)
-    if duration is not None and not MIN_DURATION <= duration <= MAX_DURATION:
-        raise BadInput(
-            f"Duration {format_human_duration(duration)} is out of range.",
-            f"Use between {format_human_duration(MIN_DURATION)} and "
-            f"{format_human_duration(MAX_DURATION)}.",
-        )
+    duration = check_duration(duration) if duration is not None else None
+    check_duration(min_remaining, minimum=timedelta(0))
+    check_duration(timeout, minimum=timedelta(seconds=1))
     now = clock.now()
     policy, pvm = find_policy(gw, ref, [port], policy_name)
     grant = reusable_grant(policy, pvm.id, port, source, now, min_remaining)
