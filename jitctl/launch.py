@@ -65,7 +65,8 @@ class SystemRunner:
 # checked here, and the user name once more before anything is requested (check_user).
 
 MAX_USER = 256
-# What OpenSSH (9.6 and later) itself refuses in a user name given on the command line.
+# Shell metacharacters: OpenSSH 9.6 and later refuses most of them in a command-line user name
+# itself (they would reach a shell through %r in ProxyCommand or Match exec).
 _SSH_USER_FORBIDDEN = set("'`\";&<>|(){}$\\")
 _DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 
@@ -109,8 +110,9 @@ def check_host(host: str) -> str:
 
 def rdp_file_content(host: str, port: int, user: str | None) -> str:
     host, port, user = check_host(host), parse_port(port), check_user(user, "rdp")
+    address = f"[{host}]" if ":" in host else host  # an IPv6 address, then its port
     lines = [
-        f"full address:s:{host}:{port}",
+        f"full address:s:{address}:{port}",
         "prompt for credentials:i:1",
         "administrative session:i:0",
         "screen mode id:i:2",

@@ -84,6 +84,12 @@ def test_good_addresses(host, shown):
     assert check_host(host) == shown
 
 
+def test_ipv6_address_is_bracketed_in_the_rdp_file():
+    assert rdp_file_content("2001:db8::1", 3389, None).startswith(
+        "full address:s:[2001:db8::1]:3389\r\n"
+    )
+
+
 def test_names_rdp_and_ssh_accept():
     assert check_user("CONTOSO\\alice", "rdp") == "CONTOSO\\alice"
     assert check_user("alice smith", "rdp") == "alice smith"
