@@ -483,3 +483,16 @@ def test_ensure_access_checks_its_input(app, backend, kwargs, message):
     with pytest.raises(BadInput, match=re.escape(message)):
         ensure_access(app.gateway(), vm_ref("vm-win01"), clock=app.clock, **args)
     assert backend.log == []
+
+
+def test_check_output_file(tmp_path):
+    from jitctl.errors import BadInput
+    from jitctl.services.export import check_output_file
+
+    assert check_output_file(tmp_path / "new.yaml") == tmp_path / "new.yaml"
+    cases = [(tmp_path, "is a folder"), (tmp_path / "missing" / "x.yaml", "does not exist")]
+    if Path("/dev/null").exists():
+        cases.append((Path("/dev/null"), "is not a regular file"))
+    for path, message in cases:
+        with pytest.raises(BadInput, match=message):
+            check_output_file(path)
