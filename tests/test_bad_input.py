@@ -490,7 +490,11 @@ def test_check_output_file(tmp_path):
     from jitctl.services.export import check_output_file
 
     assert check_output_file(tmp_path / "new.yaml") == tmp_path / "new.yaml"
-    cases = [(tmp_path, "is a folder"), (tmp_path / "missing" / "x.yaml", "does not exist")]
+    cases = [
+        (tmp_path, "is a folder"),
+        (tmp_path / "missing" / "x.yaml", "does not exist"),
+        (tmp_path / "a\x00.yaml", "'.*a\\\\x00.yaml' cannot be written"),
+    ]
     if Path("/dev/null").exists():
         cases.append((Path("/dev/null"), "is not a regular file"))
     for path, message in cases:

@@ -15,21 +15,31 @@ from jitctl.textsafe import printable
 
 def check_output_file(path: Path) -> Path:
     """Refuse, before anything is read from Azure, a file that could not be written."""
-    shown = printable(path)
-    folder = path.parent
-    if path.is_dir():
-        raise BadInput(f"'{shown}' is a folder.", "Give a file name, e.g. policies/rg-prod.yaml.")
-    if path.exists() and not path.is_file():
-        raise BadInput(f"'{shown}' is not a regular file.", "Give a file name in a folder.")
-    if not folder.exists():
-        raise BadInput(
-            f"The folder '{printable(folder)}' does not exist.", "Create it first, or give another."
-        )
-    if not folder.is_dir():
-        raise BadInput(f"'{printable(folder)}' is not a folder.", "Give a file in a folder.")
-    if not os.access(path if path.exists() else folder, os.W_OK):
-        raise BadInput(f"'{shown}' cannot be written.", "Give a file in a folder you can write to.")
+    shown, folder = printable(path), path.parent
+    try:
+        problem = _output_problem(path, folder)
+    except (OSError, ValueError):  # a NUL in the name, a folder that cannot be searched
+        problem = (f"'{shown}' cannot be written.", "Give a file in a folder you can write to.")
+    if problem:
+        raise BadInput(*problem)
     return path
+
+
+def _output_problem(path: Path, folder: Path) -> tuple[str, str] | None:
+    shown = printable(path)
+    if "\0" in str(path):
+        raise ValueError("a NUL in the name")
+    if path.is_dir():
+        return f"'{shown}' is a folder.", "Give a file name, e.g. policies/rg-prod.yaml."
+    if path.exists() and not path.is_file():
+        return f"'{shown}' is not a regular file.", "Give a file name in a folder."
+    if not folder.exists():
+        return f"The folder '{printable(folder)}' does not exist.", "Create it, or give another."
+    if not folder.is_dir():
+        return f"'{printable(folder)}' is not a folder.", "Give a file in a folder."
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        return f"'{shown}' cannot be written.", "Give a file in a folder you can write to."
+    return None
 
 
 def export_document(
