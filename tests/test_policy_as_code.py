@@ -83,7 +83,7 @@ def test_validate_reports_every_problem_with_its_line(tmp_path, app):
         "a.yaml:2: defaults.maxDuration: '2d' is not a duration. Use 90m, 1h, 1h30m or ISO 8601 such as PT1H.",
         "a.yaml:3: defaults.sources: '*' lets anyone request access from anywhere; set allowAnySource: true "
         "if you mean it, or leave 'sources' out to let requesters ask for their own address",
-        "a.yaml:9: targets[0].ports[1].number: Input should be less than or equal to 65535",
+        "a.yaml:9: targets[0].ports[1].number: Port 70000 is out of range. Use a number from 1 to 65535.",
         "a.yaml:11: targets[0].ports[2].sources: Source '2001:db8::/32' is IPv6, which Just-In-Time access "
         "does not support. Use your public IPv4 address.",
         "a.yaml:12: targets[0].ports[2].colour: Extra inputs are not permitted",

@@ -26,6 +26,7 @@ from jitctl.cli.options import (
 from jitctl.cli.output import emit, poll_progress, warn
 from jitctl.cli.paramtypes import DurationType, ProtocolType, SourceType
 from jitctl.ids import VmRef
+from jitctl.parsing import checkable_address
 
 
 @click.group(cls=JitctlGroup, context_settings=CONTEXT)
@@ -227,6 +228,8 @@ def request(
     limit = warn_timeout_without_wait(app, wait, timeout)
     ref = vm.one(app)
     numbers = list(ports) or [3389]
+    if wait:
+        checkable_address(source_ip)
     with vm_must_exist(app, ref):
         granted = request_access(
             app.gateway(),

@@ -146,8 +146,9 @@ def rdp(app: App, req: ConnectRequest) -> None:
       jitctl rdp vm-win01 -g rg-prod --user azureuser
       jitctl rdp vm-win01 -g rg-prod --no-launch -o json
     """
-    from jitctl.launch import connect_rdp
+    from jitctl.launch import check_user, connect_rdp
 
+    check_user(req.user, "rdp")
     ready = ready_access(app, req)
     emit(app, connect_rdp(app.get_runner(), app.get_data_dir(), ready, req.user, req.launch))
 
@@ -166,9 +167,10 @@ def ssh(ctx: click.Context, ssh_args: tuple[str, ...], req: ConnectRequest) -> N
     Example:
       jitctl ssh vm-lnx01 -g rg-prod --user azureuser -- -i ~/.ssh/id_ed25519
     """
-    from jitctl.launch import connect_ssh
+    from jitctl.launch import check_user, connect_ssh
 
     app: App = ctx.obj
+    check_user(req.user, "ssh")
     ready = ready_access(app, req)
     result = connect_ssh(app.get_runner(), ready, req.user, ssh_args, req.launch)
     if result.launched:

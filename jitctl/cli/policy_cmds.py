@@ -130,10 +130,12 @@ def export(app: App, resource_group: str | None, all_: bool, out: Path | None) -
     Example:
       jitctl policy export -g rg-prod --file policies/rg-prod.yaml
     """
-    from jitctl.services.export import export_yaml
+    from jitctl.services.export import check_output_file, export_yaml
 
     if not resource_group and not all_:
         raise BadInput("Say what to export.", "Pass -g RG, or --all for the whole subscription.")
+    if out is not None:
+        check_output_file(out)
     text = export_yaml(app.gateway(), app.subscription_id, resource_group)
     if out is None:
         click.echo(text, nl=False)

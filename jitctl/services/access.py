@@ -11,7 +11,7 @@ from jitctl.gateway import Gateway, InitiatePort
 from jitctl.ids import VmRef, name_of
 from jitctl.model import GrantPort, JitPolicy, PolicyVm, PortRule
 from jitctl.nsgeval import source_within
-from jitctl.parsing import format_human_duration
+from jitctl.parsing import check_justification, format_human_duration
 from jitctl.services.policies import policies_of_vm
 
 
@@ -89,6 +89,7 @@ def request_access(
     policy_name: str | None = None,
 ) -> RequestResult:
     """Two ARM calls: list the group's policies (finds the VM's), then initiate."""
+    justification = check_justification(justification)
     policy, pvm = find_policy(gw, ref, ports, policy_name)
     return initiate_checked(gw, policy, pvm, source, now, ports, duration, justification)
 
