@@ -267,7 +267,7 @@ def test_export_through_a_file_is_refused_and_a_missing_folder_is_made(
     assert missing.read_text(encoding="utf-8").strip()
 
 
-# --- click's own usage errors: exit 2 and no call. One line once the CLI maps them (H4) ------
+# --- click's own usage errors: exit 2, one line, and no call -------------------------------
 
 USAGE_ROWS = [
     ("usage-cloud", ["--cloud", "Mars", "list"]),
@@ -287,6 +287,8 @@ def test_usage_errors_exit_2_and_no_call(hostile_app, backend, args):
     before = len(backend.log)
     r = invoke(hostile_app, args)
     assert r.exit_code == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jitctl: error: "), r.stderr
     assert backend.log[before:] == []
 
 
