@@ -1,0 +1,338 @@
+"""The emulator's state in an SQLite file that many processes share safely.
+
+One write transaction per ARM request, as a real server behaves: BEGIN IMMEDIATE (waiting up to
+BUSY_TIMEOUT for another writer), reload the state only when another connection committed since
+(PRAGMA data_version), dispatch, write only the rows that changed, COMMIT. A request that changes
+nothing writes nothing. Used by `jitctl --emulator` and `jitctl emulator serve --state FILE`; the
+in-process Backend of the tests and the demo has no store.
+
+Rows: the settings, one per top-level state key, and one per resource and per JIT policy, so a
+write touches a few rows rather than the whole world. Row order (rowid) keeps insertion order,
+which is the order the emulator lists things in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from jitctl.emulator.backend import Backend, Settings
+from jitctl.errors import BadInput, Contended
+from jitctl.textsafe import printable
+
+APPLICATION_ID = 0x6A697463  # "jitc", in the SQLite header: tells our files from others'
+FORMAT = 1  # PRAGMA user_version
+BUSY_TIMEOUT = 30.0  # seconds a request waits for another process's transaction
+SPLIT = ("resources", "jit")  # state keys stored one row per entry
+SQLITE_MAGIC = b"SQLite format 3\x00"
+RESET_HINT = "Run 'jitctl emulator reset' to start afresh (it replaces the file)."
+
+Rows = dict[tuple[str, str], str]
+
+
+class StateFileError(BadInput):
+    """The state file is damaged, foreign, of an older format, or cannot be read."""
+
+
+def _bad(path: Path, why: str, hint: str = RESET_HINT) -> StateFileError:
+    return StateFileError(f"The emulator state file {printable(path)} {why}.", hint)
+
+
+def companions(path: Path) -> list[Path]:
+    """The database file and the files SQLite keeps beside it in WAL mode."""
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
+def make_private_dir(folder: Path) -> None:
+    """Create `folder` and its missing parents with mode 0700, whatever the umask."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            continue
+        if os.name == "posix":
+            os.chmod(d, 0o700)
+
+
+def _check_file(path: Path) -> None:
+    """Create a new file 0600 (SQLite gives its -wal and -shm files the same mode); refuse a file
+    that is not an SQLite database before SQLite touches it."""
+    if path.is_dir():
+        raise _bad(path, "is a folder", "Point JITCTL_EMULATOR_STATE (or --state) at a file.")
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        make_private_dir(path.parent)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:  # another process made it first
+            return
+        if os.name == "posix":
+            os.chmod(path, 0o600)
+        return
+    except OSError as err:
+        raise _bad(path, f"cannot be read ({err.strerror})") from None
+    try:
+        head = os.read(fd, len(SQLITE_MAGIC))
+        mode = os.fstat(fd).st_mode
+    finally:
+        os.close(fd)
+    if head and head != SQLITE_MAGIC:
+        if head.lstrip().startswith(b"{"):
+            raise _bad(
+                path,
+                "is in jitctl's former JSON format",
+                "Run 'jitctl emulator reset' to start afresh, or name a new file ending in "
+                ".sqlite next to it (its state is imported).",
+            )
+        raise _bad(path, "is not an emulator state file (not SQLite)")
+    if os.name == "posix" and mode & 0o077:
+        with suppress(OSError):
+            os.chmod(path, 0o600)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def to_rows(backend: Backend) -> Rows:
+    rows: Rows = {("settings", ""): _dumps(asdict(backend.settings))}
+    for key, value in backend.state.items():
+        if key in SPLIT:
+            rows.update(((key, k), _dumps(v)) for k, v in value.items())
+        else:
+            rows[("state", key)] = _dumps(value)
+    return rows
+
+
+def _from_rows(path: Path, rows: Rows) -> tuple[Settings, dict[str, Any]]:
+    state: dict[str, Any] = {key: {} for key in SPLIT}
+    settings: dict[str, Any] | None = None
+    try:
+        for (kind, key), text in rows.items():
+            value = json.loads(text)
+            if kind == "settings":
+                settings = value
+            elif kind == "state":
+                state[key] = value
+            else:
+                state[kind][key] = value
+        if settings is None or "resources" not in state or "subscriptions" not in state:
+            raise ValueError("incomplete")
+        return Settings(**settings), state
+    except (ValueError, TypeError, KeyError):
+        raise _bad(path, "holds state this jitctl cannot read") from None
+
+
+def _legacy(path: Path) -> Backend | None:
+    """The state of jitctl's former JSON file beside `path` (emulator.json for emulator.sqlite)."""
+    old = path.with_suffix(".json")
+    if old == path or not old.is_file():
+        return None
+    try:
+        return Backend.load(old)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+class StateStore:
+    """Keeps one Backend in step with the file; `request()` wraps each ARM request."""
+
+    def __init__(self, path: Path, busy_timeout: float = BUSY_TIMEOUT) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self.backend: Backend | None = None
+        self._seen: int | None = None  # data_version of the state held in memory
+        self._rows: Rows = {}
+        _check_file(path)
+        with self._errors():
+            self._conn = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+
+    def close(self) -> None:
+        with suppress(sqlite3.Error):
+            self._conn.close()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as err:
+            text = str(err).lower()
+            if "locked" in text or "busy" in text:
+                raise Contended(
+                    f"The emulator state file stayed locked for {self.busy_timeout:g} s.",
+                    "Another jitctl process holds it; try again.",
+                ) from None
+            raise _bad(self.path, f"cannot be used ({err})") from None
+        except sqlite3.DatabaseError as err:
+            raise _bad(self.path, f"is damaged or not an emulator state file ({err})") from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._errors():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                self._seen = None  # memory may hold a half-made change: reload next time
+                raise
+            self._conn.execute("COMMIT")
+
+    def _check_schema(self, conn: sqlite3.Connection) -> bool:
+        """Whether the file holds our schema (False: a new, empty file)."""
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id == 0 and tables == 0:
+            return False
+        if app_id != APPLICATION_ID:
+            raise _bad(self.path, "is an SQLite database of another program")
+        if conn.execute("PRAGMA user_version").fetchone()[0] != FORMAT:
+            raise _bad(self.path, "was written by another version of jitctl")
+        return True
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {FORMAT}")
+        conn.execute(
+            "CREATE TABLE item (kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+            " PRIMARY KEY (kind, key))"
+        )
+
+    def attach(
+        self,
+        backend: Backend,
+        seed: Callable[[Backend], None] | None = None,
+        legacy: bool = True,
+    ) -> Backend:
+        """Keep `backend` in step with the file: load the file's state into it, or, for a new
+        file, write `backend`'s state: the former JSON file's beside it (when `legacy`), else
+        what `seed(backend)` makes."""
+        self.backend = backend
+        with self._transaction() as conn:
+            if self._check_schema(conn):
+                self._refresh(conn, force=True)
+            else:
+                self._create_schema(conn)
+                old = _legacy(self.path) if legacy else None
+                if old is not None:
+                    backend.settings, backend.state = old.settings, old.state
+                elif seed is not None:
+                    seed(backend)
+                self._write(conn)
+                self._seen = conn.execute("PRAGMA data_version").fetchone()[0]
+        return backend
+
+    def replace(self, backend: Backend) -> None:
+        """Replace the whole state with `backend`'s, in one transaction (`emulator reset`)."""
+        self.backend = backend
+        with self._transaction() as conn:
+            if not self._check_schema(conn):
+                self._create_schema(conn)
+            conn.execute("DELETE FROM item")
+            self._rows = {}
+            self._write(conn)
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """One ARM request: inside, the backend holds the file's current state; on the way out,
+        what changed is written and committed (nothing is written when nothing changed)."""
+        assert self.backend is not None, "attach a backend first"
+        with self.backend.lock, self._transaction() as conn:
+            self._refresh(conn)
+            yield
+            self._write(conn)
+
+    def _refresh(self, conn: sqlite3.Connection, force: bool = False) -> None:
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._seen and not force:
+            return
+        rows = {
+            (kind, key): value
+            for kind, key, value in conn.execute("SELECT kind, key, value FROM item ORDER BY rowid")
+        }
+        settings, state = _from_rows(self.path, rows)
+        assert self.backend is not None
+        self.backend.settings, self.backend.state = settings, state
+        self._rows, self._seen = rows, version
+
+    def _write(self, conn: sqlite3.Connection) -> None:
+        assert self.backend is not None
+        rows = to_rows(self.backend)
+        changed = [(*k, v) for k, v in rows.items() if self._rows.get(k) != v]
+        gone = [k for k in self._rows if k not in rows]
+        if gone:
+            conn.executemany("DELETE FROM item WHERE kind = ? AND key = ?", gone)
+        if changed:
+            conn.executemany(
+                "INSERT INTO item (kind, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
+                changed,
+            )
+        self._rows = rows
+
+
+class StoredRouter:
+    """A Router whose every request is one transaction on the store."""
+
+    def __init__(self, router: Any, store: StateStore) -> None:
+        self.router = router
+        self.store = store
+
+    def handle(
+        self, method: str, url: str, headers: dict[str, str], raw: bytes | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        with self.store.request():
+            result: tuple[int, dict[str, str], bytes] = self.router.handle(
+                method, url, headers, raw
+            )
+            return result
+
+
+def open_store(
+    path: Path,
+    backend: Backend,
+    seed: Callable[[Backend], None] | None = None,
+    legacy: bool = True,
+) -> StateStore:
+    """A store on `path` attached to `backend` (closed again if the file cannot be used)."""
+    store = StateStore(path)
+    try:
+        store.attach(backend, seed, legacy)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def reset_file(path: Path, backend: Backend) -> None:
+    """Replace the state at `path` with `backend`'s: in one transaction on a good file (other
+    processes see the new world at their next request), as a new file over a bad one."""
+    try:
+        store = StateStore(path)
+        try:
+            store.replace(backend)
+        finally:
+            store.close()
+        return
+    except StateFileError:
+        if path.is_dir():
+            raise
+    for p in companions(path):
+        p.unlink(missing_ok=True)
+    open_store(path, backend, legacy=False).close()
