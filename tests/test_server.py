@@ -20,7 +20,7 @@ from jitctl.emulator.worlds import DEMO_SUBSCRIPTION, demo
 def server(tmp_path):
     backend = Backend(settings=Settings(propagation_delay=0))
     demo(backend)
-    srv = EmulatorServer(backend, state_file=tmp_path / "state.json", cert_dir=tmp_path / "certs")
+    srv = EmulatorServer(backend, state_file=tmp_path / "state.sqlite", cert_dir=tmp_path / "certs")
     srv.start()
     yield srv
     srv.stop()
@@ -156,6 +156,55 @@ def test_jitctl_cli_process_against_the_server(server):
     assert r.returncode == 0, r.stderr
     assert env["IDENTITY_HEADER"] not in r.stderr  # the identity secret is never logged
     assert ".eyJ" not in r.stderr  # nor the token
-    # the state file is written as the server changes
-    saved = json.loads((server.state_file).read_text())
-    assert saved["state"]["jit"]
+    # each request was one transaction on the state file
+    assert stored(server.state_file).state["jit"]
+
+
+def stored(path):
+    from jitctl.emulator.store import open_store
+
+    store = open_store(path, Backend())
+    store.close()
+    return store.backend
+
+
+def test_server_and_emulator_commands_share_one_state_file(server, monkeypatch):
+    import requests
+    from click.testing import CliRunner
+
+    from jitctl.cli.commands import cli
+
+    monkeypatch.setenv("JITCTL_EMULATOR_STATE", str(server.state_file))
+    monkeypatch.delenv("JITCTL_EMULATOR", raising=False)
+    r = CliRunner().invoke(
+        cli, ["--emulator", "enable", "vm-lnx01", "-g", "rg-jit-demo", "--policy-name", "cli"]
+    )
+    assert r.exit_code == 0, r.output
+    url = (
+        f"{server.endpoint}/subscriptions/{DEMO_SUBSCRIPTION}/providers/Microsoft.Security/"
+        "jitNetworkAccessPolicies?api-version=2020-01-01"
+    )
+    session = requests.Session()
+    session.trust_env = False
+    got = session.get(url, headers={"Authorization": "Bearer x"}, verify=str(server.cert_path))
+    assert [p["name"] for p in got.json()["value"]] == ["cli"]  # the server sees the command's
+
+
+def test_small_answers_go_out_without_the_delayed_ack_stall(server):
+    import time
+
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    url = (
+        f"{server.endpoint}/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/rg-jit-demo/"
+        "providers/Microsoft.Network/networkSecurityGroups/vm-win01-nsg?api-version=2023-09-01"
+    )
+    auth = {"Authorization": "Bearer x"}
+    session.get(url, headers=auth, verify=str(server.cert_path))  # connect and handshake
+    start = time.perf_counter()
+    for _ in range(20):
+        assert session.get(url, headers=auth, verify=str(server.cert_path)).status_code == 200
+    # with Nagle on and headers and body in two writes, each answer waited ~40 ms (0.8 s in all)
+    assert time.perf_counter() - start < 0.5

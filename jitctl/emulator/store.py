@@ -159,9 +159,15 @@ class StateStore:
             self._conn = sqlite3.connect(
                 path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
-            if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._errors():
+                self._check_schema(self._conn)  # before anything could change a foreign file
+                if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            self._conn.close()
+            raise
 
     def close(self) -> None:
         with suppress(sqlite3.Error):

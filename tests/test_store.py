@@ -1,0 +1,299 @@
+"""The --emulator state store: one SQLite transaction per ARM request, shared by many processes;
+reads write nothing; a bad file is one line naming `jitctl emulator reset`; private modes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sqlite3
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from jitctl.cli.commands import cli
+from jitctl.emulator import Backend, Settings
+from jitctl.emulator.responses import Router
+from jitctl.emulator.store import StateStore, StoredRouter, open_store
+from jitctl.emulator.worlds import DEMO_SUBSCRIPTION, demo
+
+G = ["-g", "rg-jit-demo"]
+NSG = (
+    f"https://management.emulator.invalid/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/"
+    "rg-jit-demo/providers/Microsoft.Network/networkSecurityGroups/vm-win01-nsg"
+)
+AUTH = {"Authorization": "Bearer x"}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith(("JITCTL_", "AZURE_", "IDENTITY_")):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "emulator.sqlite"
+    monkeypatch.setenv("JITCTL_EMULATOR_STATE", str(path))
+    return path
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+def stored(path: Path) -> Backend:
+    """What the file holds, read by a store of its own."""
+    store = open_store(path, Backend())
+    store.close()
+    assert store.backend is not None
+    return store.backend
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+# --- many processes at once -----------------------------------------------------------------
+
+
+def _cli_process(args: list[str], out: str) -> None:
+    """A forked child running the real CLI (imports already warm in the parent)."""
+    from jitctl.cli import main
+
+    with open(out, "w") as f:
+        sys.stdout = sys.stderr = f
+        main(args)  # exits with the command's code
+
+
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="needs fork to stay fast"
+)
+def test_twenty_processes_at_once_keep_every_change(state, tmp_path):
+    # the parent makes the file and warms the SDK imports, then holds no connection while forking
+    assert invoke("--emulator", "enable", "vm-lnx01", *G, "--port", "22").exit_code == 0
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(
+            target=_cli_process,
+            args=(
+                ["--emulator", "enable", "vm-win01", *G, "--policy-name", f"p{i}"],
+                str(tmp_path / f"out{i}.txt"),
+            ),
+        )
+        for i in range(20)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    outputs = [(tmp_path / f"out{i}.txt").read_text() for i in range(20)]
+    assert [p.exitcode for p in procs] == [0] * 20, outputs
+    assert not [o for o in outputs if "Traceback" in o or "error" in o]
+    after = stored(state)
+    names = {entry["policy"]["name"] for entry in after.state["jit"].values()}
+    assert names == {"default"} | {f"p{i}" for i in range(20)}
+    deny = [  # each policy's deny rule in the shared NSG: no write overwrote another's
+        r["name"]
+        for r in after.rules(NSG.split(".invalid", 1)[1])
+        if r["name"].startswith("MicrosoftDefenderForCloud-JITRule_")
+    ]
+    assert len(deny) == 20
+    r = invoke("--emulator", "-o", "json", "list")
+    assert len(json.loads(r.stdout)["policies"]) == 21
+
+
+def test_each_request_is_one_transaction_and_other_writers_are_seen(tmp_path):
+    path = tmp_path / "s.sqlite"
+    a = open_store(path, Backend(settings=Settings()), demo)
+    b = open_store(path, Backend(settings=Settings()), demo)  # a second process, in effect
+    ra, rb = StoredRouter(Router(a.backend), a), StoredRouter(Router(b.backend), b)
+    rule = {
+        "properties": {
+            "protocol": "Tcp",
+            "access": "Allow",
+            "priority": 300,
+            "direction": "Inbound",
+            "sourceAddressPrefix": "*",
+            "destinationAddressPrefix": "*",
+            "destinationPortRange": "443",
+        }
+    }
+    status, _, _ = ra.handle(
+        "PUT", f"{NSG}/securityRules/https?api-version=2023-09-01", AUTH, json.dumps(rule).encode()
+    )
+    assert status == 201
+    status, _, body = rb.handle("GET", f"{NSG}/securityRules?api-version=2023-09-01", AUTH, None)
+    assert [r["name"] for r in json.loads(body)["value"]] == ["https"]  # b reloaded a's commit
+    # b holds no transaction between requests: a writes again at once
+    status, _, _ = ra.handle(
+        "DELETE", f"{NSG}/securityRules/https?api-version=2023-09-01", AUTH, None
+    )
+    assert status == 200
+    a.close()
+    b.close()
+    assert stored(path).rules(NSG.split(".invalid", 1)[1]) == []
+
+
+def test_a_failed_request_leaves_the_file_as_it_was(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store = open_store(path, Backend(settings=Settings()), demo)
+
+    class Broken:
+        def handle(self, *args: object) -> None:
+            store.backend.state["resources"].clear()  # type: ignore[union-attr]
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        StoredRouter(Broken(), store).handle("GET", NSG, AUTH, None)
+    status, _, _ = StoredRouter(Router(store.backend), store).handle(
+        "GET", f"{NSG}?api-version=2023-09-01", AUTH, None
+    )
+    assert status == 200  # memory was reloaded from the file, which never saw the clear()
+    store.close()
+
+
+# --- reads write nothing ----------------------------------------------------------------------
+
+
+def test_read_only_commands_do_not_touch_the_file(state):
+    assert invoke("--emulator", "enable", "vm-win01", *G).exit_code == 0
+    watcher = sqlite3.connect(state)
+    before = (data_version(watcher), state.read_bytes(), state.stat().st_mtime_ns)
+    for args in (["list"], ["show", "vm-win01", *G], ["status"], ["-o", "json", "list"]):
+        r = invoke("--emulator", *args)
+        assert r.exit_code == 0, r.output
+    assert (data_version(watcher), state.read_bytes(), state.stat().st_mtime_ns) == before
+    assert invoke("--emulator", "enable", "vm-lnx01", *G, "--port", "22").exit_code == 0
+    assert data_version(watcher) != before[0]  # a write is seen by the same watcher
+    watcher.close()
+
+
+# --- bad files -------------------------------------------------------------------------------
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"\x00\xffnot a database at all" * 20)
+
+
+def _old_json(path: Path) -> None:
+    backend = Backend()
+    demo(backend)
+    backend.save(path)
+
+
+def _foreign_sqlite(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.commit()
+    conn.close()
+
+
+def _other_format(path: Path) -> None:
+    stored(path)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+
+
+def _truncated(path: Path) -> None:
+    stored(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:100] + b"\x00" * (len(data) - 100))
+
+
+@pytest.mark.parametrize(
+    "spoil, why",
+    [
+        (_garbage, "is not an emulator state file"),
+        (_old_json, "is in jitctl's former JSON format"),
+        (_foreign_sqlite, "is an SQLite database of another program"),
+        (_other_format, "was written by another version of jitctl"),
+        (_truncated, "is damaged"),
+    ],
+)
+def test_a_bad_state_file_is_one_line_naming_reset(state, spoil, why):
+    spoil(state)
+    spoiled = state.read_bytes()
+    r = invoke("--emulator", "list")
+    assert r.exit_code == 2
+    assert r.stdout == "" and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and why in r.stderr
+    assert "jitctl emulator reset" in r.stderr
+    assert state.read_bytes() == spoiled  # left for the user to look at
+    r = invoke("emulator", "reset")
+    assert r.exit_code == 0, r.output
+    assert invoke("--emulator", "show", "vm-win01", *G).exit_code == 4  # a fresh demo world
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_state_file_names_reset(state):
+    stored(state)
+    state.chmod(0)
+    r = invoke("--emulator", "list")
+    assert r.exit_code == 2 and "cannot be read" in r.stderr
+    assert "jitctl emulator reset" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_folder_in_place_of_the_state_file(state):
+    state.mkdir()
+    for args in (["--emulator", "list"], ["emulator", "reset"]):
+        r = invoke(*args)
+        assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "is a folder" in r.stderr
+
+
+def test_the_former_json_file_beside_it_is_imported(state):
+    from jitctl.app import App
+
+    backend = Backend()
+    demo(backend)
+    old = App.for_backend(backend)
+    assert CliRunner().invoke(cli, ["enable", "vm-win01", *G], obj=old).exit_code == 0
+    backend.save(state.with_suffix(".json"))  # what jitctl kept in emulator.json before
+    r = invoke("--emulator", "-o", "json", "show", "vm-win01", *G)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["policies"][0]["name"] == "default"
+
+
+def test_reset_replaces_the_world_for_processes_already_attached(state):
+    assert invoke("--emulator", "enable", "vm-win01", *G).exit_code == 0
+    other = open_store(state, Backend())
+    assert other.backend is not None and other.backend.state["jit"]
+    assert invoke("emulator", "reset", "--world", "busy").exit_code == 0
+    router = StoredRouter(Router(other.backend), other)
+    url = NSG.replace("vm-win01-nsg", "vm-legacy-nsg") + "?api-version=2023-09-01"
+    assert router.handle("GET", url, AUTH, None)[0] == 200  # the busy world, seen at once
+    assert other.backend.state["jit"] == {}
+    other.close()
+
+
+# --- private files ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_file_and_folders_are_private_whatever_the_umask(tmp_path, monkeypatch):
+    path = tmp_path / "new" / "deeper" / "emulator.sqlite"
+    monkeypatch.setenv("JITCTL_EMULATOR_STATE", str(path))
+    old = os.umask(0)
+    try:
+        assert invoke("--emulator", "enable", "vm-win01", *G).exit_code == 0
+        store = StateStore(path)  # while open, SQLite keeps -wal and -shm beside the file
+        store.attach(Backend())
+        modes = {
+            p.name: stat.S_IMODE(p.stat().st_mode)
+            for p in [path.parent.parent, path.parent, *path.parent.iterdir()]
+        }
+        store.close()
+    finally:
+        os.umask(old)
+    assert modes == {
+        "new": 0o700,
+        "deeper": 0o700,
+        "emulator.sqlite": 0o600,
+        "emulator.sqlite-wal": 0o600,
+        "emulator.sqlite-shm": 0o600,
+    }
