@@ -134,9 +134,20 @@ def test_each_request_is_one_transaction_and_other_writers_are_seen(tmp_path):
         "DELETE", f"{NSG}/securityRules/https?api-version=2023-09-01", AUTH, None
     )
     assert status == 200
+    # a deleted resource is gone for the other process too, and comes back when recreated
+    pip = NSG.replace("networkSecurityGroups/vm-win01-nsg", "publicIPAddresses/vm-win01-pip")
+    pip += "?api-version=2023-09-01"
+    assert ra.handle("DELETE", pip, AUTH, None)[0] == 200
+    assert rb.handle("GET", pip, AUTH, None)[0] == 404
+    assert rb.handle("PUT", pip, AUTH, b'{"properties": {}}')[0] == 201
+    assert ra.handle("GET", pip, AUTH, None)[0] == 200
+    assert rb.handle("GET", pip, AUTH, None)[0] == 200
+    again = stored(path)  # read whole: the same as what each caught up on, row by row
+    assert a.backend.state == b.backend.state == again.state  # type: ignore[union-attr]
     a.close()
     b.close()
-    assert stored(path).rules(NSG.split(".invalid", 1)[1]) == []
+    assert again.rules(NSG.split(".invalid", 1)[1]) == []
+    assert list(again.state["resources"])[-1].endswith("/vm-win01-pip")  # recreated: listed last
 
 
 def test_a_failed_request_leaves_the_file_as_it_was(tmp_path):

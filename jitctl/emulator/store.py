@@ -33,7 +33,7 @@ SPLIT = ("resources", "jit")  # state keys stored one row per entry
 SQLITE_MAGIC = b"SQLite format 3\x00"
 RESET_HINT = "Run 'jitctl emulator reset' to start afresh (it replaces the file)."
 
-Rows = dict[tuple[str, str], str]
+_MISSING = object()
 
 
 class StateFileError(BadInput):
@@ -105,33 +105,8 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def to_rows(backend: Backend) -> Rows:
-    rows: Rows = {("settings", ""): _dumps(asdict(backend.settings))}
-    for key, value in backend.state.items():
-        if key in SPLIT:
-            rows.update(((key, k), _dumps(v)) for k, v in value.items())
-        else:
-            rows[("state", key)] = _dumps(value)
-    return rows
-
-
-def _from_rows(path: Path, rows: Rows) -> tuple[Settings, dict[str, Any]]:
-    state: dict[str, Any] = {key: {} for key in SPLIT}
-    settings: dict[str, Any] | None = None
-    try:
-        for (kind, key), text in rows.items():
-            value = json.loads(text)
-            if kind == "settings":
-                settings = value
-            elif kind == "state":
-                state[key] = value
-            else:
-                state[kind][key] = value
-        if settings is None or "resources" not in state or "subscriptions" not in state:
-            raise ValueError("incomplete")
-        return Settings(**settings), state
-    except (ValueError, TypeError, KeyError):
-        raise _bad(path, "holds state this jitctl cannot read") from None
+def _unreadable(path: Path) -> StateFileError:
+    return _bad(path, "holds state this jitctl cannot read")
 
 
 def _legacy(path: Path) -> Backend | None:
@@ -146,14 +121,21 @@ def _legacy(path: Path) -> Backend | None:
 
 
 class StateStore:
-    """Keeps one Backend in step with the file; `request()` wraps each ARM request."""
+    """Keeps one Backend in step with the file; `request()` wraps each ARM request.
+
+    Each commit numbers the rows it writes (item.version) and the keys it deletes (gone), so a
+    process catches up on another's commits by reading only those rows; a reset starts a new
+    generation, which every process reloads whole.
+    """
 
     def __init__(self, path: Path, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self.backend: Backend | None = None
-        self._seen: int | None = None  # data_version of the state held in memory
-        self._rows: Rows = {}
+        self._seen: int | None = None  # data_version of the state held in memory; None: reload
+        self._generation = 0
+        self._version = 0
+        self._snap: dict[tuple[str, str], Any] = {}  # the rows as stored, parsed apart from state
         _check_file(path)
         with self._errors():
             self._conn = sqlite3.connect(
@@ -217,8 +199,15 @@ class StateStore:
         conn.execute(f"PRAGMA user_version = {FORMAT}")
         conn.execute(
             "CREATE TABLE item (kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+            " version INTEGER NOT NULL, PRIMARY KEY (kind, key))"
+        )
+        conn.execute("CREATE INDEX item_version ON item (version)")
+        conn.execute(
+            "CREATE TABLE gone (kind TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,"
             " PRIMARY KEY (kind, key))"
         )
+        conn.execute("CREATE TABLE meta (generation INTEGER NOT NULL, version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO meta VALUES (0, 0)")
 
     def attach(
         self,
@@ -233,15 +222,14 @@ class StateStore:
         with self._transaction() as conn:
             if self._check_schema(conn):
                 self._refresh(conn, force=True)
-            else:
-                self._create_schema(conn)
-                old = _legacy(self.path) if legacy else None
-                if old is not None:
-                    backend.settings, backend.state = old.settings, old.state
-                elif seed is not None:
-                    seed(backend)
-                self._write(conn)
-                self._seen = conn.execute("PRAGMA data_version").fetchone()[0]
+                return backend
+            self._create_schema(conn)
+            old = _legacy(self.path) if legacy else None
+            if old is not None:
+                backend.settings, backend.state = old.settings, old.state
+            elif seed is not None:
+                seed(backend)
+            self._start_generation(conn)
         return backend
 
     def replace(self, backend: Backend) -> None:
@@ -251,8 +239,15 @@ class StateStore:
             if not self._check_schema(conn):
                 self._create_schema(conn)
             conn.execute("DELETE FROM item")
-            self._rows = {}
-            self._write(conn)
+            conn.execute("DELETE FROM gone")
+            self._start_generation(conn)
+
+    def _start_generation(self, conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE meta SET generation = generation + 1, version = 0")
+        self._generation = conn.execute("SELECT generation FROM meta").fetchone()[0]
+        self._version, self._snap = 0, {}
+        self._write(conn)
+        self._seen = conn.execute("PRAGMA data_version").fetchone()[0]
 
     @contextmanager
     def request(self) -> Iterator[None]:
@@ -264,33 +259,95 @@ class StateStore:
             yield
             self._write(conn)
 
+    # --- file -> memory --------------------------------------------------------------------
+
     def _refresh(self, conn: sqlite3.Connection, force: bool = False) -> None:
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if version == self._seen and not force:
-            return
-        rows = {
-            (kind, key): value
-            for kind, key, value in conn.execute("SELECT kind, key, value FROM item ORDER BY rowid")
-        }
-        settings, state = _from_rows(self.path, rows)
+        seen = conn.execute("PRAGMA data_version").fetchone()[0]
+        if seen == self._seen and not force:
+            return  # no other connection committed since
+        generation, version = conn.execute("SELECT generation, version FROM meta").fetchone()
+        try:
+            if force or self._seen is None or generation != self._generation:
+                self._load_all(conn)
+            elif version != self._version:
+                for kind, key in conn.execute(
+                    "SELECT kind, key FROM gone WHERE version > ?", (self._version,)
+                ):
+                    self._drop(kind, key)
+                for kind, key, text in conn.execute(
+                    "SELECT kind, key, value FROM item WHERE version > ? ORDER BY rowid",
+                    (self._version,),
+                ):
+                    self._set(kind, key, text)
+        except (ValueError, TypeError, KeyError):
+            self._seen = None
+            raise _unreadable(self.path) from None
+        self._seen, self._generation, self._version = seen, generation, version
+
+    def _load_all(self, conn: sqlite3.Connection) -> None:
         assert self.backend is not None
-        self.backend.settings, self.backend.state = settings, state
-        self._rows, self._seen = rows, version
+        self.backend.state = {key: {} for key in SPLIT}
+        self._snap = {}
+        for kind, key, text in conn.execute("SELECT kind, key, value FROM item ORDER BY rowid"):
+            self._set(kind, key, text)
+        if ("settings", "") not in self._snap or ("state", "subscriptions") not in self._snap:
+            raise ValueError("incomplete state")
+
+    def _set(self, kind: str, key: str, text: str) -> None:
+        assert self.backend is not None
+        value = json.loads(text)
+        if kind == "settings":
+            self.backend.settings = Settings(**value)
+        elif kind == "state":
+            self.backend.state[key] = value
+        else:
+            self.backend.state[kind][key] = value
+        self._snap[(kind, key)] = json.loads(text)  # a copy that the backend cannot touch
+
+    def _drop(self, kind: str, key: str) -> None:
+        assert self.backend is not None
+        self.backend.state.get(kind, {}).pop(key, None)
+        self._snap.pop((kind, key), None)
+
+    # --- memory -> file --------------------------------------------------------------------
+
+    def _current(self) -> dict[tuple[str, str], Any]:
+        assert self.backend is not None
+        rows: dict[tuple[str, str], Any] = {("settings", ""): asdict(self.backend.settings)}
+        for key, value in self.backend.state.items():
+            if key in SPLIT:
+                rows.update(((key, k), v) for k, v in value.items())
+            else:
+                rows[("state", key)] = value
+        return rows
 
     def _write(self, conn: sqlite3.Connection) -> None:
-        assert self.backend is not None
-        rows = to_rows(self.backend)
-        changed = [(*k, v) for k, v in rows.items() if self._rows.get(k) != v]
-        gone = [k for k in self._rows if k not in rows]
-        if gone:
-            conn.executemany("DELETE FROM item WHERE kind = ? AND key = ?", gone)
-        if changed:
-            conn.executemany(
-                "INSERT INTO item (kind, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
-                changed,
-            )
-        self._rows = rows
+        """Write the rows that differ from the snapshot (a deep comparison is ~10 times
+        cheaper than serialising the world to compare text)."""
+        rows = self._current()
+        changed = {k: _dumps(v) for k, v in rows.items() if self._snap.get(k, _MISSING) != v}
+        gone = [k for k in self._snap if k not in rows]
+        if not changed and not gone:
+            return
+        version = self._version + 1
+        conn.executemany("DELETE FROM item WHERE kind = ? AND key = ?", gone)
+        conn.executemany(
+            "INSERT INTO gone VALUES (?, ?, ?)"
+            " ON CONFLICT (kind, key) DO UPDATE SET version = excluded.version",
+            [(*k, version) for k in gone],
+        )
+        conn.executemany("DELETE FROM gone WHERE kind = ? AND key = ?", list(changed))
+        conn.executemany(
+            "INSERT INTO item VALUES (?, ?, ?, ?) ON CONFLICT (kind, key)"
+            " DO UPDATE SET value = excluded.value, version = excluded.version",
+            [(*k, text, version) for k, text in changed.items()],
+        )
+        conn.execute("UPDATE meta SET version = ?", (version,))
+        self._version = version
+        for k in gone:
+            del self._snap[k]
+        for k, text in changed.items():
+            self._snap[k] = json.loads(text)
 
 
 class StoredRouter:
