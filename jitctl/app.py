@@ -36,9 +36,7 @@ class App:
     clock: Any = field(default_factory=SystemClock)
     backend: Any = None  # an emulator Backend, when running against one
     state_file: Path | None = None
-    store: Any = (
-        None  # the --emulator state file (jitctl.emulator.store), one transaction per request
-    )
+    store: Any = None  # the --emulator state file: one transaction per ARM request
     runner: Any = None  # launches programs (jitctl.launch.Runner); tests inject a fake
     ip_fetch: Any = None  # HTTP GET for the IP echo services; tests inject a fake
     data_dir: Path | None = None  # where .rdp files go (the user's data directory)

@@ -168,6 +168,30 @@ def test_a_failed_request_leaves_the_file_as_it_was(tmp_path):
     store.close()
 
 
+def test_a_file_held_too_long_by_another_process_is_contended(state, monkeypatch):
+    from jitctl.app import App
+    from jitctl.emulator import store as store_module
+    from jitctl.errors import Contended, ExitCode
+
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT", 0.2)
+    assert invoke("--emulator", "list").exit_code == 0
+    app = App(emulator=True)
+    sub = app.subscription_id  # attached to the file
+    holder = sqlite3.connect(state, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process in the middle of a request
+    try:
+        with pytest.raises(Contended):  # through the real SDK pipeline, untranslated
+            app.gateway().list_policies(sub)
+        r = invoke("--emulator", "list")
+        assert r.exit_code == ExitCode.CONTENDED and "stayed locked" in r.stderr
+        assert r.stderr.count("\n") == 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        app.close()
+    assert invoke("--emulator", "list").exit_code == 0
+
+
 # --- reads write nothing ----------------------------------------------------------------------
 
 

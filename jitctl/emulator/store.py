@@ -128,9 +128,9 @@ class StateStore:
     generation, which every process reloads whole.
     """
 
-    def __init__(self, path: Path, busy_timeout: float = BUSY_TIMEOUT) -> None:
+    def __init__(self, path: Path, busy_timeout: float | None = None) -> None:
         self.path = path
-        self.busy_timeout = busy_timeout
+        self.busy_timeout = BUSY_TIMEOUT if busy_timeout is None else busy_timeout
         self.backend: Backend | None = None
         self._seen: int | None = None  # data_version of the state held in memory; None: reload
         self._generation = 0
@@ -139,7 +139,7 @@ class StateStore:
         _check_file(path)
         with self._errors():
             self._conn = sqlite3.connect(
-                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+                path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
             )
         try:
             with self._errors():
