@@ -265,6 +265,17 @@ def test_a_bad_state_file_is_one_line_naming_reset(state, spoil, why):
     assert invoke("--emulator", "show", "vm-win01", *G).exit_code == 4  # a fresh demo world
 
 
+def test_a_servers_bad_file_names_reset_with_its_path(state, tmp_path):
+    served = tmp_path / "served file.sqlite"
+    _garbage(served)
+    r = invoke("emulator", "serve", "--port", "0", "--state", str(served))
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert f"Run 'jitctl emulator reset --state '{served}''" in r.stderr  # quoted for a shell
+    assert invoke("emulator", "reset", "--state", str(served)).exit_code == 0
+    assert stored(served).state["subscriptions"]
+    assert not state.exists()  # the --emulator file was not touched
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
 def test_an_unreadable_state_file_names_reset(state):
     stored(state)

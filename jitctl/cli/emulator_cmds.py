@@ -133,7 +133,13 @@ def serve(port: int, state: Path | None, world: str, propagation_delay: float) -
 
 @emulator.command(context_settings=CONTEXT)
 @click.option("--world", type=click.Choice(WORLD_NAMES), default="demo", show_default=True)
-def reset(world: str) -> None:
+@click.option(
+    "--state",
+    "state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="State file to reset (default: the --emulator one, or JITCTL_EMULATOR_STATE).",
+)
+def reset(world: str, state: Path | None) -> None:
     """Start the --emulator state afresh with a named world (also mends a damaged state file).
 
     \b
@@ -147,5 +153,5 @@ def reset(world: str) -> None:
 
     backend = Backend(settings=Settings(propagation_delay=EMULATED_PROPAGATION))
     WORLDS[world](backend)
-    reset_file(emulator_state_file(), backend)
+    reset_file(state or emulator_state_file(), backend)
     click.echo(f"Emulator state reset to world '{world}'.")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -31,7 +32,6 @@ FORMAT = 1  # PRAGMA user_version
 BUSY_TIMEOUT = 30.0  # seconds a request waits for another process's transaction
 SPLIT = ("resources", "jit")  # state keys stored one row per entry
 SQLITE_MAGIC = b"SQLite format 3\x00"
-RESET_HINT = "Run 'jitctl emulator reset' to start afresh (it replaces the file)."
 
 _MISSING = object()
 
@@ -40,7 +40,17 @@ class StateFileError(BadInput):
     """The state file is damaged, foreign, of an older format, or cannot be read."""
 
 
-def _bad(path: Path, why: str, hint: str = RESET_HINT) -> StateFileError:
+def reset_command(path: Path) -> str:
+    """The command that replaces the state file at `path`."""
+    from jitctl.app import emulator_state_file
+
+    if path == emulator_state_file():
+        return "jitctl emulator reset"
+    return f"jitctl emulator reset --state {shlex.quote(printable(path))}"
+
+
+def _bad(path: Path, why: str, hint: str | None = None) -> StateFileError:
+    hint = hint or f"Run '{reset_command(path)}' to start afresh (it replaces the file)."
     return StateFileError(f"The emulator state file {printable(path)} {why}.", hint)
 
 
@@ -92,7 +102,7 @@ def _check_file(path: Path) -> None:
             raise _bad(
                 path,
                 "is in jitctl's former JSON format",
-                "Run 'jitctl emulator reset' to start afresh, or name a new file ending in "
+                f"Run '{reset_command(path)}' to start afresh, or name a new file ending in "
                 ".sqlite next to it (its state is imported).",
             )
         raise _bad(path, "is not an emulator state file (not SQLite)")
