@@ -144,7 +144,10 @@ class EmulatorServer:
             self._httpd.socket, server_side=True, do_handshake_on_connect=False
         )
         self.port = self._httpd.server_address[1]
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        # a short poll so that stop() returns at once (serve_forever checks shutdown per poll)
+        threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def stop(self) -> None:
         if self._httpd is not None:

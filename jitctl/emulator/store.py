@@ -1,21 +1,19 @@
 """The emulator's state in an SQLite file that many processes share safely.
 
 One write transaction per ARM request, as a real server behaves: BEGIN IMMEDIATE (waiting up to
-BUSY_TIMEOUT for another writer), reload the state only when another connection committed since
-(PRAGMA data_version), dispatch, write only the rows that changed, COMMIT. A request that changes
-nothing writes nothing. Used by `jitctl --emulator` and `jitctl emulator serve --state FILE`; the
-in-process Backend of the tests and the demo has no store.
+BUSY_TIMEOUT for another writer), catch up on what other connections committed (nothing to read
+when PRAGMA data_version says none did), dispatch, write only the rows that changed, COMMIT. A
+request that changes nothing writes nothing. Used by `jitctl --emulator` and `jitctl emulator
+serve --state FILE`; the in-process Backend of the tests and the demo has no store.
 
 Rows: the settings, one per top-level state key, and one per resource and per JIT policy, so a
 write touches a few rows rather than the whole world. Row order (rowid) keeps insertion order,
-which is the order the emulator lists things in.
+which is the order the emulator lists things in. The file itself: jitctl.emulator.statefile.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shlex
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -24,110 +22,26 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.emulator.backend import Backend, Settings
-from jitctl.errors import BadInput, Contended
-from jitctl.textsafe import printable
+from jitctl.emulator.statefile import (
+    StateFileError,
+    bad_file,
+    check_file,
+    companions,
+    legacy_backend,
+    unreadable,
+)
+from jitctl.errors import Contended
 
 APPLICATION_ID = 0x6A697463  # "jitc", in the SQLite header: tells our files from others'
 FORMAT = 1  # PRAGMA user_version
 BUSY_TIMEOUT = 30.0  # seconds a request waits for another process's transaction
 SPLIT = ("resources", "jit")  # state keys stored one row per entry
-SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _MISSING = object()
 
 
-class StateFileError(BadInput):
-    """The state file is damaged, foreign, of an older format, or cannot be read."""
-
-
-def reset_command(path: Path) -> str:
-    """The command that replaces the state file at `path`."""
-    from jitctl.app import emulator_state_file
-
-    if path == emulator_state_file():
-        return "jitctl emulator reset"
-    return f"jitctl emulator reset --state {shlex.quote(printable(path))}"
-
-
-def _bad(path: Path, why: str, hint: str | None = None) -> StateFileError:
-    hint = hint or f"Run '{reset_command(path)}' to start afresh (it replaces the file)."
-    return StateFileError(f"The emulator state file {printable(path)} {why}.", hint)
-
-
-def companions(path: Path) -> list[Path]:
-    """The database file and the files SQLite keeps beside it in WAL mode."""
-    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
-
-
-def make_private_dir(folder: Path) -> None:
-    """Create `folder` and its missing parents with mode 0700, whatever the umask."""
-    missing = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for d in reversed(missing):
-        try:
-            os.mkdir(d, 0o700)
-        except FileExistsError:
-            continue
-        if os.name == "posix":
-            os.chmod(d, 0o700)
-
-
-def _check_file(path: Path) -> None:
-    """Create a new file 0600 (SQLite gives its -wal and -shm files the same mode); refuse a file
-    that is not an SQLite database before SQLite touches it."""
-    if path.is_dir():
-        raise _bad(path, "is a folder", "Point JITCTL_EMULATOR_STATE (or --state) at a file.")
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        make_private_dir(path.parent)
-        try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:  # another process made it first
-            return
-        if os.name == "posix":
-            os.chmod(path, 0o600)
-        return
-    except OSError as err:
-        raise _bad(path, f"cannot be read ({err.strerror})") from None
-    try:
-        head = os.read(fd, len(SQLITE_MAGIC))
-        mode = os.fstat(fd).st_mode
-    finally:
-        os.close(fd)
-    if head and head != SQLITE_MAGIC:
-        if head.lstrip().startswith(b"{"):
-            raise _bad(
-                path,
-                "is in jitctl's former JSON format",
-                f"Run '{reset_command(path)}' to start afresh, or name a new file ending in "
-                ".sqlite next to it (its state is imported).",
-            )
-        raise _bad(path, "is not an emulator state file (not SQLite)")
-    if os.name == "posix" and mode & 0o077:
-        with suppress(OSError):
-            os.chmod(path, 0o600)
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
-
-
-def _unreadable(path: Path) -> StateFileError:
-    return _bad(path, "holds state this jitctl cannot read")
-
-
-def _legacy(path: Path) -> Backend | None:
-    """The state of jitctl's former JSON file beside `path` (emulator.json for emulator.sqlite)."""
-    old = path.with_suffix(".json")
-    if old == path or not old.is_file():
-        return None
-    try:
-        return Backend.load(old)
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
 
 
 class StateStore:
@@ -146,7 +60,7 @@ class StateStore:
         self._generation = 0
         self._version = 0
         self._snap: dict[tuple[str, str], Any] = {}  # the rows as stored, parsed apart from state
-        _check_file(path)
+        check_file(path)
         with self._errors():
             self._conn = sqlite3.connect(
                 path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
@@ -176,9 +90,9 @@ class StateStore:
                     f"The emulator state file stayed locked for {self.busy_timeout:g} s.",
                     "Another jitctl process holds it; try again.",
                 ) from None
-            raise _bad(self.path, f"cannot be used ({err})") from None
+            raise bad_file(self.path, f"cannot be used ({err})") from None
         except sqlite3.DatabaseError as err:
-            raise _bad(self.path, f"is damaged or not an emulator state file ({err})") from None
+            raise bad_file(self.path, f"is damaged or not an emulator state file ({err})") from None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -199,9 +113,9 @@ class StateStore:
         if app_id == 0 and tables == 0:
             return False
         if app_id != APPLICATION_ID:
-            raise _bad(self.path, "is an SQLite database of another program")
+            raise bad_file(self.path, "is an SQLite database of another program")
         if conn.execute("PRAGMA user_version").fetchone()[0] != FORMAT:
-            raise _bad(self.path, "was written by another version of jitctl")
+            raise bad_file(self.path, "was written by another version of jitctl")
         return True
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
@@ -234,7 +148,7 @@ class StateStore:
                 self._refresh(conn, force=True)
                 return backend
             self._create_schema(conn)
-            old = _legacy(self.path) if legacy else None
+            old = legacy_backend(self.path) if legacy else None
             if old is not None:
                 backend.settings, backend.state = old.settings, old.state
             elif seed is not None:
@@ -291,7 +205,7 @@ class StateStore:
                     self._set(kind, key, text)
         except (ValueError, TypeError, KeyError):
             self._seen = None
-            raise _unreadable(self.path) from None
+            raise unreadable(self.path) from None
         self._seen, self._generation, self._version = seen, generation, version
 
     def _load_all(self, conn: sqlite3.Connection) -> None:

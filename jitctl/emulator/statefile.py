@@ -1,0 +1,105 @@
+"""The emulator's state file on disk: created private, told apart from files that are not ours
+before SQLite touches them, and the one-line errors that name the command that fixes them."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from contextlib import suppress
+from pathlib import Path
+
+from jitctl.emulator.backend import Backend
+from jitctl.errors import BadInput
+from jitctl.textsafe import printable
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class StateFileError(BadInput):
+    """The state file is damaged, foreign, of an older format, or cannot be read."""
+
+
+def reset_command(path: Path) -> str:
+    """The command that replaces the state file at `path`."""
+    from jitctl.app import emulator_state_file
+
+    if path == emulator_state_file():
+        return "jitctl emulator reset"
+    return f"jitctl emulator reset --state {shlex.quote(printable(path))}"
+
+
+def bad_file(path: Path, why: str, hint: str | None = None) -> StateFileError:
+    hint = hint or f"Run '{reset_command(path)}' to start afresh (it replaces the file)."
+    return StateFileError(f"The emulator state file {printable(path)} {why}.", hint)
+
+
+def companions(path: Path) -> list[Path]:
+    """The database file and the files SQLite keeps beside it in WAL mode."""
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
+def make_private_dir(folder: Path) -> None:
+    """Create `folder` and its missing parents with mode 0700, whatever the umask."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            continue
+        if os.name == "posix":
+            os.chmod(d, 0o700)
+
+
+def check_file(path: Path) -> None:
+    """Create a new file 0600 (SQLite gives its -wal and -shm files the same mode); refuse a file
+    that is not an SQLite database before SQLite touches it."""
+    if path.is_dir():
+        raise bad_file(path, "is a folder", "Point JITCTL_EMULATOR_STATE (or --state) at a file.")
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        make_private_dir(path.parent)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:  # another process made it first
+            return
+        if os.name == "posix":
+            os.chmod(path, 0o600)
+        return
+    except OSError as err:
+        raise bad_file(path, f"cannot be read ({err.strerror})") from None
+    try:
+        head = os.read(fd, len(SQLITE_MAGIC))
+        mode = os.fstat(fd).st_mode
+    finally:
+        os.close(fd)
+    if head and head != SQLITE_MAGIC:
+        if head.lstrip().startswith(b"{"):
+            raise bad_file(
+                path,
+                "is in jitctl's former JSON format",
+                f"Run '{reset_command(path)}' to start afresh, or name a new file ending in "
+                ".sqlite next to it (its state is imported).",
+            )
+        raise bad_file(path, "is not an emulator state file (not SQLite)")
+    if os.name == "posix" and mode & 0o077:
+        with suppress(OSError):
+            os.chmod(path, 0o600)
+
+
+def unreadable(path: Path) -> StateFileError:
+    return bad_file(path, "holds state this jitctl cannot read")
+
+
+def legacy_backend(path: Path) -> Backend | None:
+    """The state of jitctl's former JSON file beside `path` (emulator.json for emulator.sqlite)."""
+    old = path.with_suffix(".json")
+    if old == path or not old.is_file():
+        return None
+    try:
+        return Backend.load(old)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
