@@ -112,17 +112,9 @@ def test_each_request_is_one_transaction_and_other_writers_are_seen(tmp_path):
     a = open_store(path, Backend(settings=Settings()), demo)
     b = open_store(path, Backend(settings=Settings()), demo)  # a second process, in effect
     ra, rb = StoredRouter(Router(a.backend), a), StoredRouter(Router(b.backend), b)
-    rule = {
-        "properties": {
-            "protocol": "Tcp",
-            "access": "Allow",
-            "priority": 300,
-            "direction": "Inbound",
-            "sourceAddressPrefix": "*",
-            "destinationAddressPrefix": "*",
-            "destinationPortRange": "443",
-        }
-    }
+    deny_dns = dict(protocol="Udp", access="Deny", priority=310, direction="Inbound")
+    deny_dns.update(sourceAddressPrefix="198.51.100.0/24", destinationPortRange="53")
+    rule = {"properties": deny_dns}
     status, _, _ = ra.handle(
         "PUT", f"{NSG}/securityRules/https?api-version=2023-09-01", AUTH, json.dumps(rule).encode()
     )
