@@ -208,3 +208,33 @@ def test_small_answers_go_out_without_the_delayed_ack_stall(server):
         assert session.get(url, headers=auth, verify=str(server.cert_path)).status_code == 200
     # with Nagle on and headers and body in two writes, each answer waited ~40 ms (0.8 s in all)
     assert time.perf_counter() - start < 0.5
+
+
+def test_many_clients_at_once_each_request_one_transaction(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    nsg = (
+        f"{server.endpoint}/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/rg-jit-demo/"
+        "providers/Microsoft.Network/networkSecurityGroups/snet-linux-nsg"
+    )
+
+    def put_rule(i: int) -> int:
+        session = requests.Session()  # a client of its own: its own connection
+        session.trust_env = False
+        props = dict(protocol="Tcp", access="Allow", priority=200 + i, direction="Inbound")
+        props.update(sourceAddressPrefix="198.51.100.0/24", destinationPortRange=str(8000 + i))
+        return session.put(
+            f"{nsg}/securityRules/app{i}?api-version=2023-09-01",
+            json={"properties": props},
+            headers={"Authorization": "Bearer x"},
+            verify=str(server.cert_path),
+        ).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        assert list(pool.map(put_rule, range(16))) == [201] * 16
+    names = {
+        r["name"] for r in stored(server.state_file).rules(nsg.split(":" + str(server.port), 1)[1])
+    }
+    assert names >= {f"app{i}" for i in range(16)}

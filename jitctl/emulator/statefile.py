@@ -59,7 +59,7 @@ def check_file(path: Path) -> None:
     if path.is_dir():
         raise bad_file(path, "is a folder", "Point JITCTL_EMULATOR_STATE (or --state) at a file.")
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         make_private_dir(path.parent)
         try:
