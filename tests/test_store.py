@@ -142,6 +142,38 @@ def test_each_request_is_one_transaction_and_other_writers_are_seen(tmp_path):
     assert list(again.state["resources"])[-1].endswith("/vm-win01-pip")  # recreated: listed last
 
 
+def test_reads_after_own_writes_write_nothing_while_a_grant_is_live(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store = open_store(path, Backend(settings=Settings()), demo)
+    router = StoredRouter(Router(store.backend), store)
+    vm = NSG.split(".invalid", 1)[1].replace(
+        "Microsoft.Network/networkSecurityGroups/vm-win01-nsg",
+        "Microsoft.Compute/virtualMachines/vm-win01",
+    )
+    policy = NSG.replace(
+        "Microsoft.Network/networkSecurityGroups/vm-win01-nsg",
+        "Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default",
+    )
+    port = dict(number=3389, protocol="*", maxRequestAccessDuration="PT3H")
+    body = {"properties": {"virtualMachines": [{"id": vm, "ports": [port]}]}}
+    port["allowedSourceAddressPrefix"] = "*"
+    q = "?api-version=2020-01-01"
+    assert router.handle("PUT", policy + q, AUTH, json.dumps(body).encode())[0] == 200
+    wanted = dict(number=3389, duration="PT1H", allowedSourceAddressPrefix="203.0.113.7")
+    ask = {"virtualMachines": [{"id": vm, "ports": [wanted]}]}
+    assert router.handle("POST", policy + "/initiate" + q, AUTH, json.dumps(ask).encode())[0] == 202
+    assert store.backend is not None
+    assert [g["state"] for g in store.backend.state["grants"]] == ["active"]  # its rule is in
+    watcher = sqlite3.connect(path)
+    before = data_version(watcher)
+    for _ in range(3):
+        assert router.handle("GET", policy + q, AUTH, None)[0] == 200
+        assert router.handle("GET", f"{NSG}?api-version=2023-09-01", AUTH, None)[0] == 200
+    assert data_version(watcher) == before
+    watcher.close()
+    store.close()
+
+
 def test_a_failed_request_leaves_the_file_as_it_was(tmp_path):
     path = tmp_path / "s.sqlite"
     store = open_store(path, Backend(settings=Settings()), demo)

@@ -101,7 +101,8 @@ class StateStore:
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                with suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    self._conn.execute("ROLLBACK")
                 self._seen = None  # memory may hold a half-made change: reload next time
                 raise
             self._conn.execute("COMMIT")
