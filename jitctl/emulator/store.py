@@ -67,7 +67,9 @@ class StateStore:
             )
         try:
             with self._errors():
+                self._conn.execute("BEGIN")  # one snapshot: another process may be creating it
                 self._check_schema(self._conn)  # before anything could change a foreign file
+                self._conn.execute("COMMIT")
                 if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=NORMAL")
