@@ -318,6 +318,14 @@ def test_a_folder_in_place_of_the_state_file(state):
         assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "is a folder" in r.stderr
 
 
+def test_a_state_file_that_cannot_be_created(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("JITCTL_EMULATOR_STATE", str(tmp_path / "a-file" / "emulator.sqlite"))
+    r = invoke("--emulator", "list")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert "cannot be created (Not a directory)" in r.stderr and "folder you can write" in r.stderr
+
+
 def test_the_former_json_file_beside_it_is_imported(state):
     from jitctl.app import App
 

@@ -13,6 +13,7 @@ from jitctl.errors import BadInput
 from jitctl.textsafe import printable
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+ELSEWHERE = "Point JITCTL_EMULATOR_STATE (or --state) at a file in a folder you can write to."
 
 
 class StateFileError(BadInput):
@@ -53,22 +54,27 @@ def make_private_dir(folder: Path) -> None:
             os.chmod(d, 0o700)
 
 
+def _create(path: Path) -> None:
+    try:
+        make_private_dir(path.parent)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:  # another process made it first
+        return
+    except OSError as err:
+        raise bad_file(path, f"cannot be created ({err.strerror})", ELSEWHERE) from None
+    if os.name == "posix":
+        os.chmod(path, 0o600)
+
+
 def check_file(path: Path) -> None:
     """Create a new file 0600 (SQLite gives its -wal and -shm files the same mode); refuse a file
     that is not an SQLite database before SQLite touches it."""
     if path.is_dir():
-        raise bad_file(path, "is a folder", "Point JITCTL_EMULATOR_STATE (or --state) at a file.")
+        raise bad_file(path, "is a folder", ELSEWHERE)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError:
-        make_private_dir(path.parent)
-        try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:  # another process made it first
-            return
-        if os.name == "posix":
-            os.chmod(path, 0o600)
-        return
+    except (FileNotFoundError, NotADirectoryError):
+        return _create(path)
     except OSError as err:
         raise bad_file(path, f"cannot be read ({err.strerror})") from None
     try:
