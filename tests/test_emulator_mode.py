@@ -20,15 +20,12 @@ def invoke(args, state):
 
 
 def test_successive_commands_see_each_other(tmp_path):
-    from jitctl.emulator import Backend
-    from jitctl.emulator.store import open_store
+    from jitctl.emulator.store import read_file
 
     state = tmp_path / "emulator.sqlite"
     r = invoke(["--emulator", "enable", "vm-win01", *G], state)
     assert r.exit_code == 0, r.output
-    store = open_store(state, Backend())
-    store.close()
-    assert store.backend is not None and store.backend.state["jit"]
+    assert read_file(state).state["jit"]
     r = invoke(["--emulator", "request", "vm-win01", *G, "--source-ip", "203.0.113.7"], state)
     assert r.exit_code == 0, r.output
     r = invoke(["--emulator", "-o", "json", "show", "vm-win01", *G], state)

@@ -13,6 +13,7 @@ import pytest
 
 from jitctl.emulator import Backend, Settings
 from jitctl.emulator.server import EmulatorServer
+from jitctl.emulator.store import read_file
 from jitctl.emulator.worlds import DEMO_SUBSCRIPTION, demo
 
 
@@ -157,15 +158,7 @@ def test_jitctl_cli_process_against_the_server(server):
     assert env["IDENTITY_HEADER"] not in r.stderr  # the identity secret is never logged
     assert ".eyJ" not in r.stderr  # nor the token
     # each request was one transaction on the state file
-    assert stored(server.state_file).state["jit"]
-
-
-def stored(path):
-    from jitctl.emulator.store import open_store
-
-    store = open_store(path, Backend())
-    store.close()
-    return store.backend
+    assert read_file(server.state_file).state["jit"]
 
 
 def test_server_and_emulator_commands_share_one_state_file(server, monkeypatch):
@@ -235,6 +228,7 @@ def test_many_clients_at_once_each_request_one_transaction(server):
     with ThreadPoolExecutor(16) as pool:
         assert list(pool.map(put_rule, range(16))) == [201] * 16
     names = {
-        r["name"] for r in stored(server.state_file).rules(nsg.split(":" + str(server.port), 1)[1])
+        r["name"]
+        for r in read_file(server.state_file).rules(nsg.split(":" + str(server.port), 1)[1])
     }
     assert names >= {f"app{i}" for i in range(16)}

@@ -18,6 +18,7 @@ from jitctl.cli.commands import cli
 from jitctl.emulator import Backend, Settings
 from jitctl.emulator.responses import Router
 from jitctl.emulator.store import StateStore, StoredRouter, open_store
+from jitctl.emulator.store import read_file as stored
 from jitctl.emulator.worlds import DEMO_SUBSCRIPTION, demo
 
 G = ["-g", "rg-jit-demo"]
@@ -44,14 +45,6 @@ def state(tmp_path, monkeypatch) -> Path:
 
 def invoke(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
-
-
-def stored(path: Path) -> Backend:
-    """What the file holds, read by a store of its own."""
-    store = open_store(path, Backend())
-    store.close()
-    assert store.backend is not None
-    return store.backend
 
 
 def data_version(conn: sqlite3.Connection) -> int:

@@ -310,6 +310,14 @@ def open_store(
     return store
 
 
+def read_file(path: Path) -> Backend:
+    """A Backend holding the state in the file at `path`, read once (tests, tools)."""
+    store = open_store(path, Backend())
+    store.close()
+    assert store.backend is not None
+    return store.backend
+
+
 def reset_file(path: Path, backend: Backend) -> None:
     """Replace the state at `path` with `backend`'s: in one transaction on a good file (other
     processes see the new world at their next request), as a new file over a bad one."""
