@@ -240,6 +240,10 @@ def _old_json(path: Path) -> None:
     backend.save(path)
 
 
+def _other_json(path: Path) -> None:
+    path.write_text('{"settings": {}}')
+
+
 def _foreign_sqlite(path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE notes (body TEXT)")
@@ -264,7 +268,8 @@ def _truncated(path: Path) -> None:
     "spoil, why",
     [
         (_garbage, "is not an emulator state file"),
-        (_old_json, "is in jitctl's former JSON format"),
+        (_old_json, "former JSON format. To import it, rename it emulator.json first;"),
+        (_other_json, "is not an emulator state file"),
         (_foreign_sqlite, "is an SQLite database of another program"),
         (_other_format, "was written by another version of jitctl"),
         (_truncated, "is damaged"),
@@ -289,7 +294,7 @@ def test_a_servers_bad_file_names_reset_with_its_path(state, tmp_path):
     _garbage(served)
     r = invoke("emulator", "serve", "--port", "0", "--state", str(served))
     assert r.exit_code == 2 and r.stderr.count("\n") == 1
-    assert f"Run 'jitctl emulator reset --state '{served}''" in r.stderr  # quoted for a shell
+    assert f"with: jitctl emulator reset --state '{served}' (it" in r.stderr  # shell-quoted
     assert invoke("emulator", "reset", "--state", str(served)).exit_code == 0
     assert stored(served).state["subscriptions"]
     assert not state.exists()  # the --emulator file was not touched
@@ -319,7 +324,7 @@ def test_a_state_file_that_cannot_be_created(tmp_path, monkeypatch):
     assert "cannot be created (Not a directory)" in r.stderr and "folder you can write" in r.stderr
 
 
-def test_the_former_json_file_beside_it_is_imported(state):
+def test_the_former_json_file_beside_it_is_imported(state, monkeypatch):
     from jitctl.app import App
 
     backend = Backend()
@@ -330,6 +335,10 @@ def test_the_former_json_file_beside_it_is_imported(state):
     r = invoke("--emulator", "-o", "json", "show", "vm-win01", *G)
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["policies"][0]["name"] == "default"
+    # named as the state file itself, it is refused with the way to import it
+    monkeypatch.setenv("JITCTL_EMULATOR_STATE", str(state.with_suffix(".json")))
+    r = invoke("--emulator", "list")
+    assert r.exit_code == 2 and "To import it, use emulator.sqlite (same folder)" in r.stderr
 
 
 def test_reset_replaces_the_world_for_processes_already_attached(state):

@@ -30,7 +30,7 @@ def reset_command(path: Path) -> str:
 
 
 def bad_file(path: Path, why: str, hint: str | None = None) -> StateFileError:
-    hint = hint or f"Run '{reset_command(path)}' to start afresh (it replaces the file)."
+    hint = hint or f"Start afresh with: {reset_command(path)} (it replaces the file)."
     return StateFileError(f"The emulator state file {printable(path)} {why}.", hint)
 
 
@@ -83,12 +83,16 @@ def check_file(path: Path) -> None:
     finally:
         os.close(fd)
     if head and head != SQLITE_MAGIC:
-        if head.lstrip().startswith(b"{"):
+        if head.lstrip().startswith(b"{") and _read_json_state(path) is not None:
+            # a new X.sqlite imports the X.json beside it
+            if path.suffix == ".sqlite":
+                move = f"rename it {printable(path.with_suffix('.json').name)} first"
+            else:
+                move = f"use {printable(path.with_suffix('.sqlite').name)} (same folder) instead"
             raise bad_file(
                 path,
                 "is in jitctl's former JSON format",
-                f"Run '{reset_command(path)}' to start afresh, or name a new file ending in "
-                ".sqlite next to it (its state is imported).",
+                f"To import it, {move}; to start afresh: {reset_command(path)}",
             )
         raise bad_file(path, "is not an emulator state file (not SQLite)")
     if os.name == "posix" and mode & 0o077:
@@ -100,12 +104,14 @@ def unreadable(path: Path) -> StateFileError:
     return bad_file(path, "holds state this jitctl cannot read")
 
 
+def _read_json_state(path: Path) -> Backend | None:
+    try:
+        return Backend.load(path)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
 def legacy_backend(path: Path) -> Backend | None:
     """The state of jitctl's former JSON file beside `path` (emulator.json for emulator.sqlite)."""
     old = path.with_suffix(".json")
-    if old == path or not old.is_file():
-        return None
-    try:
-        return Backend.load(old)
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
+    return None if old == path or not old.is_file() else _read_json_state(old)
