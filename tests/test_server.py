@@ -232,3 +232,18 @@ def test_many_clients_at_once_each_request_one_transaction(server):
         for r in read_file(server.state_file).rules(nsg.split(":" + str(server.port), 1)[1])
     }
     assert names >= {f"app{i}" for i in range(16)}
+
+
+def test_a_silent_client_does_not_hold_up_the_others(server):
+    import socket
+
+    import requests
+
+    silent = socket.create_connection((server.host, server.port))  # connects, never says hello
+    try:
+        session = requests.Session()
+        session.trust_env = False
+        url = f"{server.endpoint}/metadata/endpoints?api-version=2022-09-01"
+        assert session.get(url, verify=str(server.cert_path), timeout=5).status_code == 200
+    finally:
+        silent.close()

@@ -23,6 +23,7 @@ from jitctl.emulator.store import StateStore, StoredRouter, open_store
 from jitctl.files import write_private
 
 TOKEN_PATH = "/msi/token"
+HANDSHAKE_TIMEOUT = 30.0  # seconds
 
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:
@@ -195,7 +196,9 @@ def _make_handler(server: EmulatorServer) -> type[BaseHTTPRequestHandler]:
         wbufsize = 1 << 16  # headers and body leave in one write (flushed after each request)
 
         def setup(self) -> None:
+            self.request.settimeout(HANDSHAKE_TIMEOUT)  # a silent client holds only its thread
             self.request.do_handshake()
+            self.request.settimeout(None)
             super().setup()
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet; the backend keeps a log
