@@ -21,7 +21,7 @@ def emulator_state_file() -> Path:
         return Path(explicit)
     from platformdirs import user_state_dir
 
-    return Path(user_state_dir("jitctl", appauthor=False)) / "emulator.json"
+    return Path(user_state_dir("jitctl", appauthor=False)) / "emulator.sqlite"
 
 
 @dataclass
@@ -39,6 +39,7 @@ class App:
     clock: Any = field(default_factory=SystemClock)
     backend: Any = None  # an emulator Backend, when running against one
     state_file: Path | None = None
+    store: Any = None  # the --emulator state file: one transaction per ARM request
     runner: Any = None  # launches programs (jitctl.launch.Runner); tests inject a fake
     ip_fetch: Any = None  # HTTP GET for the IP echo services; tests inject a fake
     data_dir: Path | None = None  # where .rdp files go (the user's data directory)
@@ -79,19 +80,20 @@ class App:
 
     def _load_emulator(self) -> Any:
         from jitctl.emulator.backend import Backend, Settings
+        from jitctl.emulator.store import open_store
         from jitctl.emulator.worlds import WORLDS
 
         self.state_file = self.state_file or emulator_state_file()
-        if self.state_file.exists():
-            return Backend.load(self.state_file)
+        world = WORLDS[os.environ.get("JITCTL_EMULATOR_WORLD", "demo")]
         backend = Backend(settings=Settings(propagation_delay=EMULATED_PROPAGATION))
-        WORLDS[os.environ.get("JITCTL_EMULATOR_WORLD", "demo")](backend)
+        self.store = open_store(self.state_file, backend, seed=world)
         return backend
 
     def close(self) -> None:
-        """Persist emulator state (the --emulator mode), so the next command sees it."""
-        if self.backend is not None and self.state_file is not None:
-            self.backend.save(self.state_file)
+        """Let go of the --emulator state file; each request already committed its changes."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
     # --- Azure ------------------------------------------------------------------------------
 
@@ -131,11 +133,15 @@ class App:
         kwargs: dict[str, Any] = {"polling_interval": 1}
         if self.emulator:
             from jitctl.emulator.responses import Router
+            from jitctl.emulator.store import StoredRouter
             from jitctl.emulator.transport import StaticCredential, emulator_transport
 
             sub = self.subscription_id  # loads the backend
+            router: Any = Router(self.backend)
+            if self.store is not None:
+                router = StoredRouter(router, self.store)
             kwargs.update(
-                transport=emulator_transport(Router(self.backend)),
+                transport=emulator_transport(router),
                 polling_interval=0,
                 retry_backoff_factor=0.01,
             )

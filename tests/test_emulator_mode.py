@@ -20,10 +20,12 @@ def invoke(args, state):
 
 
 def test_successive_commands_see_each_other(tmp_path):
-    state = tmp_path / "emulator.json"
+    from jitctl.emulator.store import read_file
+
+    state = tmp_path / "emulator.sqlite"
     r = invoke(["--emulator", "enable", "vm-win01", *G], state)
     assert r.exit_code == 0, r.output
-    assert json.loads(state.read_text())["state"]["jit"]
+    assert read_file(state).state["jit"]
     r = invoke(["--emulator", "request", "vm-win01", *G, "--source-ip", "203.0.113.7"], state)
     assert r.exit_code == 0, r.output
     r = invoke(["--emulator", "-o", "json", "show", "vm-win01", *G], state)
@@ -42,7 +44,7 @@ def test_successive_commands_see_each_other(tmp_path):
 
 
 def test_env_var_turns_emulator_on(tmp_path):
-    state = tmp_path / "s.json"
+    state = tmp_path / "s.sqlite"
     r = CliRunner().invoke(
         cli, ["list"], env={"JITCTL_EMULATOR_STATE": str(state), "JITCTL_EMULATOR": "1"}
     )
@@ -65,7 +67,7 @@ def test_demo_end_to_end():
 
 
 def test_state_file_is_private(tmp_path):
-    state = tmp_path / "emulator.json"
+    state = tmp_path / "emulator.sqlite"
     invoke(["--emulator", "list"], state)
     if os.name == "posix":
         assert stat.S_IMODE(state.stat().st_mode) == 0o600

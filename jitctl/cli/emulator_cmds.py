@@ -88,7 +88,7 @@ def emulator() -> None:
     "--state",
     "state",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Load and save the emulator's state in this file.",
+    help="Keep the emulator's state in this SQLite file (one transaction per request).",
 )
 @click.option(
     "--world",
@@ -107,10 +107,12 @@ def serve(port: int, state: Path | None, world: str, propagation_delay: float) -
     """Serve the emulator over HTTPS with a managed-identity token endpoint.
 
     Prints the shell lines that point DefaultAzureCredential, the azure-mgmt clients and jitctl at it.
+    With --state, every request is one transaction on that file, which `jitctl --emulator`
+    commands may share.
 
     \b
     Example:
-      jitctl emulator serve --port 8443 --state ./emulator.json
+      jitctl emulator serve --port 8443 --state ./emulator.sqlite
     """
     import time
 
@@ -118,11 +120,8 @@ def serve(port: int, state: Path | None, world: str, propagation_delay: float) -
     from jitctl.emulator.server import EmulatorServer
     from jitctl.emulator.worlds import WORLDS
 
-    if state is not None and state.exists():
-        backend = Backend.load(state)
-    else:
-        backend = Backend(settings=Settings(propagation_delay=propagation_delay))
-        WORLDS[world](backend)
+    backend = Backend(settings=Settings(propagation_delay=propagation_delay))
+    WORLDS[world](backend)  # the world of a new state file; an existing one keeps its own
     server = EmulatorServer(backend, port=port, state_file=state)
     server.start()
     click.echo("\n".join(server.shell_lines()))
@@ -136,8 +135,14 @@ def serve(port: int, state: Path | None, world: str, propagation_delay: float) -
 
 @emulator.command(context_settings=CONTEXT)
 @click.option("--world", type=click.Choice(WORLD_NAMES), default="demo", show_default=True)
-def reset(world: str) -> None:
-    """Start the --emulator state afresh with a named world.
+@click.option(
+    "--state",
+    "state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="State file to reset (default: the --emulator one, or JITCTL_EMULATOR_STATE).",
+)
+def reset(world: str, state: Path | None) -> None:
+    """Start the --emulator state afresh with a named world (also mends a damaged state file).
 
     \b
     Example:
@@ -145,10 +150,10 @@ def reset(world: str) -> None:
     """
     from jitctl.app import EMULATED_PROPAGATION, emulator_state_file
     from jitctl.emulator.backend import Backend, Settings
+    from jitctl.emulator.store import reset_file
     from jitctl.emulator.worlds import WORLDS
 
     backend = Backend(settings=Settings(propagation_delay=EMULATED_PROPAGATION))
     WORLDS[world](backend)
-    path = emulator_state_file()
-    backend.save(path)
+    reset_file(state or emulator_state_file(), backend)
     click.echo(f"Emulator state reset to world '{world}'.")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import socket
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -17,9 +19,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from jitctl.emulator.backend import DEFAULT_TENANT, Backend
 from jitctl.emulator.responses import Router
+from jitctl.emulator.store import StateStore, StoredRouter, open_store
 from jitctl.files import write_private
 
 TOKEN_PATH = "/msi/token"
+HANDSHAKE_TIMEOUT = 30.0  # seconds
 
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:
@@ -86,8 +90,29 @@ def fake_jwt(resource: str, subscription: str | None) -> tuple[str, int]:
     return f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}.", exp
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    """Many clients at once: a real listen backlog, Nagle off (a small answer would otherwise
+    wait for the client's delayed ACK, ~40 ms), and each TLS handshake in its client's thread
+    rather than in the accept loop."""
+
+    request_queue_size = 128
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, addr = self.socket.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock, addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+            return  # a client that hung up or spoke no TLS: nothing to report
+        super().handle_error(request, client_address)
+
+
 @dataclass
 class EmulatorServer:
+    """With `state_file`, every request is one transaction on that store (jitctl.emulator.store),
+    which `jitctl --emulator` processes may share; `backend` seeds a new file."""
+
     backend: Backend
     host: str = "127.0.0.1"
     port: int = 0
@@ -95,7 +120,8 @@ class EmulatorServer:
     cert_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        self.router = Router(self.backend)
+        self.router: Router | StoredRouter = Router(self.backend)
+        self.store: StateStore | None = None
         self.identity_header = secrets.token_hex(16)
         self._httpd: ThreadingHTTPServer | None = None
 
@@ -106,26 +132,31 @@ class EmulatorServer:
     def start(self) -> None:
         import tempfile
 
+        if self.state_file is not None and self.store is None:
+            self.store = open_store(self.state_file, self.backend)
+            self.router = StoredRouter(Router(self.backend), self.store)
         directory = self.cert_dir or Path(tempfile.mkdtemp(prefix="jitctl-emulator-"))
         self.cert_path, key_path = self_signed_cert(directory)
         handler = _make_handler(self)
-        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        self._httpd = _HTTPServer((self.host, self.port), handler)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.cert_path, key_path)
-        self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
+        self._httpd.socket = ctx.wrap_socket(
+            self._httpd.socket, server_side=True, do_handshake_on_connect=False
+        )
         self.port = self._httpd.server_address[1]
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        # a short poll so that stop() returns at once (serve_forever checks shutdown per poll)
+        threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def stop(self) -> None:
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
-        self.persist()
-
-    def persist(self) -> None:
-        if self.state_file is not None:
-            with self.backend.lock:
-                self.backend.save(self.state_file)
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
     def _subscription(self) -> str:
         subs: list[dict[str, Any]] = list(self.backend.state["subscriptions"].values())
@@ -162,6 +193,13 @@ class EmulatorServer:
 def _make_handler(server: EmulatorServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        wbufsize = 1 << 16  # headers and body leave in one write (flushed after each request)
+
+        def setup(self) -> None:
+            self.request.settimeout(HANDSHAKE_TIMEOUT)  # a silent client holds only its thread
+            self.request.do_handshake()
+            self.request.settimeout(None)
+            super().setup()
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet; the backend keeps a log
             pass
@@ -181,8 +219,6 @@ def _make_handler(server: EmulatorServer) -> type[BaseHTTPRequestHandler]:
                 status, out_headers, payload = server.router.handle(
                     self.command, f"{server.endpoint}{self.path}", headers, raw
                 )
-                if self.command != "GET":
-                    server.persist()
             self.send_response(status)
             for k, v in out_headers.items():
                 self.send_header(k, v)

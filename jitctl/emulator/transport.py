@@ -4,17 +4,23 @@ emulator through a requests adapter, with no socket."""
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-from jitctl.emulator.responses import Router
+
+class Answers(Protocol):
+    """What answers requests: a Router, or a StoredRouter (one store transaction per request)."""
+
+    def handle(
+        self, method: str, url: str, headers: dict[str, str], raw: bytes | None
+    ) -> tuple[int, dict[str, str], bytes]: ...
 
 
 class EmulatorAdapter(BaseAdapter):
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Answers) -> None:
         super().__init__()
         self.router = router
 
@@ -52,7 +58,7 @@ class EmulatorAdapter(BaseAdapter):
         pass
 
 
-def emulator_session(router: Router) -> requests.Session:
+def emulator_session(router: Answers) -> requests.Session:
     session = requests.Session()
     session.trust_env = False
     adapter = EmulatorAdapter(router)
@@ -61,7 +67,7 @@ def emulator_session(router: Router) -> requests.Session:
     return session
 
 
-def emulator_transport(router: Router) -> Any:
+def emulator_transport(router: Answers) -> Any:
     """An azure-core RequestsTransport whose every request is answered by `router`."""
     from azure.core.pipeline.transport import RequestsTransport
 
