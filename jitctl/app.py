@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jitctl.clock import SystemClock
 from jitctl.errors import BadInput
-from jitctl.gateway import Gateway
+
+if TYPE_CHECKING:  # the model behind the Gateway costs ~13 ms; --help does not need it
+    from jitctl.gateway import Gateway
 
 STATE_ENV = "JITCTL_EMULATOR_STATE"
 EMULATED_PROPAGATION = 3.0  # seconds; Azure takes about a minute
