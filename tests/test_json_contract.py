@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 G = ["-g", "rg-jit-demo"]
 IP = ["--source-ip", "203.0.113.7"]
@@ -12,7 +13,8 @@ def test_enable_shape(run):
     data = json.loads(run("-o", "json", "enable", "vm-win01", *G).stdout)
     assert set(data) == {"policies", "dry_run", "changed"}
     pol = data["policies"][0]
-    assert set(pol) == {"policy_id", "changes", "action", "attempts"}
+    assert set(pol) == {"policy_id", "changes", "action", "attempts", "notes"}
+    assert pol["notes"] == []
     change = pol["changes"][0]
     assert set(change) == {"vm_id", "port", "action", "before", "after"}
     assert change["after"] == {
@@ -23,15 +25,24 @@ def test_enable_shape(run):
     }
 
 
-def test_request_and_list_shapes(run):
+def test_request_and_list_shapes(run, clock):
     run("enable", "vm-win01", *G)
+    end = (clock.now() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     data = json.loads(run("-o", "json", "request", "vm-win01", *G, *IP, "--duration", "1h").stdout)
-    assert set(data) == {"policy_id", "vm_id", "ports", "start_time", "requestor", "justification"}
+    assert set(data) == {
+        "policy_id",
+        "vm_id",
+        "ports",
+        "start_time",
+        "requestor",
+        "justification",
+        "notes",
+    }
     assert data["ports"] == [
         {
             "number": 3389,
             "source": "203.0.113.7",
-            "end_time": "2026-01-05T10:00:00Z",
+            "end_time": end,
             "status": "Initiating",
             "status_reason": "UserRequested",
             "mapped_port": None,

@@ -99,6 +99,8 @@ def emit(app: App, result: Any) -> None:
     from jitctl.cli.render import render
 
     click.echo(render(result, app.output, app.clock.now()))
+    for note in getattr(result, "notes", ()):  # what a write or request had to recover from
+        click.echo(f"jitctl: {note}", err=True)
 
 
 def ports_or(values: Sequence[str], default: int) -> list[int]:
@@ -135,7 +137,7 @@ def timeout_seconds(text: str) -> float:
     "--policy-name",
     default="default",
     show_default=True,
-    help="JIT policy name (the portal uses 'default').",
+    help="JIT policy name (the portal uses 'default'); '{vm}' gives each VM its own policy.",
 )
 @click.option("--dry-run", is_flag=True, help="Show the change; write nothing.")
 @click.pass_obj
@@ -174,7 +176,7 @@ def enable(
         for p in ports_or(ports, 3389)
     ]
     refs = vm_refs(app, vms, resource_group)
-    emit(app, run(app.gateway(), refs, rules, policy_name, dry_run))
+    emit(app, run(app.gateway(), refs, rules, policy_name, dry_run, clock=app.clock))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -207,7 +209,14 @@ def disable(
     numbers = [parse_port(p) for p in ports] or None
     emit(
         app,
-        run(app.gateway(), vm_refs(app, [vm], resource_group)[0], numbers, policy_name, dry_run),
+        run(
+            app.gateway(),
+            vm_refs(app, [vm], resource_group)[0],
+            numbers,
+            policy_name,
+            dry_run,
+            clock=app.clock,
+        ),
     )
 
 
@@ -284,7 +293,15 @@ def request(
     emit(
         app,
         request_access(
-            app.gateway(), ref, source, app.clock.now(), numbers, length, justification, policy_name
+            app.gateway(),
+            ref,
+            source,
+            app.clock.now(),
+            numbers,
+            length,
+            justification,
+            policy_name,
+            clock=app.clock,
         ),
     )
     if wait:
