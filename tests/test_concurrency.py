@@ -16,8 +16,10 @@ from jitctl.emulator.backend import Fault
 from jitctl.errors import BadInput, Contended
 from jitctl.ids import same_id
 from jitctl.model import JitPolicy, PolicyVm, PortRule
+from jitctl.policyfile import load_all
 from jitctl.policynames import check_policy_name, policy_name_for
 from jitctl.services.access import request_access
+from jitctl.services.plan import apply_plan, make_plan
 from jitctl.services.policies import WritePolicy, disable, enable
 from tests.support import RG, SUB, vm_ref
 
@@ -242,3 +244,49 @@ def test_a_fault_after_the_fact_does_the_request(gw, backend):
         for e in backend.state["jit"].values()
         for v in e["policy"]["properties"]["virtualMachines"]
     )
+
+
+# --- policy files -----------------------------------------------------------------------
+
+
+def _policy_file(tmp_path, text):
+    path = tmp_path / "jit.yaml"
+    path.write_text(text, encoding="utf-8")
+    return load_all(path)
+
+
+def test_policy_apply_converges_when_clobbered(tmp_path, gw, clock):
+    files, problems = _policy_file(
+        tmp_path, f"targets:\n  - resourceGroup: {RG}\n    names: [vm-win01]\n    ports: [3389]\n"
+    )
+    assert problems == []
+    plan = make_plan(gw, files, SUB)
+    rival = Clobberer(gw, 2)
+    result = apply_plan(gw, plan, clock=clock)
+    assert rival.done == 2 and result.writes == 3
+    assert gw.get_policy(*KEY).vm(WIN.id)
+
+
+def test_policy_files_check_policy_names_and_resolve_templates(tmp_path, gw, clock):
+    _, problems = _policy_file(
+        tmp_path,
+        "defaults: {policyName: 'a/b'}\ntargets:\n  - ids: [" + WIN.id + "]\n    ports: [22]\n",
+    )
+    assert [(p.line, p.key) for p in problems] == [(1, "defaults.policyName")]
+    files, problems = _policy_file(
+        tmp_path,
+        f"targets:\n  - resourceGroup: {RG}\n    names: ['vm-*']\n    policyName: 'jit-{{vm}}'\n"
+        "    ports: [3389]\n",
+    )
+    assert problems == []
+    plan = make_plan(gw, files, SUB)
+    assert sorted(p.key[3] for p in plan.policies if p.changes) == ["jit-vm-lnx01", "jit-vm-win01"]
+
+
+def test_writes_failing_until_the_bound_exit_1_not_9(run, backend):
+    backend.faults.append(
+        Fault(503, match="jitNetworkAccessPolicies/default", method="PUT", times=10_000)
+    )
+    r = run("enable", "vm-win01", *G)
+    assert r.exit_code == 1 and "Azure is unavailable (503" in r.stderr
+    assert backend.state["jit"] == {}

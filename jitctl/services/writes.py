@@ -16,7 +16,6 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from jitctl.errors import Contended, Unavailable
 from jitctl.gateway import Gateway, InitiatePort
@@ -78,6 +77,8 @@ class _Writer:
         self.window = settings.confirm_window
         self.read_time = 0.0
         self.lost = False  # the last write's answer was lost
+        self.retry_after: float | None = None
+        self.failure: Unavailable | None = None
 
     def read(self) -> JitPolicy | None:
         return self.gw.get_policy(*self.key)
@@ -92,7 +93,7 @@ class _Writer:
         """One PUT (or DELETE of a policy still empty on a fresh read); returns the verb."""
         start = self.clock.now()
         verb = "updated" if existed else "created"
-        self.lost = False
+        self.lost, self.retry_after = False, None
         try:
             if vms:
                 self.gw.put_policy(replace(base, vms=vms))
@@ -100,7 +101,7 @@ class _Writer:
                 self.gw.delete_policy(base)
                 verb = "deleted"
         except Unavailable as err:
-            self.lost = True
+            self.lost, self.retry_after, self.failure = True, err.retry_after, err
             self.notes.append(
                 f"The answer to writing JIT policy {base.name} was lost ({err.message}); "
                 "re-reading it."
@@ -128,9 +129,10 @@ class _Writer:
         return True
 
     def pause(self, attempt: int, writes: int, deadline: datetime) -> None:
-        limit = min(self.s.backoff * 2 ** (attempt - 1), self.s.backoff_max)
-        wait = self.rng.uniform(limit / 2, limit)
+        wait = _backoff(self.s, attempt, self.rng, self.retry_after)
         if self.clock.now() + timedelta(seconds=wait) >= deadline:
+            if self.lost and self.failure is not None:  # Azure failing, not a rival writer
+                raise self.failure
             raise Contended(
                 f"Could not confirm the change to JIT policy {self.key[3]} in "
                 f"{self.key[1]}: another writer keeps replacing the policy "
@@ -238,7 +240,9 @@ def initiate_once(
     rnd = rng or random.Random()
     notes: list[str] = []
     key = (policy.subscription_id, policy.resource_group, policy.location, policy.name)
-    for attempt in range(1, s.initiate_tries + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         sent = clock.now()
         try:
             return gw.initiate(policy, vm_id, ports, justification), tuple(notes)
@@ -251,15 +255,19 @@ def initiate_once(
                 "request history shows it had landed, so it was not sent again."
             )
             return found, tuple(notes)
-        if attempt == s.initiate_tries:
+        if attempt >= s.initiate_tries:
             raise failure
         notes.append(
             f"The access request failed ({failure.message}) and is not in the policy's request "
             "history: requested again."
         )
-        limit = min(s.backoff * 2 ** (attempt - 1), s.backoff_max)
-        clock.sleep(max(failure.retry_after or 0.0, rnd.uniform(limit / 2, limit)))
-    raise AssertionError("unreachable")
+        clock.sleep(_backoff(s, attempt, rnd, failure.retry_after))
+
+
+def _backoff(s: WritePolicy, attempt: int, rng: random.Random, retry_after: float | None) -> float:
+    """Jittered exponential backoff, never shorter than the service's Retry-After."""
+    limit = min(s.backoff * 2 ** (attempt - 1), s.backoff_max)
+    return max(retry_after or 0.0, rng.uniform(limit / 2, limit))
 
 
 def _landed(
@@ -270,7 +278,7 @@ def _landed(
     sent: datetime,
     clock: Clock,
     s: WritePolicy,
-    rng: Any,
+    rng: random.Random,
 ) -> AccessRequest | None:
     """Two looks at the history (the second after a pause, in case a read lags the write)."""
     for look in range(2):
