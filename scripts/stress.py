@@ -1,7 +1,7 @@
 """Stress: many `jitctl` processes writing one JIT policy at once through `jitctl emulator serve`'s
 HTTPS server, with and without latency and faults. Prints a Markdown table.
 
-python scripts/stress.py [--rounds 5] [--count 20]
+python scripts/stress.py [--rounds 5] [--count 20] [--only TEXT]
 
 Each row: processes that exited 0 / all, VMs in the policy as expected, processes that exited 0
 although their change is missing (must be 0), writes (PUT and DELETE answered) per process,
@@ -11,7 +11,6 @@ median and slowest process in seconds.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,9 @@ from jitctl.emulator.backend import latency_and_faults
 from jitctl.emulator.server import EmulatorServer
 from jitctl.emulator.worlds import crowd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.test_server import env_of  # the clean environment the tests use
+
 GROUP = "rg-crowd"
 
 
@@ -38,18 +40,7 @@ class Round:
     writes: int = 0
     seconds: list[float] | None = None
     grants_ok: bool = True
-
-
-def env_of(srv: EmulatorServer) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AZURE_", "JITCTL_", "IDENTITY_", "MSI_"))
-    }
-    for line in srv.shell_lines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = value
-    return env
+    recovered: int = 0  # processes that read back a lost answer
 
 
 def run_all(env: dict[str, str], commands: list[list[str]]) -> list[tuple[int, float, str]]:
@@ -91,8 +82,9 @@ def one_round(count: int, latency: float, fault_rate: float, mode: str, tmp: Pat
     try:
         env = env_of(srv)
         keep, gone = names, []
-        if mode == "enable+disable":  # half are in the policy; they leave while the rest join
-            gone, keep = names[: count // 2], names[count // 2 :]
+        if mode in ("enable+disable", "last VM"):  # some are in; they leave while the rest join
+            split = 1 if mode == "last VM" else count // 2
+            gone, keep = names[:split], names[split:]
             run_all(env, [["enable", *gone, "-g", GROUP]])
             commands = [["disable", n, "-g", GROUP] for n in gone]
             commands += [["enable", n, "-g", GROUP] for n in keep]
@@ -112,6 +104,7 @@ def one_round(count: int, latency: float, fault_rate: float, mode: str, tmp: Pat
     r = Round(total=len(results), writes=writes, seconds=[s for _, s, _ in results])
     targets = [c[1] for c in commands]
     for (code, _, err), cmd, vm in zip(results, commands, targets, strict=True):
+        r.recovered += "was lost" in err
         if code == 0:
             r.ok += 1
             if (cmd[0] == "enable" and vm not in present) or (
@@ -147,20 +140,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--only", default="", help="run the scenarios whose label has this text")
     args = parser.parse_args()
     scenarios: list[tuple[str, float, float, str]] = [
         ("enable, no latency", 0.0, 0.0, "enable"),
         ("enable, 200 ms a call", 0.2, 0.0, "enable"),
-        ("enable + disable (incl. the last VM), 200 ms", 0.2, 0.0, "enable+disable"),
+        ("half disable while half enable, 200 ms", 0.2, 0.0, "enable+disable"),
+        ("disable of the last VM while 19 enable, 200 ms", 0.2, 0.0, "last VM"),
         ("enable, 20% writes fail (half after the fact)", 0.0, 0.2, "enable"),
         ("request, 20% initiates fail (half after the fact)", 0.0, 0.2, "request"),
     ]
     print(
         f"| {args.count} processes at once, {args.rounds} rounds | exit 0 | policy as expected "
-        "| exit 0 but change missing | writes per process | median s | slowest s |"
+        "| exit 0 but change missing | writes per process | lost answers read back "
+        "| median s | slowest s |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for label, latency, rate, mode in scenarios:
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, latency, rate, mode in [x for x in scenarios if args.only in x[0]]:
         rows: list[Any] = []
         with tempfile.TemporaryDirectory() as tmp:
             for _ in range(args.rounds):
@@ -172,6 +168,7 @@ def main() -> None:
         print(
             f"| {label} | {ok}/{total} | {expected}/{len(rows)} rounds | "
             f"{sum(r.lying for r in rows)} | {sum(r.writes for r in rows) / total:.1f} | "
+            f"{sum(r.recovered for r in rows)} | "
             f"{statistics.median(seconds):.1f} | {max(seconds):.1f} |",
             flush=True,
         )

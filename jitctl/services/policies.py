@@ -1,4 +1,4 @@
-"""Enable and disable JIT on VMs: read, merge, write, re-read; never drop anyone else's config."""
+"""Enable and disable JIT on VMs: read, merge, write, confirm; never drop anyone else's config."""
 
 from __future__ import annotations
 
@@ -17,7 +17,14 @@ from jitctl.policynames import check_policy_name, policy_name_for
 from jitctl.services.topology import has_nsg
 from jitctl.services.writes import Clock, PolicyChange, WritePolicy, write_merged
 
-__all__ = ["PolicyChange", "PolicyChangeResult", "WritePolicy", "disable", "enable"]
+__all__ = [
+    "PolicyChange",
+    "PolicyChangeResult",
+    "WritePolicy",
+    "disable",
+    "enable",
+    "policies_of_vm",
+]
 
 
 @dataclass(frozen=True)
