@@ -31,7 +31,10 @@ class App:
     arm_endpoint: str | None = None
     emulator: bool = False
     debug: bool = False
-    output: str = "table"  # table | json
+    output: str = "table"  # json | jsonc | yaml | yamlc | table | tsv | none
+    query: str | None = None  # JMESPath over the JSON result
+    verbose: bool = False
+    only_show_errors: bool = False
     interactive: bool | None = None  # may we ask questions? None: when stdin is a terminal
     clock: Any = field(default_factory=SystemClock)
     backend: Any = None  # an emulator Backend, when running against one

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,18 +61,69 @@ def resolve_cloud(name: str | None, arm_endpoint: str | None) -> Cloud:
     return CLOUDS[key]
 
 
-def cli_default_subscription() -> str | None:
-    """The Azure CLI's default subscription, from its profile file (no az process started)."""
-    config_dir = Path(os.environ.get("AZURE_CONFIG_DIR") or Path.home() / ".azure")
+def _config_dir() -> Path:
+    return Path(os.environ.get("AZURE_CONFIG_DIR") or Path.home() / ".azure")
+
+
+def _profile_subscriptions() -> list[dict]:
+    """The subscriptions in the Azure CLI's profile file (no az process started)."""
     try:
-        data = json.loads((config_dir / "azureProfile.json").read_text(encoding="utf-8-sig"))
+        data = json.loads((_config_dir() / "azureProfile.json").read_text(encoding="utf-8-sig"))
     except (OSError, ValueError):
-        return None
-    for sub in data.get("subscriptions", []):
+        return []
+    subs = data.get("subscriptions", []) if isinstance(data, dict) else []
+    return [s for s in subs if isinstance(s, dict)]
+
+
+def cli_default_subscription() -> str | None:
+    """The Azure CLI's default subscription, from its profile file."""
+    for sub in _profile_subscriptions():
         if sub.get("isDefault"):
             return str(sub.get("id"))
     return None
 
 
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+
+
+def subscription_by_name(name: str) -> str:
+    """A subscription named as in az (`-s "Contoso Prod"`): its id, from the az profile file.
+
+    Names are resolved from the profile file only (what `az account list` shows after `az login`),
+    not by listing subscriptions through ARM.
+    """
+    if _GUID.match(name.strip()):
+        return name.strip()
+    matches = {
+        str(s.get("id"))
+        for s in _profile_subscriptions()
+        if str(s.get("name", "")).lower() == name.strip().lower()
+    }
+    if len(matches) > 1:
+        raise BadInput(
+            f"Several subscriptions are named '{name}'.", "Pass the subscription id instead."
+        )
+    # Not a name we know: taken as an id (Azure answers SubscriptionNotFound if it is neither).
+    return matches.pop() if matches else name.strip()
+
+
 def resolve_subscription(explicit: str | None) -> str | None:
-    return explicit or os.environ.get("AZURE_SUBSCRIPTION_ID") or cli_default_subscription()
+    if explicit:
+        return subscription_by_name(explicit)
+    return os.environ.get("AZURE_SUBSCRIPTION_ID") or cli_default_subscription()
+
+
+def default_resource_group() -> str | None:
+    """az's configured default group: AZURE_DEFAULTS_GROUP, else `group` in the [defaults]
+    section of the az config file (`az config set defaults.group=RG`)."""
+    group = os.environ.get("AZURE_DEFAULTS_GROUP")
+    if group:
+        return group
+    import configparser
+
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(_config_dir() / "config", encoding="utf-8")
+    except (OSError, configparser.Error):
+        return None
+    return parser.get("defaults", "group", fallback=None) or None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -39,10 +40,17 @@ def snapshot(nsg: Nsg) -> NsgSnapshot:
     return NsgSnapshot(nsg.id, tuple(rows))
 
 
+Progress = Callable[[str], AbstractContextManager[Callable[[float, Any], None]]]
+
+
 def run_demo(
-    app: App, source_ip: str, source_note: str, timeout: float = 60.0
+    app: App,
+    source_ip: str,
+    source_note: str,
+    timeout: float = 60.0,
+    progress: Progress | None = None,
 ) -> Iterator[DemoStep]:
-    """Yields each step as it completes (so a terminal shows progress)."""
+    """Yields each step as it completes; `progress(label)` shows a wait as it goes (a spinner)."""
     from jitctl.emulator.worlds import DEMO_GROUP, DEMO_SUBSCRIPTION
     from jitctl.services.access import request_access
     from jitctl.services.policies import enable
@@ -77,6 +85,14 @@ def run_demo(
         lambda: enable(gw, vms, [PortRule(3389), PortRule(22)], clock=app.clock),
         "One read-merge-write of the resource group's policy; JIT adds deny rules.",
     )
+
+    def wait(ref: VmRef, port: int) -> Any:
+        label = f"waiting for {ref.name} to let {source_ip} in on {port}"
+        with progress(label) if progress else nullcontext(None) as update:
+            return wait_until_effective(
+                gw, ref, source_ip, app.clock, [port], timeout, progress=update
+            )[0]
+
     for ref, port in ((vms[0], 3389), (vms[1], 22)):
         yield step(
             f"Request {port} on {ref.name} for {source_ip}",
@@ -94,11 +110,7 @@ def run_demo(
         )
         yield step(
             f"Wait until {ref.name} really lets {source_ip} in on {port}",
-            partial(
-                lambda r, p: wait_until_effective(gw, r, source_ip, app.clock, [p], timeout)[0],
-                ref,
-                port,
-            ),
+            partial(wait, ref, port),
             "Polls the NSGs with backoff; Azure takes about a minute, the emulator a few seconds.",
         )
     yield step("NSG rules after", lambda: [snapshot(gw.get_nsg(i)) for i in nsg_ids])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jitctl.errors import BadInput
+from jitctl.parsing import check_resource_group, check_subscription, check_vm_name
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,11 @@ def parse_vm(value: str, *, resource_group: str | None, subscription_id: str | N
                 f"'{value}' is not a virtual machine resource id.",
                 "Use /subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/NAME.",
             )
-        return VmRef(seg["subscriptions"], seg["resourcegroups"], seg["virtualmachines"])
+        return VmRef(
+            check_subscription(seg["subscriptions"]),
+            check_resource_group(seg["resourcegroups"]),
+            check_vm_name(seg["virtualmachines"]),
+        )
     if not resource_group:
         raise BadInput(
             f"VM '{value}' is named without its resource group.",
@@ -61,7 +66,11 @@ def parse_vm(value: str, *, resource_group: str | None, subscription_id: str | N
         raise BadInput(
             "No subscription given.", "Pass --subscription or set AZURE_SUBSCRIPTION_ID."
         )
-    return VmRef(subscription_id, resource_group, value)
+    return VmRef(
+        check_subscription(subscription_id),
+        check_resource_group(resource_group),
+        check_vm_name(value),
+    )
 
 
 def policy_id(subscription_id: str, resource_group: str, location: str, name: str) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from jitctl.model import Nsg, SecurityRule
+from jitctl.parsing import EVERY_ADDRESS, INTERNET, wide_open
 
 # Since May 2023 "MicrosoftDefenderForCloud-JITRule"; before, "SecurityCenter-JITRule".
 # Deny rules use '_' separators, allow rules '-'; the integer can be negative.
@@ -115,9 +116,10 @@ def _in_prefix(
 ) -> bool:
     p = prefix.strip()
     low = p.lower()
-    if low in ("*", "any", "0.0.0.0/0"):
+    kind = wide_open(p)
+    if kind == EVERY_ADDRESS:
         return True
-    if low == "internet":
+    if kind == INTERNET:
         return is_internet(ip, flow)
     if low == "virtualnetwork":
         return _in_vnet(ip, flow)
@@ -145,19 +147,26 @@ def is_internet(
 
 
 def source_within(source: str, allowed: Sequence[str]) -> bool:
-    """Is a requested source (address or CIDR) inside one of a JIT port's allowed prefixes?"""
-    wide = ("*", "any", "0.0.0.0/0")
-    if any(a.strip().lower() in wide for a in allowed):
+    """Is a requested source (address, CIDR, or a wide-open spelling) inside one of a JIT
+    port's allowed prefixes? '*' covers everything; 'Internet' covers public ranges and the
+    Internet tag itself, not '*' (which also covers the virtual network)."""
+    kinds = {wide_open(a) for a in allowed}
+    if EVERY_ADDRESS in kinds:
         return True
+    requested = wide_open(source)
+    if requested is not None:
+        return requested in kinds
     try:
         net = ipaddress.ip_network(source.strip(), strict=False)
     except ValueError:
         return False
+    if (
+        INTERNET in kinds
+        and is_internet(net.network_address)
+        and is_internet(net.broadcast_address)
+    ):
+        return True
     for a in allowed:
-        if a.strip().lower() == "internet":
-            if is_internet(net.network_address):
-                return True
-            continue
         try:
             if net.subnet_of(ipaddress.ip_network(a.strip(), strict=False)):  # type: ignore[arg-type]
                 return True

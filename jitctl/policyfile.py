@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -20,15 +21,20 @@ from pydantic import (
 )
 
 from jitctl.errors import BadInput
+from jitctl.ids import parse_vm
 from jitctl.model import PortRule
 from jitctl.parsing import (
+    check_resource_group,
+    check_subscription,
     format_human_duration,
     is_any_source,
     parse_duration,
+    parse_port,
     parse_protocol,
     parse_source,
 )
 from jitctl.policynames import check_policy_name
+from jitctl.textsafe import printable
 
 Protocol = Literal["tcp", "udp", "any"]
 
@@ -61,6 +67,13 @@ def _check_policy_name(value: str | None) -> str | None:
         raise ValueError(err.message) from None
 
 
+def _check_subscriptions(value: list[str] | None) -> list[str] | None:
+    try:
+        return [check_subscription(s) for s in value] if value is not None else None
+    except BadInput as err:
+        raise ValueError(str(err)) from None
+
+
 def _check_duration(value: str | None) -> str | None:
     if value is not None:
         try:
@@ -77,13 +90,21 @@ class _Strict(BaseModel):
 class PortSpec(_Strict):
     """A port; settings left out come from the file's defaults."""
 
-    number: int = Field(ge=1, le=65535, description="Port number")
+    number: StrictInt = Field(ge=1, le=65535, description="Port number")
     protocol: Protocol | None = Field(None, description="tcp, udp or any")
     allowAnySource: bool | None = Field(None, description="Allow '*' or 0.0.0.0/0 in sources")
     sources: list[str] | None = Field(
         None, description="Allowed requester ranges; leave out for any address"
     )
     maxDuration: str | None = Field(None, description="Longest request: 90m, 3h, PT3H (5m to 24h)")
+
+    @field_validator("number", mode="before")
+    @classmethod
+    def _number(cls, v: Any) -> Any:
+        try:
+            return parse_port(v)  # refuses true/false, 22.0, '22x' (pydantic would take some)
+        except BadInput as err:
+            raise ValueError(str(err)) from None
 
     @field_validator("maxDuration")
     @classmethod
@@ -153,8 +174,25 @@ class Target(_Strict):
     def _ids(cls, v: list[str] | None) -> list[str] | None:
         for vm_id in v or []:
             if "/providers/microsoft.compute/virtualmachines/" not in vm_id.lower():
-                raise ValueError(f"'{vm_id}' is not a virtual machine resource id")
+                raise ValueError(f"'{printable(vm_id)}' is not a virtual machine resource id")
+            try:
+                parse_vm(vm_id, resource_group=None, subscription_id=None)
+            except BadInput as err:
+                raise ValueError(str(err)) from None
         return v
+
+    @field_validator("subscriptions")
+    @classmethod
+    def _subscriptions(cls, v: list[str] | None) -> list[str] | None:
+        return _check_subscriptions(v)
+
+    @field_validator("resourceGroup")
+    @classmethod
+    def _group(cls, v: str | None) -> str | None:
+        try:
+            return check_resource_group(v) if v is not None else None
+        except BadInput as err:
+            raise ValueError(str(err)) from None
 
     @model_validator(mode="after")
     def _one_selector(self) -> Target:
@@ -177,6 +215,11 @@ class PolicyFile(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     targets: list[Target] = Field(min_length=1)
 
+    @field_validator("subscriptions")
+    @classmethod
+    def _subscriptions(cls, v: list[str] | None) -> list[str] | None:
+        return _check_subscriptions(v)
+
 
 def json_schema() -> dict[str, Any]:
     schema = PolicyFile.model_json_schema()
@@ -196,7 +239,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.key}: {self.message}"
+        """One line, whatever the file holds: its name, keys and values are escaped."""
+        return printable(f"{self.file}:{self.line}: {self.key}: {self.message}")
 
 
 @dataclass(frozen=True)
@@ -218,6 +262,8 @@ def _line_map(node: Any, path: tuple[Any, ...], out: dict[tuple[Any, ...], int])
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue
             sub = (*path, key.value)
             _line_map(value, sub, out)
             out[sub] = key.start_mark.line + 1
@@ -241,18 +287,13 @@ def key_of(loc: tuple[Any, ...]) -> str:
 
 
 def load_file(path: Path, shown: str | None = None) -> tuple[LoadedFile | None, list[Problem]]:
-    import yaml
+    from jitctl.yamlload import YamlProblem, compose_bounded
 
     name = shown or str(path)
-    text = path.read_text(encoding="utf-8")
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        return None, [
-            Problem(name, (mark.line + 1) if mark else 1, "yaml", str(err.problem or err))
-        ]
+        node, data = compose_bounded(path)
+    except YamlProblem as err:
+        return None, [Problem(name, err.line, err.key, err.message)]
     lines: dict[tuple[Any, ...], int] = {}
     if node is not None:
         _line_map(node, (), lines)
@@ -272,14 +313,19 @@ def load_file(path: Path, shown: str | None = None) -> tuple[LoadedFile | None, 
 
 def policy_paths(path: Path) -> list[Path]:
     """A file, or the *.yaml / *.yml files of a folder (not its subfolders)."""
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise BadInput(
-            f"'{path}' is neither a policy file nor a folder.",
-            "Give a .yaml file or a folder of them.",
-        )
-    return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    try:
+        if path.is_file():
+            return [path]
+        if path.is_dir():
+            return sorted(
+                p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
+            )
+    except (OSError, ValueError):  # a NUL in the name, a folder that cannot be listed
+        pass
+    raise BadInput(
+        f"'{printable(path)}' is neither a policy file nor a folder.",
+        "Give a .yaml file or a folder of them.",
+    )
 
 
 def load_all(path: Path) -> tuple[list[LoadedFile], list[Problem]]:
@@ -312,6 +358,6 @@ def export_port(rule: PortRule) -> dict[str, Any]:
     }
     if rule.sources != ("*",):
         out["sources"] = list(rule.sources)
-        if any(s in ("*", "0.0.0.0/0", "Internet", "Any") for s in rule.sources):
+        if any(is_any_source(s) for s in rule.sources):
             out["allowAnySource"] = True
     return out

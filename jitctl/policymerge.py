@@ -6,12 +6,12 @@ read -> merge -> write, and the merge must leave every other VM and port exactly
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from jitctl.ids import same_id
 from jitctl.model import PolicyVm, PortRule
+from jitctl.parsing import canonical_source
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,9 @@ def remove_ports(
 
 
 def same_rule(a: PortRule | None, b: PortRule | None) -> bool:
-    """Equal for Azure: a one-item prefix list is the same as the single prefix."""
+    """Equal for Azure: a one-item prefix list is the same as the single prefix, the order of
+    prefixes does not matter, and each prefix is compared by meaning (parsing.canonical_source:
+    '*', 'Any' and 0.0.0.0/0 are one source; 'Internet' is another)."""
     if a is None or b is None:
         return a is b
     return (a.number, a.protocol, a.max_duration, _canonical(a.sources)) == (
@@ -82,19 +84,8 @@ def same_rule(a: PortRule | None, b: PortRule | None) -> bool:
     )
 
 
-def _canonical(sources: Sequence[str]) -> tuple[str, ...]:
-    """203.0.113.7/32 and 203.0.113.7 are one source; tags and '*' stay as written."""
-    out = []
-    for s in sources:
-        if s.strip().lower() in ("*", "any", "internet", "0.0.0.0/0"):
-            out.append("*")
-            continue
-        try:
-            net = ipaddress.ip_network(s.strip(), strict=False)
-            out.append(str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net))
-        except ValueError:
-            out.append(s.strip())
-    return tuple(out)
+def _canonical(sources: Sequence[str]) -> frozenset[str]:
+    return frozenset(canonical_source(s) for s in sources)
 
 
 def set_ports(

@@ -1,12 +1,16 @@
 """Benchmark: ARM calls per command (on the emulator) and cold-start times. Prints Markdown.
 
-python scripts/benchmark.py [--runs 5]
+python scripts/benchmark.py [--runs 5] [--az PATH]
+
+The --help comparison runs `az security jit-policy --help` (the Azure CLI found on PATH, or
+--az) side by side with `jitctl --help`, interleaved, and is left out when there is no az.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -138,9 +142,37 @@ def cold_starts(runs: int) -> list[tuple[str, float]]:
         ]
 
 
+def help_vs_az(runs: int, az: str | None) -> list[tuple[str, float]]:
+    """`jitctl --help` next to `az security jit-policy --help`: interleaved runs, medians, ratio."""
+    az = az or shutil.which("az")
+    if az is None:
+        return []
+    script = Path(sys.executable).with_name("jitctl")
+    jitctl = [str(script)] if script.exists() else [sys.executable, "-m", "jitctl"]
+    with tempfile.TemporaryDirectory() as tmp:
+        # A fresh az profile, warmed once: az builds its command index on the first run.
+        env = {**os.environ, "AZURE_CONFIG_DIR": tmp, "AZURE_CORE_COLLECT_TELEMETRY": "no"}
+        commands = {"az": [az, "security", "jit-policy", "--help"], "jitctl": [*jitctl, "--help"]}
+        for cmd in commands.values():
+            subprocess.run(cmd, env=env, capture_output=True, check=True)
+        samples: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(runs):
+            for name, cmd in commands.items():
+                start = time.perf_counter()
+                subprocess.run(cmd, env=env, capture_output=True, check=True)
+                samples[name].append(time.perf_counter() - start)
+    az_s, jit_s = (statistics.median(samples[n]) for n in ("az", "jitctl"))
+    return [
+        ("az security jit-policy --help", az_s),
+        ("jitctl --help, same run", jit_s),
+        ("ratio jitctl / az (target at most 0.15)", jit_s / az_s),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--az", help="the Azure CLI to compare --help with (default: az on PATH)")
     args = parser.parse_args()
     print("| command | ARM calls | writes |\n|---|---:|---:|")
     for label, calls, writes in count_calls():
@@ -148,6 +180,11 @@ def main() -> None:
     print(f"\n| cold start (median of {args.runs}) | seconds |\n|---|---:|")
     for label, seconds in cold_starts(args.runs):
         print(f"| {label} | {seconds:.2f} |")
+    side_by_side = help_vs_az(args.runs, args.az)
+    if side_by_side:
+        print(f"\n| --help side by side (median of {args.runs}) | seconds |\n|---|---:|")
+        for label, seconds in side_by_side:
+            print(f"| {label} | {seconds:.2f} |")
 
 
 if __name__ == "__main__":

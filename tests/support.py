@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,3 +21,21 @@ def spec(path: str) -> dict[str, Any]:
 
 def vm_ref(name: str) -> VmRef:
     return VmRef(SUB, RG, name)
+
+
+@dataclass
+class RecordingRunner:
+    """A jitctl.launch.Runner that finds every program and only records what it would run."""
+
+    platform: str = "linux"
+    ran: list[list[str]] = field(default_factory=list)
+
+    def which(self, name: str) -> str:
+        return f"/usr/bin/{name}"
+
+    def start(self, args: list[str]) -> None:
+        self.ran.append(args)
+
+    def run(self, args: list[str]) -> int:
+        self.ran.append(args)
+        return 0

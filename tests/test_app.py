@@ -62,7 +62,7 @@ def test_no_subscription_is_exit_2_before_any_call(tmp_path, monkeypatch):
 
 
 def test_vm_id_names_the_subscription(tmp_path, monkeypatch):
-    from jitctl.cli.commands import vm_refs
+    from jitctl.cli.options import vm_refs
 
     monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path))
     monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)

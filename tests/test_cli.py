@@ -118,6 +118,10 @@ def test_wait_timeout_exit_8(run, backend):
     assert r.stderr.startswith(
         "jitctl: error: Access to vm-win01 was not effective after 30s: port 3389 from 203.0.113.7 is denied by rule"
     )
+    assert r.stderr.endswith(
+        " Access was granted until 12:00 UTC; check again: "
+        "jitctl verify vm-win01 -g rg-jit-demo --source-ip 203.0.113.7 --wait\n"
+    )
 
 
 @pytest.mark.parametrize("world", ["busy"])
@@ -142,8 +146,8 @@ def test_verify_not_effective_exit_7(run):
     assert r.stdout.splitlines()[0] == "NOT EFFECTIVE: 203.0.113.7 -> vm-lnx01 10.10.2.4:3389/tcp"
     assert r.stderr == (
         "jitctl: error: Access to vm-lnx01 is not effective: port 3389 from 203.0.113.7 is denied by "
-        "rule DenyAllInBound (priority 65500) of the subnet NSG snet-linux-nsg. Request access with "
-        "'jitctl request', or check the rules shown by 'jitctl verify -o json'.\n"
+        "rule DenyAllInBound (priority 65500) of the subnet NSG snet-linux-nsg. Request access: "
+        "jitctl request vm-lnx01 -g rg-jit-demo --source-ip 203.0.113.7 --wait\n"
     )
 
 
@@ -191,6 +195,8 @@ def test_missing_option_is_usage_exit_2(run):
     [
         (None, ["request", "vm-win01", *G, *IP], 4, "JIT is not enabled for VM vm-win01"),
         (None, ["show", "vm-win01", *G], 4, "VM vm-win01 is in no JIT policy"),
+        (None, ["request", "vm-ghost", *G, *IP], 4, "virtualMachines/vm-ghost' under resource"),
+        (None, ["history", "vm-ghost", *G], 4, "az vm list -g rg-jit-demo -o table"),
         (None, ["enable", "vm-ghost", *G], 4, "ResourceNotFound"),
         (
             "enable",
@@ -251,7 +257,7 @@ def test_json_output_and_json_errors(run):
             "message": (
                 "Port 22 is not in the JIT policy 'default' of VM vm-win01 (configured: 3389)."
             ),
-            "hint": "Ask an admin to run: jitctl enable vm-win01 --port 22",
+            "hint": "Ask an admin to run: jitctl enable vm-win01 -g rg-jit-demo --port 22",
         }
     }
 

@@ -111,9 +111,10 @@ def test_ssh_command():
         "C:\\Windows\\System32\\OpenSSH\\ssh.exe",
         "-p",
         "22",
-        "me@vm.example",
         "-i",
         "k",
+        "--",
+        "me@vm.example",
     ]
     with pytest.raises(Refused, match="No ssh client"):
         ssh_command(FakeRunner(), "h", 22, None, [])
@@ -222,9 +223,10 @@ def test_ssh_passes_args_and_exit_status(connect_app):
             "/usr/bin/ssh",
             "-p",
             "22",
-            "azureuser@vm-lnx01-demo.westeurope.cloudapp.azure.com",
             "-i",
             "key",
+            "--",
+            "azureuser@vm-lnx01-demo.westeurope.cloudapp.azure.com",
             "uptime",
         ]
     ]

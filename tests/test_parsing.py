@@ -60,11 +60,27 @@ def test_sources(value, expected):
     assert parse_source(value) == expected
 
 
-@pytest.mark.parametrize("value", ["*", "0.0.0.0/0", "Internet", "any", "ANY", "0.0.0.0"])
-def test_wide_open_sources_need_explicit_flag(value):
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        ("*", "*"),
+        ("any", "*"),
+        ("ANY", "*"),
+        ("0.0.0.0/0", "0.0.0.0/0"),
+        ("10.1.2.3/0", "0.0.0.0/0"),
+        ("Internet", "Internet"),
+        ("internet", "Internet"),
+    ],
+)
+def test_wide_open_sources_need_explicit_flag(value, sent):
     with pytest.raises(BadInput, match="whole Internet"):
         parse_source(value)
-    assert parse_source(value, allow_any=True) == "*"
+    assert parse_source(value, allow_any=True) == sent  # the tag stays a tag, never widened to *
+
+
+def test_unspecified_address_is_not_a_source():
+    with pytest.raises(BadInput, match="unspecified address"):
+        parse_source("0.0.0.0", allow_any=True)
 
 
 def test_ipv6_refused_with_reason():

@@ -83,7 +83,7 @@ def test_validate_reports_every_problem_with_its_line(tmp_path, app):
         "a.yaml:2: defaults.maxDuration: '2d' is not a duration. Use 90m, 1h, 1h30m or ISO 8601 such as PT1H.",
         "a.yaml:3: defaults.sources: '*' lets anyone request access from anywhere; set allowAnySource: true "
         "if you mean it, or leave 'sources' out to let requesters ask for their own address",
-        "a.yaml:9: targets[0].ports[1].number: Input should be less than or equal to 65535",
+        "a.yaml:9: targets[0].ports[1].number: Port 70000 is out of range. Use a number from 1 to 65535.",
         "a.yaml:11: targets[0].ports[2].sources: Source '2001:db8::/32' is IPv6, which Just-In-Time access "
         "does not support. Use your public IPv4 address.",
         "a.yaml:12: targets[0].ports[2].colour: Extra inputs are not permitted",
@@ -112,7 +112,7 @@ def test_schema_file_is_current():
 def test_plan_apply_apply_again(tmp_path, app, backend):
     path = write(tmp_path, "p.yaml", RDP_CORP)
     r = invoke(app, "policy", "plan", str(path), "--detailed-exitcode")
-    assert r.exit_code == 2
+    assert r.exit_code == 10  # CHANGES_PENDING, distinct from bad input
     assert r.stdout.splitlines() == [
         "JIT policy default (rg-jit-demo, westeurope): 2 to add, 0 to change, 0 to remove, new policy",
         "  + vm-win01 port 3389/tcp from 198.51.100.0/24 max 2h",

@@ -1,28 +1,107 @@
-import io
+from __future__ import annotations
 
-from jitctl.cli.progress import Spinner
+import io
+import itertools
+import threading
+import time
+
+from jitctl.cli.progress import INTERVAL, Spinner
 
 
 class Tty(io.StringIO):
-    def isatty(self):
+    """A fake terminal: records what was written, from any thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.writes: list[tuple[float, str]] = []
+
+    def isatty(self) -> bool:
         return True
 
+    def write(self, s: str) -> int:
+        with self.lock:
+            self.writes.append((time.monotonic(), s))
+            return super().write(s)
 
-def test_spinner_on_a_terminal_shows_elapsed_then_clears():
+
+class Waiting:
+    ok = False
+
+    def problem(self) -> str:
+        return "port 3389 from 203.0.113.7 is denied by rule Deny\x1b[2J (priority 4096)"
+
+
+def frames(out: Tty) -> list[str]:
+    return [s for _, s in out.writes if s.startswith("\r") and s.strip()]
+
+
+def test_spinner_shows_label_elapsed_and_what_is_missing_then_clears():
+    now = [100.0]
     out = Tty()
-    with Spinner("waiting for access to vm1", out) as spin:
-        spin.update(0.2)
-        spin.update(12.7)
-    text = out.getvalue()
-    assert (
-        "\r| waiting for access to vm1... 0s " in text
-        and "\r/ waiting for access to vm1... 12s " in text
+    with Spinner(
+        "waiting for access to vm1", out, interval=60, monotonic=lambda: now[0], width=200
+    ) as spin:
+        now[0] = 112.7
+        spin.update(12.7, Waiting())
+    shown = frames(out)
+    assert shown[0] == "\r| waiting for access to vm1 (0s)"
+    assert shown[1] == (
+        "\r/ waiting for access to vm1 (12s): still: port 3389 from 203.0.113.7 is denied "
+        "by rule Deny\\x1b[2J (priority 4096)"
     )
-    assert text.endswith("\r")
+    assert out.getvalue().endswith("\r" + " " * len(shown[1].lstrip("\r")) + "\r")
+
+
+def test_spinner_redraws_at_least_four_times_a_second_while_the_service_sleeps():
+    assert INTERVAL <= 0.25
+    out = Tty()
+    with Spinner("waiting", out, interval=0.05):
+        time.sleep(0.5)  # one long poll interval: nobody calls update()
+    times = [t for t, s in out.writes if s.startswith("\r") and s.strip()]
+    assert len(times) >= 6
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) < 0.25
+
+
+def test_spinner_keeps_to_one_line_of_the_terminal():
+    out = Tty()
+    with Spinner("waiting for access to a-vm-with-a-long-name", out, interval=60, width=30) as s:
+        s.update(1, Waiting())
+    shown = frames(out)
+    assert all(len(f) <= 30 for f in shown)
+    assert shown[-1].endswith("…")
 
 
 def test_spinner_silent_off_a_terminal():
     out = io.StringIO()
-    with Spinner("x", out) as spin:
-        spin.update(3)
+    with Spinner("x", out, interval=0.01) as spin:
+        spin.update(3, Waiting())
+        time.sleep(0.05)
     assert out.getvalue() == ""
+    assert spin._thread is None
+
+
+def test_the_demo_shows_progress_while_it_waits():
+    from contextlib import contextmanager
+
+    from jitctl.app import App
+    from jitctl.demo import run_demo
+    from jitctl.emulator import Backend, FakeClock, Settings
+    from jitctl.emulator.worlds import demo
+
+    backend = Backend(settings=Settings(propagation_delay=3), clock=FakeClock())
+    demo(backend)
+    seen: list[tuple[str, float, bool]] = []
+
+    @contextmanager
+    def progress(label: str):
+        yield lambda elapsed, result: seen.append((label, elapsed, result.ok))
+
+    steps = list(run_demo(App.for_backend(backend), "203.0.113.7", "", progress=progress))
+    assert steps[-2].result.ok
+    labels = [label for label, _, _ in seen]
+    assert labels[0] == "waiting for vm-win01 to let 203.0.113.7 in on 3389"
+    assert labels[-1] == "waiting for vm-lnx01 to let 203.0.113.7 in on 22"
+    first = [(e, ok) for label, e, ok in seen if label == labels[0]]
+    assert first[0] == (0.0, False) and first[-1][1] is True and first[-1][0] >= 3

@@ -1,25 +1,87 @@
-"""The click CLI: parse -> request -> service -> render. Errors are mapped in one place (JitctlGroup)."""
+"""The click CLI: parse -> request -> service -> render. Errors are mapped in one place (JitctlGroup):
+jitctl's own, Azure's (translated by jitctl.arm) and click's usage errors alike become one line on
+stderr, the error document on stdout with a structured -o, and the documented exit code.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from jitctl.cli.options import CONTEXT, PER_INVOCATION, install_globals, output_in
 from jitctl.errors import ExitCode, JitctlError
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+__all__ = ["CONTEXT", "JitctlGroup", "ResultShown", "main"]
+
+
+class ResultShown(Exception):
+    """A failure whose result was already written as the document (verify not effective):
+    only the stderr line and the exit code remain to do."""
+
+    def __init__(self, error: JitctlError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class JitctlGroup(click.Group):
-    """Maps jitctl's errors to one stderr line (or JSON on stdout) and the documented exit code."""
+    """The root group: global options on every command, and every error mapped here."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        install_globals(cmd)
+        super().add_command(cmd, name)
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        from jitctl.cli.logs import quiet_library_logging
+
+        quiet_library_logging()
+        argv = spread_ids(list(args) if args is not None else sys.argv[1:])
+        for name, default in PER_INVOCATION.items():  # an App given again starts afresh
+            if extra.get("obj") is not None:
+                setattr(extra["obj"], name, default)
+        try:
+            completing = (complete_var or "_JITCTL_COMPLETE") in os.environ
+            if not argv and not completing:  # as az: bare `jitctl` shows the commands
+                with self.make_context("jitctl", [], resilient_parsing=True) as ctx:
+                    click.echo(self.get_help(ctx))
+                code = 0
+            else:
+                rv = super().main(argv, "jitctl", complete_var, standalone_mode=False, **extra)
+                code = rv if isinstance(rv, int) else 0
+        except click.exceptions.UsageError as err:
+            code = usage_error(err, argv)
+        except click.ClickException as err:
+            report_line(output_in(argv), ExitCode.ERROR, err.format_message(), "")
+            code = err.exit_code
+        except click.exceptions.Abort:
+            click.echo("jitctl: aborted.", err=True)
+            code = int(ExitCode.ERROR)
+        except BrokenPipeError:
+            code = closed_pipe()
+        if standalone_mode:
+            sys.exit(code)
+        return code
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:
+            raise
+        except ResultShown as shown:
+            report(ctx, shown.error.code, shown.error.message, shown.error.hint, shown, False)
+            ctx.exit(int(shown.error.code))
         except JitctlError as err:
             report(ctx, err.code, err.message, err.hint, err)
             ctx.exit(int(err.code))
@@ -37,31 +99,76 @@ class JitctlGroup(click.Group):
             ctx.exit(int(ExitCode.ERROR))
 
 
-def report(ctx: click.Context, code: ExitCode, message: str, hint: str, err: BaseException) -> None:
+def spread_ids(argv: list[str]) -> list[str]:
+    """`--ids ID ID...` as az takes it (for `--ids $(az vm list --query [].id -o tsv)`): each
+    resource id after the first also becomes its own `--ids ID`, up to anything else or `--`."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return out + argv[i:]
+        out.append(arg)
+        i += 1
+        if arg == "--ids" and i < len(argv):
+            out.append(argv[i])
+            i += 1
+            while i < len(argv) and argv[i].startswith("/"):
+                out += ["--ids", argv[i]]
+                i += 1
+    return out
+
+
+def usage_error(err: click.exceptions.UsageError, argv: Sequence[str]) -> int:
+    """Click's usage errors, as ours: one line that says what to do, exit 2."""
+    path = err.ctx.command_path if err.ctx is not None else "jitctl"
+    if isinstance(err, click.exceptions.NoArgsIsHelpError):
+        message = "Missing command."
+    else:
+        message = " ".join(err.format_message().split())
+    message = message if message.endswith((".", "?", "!")) else message + "."
+    report_line(output_in(argv), ExitCode.BAD_INPUT, message, f"Run '{path} --help'.")
+    return int(ExitCode.BAD_INPUT)
+
+
+def report_line(output: str, code: ExitCode, message: str, hint: str) -> None:
+    from jitctl.cli.output import emit_error, error_line
+
+    emit_error(output, code, message, hint)
+    click.echo(error_line(message, hint), err=True)
+
+
+def report(
+    ctx: click.Context,
+    code: ExitCode,
+    message: str,
+    hint: str,
+    err: BaseException,
+    document: bool = True,
+) -> None:
     from jitctl.cli.logs import redact
+    from jitctl.cli.output import emit_error, error_line
+    from jitctl.textsafe import printable
 
     app = ctx.obj
     if getattr(app, "debug", False):
         import traceback
 
-        click.echo(redact("".join(traceback.format_exception(err))), err=True)
-    if getattr(app, "output", "table") == "json":
-        import json
+        for line in redact("".join(traceback.format_exception(err))).splitlines():
+            click.echo(printable(line), err=True)
+    if document:
+        emit_error(getattr(app, "output", None) or "table", code, message, hint)
+    click.echo(error_line(message, hint), err=True)
 
-        click.echo(
-            json.dumps(
-                {
-                    "error": {
-                        "exit_code": int(code),
-                        "kind": code.name.lower(),
-                        "message": message,
-                        "hint": hint,
-                    }
-                },
-                indent=2,
-            )
-        )
-    click.echo(redact(f"jitctl: error: {message}" + (f" {hint}" if hint else "")), err=True)
+
+def closed_pipe() -> int:
+    """The reader went away (`jitctl demo | head -1`): stop quietly, no traceback at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    return int(ExitCode.ERROR)
 
 
 def main(args: Sequence[str] | None = None, standalone_mode: bool = True, **kwargs: Any) -> Any:

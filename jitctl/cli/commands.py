@@ -3,123 +3,60 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta, timezone
 from typing import Any
 
 import click
 
 from jitctl.app import App
-from jitctl.cli import CONTEXT, JitctlGroup
-from jitctl.ids import VmRef, parse_vm
-from jitctl.parsing import parse_duration, parse_port, parse_protocol, parse_source
-
-OUTPUTS = click.Choice(["table", "json"])
-CLOUDS = ["AzureCloud", "AzureUSGovernment", "AzureChinaCloud"]
+from jitctl.cli import CONTEXT, JitctlGroup, ResultShown
+from jitctl.cli.options import (
+    ALLOW_ANY,
+    DEFAULT_TIMEOUT,
+    VmSelection,
+    app_of,
+    group_option,
+    install_globals,
+    ports_option,
+    source_ip_option,
+    timeout_option,
+    vm_must_exist,
+    vm_options,
+)
+from jitctl.cli.output import emit, poll_progress, warn
+from jitctl.cli.paramtypes import DurationType, ProtocolType, SourceType
+from jitctl.ids import VmRef
+from jitctl.parsing import checkable_address
 
 
 @click.group(cls=JitctlGroup, context_settings=CONTEXT)
-@click.option(
-    "-s",
-    "--subscription",
-    help="Subscription id (else AZURE_SUBSCRIPTION_ID, else the Azure CLI's default).",
-)
-@click.option(
-    "--cloud",
-    type=click.Choice(CLOUDS, case_sensitive=False),
-    help="Azure cloud (default AzureCloud).",
-)
-@click.option(
-    "--arm-endpoint",
-    envvar="JITCTL_ARM_ENDPOINT",
-    help="A custom cloud's ARM endpoint (Azure Stack, the emulator).",
-)
-@click.option(
-    "--emulator",
-    is_flag=True,
-    envvar="JITCTL_EMULATOR",
-    help="Run against the built-in Azure emulator (state kept between commands).",
-)
-@click.option(
-    "-o",
-    "--output",
-    type=OUTPUTS,
-    default="table",
-    show_default=True,
-    help="table for people, json for scripts.",
-)
-@click.option(
-    "--debug", is_flag=True, help="Tracebacks and HTTP logging on stderr (tokens redacted)."
-)
 @click.version_option(package_name="jitctl")
 @click.pass_context
-def cli(
-    ctx: click.Context,
-    subscription: str | None,
-    cloud: str | None,
-    arm_endpoint: str | None,
-    emulator: bool,
-    output: str,
-    debug: bool,
-) -> None:
+def cli(ctx: click.Context) -> None:
     """Azure Just-In-Time VM access: enable a policy, request access, wait until it is live,
     prove it.
+
+    Global options (-o, -s, --query, --debug, --emulator...) go before or after the command.
 
     \b
     Example, on the built-in emulator (no Azure account needed):
       jitctl --emulator enable vm-win01 -g rg-jit-demo
       jitctl --emulator request vm-win01 -g rg-jit-demo --source-ip 203.0.113.7 --wait
-      jitctl --emulator verify vm-win01 -g rg-jit-demo --source-ip 203.0.113.7
+      jitctl --emulator verify vm-win01 -g rg-jit-demo --source-ip 203.0.113.7 -o json
     """
-    app = ctx.obj if isinstance(ctx.obj, App) else App()
-    app.subscription = subscription or app.subscription
-    app.cloud, app.arm_endpoint = cloud, arm_endpoint
-    app.emulator = app.emulator or emulator
-    app.output, app.debug = output, debug
-    ctx.obj = app
-    ctx.call_on_close(app.close)
-    if debug:
-        from jitctl.cli.logs import enable_debug_logging
-
-        ctx.call_on_close(enable_debug_logging())
+    ctx.call_on_close(app_of(ctx).close)
 
 
-def group_option(f: Any) -> Any:
-    return click.option("-g", "--resource-group", help="Resource group of VMs named by name.")(f)
-
-
-def vm_refs(app: App, names: Sequence[str], group: str | None) -> list[VmRef]:
-    """VMs by name (with -g) or full id; a VM id names the subscription when none is given."""
-    sub = app.subscription_id if any(not n.startswith("/") for n in names) else app.subscription
-    refs = [parse_vm(n, resource_group=group, subscription_id=sub) for n in names]
-    if app.subscription is None and not app.emulator and refs:
-        app.subscription = refs[0].subscription_id
-    return refs
-
-
-def emit(app: App, result: Any) -> None:
-    from jitctl.cli.render import render
-
-    click.echo(render(result, app.output, app.clock.now()))
-    for note in getattr(result, "notes", ()):  # what a write or request had to recover from
-        click.echo(f"jitctl: {note}", err=True)
-
-
-def ports_or(values: Sequence[str], default: int) -> list[int]:
-    return [parse_port(v) for v in values] or [default]
-
-
-def timeout_seconds(text: str) -> float:
-    from datetime import timedelta
-
-    return parse_duration(text, minimum=timedelta(seconds=1)).total_seconds()
+install_globals(cli, root=True)
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("vms", nargs=-1, required=True)
-@group_option
-@click.option("--port", "ports", multiple=True, help="Port to protect (repeatable; default 3389).")
-@click.option("--protocol", default="any", show_default=True, help="tcp, udp or any.")
+@vm_options(many=True)
+@ports_option("Port to protect (repeatable; default 3389).")
+@click.option("--protocol", type=ProtocolType(), default="any", show_default=True)
 @click.option(
     "--max-duration",
+    type=DurationType(),
     default="3h",
     show_default=True,
     help="Longest access a request may ask for (5m to 24h).",
@@ -128,11 +65,10 @@ def timeout_seconds(text: str) -> float:
     "--source",
     "sources",
     multiple=True,
+    type=SourceType("range"),
     help="Allowed requester range (repeatable; default: any address, one per request).",
 )
-@click.option(
-    "--allow-any-source", is_flag=True, help="Accept '*', 0.0.0.0/0, Internet or Any as --source."
-)
+@ALLOW_ANY
 @click.option(
     "--policy-name",
     default="default",
@@ -143,11 +79,10 @@ def timeout_seconds(text: str) -> float:
 @click.pass_obj
 def enable(
     app: App,
-    vms: tuple[str, ...],
-    resource_group: str | None,
-    ports: tuple[str, ...],
+    vm: VmSelection,
+    ports: tuple[int, ...],
     protocol: str,
-    max_duration: str,
+    max_duration: timedelta,
     sources: tuple[str, ...],
     allow_any_source: bool,
     policy_name: str,
@@ -159,40 +94,38 @@ def enable(
 
     \b
     Example:
-      jitctl enable vm-win01 vm-win02 -g rg-prod --port 3389 --max-duration 2h --source 198.51.100.0/24
+      jitctl enable vm-win01 vm-win02 -g rg-prod --port 3389 --port 22 --max-duration 2h \\
+        --source 198.51.100.0/24 --source 203.0.113.0/24
+      jitctl enable vm-lnx01 -g rg-prod --port 22 --max-duration 1h
     """
     from jitctl.model import PortRule
     from jitctl.services.policies import enable as run
 
-    allowed = [parse_source(s, allow_any=allow_any_source) for s in sources] or ["*"]
+    allowed = list(sources) or ["*"]
     rules = [
         PortRule(
             number=p,
-            protocol=parse_protocol(protocol),
-            max_duration=parse_duration(max_duration),
+            protocol=protocol,
+            max_duration=max_duration,
             allowed_source_address_prefix=allowed[0] if len(allowed) == 1 else None,
             allowed_source_address_prefixes=tuple(allowed) if len(allowed) > 1 else None,
         )
-        for p in ports_or(ports, 3389)
+        for p in ports or (3389,)
     ]
-    refs = vm_refs(app, vms, resource_group)
+    refs = vm.refs(app)
     emit(app, run(app.gateway(), refs, rules, policy_name, dry_run, clock=app.clock))
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("vm")
-@group_option
-@click.option(
-    "--port", "ports", multiple=True, help="Port to remove (repeatable; default: the whole VM)."
-)
+@vm_options()
+@ports_option("Port to remove (repeatable; default: the whole VM).")
 @click.option("--policy-name", help="Only this JIT policy.")
 @click.option("--dry-run", is_flag=True, help="Show the change; write nothing.")
 @click.pass_obj
 def disable(
     app: App,
-    vm: str,
-    resource_group: str | None,
-    ports: tuple[str, ...],
+    vm: VmSelection,
+    ports: tuple[int, ...],
     policy_name: str | None,
     dry_run: bool,
 ) -> None:
@@ -206,25 +139,21 @@ def disable(
     """
     from jitctl.services.policies import disable as run
 
-    numbers = [parse_port(p) for p in ports] or None
-    emit(
-        app,
-        run(
-            app.gateway(),
-            vm_refs(app, [vm], resource_group)[0],
-            numbers,
-            policy_name,
-            dry_run,
-            clock=app.clock,
-        ),
-    )
+    ref = vm.one(app)
+    with vm_must_exist(app, ref):
+        emit(
+            app,
+            run(app.gateway(), ref, list(ports) or None, policy_name, dry_run, clock=app.clock),
+        )
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("vm")
-@group_option
+@vm_options()
 @click.pass_obj
-def show(app: App, vm: str, resource_group: str | None) -> None:
+def show(
+    app: App,
+    vm: VmSelection,
+) -> None:
     """Show a VM's JIT configuration and active grants.
 
     \b
@@ -233,7 +162,9 @@ def show(app: App, vm: str, resource_group: str | None) -> None:
     """
     from jitctl.services.query import show_vm
 
-    emit(app, show_vm(app.gateway(), vm_refs(app, [vm], resource_group)[0], app.clock.now()))
+    ref = vm.one(app)
+    with vm_must_exist(app, ref):
+        emit(app, show_vm(app.gateway(), ref, app.clock.now()))
 
 
 @cli.command(name="list", context_settings=CONTEXT)
@@ -251,61 +182,84 @@ def list_(app: App, resource_group: str | None) -> None:
     emit(app, list_policies(app.gateway(), app.subscription_id, resource_group, app.clock.now()))
 
 
+def warn_timeout_without_wait(app: App, wait: bool, timeout: timedelta | None) -> float:
+    if timeout is not None and not wait:
+        warn(app, "warning: --timeout has no effect without --wait.")
+    return (timeout or DEFAULT_TIMEOUT).total_seconds()
+
+
 @cli.command(context_settings=CONTEXT)
-@click.argument("vm")
-@group_option
-@click.option("--source-ip", required=True, help="The address to let in (IPv4 or CIDR).")
-@click.option("--port", "ports", multiple=True, help="Port (repeatable; default 3389).")
-@click.option("--duration", help="How long (90m, 1h, PT1H); default: the policy's maximum.")
+@vm_options()
+@source_ip_option("request", "The address to let in (IPv4 or CIDR).")
+@ports_option("Port (repeatable; default 3389).")
+@click.option(
+    "--duration",
+    type=DurationType(),
+    help="How long (90m, 1h, PT1H); default: the policy's maximum.",
+)
 @click.option("--justification", help="Why; kept in the policy's request history.")
 @click.option("--policy-name", help="Use this JIT policy when several cover the VM.")
-@click.option("--allow-any-source", is_flag=True, help="Accept a wide-open source such as '*'.")
+@ALLOW_ANY
 @click.option("--wait", is_flag=True, help="Then wait until the NSGs really let the source in.")
-@click.option("--timeout", default="5m", show_default=True, help="With --wait: how long (30s, 5m).")
+@timeout_option("With --wait: how long")
 @click.pass_obj
 def request(
     app: App,
-    vm: str,
-    resource_group: str | None,
+    vm: VmSelection,
     source_ip: str,
-    ports: tuple[str, ...],
-    duration: str | None,
+    ports: tuple[int, ...],
+    duration: timedelta | None,
     justification: str | None,
     policy_name: str | None,
     allow_any_source: bool,
     wait: bool,
-    timeout: str,
+    timeout: timedelta | None,
 ) -> None:
     """Request timed access for one source address, checked against the policy first.
+
+    With --wait, the one document is the grant and the proof: {"request": ..., "verification": ...}.
 
     \b
     Example:
       jitctl request vm-win01 -g rg-prod --source-ip 203.0.113.7 --duration 1h \\
         --justification "INC-4711" --wait
     """
+    from jitctl.cli.render import RequestWait
+    from jitctl.errors import TimedOut
     from jitctl.services.access import request_access
 
-    ref = vm_refs(app, [vm], resource_group)[0]
-    source = parse_source(source_ip, allow_any=allow_any_source)
-    length = parse_duration(duration) if duration else None
-    limit = timeout_seconds(timeout)
-    numbers = ports_or(ports, 3389)
-    emit(
-        app,
-        request_access(
+    limit = warn_timeout_without_wait(app, wait, timeout)
+    ref = vm.one(app)
+    numbers = list(ports) or [3389]
+    if wait:
+        checkable_address(source_ip)
+    with vm_must_exist(app, ref):
+        granted = request_access(
             app.gateway(),
             ref,
-            source,
+            source_ip,
             app.clock.now(),
             numbers,
-            length,
+            duration,
             justification,
             policy_name,
             clock=app.clock,
-        ),
-    )
-    if wait:
-        emit(app, wait_for(app, ref, source, numbers, limit))
+        )
+    if not wait:
+        emit(app, granted)
+        return
+    for note in granted.notes:  # a lost answer read back: say so before waiting
+        warn(app, f"jitctl: {note}")
+    try:
+        proof = wait_for(app, ref, source_ip, numbers, limit)
+    except TimedOut as err:  # the grant stands: say until when, and how to check again
+        until = max(p.end_time for p in granted.ports).astimezone(timezone.utc)
+        until_text = until.strftime("%H:%M UTC")
+        again = f"jitctl verify {ref.name} -g {ref.resource_group} --source-ip {source_ip} --wait"
+        raise TimedOut(
+            err.message, f"Access was granted until {until_text}; check again: {again}"
+        ) from err
+    emit(app, RequestWait(granted, proof))
 
 
 def wait_for(
@@ -330,60 +284,82 @@ def wait_for(
             limit,
             nic,
             require_jit,
-            spin.update,
+            poll_progress(app, spin),
         )
     return result
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("vm")
-@group_option
-@click.option("--source-ip", required=True, help="The address that should get in (IPv4).")
-@click.option("--port", "ports", multiple=True, help="Port (repeatable; default 3389).")
+@vm_options()
+@source_ip_option("address", "The address that should get in (IPv4).")
+@ports_option("Port (repeatable; default 3389).")
 @click.option("--nic", help="NIC name or id for a multi-NIC VM (default: the primary NIC).")
 @click.option(
     "--require-jit", is_flag=True, help="Fail (exit 7) when access does not come from JIT."
 )
 @click.option("--wait", is_flag=True, help="Poll until access is effective (backoff 1 s to 5 s).")
-@click.option("--timeout", default="5m", show_default=True, help="With --wait: how long (30s, 5m).")
+@timeout_option("With --wait: how long")
 @click.pass_obj
 def verify(
     app: App,
-    vm: str,
-    resource_group: str | None,
+    vm: VmSelection,
     source_ip: str,
-    ports: tuple[str, ...],
+    ports: tuple[int, ...],
     nic: str | None,
     require_jit: bool,
     wait: bool,
-    timeout: str,
+    timeout: timedelta | None,
 ) -> None:
     """Prove access: evaluate the VM's subnet and NIC NSGs as Azure does. Exit 0 only if effective.
+
+    Not effective: the result (with "ok": false) is still the document, and the exit code is 7.
 
     \b
     Example:
       jitctl verify vm-win01 -g rg-prod --source-ip 203.0.113.7 --require-jit
     """
+    from jitctl.errors import NotEffective
     from jitctl.services.verify import check
     from jitctl.services.verify import verify as run
 
-    ref = vm_refs(app, [vm], resource_group)[0]
-    source = parse_source(source_ip).split("/")[0]
-    numbers = ports_or(ports, 3389)
+    limit = warn_timeout_without_wait(app, wait, timeout)
+    ref = vm.one(app)
+    numbers = list(ports) or [3389]
     if wait:
-        result = wait_for(app, ref, source, numbers, timeout_seconds(timeout), nic, require_jit)
+        result = wait_for(app, ref, source_ip, numbers, limit, nic, require_jit)
     else:
-        result = run(app.gateway(), ref, source, numbers, nic, require_jit)
+        result = run(app.gateway(), ref, source_ip, numbers, nic, require_jit)
     emit(app, result)
-    check(result)
+    try:
+        check(result)
+    except NotEffective as err:
+        hint = what_to_do(result, ref, source_ip, numbers)
+        raise ResultShown(NotEffective(err.message, hint)) from None
+
+
+def what_to_do(result: Any, ref: VmRef, source_ip: str, ports: Sequence[int]) -> str:
+    """The next step when verify fails, as a command ready to paste where there is one."""
+    ports_args = "".join(f" --port {p}" for p in ports if p != 3389)
+    if not result.effective:
+        return (
+            f"Request access: jitctl request {ref.name} -g {ref.resource_group} "
+            f"--source-ip {source_ip}{ports_args} --wait"
+        )
+    if all(p.evaluation.protected for p in result.ports):
+        return "Remove or narrow that rule, so that only JIT opens the port."
+    return (
+        "Put an NSG on the VM's NIC or subnet, then: "
+        f"jitctl enable {ref.name} -g {ref.resource_group}{ports_args}"
+    )
 
 
 def _register() -> None:
+    from jitctl.cli.completion_cmds import completion
     from jitctl.cli.connect_cmds import history, rdp, ssh, status
     from jitctl.cli.emulator_cmds import demo, emulator
     from jitctl.cli.policy_cmds import policy, role
 
-    for command in (demo, emulator, rdp, ssh, status, history, policy, role):
+    for command in (demo, emulator, rdp, ssh, status, history, policy, role, completion):
         cli.add_command(command)
 
 

@@ -2,38 +2,73 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import click
 
 from jitctl.app import App
-from jitctl.cli import CONTEXT
-from jitctl.cli.commands import emit, group_option, timeout_seconds, vm_refs
-from jitctl.parsing import parse_duration, parse_port, parse_source
+from jitctl.cli.options import (
+    CONTEXT,
+    VmSelection,
+    vm_must_exist,
+    vm_options,
+)
+from jitctl.cli.output import emit, poll_progress, warn
+from jitctl.cli.paramtypes import DurationType, PortType, SourceType
+
+
+@dataclass(frozen=True)
+class ConnectRequest:
+    """What rdp and ssh were asked for, parsed and checked before anything runs."""
+
+    vm: VmSelection
+    source_ip: str | None  # None: this machine's public address
+    port: int
+    duration: timedelta | None
+    justification: str | None
+    timeout: timedelta
+    min_remaining: timedelta
+    user: str | None
+    private: bool
+    launch: bool
+    policy_name: str | None
 
 
 def connect_options(default_port: int) -> Callable[[Any], Any]:
     options = [
-        group_option,
+        vm_options(),
         click.option(
             "--source-ip",
+            type=SourceType("address"),
             help="Address to let in (default: this machine's public IPv4, from two echo services that must agree).",
         ),
         click.option(
-            "--port", default=str(default_port), show_default=True, help="Port to request."
+            "--port",
+            type=PortType(),
+            default=default_port,
+            show_default=True,
+            help="Port to request.",
         ),
-        click.option("--duration", help="How long (90m, 1h, PT1H); default: the policy's maximum."),
+        click.option(
+            "--duration",
+            type=DurationType(),
+            help="How long (90m, 1h, PT1H); default: the policy's maximum.",
+        ),
         click.option("--justification", help="Why; kept in the policy's request history."),
         click.option(
             "--timeout",
+            type=DurationType(minimum=timedelta(seconds=1)),
             default="5m",
             show_default=True,
             help="How long to wait for access (30s, 5m).",
         ),
         click.option(
             "--min-remaining",
+            type=DurationType(minimum=timedelta(0)),
             default="15m",
             show_default=True,
             help="Reuse a live grant with at least this much left.",
@@ -47,47 +82,60 @@ def connect_options(default_port: int) -> Callable[[Any], Any]:
     ]
 
     def decorate(f: Any) -> Any:
+        @functools.wraps(f)
+        def command(*args: Any, **o: Any) -> Any:
+            """The options, parsed by their types, become one typed request."""
+            req = ConnectRequest(
+                vm=o.pop("vm"),
+                source_ip=o.pop("source_ip"),
+                port=o.pop("port"),
+                duration=o.pop("duration"),
+                justification=o.pop("justification"),
+                timeout=o.pop("timeout"),
+                min_remaining=o.pop("min_remaining"),
+                user=o.pop("user"),
+                private=o.pop("private"),
+                launch=not o.pop("no_launch"),
+                policy_name=o.pop("policy_name"),
+            )
+            return f(*args, req=req, **o)
+
         for option in reversed(options):
-            f = option(f)
-        return f
+            command = option(command)
+        return command
 
     return decorate
 
 
-def ready_access(app: App, vm: str, resource_group: str | None, o: dict[str, Any]) -> Any:
+def ready_access(app: App, req: ConnectRequest) -> Any:
     """Source, then reuse-or-request, then wait until effective (spinner on a terminal)."""
     from jitctl.cli.progress import Spinner
     from jitctl.services.connect import ensure_access
 
-    ref = vm_refs(app, [vm], resource_group)[0]
-    port = parse_port(o["port"])
-    duration = parse_duration(o["duration"]) if o["duration"] else None
-    min_remaining = parse_duration(o["min_remaining"], minimum=timedelta(0))
-    limit = timeout_seconds(o["timeout"])
-    source = parse_source(o["source_ip"]).split("/")[0] if o["source_ip"] else app.public_ip()
-    with Spinner(f"waiting for access to {ref.name}") as spin:
+    ref = req.vm.one(app)
+    source = req.source_ip or app.public_ip()
+    with vm_must_exist(app, ref), Spinner(f"waiting for access to {ref.name}") as spin:
         return ensure_access(
             app.gateway(),
             ref,
             source,
             app.clock,
-            port,
-            duration,
-            o["justification"],
-            min_remaining,
-            limit,
-            o["private"],
-            o["policy_name"],
-            lambda msg: click.echo(msg, err=True),
-            spin.update,
+            req.port,
+            req.duration,
+            req.justification,
+            req.min_remaining,
+            req.timeout.total_seconds(),
+            req.private,
+            req.policy_name,
+            lambda msg: warn(app, msg),
+            poll_progress(app, spin),
         )
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("vm")
 @connect_options(3389)
 @click.pass_obj
-def rdp(app: App, vm: str, resource_group: str | None, **o: Any) -> None:
+def rdp(app: App, req: ConnectRequest) -> None:
     """From nothing to a remote desktop: get access for this machine, wait until it is live, connect.
 
     Reuses a live grant with enough time left; else requests one. Writes an .rdp file (0600, in
@@ -98,45 +146,45 @@ def rdp(app: App, vm: str, resource_group: str | None, **o: Any) -> None:
       jitctl rdp vm-win01 -g rg-prod --user azureuser
       jitctl rdp vm-win01 -g rg-prod --no-launch -o json
     """
-    from jitctl.launch import connect_rdp
+    from jitctl.launch import check_user, connect_rdp
 
-    ready = ready_access(app, vm, resource_group, o)
-    emit(
-        app, connect_rdp(app.get_runner(), app.get_data_dir(), ready, o["user"], not o["no_launch"])
-    )
+    check_user(req.user, "rdp")
+    ready = ready_access(app, req)
+    emit(app, connect_rdp(app.get_runner(), app.get_data_dir(), ready, req.user, req.launch))
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("vm")
 @connect_options(22)
 @click.argument("ssh_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def ssh(
-    ctx: click.Context, vm: str, resource_group: str | None, ssh_args: tuple[str, ...], **o: Any
-) -> None:
+def ssh(ctx: click.Context, ssh_args: tuple[str, ...], req: ConnectRequest) -> None:
     """Get access for this machine, wait until it is live, then run ssh (extra arguments after --).
 
-    Once ssh has run, jitctl exits with ssh's own exit status.
+    Once ssh has run, jitctl exits with ssh's own exit status (and ssh has the terminal: no
+    document is written).
 
     \b
     Example:
       jitctl ssh vm-lnx01 -g rg-prod --user azureuser -- -i ~/.ssh/id_ed25519
     """
-    from jitctl.launch import connect_ssh
+    from jitctl.launch import check_user, connect_ssh
 
     app: App = ctx.obj
-    ready = ready_access(app, vm, resource_group, o)
-    result = connect_ssh(app.get_runner(), ready, o["user"], ssh_args, not o["no_launch"])
+    check_user(req.user, "ssh")
+    ready = ready_access(app, req)
+    result = connect_ssh(app.get_runner(), ready, req.user, ssh_args, req.launch)
     if result.launched:
         ctx.exit(result.exit_status or 0)
     emit(app, result)
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("vm", required=False)
-@group_option
+@vm_options()
 @click.pass_obj
-def status(app: App, vm: str | None, resource_group: str | None) -> None:
+def status(
+    app: App,
+    vm: VmSelection,
+) -> None:
     """Active grants: VM, port, source, until, time left (a VM, a resource group, or all).
 
     \b
@@ -145,15 +193,17 @@ def status(app: App, vm: str | None, resource_group: str | None) -> None:
     """
     from jitctl.services.query import status as run
 
-    ref = vm_refs(app, [vm], resource_group)[0] if vm else None
-    emit(app, run(app.gateway(), app.subscription_id, app.clock.now(), resource_group, ref))
+    ref = vm.one(app) if vm.given else None
+    emit(app, run(app.gateway(), app.subscription_id, app.clock.now(), vm.resource_group, ref))
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("vm")
-@group_option
+@vm_options()
 @click.pass_obj
-def history(app: App, vm: str, resource_group: str | None) -> None:
+def history(
+    app: App,
+    vm: VmSelection,
+) -> None:
     """Past requests for a VM: requestor, start, end, source, port, status, justification.
 
     \b
@@ -162,4 +212,6 @@ def history(app: App, vm: str, resource_group: str | None) -> None:
     """
     from jitctl.services.query import history as run
 
-    emit(app, run(app.gateway(), vm_refs(app, [vm], resource_group)[0]))
+    ref = vm.one(app)
+    with vm_must_exist(app, ref):
+        emit(app, run(app.gateway(), ref))

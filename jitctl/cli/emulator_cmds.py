@@ -9,7 +9,7 @@ import click
 from jitctl.app import App
 from jitctl.cli import CONTEXT
 
-WORLD_NAMES = ["demo", "busy", "multinic", "empty"]
+WORLD_NAMES = ["demo", "busy", "multinic", "docs", "empty"]
 
 
 @click.command(context_settings=CONTEXT)
@@ -29,7 +29,9 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
     Example:
       jitctl demo
     """
-    from jitctl.cli.render import emit_step, render_json
+    from jitctl.cli.output import emit
+    from jitctl.cli.progress import spinning
+    from jitctl.cli.render import emit_step
     from jitctl.demo import run_demo
     from jitctl.emulator.backend import Backend, Settings
     from jitctl.emulator.worlds import demo as seed
@@ -52,14 +54,14 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
                 "Offline: this machine's public address could not be found; using 203.0.113.7.",
             )
     steps = []
-    for step in run_demo(demo_app, source, note):
+    for step in run_demo(demo_app, source, note, progress=spinning):
         steps.append(step)
-        if app.output != "json":
+        if app.output == "table":
             click.echo(emit_step(step, demo_app.clock.now()))
     allowed, denied = steps[-2].result, steps[-1].result
     ok = allowed.ok and not denied.effective
-    if app.output == "json":
-        click.echo(render_json({"steps": steps, "arm_calls": demo_app.arm_calls(), "ok": ok}))
+    if app.output != "table":
+        emit(app, {"steps": steps, "arm_calls": demo_app.arm_calls(), "ok": ok})
     else:
         click.echo(
             f"Verdict: {source} reaches vm-win01:3389 through the JIT allow rule; "

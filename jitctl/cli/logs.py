@@ -64,3 +64,12 @@ def enable_debug_logging() -> Callable[[], None]:
             logging.getLogger(name).setLevel(level)
 
     return restore
+
+
+def quiet_library_logging() -> None:
+    """Without --debug, azure-identity's own warnings (one per credential it tried) stay off
+    stderr: jitctl's one line says how to sign in. A NullHandler keeps logging's last-resort
+    handler from printing them; --debug's handler on the root logger still gets everything."""
+    azure = logging.getLogger("azure")
+    if not any(isinstance(h, logging.NullHandler) for h in azure.handlers):
+        azure.addHandler(logging.NullHandler())

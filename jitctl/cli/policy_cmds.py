@@ -8,9 +8,11 @@ from pathlib import Path
 import click
 
 from jitctl.app import App
-from jitctl.cli import CONTEXT
-from jitctl.cli.commands import emit
-from jitctl.errors import BadInput
+from jitctl.cli.completion import complete_group
+from jitctl.cli.options import CONTEXT
+from jitctl.cli.output import emit, warn
+from jitctl.errors import BadInput, ExitCode
+from jitctl.textsafe import printable
 
 PATH = click.argument("path", required=False, default="policies", type=click.Path(path_type=Path))
 
@@ -21,7 +23,7 @@ def load(path: Path) -> list:
     files, problems = load_all(path)
     if problems:
         for p in problems:
-            click.echo(str(p), err=True)
+            click.echo(printable(p), err=True)
         raise BadInput(
             f"{len(problems)} problem(s) in the policy files.",
             "Fix them; 'jitctl policy validate' lists them.",
@@ -48,17 +50,20 @@ def validate(app: App, path: Path) -> None:
 
     _, problems = load_all(path)
     for p in problems:
-        click.echo(str(p))
+        click.echo(printable(p), err=app.output != "table")
     if problems:
         raise BadInput(f"{len(problems)} problem(s) in {path}.")
-    click.echo(f"{len(policy_paths(path))} policy file(s) valid.")
+    count = len(policy_paths(path))
+    emit(app, {"valid": True, "files": count}, lambda: f"{count} policy file(s) valid.")
 
 
 @policy.command(context_settings=CONTEXT)
 @PATH
 @click.option("--prune", is_flag=True, help="Also plan removing VMs no file matches.")
 @click.option(
-    "--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when something does."
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when nothing changes, 10 when something does (2 stays bad input).",
 )
 @click.pass_context
 def plan(ctx: click.Context, path: Path, prune: bool, detailed_exitcode: bool) -> None:
@@ -74,7 +79,7 @@ def plan(ctx: click.Context, path: Path, prune: bool, detailed_exitcode: bool) -
     result = make_plan(app.gateway(), load(path), app.subscription_id, prune)
     emit(app, result)
     if detailed_exitcode and result.changed:
-        ctx.exit(2)
+        ctx.exit(int(ExitCode.CHANGES_PENDING))
 
 
 @policy.command(context_settings=CONTEXT)
@@ -104,7 +109,12 @@ def apply(app: App, path: Path, yes: bool, prune: bool) -> None:
 
 
 @policy.command(context_settings=CONTEXT)
-@click.option("-g", "--resource-group", help="Only this resource group's policies.")
+@click.option(
+    "-g",
+    "--resource-group",
+    help="Only this resource group's policies.",
+    shell_complete=complete_group,
+)
 @click.option("--all", "all_", is_flag=True, help="Every policy of the subscription.")
 @click.option(
     "--file",
@@ -120,20 +130,24 @@ def export(app: App, resource_group: str | None, all_: bool, out: Path | None) -
     Example:
       jitctl policy export -g rg-prod --file policies/rg-prod.yaml
     """
-    from jitctl.services.export import export_yaml
+    from jitctl.services.export import check_output_file, export_yaml
 
     if not resource_group and not all_:
         raise BadInput("Say what to export.", "Pass -g RG, or --all for the whole subscription.")
+    if out is not None:
+        check_output_file(out)
     text = export_yaml(app.gateway(), app.subscription_id, resource_group)
     if out is None:
         click.echo(text, nl=False)
     else:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
-        click.echo(f"Wrote {out}.", err=True)
+        warn(app, f"Wrote {out}.")
 
 
 @policy.command(context_settings=CONTEXT)
-def schema() -> None:
+@click.pass_obj
+def schema(app: App) -> None:
     """Print the JSON Schema of policy files (for editors).
 
     \b
@@ -142,7 +156,8 @@ def schema() -> None:
     """
     from jitctl.policyfile import json_schema
 
-    click.echo(json.dumps(json_schema(), indent=2))
+    data = json_schema()
+    emit(app, data, lambda: json.dumps(data, indent=2))
 
 
 @click.group(context_settings=CONTEXT)
@@ -163,8 +178,5 @@ def show(app: App, kind: str, scope: str | None) -> None:
     """
     from jitctl.roles import role_definition
 
-    click.echo(
-        json.dumps(
-            role_definition(kind, scope or f"/subscriptions/{app.subscription_id}"), indent=2
-        )
-    )
+    data = role_definition(kind, scope or f"/subscriptions/{app.subscription_id}")
+    emit(app, data, lambda: json.dumps(data, indent=2))

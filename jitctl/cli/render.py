@@ -4,52 +4,60 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from jitctl.ids import name_of
 from jitctl.parsing import format_human_duration, format_iso_duration
+from jitctl.textsafe import printable
 
-# Derived properties that are part of the JSON contract, by class name.
-JSON_EXTRA = {
-    "VerifyResult": ("effective", "ok"),
-    "PortVerdict": ("effective",),
-    "Evaluation": ("protected", "by_jit", "bypassed"),
-    "PolicyChangeResult": ("changed",),
-    "Plan": ("changed",),
-    "ApplyResult": ("writes",),
-    "PortRule": ("sources",),
-}
+# Fields left out of the JSON (Azure's XOR pair is shown as `sources`; the plan's working data).
 JSON_SKIP = {
     "PortRule": ("allowed_source_address_prefix", "allowed_source_address_prefixes"),
     "PolicyPlan": ("desired",),
 }
 
 
-def jsonable(obj: Any) -> Any:
+def _properties(cls: type) -> list[str]:
+    return [
+        name
+        for klass in reversed(cls.__mro__)
+        for name, value in vars(klass).items()
+        if isinstance(value, property) and not name.startswith("_")
+    ]
+
+
+def jsonable(obj: Any, now: datetime | None = None) -> Any:
+    """JSON-shaped data: a dataclass's fields, then its derived properties (`ok`, `vm_name`...),
+    then `seconds_left` for anything with an end time; times ISO 8601 UTC to the second,
+    durations ISO 8601, protocols as typed (tcp, udp, any)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        name = type(obj).__name__
-        out = {
-            f.name: jsonable(getattr(obj, f.name))
-            for f in dataclasses.fields(obj)
-            if f.name not in JSON_SKIP.get(name, ())
-        }
-        for extra in JSON_EXTRA.get(name, ()):
-            out[extra] = jsonable(getattr(obj, extra))
+        skip = JSON_SKIP.get(type(obj).__name__, ())
+        names = [f.name for f in dataclasses.fields(obj) if f.name not in skip]
+        out = {n: jsonable(getattr(obj, n), now) for n in names + _properties(type(obj))}
+        if isinstance(out.get("protocol"), str):
+            out["protocol"] = protocol_name(out["protocol"])
+        end = getattr(obj, "end_time", None)
+        if now is not None and isinstance(end, datetime):
+            out["seconds_left"] = max(0, int((end - now).total_seconds()))
         return out
     if isinstance(obj, datetime):
-        return obj.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        utc = obj.astimezone(timezone.utc).replace(microsecond=0)
+        return utc.isoformat().replace("+00:00", "Z")
     if isinstance(obj, timedelta):
         return format_iso_duration(obj)
     if isinstance(obj, (list, tuple)):
-        return [jsonable(x) for x in obj]
+        return [jsonable(x, now) for x in obj]
     if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v, now) for k, v in obj.items()}
     return obj
 
 
-def to_json(obj: Any) -> str:
-    return json.dumps(jsonable(obj), indent=2)
+def to_json(obj: Any, now: datetime | None = None) -> str:
+    return json.dumps(jsonable(obj, now), indent=2)
 
 
 def when(t: datetime | None, now: datetime | None = None) -> str:
@@ -63,6 +71,7 @@ def when(t: datetime | None, now: datetime | None = None) -> str:
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
+    rows = [[printable(c) for c in r] for r in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = [
         "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
@@ -71,7 +80,8 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _protocol(p: str) -> str:
+def protocol_name(p: str) -> str:
+    """One spelling everywhere: tcp, udp, any (Azure writes TCP, Tcp or *)."""
     return {"*": "any"}.get(p, p.lower())
 
 
@@ -89,13 +99,13 @@ def _change_lines(changes: Any) -> list[str]:
         mark = {"add": "+", "change": "~", "remove": "-"}[c.action]
         rule = c.after or c.before
         line = (
-            f"  {mark} {name_of(c.vm_id)} port {c.port}/{_protocol(rule.protocol)} "
+            f"  {mark} {name_of(c.vm_id)} port {c.port}/{protocol_name(rule.protocol)} "
             f"from {','.join(rule.sources)} max {format_human_duration(rule.max_duration)}"
         )
         if c.action == "change":
             b = c.before
             line += (
-                f" (was {_protocol(b.protocol)} from {','.join(b.sources)} "
+                f" (was {protocol_name(b.protocol)} from {','.join(b.sources)} "
                 f"max {format_human_duration(b.max_duration)})"
             )
         lines.append(line)
@@ -164,7 +174,7 @@ def policy_list(result: Any, now: datetime) -> str:
                         pol.location,
                         pol.name,
                         vm.name,
-                        f"{port.number}/{_protocol(port.protocol)}",
+                        f"{port.number}/{protocol_name(port.protocol)}",
                         ",".join(port.sources),
                         format_human_duration(port.max_duration),
                         grant,
@@ -248,6 +258,18 @@ def grant_list(result: Any, now: datetime) -> str:
     return table(rows, ["VM", "PORT", "SOURCE", "UNTIL", "LEFT"])
 
 
+@dataclass(frozen=True)
+class RequestWait:
+    """`request --wait`: the grant, then the proof that it is live (one document)."""
+
+    request: Any  # jitctl.services.access.RequestResult
+    verification: Any  # jitctl.services.verify.VerifyResult
+
+
+def request_wait(result: RequestWait, now: datetime) -> str:
+    return request_result(result.request, now) + "\n" + verify_result(result.verification)
+
+
 def connect_result(result: Any, now: datetime) -> str:
     r = result.ready
     lines = [
@@ -264,27 +286,41 @@ def connect_result(result: Any, now: datetime) -> str:
     return "\n".join(lines)
 
 
+def _table_renderers() -> dict[type, Callable[[Any, datetime], str]]:
+    """Table renderers keyed by result type. The plan's module (it loads pydantic) is consulted
+    only when it is already loaded, which it is whenever the result is a Plan."""
+    from jitctl.launch import ConnectResult
+    from jitctl.services.access import RequestResult
+    from jitctl.services.policies import PolicyChangeResult
+    from jitctl.services.query import GrantList, PolicyList
+    from jitctl.services.verify import VerifyResult
+
+    out: dict[type, Callable[[Any, datetime], str]] = {
+        PolicyChangeResult: lambda r, now: policy_changes(r),
+        PolicyList: policy_list,
+        RequestResult: request_result,
+        VerifyResult: lambda r, now: verify_result(r),
+        GrantList: grant_list,
+        ConnectResult: connect_result,
+        RequestWait: request_wait,
+    }
+    plan = sys.modules.get("jitctl.services.plan")
+    if plan is not None:
+        out[plan.Plan] = lambda r, now: plan_text(r)
+        out[plan.ApplyResult] = lambda r, now: apply_text(r)
+    return out
+
+
+def safe_lines(text: str) -> str:
+    """Every line with its control characters escaped (our own newlines stay)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 def render(result: Any, output: str, now: datetime) -> str:
-    if output == "json":
-        return to_json(result)
-    name = type(result).__name__
-    if name == "PolicyChangeResult":
-        return policy_changes(result)
-    if name == "PolicyList":
-        return policy_list(result, now)
-    if name == "RequestResult":
-        return request_result(result, now)
-    if name == "VerifyResult":
-        return verify_result(result)
-    if name == "Plan":
-        return plan_text(result)
-    if name == "ApplyResult":
-        return apply_text(result)
-    if name == "GrantList":
-        return grant_list(result, now)
-    if name == "ConnectResult":
-        return connect_result(result, now)
-    return to_json(result)
+    if output != "table":
+        return to_json(result, now)
+    renderer = _table_renderers().get(type(result))
+    return safe_lines(renderer(result, now) if renderer else to_json(result, now))
 
 
 def render_json(obj: Any) -> str:

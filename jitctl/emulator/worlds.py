@@ -294,6 +294,37 @@ def multinic(b: Backend) -> None:
     s.vm("vm-multi", [front, back], primary=1)
 
 
+DOCS_GROUP = "rg-prod"
+
+
+def docs(b: Backend) -> None:
+    """The demo world plus the README's names: rg-prod with vm-win01, vm-win02 and vm-lnx01.
+
+    The README and every --help example run against it (tests/test_docs.py), in order.
+    """
+    demo(b)
+    s = Seeder(b, group=DOCS_GROUP)
+    windows_nsg = s.nsg("nsg-windows")
+    linux_nsg = s.nsg("nsg-linux")
+    vnet = s.vnet(
+        "vnet-prod",
+        "10.50.0.0/16",
+        {"snet-windows": ("10.50.1.0/24", None), "snet-linux": ("10.50.2.0/24", linux_nsg)},
+    )
+    for i, name in enumerate(("vm-win01", "vm-win02"), start=4):
+        nic = s.nic(
+            f"{name}-nic",
+            subnet_id(vnet, "snet-windows"),
+            f"10.50.1.{i}",
+            nsg=windows_nsg,
+            public_ip=s.public_ip(f"{name}-pip", f"20.61.16.{i}"),
+        )
+        s.vm(name, [nic])
+    pip = s.public_ip("vm-lnx01-pip", "20.61.16.20", dns="vm-lnx01-prod")
+    nic = s.nic("vm-lnx01-nic", subnet_id(vnet, "snet-linux"), "10.50.2.4", public_ip=pip)
+    s.vm("vm-lnx01", [nic], os_type="Linux")
+
+
 def empty(b: Backend) -> None:
     Seeder(b)
 
@@ -316,5 +347,6 @@ WORLDS: dict[str, Callable[[Backend], None]] = {
     "demo": demo,
     "busy": busy,
     "multinic": multinic,
+    "docs": docs,
     "empty": empty,
 }

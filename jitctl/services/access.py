@@ -13,7 +13,7 @@ from jitctl.gateway import Gateway, InitiatePort
 from jitctl.ids import VmRef, name_of
 from jitctl.model import GrantPort, JitPolicy, PolicyVm, PortRule
 from jitctl.nsgeval import source_within
-from jitctl.parsing import format_human_duration
+from jitctl.parsing import check_justification, format_human_duration
 from jitctl.services.policies import policies_of_vm
 from jitctl.services.writes import Clock, WritePolicy, initiate_once
 
@@ -46,7 +46,7 @@ def check_request(
             raise Refused(
                 f"Port {number} is not in the JIT policy '{policy.name}' of VM {vm_name} "
                 f"(configured: {configured}).",
-                f"Ask an admin to run: jitctl enable {vm_name} --port {number}",
+                f"Ask an admin to run: jitctl enable {vm_name} -g {policy.resource_group} --port {number}",
             )
         if duration is not None and duration > rule.max_duration:
             raise Refused(
@@ -97,6 +97,7 @@ def request_access(
     rng: random.Random | None = None,
 ) -> RequestResult:
     """Two ARM calls: list the group's policies (finds the VM's), then initiate."""
+    justification = check_justification(justification)
     policy, pvm = find_policy(gw, ref, ports, policy_name)
     return initiate_checked(
         gw,

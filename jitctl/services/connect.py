@@ -10,6 +10,13 @@ from jitctl.errors import Refused
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of, same_id
 from jitctl.model import JitPolicy, PolicyVm
+from jitctl.parsing import (
+    check_duration,
+    check_justification,
+    checkable_address,
+    parse_port,
+    parse_source,
+)
 from jitctl.services.access import RequestResult, find_policy, initiate_checked
 from jitctl.services.query import Grant, active_grants
 from jitctl.services.verify import Clock, VerifyResult, wait_until_effective
@@ -88,6 +95,13 @@ def ensure_access(
 ) -> AccessReady:
     """Reuse a grant with enough time left, else request one; then wait until it is effective."""
     say = on_event or (lambda _msg: None)
+    # Checked here too, so a library caller gets the CLI's refusals before any ARM call.
+    source = checkable_address(parse_source(source))
+    port = parse_port(port)
+    justification = check_justification(justification)
+    duration = check_duration(duration) if duration is not None else None
+    check_duration(min_remaining, minimum=timedelta(0))
+    check_duration(timeout, minimum=timedelta(seconds=1))
     now = clock.now()
     policy, pvm = find_policy(gw, ref, [port], policy_name)
     grant = reusable_grant(policy, pvm.id, port, source, now, min_remaining)

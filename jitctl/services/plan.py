@@ -60,10 +60,6 @@ class ApplyResult:
     def writes(self) -> int:
         return sum(p.attempts for p in self.policies)
 
-    @property
-    def notes(self) -> tuple[str, ...]:
-        return tuple(n for p in self.policies for n in p.notes)
-
 
 class Inventory:
     """What a subscription holds, read by the list once, on first use."""

@@ -36,10 +36,6 @@ class PolicyChangeResult:
     def changed(self) -> bool:
         return any(p.changes for p in self.policies)
 
-    @property
-    def notes(self) -> tuple[str, ...]:
-        return tuple(n for p in self.policies for n in p.notes)
-
 
 def enable(
     gw: Gateway,
@@ -126,7 +122,7 @@ def disable(
     if not policies:
         raise NotFound(
             f"VM {ref.name} is in no JIT policy of resource group {ref.resource_group}.",
-            "Nothing to disable; 'jitctl list -g RG' shows the policies.",
+            f"Nothing to disable; 'jitctl list -g {ref.resource_group}' shows the policies.",
         )
     if ports:
         configured = {

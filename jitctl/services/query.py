@@ -9,6 +9,7 @@ from jitctl.errors import NotFound
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of, same_id
 from jitctl.model import JitPolicy, PortRule
+from jitctl.parsing import check_scope
 from jitctl.services.policies import policies_of_vm
 
 ACTIVE_STATUSES = ("initiated", "initiating")
@@ -103,6 +104,7 @@ def view(policy: JitPolicy, now: datetime, vm_id: str | None = None) -> PolicyVi
 def list_policies(
     gw: Gateway, subscription_id: str, resource_group: str | None, now: datetime
 ) -> PolicyList:
+    check_scope(subscription_id, resource_group)
     return PolicyList(
         tuple(view(p, now) for p in gw.list_policies(subscription_id, resource_group))
     )
@@ -137,6 +139,7 @@ def status(
     if vm is not None:
         policies = policies_of_vm(gw, vm)
     else:
+        check_scope(subscription_id, resource_group)
         policies = gw.list_policies(subscription_id, resource_group)
     live = [
         g for p in policies for g in active_grants(p, now) if vm is None or same_id(g.vm_id, vm.id)

@@ -1,0 +1,420 @@
+"""Docs that run: every command line of README.md, EMULATOR.md and every --help example.
+
+Each document's examples run one after another, in document order, against one in-process
+emulator (the `docs` world, a fake clock, a 3 s propagation delay), so they must agree with one
+another. Each must exit 0 (or the code its line documents with `# exit N`), and the main ones
+have their effect checked in the emulator's state.
+
+Conventions (README "Commands"): ```sh and ```bat blocks hold examples, ```text blocks hold
+synopses (checked: every option they name exists). In a block where lines start with `$ `, only
+those are commands, the rest is output. A line ending in `\\` continues on the next.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shlex
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from jitctl.app import App
+from jitctl.cli.commands import cli
+from jitctl.emulator import Backend, FakeClock, Settings
+from jitctl.emulator.worlds import docs as docs_world
+from jitctl.ids import VmRef
+from jitctl.services.verify import verify
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = ("README.md", "EMULATOR.md")
+RUN_BLOCKS = {"sh", "bat"}
+ENV = {"BUILD_ID": "20260105.1"}  # variables the examples use
+ECHO_IP = "203.0.113.7"  # "this machine's public address" for rdp and ssh
+
+# What cannot run offline: a pattern of the whole command, and why. Small on purpose.
+SKIP = {
+    r"python3 -m venv .*": "installs into a new virtual environment (the lines at the top)",
+    r"pip install .*": "installs the package from the checkout",
+    r"az .*": "the Azure CLI: needs Azure or a served emulator; not installed in the tests",
+    r"export .*": "shell variables for a served emulator (tests/test_server.py covers serve)",
+    r"jitctl emulator serve.*": "serves until Ctrl-C; tests/test_server.py starts the server",
+    r"jitctl demo": "its own world on the real clock (3 s waits) and a public-IP lookup; "
+    "demo --fast --source-ip runs",
+}
+
+
+def load_gen_commands() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "gen_commands", ROOT / "scripts" / "gen_commands.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen_commands = load_gen_commands()
+
+
+# --- extraction ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Line:
+    where: str  # README.md:55, or "jitctl enable --help"
+    text: str  # continuations joined
+    block: str  # the fence's language ("sh", "text"...)
+
+
+def join_continuations(lines: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    out: list[tuple[int, str]] = []
+    for number, text in lines:
+        if out and out[-1][1].endswith("\\"):
+            out[-1] = (out[-1][0], out[-1][1][:-1].rstrip() + " " + text.strip())
+        else:
+            out.append((number, text.strip()))
+    return out
+
+
+def markdown_lines(name: str) -> Iterator[Line]:
+    """Command lines of a Markdown file: in fenced blocks, and `$ jitctl ...` lines outside them."""
+    lang: str | None = None
+    block: list[tuple[int, str]] = []
+    for number, raw in enumerate((ROOT / name).read_text(encoding="utf-8").splitlines(), 1):
+        fence = re.fullmatch(r"\s*```\s*(\w*).*", raw)
+        if fence and lang is None:
+            lang, block = fence.group(1) or "output", []
+        elif fence:
+            prompted = [(n, t.strip()[2:]) for n, t in block if t.strip().startswith("$ ")]
+            for n, text in join_continuations(prompted or block):
+                if text and not text.startswith("#"):
+                    yield Line(f"{name}:{n}", text, lang)
+            lang = None
+        elif lang is not None:
+            block.append((number, raw))
+        elif raw.startswith("$ jitctl "):  # a prompt outside a block; prose may start "jitctl "
+            yield Line(f"{name}:{number}", raw.removeprefix("$ "), "sh")
+
+
+def help_lines() -> Iterator[Line]:
+    for path, command, _ in gen_commands.commands():
+        for text in gen_commands.examples(command):
+            yield Line(" ".join(("jitctl", *path, "--help")), text, "sh")
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+class FakeRunner:
+    """Records what rdp and ssh would start: every client is installed, ssh exits 0."""
+
+    platform = "linux"
+
+    def __init__(self) -> None:
+        self.started: list[list[str]] = []
+
+    def which(self, name: str) -> str | None:
+        return f"/usr/bin/{name}"
+
+    def start(self, args: list[str]) -> None:
+        self.started.append(list(args))
+
+    def run(self, args: list[str]) -> int:
+        self.started.append(list(args))
+        return 0
+
+
+@dataclass
+class Session:
+    """One document's run: one emulator, one App, one working folder."""
+
+    app: App
+    backend: Backend
+    runner: FakeRunner
+    cwd: Path
+
+
+def new_session(cwd: Path) -> Session:
+    backend = Backend(settings=Settings(propagation_delay=3), clock=FakeClock())
+    docs_world(backend)
+    runner = FakeRunner()
+    app = App.for_backend(backend)
+    app.runner, app.data_dir, app.interactive = runner, cwd / "data", False
+    app.ip_fetch = lambda url, timeout: ECHO_IP + "\n"
+    return Session(app, backend, runner, cwd)
+
+
+def segments(text: str) -> list[tuple[str, list[str]]]:
+    """A shell line as (operator before it, words): operators &&, ||, |, >, ;."""
+    lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|>")
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    parts: list[tuple[str, list[str]]] = [("", [])]
+    for token in lexer:
+        if token in ("&&", "||", "|", ">", ";"):
+            parts.append((token, []))
+        else:
+            parts[-1][1].append(re.sub(r"\$(\w+)", lambda m: ENV[m.group(1)], token))
+    return parts
+
+
+def skipped(text: str) -> str | None:
+    return next((why for pattern, why in SKIP.items() if re.fullmatch(pattern, text)), None)
+
+
+def jq(filters: list[str], document: str) -> list[Any]:
+    """The little of jq the docs use: `jq [-r] '.a.b[0].c, .d'`; a missing key fails."""
+    values = []
+    for path in filters[-1].split(","):
+        value: Any = json.loads(document)
+        for key, index in re.findall(r"\.(\w+)|\[(\d+)\]", path.strip()):
+            value = value[key] if key else value[int(index)]
+        values.append(value)
+    return values
+
+
+def invoke(session: Session, words: list[str]) -> click.testing.Result:
+    env = {}
+    while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+        key, value = words.pop(0).split("=", 1)
+        env[key] = value
+    if words[:2] == ["cmd", "/c"]:
+        words = words[2:]
+    assert words and Path(words[0]).name == "jitctl", f"not a jitctl command: {words}"
+    return CliRunner().invoke(cli, words[1:], obj=session.app, env=env, catch_exceptions=False)
+
+
+def run_line(session: Session, line: Line) -> None:
+    if re.fullmatch(r"(\w+=\$\(jq -r \S+ \S+\);?\s*)+", line.text):  # host=$(jq -r .a f); ...
+        for _, path, name in re.findall(r"(\w+)=\$\(jq -r (\S+) (\S+)\)", line.text):
+            assert jq([path], (session.cwd / name).read_text()) != [None], line.text
+        return
+    expected = int(m.group(1)) if (m := re.search(r"#\s*exit (\d+)\s*$", line.text)) else 0
+    parts = segments(line.text)
+    result = None
+    for operator, words in parts:
+        if operator in ("", "&&", ";"):
+            if skipped(" ".join(words)):
+                continue
+            result = invoke(session, words)
+            assert result.exit_code == expected, (
+                f"{line.where}: {line.text}\nexit {result.exit_code}\n{result.output}"
+            )
+            check_effect(session, words, result)
+        elif operator == "||":
+            break  # runs only when the command before failed, which the assert above excludes
+        elif operator == ">":
+            assert result is not None
+            (session.cwd / words[0]).write_text(result.stdout)
+        elif operator == "|":
+            assert result is not None and words[0] == "jq", f"{line.where}: unknown pipe {words}"
+            assert None not in jq(words[1:], result.stdout), line.text
+
+
+# --- effects -------------------------------------------------------------------------------
+
+
+def parse(words: list[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The command path and its parameters, as click parses them (nothing runs)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # click 8.2 renames protected_args
+        return parse_args(words)
+
+
+def parse_args(words: list[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    args = [w for w in words[1:] if not re.fullmatch(r"[A-Z_]+=.*", w)]
+    ctx = cli.make_context("jitctl", list(args), resilient_parsing=True)
+    command: click.Command = cli
+    path: list[str] = []
+    rest = [*ctx.protected_args, *ctx.args]
+    while isinstance(command, click.Group) and rest:
+        sub = command.get_command(ctx, rest[0])
+        if sub is None:
+            break
+        path.append(rest.pop(0))
+        command = sub
+        ctx = command.make_context(path[-1], rest, parent=ctx, resilient_parsing=True)
+        rest = [*getattr(ctx, "protected_args", []), *ctx.args]
+    return tuple(path), dict(ctx.params)
+
+
+def policy_ports(session: Session, ref: VmRef) -> set[int]:
+    gw = session.app.gateway()
+    return {
+        p.number
+        for policy in gw.list_policies(ref.subscription_id, ref.resource_group)
+        for vm in policy.vms
+        if vm.id.lower() == ref.id.lower()
+        for p in vm.ports
+    }
+
+
+def check_effect(session: Session, words: list[str], result: click.testing.Result) -> None:
+    path, params = parse(words)
+    app = session.app
+    group = params.get("resource_group")
+    sub = app.subscription_id
+
+    def ref(name: str) -> VmRef:
+        return VmRef(sub, group or "", name)
+
+    ports = {int(p) for p in params.get("ports") or ()} or {3389}
+    names = [*(params.get("vms") or ()), *(params.get("names") or ())]
+    params["vm"] = names[0] if names else None
+    if path == ("enable",) and not params["dry_run"]:
+        for name in names:
+            assert ports <= policy_ports(session, ref(name)), f"enable: {name} not in the policy"
+    elif path == ("disable",) and not params["dry_run"]:
+        left = policy_ports(session, ref(params["vm"]))
+        assert not (ports & left if params["ports"] else left), "disable: still in the policy"
+    elif path == ("request",):
+        gw = app.gateway()
+        grants = [
+            port
+            for policy in gw.list_policies(sub, group)
+            for request in policy.requests
+            for vm in request.vms
+            if vm.id.lower() == ref(params["vm"]).id.lower()
+            for port in vm.ports
+            if port.source == params["source_ip"] and port.number in ports
+        ]
+        assert grants, "request: no grant in the policy's requests"
+        if params["wait"]:
+            assert verify(gw, ref(params["vm"]), params["source_ip"], sorted(ports)).ok
+    elif path == ("verify",):
+        assert verify(app.gateway(), ref(params["vm"]), params["source_ip"], sorted(ports)).ok
+    elif path in (("rdp",), ("ssh",)) and not params["no_launch"]:
+        program = session.runner.started[-1]
+        assert program[0].endswith("xfreerdp3" if path == ("rdp",) else "ssh"), program
+    elif path == ("policy", "export") and params.get("out"):
+        assert Path(session.cwd / params["out"]).read_text().strip()
+    elif path == ("emulator", "reset"):
+        assert Path(app_state_file()).exists()
+
+
+def app_state_file() -> Path:
+    from jitctl.app import emulator_state_file
+
+    return emulator_state_file()
+
+
+# --- the tests -----------------------------------------------------------------------------
+
+
+def collect() -> dict[str, list[Line]]:
+    runnable = {
+        name: [x for x in markdown_lines(name) if x.block in RUN_BLOCKS] for name in DOCUMENTS
+    }
+    runnable["--help"] = list(help_lines())
+    return runnable
+
+
+DOCS = collect()
+ROWS = [
+    pytest.param(
+        doc,
+        index,
+        id=f"{line.where}: {line.text[:60]}",
+    )
+    for doc, lines in DOCS.items()
+    for index, line in enumerate(lines)
+]
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Session]]:
+    with pytest.MonkeyPatch.context() as mp:
+        import os
+
+        for key in list(os.environ):
+            if key.startswith(("JITCTL_", "AZURE_", "IDENTITY_")):
+                mp.delenv(key)
+        base = tmp_path_factory.mktemp("docs")
+        mp.setenv("JITCTL_EMULATOR_STATE", str(base / "state" / "emulator.json"))
+        mp.chdir(base)
+        made: dict[str, Session] = {}
+        yield made
+
+
+@pytest.mark.parametrize(("doc", "index"), ROWS)
+def test_example_runs(
+    sessions: dict[str, Session], doc: str, index: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if doc not in sessions:
+        cwd = Path.cwd() / doc.strip("-").replace(".", "_")
+        cwd.mkdir()
+        sessions[doc] = new_session(cwd)
+    session = sessions[doc]
+    monkeypatch.chdir(session.cwd)
+    line = DOCS[doc][index]
+    if reason := skipped(line.text):
+        pytest.skip(reason)
+    run_line(session, line)
+
+
+def test_the_documents_have_examples_and_all_commands_are_shown():
+    readme = [x.text for x in DOCS["README.md"]]
+    assert len(readme) >= 30
+    helped = {
+        path for path, command, _ in gen_commands.commands() if not isinstance(command, click.Group)
+    }
+    for path in helped:
+        assert any(x.text.startswith(" ".join(("jitctl", *path))) for x in DOCS["--help"]), (
+            f"jitctl {' '.join(path)} --help has no example"
+        )
+
+
+def test_synopsis_lines_name_only_real_options():
+    """A ```text line `jitctl CMD ...` is a synopsis: every option it names exists."""
+    synopses = [x for name in DOCUMENTS for x in markdown_lines(name) if x.block == "text"]
+    assert len(synopses) >= 15
+    for line in synopses:
+        if not line.text.startswith("jitctl "):
+            continue
+        words = line.text.split()[1:]
+        command: click.Command = cli
+        options = {o for p in cli.params for o in p.opts}
+        while isinstance(command, click.Group) and words and words[0] in command.commands:
+            command = command.commands[words.pop(0)]
+            options |= {o for p in command.params for o in p.opts}
+        named = set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", " ".join(words)))
+        assert named <= options | {"--help"}, f"{line.where}: unknown {named - options}"
+
+
+def test_skips_are_few_and_explained():
+    assert len(SKIP) <= 6 and all(len(reason) > 20 for reason in SKIP.values())
+
+
+def test_the_command_reference_is_current():
+    assert (ROOT / "docs" / "COMMANDS.md").read_text(
+        encoding="utf-8"
+    ) == gen_commands.reference(), (
+        "docs/COMMANDS.md is out of date: run python scripts/gen_commands.py"
+    )
+
+
+def test_every_command_is_in_the_reference_order():
+    names = {path[-1] for path, _, _ in gen_commands.commands() if path}
+    assert names <= set(gen_commands.ORDER), (
+        f"add to ORDER in scripts/gen_commands.py: {names - set(gen_commands.ORDER)}"
+    )
+
+
+def test_no_command_line_hides_in_a_block_that_is_not_run():
+    """A `jitctl` line is an example (sh, bat), a synopsis (text), or a profile line."""
+    for name in DOCUMENTS:
+        for line in markdown_lines(name):
+            if line.block in (*RUN_BLOCKS, "text") or not re.search(
+                r"(^|[\s/])jitctl\s", line.text
+            ):
+                continue
+            assert line.block in ("bash", "zsh", "fish", "powershell", "python"), line
+            assert line.block == "python" or "jitctl completion" in line.text, line
