@@ -12,6 +12,7 @@ from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
     ResourceNotFoundError,
+    ServiceResponseError,
 )
 from azure.mgmt.compute import models as cm
 from azure.mgmt.compute.operations import VirtualMachinesOperations
@@ -255,11 +256,18 @@ def _history_with(request_body):
     )
 
 
-def test_initiate_answer_lost_but_landed_is_read_back_not_resent(sdk):
-    """503 after the fact: the history holds our request, so it is reported, not re-sent."""
+@pytest.mark.parametrize(
+    "lost",
+    [
+        _http_error(503, "ServiceUnavailable", "try again"),
+        ServiceResponseError("Read timed out"),
+    ],
+)
+def test_initiate_answer_lost_but_landed_is_read_back_not_resent(sdk, lost):
+    """503 or a timeout after the fact: the history holds our request: reported, not re-sent."""
     clock = FakeClock(NOW)
     sdk.jit.list_by_resource_group.return_value = iter([example_policy()])
-    sdk.jit.initiate.side_effect = _http_error(503, "ServiceUnavailable", "try again")
+    sdk.jit.initiate.side_effect = lost
     landed = {
         "virtualMachines": [
             {
