@@ -290,3 +290,21 @@ def test_writes_failing_until_the_bound_exit_1_not_9(run, backend):
     r = run("enable", "vm-win01", *G)
     assert r.exit_code == 1 and "Azure is unavailable (503" in r.stderr
     assert backend.state["jit"] == {}
+
+
+def test_a_confirmation_read_that_fails_confirms_nothing(gw, clock, backend):
+    """The last re-read failing (after the SDK's own GET retries) is not a confirmation."""
+    original, state = gw.get_policy, {"n": 0}
+
+    def flaky(*key):
+        state["n"] += 1
+        if state["n"] == 4:  # the last read of the first window
+            from jitctl.errors import Unavailable
+
+            raise Unavailable("Azure is unavailable (503)")
+        return original(*key)
+
+    gw.get_policy = flaky
+    result = enable(gw, [WIN], [PortRule(3389)], clock=clock)
+    assert state["n"] > 4 and result.policies[0].attempts == 1  # read again, not written again
+    assert gw.get_policy(*KEY).vm(WIN.id)

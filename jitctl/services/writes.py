@@ -115,6 +115,7 @@ class _Writer:
         start = self.clock.now()
         n = max(1, self.s.confirm_reads)
         slot = self.window / n
+        seen = False
         for i in range(1, n + 1):
             at = slot * i - (self.rng.uniform(0, slot / 2) if i < n else 0)
             wait = at - _seconds(start, self.clock.now())
@@ -123,10 +124,12 @@ class _Writer:
             try:
                 fresh = self.read()
             except Unavailable:
-                continue  # a failed read proves nothing either way; read again
+                seen = False  # a failed read proves nothing either way: the next one must see it
+                continue
             if not applied(fresh.vms if fresh else (), changes):
                 return False
-        return True
+            seen = True
+        return seen
 
     def pause(self, attempt: int, writes: int, deadline: datetime) -> None:
         wait = _backoff(self.s, attempt, self.rng, self.retry_after)
