@@ -82,7 +82,7 @@ def run_demo(
     )
     yield step(
         "Enable JIT on both VMs (RDP 3389 and SSH 22, 3 hours max)",
-        lambda: enable(gw, vms, [PortRule(3389), PortRule(22)]),
+        lambda: enable(gw, vms, [PortRule(3389), PortRule(22)], clock=app.clock),
         "One read-merge-write of the resource group's policy; JIT adds deny rules.",
     )
 
@@ -104,6 +104,7 @@ def run_demo(
                 app.clock.now(),
                 [port],
                 justification="jitctl demo",
+                clock=app.clock,
             ),
             source_note,
         )

@@ -75,3 +75,18 @@ class AzureError(JitctlError):
     """An Azure answer that maps to no more specific code (409, 429 after retries, 5xx)."""
 
     code = ExitCode.ERROR
+
+
+class Unavailable(AzureError):
+    """No answer, or 429/5xx: the call may or may not have taken effect (re-read to know)."""
+
+    def __init__(
+        self,
+        message: str,
+        hint: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.status = status
+        self.retry_after = retry_after

@@ -33,6 +33,7 @@ from jitctl.parsing import (
     parse_protocol,
     parse_source,
 )
+from jitctl.policynames import check_policy_name
 from jitctl.textsafe import printable
 
 Protocol = Literal["tcp", "udp", "any"]
@@ -57,6 +58,13 @@ def _check_sources(value: list[str] | None, allow_any: bool | None) -> list[str]
         except BadInput as err:
             raise ValueError(str(err)) from None
     return out
+
+
+def _check_policy_name(value: str | None) -> str | None:
+    try:
+        return None if value is None else check_policy_name(value)
+    except BadInput as err:
+        raise ValueError(err.message) from None
 
 
 def _check_subscriptions(value: list[str] | None) -> list[str] | None:
@@ -121,6 +129,11 @@ class Defaults(_Strict):
     def _duration(cls, v: str) -> str:
         return _check_duration(v) or v
 
+    @field_validator("policyName")
+    @classmethod
+    def _policy_name(cls, v: str) -> str:
+        return _check_policy_name(v) or v
+
     @field_validator("sources")
     @classmethod
     def _sources(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
@@ -141,6 +154,11 @@ class Target(_Strict):
     )
     policyName: str | None = None
     ports: list[PortSpec] = Field(min_length=1)
+
+    @field_validator("policyName")
+    @classmethod
+    def _policy_name(cls, v: str | None) -> str | None:
+        return _check_policy_name(v)
 
     @field_validator("ports", mode="before")
     @classmethod

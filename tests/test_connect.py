@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from jitctl.cli.commands import cli
+from jitctl.clock import FakeClock
 from jitctl.errors import Refused
 from jitctl.launch import rdp_command, rdp_file_content, ssh_command, write_rdp_file
 from jitctl.model import JitPolicy, PolicyVm, PortRule
@@ -50,7 +51,8 @@ def connect_app(app, backend, tmp_path):
     app.runner = FakeRunner(installed={"xfreerdp": "/usr/bin/xfreerdp", "ssh": "/usr/bin/ssh"})
     app.data_dir = tmp_path / "data"
     app.ip_fetch = lambda url, timeout: "198.51.100.7\n"
-    enable(app.gateway(), [WIN, LNX], [PortRule(3389), PortRule(22)])
+    # the set-up write confirms on its own fake clock, so the scenario's clock starts at 09:00
+    enable(app.gateway(), [WIN, LNX], [PortRule(3389), PortRule(22)], clock=FakeClock())
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from datetime import timedelta
 
 import pytest
 
@@ -36,6 +37,7 @@ REQUEST_KEYS = {
     "start_time",
     "requestor",
     "justification",
+    "notes",
 }
 VERIFY_KEYS = {
     "vm_id",
@@ -62,7 +64,8 @@ def test_enable_shape(run):
     data = doc(run("-o", "json", "enable", "vm-win01", *G))
     assert set(data) == {"policies", "dry_run", "changed"}
     pol = data["policies"][0]
-    assert set(pol) == {"policy_id", "changes", "action", "attempts"}
+    assert set(pol) == {"policy_id", "changes", "action", "attempts", "notes"}
+    assert pol["notes"] == []
     change = pol["changes"][0]
     assert set(change) == {"vm_id", "port", "action", "before", "after"}
     assert change["after"] == {
@@ -81,15 +84,16 @@ def test_disable_shape(run):
     assert data["policies"][0]["changes"][0]["before"]["protocol"] == "tcp"
 
 
-def test_request_and_list_shapes(run):
+def test_request_and_list_shapes(run, clock):
     run("enable", "vm-win01", *G)
+    end = (clock.now() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     data = doc(run("-o", "json", "request", "vm-win01", *G, *IP, "--duration", "1h"))
     assert set(data) == REQUEST_KEYS and data["vm_name"] == "vm-win01"
     assert data["ports"] == [
         {
             "number": 3389,
             "source": "203.0.113.7",
-            "end_time": "2026-01-05T10:00:00Z",
+            "end_time": end,
             "status": "Initiating",
             "status_reason": "UserRequested",
             "mapped_port": None,
@@ -107,13 +111,14 @@ def test_request_and_list_shapes(run):
 
 def test_status_and_history_shapes(run, clock):
     run("enable", "vm-win01", *G)
+    started = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")  # after the write's confirmation
     run("request", "vm-win01", *G, *IP, "--duration", "1h", "--justification", "INC-1")
     status = doc(run("status", "-o", "json"))
     assert set(status) == {"grants", "history"} and status["history"] is False
     grant = status["grants"][0]
     assert set(grant) == GRANT_KEYS
     assert (grant["vm_name"], grant["seconds_left"]) == ("vm-win01", 3600)
-    assert grant["start_time"] == "2026-01-05T09:00:00Z"  # to the second, no microseconds
+    assert grant["start_time"] == started  # to the second, no microseconds
     history = doc(run("history", "vm-win01", *G, "-o", "json"))
     assert history["history"] is True and set(history["grants"][0]) == GRANT_KEYS
 

@@ -22,8 +22,8 @@ from jitctl.services.verify import wait_until_effective
 
 def core_scenario(app: App, vm: VmRef, source: str, timeout: float) -> None:
     gw = app.gateway()
-    enable(gw, [vm], [PortRule(3389)])
-    again = enable(gw, [vm], [PortRule(3389)])
+    enable(gw, [vm], [PortRule(3389)], clock=app.clock)
+    again = enable(gw, [vm], [PortRule(3389)], clock=app.clock)
     assert not again.changed  # a second enable writes nothing
     grant = request_access(
         gw, vm, source, app.clock.now(), [3389], timedelta(minutes=5), "jitctl live test"

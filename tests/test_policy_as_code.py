@@ -290,7 +290,7 @@ def test_two_hundred_vms_over_groups_and_regions_one_write_per_policy(tmp_path, 
     assert sum(len(p.changes) for p in plan.policies) == 400 and len(plan.policies) == 8
     assert reads == 4  # VMs, NICs, virtual networks, JIT policies: one list each
     before = len(backend.log)
-    result = apply_plan(gw, plan)
+    result = apply_plan(gw, plan, clock=app.clock)
     puts = [e for e in backend.log[before:] if e.method == "PUT"]
     assert len(puts) == 8 == result.writes  # one write per JIT policy, not per VM
     assert not make_plan(gw, load_all(path)[0], SUB).changed

@@ -25,38 +25,39 @@ def rules_of(backend, nsg_name):
     return {r["name"]: r["properties"] for r in backend.rules(nsg_id)}
 
 
-def test_enable_on_a_shared_policy_keeps_other_vms_and_ports(gw, backend, calls):
+def test_enable_on_a_shared_policy_keeps_other_vms_and_ports(gw, backend, calls, clock):
     other = PolicyVm(
         LNX.id,
         (PortRule(22, "TCP", timedelta(hours=1), None, ("198.51.100.0/24", "192.0.2.0/24")),),
     )
     gw.put_policy(JitPolicy(SUB, RG, "westeurope", "default", (other,)))
     calls()
-    result = enable(gw, [WIN], [PortRule(3389, max_duration=timedelta(hours=2))])
+    result = enable(gw, [WIN], [PortRule(3389, max_duration=timedelta(hours=2))], clock=clock)
     assert [p.action for p in result.policies] == ["updated"]
-    # the fewest calls: VM, NIC, policy, one PUT, one re-read
+    # the fewest calls: VM, NIC, policy, one PUT, then three re-reads over the confirm window
+    pol = "Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default"
     assert calls() == [
         "GET Microsoft.Compute/virtualMachines/vm-win01",
         "GET Microsoft.Network/networkInterfaces/vm-win01-nic",
-        "GET Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default",
-        "PUT Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default",
-        "GET Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default",
+        f"GET {pol}",
+        f"PUT {pol}",
+        *[f"GET {pol}"] * 3,
     ]
     policy = gw.get_policy(SUB, RG, "westeurope", "default")
     assert policy.vm(LNX.id) == other  # untouched, to the letter
     assert policy.vm(WIN.id).ports == (PortRule(3389, max_duration=timedelta(hours=2)),)
 
 
-def test_enable_twice_writes_once_and_several_vms_cost_one_write(gw, backend, calls):
-    enable(gw, [WIN, LNX], [PortRule(3389), PortRule(22)])
+def test_enable_twice_writes_once_and_several_vms_cost_one_write(gw, backend, calls, clock):
+    enable(gw, [WIN, LNX], [PortRule(3389), PortRule(22)], clock=clock)
     assert sum(c.startswith("PUT") for c in calls()) == 1
-    again = enable(gw, [WIN, LNX], [PortRule(3389), PortRule(22)])
+    again = enable(gw, [WIN, LNX], [PortRule(3389), PortRule(22)], clock=clock)
     assert [p.action for p in again.policies] == ["unchanged"]
     assert not any(c.startswith("PUT") for c in calls())
 
 
-def test_enable_puts_deny_rules_on_the_guarding_nsgs(gw, backend):
-    enable(gw, [WIN, LNX], [PortRule(3389), PortRule(22)])
+def test_enable_puts_deny_rules_on_the_guarding_nsgs(gw, backend, clock):
+    enable(gw, [WIN, LNX], [PortRule(3389), PortRule(22)], clock=clock)
     ((name, deny),) = rules_of(backend, "vm-win01-nsg").items()
     assert name.startswith("MicrosoftDefenderForCloud-JITRule_")
     assert deny["access"] == "Deny" and deny["priority"] == 4096
@@ -71,20 +72,22 @@ def test_enable_puts_deny_rules_on_the_guarding_nsgs(gw, backend):
     )
 
 
-def test_enable_dry_run_writes_nothing(gw, calls):
-    result = enable(gw, [WIN], [PortRule(3389)], dry_run=True)
+def test_enable_dry_run_writes_nothing(gw, calls, clock):
+    result = enable(gw, [WIN], [PortRule(3389)], dry_run=True, clock=clock)
     assert result.policies[0].action == "would create"
     assert not any(c.startswith(("PUT", "POST", "DELETE")) for c in calls())
 
 
 @pytest.mark.parametrize("world", ["busy"])
-def test_enable_refuses_a_vm_without_nsg_before_any_write(gw, calls):
+def test_enable_refuses_a_vm_without_nsg_before_any_write(gw, calls, clock):
     with pytest.raises(Refused, match="vm-nonsg has no network security group"):
-        enable(gw, [WIN, vm_ref("vm-nonsg")], [PortRule(3389)])
+        enable(gw, [WIN, vm_ref("vm-nonsg")], [PortRule(3389)], clock=clock)
     assert not any(c.startswith(("PUT", "POST", "DELETE")) for c in calls())
 
 
-def test_enable_merges_again_when_a_concurrent_writer_drops_our_change(gw, backend, monkeypatch):
+def test_enable_merges_again_when_a_concurrent_writer_drops_our_change(
+    gw, backend, monkeypatch, clock
+):
     """Simulate a clobbering script that PUTs its own VM right after our write."""
     original = gw.put_policy
     state = {"clobbered": False}
@@ -97,31 +100,32 @@ def test_enable_merges_again_when_a_concurrent_writer_drops_our_change(gw, backe
         return out
 
     gw.put_policy = put_then_clobber
-    result = enable(gw, [WIN], [PortRule(3389)])
+    result = enable(gw, [WIN], [PortRule(3389)], clock=clock)
     assert result.policies[0].attempts == 2
     assert gw.get_policy(SUB, RG, "westeurope", "default").vm(WIN.id)
 
 
-def test_disable_port_then_vm_then_policy_goes(gw, backend):
-    enable(gw, [WIN, LNX], [PortRule(3389), PortRule(22)])
-    disable(gw, WIN, [22])
+def test_disable_port_then_vm_then_policy_goes(gw, backend, clock):
+    enable(gw, [WIN, LNX], [PortRule(3389), PortRule(22)], clock=clock)
+    disable(gw, WIN, [22], clock=clock)
     policy = gw.get_policy(SUB, RG, "westeurope", "default")
     assert [p.number for p in policy.vm(WIN.id).ports] == [3389] and policy.vm(LNX.id)
     assert rules_of(backend, "vm-win01-nsg").popitem()[1]["destinationPortRange"] == "3389"
-    disable(gw, WIN)
+    disable(gw, WIN, clock=clock)
     assert gw.get_policy(SUB, RG, "westeurope", "default").vm(WIN.id) is None
     assert rules_of(backend, "vm-win01-nsg") == {}  # its deny rule went with it
-    result = disable(gw, LNX)
+    result = disable(gw, LNX, clock=clock)
     assert result.policies[0].action == "deleted"
     assert gw.get_policy(SUB, RG, "westeurope", "default") is None
     with pytest.raises(NotFound):
-        disable(gw, LNX)
+        disable(gw, LNX, clock=clock)
 
 
 def test_request_wait_verify_expiry(gw, backend, clock, calls):
     backend.settings.propagation_delay = 40
-    enable(gw, [WIN], [PortRule(3389, max_duration=timedelta(hours=1))])
+    enable(gw, [WIN], [PortRule(3389, max_duration=timedelta(hours=1))], clock=clock)
     calls()
+    clock.slept.clear()  # the write's confirmation reads are not the wait measured here
     granted = request_access(gw, WIN, IP, clock.now(), [3389], justification="INC-1")
     assert calls() == [
         "GET Microsoft.Security/jitNetworkAccessPolicies",
@@ -145,7 +149,8 @@ def test_request_wait_verify_expiry(gw, backend, clock, calls):
 
 def test_wait_times_out_when_the_rule_never_appears(gw, backend, clock):
     backend.settings.propagation_delay = 10_000
-    enable(gw, [WIN], [PortRule(3389)])
+    enable(gw, [WIN], [PortRule(3389)], clock=clock)
+    clock.slept.clear()
     request_access(gw, WIN, IP, clock.now())
     with pytest.raises(TimedOut, match="denied by rule MicrosoftDefenderForCloud-JITRule_"):
         wait_until_effective(gw, WIN, IP, clock, timeout=30)
@@ -153,7 +158,7 @@ def test_wait_times_out_when_the_rule_never_appears(gw, backend, clock):
 
 
 def test_newer_request_supersedes_older(gw, backend, clock):
-    enable(gw, [WIN], [PortRule(3389)])
+    enable(gw, [WIN], [PortRule(3389)], clock=clock)
     request_access(gw, WIN, IP, clock.now())
     clock.advance(60)
     request_access(gw, WIN, "198.51.100.4", clock.now())
@@ -174,7 +179,7 @@ def test_newer_request_supersedes_older(gw, backend, clock):
     ],
 )
 def test_request_refusals_are_local_and_write_nothing(gw, calls, clock, kwargs, message):
-    enable(gw, [WIN], [PortRule(3389)])
+    enable(gw, [WIN], [PortRule(3389)], clock=clock)
     calls()
     with pytest.raises(Refused, match=message):
         request_access(gw, WIN, IP, clock.now(), **kwargs)
@@ -182,7 +187,9 @@ def test_request_refusals_are_local_and_write_nothing(gw, calls, clock, kwargs, 
 
 
 def test_request_source_outside_allowed_prefixes(gw, clock):
-    enable(gw, [WIN], [PortRule(3389, allowed_source_address_prefix="198.51.100.0/24")])
+    enable(
+        gw, [WIN], [PortRule(3389, allowed_source_address_prefix="198.51.100.0/24")], clock=clock
+    )
     with pytest.raises(Refused, match="outside the allowed sources"):
         request_access(gw, WIN, IP, clock.now())
     assert (
@@ -199,7 +206,7 @@ def test_azure_refuses_what_is_not_a_subset(gw, clock):
     """Bypassing the local check, the emulator answers as Azure does; the message comes through."""
     from jitctl.gateway import InitiatePort
 
-    enable(gw, [WIN], [PortRule(3389)])
+    enable(gw, [WIN], [PortRule(3389)], clock=clock)
     policy = gw.get_policy(SUB, RG, "westeurope", "default")
     with pytest.raises(Refused, match="is not a subset of policy"):
         gw.initiate(policy, WIN.id, [InitiatePort(22, IP, clock.now() + timedelta(hours=1))], None)
@@ -213,8 +220,8 @@ def test_azure_refuses_what_is_not_a_subset(gw, clock):
 
 
 @pytest.mark.parametrize("world", ["busy"])
-def test_verify_reports_bypass_and_unprotected(gw, backend):
-    enable(gw, [vm_ref("vm-legacy")], [PortRule(3389)])
+def test_verify_reports_bypass_and_unprotected(gw, backend, clock):
+    enable(gw, [vm_ref("vm-legacy")], [PortRule(3389)], clock=clock)
     result = verify(gw, vm_ref("vm-legacy"), "198.51.100.200")
     ev = result.ports[0].evaluation
     assert result.effective and ev.bypassed and result.ok  # allowed, with a warning
@@ -229,9 +236,9 @@ def test_verify_reports_bypass_and_unprotected(gw, backend):
 
 
 @pytest.mark.parametrize("world", ["busy"])
-def test_deny_priority_strategy_above_allow(gw, backend):
+def test_deny_priority_strategy_above_allow(gw, backend, clock):
     backend.settings.deny_priority_strategy = "above-allow"
-    enable(gw, [vm_ref("vm-legacy")], [PortRule(3389)])
+    enable(gw, [vm_ref("vm-legacy")], [PortRule(3389)], clock=clock)
     deny = [
         r
         for r in rules_of(backend, "vm-legacy-nsg").values()
@@ -243,7 +250,7 @@ def test_deny_priority_strategy_above_allow(gw, backend):
 
 @pytest.mark.parametrize("world", ["multinic"])
 def test_verify_multi_nic_uses_primary_unless_named(gw, calls, clock):
-    enable(gw, [vm_ref("vm-multi")], [PortRule(3389)])
+    enable(gw, [vm_ref("vm-multi")], [PortRule(3389)], clock=clock)
     request_access(gw, vm_ref("vm-multi"), IP, clock.now())
     calls()
     result = verify(gw, vm_ref("vm-multi"), IP)
@@ -259,7 +266,7 @@ def test_verify_single_nic_in_at_most_five_gets(gw, calls):
     assert len(calls()) <= 5
 
 
-def test_faults_429_and_5xx_are_retried_and_complete(gw, backend):
+def test_faults_429_and_5xx_are_retried_and_complete(gw, backend, clock):
     backend.faults.extend(
         [
             Fault(429, match="jitNetworkAccessPolicies", retry_after=0),
@@ -267,27 +274,27 @@ def test_faults_429_and_5xx_are_retried_and_complete(gw, backend):
             Fault(500, match="networkInterfaces"),
         ]
     )
-    result = enable(gw, [WIN], [PortRule(3389)])
+    result = enable(gw, [WIN], [PortRule(3389)], clock=clock)
     assert result.policies[0].action == "created"
     statuses = [e.status for e in backend.log]
     assert statuses.count(429) == 1 and statuses.count(503) == 1 and statuses.count(500) == 1
 
 
-def test_persistent_failure_reports_and_writes_nothing(gw, backend):
+def test_persistent_failure_reports_and_writes_nothing(gw, backend, clock):
     backend.faults.append(Fault(503, match="jitNetworkAccessPolicies", times=100))
     with pytest.raises(AzureError, match="Azure is unavailable \\(503"):
-        enable(gw, [WIN], [PortRule(3389)])
+        enable(gw, [WIN], [PortRule(3389)], clock=clock)
     assert backend.state["jit"] == {}
 
 
-def test_forbidden_and_not_found_map_to_their_errors(gw, backend):
+def test_forbidden_and_not_found_map_to_their_errors(gw, backend, clock):
     from jitctl.errors import Forbidden
 
     with pytest.raises(NotFound, match="ResourceNotFound"):
-        enable(gw, [vm_ref("no-such-vm")], [PortRule(3389)])
+        enable(gw, [vm_ref("no-such-vm")], [PortRule(3389)], clock=clock)
     backend.faults.append(Fault(403, match="virtualMachines"))
     with pytest.raises(Forbidden):
-        enable(gw, [WIN], [PortRule(3389)])
+        enable(gw, [WIN], [PortRule(3389)], clock=clock)
 
 
 def test_fault_rate_and_latency(gw, backend):
@@ -321,10 +328,10 @@ def test_forbidden_message_is_azures(gw, backend):
         gw.list_policies(SUB, RG)
 
 
-def test_paging_is_followed(gw, backend):
+def test_paging_is_followed(gw, backend, clock):
     backend.settings.page_size = 1
-    enable(gw, [WIN], [PortRule(3389)])
-    enable(gw, [WIN], [PortRule(3389)], policy_name="second")
+    enable(gw, [WIN], [PortRule(3389)], clock=clock)
+    enable(gw, [WIN], [PortRule(3389)], policy_name="second", clock=clock)
     before = len(backend.log)
     assert {p.name for p in gw.list_policies(SUB)} == {"default", "second"}
     assert len(backend.log) - before == 2  # two pages, the second by nextLink

@@ -12,6 +12,7 @@ from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
     ResourceNotFoundError,
+    ServiceResponseError,
 )
 from azure.mgmt.compute import models as cm
 from azure.mgmt.compute.operations import VirtualMachinesOperations
@@ -26,6 +27,7 @@ from azure.mgmt.security.v2020_01_01 import models as sm
 from azure.mgmt.security.v2020_01_01.operations import JitNetworkAccessPoliciesOperations
 
 from jitctl.arm.gateway import AzureGateway, Connection
+from jitctl.clock import FakeClock
 from jitctl.errors import Forbidden, NotFound, NotSignedIn, Refused
 from jitctl.ids import VmRef
 from jitctl.model import PortRule
@@ -122,6 +124,7 @@ def test_request_is_two_calls_list_then_initiate(sdk):
     )
     assert result.ports[0].status == "Initiating"
     assert sdk.vms.get.call_count == 0 and sdk.jit.create_or_update.call_count == 0
+    assert sdk.jit.initiate.call_args.kwargs == {"retry_total": 0}  # never re-sent blindly
 
 
 def test_request_refused_locally_never_initiates(sdk):
@@ -137,7 +140,8 @@ def test_enable_reads_merges_and_writes_once(sdk):
     existing = example_policy()
     written = {}
 
-    def put(rg, loc, name, body):  # answer as the service does: the body, with id and name
+    def put(rg, loc, name, body, **kwargs):  # answer as the service does: the body, id, name
+        assert kwargs == {"retry_total": 0}  # a write whose answer was lost is not re-sent
         written["body"] = sm.JitNetworkAccessPolicy.deserialize(
             {**body.serialize(), "id": existing.id, "name": name, "location": loc}
         )
@@ -150,7 +154,10 @@ def test_enable_reads_merges_and_writes_once(sdk):
         {**vm_model().as_dict(), "id": VmRef(SUB, RG, name).id, "name": name}
     )
     result = enable(
-        sdk.gw, [VM, other], [PortRule(5985, "TCP", timedelta(hours=1), "198.51.100.0/24")]
+        sdk.gw,
+        [VM, other],
+        [PortRule(5985, "TCP", timedelta(hours=1), "198.51.100.0/24")],
+        clock=FakeClock(),
     )
     assert result.policies[0].action == "updated"
     sdk.jit.create_or_update.assert_called_once()
@@ -239,3 +246,65 @@ def test_sdk_errors_map_to_exit_codes(sdk, exc, expected, text):
     sdk.jit.list_by_resource_group.side_effect = exc
     with pytest.raises(expected, match=text):
         request_access(sdk.gw, VM, "192.127.0.2", NOW)
+
+
+def _history_with(request_body):
+    body = example_policy().serialize()
+    body["properties"]["requests"] = [request_body]
+    return sm.JitNetworkAccessPolicy.deserialize(
+        {**body, "id": example_policy().id, "name": "default", "location": "westeurope"}
+    )
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [
+        _http_error(503, "ServiceUnavailable", "try again"),
+        ServiceResponseError("Read timed out"),
+    ],
+)
+def test_initiate_answer_lost_but_landed_is_read_back_not_resent(sdk, lost):
+    """503 or a timeout after the fact: the history holds our request: reported, not re-sent."""
+    clock = FakeClock(NOW)
+    sdk.jit.list_by_resource_group.return_value = iter([example_policy()])
+    sdk.jit.initiate.side_effect = lost
+    landed = {
+        "virtualMachines": [
+            {
+                "id": VM.id,
+                "ports": [
+                    {
+                        "number": 3389,
+                        "allowedSourceAddressPrefix": "192.127.0.2",
+                        "endTimeUtc": (NOW + timedelta(hours=1)).isoformat(),
+                        "status": "Initiated",
+                        "statusReason": "UserRequested",
+                    }
+                ],
+            }
+        ],
+        "startTimeUtc": (NOW + timedelta(seconds=1)).isoformat(),
+        "requestor": "barbara@contoso.com",
+    }
+    sdk.jit.get.return_value = _history_with(landed)
+    result = request_access(sdk.gw, VM, "192.127.0.2", NOW, [3389], timedelta(hours=1), clock=clock)
+    sdk.jit.initiate.assert_called_once()
+    assert sdk.jit.initiate.call_args.kwargs == {"retry_total": 0}
+    sdk.jit.get.assert_called_once_with(RG, "westeurope", "default")
+    assert result.requestor == "barbara@contoso.com" and result.ports[0].status == "Initiated"
+    assert "had landed, so it was not sent again" in result.notes[0]
+
+
+def test_initiate_that_did_not_land_is_sent_again_once(sdk):
+    clock = FakeClock(NOW)
+    sdk.jit.list_by_resource_group.return_value = iter([example_policy()])
+    answer = sm.JitNetworkAccessRequest.deserialize(
+        spec("security-2020-01-01/InitiateJitNetworkAccessPolicy_example.json")["responses"]["202"][
+            "body"
+        ]
+    )
+    sdk.jit.initiate.side_effect = [_http_error(500, "InternalServerError", "oops"), answer]
+    sdk.jit.get.return_value = example_policy()  # its history holds only an old request
+    result = request_access(sdk.gw, VM, "192.127.0.2", NOW, [3389], timedelta(hours=1), clock=clock)
+    assert sdk.jit.initiate.call_count == 2 and sdk.jit.get.call_count == 2  # two looks
+    assert "not in the policy's request history: requested again" in result.notes[0]

@@ -13,6 +13,7 @@ from jitctl.errors import (
     NotFound,
     NotSignedIn,
     Refused,
+    Unavailable,
 )
 
 SIGN_IN_HINT = (
@@ -28,12 +29,21 @@ def _azure_message(exc: BaseException) -> tuple[str, str]:
     return str(code), " ".join(str(message).split())
 
 
+def _retry_after(exc: BaseException) -> float | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    try:
+        return float(headers.get("Retry-After") or "")
+    except (TypeError, ValueError):
+        return None
+
+
 def translate(exc: BaseException) -> JitctlError:
     from azure.core.exceptions import (
         ClientAuthenticationError,
         HttpResponseError,
         ResourceNotFoundError,
         ServiceRequestError,
+        ServiceResponseError,
     )
 
     if isinstance(exc, JitctlError):
@@ -62,9 +72,14 @@ def translate(exc: BaseException) -> JitctlError:
             f"Azure reports a conflict ({code or 'Conflict'}): {message}", "Try again shortly."
         )
     if status == 429 or (status and status >= 500):
-        return AzureError(f"Azure is unavailable ({status} {code}): {message}", "Try again later.")
-    if isinstance(exc, ServiceRequestError):
-        return AzureError(
+        return Unavailable(
+            f"Azure is unavailable ({status} {code}): {message}",
+            "Try again later.",
+            status,
+            _retry_after(exc),
+        )
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return Unavailable(
             f"Cannot reach Azure: {message}", "Check the network and --cloud/--arm-endpoint."
         )
     if isinstance(exc, HttpResponseError):

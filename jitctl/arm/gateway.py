@@ -140,17 +140,23 @@ class AzureGateway:
                 return None
         return t.policy_from_sdk(policy)
 
+    # Writes go out once (retry_total=0): the transport must not re-send a write whose answer
+    # was lost. The services re-read to learn whether it took effect, then merge and write again.
     def put_policy(self, policy: JitPolicy) -> JitPolicy:
         with azure_errors():
             out = self._jit(policy.subscription_id).create_or_update(
-                policy.resource_group, policy.location, policy.name, t.policy_to_sdk(policy)
+                policy.resource_group,
+                policy.location,
+                policy.name,
+                t.policy_to_sdk(policy),
+                retry_total=0,
             )
         return t.policy_from_sdk(out)
 
     def delete_policy(self, policy: JitPolicy) -> None:
         with azure_errors():
             self._jit(policy.subscription_id).delete(
-                policy.resource_group, policy.location, policy.name
+                policy.resource_group, policy.location, policy.name, retry_total=0
             )
 
     def initiate(
@@ -176,6 +182,6 @@ class AzureGateway:
         )
         with azure_errors():
             out = self._jit(policy.subscription_id).initiate(
-                policy.resource_group, policy.location, policy.name, body
+                policy.resource_group, policy.location, policy.name, body, retry_total=0
             )
         return t.request_from_sdk(out)

@@ -73,7 +73,7 @@ install_globals(cli, root=True)
     "--policy-name",
     default="default",
     show_default=True,
-    help="JIT policy name (the portal uses 'default').",
+    help="JIT policy name (the portal uses 'default'); '{vm}' gives each VM its own policy.",
 )
 @click.option("--dry-run", is_flag=True, help="Show the change; write nothing.")
 @click.pass_obj
@@ -113,7 +113,7 @@ def enable(
         for p in ports or (3389,)
     ]
     refs = vm.refs(app)
-    emit(app, run(app.gateway(), refs, rules, policy_name, dry_run))
+    emit(app, run(app.gateway(), refs, rules, policy_name, dry_run, clock=app.clock))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -141,7 +141,10 @@ def disable(
 
     ref = vm.one(app)
     with vm_must_exist(app, ref):
-        emit(app, run(app.gateway(), ref, list(ports) or None, policy_name, dry_run))
+        emit(
+            app,
+            run(app.gateway(), ref, list(ports) or None, policy_name, dry_run, clock=app.clock),
+        )
 
 
 @cli.command(context_settings=CONTEXT)
@@ -240,10 +243,13 @@ def request(
             duration,
             justification,
             policy_name,
+            clock=app.clock,
         )
     if not wait:
         emit(app, granted)
         return
+    for note in granted.notes:  # a lost answer read back: say so before waiting
+        warn(app, f"jitctl: {note}")
     try:
         proof = wait_for(app, ref, source_ip, numbers, limit)
     except TimedOut as err:  # the grant stands: say until when, and how to check again

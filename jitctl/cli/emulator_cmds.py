@@ -103,7 +103,26 @@ def emulator() -> None:
     show_default=True,
     help="Seconds until a JIT allow rule appears.",
 )
-def serve(port: int, state: Path | None, world: str, propagation_delay: float) -> None:
+@click.option(
+    "--latency",
+    default=0.0,
+    show_default=True,
+    help="Seconds every ARM call takes (0.2: ARM on a slow day); calls overlap.",
+)
+@click.option(
+    "--fault-rate",
+    default=0.0,
+    show_default=True,
+    help="Share of JIT policy writes and initiates answered 503, half of them after the fact.",
+)
+def serve(
+    port: int,
+    state: Path | None,
+    world: str,
+    propagation_delay: float,
+    latency: float,
+    fault_rate: float,
+) -> None:
     """Serve the emulator over HTTPS with a managed-identity token endpoint.
 
     Prints the shell lines that point DefaultAzureCredential, the azure-mgmt clients and jitctl at it.
@@ -116,12 +135,13 @@ def serve(port: int, state: Path | None, world: str, propagation_delay: float) -
     """
     import time
 
-    from jitctl.emulator.backend import Backend, Settings
+    from jitctl.emulator.backend import Backend, Settings, latency_and_faults
     from jitctl.emulator.server import EmulatorServer
     from jitctl.emulator.worlds import WORLDS
 
     backend = Backend(settings=Settings(propagation_delay=propagation_delay))
     WORLDS[world](backend)  # the world of a new state file; an existing one keeps its own
+    backend.faults.extend(latency_and_faults(latency, fault_rate))
     server = EmulatorServer(backend, port=port, state_file=state)
     server.start()
     click.echo("\n".join(server.shell_lines()))

@@ -105,7 +105,7 @@ def apply(app: App, path: Path, yes: bool, prune: bool) -> None:
             raise BadInput("Not applying without a terminal to confirm on.", "Pass --yes.")
         click.echo(render(result, "table", app.clock.now()), err=True)
         click.confirm("Apply these changes?", abort=True, err=True)
-    emit(app, apply_plan(app.gateway(), result))
+    emit(app, apply_plan(app.gateway(), result, clock=app.clock))
 
 
 @policy.command(context_settings=CONTEXT)

@@ -111,7 +111,9 @@ class Settings:
 
 @dataclass
 class Fault:
-    """Answer `status` instead of the real response, `times` times (or with `rate`)."""
+    """Answer `status` instead of the real response, `times` times (or with `rate`).
+
+    Latency is slept outside the backend's lock, so parallel clients overlap as with ARM."""
 
     status: int
     match: str = ""  # substring of the path (case-insensitive); empty matches all
@@ -120,6 +122,22 @@ class Fault:
     rate: float = 0.0  # when > 0, a probability for each matching request instead of times
     retry_after: int | None = None
     latency: float = 0.0  # seconds to wait before answering (with status 0: just latency)
+    # True: do the request, then answer `status` instead of the real reply (an answer lost
+    # after the fact: the write or initiate happened, the client does not know it).
+    after: bool = False
+
+
+def latency_and_faults(latency: float = 0.0, fault_rate: float = 0.0) -> list[Fault]:
+    """`latency` seconds on every call; `fault_rate` of JIT policy writes and initiates answered
+    503, half before doing them and half after (the answer lost), as `emulator serve` offers."""
+    faults = [Fault(0, latency=latency, rate=1.0)] if latency > 0 else []
+    if fault_rate > 0:
+        faults += [
+            Fault(503, match="/jitNetworkAccessPolicies/", method=m, rate=fault_rate / 2, after=a)
+            for m in ("PUT", "DELETE", "POST")
+            for a in (False, True)
+        ]
+    return faults
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from jitctl.emulator import jit
-from jitctl.emulator.backend import ArmError, Backend, LogEntry
+from jitctl.emulator.backend import ArmError, Backend, Fault, LogEntry
 
 SUB = r"/subscriptions/(?P<sub>[^/]+)"
 RG = SUB + r"/resourcegroups/(?P<rg>[^/]+)"
@@ -119,8 +119,19 @@ class Router:
         hdrs = {k.lower(): v for k, v in headers.items()}
         b = self.backend
         with b.lock:
+            faults = self._pick_faults(method.upper(), parts.path)
+        delay = sum(f.latency for f in faults)
+        if delay:
+            time.sleep(delay)  # outside the lock: parallel clients wait side by side
+        with b.lock:
+            before = next((f for f in faults if f.status and not f.after), None)
+            lost = next((f for f in faults if f.status and f.after), None)
             try:
+                if before is not None:
+                    raise self._fault_error(before, method.upper(), parts.path)
                 reply = self._dispatch(method.upper(), url, parts.path, query, hdrs, raw)
+                if lost is not None:  # done, but the answer is an error
+                    raise self._fault_error(lost, method.upper(), parts.path)
             except ArmError as err:
                 reply = Reply(err.status, err.body(), err.headers)
             b.log.append(
@@ -143,7 +154,6 @@ class Router:
         headers: dict[str, str],
         raw: bytes | None,
     ) -> Reply:
-        self._inject_faults(method, path)
         if path.rstrip("/").lower() == "/metadata/endpoints":  # unauthenticated, as in Azure
             return Reply(200, cloud_metadata(f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"))
         if not headers.get("authorization", "").lower().startswith("bearer "):
@@ -189,7 +199,9 @@ class Router:
             f"The resource type for '{path}' could not be found in the emulator.",
         )
 
-    def _inject_faults(self, method: str, path: str) -> None:
+    def _pick_faults(self, method: str, path: str) -> list[Fault]:
+        """The faults that apply to this request (each used up once when counted by times)."""
+        picked = []
         for fault in list(self.backend.faults):
             if fault.match.lower() not in path.lower() or (
                 fault.method and fault.method.upper() != method
@@ -202,16 +214,14 @@ class Router:
                 fault.times -= 1
                 if fault.times <= 0:
                     self.backend.faults.remove(fault)
-            if fault.latency:
-                time.sleep(fault.latency)
-            if fault.status:
-                headers = (
-                    {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-                )
-                code, message = FAULT_ANSWERS.get(fault.status, ("Fault", "Injected fault."))
-                raise ArmError(
-                    fault.status, code, message.format(method=method, path=path), headers
-                )
+            picked.append(fault)
+        return picked
+
+    @staticmethod
+    def _fault_error(fault: Fault, method: str, path: str) -> ArmError:
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        code, message = FAULT_ANSWERS.get(fault.status, ("Fault", "Injected fault."))
+        return ArmError(fault.status, code, message.format(method=method, path=path), headers)
 
     # --- helpers ---------------------------------------------------------------------------
 

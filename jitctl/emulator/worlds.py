@@ -329,6 +329,20 @@ def empty(b: Backend) -> None:
     Seeder(b)
 
 
+def crowd(b: Backend, count: int = 20, group: str = "rg-crowd") -> list[str]:
+    """`count` VMs (vm-00, vm-01...) in one resource group, each with a NIC NSG: many admins
+    enabling JIT on them at once all write the group's one policy. Returns the VM names."""
+    s = Seeder(b, group=group)
+    vnet = s.vnet("vnet-crowd", "10.60.0.0/16", {"snet": ("10.60.0.0/24", None)})
+    names = [f"vm-{i:02d}" for i in range(count)]
+    for i, name in enumerate(names):
+        nic = s.nic(
+            f"{name}-nic", subnet_id(vnet, "snet"), f"10.60.0.{10 + i}", s.nsg(f"{name}-nsg")
+        )
+        s.vm(name, [nic])
+    return names
+
+
 WORLDS: dict[str, Callable[[Backend], None]] = {
     "demo": demo,
     "busy": busy,

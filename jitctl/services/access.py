@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from jitctl.clock import SystemClock
 from jitctl.errors import NotFound, Refused
 from jitctl.gateway import Gateway, InitiatePort
 from jitctl.ids import VmRef, name_of
@@ -13,6 +15,7 @@ from jitctl.model import GrantPort, JitPolicy, PolicyVm, PortRule
 from jitctl.nsgeval import source_within
 from jitctl.parsing import check_justification, format_human_duration
 from jitctl.services.policies import policies_of_vm
+from jitctl.services.writes import Clock, WritePolicy, initiate_once
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class RequestResult:
     start_time: datetime | None
     requestor: str | None
     justification: str | None
+    notes: tuple[str, ...] = ()  # e.g. the answer was lost but the request had landed
 
     @property
     def vm_name(self) -> str:
@@ -87,11 +91,27 @@ def request_access(
     duration: timedelta | None = None,
     justification: str | None = None,
     policy_name: str | None = None,
+    *,
+    clock: Clock | None = None,
+    settings: WritePolicy | None = None,
+    rng: random.Random | None = None,
 ) -> RequestResult:
     """Two ARM calls: list the group's policies (finds the VM's), then initiate."""
     justification = check_justification(justification)
     policy, pvm = find_policy(gw, ref, ports, policy_name)
-    return initiate_checked(gw, policy, pvm, source, now, ports, duration, justification)
+    return initiate_checked(
+        gw,
+        policy,
+        pvm,
+        source,
+        now,
+        ports,
+        duration,
+        justification,
+        clock=clock,
+        settings=settings,
+        rng=rng,
+    )
 
 
 def initiate_checked(
@@ -103,11 +123,25 @@ def initiate_checked(
     ports: Sequence[int],
     duration: timedelta | None = None,
     justification: str | None = None,
+    *,
+    clock: Clock | None = None,
+    settings: WritePolicy | None = None,
+    rng: random.Random | None = None,
 ) -> RequestResult:
-    """Check the request against an already-read policy, then initiate (one ARM call)."""
+    """Check the request against an already-read policy, then initiate (one ARM call; after a
+    lost answer, the request history tells whether to initiate again)."""
     checked = check_request(policy, pvm, ports, source, duration)
     initiate = [InitiatePort(rule.number, source, now + length) for rule, length in checked]
-    answer = gw.initiate(policy, pvm.id, initiate, justification)
+    answer, notes = initiate_once(
+        gw,
+        policy,
+        pvm.id,
+        initiate,
+        justification,
+        clock=clock or SystemClock(),
+        settings=settings,
+        rng=rng,
+    )
     granted = tuple(p for vm in answer.vms for p in vm.ports) or tuple(
         GrantPort(p.number, p.source, p.end_time, "Initiating") for p in initiate
     )
@@ -118,4 +152,5 @@ def initiate_checked(
         answer.start_time or now,
         answer.requestor,
         answer.justification if answer.justification is not None else justification,
+        notes,
     )

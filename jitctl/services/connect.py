@@ -111,7 +111,11 @@ def ensure_access(
         end, mapped = grant.end_time, grant.mapped_port
         say(f"Reusing the grant for {source} on port {port}, until {end:%H:%M} UTC.")
     else:
-        request = initiate_checked(gw, policy, pvm, source, now, [port], duration, justification)
+        request = initiate_checked(
+            gw, policy, pvm, source, now, [port], duration, justification, clock=clock
+        )
+        for note in request.notes:
+            say(note)
         end, mapped = request.ports[0].end_time, request.ports[0].mapped_port
         say(f"Requested port {port} for {source} until {end:%H:%M} UTC.")
     result, _ = wait_until_effective(gw, ref, source, clock, [port], timeout, progress=progress)

@@ -7,19 +7,20 @@ whatever the number of VMs; writes are one read-merge-write per JIT policy that 
 from __future__ import annotations
 
 import fnmatch
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
+from jitctl.clock import SystemClock
 from jitctl.errors import BadInput
 from jitctl.gateway import Gateway
 from jitctl.ids import policy_id, segments
 from jitctl.model import JitPolicy, PortRule, Vm
 from jitctl.policyfile import LoadedFile, Target, port_rule
 from jitctl.policymerge import PortChange, same_rule, set_ports
-from jitctl.services.policies import PolicyChange, write_merged
-
-PolicyKey = tuple[str, str, str, str]  # subscription, resource group, region, policy name
+from jitctl.policynames import policy_name_for
+from jitctl.services.writes import Clock, PolicyChange, PolicyKey, WritePolicy, write_merged
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,11 @@ def desired_state(
                 if not inv.has_nsg(vm):
                     unprotected.setdefault(vm.id.lower(), Unprotected(vm.id, origin))
                     continue
-                _, ports = per_vm.setdefault((vm.id.lower(), name), (vm, {}))
+                try:
+                    vm_policy = policy_name_for(name, vm.name)
+                except BadInput as err:
+                    raise BadInput(f"{origin}: policyName: {err.message}", err.hint) from None
+                _, ports = per_vm.setdefault((vm.id.lower(), vm_policy), (vm, {}))
                 for j, spec in enumerate(target.ports):
                     rule = port_rule(spec, f.model.defaults)
                     here = f.origin("targets", i, "ports", j)
@@ -210,12 +215,31 @@ def make_plan(
     return Plan(tuple(plans), tuple(unprotected), tuple(unmanaged), prune)
 
 
-def apply_plan(gw: Gateway, plan: Plan) -> ApplyResult:
-    """One read-merge-write per policy with changes, merged again on the fresh policy."""
+def apply_plan(
+    gw: Gateway,
+    plan: Plan,
+    *,
+    clock: Clock | None = None,
+    settings: WritePolicy | None = None,
+    rng: random.Random | None = None,
+) -> ApplyResult:
+    """One read-merge-write per policy with changes, merged again on the fresh policy and
+    confirmed over a window (see WritePolicy); Contended when it does not stick."""
     results = []
     for pol in plan.policies:
         if not pol.changes:
             continue
         merge = partial(set_ports, desired=pol.desired, remove=pol.remove)
-        results.append(write_merged(gw, gw.get_policy(*pol.key), pol.key, merge, False))
+        results.append(
+            write_merged(
+                gw,
+                gw.get_policy(*pol.key),
+                pol.key,
+                merge,
+                False,
+                clock=clock or SystemClock(),
+                settings=settings,
+                rng=rng,
+            )
+        )
     return ApplyResult(plan, tuple(results))
