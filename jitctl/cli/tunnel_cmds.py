@@ -224,6 +224,12 @@ def _summary(r: Any) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the entries to this file, and an Include of it in ~/.ssh/config.",
 )
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The ssh config file to edit (default: ~/.ssh/config; for ssh -F).",
+)
 @click.option("--port", type=PortType(), default=22, show_default=True, help="The ssh port.")
 @click.option("--user", help="User for every entry (default: ssh's own).")
 @click.option("--private", is_flag=True, help="Connect to the private IPs (VPN or peering).")
@@ -235,6 +241,7 @@ def ssh_config(
     resource_group: str | None,
     all_subscriptions: bool,
     file: Path | None,
+    config: Path | None,
     port: int,
     user: str | None,
     private: bool,
@@ -250,7 +257,7 @@ def ssh_config(
 
     \b
     Example:
-      jitctl ssh-config -g rg-prod --user azureuser --dry-run
+      jitctl ssh-config -g rg-prod --user azureuser --config ssh_config --dry-run
     """
     from jitctl.launch import check_user
     from jitctl.services.sshconfig import Scope, default_config, jit_vms, update
@@ -264,7 +271,7 @@ def ssh_config(
         Scope(sub, resource_group): jit_vms(gw, Scope(sub, resource_group), port) for sub in subs
     }
     result = update(
-        default_config(),
+        config.expanduser().absolute() if config else default_config(),
         found,
         lambda vm_id: proxy_argv(app, vm_id, port, private, keep_alive),
         user,
