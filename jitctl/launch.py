@@ -5,12 +5,13 @@ The Runner is injected so tests can check the exact command for each platform.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +33,16 @@ class Runner(Protocol):
     def start(self, args: Sequence[str]) -> None: ...
 
     def run(self, args: Sequence[str]) -> int: ...
+
+    def spawn(self, args: Sequence[str]) -> Child: ...
+
+
+class Child(Protocol):
+    """A started client (subprocess.Popen has these)."""
+
+    def poll(self) -> int | None: ...
+
+    def wait(self) -> int: ...
 
 
 @dataclass
@@ -56,6 +67,10 @@ class SystemRunner:
 
     def run(self, args: Sequence[str]) -> int:
         return subprocess.call(list(args))  # an argument list, never a shell
+
+    def spawn(self, args: Sequence[str]) -> Child:
+        """Attached (the terminal is shared), for jitctl to keep access open while it runs."""
+        return subprocess.Popen(list(args))  # an argument list, never a shell
 
 
 # --- what reaches the client: checked, never passed through ---------------------------------
@@ -134,11 +149,13 @@ def write_rdp_file(directory: Path, vm_name: str, host: str, port: int, user: st
     return path
 
 
-def rdp_command(runner: Runner, rdp_file: Path) -> list[str]:
+def rdp_command(runner: Runner, rdp_file: Path, wait: bool = False) -> list[str]:
+    """The client for the platform; with `wait`, one that runs until the session ends (mstsc and
+    xfreerdp do; macOS's open needs -W)."""
     if runner.platform == "win32":
         return ["mstsc", str(rdp_file)]
     if runner.platform == "darwin":
-        return ["open", str(rdp_file)]
+        return ["open", *(["-W"] if wait else []), str(rdp_file)]
     for name, flags in LINUX_RDP:
         exe = runner.which(name)
         if exe:
@@ -208,21 +225,54 @@ class ConnectResult:
     exit_status: int | None = None
 
 
+# While a client runs: given `running` (is the client still there?), returns when it is not.
+KeepAlive = Callable[[Callable[[], bool]], object]
+
+
+def run_keeping(runner: Runner, command: Sequence[str], keep: KeepAlive) -> int:
+    """Run the client, keeping access open while it runs; its exit status."""
+    child = runner.spawn(command)
+    try:
+        keep(lambda: child.poll() is None)
+    finally:
+        status = child.wait()  # Ctrl-C reached the client too: wait for it to finish
+    return status
+
+
 def connect_rdp(
-    runner: Runner, data_dir: Path, ready: Any, user: str | None, launch: bool
+    runner: Runner,
+    data_dir: Path,
+    ready: Any,
+    user: str | None,
+    launch: bool,
+    keep: KeepAlive | None = None,
+    shown: Callable[[ConnectResult], None] | None = None,
 ) -> ConnectResult:
+    """Write the .rdp file and start the client; with `keep`, wait for the client, keeping
+    access open meanwhile (`shown` gets the result once the client is started)."""
     path = write_rdp_file(data_dir, ready.vm_name, ready.connect_host, ready.connect_port, user)
-    command = rdp_command(runner, path) if launch else []
+    command = rdp_command(runner, path, wait=keep is not None) if launch else []
+    result = ConnectResult(ready, "rdp", str(path), tuple(command), launch)
+    if launch and keep is not None:
+        if shown is not None:
+            shown(result)
+        return dataclasses.replace(result, exit_status=run_keeping(runner, command, keep))
     if launch:
         runner.start(command)
-    return ConnectResult(ready, "rdp", str(path), tuple(command), launch)
+    return result
 
 
 def connect_ssh(
-    runner: Runner, ready: Any, user: str | None, extra: Sequence[str], launch: bool
+    runner: Runner,
+    ready: Any,
+    user: str | None,
+    extra: Sequence[str],
+    launch: bool,
+    keep: KeepAlive | None = None,
 ) -> ConnectResult:
     if not launch:
         command = ssh_args("ssh", ready.connect_host, ready.connect_port, user, extra)
         return ConnectResult(ready, "ssh", None, tuple(command), False)
     command = ssh_command(runner, ready.connect_host, ready.connect_port, user, extra)
-    return ConnectResult(ready, "ssh", None, tuple(command), True, runner.run(command))
+    status = run_keeping(runner, command, keep) if keep else runner.run(command)
+    return ConnectResult(ready, "ssh", None, tuple(command), True, status)

@@ -45,7 +45,8 @@ SKIP = {
     r"pip install .*": "installs the package from the checkout",
     r"az .*": "the Azure CLI: needs Azure or a served emulator; not installed in the tests",
     r"export .*": "shell variables for a served emulator (tests/test_server.py covers serve)",
-    r"jitctl emulator serve.*": "serves until Ctrl-C; tests/test_server.py starts the server",
+    r"jitctl (emulator serve|tunnel|ssh-proxy)( .*)?": "serves or relays until Ctrl-C or the "
+    "connection ends; tests/test_server.py and tests/test_tunnel.py run them on 127.0.0.1",
     r"jitctl demo": "its own world on the real clock (3 s waits) and a public-IP lookup; "
     "demo --fast --source-ip runs",
 }

@@ -358,8 +358,11 @@ def _register() -> None:
     from jitctl.cli.connect_cmds import history, rdp, ssh, status
     from jitctl.cli.emulator_cmds import demo, emulator
     from jitctl.cli.policy_cmds import policy, role
+    from jitctl.cli.tunnel_cmds import ssh_config, ssh_proxy, tunnel
 
     for command in (demo, emulator, rdp, ssh, status, history, policy, role, completion):
+        cli.add_command(command)
+    for command in (ssh_proxy, ssh_config, tunnel):
         cli.add_command(command)
 
 

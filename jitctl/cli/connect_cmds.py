@@ -36,9 +36,18 @@ class ConnectRequest:
     private: bool
     launch: bool
     policy_name: str | None
+    keep_alive: bool = False
 
 
-def connect_options(default_port: int) -> Callable[[Any], Any]:
+KEEP_ALIVE_HELP = (
+    "While the client runs, request again before the grant ends (same duration, within the "
+    "policy's maximum, same justification); stop when it exits."
+)
+
+
+def connect_options(default_port: int, client: bool = True) -> Callable[[Any], Any]:
+    """The options of rdp and ssh; without `client` (ssh-proxy, tunnel), no --user and no
+    --no-launch."""
     options = [
         vm_options(),
         click.option(
@@ -73,12 +82,21 @@ def connect_options(default_port: int) -> Callable[[Any], Any]:
             show_default=True,
             help="Reuse a live grant with at least this much left.",
         ),
-        click.option("--user", help="User name to connect as."),
+        *([click.option("--user", help="User name to connect as.")] if client else []),
         click.option("--private", is_flag=True, help="Connect to the private IP (VPN or peering)."),
-        click.option(
-            "--no-launch", is_flag=True, help="Print address, file and expiry; start nothing."
+        *(
+            [
+                click.option(
+                    "--no-launch",
+                    is_flag=True,
+                    help="Print address, file and expiry; start nothing.",
+                )
+            ]
+            if client
+            else []
         ),
         click.option("--policy-name", help="Use this JIT policy when several cover the VM."),
+        click.option("--keep-alive", is_flag=True, help=KEEP_ALIVE_HELP),
     ]
 
     def decorate(f: Any) -> Any:
@@ -93,10 +111,11 @@ def connect_options(default_port: int) -> Callable[[Any], Any]:
                 justification=o.pop("justification"),
                 timeout=o.pop("timeout"),
                 min_remaining=o.pop("min_remaining"),
-                user=o.pop("user"),
+                user=o.pop("user", None),
                 private=o.pop("private"),
-                launch=not o.pop("no_launch"),
+                launch=not o.pop("no_launch", False),
                 policy_name=o.pop("policy_name"),
+                keep_alive=o.pop("keep_alive"),
             )
             return f(*args, req=req, **o)
 
@@ -132,6 +151,39 @@ def ready_access(app: App, req: ConnectRequest) -> Any:
         )
 
 
+def keeper(app: App, req: ConnectRequest, ready: Any) -> Callable[[Callable[[], bool]], Any]:
+    """With --keep-alive, what keeps access open while a client runs (notes on stderr)."""
+    from jitctl.services.keepalive import KeepAlive
+
+    ref = req.vm.one(app)
+    keep = KeepAlive(
+        app.gateway(),
+        ref,
+        app.clock,
+        ready.source,
+        ready.port,
+        ready.end_time,
+        req.duration,
+        req.justification,
+        req.policy_name,
+        lambda msg: warn(app, msg),
+    )
+
+    def run(running: Callable[[], bool]) -> Any:
+        warn(app, f"Keeping access to {ref.name} open while the client runs.")
+        report = keep.run(running)
+        if not report.ended:
+            renewed = sum(r.until is not None for r in report.renewals)
+            warn(
+                app,
+                f"Client ended; keep-alive stopped after {renewed} renewal(s). Access lasts "
+                f"until {report.end_time:%H:%M} UTC.",
+            )
+        return report
+
+    return run
+
+
 @click.command(context_settings=CONTEXT)
 @connect_options(3389)
 @click.pass_obj
@@ -140,6 +192,7 @@ def rdp(app: App, req: ConnectRequest) -> None:
 
     Reuses a live grant with enough time left; else requests one. Writes an .rdp file (0600, in
     your data directory) and opens it with mstsc (Windows), open (macOS) or xfreerdp/remmina (Linux).
+    With --keep-alive, jitctl stays until the client exits and renews access before it ends.
 
     \b
     Example:
@@ -150,7 +203,13 @@ def rdp(app: App, req: ConnectRequest) -> None:
 
     check_user(req.user, "rdp")
     ready = ready_access(app, req)
-    emit(app, connect_rdp(app.get_runner(), app.get_data_dir(), ready, req.user, req.launch))
+    keep = keeper(app, req, ready) if req.keep_alive and req.launch else None
+    shown = (lambda result: emit(app, result)) if keep else None
+    result = connect_rdp(
+        app.get_runner(), app.get_data_dir(), ready, req.user, req.launch, keep, shown
+    )
+    if keep is None:
+        emit(app, result)
 
 
 @click.command(context_settings=CONTEXT)
@@ -172,7 +231,8 @@ def ssh(ctx: click.Context, ssh_args: tuple[str, ...], req: ConnectRequest) -> N
     app: App = ctx.obj
     check_user(req.user, "ssh")
     ready = ready_access(app, req)
-    result = connect_ssh(app.get_runner(), ready, req.user, ssh_args, req.launch)
+    keep = keeper(app, req, ready) if req.keep_alive else None
+    result = connect_ssh(app.get_runner(), ready, req.user, ssh_args, req.launch, keep)
     if result.launched:
         ctx.exit(result.exit_status or 0)
     emit(app, result)

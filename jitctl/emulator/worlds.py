@@ -343,10 +343,30 @@ def crowd(b: Backend, count: int = 20, group: str = "rg-crowd") -> list[str]:
     return names
 
 
+LOOPBACK_GROUP = "rg-loopback"
+
+
+def loopback(b: Backend) -> None:
+    """The demo world plus vm-local, whose public and private address is 127.0.0.1: a local
+    server stands in for it (the relay and tunnel tests; `ssh-proxy` on one machine)."""
+    demo(b)
+    s = Seeder(b, group=LOOPBACK_GROUP)
+    vnet = s.vnet("vnet-loopback", "127.0.0.0/24", {"snet-local": ("127.0.0.0/24", None)})
+    nic = s.nic(
+        "vm-local-nic",
+        subnet_id(vnet, "snet-local"),
+        "127.0.0.1",
+        nsg=s.nsg("vm-local-nsg"),
+        public_ip=s.public_ip("vm-local-pip", "127.0.0.1"),
+    )
+    s.vm("vm-local", [nic], os_type="Linux")
+
+
 WORLDS: dict[str, Callable[[Backend], None]] = {
     "demo": demo,
     "busy": busy,
     "multinic": multinic,
     "docs": docs,
     "empty": empty,
+    "loopback": loopback,
 }

@@ -1,0 +1,164 @@
+"""Keep access open while a client runs: request again before the grant ends.
+
+A newer request for the same VM and port supersedes the older one: Azure removes the old allow
+rule when it applies the new one (statusReason NewerRequestInitiated). So the renewal is made
+early enough for the new rule to be applied before the old one's end, and access is verified at
+each poll until the newer grant is live, so a gap in the switch is seen and said.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from jitctl.errors import JitctlError
+from jitctl.gateway import Gateway
+from jitctl.ids import VmRef, same_id
+from jitctl.services.access import find_policy, initiate_checked
+from jitctl.services.query import active_grants
+from jitctl.services.verify import Clock, verify
+
+MIN_MARGIN = timedelta(minutes=2)
+RETRY_AFTER = timedelta(minutes=1)
+END_SLACK = timedelta(minutes=1)  # Azure may round the end time it records
+
+
+def renew_margin(duration: timedelta) -> timedelta:
+    """Renew when less than this is left: max(2 min, 10% of the grant's length)."""
+    return max(MIN_MARGIN, duration / 10)
+
+
+@dataclass(frozen=True)
+class Renewal:
+    at: datetime
+    until: datetime | None  # None: the renewal failed
+    continuous: bool  # access was effective at every poll of the switch
+    polls: int
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class KeepAliveReport:
+    renewals: tuple[Renewal, ...]
+    end_time: datetime  # the end of the last grant
+    ended: bool  # the last grant ended while the client ran
+
+
+@dataclass
+class KeepAlive:
+    """What to keep open, and how; `run(running)` renews until `running()` is false."""
+
+    gw: Gateway
+    ref: VmRef
+    clock: Clock
+    source: str
+    port: int
+    end_time: datetime
+    duration: timedelta | None = None  # None: the policy's maximum
+    justification: str | None = None
+    policy_name: str | None = None
+    on_event: Callable[[str], None] | None = None
+    step: float = 1.0  # seconds between looks at the client
+    switch_timeout: float = 300.0  # seconds to wait for the newer grant to be applied
+
+    def _say(self, message: str) -> None:
+        if self.on_event is not None:
+            self.on_event(message)
+
+    def _length(self) -> timedelta:
+        _, pvm = find_policy(self.gw, self.ref, [self.port], self.policy_name)
+        rule = pvm.port(self.port)
+        maximum = rule.max_duration if rule else timedelta(hours=3)
+        return min(self.duration, maximum) if self.duration else maximum
+
+    def run(self, running: Callable[[], bool]) -> KeepAliveReport:
+        renewals: list[Renewal] = []
+        length = self.duration or timedelta(hours=3)
+        with contextlib.suppress(JitctlError):  # else the first renewal says what is wrong
+            length = self._length()
+        next_try = self.end_time - renew_margin(length)
+        while running():
+            now = self.clock.now()
+            if now >= self.end_time:
+                self._say(
+                    f"Access to {self.ref.name} ended at {self.end_time:%H:%M} UTC: new "
+                    "connections are refused; established ones stay."
+                )
+                return KeepAliveReport(tuple(renewals), self.end_time, True)
+            if now >= next_try:
+                renewal = self.renew()
+                renewals.append(renewal)
+                if renewal.until is not None:
+                    next_try = renewal.until - renew_margin(length)
+                else:
+                    next_try = min(self.clock.now() + RETRY_AFTER, self.end_time)
+                continue
+            self.clock.sleep(min(self.step, (next_try - now).total_seconds()))
+        return KeepAliveReport(tuple(renewals), self.end_time, False)
+
+    def renew(self) -> Renewal:
+        """One renewal: request again, then poll until the newer grant is live, checking that
+        access stays effective at each poll."""
+        now = self.clock.now()
+        name = self.ref.name
+        try:
+            policy, pvm = find_policy(self.gw, self.ref, [self.port], self.policy_name)
+            rule = pvm.port(self.port)
+            length = self.duration or (rule.max_duration if rule else None)
+            if rule is not None and length is not None:
+                length = min(length, rule.max_duration)
+            request = initiate_checked(
+                self.gw, policy, pvm, self.source, now, [self.port], length, self.justification
+            )
+        except JitctlError as err:
+            self._say(
+                f"Could not renew access to {name}: {err.message} It lasts until "
+                f"{self.end_time:%H:%M} UTC; trying again in a minute."
+            )
+            return Renewal(now, None, False, 0, err.message)
+        until = request.ports[0].end_time
+        continuous, polls, problem = self._switch(until)
+        if problem is None:
+            self.end_time = until
+            self._say(f"Renewed access to {name} until {until:%H:%M} UTC.")
+        else:
+            self._say(
+                f"Renewal of access to {name} was requested, but {problem}. It lasts until "
+                f"{self.end_time:%H:%M} UTC."
+            )
+        if not continuous:
+            self._say(f"Access to {name} was not effective during the switch to the newer grant.")
+        return Renewal(now, until if problem is None else None, continuous, polls, problem)
+
+    def _applied(self, until: datetime) -> bool:
+        policy, _ = find_policy(self.gw, self.ref, [self.port], self.policy_name)
+        return any(
+            same_id(g.vm_id, self.ref.id)
+            and g.port == self.port
+            and g.source == self.source
+            and (g.status or "").lower() == "initiated"
+            and abs(g.end_time - until) <= END_SLACK
+            for g in active_grants(policy, self.clock.now())
+        )
+
+    def _switch(self, until: datetime) -> tuple[bool, int, str | None]:
+        """(effective at every poll, polls, what went wrong or None)."""
+        start = self.clock.now()
+        delay, polls, continuous = 1.0, 0, True
+        while True:
+            polls += 1
+            result = verify(self.gw, self.ref, self.source, [self.port])
+            continuous = continuous and result.effective
+            if self._applied(until):
+                if not result.effective:  # applied between the two reads: read once more
+                    result = verify(self.gw, self.ref, self.source, [self.port])
+                if result.effective:
+                    return continuous, polls, None
+                return continuous, polls, f"access is not effective: {result.problem()}"
+            elapsed = (self.clock.now() - start).total_seconds()
+            if elapsed >= self.switch_timeout:
+                return continuous, polls, "the newer grant was not applied in time"
+            self.clock.sleep(min(delay, self.switch_timeout - elapsed))
+            delay = min(5.0, delay * 1.6)
