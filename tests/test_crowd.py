@@ -1,5 +1,5 @@
-"""Twenty `jitctl enable` processes at once, each adding its VM to the same policy through the
-HTTPS emulator: all twenty end up in the policy, and no process says 'updated' for a lost VM."""
+"""Twelve `jitctl enable` processes at once, each adding its VM to the same policy through the
+HTTPS emulator: all twelve end up in the policy, and no process says 'updated' for a lost VM."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from jitctl.ids import same_id
 from tests.test_server import env_of
 
 
-def test_twenty_concurrent_enables_into_one_policy(tmp_path):
+def test_twelve_concurrent_enables_into_one_policy(tmp_path):
     backend = Backend(settings=Settings(propagation_delay=0))
-    names = crowd(backend, 20)
+    names = crowd(backend, 12)
     srv = EmulatorServer(backend, cert_dir=tmp_path / "certs")
     srv.start()
     try:
