@@ -200,7 +200,7 @@ def test_closed_pipe_ends_quietly(tmp_path):
 def test_azure_identity_warnings_only_with_debug():
     code = (
         "import logging\nfrom jitctl.cli import main\n"
-        "main(['--version'], standalone_mode=False)\n"
+        "main(['completion', 'bash'], standalone_mode=False)\n"  # any command that runs
         "logging.getLogger('azure.identity._credentials.chained').warning('tried EnvironmentCredential')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -173,12 +173,12 @@ def test_the_readme_gives_the_profile_line_of_every_shell():
         "jitctl completion powershell | Out-String | Invoke-Expression",
     ):
         assert line in readme
-        assert line in (cli.commands["completion"].help or "")
+        assert line in (cli.load_all()["completion"].help or "")
 
 
 def test_completion_functions_are_hooked_to_vm_arguments_and_group_options():
     for path in (["enable"], ["show"], ["request"], ["verify"], ["rdp"], ["ssh"], ["history"]):
-        command = cli.commands[path[0]]
+        command = cli.load_all()[path[0]]
         params = {p.name: p for p in command.params}
         vm = params.get("vm") or params["vms"]
         ctx = click.Context(command)

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def all_commands(group: click.Group = cli, prefix: str = "") -> list[str]:
     out = []
-    for name, cmd in sorted(group.commands.items()):
+    loaded = group.load_all() if hasattr(group, "load_all") else group.commands
+    for name, cmd in sorted(loaded.items()):
         full = f"{prefix}{name}"
         if isinstance(cmd, click.Group):
             out.extend(all_commands(cmd, f"{full} "))

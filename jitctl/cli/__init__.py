@@ -5,6 +5,7 @@ stderr, the error document on stdout with a structured -o, and the documented ex
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from typing import Any
 
 import click
 
-from jitctl.cli.options import CONTEXT, PER_INVOCATION, install_globals, output_in
+from jitctl.cli.globalopts import CONTEXT, PER_INVOCATION, install_globals, output_in
 from jitctl.errors import ExitCode, JitctlError
 
 __all__ = ["CONTEXT", "JitctlGroup", "ResultShown", "main"]
@@ -28,11 +29,68 @@ class ResultShown(Exception):
 
 
 class JitctlGroup(click.Group):
-    """The root group: global options on every command, and every error mapped here."""
+    """The root group: global options on every command, and every error mapped here.
+
+    Its commands are loaded lazily from `lazy_commands` (name -> ("module:attribute", short
+    help)): help lists them from the table, and a command's module is imported only when it
+    is named, which keeps `jitctl --help` and usage errors fast."""
+
+    def __init__(
+        self, *args: Any, lazy_commands: dict[str, tuple[str, str]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         install_globals(cmd)
         super().add_command(cmd, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(self.lazy_commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            module, attribute = self.lazy_commands[cmd_name][0].split(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if cmd_name not in self.commands:  # importing may have registered it already
+                self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+    def load_all(self) -> dict[str, click.Command]:
+        """Every command, loaded (for the docs generator and tests that walk all commands)."""
+        for name in self.list_commands(click.Context(self)):
+            self.get_command(click.Context(self), name)
+        return dict(self.commands)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the table's short helps, importing no command module."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in self.commands:
+                if self.commands[name].hidden:
+                    continue
+                rows.append((name, self.commands[name].get_short_help_str(limit)))
+            else:
+                rows.append((name, shorten(self.lazy_commands[name][1], limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        """Command names complete from the table too (no import per candidate)."""
+        from click.shell_completion import CompletionItem
+
+        if incomplete.startswith("-"):
+            return super().shell_complete(ctx, incomplete)
+        items = [
+            CompletionItem(name, help=self.lazy_commands.get(name, ("", ""))[1] or None)
+            for name in self.list_commands(ctx)
+            if name.startswith(incomplete)
+        ]
+        return items
 
     def main(
         self,
@@ -42,9 +100,6 @@ class JitctlGroup(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        from jitctl.cli.logs import quiet_library_logging
-
-        quiet_library_logging()
         argv = spread_ids(list(args) if args is not None else sys.argv[1:])
         for name, default in PER_INVOCATION.items():  # an App given again starts afresh
             if extra.get("obj") is not None:
@@ -73,6 +128,9 @@ class JitctlGroup(click.Group):
         return code
 
     def invoke(self, ctx: click.Context) -> Any:
+        from jitctl.cli.logs import quiet_library_logging
+
+        quiet_library_logging()  # here, not in main: help and usage errors need no logging
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
@@ -97,6 +155,15 @@ class JitctlGroup(click.Group):
                 err,
             )
             ctx.exit(int(ExitCode.ERROR))
+
+
+def shorten(text: str, limit: int) -> str:
+    """A short help cut to `limit` at a word, as click cuts the help of a loaded command."""
+    if len(text) <= limit:
+        return text
+    import textwrap
+
+    return textwrap.shorten(text, max(limit, 3), placeholder="...", break_on_hyphens=False)
 
 
 def spread_ids(argv: list[str]) -> list[str]:
@@ -172,7 +239,7 @@ def closed_pipe() -> int:
 
 
 def main(args: Sequence[str] | None = None, standalone_mode: bool = True, **kwargs: Any) -> Any:
-    from jitctl.cli.commands import cli
+    from jitctl.cli.root import cli
 
     return cli.main(
         args=list(args) if args is not None else None,

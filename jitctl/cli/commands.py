@@ -9,14 +9,12 @@ from typing import Any
 import click
 
 from jitctl.app import App
-from jitctl.cli import CONTEXT, JitctlGroup, ResultShown
+from jitctl.cli import CONTEXT, ResultShown
 from jitctl.cli.options import (
     ALLOW_ANY,
     DEFAULT_TIMEOUT,
     VmSelection,
-    app_of,
     group_option,
-    install_globals,
     ports_option,
     source_ip_option,
     timeout_option,
@@ -25,29 +23,9 @@ from jitctl.cli.options import (
 )
 from jitctl.cli.output import emit, poll_progress, warn
 from jitctl.cli.paramtypes import DurationType, ProtocolType, SourceType
+from jitctl.cli.root import cli
 from jitctl.ids import VmRef
 from jitctl.parsing import checkable_address
-
-
-@click.group(cls=JitctlGroup, context_settings=CONTEXT)
-@click.version_option(package_name="jitctl")
-@click.pass_context
-def cli(ctx: click.Context) -> None:
-    """Azure Just-In-Time VM access: enable a policy, request access, wait until it is live,
-    prove it.
-
-    Global options (-o, -s, --query, --debug, --emulator...) go before or after the command.
-
-    \b
-    Example, on the built-in emulator (no Azure account needed):
-      jitctl --emulator enable vm-win01 -g rg-jit-demo
-      jitctl --emulator request vm-win01 -g rg-jit-demo --source-ip 203.0.113.7 --wait
-      jitctl --emulator verify vm-win01 -g rg-jit-demo --source-ip 203.0.113.7 -o json
-    """
-    ctx.call_on_close(app_of(ctx).close)
-
-
-install_globals(cli, root=True)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -351,19 +329,3 @@ def what_to_do(result: Any, ref: VmRef, source_ip: str, ports: Sequence[int]) ->
         "Put an NSG on the VM's NIC or subnet, then: "
         f"jitctl enable {ref.name} -g {ref.resource_group}{ports_args}"
     )
-
-
-def _register() -> None:
-    from jitctl.cli.completion_cmds import completion
-    from jitctl.cli.connect_cmds import history, rdp, ssh, status
-    from jitctl.cli.emulator_cmds import demo, emulator
-    from jitctl.cli.policy_cmds import policy, role
-    from jitctl.cli.tunnel_cmds import ssh_config, ssh_proxy, tunnel
-
-    for command in (demo, emulator, rdp, ssh, status, history, policy, role, completion):
-        cli.add_command(command)
-    for command in (ssh_proxy, ssh_config, tunnel):
-        cli.add_command(command)
-
-
-_register()

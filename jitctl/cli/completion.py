@@ -68,11 +68,14 @@ def vm_names(
 def completion_app(ctx: click.Context) -> Any:
     """The App a test injected, else one made from the global options typed so far."""
     from jitctl.app import App
+    from jitctl.cli.logs import quiet_library_logging
+
+    quiet_library_logging()
 
     root = ctx.find_root()
     if isinstance(root.obj, App):
         return root.obj
-    from jitctl.cli.options import TYPED_GLOBALS
+    from jitctl.cli.globalopts import TYPED_GLOBALS
 
     p = {**root.params, **root.meta.get(TYPED_GLOBALS, {})}
     return App(

@@ -11,8 +11,8 @@ from typing import Any
 import click
 
 from jitctl.app import App
+from jitctl.cli.globalopts import CONTEXT
 from jitctl.cli.options import (
-    CONTEXT,
     VmSelection,
     vm_must_exist,
     vm_options,

@@ -9,7 +9,7 @@ import click
 
 from jitctl.app import App
 from jitctl.cli.completion import complete_group
-from jitctl.cli.options import CONTEXT
+from jitctl.cli.globalopts import CONTEXT
 from jitctl.cli.output import emit, warn
 from jitctl.errors import BadInput, ExitCode
 from jitctl.textsafe import printable

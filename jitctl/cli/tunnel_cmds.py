@@ -15,7 +15,8 @@ import click
 
 from jitctl.app import App
 from jitctl.cli.connect_cmds import ConnectRequest, connect_options, keeper, ready_access
-from jitctl.cli.options import CONTEXT, group_option
+from jitctl.cli.globalopts import CONTEXT
+from jitctl.cli.options import group_option
 from jitctl.cli.output import emit, warn
 from jitctl.cli.paramtypes import PortType
 from jitctl.errors import JitctlError, Refused

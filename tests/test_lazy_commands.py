@@ -1,0 +1,80 @@
+"""Commands are loaded lazily from one table (jitctl/cli/root.py): the table cannot drift from the
+commands, `jitctl --help` imports no command module, and no --help pulls in the heavy parts."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+
+from jitctl.cli import JitctlGroup
+from jitctl.cli.root import COMMANDS, cli
+
+HEAVY = ("azure", "pydantic", "jitctl.emulator", "rich", "yaml", "cryptography", "jmespath")
+
+
+def loaded_after(args: list[str]) -> tuple[list[str], str]:
+    """The modules a fresh `jitctl ARGS` has imported when it ends, and what it printed."""
+    code = (
+        "import sys, json\nfrom jitctl.cli import main\n"
+        f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+        "print('\\nMODULES', json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    text, _, modules = out.rpartition("\nMODULES ")
+    return json.loads(modules), text
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_row_loads_its_command_with_the_same_short_help(name):
+    target, short_help = COMMANDS[name]
+    module, attribute = target.split(":")
+    command = getattr(importlib.import_module(module), attribute)
+    assert isinstance(command, click.Command)
+    assert command.get_short_help_str(limit=10_000) == short_help
+    assert cli.get_command(click.Context(cli), name) is command
+
+
+def test_root_help_lists_every_command_as_loaded_and_imports_none():
+    modules, lazy_help = loaded_after(["--help"])
+    commands = {m for m in modules if m.startswith("jitctl.cli.") and m.endswith("_cmds")}
+    assert commands == set() and "jitctl.cli.commands" not in modules
+    assert not [m for m in modules if m.startswith(HEAVY)]
+    eager = JitctlGroup(name="jitctl", params=cli.params, help=cli.help)
+    eager.context_settings = cli.context_settings
+    for name, command in cli.load_all().items():
+        eager.commands[name] = command  # loaded: click's own short-help path
+    with click.Context(eager, info_name="jitctl", **cli.context_settings) as ctx:
+        eager_help = eager.get_help(ctx)
+    listed = lazy_help.rstrip("\n")
+    assert listed[listed.index("Commands:") :] == eager_help[eager_help.index("Commands:") :]
+
+
+def every_command_path() -> list[list[str]]:
+    paths = []
+    for name, command in sorted(cli.load_all().items()):
+        paths.append([name])
+        if isinstance(command, click.Group):
+            paths += [[name, sub] for sub in sorted(command.commands)]
+    return paths
+
+
+def test_no_help_and_no_usage_error_loads_the_heavy_parts():
+    paths = every_command_path()
+    assert len(paths) > len(COMMANDS)
+    for args in [[*path, "--help"] for path in paths] + [["enable", "--bogus"], ["verify"]]:
+        modules, _ = loaded_after(args)
+        heavy = [m for m in modules if m.startswith(HEAVY)]
+        assert heavy == [], (args, heavy[:5])
+
+
+def test_a_command_named_in_full_still_runs_with_its_global_options():
+    modules, text = loaded_after(["list", "-o", "json", "--emulator", "--help"])
+    assert "Global options" in text and "-o, --output" in text
+    assert "jitctl.cli.commands" in modules
