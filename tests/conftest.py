@@ -14,8 +14,9 @@ from jitctl.emulator.worlds import WORLDS
 
 @pytest.fixture(autouse=True)
 def no_az_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    """The caller's az settings (output format, default group, az config) stay out of tests."""
-    for name in ("AZURE_CORE_OUTPUT", "AZURE_DEFAULTS_GROUP"):
+    """The caller's az settings (output format, default group, az config) and terminal settings
+    (COLUMNS, NO_COLOR) stay out of tests."""
+    for name in ("AZURE_CORE_OUTPUT", "AZURE_DEFAULTS_GROUP", "COLUMNS", "NO_COLOR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path / "azure-config"))
 

@@ -110,7 +110,8 @@ def test_query_in_table_mode_and_azure_core_output(run, monkeypatch):
     assert run("list", "-o", "table").stdout.startswith("GROUP")  # -o wins over the variable
 
 
-def test_control_characters_are_escaped_in_tables_and_kept_in_json(run, backend):
+def test_control_characters_are_escaped_in_tables_and_kept_in_json(run, backend, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # wide enough that the justification does not wrap
     evil = "INC-1 \x1b]0;owned\x07\x1b[2J\nline2"
     run("enable", "vm-win01", *G)
     run("request", "vm-win01", *G, *IP, "--justification", "INC-1")

@@ -256,6 +256,7 @@ def test_status_and_history(connect_app, clock):
     invoke(connect_app, "rdp", "vm-win01", *G, "--no-launch", "--justification", "INC-9")
     r = invoke(connect_app, "status")
     assert r.stdout.splitlines() == [
+        "GROUP: rg-jit-demo",  # status over the subscription names the group (folded: one)
         "VM        PORT  SOURCE        UNTIL                 LEFT",
         "vm-win01  3389  198.51.100.7  2026-01-05 12:00 UTC  2h59m",
     ]

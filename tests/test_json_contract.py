@@ -27,6 +27,7 @@ GRANT_KEYS = {
     "justification",
     "mapped_port",
     "vm_name",
+    "resource_group",
     "seconds_left",
 }
 REQUEST_KEYS = {

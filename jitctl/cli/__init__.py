@@ -199,10 +199,10 @@ def usage_error(err: click.exceptions.UsageError, argv: Sequence[str]) -> int:
 
 
 def report_line(output: str, code: ExitCode, message: str, hint: str) -> None:
-    from jitctl.cli.output import emit_error, error_line
+    from jitctl.cli.output import emit_error, error_line, on_stderr
 
     emit_error(output, code, message, hint)
-    click.echo(error_line(message, hint), err=True)
+    click.echo(on_stderr(error_line(message, hint), "red"), err=True)
 
 
 def report(
@@ -225,7 +225,9 @@ def report(
             click.echo(printable(line), err=True)
     if document:
         emit_error(getattr(app, "output", None) or "table", code, message, hint)
-    click.echo(error_line(message, hint), err=True)
+    from jitctl.cli.output import on_stderr
+
+    click.echo(on_stderr(error_line(message, hint), "red"), err=True)
 
 
 def closed_pipe() -> int:

@@ -118,9 +118,9 @@ def generic_table(data: Any) -> str:
 
 
 def colored() -> bool:
-    import os
+    from jitctl.cli.tables import colored as on
 
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    return on(sys.stdout)
 
 
 def document(app: Any, result: Any, table_text: Any = None) -> str | None:
@@ -133,7 +133,12 @@ def document(app: Any, result: Any, table_text: Any = None) -> str | None:
         return None
     now = app.clock.now()
     if output == "table" and not app.query:
-        return table_text() if table_text else render(result, "table", now)
+        text = table_text() if table_text else render(result, "table", now)
+        if colored():
+            from jitctl.cli.tables import paint
+
+            return paint(text)
+        return text
     data = jsonable(result, now)
     if app.query:
         data = compile_query(app.query).search(data)
@@ -169,7 +174,7 @@ def emit_error(output: str, code: ExitCode, message: str, hint: str) -> None:
 def warn(app: Any, message: str) -> None:
     """A warning or note on stderr (escaped), unless --only-show-errors."""
     if not getattr(app, "only_show_errors", False):
-        click.echo(printable(message), err=True)
+        click.echo(on_stderr(printable(message), "yellow"), err=True)
 
 
 def detail(app: Any, message: str) -> None:
@@ -193,6 +198,14 @@ def error_line(message: str, hint: str) -> str:
     from jitctl.cli.logs import redact
 
     return printable(redact(f"jitctl: error: {message}" + (f" {hint}" if hint else "")))
+
+
+def on_stderr(line: str, style: str) -> str:
+    """A stderr line (already escaped) in `style` when stderr is a terminal without NO_COLOR."""
+    from jitctl.cli.tables import colored as on
+    from jitctl.cli.tables import paint_line
+
+    return paint_line(line, style) if on(sys.stderr) else line
 
 
 def stderr_is_terminal() -> bool:

@@ -71,13 +71,10 @@ def when(t: datetime | None, now: datetime | None = None) -> str:
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
-    rows = [[printable(c) for c in r] for r in rows]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
-        for r in [header, *rows]
-    ]
-    return "\n".join(lines)
+    """Rows for people: escaped, fitted to the width, context columns folded (cli/tables.py)."""
+    from jitctl.cli.tables import layout
+
+    return layout([[printable(c) for c in r] for r in rows], header)
 
 
 def protocol_name(p: str) -> str:
@@ -205,11 +202,15 @@ def _rule_line(v: Any) -> str:
             if v.allowed
             else f"  {where}: no rule matched"
         )
+    from jitctl.cli.tables import NAME_LIMIT, shorten_middle
+
     kind = ("JIT " if v.is_jit else "") + ("allow" if v.allowed else "deny")
-    line = f"  {where}: {kind} rule {v.rule.name} priority {v.rule.priority}"
+    name = shorten_middle(v.rule.name, NAME_LIMIT)  # whole in JSON
+    line = f"  {where}: {kind} rule {name} priority {v.rule.priority}"
     if v.preempted_jit_deny is not None:
         d = v.preempted_jit_deny
-        line += f", precedes the JIT deny rule {d.name} priority {d.priority}"
+        deny = shorten_middle(d.name, NAME_LIMIT)
+        line += f"\n    (precedes the JIT deny rule {deny} priority {d.priority})"
     return line
 
 
@@ -247,6 +248,7 @@ def grant_list(result: Any, now: datetime) -> str:
         )
     rows = [
         [
+            g.resource_group,
             g.vm_name,
             str(g.port),
             g.source,
@@ -255,7 +257,7 @@ def grant_list(result: Any, now: datetime) -> str:
         ]
         for g in result.grants
     ]
-    return table(rows, ["VM", "PORT", "SOURCE", "UNTIL", "LEFT"])
+    return table(rows, ["GROUP", "VM", "PORT", "SOURCE", "UNTIL", "LEFT"])
 
 
 @dataclass(frozen=True)
@@ -328,10 +330,12 @@ def render_json(obj: Any) -> str:
 
 
 def nsg_snapshot(snap: Any) -> str:
-    rows = [[str(p), n, a, s, ports] for p, n, a, s, ports in snap.rules]
+    from jitctl.cli.tables import layout, width
+
+    rows = [[printable(x) for x in (str(p), n, a, s, ports)] for p, n, a, s, ports in snap.rules]
+    header = ["PRIORITY", "NAME", "ACCESS", "SOURCE", "PORTS"]
     return f"NSG {name_of(snap.nsg_id)}\n" + "\n".join(
-        "  " + line
-        for line in table(rows, ["PRIORITY", "NAME", "ACCESS", "SOURCE", "PORTS"]).splitlines()
+        "  " + line for line in layout(rows, header, width() - 2).splitlines()
     )
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from jitctl.errors import NotFound
 from jitctl.gateway import Gateway
-from jitctl.ids import VmRef, name_of, same_id
+from jitctl.ids import VmRef, name_of, same_id, segments
 from jitctl.model import JitPolicy, PortRule
 from jitctl.parsing import check_scope
 from jitctl.services.policies import policies_of_vm
@@ -32,6 +32,10 @@ class Grant:
     @property
     def vm_name(self) -> str:
         return name_of(self.vm_id)
+
+    @property
+    def resource_group(self) -> str:
+        return segments(self.vm_id).get("resourcegroups", "")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,90 @@
+"""Tables for people: fit the width, fold context columns, shorten names in the middle, never
+drop a value; colors only on a terminal and never with NO_COLOR."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from jitctl.cli import tables
+
+HEADER = ["GROUP", "VM", "NAME", "ACCESS", "NOTE"]
+LONG = "MicrosoftDefenderForCloud-JITRule-671125404-98d679dc3dbf889f8146b0a36d7530d8"
+
+
+def rows(n: int = 3) -> list[list[str]]:
+    return [
+        ["rg-prod", f"vm-{i}", LONG + str(i), "Allow" if i % 2 else "Deny", "word " * 12]
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("limit", [100, 80, 60])
+def test_no_line_is_wider_than_the_width_and_no_value_is_lost(limit):
+    text = tables.layout(rows(), HEADER, limit)
+    assert all(len(line) <= limit for line in text.splitlines()), text
+    flat = " ".join(text.split())
+    for row in rows():
+        assert row[1] in flat and row[3] in flat
+        assert flat.count("word") >= 12 * 3  # the last column wraps, nothing cut
+
+
+def test_context_columns_with_one_value_are_folded_above_the_table():
+    text = tables.layout(rows(), HEADER, 100)
+    assert text.splitlines()[0] == "GROUP: rg-prod"
+    assert text.splitlines()[1].split()[:2] == ["VM", "NAME"]
+    mixed = rows()
+    mixed[1][0] = "rg-test"
+    assert tables.layout(mixed, HEADER, 100).splitlines()[0].startswith("GROUP")
+    assert "GROUP:" not in tables.layout(mixed, HEADER, 100)
+
+
+def test_names_are_cut_in_the_middle_both_ends_stay():
+    cut = tables.shorten_middle(LONG, 40)
+    assert len(cut) == 40 and cut.startswith("MicrosoftDefenderFor") and cut.endswith("7530d8")
+    assert tables.shorten_middle("short", 40) == "short"
+    assert LONG not in tables.layout(rows(1), HEADER, 100)
+
+
+def test_width_is_100_off_a_terminal_and_follows_columns(monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert tables.width() == 100
+    monkeypatch.setenv("COLUMNS", "72")
+    assert tables.width() == 72
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_colors_only_on_a_terminal_without_no_color(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert tables.colored(Tty()) and not tables.colored(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "")
+    assert not tables.colored(Tty())
+
+
+def test_paint_colors_allow_green_deny_red_and_keeps_the_text():
+    text = "EFFECTIVE: a\n  nic: JIT allow rule x\nNOT EFFECTIVE: b deny [bold]x[/bold]\nwarning: w"
+    painted = tables.paint(text)
+    assert "\x1b[32mEFFECTIVE\x1b[0m" in painted and "\x1b[31mNOT EFFECTIVE\x1b[0m" in painted
+    assert "\x1b[32mJIT allow\x1b[0m" in painted and "\x1b[31mdeny\x1b[0m" in painted
+    assert "[bold]x[/bold]" in painted  # data is never read as rich markup
+    assert "\x1b[33mwarning: w\x1b[0m" in painted
+
+
+def test_table_output_is_painted_on_a_terminal(run, app, monkeypatch):
+    from click.testing import CliRunner
+
+    from jitctl.cli.root import cli
+
+    monkeypatch.setattr("jitctl.cli.output.colored", lambda: True)
+    run("enable", "vm-win01", "-g", "rg-jit-demo")
+    run("request", "vm-win01", "-g", "rg-jit-demo", "--source-ip", "203.0.113.7")
+    args = ["verify", "vm-win01", "-g", "rg-jit-demo", "--source-ip", "203.0.113.7"]
+    r = CliRunner().invoke(cli, args, obj=app, color=True)  # as a terminal keeps ANSI
+    assert "\x1b[32mEFFECTIVE\x1b[0m" in r.stdout
+    j = run("verify", "vm-win01", "-g", "rg-jit-demo", "--source-ip", "203.0.113.7", "-o", "json")
+    assert "\x1b[" not in j.stdout
