@@ -48,6 +48,7 @@ def test_names_are_cut_in_the_middle_both_ends_stay():
 
 
 def test_width_is_100_off_a_terminal_and_follows_columns(monkeypatch):
+    monkeypatch.setattr("sys.stdout", io.StringIO())  # not a terminal, even under pytest -s
     monkeypatch.delenv("COLUMNS", raising=False)
     assert tables.width() == 100
     monkeypatch.setenv("COLUMNS", "72")
@@ -88,3 +89,10 @@ def test_table_output_is_painted_on_a_terminal(run, app, monkeypatch):
     assert "\x1b[32mEFFECTIVE\x1b[0m" in r.stdout
     j = run("verify", "vm-win01", "-g", "rg-jit-demo", "--source-ip", "203.0.113.7", "-o", "json")
     assert "\x1b[" not in j.stdout
+
+
+def test_a_table_of_context_columns_only_is_not_folded_away():
+    assert tables.layout([["rg", "eu"]], ["GROUP", "REGION"], 100).splitlines() == [
+        "GROUP  REGION",
+        "rg     eu",
+    ]

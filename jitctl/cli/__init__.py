@@ -58,8 +58,9 @@ class JitctlGroup(click.Group):
 
     def load_all(self) -> dict[str, click.Command]:
         """Every command, loaded (for the docs generator and tests that walk all commands)."""
-        for name in self.list_commands(click.Context(self)):
-            self.get_command(click.Context(self), name)
+        ctx = click.Context(self)
+        for name in self.list_commands(ctx):
+            self.get_command(ctx, name)
         return dict(self.commands)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -85,12 +86,13 @@ class JitctlGroup(click.Group):
 
         if incomplete.startswith("-"):
             return super().shell_complete(ctx, incomplete)
-        items = [
-            CompletionItem(name, help=self.lazy_commands.get(name, ("", ""))[1] or None)
+        return [
+            CompletionItem(name, help=self.lazy_commands[name][1])
+            if name in self.lazy_commands
+            else CompletionItem(name, help=self.commands[name].get_short_help_str())
             for name in self.list_commands(ctx)
             if name.startswith(incomplete)
         ]
-        return items
 
     def main(
         self,

@@ -70,11 +70,12 @@ def when(t: datetime | None, now: datetime | None = None) -> str:
     return text
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
-    """Rows for people: escaped, fitted to the width, context columns folded (cli/tables.py)."""
+def table(rows: list[list[str]], header: list[str], limit: int | None = None) -> str:
+    """Rows for people: escaped, fitted to `limit` columns (default: the width), context
+    columns folded (cli/tables.py)."""
     from jitctl.cli.tables import layout
 
-    return layout([[printable(c) for c in r] for r in rows], header)
+    return layout([[printable(c) for c in r] for r in rows], header, limit)
 
 
 def protocol_name(p: str) -> str:
@@ -330,12 +331,13 @@ def render_json(obj: Any) -> str:
 
 
 def nsg_snapshot(snap: Any) -> str:
-    from jitctl.cli.tables import layout, width
+    from jitctl.cli.tables import width
 
-    rows = [[printable(x) for x in (str(p), n, a, s, ports)] for p, n, a, s, ports in snap.rules]
+    rows = [[str(p), n, a, s, ports] for p, n, a, s, ports in snap.rules]
     header = ["PRIORITY", "NAME", "ACCESS", "SOURCE", "PORTS"]
     return f"NSG {name_of(snap.nsg_id)}\n" + "\n".join(
-        "  " + line for line in layout(rows, header, width() - 2).splitlines()
+        "  " + line
+        for line in table(rows, header, width() - 2).splitlines()  # indented
     )
 
 

@@ -53,7 +53,7 @@ def fold(
         i
         for i, name in enumerate(header)
         if not (name in FOLDABLE and rows and len({r[i] for r in rows}) == 1)
-    ]
+    ] or list(range(len(header)))  # a table of context columns only stays a table
     folded = [(header[i], rows[0][i]) for i in range(len(header)) if i not in keep]
     return folded, [header[i] for i in keep], [[r[i] for i in keep] for r in rows]
 
