@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -297,7 +298,17 @@ def test_ssh_proxy_relays_only_the_connection_on_stdout(local_app, server):
     assert r.stderr.startswith(f"Requested port {port} for {SOURCE} until ")
 
 
-def test_ssh_proxy_keep_alive_while_relaying(local_app, server):
+def test_ssh_proxy_keep_alive_while_relaying(local_app, server, monkeypatch):
+    # The fake clock jumps at each sleep: paced by a millisecond of real time, hours of fake
+    # time take seconds, so the one-byte relay always ends long before a renewal is due (on a
+    # loaded machine the unpaced loop could reach it first).
+    fake_sleep = local_app.clock.sleep
+
+    def paced(seconds: float) -> None:
+        time.sleep(0.001)
+        fake_sleep(seconds)
+
+    monkeypatch.setattr(local_app.clock, "sleep", paced)
     port = str(server.port)
     r = invoke(local_app, "ssh-proxy", "vm-local", *G, "--port", port, "--keep-alive", input=b"x")
     assert r.exit_code == 0 and r.stdout_bytes == answer(b"x")
