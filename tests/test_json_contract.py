@@ -265,3 +265,11 @@ def test_ssh_no_launch_and_demo_shapes(run, app, tmp_path):
     demo = doc(r)
     assert set(demo) == {"steps", "arm_calls", "ok"} and demo["ok"] is True
     assert {"title", "arm_calls", "seconds", "result", "note"} <= set(demo["steps"][0])
+
+
+def test_emulator_reset_is_one_document(run, tmp_path):
+    state = tmp_path / "state.db"
+    data = doc(run("emulator", "reset", "--world", "busy", "--state", str(state), "-o", "json"))
+    assert data == {"world": "busy", "state": str(state)} and state.exists()
+    text = run("emulator", "reset", "--world", "empty", "--state", str(state)).stdout
+    assert text == "Emulator state reset to world 'empty'.\n"

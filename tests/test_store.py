@@ -345,7 +345,8 @@ def test_reset_replaces_the_world_for_processes_already_attached(state):
     assert invoke("--emulator", "enable", "vm-win01", *G).exit_code == 0
     other = open_store(state, Backend())
     assert other.backend is not None and other.backend.state["jit"]
-    assert invoke("emulator", "reset", "--world", "busy").exit_code == 0
+    r = invoke("emulator", "reset", "--world", "busy", "-o", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["world"] == "busy"  # one JSON document
     router = StoredRouter(Router(other.backend), other)
     url = NSG.replace("vm-win01-nsg", "vm-legacy-nsg") + "?api-version=2023-09-01"
     assert router.handle("GET", url, AUTH, None)[0] == 200  # the busy world, seen at once

@@ -161,7 +161,8 @@ def serve(
     type=click.Path(dir_okay=False, path_type=Path),
     help="State file to reset (default: the --emulator one, or JITCTL_EMULATOR_STATE).",
 )
-def reset(world: str, state: Path | None) -> None:
+@click.pass_obj
+def reset(app: App, world: str, state: Path | None) -> None:
     """Start the --emulator state afresh with a named world (also mends a damaged state file).
 
     \b
@@ -175,5 +176,9 @@ def reset(world: str, state: Path | None) -> None:
 
     backend = Backend(settings=Settings(propagation_delay=EMULATED_PROPAGATION))
     WORLDS[world](backend)
-    reset_file(state or emulator_state_file(), backend)
-    click.echo(f"Emulator state reset to world '{world}'.")
+    from jitctl.cli.output import emit
+
+    path = state or emulator_state_file()
+    reset_file(path, backend)
+    done = f"Emulator state reset to world '{world}'."
+    emit(app, {"world": world, "state": str(path)}, lambda: done)
