@@ -479,12 +479,12 @@ def test_policy_paths_with_a_nul_is_bad_input():
 )
 def test_ensure_access_checks_its_input(app, backend, kwargs, message):
     from jitctl.errors import BadInput
-    from jitctl.services.connect import ensure_access
+    from jitctl.services.connect import AccessRequest, ensure_access
     from tests.support import vm_ref
 
     args = {"source": "203.0.113.7", "port": 3389, **kwargs}
     with pytest.raises(BadInput, match=re.escape(message)):
-        ensure_access(app.gateway(), vm_ref("vm-win01"), clock=app.clock, **args)
+        ensure_access(app.gateway(), AccessRequest(vm_ref("vm-win01"), **args), app.clock)
     assert backend.log == []
 
 

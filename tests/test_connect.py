@@ -16,7 +16,7 @@ from jitctl.errors import Refused
 from jitctl.launch import rdp_command, rdp_file_content, ssh_command, write_rdp_file
 from jitctl.model import JitPolicy, PolicyVm, PortRule
 from jitctl.services.access import request_access
-from jitctl.services.connect import ensure_access
+from jitctl.services.connect import AccessRequest, ensure_access
 from jitctl.services.policies import enable
 from tests.support import RG, SUB, vm_ref
 
@@ -125,36 +125,37 @@ def test_ssh_command():
 
 def test_new_grant_then_reuse_then_rerequest_when_too_little_left(connect_app, backend, clock):
     gw = connect_app.gateway()
-    first = ensure_access(gw, WIN, "198.51.100.7", clock, 3389)
+    first = ensure_access(gw, AccessRequest(WIN, "198.51.100.7", 3389), clock)
     assert not first.reused and first.connect_host == "20.61.15.10" and first.via == "public"
     assert 20 <= sum(clock.slept) <= 30
     posts = sum(e.method == "POST" for e in backend.log)
-    again = ensure_access(gw, WIN, "198.51.100.7", clock, 3389)
+    again = ensure_access(gw, AccessRequest(WIN, "198.51.100.7", 3389), clock)
     assert again.reused and sum(e.method == "POST" for e in backend.log) == posts  # no new request
     clock.advance(hours=2, minutes=50)  # 10 minutes left < 15
-    third = ensure_access(gw, WIN, "198.51.100.7", clock, 3389)
+    third = ensure_access(gw, AccessRequest(WIN, "198.51.100.7", 3389), clock)
     assert not third.reused and sum(e.method == "POST" for e in backend.log) == posts + 1
 
 
 def test_other_source_does_not_reuse(connect_app, clock):
     gw = connect_app.gateway()
-    ensure_access(gw, WIN, "198.51.100.7", clock, 3389)
-    assert not ensure_access(gw, WIN, "198.51.100.8", clock, 3389).reused
+    ensure_access(gw, AccessRequest(WIN, "198.51.100.7", 3389), clock)
+    assert not ensure_access(gw, AccessRequest(WIN, "198.51.100.8", 3389), clock).reused
 
 
 def test_private_and_firewall_targets(connect_app, clock):
     gw = connect_app.gateway()
     assert (
-        ensure_access(gw, LNX, "198.51.100.7", clock, 22, private=True).connect_host == "10.10.2.4"
+        ensure_access(gw, AccessRequest(LNX, "198.51.100.7", 22, private=True), clock).connect_host
+        == "10.10.2.4"
     )
-    lnx = ensure_access(gw, LNX, "198.51.100.7", clock, 22)
+    lnx = ensure_access(gw, AccessRequest(LNX, "198.51.100.7", 22), clock)
     assert lnx.connect_host == "vm-lnx01-demo.westeurope.cloudapp.azure.com"  # DNS name preferred
     policy = gw.get_policy(SUB, RG, "westeurope", "default")
     fw = tuple(
         PolicyVm(v.id, v.ports, "52.1.2.3") if v.id.endswith("vm-win01") else v for v in policy.vms
     )
     gw.put_policy(JitPolicy(SUB, RG, "westeurope", "default", fw))
-    ready = ensure_access(gw, WIN, "198.51.100.7", clock, 3389)
+    ready = ensure_access(gw, AccessRequest(WIN, "198.51.100.7", 3389), clock)
     assert (ready.connect_host, ready.connect_port, ready.via) == ("52.1.2.3", 3389, "firewall")
 
 

@@ -23,7 +23,7 @@ from jitctl.emulator.worlds import LOOPBACK_GROUP
 from jitctl.ids import VmRef
 from jitctl.model import PortRule
 from jitctl.relay import Tunnel, relay_stdio
-from jitctl.services.connect import ensure_access
+from jitctl.services.connect import AccessRequest, ensure_access
 from jitctl.services.keepalive import KeepAlive, renew_margin
 from jitctl.services.policies import enable
 from jitctl.services.verify import verify
@@ -191,14 +191,13 @@ def lnx(app, backend):
 
 def keep_for(gw, clock, ready, **kwargs):
     said: list[str] = []
-    keep = KeepAlive(
-        gw, LNX, clock, SOURCE, 22, ready.end_time, on_event=said.append, step=600, **kwargs
-    )
+    req = AccessRequest(LNX, SOURCE, 22, **kwargs)
+    keep = KeepAlive(gw, req, clock, ready.end_time, on_event=said.append, step=600)
     return keep, said
 
 
 def test_keep_alive_renews_before_the_end_and_access_never_lapses(lnx, clock):
-    ready = ensure_access(lnx, LNX, SOURCE, clock, 22, duration=timedelta(hours=1))
+    ready = ensure_access(lnx, AccessRequest(LNX, SOURCE, 22, duration=timedelta(hours=1)), clock)
     start = clock.now()
     keep, said = keep_for(lnx, clock, ready, duration=timedelta(hours=1), justification="INC-7")
     checks: list[bool] = []
@@ -226,7 +225,9 @@ def test_keep_alive_renews_before_the_end_and_access_never_lapses(lnx, clock):
 
 def test_keep_alive_stays_within_the_policy_maximum(lnx, clock, app):
     enable(app.gateway(), [LNX], [PortRule(22, max_duration=timedelta(minutes=30))])
-    ready = ensure_access(lnx, LNX, SOURCE, clock, 22, duration=timedelta(minutes=30))
+    ready = ensure_access(
+        lnx, AccessRequest(LNX, SOURCE, 22, duration=timedelta(minutes=30)), clock
+    )
     keep, _ = keep_for(lnx, clock, ready, duration=timedelta(hours=2))  # more than allowed
     report = keep.run(lambda: not keep_for_done(clock, ready))
     assert report.renewals and all(
@@ -240,7 +241,9 @@ def keep_for_done(clock, ready):
 
 def test_keep_alive_sees_a_gap_when_the_switch_is_late(lnx, clock, backend):
     """The newer rule comes after the older one ended: said, and the renewal still counts."""
-    ready = ensure_access(lnx, LNX, SOURCE, clock, 22, duration=timedelta(minutes=10))
+    ready = ensure_access(
+        lnx, AccessRequest(LNX, SOURCE, 22, duration=timedelta(minutes=10)), clock
+    )
     backend.settings.propagation_delay = 200  # renewal at 8 min, applied at 11m20s
     keep, said = keep_for(lnx, clock, ready, duration=timedelta(minutes=10))
     keep.step = 30
@@ -251,7 +254,9 @@ def test_keep_alive_sees_a_gap_when_the_switch_is_late(lnx, clock, backend):
 
 
 def test_keep_alive_failure_is_said_and_the_session_goes_on_until_the_end(lnx, clock, backend):
-    ready = ensure_access(lnx, LNX, SOURCE, clock, 22, duration=timedelta(minutes=20))
+    ready = ensure_access(
+        lnx, AccessRequest(LNX, SOURCE, 22, duration=timedelta(minutes=20)), clock
+    )
     backend.faults.append(Fault(403, match="initiate", method="POST", times=100))
     keep, said = keep_for(lnx, clock, ready, duration=timedelta(minutes=20))
     keep.step = 30

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +19,10 @@ from jitctl.cli.options import (
 )
 from jitctl.cli.output import emit, poll_progress, warn
 from jitctl.cli.paramtypes import DurationType, PortType, SourceType
+from jitctl.ids import VmRef
+
+if TYPE_CHECKING:
+    from jitctl.services.connect import AccessRequest
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,22 @@ class ConnectRequest:
     launch: bool
     policy_name: str | None
     keep_alive: bool = False
+
+    def access(self, ref: VmRef, source: str) -> AccessRequest:
+        """What the service is handed: the VM resolved and the source known."""
+        from jitctl.services.connect import AccessRequest
+
+        return AccessRequest(
+            ref,
+            source,
+            self.port,
+            self.duration,
+            self.justification,
+            self.min_remaining,
+            self.timeout,
+            self.private,
+            self.policy_name,
+        )
 
 
 KEEP_ALIVE_HELP = (
@@ -136,16 +156,8 @@ def ready_access(app: App, req: ConnectRequest) -> Any:
     with vm_must_exist(app, ref), Spinner(f"waiting for access to {ref.name}") as spin:
         return ensure_access(
             app.gateway(),
-            ref,
-            source,
+            req.access(ref, source),
             app.clock,
-            req.port,
-            req.duration,
-            req.justification,
-            req.min_remaining,
-            req.timeout.total_seconds(),
-            req.private,
-            req.policy_name,
             lambda msg: warn(app, msg),
             poll_progress(app, spin),
         )
@@ -156,18 +168,8 @@ def keeper(app: App, req: ConnectRequest, ready: Any) -> Callable[[Callable[[], 
     from jitctl.services.keepalive import KeepAlive
 
     ref = req.vm.one(app)
-    keep = KeepAlive(
-        app.gateway(),
-        ref,
-        app.clock,
-        ready.source,
-        ready.port,
-        ready.end_time,
-        req.duration,
-        req.justification,
-        req.policy_name,
-        lambda msg: warn(app, msg),
-    )
+    access = req.access(ref, ready.source).checked()
+    keep = KeepAlive(app.gateway(), access, app.clock, ready.end_time, lambda msg: warn(app, msg))
 
     def run(running: Callable[[], bool]) -> Any:
         warn(app, f"Keeping access to {ref.name} open while the client runs.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from jitctl.errors import Refused
@@ -78,33 +78,48 @@ def _target(
     return host, port, "public"
 
 
+@dataclass(frozen=True)
+class AccessRequest:
+    """What the pre-connect step is asked for: the VM, who to let in, the port, and how long."""
+
+    vm: VmRef
+    source: str
+    port: int
+    duration: timedelta | None = None  # None: the policy's maximum
+    justification: str | None = None
+    min_remaining: timedelta = timedelta(minutes=15)  # reuse a live grant with this much left
+    timeout: timedelta = timedelta(minutes=5)  # how long to wait until access is effective
+    private: bool = False  # connect to the private address (VPN or peering)
+    policy_name: str | None = None  # the policy to use when several cover the VM
+
+    def checked(self) -> AccessRequest:
+        """The same request with its values checked (the CLI's refusals, for library callers;
+        durations may also be given as seconds)."""
+        return replace(
+            self,
+            min_remaining=check_duration(self.min_remaining, minimum=timedelta(0)),
+            timeout=check_duration(self.timeout, minimum=timedelta(seconds=1)),
+            source=checkable_address(parse_source(self.source)),
+            port=parse_port(self.port),
+            justification=check_justification(self.justification),
+            duration=check_duration(self.duration) if self.duration is not None else None,
+        )
+
+
 def ensure_access(
     gw: Gateway,
-    ref: VmRef,
-    source: str,
+    req: AccessRequest,
     clock: Clock,
-    port: int,
-    duration: timedelta | None = None,
-    justification: str | None = None,
-    min_remaining: timedelta = timedelta(minutes=15),
-    timeout: float = 300.0,
-    private: bool = False,
-    policy_name: str | None = None,
     on_event: Callable[[str], None] | None = None,
     progress: Callable[[float, VerifyResult], None] | None = None,
 ) -> AccessReady:
     """Reuse a grant with enough time left, else request one; then wait until it is effective."""
     say = on_event or (lambda _msg: None)
-    # Checked here too, so a library caller gets the CLI's refusals before any ARM call.
-    source = checkable_address(parse_source(source))
-    port = parse_port(port)
-    justification = check_justification(justification)
-    duration = check_duration(duration) if duration is not None else None
-    check_duration(min_remaining, minimum=timedelta(0))
-    check_duration(timeout, minimum=timedelta(seconds=1))
+    req = req.checked()  # before any ARM call
+    ref, source, port = req.vm, req.source, req.port
     now = clock.now()
-    policy, pvm = find_policy(gw, ref, [port], policy_name)
-    grant = reusable_grant(policy, pvm.id, port, source, now, min_remaining)
+    policy, pvm = find_policy(gw, ref, [port], req.policy_name)
+    grant = reusable_grant(policy, pvm.id, port, source, now, req.min_remaining)
     request = None
     mapped = None
     if grant is not None:
@@ -112,14 +127,15 @@ def ensure_access(
         say(f"Reusing the grant for {source} on port {port}, until {end:%H:%M} UTC.")
     else:
         request = initiate_checked(
-            gw, policy, pvm, source, now, [port], duration, justification, clock=clock
+            gw, policy, pvm, source, now, [port], req.duration, req.justification, clock=clock
         )
         for note in request.notes:
             say(note)
         end, mapped = request.ports[0].end_time, request.ports[0].mapped_port
         say(f"Requested port {port} for {source} until {end:%H:%M} UTC.")
+    timeout = req.timeout.total_seconds()
     result, _ = wait_until_effective(gw, ref, source, clock, [port], timeout, progress=progress)
-    host, connect_port, via = _target(gw, pvm, result, port, private, mapped)
+    host, connect_port, via = _target(gw, pvm, result, port, req.private, mapped)
     return AccessReady(
         pvm.id, port, source, end, grant is not None, request, result, host, connect_port, via
     )

@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 
 from jitctl.errors import JitctlError
 from jitctl.gateway import Gateway
-from jitctl.ids import VmRef, same_id
+from jitctl.ids import same_id
 from jitctl.services.access import find_policy, initiate_checked
+from jitctl.services.connect import AccessRequest
 from jitctl.services.query import active_grants
 from jitctl.services.verify import Clock, verify
 
@@ -51,14 +52,9 @@ class KeepAlive:
     """What to keep open, and how; `run(running)` renews until `running()` is false."""
 
     gw: Gateway
-    ref: VmRef
+    req: AccessRequest  # checked: the VM, source, port, duration, justification and policy
     clock: Clock
-    source: str
-    port: int
-    end_time: datetime
-    duration: timedelta | None = None  # None: the policy's maximum
-    justification: str | None = None
-    policy_name: str | None = None
+    end_time: datetime  # the end of the grant in force
     on_event: Callable[[str], None] | None = None
     step: float = 1.0  # seconds between looks at the client
     switch_timeout: float = 300.0  # seconds to wait for the newer grant to be applied
@@ -68,14 +64,14 @@ class KeepAlive:
             self.on_event(message)
 
     def _length(self) -> timedelta:
-        _, pvm = find_policy(self.gw, self.ref, [self.port], self.policy_name)
-        rule = pvm.port(self.port)
+        _, pvm = find_policy(self.gw, self.req.vm, [self.req.port], self.req.policy_name)
+        rule = pvm.port(self.req.port)
         maximum = rule.max_duration if rule else timedelta(hours=3)
-        return min(self.duration, maximum) if self.duration else maximum
+        return min(self.req.duration, maximum) if self.req.duration else maximum
 
     def run(self, running: Callable[[], bool]) -> KeepAliveReport:
         renewals: list[Renewal] = []
-        length = self.duration or timedelta(hours=3)
+        length = self.req.duration or timedelta(hours=3)
         with contextlib.suppress(JitctlError):  # else the first renewal says what is wrong
             length = self._length()
         next_try = self.end_time - renew_margin(length)
@@ -83,7 +79,7 @@ class KeepAlive:
             now = self.clock.now()
             if now >= self.end_time:
                 self._say(
-                    f"Access to {self.ref.name} ended at {self.end_time:%H:%M} UTC: new "
+                    f"Access to {self.req.vm.name} ended at {self.end_time:%H:%M} UTC: new "
                     "connections are refused; established ones stay."
                 )
                 return KeepAliveReport(tuple(renewals), self.end_time, True)
@@ -102,15 +98,22 @@ class KeepAlive:
         """One renewal: request again, then poll until the newer grant is live, checking that
         access stays effective at each poll."""
         now = self.clock.now()
-        name = self.ref.name
+        name = self.req.vm.name
         try:
-            policy, pvm = find_policy(self.gw, self.ref, [self.port], self.policy_name)
-            rule = pvm.port(self.port)
-            length = self.duration or (rule.max_duration if rule else None)
+            policy, pvm = find_policy(self.gw, self.req.vm, [self.req.port], self.req.policy_name)
+            rule = pvm.port(self.req.port)
+            length = self.req.duration or (rule.max_duration if rule else None)
             if rule is not None and length is not None:
                 length = min(length, rule.max_duration)
             request = initiate_checked(
-                self.gw, policy, pvm, self.source, now, [self.port], length, self.justification
+                self.gw,
+                policy,
+                pvm,
+                self.req.source,
+                now,
+                [self.req.port],
+                length,
+                self.req.justification,
             )
         except JitctlError as err:
             self._say(
@@ -133,11 +136,11 @@ class KeepAlive:
         return Renewal(now, until if problem is None else None, continuous, polls, problem)
 
     def _applied(self, until: datetime) -> bool:
-        policy, _ = find_policy(self.gw, self.ref, [self.port], self.policy_name)
+        policy, _ = find_policy(self.gw, self.req.vm, [self.req.port], self.req.policy_name)
         return any(
-            same_id(g.vm_id, self.ref.id)
-            and g.port == self.port
-            and g.source == self.source
+            same_id(g.vm_id, self.req.vm.id)
+            and g.port == self.req.port
+            and g.source == self.req.source
             and (g.status or "").lower() == "initiated"
             and abs(g.end_time - until) <= END_SLACK
             for g in active_grants(policy, self.clock.now())
@@ -149,11 +152,11 @@ class KeepAlive:
         delay, polls, continuous = 1.0, 0, True
         while True:
             polls += 1
-            result = verify(self.gw, self.ref, self.source, [self.port])
+            result = verify(self.gw, self.req.vm, self.req.source, [self.req.port])
             continuous = continuous and result.effective
             if self._applied(until):
                 if not result.effective:  # applied between the two reads: read once more
-                    result = verify(self.gw, self.ref, self.source, [self.port])
+                    result = verify(self.gw, self.req.vm, self.req.source, [self.req.port])
                 if result.effective:
                     return continuous, polls, None
                 return continuous, polls, f"access is not effective: {result.problem()}"
