@@ -96,3 +96,20 @@ def test_a_table_of_context_columns_only_is_not_folded_away():
         "GROUP  REGION",
         "rg     eu",
     ]
+
+
+def test_the_demo_paints_its_steps_and_verdict_on_a_terminal(app, monkeypatch):
+    from click.testing import CliRunner
+
+    from jitctl.cli.root import cli
+
+    monkeypatch.setattr("jitctl.cli.output.colored", lambda: True)
+    args = ["demo", "--fast", "--source-ip", "203.0.113.7"]
+    r = CliRunner().invoke(cli, args, obj=app, color=True)
+    assert r.exit_code == 0, r.stderr
+    assert "\x1b[31mDeny\x1b[0m" in r.stdout or "\x1b[31mdeny\x1b[0m" in r.stdout  # NSG steps
+    assert "\x1b[32mEFFECTIVE\x1b[0m" in r.stdout and "\x1b[31mNOT EFFECTIVE\x1b[0m" in r.stdout
+    assert "through the \x1b[32mJIT allow\x1b[0m rule" in r.stdout.splitlines()[-1]
+    monkeypatch.setattr("jitctl.cli.output.colored", lambda: False)
+    plain = CliRunner().invoke(cli, args, obj=app, color=True)
+    assert "\x1b[" not in plain.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
@@ -54,21 +55,23 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
                 "Offline: this machine's public address could not be found; using 203.0.113.7.",
             )
     steps = []
+    streaming = app.output == "table" and not app.query  # a step at a time, painted on a terminal
     for step in run_demo(demo_app, source, note, progress=spinning):
         steps.append(step)
-        if app.output == "table":
-            click.echo(emit_step(step, demo_app.clock.now()))
+        if streaming:
+            emit(app, step, functools.partial(emit_step, step, demo_app.clock.now()))
     allowed, denied = steps[-2].result, steps[-1].result
     ok = allowed.ok and not denied.effective
-    if app.output != "table":
+    if not streaming:
         emit(app, {"steps": steps, "arm_calls": demo_app.arm_calls(), "ok": ok})
     else:
-        click.echo(
+        verdict = (
             f"Verdict: {source} reaches vm-win01:3389 through the JIT allow rule; "
             f"198.51.100.99 does not. {demo_app.arm_calls()} ARM calls in all."
             if ok
             else "Verdict: the demo did not reach the expected state."
         )
+        emit(app, None, lambda: verdict)
     if not ok:
         raise NotEffective(
             "The demo's final verification failed.", "Run with --debug and report it."
