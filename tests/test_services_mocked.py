@@ -308,3 +308,20 @@ def test_initiate_that_did_not_land_is_sent_again_once(sdk):
     result = request_access(sdk.gw, VM, "192.127.0.2", NOW, [3389], timedelta(hours=1), clock=clock)
     assert sdk.jit.initiate.call_count == 2 and sdk.jit.get.call_count == 2  # two looks
     assert "not in the policy's request history: requested again" in result.notes[0]
+
+
+def test_not_signed_in_is_one_short_line_and_the_whole_text_goes_to_debug(caplog):
+    from jitctl.arm.errors import translate
+
+    default = ClientAuthenticationError(
+        "DefaultAzureCredential failed to retrieve a token from the included credentials.\n"
+        "Attempted credentials:\n\tEnvironmentCredential: EnvironmentCredential authentication "
+        "unavailable. Environment variables are not fully configured."
+    )
+    with caplog.at_level("DEBUG", logger="jitctl"):
+        err = translate(default)
+    assert err.message == "Not signed in to Azure: no credential was found."
+    assert "EnvironmentCredential authentication unavailable" in caplog.text
+    other = translate(ClientAuthenticationError("AADSTS700016: Application not found. Trace: x"))
+    assert other.message == "Not signed in to Azure: AADSTS700016: Application not found."
+    assert "az login" in err.hint

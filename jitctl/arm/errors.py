@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -37,6 +38,15 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
+def _sign_in_reason(message: str) -> str:
+    """azure-identity's message in a few words; its whole text goes to --debug only."""
+    logging.getLogger("jitctl").debug("azure-identity: %s", message)
+    if not message or "failed to retrieve a token from the included credentials" in message:
+        return "no credential was found"  # DefaultAzureCredential tried each, none is set up
+    first = message.splitlines()[0].split(". ")[0].rstrip(".")
+    return first if len(first) <= 160 else first[:159] + "…"
+
+
 def translate(exc: BaseException) -> JitctlError:
     from azure.core.exceptions import (
         ClientAuthenticationError,
@@ -53,8 +63,7 @@ def translate(exc: BaseException) -> JitctlError:
         exc, "status_code", None
     )
     if isinstance(exc, ClientAuthenticationError) and status != 403:
-        first = message.splitlines()[0] if message else "authentication failed"
-        return NotSignedIn(f"Not signed in to Azure: {first[:300]}", SIGN_IN_HINT)
+        return NotSignedIn(f"Not signed in to Azure: {_sign_in_reason(message)}.", SIGN_IN_HINT)
     if status == 403:
         return Forbidden(
             f"Azure refused access ({code or 'Forbidden'}): {message}",
