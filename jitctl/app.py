@@ -105,8 +105,11 @@ class App:
             if self.backend is None:
                 self.backend = self._load_emulator()
             subs = list(self.backend.state["subscriptions"].values())
-            if self.subscription:
-                return self.subscription
+            if self.subscription:  # by id or by name, as the emulator lists them
+                from jitctl.clouds import subscription_by_name
+
+                named = ((str(s["subscriptionId"]), str(s["displayName"])) for s in subs)
+                return subscription_by_name(self.subscription, named)
             if subs:
                 return str(subs[0]["subscriptionId"])
         from jitctl.clouds import resolve_subscription

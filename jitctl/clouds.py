@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from jitctl.errors import BadInput
+from jitctl.textsafe import printable
 
 
 @dataclass(frozen=True)
@@ -90,24 +92,30 @@ def cli_default_subscription() -> str | None:
 
 
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+_ID_LIKE = re.compile(r"[A-Za-z0-9-]{1,64}")  # what check_subscription lets through
 
 
-def subscription_by_name(name: str) -> str:
-    """A subscription named as in az (`-s "Contoso Prod"`): its id, from the az profile file.
+def subscription_by_name(name: str, known: Iterable[tuple[str, str]] | None = None) -> str:
+    """A subscription named as in az (`-s "Contoso Prod"`): its id, from `known` (id, name)
+    pairs, by default the az profile file's.
 
     Names are resolved from the profile file only (what `az account list` shows after `az login`),
     not by listing subscriptions through ARM.
     """
     if _GUID.match(name.strip()):
         return name.strip()
-    matches = {
-        str(s.get("id"))
-        for s in _profile_subscriptions()
-        if str(s.get("name", "")).lower() == name.strip().lower()
-    }
+    if known is None:
+        known = ((str(s.get("id")), str(s.get("name", ""))) for s in _profile_subscriptions())
+    matches = {sid for sid, sname in known if sname.lower() == name.strip().lower()}
     if len(matches) > 1:
         raise BadInput(
-            f"Several subscriptions are named '{name}'.", "Pass the subscription id instead."
+            f"Several subscriptions are named '{printable(name)}'.",
+            "Pass the subscription id instead.",
+        )
+    if not matches and not _ID_LIKE.fullmatch(name.strip()):
+        raise BadInput(
+            f"No subscription is named '{printable(name)}'.",
+            "Pass its id, or a name that 'az account list -o table' shows (after 'az login').",
         )
     # Not a name we know: taken as an id (Azure answers SubscriptionNotFound if it is neither).
     return matches.pop() if matches else name.strip()

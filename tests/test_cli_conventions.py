@@ -236,3 +236,11 @@ def test_verify_hints_say_what_to_do(run):
     )
     r = run("verify", "vm-nonsg", *G, *IP, "--require-jit", "--port", "22")
     assert r.stderr.endswith("then: jitctl enable vm-nonsg -g rg-jit-demo --port 22\n")
+
+
+def test_subscription_by_name_on_the_emulator_and_an_unknown_name(run, backend):
+    assert run("list", "-s", "emulated SUBSCRIPTION", "-o", "json").exit_code == 0
+    before = len(backend.log)
+    r = run("list", "-s", "Contoso Prod")
+    assert r.exit_code == 2 and "No subscription is named 'Contoso Prod'." in r.stderr
+    assert len(backend.log) == before  # refused before any ARM call
