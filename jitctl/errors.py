@@ -47,6 +47,10 @@ class NotFound(JitctlError):
     code = ExitCode.NOT_FOUND
 
 
+class GroupNotFound(NotFound):
+    """The resource group itself does not exist (ARM's ResourceGroupNotFound)."""
+
+
 class Forbidden(JitctlError):
     code = ExitCode.FORBIDDEN
 

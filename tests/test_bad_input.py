@@ -185,10 +185,14 @@ ROWS: list[tuple[str, list[str], str]] = [
     ("apply-missing", ["policy", "apply", "/nonexistent/policies", "--yes"], "neither a policy"),
     ("validate-missing", ["policy", "validate", "/nonexistent/p"], "neither a policy file"),
     # subscriptions: letters, digits and '-' only
-    ("sub-slash-list", ["-s", "a/b", "list"], "'a/b' is not a subscription id"),
-    ("sub-esc-show", ["-s", "\x1b[2J", "show", "vm-win01", *G], "'\\x1b[2J' is not a subscr"),
-    ("sub-status", ["-s", "..", "status"], "is not a subscription id"),
-    ("sub-export", ["-s", "x y", "policy", "export", *G], "is not a subscription id"),
+    ("sub-slash-list", ["-s", "a/b", "list"], "No subscription is named 'a/b'"),
+    (
+        "sub-esc-show",
+        ["-s", "\x1b[2J", "show", "vm-win01", *G],
+        "No subscription is named '\\x1b[2J'",
+    ),
+    ("sub-status", ["-s", "..", "status"], "No subscription is named '..'"),
+    ("sub-export", ["-s", "x y", "policy", "export", *G], "No subscription is named 'x y'"),
     ("sub-in-id", ["show", VM_ID.replace("0e1f5a7c-5e1e-4a1b-9c3d-7e3ab1e5d3e0", "..")], "subscr"),
 ]
 

@@ -244,3 +244,20 @@ def test_subscription_by_name_on_the_emulator_and_an_unknown_name(run, backend):
     r = run("list", "-s", "Contoso Prod")
     assert r.exit_code == 2 and "No subscription is named 'Contoso Prod'." in r.stderr
     assert len(backend.log) == before  # refused before any ARM call
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["verify", "vm-win01", "-g", "rg-typo", *IP],
+        ["show", "vm-win01", "-g", "rg-typo"],
+        ["request", "vm-win01", "-g", "rg-typo", *IP],
+        ["status", "-g", "rg-typo"],
+        ["list", "-g", "rg-typo"],
+    ],
+)
+def test_a_wrong_resource_group_is_named_as_such(run, args):
+    r = run(*args)
+    assert r.exit_code == 4 and r.stderr.count("\n") == 1
+    assert "Resource group 'rg-typo' could not be found." in r.stderr
+    assert "az group list -o table" in r.stderr and "JIT" not in r.stderr

@@ -10,6 +10,7 @@ from jitctl.errors import (
     AzureError,
     BadInput,
     Forbidden,
+    GroupNotFound,
     JitctlError,
     NotFound,
     NotSignedIn,
@@ -68,6 +69,11 @@ def translate(exc: BaseException) -> JitctlError:
         return Forbidden(
             f"Azure refused access ({code or 'Forbidden'}): {message}",
             "Ask for the JIT role this needs (see 'Permissions' in the README).",
+        )
+    if code == "ResourceGroupNotFound":
+        return GroupNotFound(
+            message or "The resource group was not found.",
+            "Check -g: 'az group list -o table' lists the groups of the subscription.",
         )
     if isinstance(exc, ResourceNotFoundError) or status == 404:
         return NotFound(

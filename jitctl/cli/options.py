@@ -145,13 +145,17 @@ DEFAULT_TIMEOUT = timedelta(minutes=5)
 def vm_must_exist(app: App, ref: VmRef) -> Iterator[None]:
     """A VM that is in no JIT policy may not exist at all (or the group may be wrong): then say
     that, with Azure's own words, rather than "JIT is not enabled" (one GET, on failure only)."""
-    from jitctl.errors import NotFound
+    from jitctl.errors import GroupNotFound, NotFound
 
     try:
         yield
+    except GroupNotFound:
+        raise
     except NotFound as err:
         try:
             app.gateway().get_vm(ref)
+        except GroupNotFound as missing:
+            raise missing from err
         except NotFound as missing:
             raise NotFound(
                 missing.message,

@@ -250,6 +250,9 @@ class Backend:
     def get(self, resource_id: str) -> dict[str, Any]:
         res = self.state["resources"].get(resource_id.lower().rstrip("/"))
         if res is None:
+            seg = segments(resource_id)
+            if "subscriptions" in seg and "resourcegroups" in seg:  # as ARM: the group first
+                self.group(seg["subscriptions"], seg["resourcegroups"])
             raise not_found(resource_id)
         return res
 

@@ -145,6 +145,13 @@ class Router:
         body = b"" if reply.body is None else json.dumps(reply.body).encode()
         return reply.status, out_headers, body
 
+    def _scope_exists(self, params: dict[str, Any]) -> None:
+        """As ARM's front door: a request under a resource group that does not exist is answered
+        ResourceGroupNotFound (SubscriptionNotFound for a subscription) before it reaches the
+        provider; creating the group itself goes through."""
+        if params.get("rg") is not None:
+            self.backend.group(params["sub"], params["rg"])
+
     def _dispatch(
         self,
         method: str,
@@ -186,6 +193,8 @@ class Router:
             if match:
                 allowed_methods.add(m)
                 if m == method:
+                    if handler != self._put_group:
+                        self._scope_exists(match.groupdict())
                     return handler(
                         Request(method, url, path, query, headers, body, match.groupdict())
                     )
