@@ -261,3 +261,11 @@ def test_a_wrong_resource_group_is_named_as_such(run, args):
     assert r.exit_code == 4 and r.stderr.count("\n") == 1
     assert "Resource group 'rg-typo' could not be found." in r.stderr
     assert "az group list -o table" in r.stderr and "JIT" not in r.stderr
+
+
+def test_a_bad_policy_file_hint_names_the_file_ready_to_paste(run, tmp_path):
+    bad = tmp_path / "my policies.yaml"
+    bad.write_text("targets: nope\n")
+    r = run("policy", "plan", str(bad))
+    assert r.exit_code == 2
+    assert r.stderr.splitlines()[-1].endswith(f"to list them: jitctl policy validate '{bad}'")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import click
@@ -26,7 +27,7 @@ def load(path: Path) -> list:
             click.echo(printable(p), err=True)
         raise BadInput(
             f"{len(problems)} problem(s) in the policy files.",
-            "Fix them; 'jitctl policy validate' lists them.",
+            f"Fix them; to list them: jitctl policy validate {shlex.quote(printable(str(path)))}",
         )
     return files
 
