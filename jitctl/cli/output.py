@@ -173,7 +173,14 @@ def emit_error(output: str, code: ExitCode, message: str, hint: str) -> None:
 
 def warn(app: Any, message: str) -> None:
     """A warning or note on stderr (escaped), unless --only-show-errors."""
-    if not getattr(app, "only_show_errors", False):
+    if getattr(app, "only_show_errors", False):
+        return
+    from jitctl.cli.progress import showing
+
+    spin = showing()
+    if spin is not None:
+        spin.say(printable(message), "yellow" if colored_stderr() else "")
+    else:
         click.echo(on_stderr(printable(message), "yellow"), err=True)
 
 
@@ -200,12 +207,17 @@ def error_line(message: str, hint: str) -> str:
     return printable(redact(f"jitctl: error: {message}" + (f" {hint}" if hint else "")))
 
 
+def colored_stderr() -> bool:
+    from jitctl.cli.tables import colored as on
+
+    return on(sys.stderr)
+
+
 def on_stderr(line: str, style: str) -> str:
     """A stderr line (already escaped) in `style` when stderr is a terminal without NO_COLOR."""
-    from jitctl.cli.tables import colored as on
     from jitctl.cli.tables import paint_line
 
-    return paint_line(line, style) if on(sys.stderr) else line
+    return paint_line(line, style) if colored_stderr() else line
 
 
 def stderr_is_terminal() -> bool:

@@ -1,15 +1,15 @@
 """A spinner on stderr while jitctl waits: what it waits for and the elapsed time.
 
-It redraws from a background thread at least 4 times a second, whatever the poll interval (the
-service may sleep 5 s between polls), and only on a terminal: nothing at all when stderr is a
-pipe or a file. Waiting text that comes from Azure (rule and NSG names) is shown escaped.
+Drawn by rich's `Live` display, which redraws from its own thread at least 4 times a second
+whatever the poll interval (the service may sleep 5 s between polls), hides the cursor meanwhile
+and erases the line at the end. Only on a terminal: nothing at all when stderr is a pipe or a
+file (rich is not even imported then). Waiting text that comes from Azure (rule and NSG names) is
+shown escaped, as plain `Text`, never read as markup.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,57 +39,74 @@ class Spinner:
         self.monotonic = monotonic
         self.width = width
         self.detail = ""
-        self.count = 0  # redraws so far
+        self.count = 0  # frames drawn so far
         self._start = monotonic()
-        self._shown = 0  # length of the line on screen
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._live: Any = None  # rich.live.Live while it runs
 
     def update(self, elapsed: float = 0.0, result: Any = None) -> None:
         """Called by the service after each poll: note what is still missing, redraw now."""
         problem = getattr(result, "problem", None)
         if callable(problem) and not getattr(result, "ok", False):
             self.detail = f"still: {problem()}"
-        self.tick()
+        if self._live is not None:
+            self._live.refresh()
 
-    def tick(self) -> None:
-        if not self.active:
-            return
-        with self._lock:
-            frame = FRAMES[self.count % len(FRAMES)]
-            self.count += 1
-            seconds = int(self.monotonic() - self._start)
-            line = f"{frame} {self.label} ({seconds}s)"
-            if self.detail:
-                line += f": {printable(self.detail)}"
-            width = self.width or shutil.get_terminal_size((80, 24)).columns
-            room = max(10, width - 1)  # one line: a wrapped line cannot be redrawn
-            if len(line) > room:
-                line = line[: room - 1] + "…"
-            self.stream.write("\r" + line + " " * max(0, self._shown - len(line)))
-            self.stream.flush()
-            self._shown = len(line)
+    def say(self, message: str, style: str = "") -> None:
+        """A line (already escaped) printed above the spinner's line, which goes on below it."""
+        if self._live is not None:
+            from rich.text import Text
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.tick()
+            self._live.console.print(Text(message, style=style), soft_wrap=True)
+
+    def line(self) -> str:
+        """The next frame's text (escaped); rich cuts it to one line of the terminal."""
+        frame = FRAMES[self.count % len(FRAMES)]
+        self.count += 1
+        seconds = int(self.monotonic() - self._start)
+        text = f"{frame} {self.label} ({seconds}s)"
+        return text + (f": {printable(self.detail)}" if self.detail else "")
+
+    def _frame(self) -> Any:
+        from rich.text import Text
+
+        return Text(self.line(), no_wrap=True, overflow="ellipsis")
 
     def __enter__(self) -> Spinner:
         if self.active:
-            self.tick()
-            self._thread = threading.Thread(target=self._run, name="jitctl-spinner", daemon=True)
-            self._thread.start()
+            from rich.console import Console
+            from rich.live import Live
+
+            console = Console(
+                file=self.stream,
+                width=self.width,
+                force_terminal=True,
+                highlight=False,  # colors for say()'s warnings only; rich honors NO_COLOR
+            )
+            self._live = Live(
+                get_renderable=self._frame,
+                console=console,
+                refresh_per_second=1 / self.interval,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._live.start(refresh=True)
+            _SHOWING.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self.active and self.count:
-            with self._lock:
-                self.stream.write("\r" + " " * self._shown + "\r")
-                self.stream.flush()
+        if self._live is not None:
+            _SHOWING.remove(self)
+            self._live.stop()
+            self._live = None
+
+
+_SHOWING: list[Spinner] = []  # the spinner on screen now, if any
+
+
+def showing() -> Spinner | None:
+    """The spinner on the terminal now: warnings go above its line rather than into it."""
+    return _SHOWING[-1] if _SHOWING else None
 
 
 @contextmanager
