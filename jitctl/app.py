@@ -46,6 +46,7 @@ class App:
     ip_fetch: Any = None  # HTTP GET for the IP echo services; tests inject a fake
     data_dir: Path | None = None  # where .rdp files go (the user's data directory)
     _gateway: Gateway | None = None
+    _fleet: Any = None
 
     def get_runner(self) -> Any:
         if self.runner is None:
@@ -125,6 +126,15 @@ class App:
 
             self._gateway = AzureGateway(self.connection())
         return self._gateway
+
+    def fleet(self) -> Any:
+        """The FleetGateway (Resource Graph across subscriptions), sharing the gateway's clients."""
+        if self._fleet is None:
+            from jitctl.arm.graph import FleetReader
+
+            gw = self.gateway()
+            self._fleet = FleetReader(self.connection(), gw.list_policies, self.clock)
+        return self._fleet
 
     def arm_calls(self) -> int | None:
         return len(self.backend.log) if self.backend is not None else None

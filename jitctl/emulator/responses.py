@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from jitctl.emulator import jit
 from jitctl.emulator.backend import ArmError, Backend, Fault, LogEntry
+from jitctl.emulator.graph import ResourceGraph
 
 SUB = r"/subscriptions/(?P<sub>[^/]+)"
 RG = SUB + r"/resourcegroups/(?P<rg>[^/]+)"
@@ -104,6 +105,7 @@ class Router:
         self.backend = backend
         self.rng = rng or random.Random(7)
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self.graph = ResourceGraph(backend)
         self._add_routes()
 
     def route(self, method: str, pattern: str, handler: Handler) -> None:
@@ -275,6 +277,11 @@ class Router:
         r("GET", SUB, lambda q: Reply(200, b.subscription(q.params["sub"])))
         r("GET", RG, lambda q: Reply(200, b.group(q.params["sub"], q.params["rg"])))
         r("PUT", RG, self._put_group)
+        r(
+            "POST",
+            r"/providers/microsoft\.resourcegraph/resources",
+            lambda q: Reply(200, *self.graph.query(q.body)),
+        )
         r(
             "GET",
             SUB
