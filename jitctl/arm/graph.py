@@ -36,6 +36,7 @@ from jitctl.model import (
 PAGE = 1000  # Resource Graph's largest page
 SCOPE_LIMIT = 1000  # subscriptions per query
 WORKERS = 16
+THROTTLED_TRIES = 4
 
 VMS = "microsoft.compute/virtualmachines"
 NICS = "microsoft.network/networkinterfaces"
@@ -84,25 +85,54 @@ class QuotaGate:
     def acquire(self) -> None:
         while True:
             with self.lock:
-                if self.remaining is None or self.remaining - self.in_flight > 0:
+                if self.remaining is None:
+                    if self.in_flight == 0:  # learn the quota from one answer first
+                        self.in_flight += 1
+                        return
+                    wait = 0.01
+                elif self.remaining - self.in_flight > 0:
                     self.in_flight += 1
                     return
-                now = self.clock.now()
-                wait = (self.resets_at - now).total_seconds() if self.resets_at else 0.0
-                if wait <= 0:
-                    self.remaining = None
-                    continue
-                self.waits.append(wait)
-            self.clock.sleep(wait)
-            with self.lock:
-                if self.resets_at is not None and self.clock.now() >= self.resets_at:
-                    self.remaining = None
+                else:
+                    now = self.clock.now()
+                    wait = (self.resets_at - now).total_seconds() if self.resets_at else 0.0
+                    if wait <= 0:
+                        self.remaining = None
+                        continue
+                    self.waits.append(wait)
+            self._sleep(wait)
+
+    def _sleep(self, wait: float) -> None:
+        if wait < 0.05:  # another query is learning the quota: a short wall-clock wait
+            import time
+
+            time.sleep(wait)
+            return
+        self.clock.sleep(wait)
+        with self.lock:
+            if self.resets_at is not None and self.clock.now() >= self.resets_at:
+                self.remaining = None
+
+    def throttled(self, headers: Any) -> None:
+        """A 429: no quota left until the window resets (Retry-After when no quota headers)."""
+        headers = headers or {}
+        with self.lock:
+            self.remaining = 0
+            reset = _resets_after(headers.get("x-ms-user-quota-resets-after"))
+            if not reset:
+                try:
+                    reset = float(headers.get("Retry-After") or 1)
+                except ValueError:
+                    reset = 1.0
+            self.resets_at = self.clock.now() + timedelta(seconds=reset)
 
     def release(self, headers: Any) -> None:
         with self.lock:
             self.in_flight -= 1
             left = (headers or {}).get("x-ms-user-quota-remaining")
             if left is None:
+                if self.remaining is None:
+                    self.remaining = 1_000_000  # Azure did not say: no known limit
                 return
             try:
                 self.remaining = int(left)
@@ -231,6 +261,7 @@ class FleetReader:
         return self._client
 
     def _page(self, query: str, subscriptions: Sequence[str] | None, token: str | None) -> Any:
+        from azure.core.exceptions import HttpResponseError
         from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
         request = QueryRequest(
@@ -238,17 +269,34 @@ class FleetReader:
             query=query,
             options=QueryRequestOptions(top=None if token else PAGE, skip_token=token),
         )
-        self.gate.acquire()
-        headers: Any = None
-        try:
-            with azure_errors():
-                answer, headers = self.client().resources(
-                    request, cls=lambda resp, body, _: (body, resp.http_response.headers)
-                )
-        finally:
-            self.gate.release(headers)
-            self.queries += 1
-        return answer
+        for attempt in range(THROTTLED_TRIES):
+            self.gate.acquire()
+            headers: Any = None
+            try:
+                with azure_errors():
+                    try:
+                        # Retried here, not by the SDK (which sleeps on the wall clock for a
+                        # 429's Retry-After): a 429 waits in the gate for the quota window.
+                        answer, headers = self.client().resources(
+                            request,
+                            cls=lambda resp, body, _: (body, resp.http_response.headers),
+                            retry_total=0,
+                        )
+                        return answer
+                    except HttpResponseError as err:
+                        status = err.status_code or 0
+                        last = attempt == THROTTLED_TRIES - 1
+                        if last or not (status == 429 or status >= 500):
+                            raise
+                        headers = err.response.headers if err.response is not None else None
+                        if status == 429:
+                            self.gate.throttled(headers)
+                        else:
+                            self.gate.clock.sleep(0.5 * 2**attempt)
+            finally:
+                self.gate.release(headers)
+                self.queries += 1
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
     def rows(self, query: str, subscriptions: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Every row of a query over the subscriptions (all the credential sees when None)."""

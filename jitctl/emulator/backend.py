@@ -107,6 +107,8 @@ class Settings:
     allow_priority: int = 100  # JIT allow priority; the next free one above when taken
     requestor: str = "jitctl-emulator@contoso.com"
     lro_polls: int = 1  # how many times an async operation answers InProgress first
+    graph_quota: int = 15  # Resource Graph queries per window per user (Azure's default); 0: none
+    graph_quota_window: float = 5.0  # seconds
 
 
 @dataclass

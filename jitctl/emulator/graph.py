@@ -227,7 +227,8 @@ class Quota:
     started: datetime | None = None
     used: int = 0
 
-    def take(self, now: datetime) -> dict[str, str]:
+    def take(self, now: datetime, limit: int, window: float) -> dict[str, str]:
+        self.limit, self.window = limit, window
         if self.started is None or (now - self.started).total_seconds() >= self.window:
             self.started, self.used = now, 0
         left = self.window - (now - self.started).total_seconds()
@@ -269,7 +270,10 @@ class ResourceGraph:
         top = int(options.get("$top") or MAX_TOP)
         if not 1 <= top <= MAX_TOP:
             raise GraphQueryError("InvalidTop", f"$top must be 1 to {MAX_TOP}.")
-        headers = self.quota.take(self.backend.clock.now())
+        settings = self.backend.settings
+        headers = self.quota.take(
+            self.backend.clock.now(), settings.graph_quota, settings.graph_quota_window
+        )
         found = self._rows(q, body.get("subscriptions"))
         total = len(found)
         token = options.get("$skipToken")
