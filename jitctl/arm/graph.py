@@ -288,7 +288,7 @@ class FleetReader:
                         last = attempt == THROTTLED_TRIES - 1
                         if last or not (status == 429 or status >= 500):
                             raise
-                        headers = err.response.headers if err.response is not None else None
+                        headers = getattr(err.response, "headers", None)
                         if status == 429:
                             self.gate.throttled(headers)
                         else:
