@@ -29,6 +29,8 @@ def emulator_state_file() -> Path:
 @dataclass
 class App:
     subscription: str | None = None
+    subscriptions: tuple[str, ...] = ()  # every -s given (repeatable); subscription is the first
+    all_subscriptions: bool = False
     cloud: str | None = None
     arm_endpoint: str | None = None
     emulator: bool = False
@@ -102,6 +104,35 @@ class App:
 
     @property
     def subscription_id(self) -> str:
+        """The one subscription of a command that works on one (more is bad input, exit 2)."""
+        if self.all_subscriptions or len(self.subscriptions) > 1:
+            raise BadInput(
+                "This command works on one subscription.",
+                "Give one --subscription/-s; --all-subscriptions and a repeated -s are for "
+                "list, status, history, policy export/plan/apply and audit.",
+            )
+        return self.default_subscription()
+
+    def subscription_ids(self) -> list[str]:
+        """The subscriptions of a fleet command: every -s, or all the enabled ones with
+        --all-subscriptions, else the one default subscription."""
+        if self.all_subscriptions:
+            found = [s.id for s in self.fleet().subscriptions()]
+            if not found:
+                raise BadInput(
+                    "The credential sees no enabled subscription.",
+                    "Sign in with an account that has Reader on a subscription, or pass -s.",
+                )
+            return found
+        if len(self.subscriptions) > 1:
+            if self.emulator:
+                return list(self.subscriptions)
+            from jitctl.clouds import subscription_by_name
+
+            return [subscription_by_name(s) or s for s in self.subscriptions]
+        return [self.default_subscription()]
+
+    def default_subscription(self) -> str:
         if self.emulator:
             if self.backend is None:
                 self.backend = self._load_emulator()
@@ -148,7 +179,7 @@ class App:
             from jitctl.emulator.store import StoredRouter
             from jitctl.emulator.transport import StaticCredential, emulator_transport
 
-            sub = self.subscription_id  # loads the backend
+            sub = self.default_subscription()  # loads the backend
             router: Any = Router(self.backend)
             if self.store is not None:
                 router = StoredRouter(router, self.store)
@@ -175,6 +206,10 @@ class App:
         if cloud.authority:
             cred_kwargs["authority"] = cloud.authority
         credential = DefaultAzureCredential(**cred_kwargs)
-        return Connection(
-            credential, self.subscription_id, cloud.arm_endpoint, (cloud.scope,), kwargs
-        )
+        try:
+            sub = self.default_subscription()
+        except BadInput:
+            if not self.all_subscriptions:
+                raise
+            sub = ""  # --all-subscriptions needs no default one
+        return Connection(credential, sub, cloud.arm_endpoint, (cloud.scope,), kwargs)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -231,8 +232,8 @@ class Quota:
         self.limit, self.window = limit, window
         if self.started is None or (now - self.started).total_seconds() >= self.window:
             self.started, self.used = now, 0
-        left = self.window - (now - self.started).total_seconds()
-        resets = f"{int(left // 3600):02d}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}"
+        left = math.ceil(self.window - (now - self.started).total_seconds())
+        resets = f"{left // 3600:02d}:{left % 3600 // 60:02d}:{left % 60:02d}"
         if self.limit and self.used >= self.limit:
             raise ArmError(
                 429,
@@ -242,7 +243,7 @@ class Quota:
                 {
                     "x-ms-user-quota-remaining": "0",
                     "x-ms-user-quota-resets-after": resets,
-                    "Retry-After": str(max(1, int(left + 0.999))),
+                    "Retry-After": str(max(1, left)),
                 },
             )
         self.used += 1
