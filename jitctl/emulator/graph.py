@@ -281,8 +281,9 @@ class ResourceGraph:
         start = _offset(token, q.key) if token else int(options.get("$skip") or 0)
         subs: list[dict[str, Any]] = list(self.backend.state["subscriptions"].values())
         tenant = subs[0].get("tenantId", "") if subs else ""
+        resources = self.backend.state["resources"]
         page = [
-            r if q.table == "resourcecontainers" else _row(r, tenant)
+            r if q.table == "resourcecontainers" else _row(resources[r], tenant)
             for r in found[start : start + top]
         ]
         out: dict[str, Any] = {
@@ -299,18 +300,31 @@ class ResourceGraph:
                 out["resultTruncated"] = "true"
         return out, headers
 
-    def _rows(self, q: Query, subscriptions: list[str] | None) -> list[dict[str, Any]]:
-        """The rows in id order; only the page asked for is built into Resource Graph rows."""
+    def _rows(self, q: Query, subscriptions: list[str] | None) -> list[Any]:
+        """The matching rows in id order; for Resources their keys (a page reads its rows)."""
         b = self.backend
         scope = {s.lower() for s in subscriptions} if subscriptions else None
-        source = (
-            _containers(b) if q.table == "resourcecontainers" else b.state["resources"].values()
+        if q.table == "resourcecontainers":
+            found = [
+                r
+                for r in _containers(b)
+                if (q.types is None or r["type"] in q.types)
+                and (scope is None or r["subscriptionId"].lower() in scope)
+            ]
+            found.sort(key=lambda r: r["id"].lower(), reverse=q.descending)
+            return found[: q.limit] if q.limit is not None else found
+        keys = sorted(
+            (k for k in b.state["resources"] if _matches(k, q.types, scope)),
+            reverse=q.descending,
         )
-        found = [
-            r
-            for r in source
-            if (q.types is None or r["type"].lower() in q.types)
-            and (scope is None or r["id"].split("/")[2].lower() in scope)
-        ]
-        found.sort(key=lambda r: r["id"].lower(), reverse=q.descending)
-        return found[: q.limit] if q.limit is not None else found
+        return keys[: q.limit] if q.limit is not None else keys
+
+
+def _matches(key: str, types: frozenset[str] | None, scope: set[str] | None) -> bool:
+    """From the lower-cased id alone (the state's key), so rows are read only for a page."""
+    parts = key.split("/")
+    if len(parts) < 9:
+        return False
+    return (types is None or f"{parts[-3]}/{parts[-2]}" in types) and (
+        scope is None or parts[2] in scope
+    )
