@@ -45,6 +45,7 @@ class App:
     runner: Any = None  # launches programs (jitctl.launch.Runner); tests inject a fake
     ip_fetch: Any = None  # HTTP GET for the IP echo services; tests inject a fake
     data_dir: Path | None = None  # where .rdp files go (the user's data directory)
+    max_parallel: int = 8  # ARM reads in flight at once (jitctl.arm.budget throttles them)
     _gateway: Gateway | None = None
 
     def get_runner(self) -> Any:
@@ -153,6 +154,7 @@ class App:
                 "https://management.emulator.invalid",
                 ("https://management.emulator.invalid/.default",),
                 kwargs,
+                self.max_parallel,
             )
         from jitctl.clouds import resolve_cloud
 
@@ -166,5 +168,10 @@ class App:
             cred_kwargs["authority"] = cloud.authority
         credential = DefaultAzureCredential(**cred_kwargs)
         return Connection(
-            credential, self.subscription_id, cloud.arm_endpoint, (cloud.scope,), kwargs
+            credential,
+            self.subscription_id,
+            cloud.arm_endpoint,
+            (cloud.scope,),
+            kwargs,
+            self.max_parallel,
         )
