@@ -47,6 +47,7 @@ class App:
     runner: Any = None  # launches programs (jitctl.launch.Runner); tests inject a fake
     ip_fetch: Any = None  # HTTP GET for the IP echo services; tests inject a fake
     data_dir: Path | None = None  # where .rdp files go (the user's data directory)
+    max_parallel: int = 8  # ARM reads in flight at once (jitctl.arm.budget throttles them)
     _gateway: Gateway | None = None
     _fleet: Any = None
 
@@ -164,7 +165,7 @@ class App:
             from jitctl.arm.graph import FleetReader
 
             gw = self.gateway()
-            self._fleet = FleetReader(self.connection(), gw.list_policies, self.clock)
+            self._fleet = FleetReader(self.connection(), gw.list_policies, self.clock, gw.parallel)
         return self._fleet
 
     def arm_calls(self) -> int | None:
@@ -194,6 +195,7 @@ class App:
                 "https://management.emulator.invalid",
                 ("https://management.emulator.invalid/.default",),
                 kwargs,
+                self.max_parallel,
             )
         from jitctl.clouds import resolve_cloud
 
@@ -212,4 +214,6 @@ class App:
             if not self.all_subscriptions:
                 raise
             sub = ""  # --all-subscriptions needs no default one
-        return Connection(credential, sub, cloud.arm_endpoint, (cloud.scope,), kwargs)
+        return Connection(
+            credential, sub, cloud.arm_endpoint, (cloud.scope,), kwargs, self.max_parallel
+        )

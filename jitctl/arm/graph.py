@@ -12,9 +12,9 @@ Resource Graph lags ARM by seconds to minutes: nothing here is used where freshn
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -35,7 +35,6 @@ from jitctl.model import (
 
 PAGE = 1000  # Resource Graph's largest page
 SCOPE_LIMIT = 1000  # subscriptions per query
-WORKERS = 16
 THROTTLED_TRIES = 4
 
 VMS = "microsoft.compute/virtualmachines"
@@ -229,36 +228,48 @@ def nsg_from_row(row: dict[str, Any]) -> Nsg:
 # --- the reader ------------------------------------------------------------------------------
 
 
+Parallel = Callable[[Sequence[Callable[[], Any]]], list[Any]]
+
+
+def _in_order(calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    return [call() for call in calls]
+
+
 class FleetReader:
-    """jitctl's FleetGateway over Resource Graph. `client` may be an autospecced
-    ResourceGraphClient; `list_policies(subscription_id)` lists one subscription's JIT policies."""
+    """jitctl's FleetGateway over Resource Graph. `list_policies(subscription_id)` lists one
+    subscription's JIT policies; `parallel` runs independent calls side by side (the gateway's
+    pool); `client` may be an autospecced ResourceGraphClient (else one per thread)."""
 
     def __init__(
         self,
         conn: Connection,
         list_policies: Callable[[str], list[JitPolicy]],
         clock: Clock,
+        parallel: Parallel = _in_order,
         client: Any = None,
-        workers: int = WORKERS,
     ) -> None:
         self.conn = conn
         self._list_policies = list_policies
-        self._client = client
+        self._parallel = parallel
+        self._given = client
+        self._local = threading.local()
         self.gate = QuotaGate(clock)
-        self.workers = workers
         self.queries = 0  # Resource Graph pages asked for
 
     def client(self) -> Any:
-        if self._client is None:
+        if self._given is not None:
+            return self._given
+        client = getattr(self._local, "client", None)
+        if client is None:  # one per thread: the SDK does not promise clients are thread-safe
             from azure.mgmt.resourcegraph import ResourceGraphClient
 
-            self._client = ResourceGraphClient(
+            client = self._local.client = ResourceGraphClient(
                 self.conn.credential,
                 base_url=self.conn.endpoint,
                 credential_scopes=list(self.conn.scopes),
                 **self.conn.client_kwargs,
             )
-        return self._client
+        return client
 
     def _page(self, query: str, subscriptions: Sequence[str] | None, token: str | None) -> Any:
         from azure.core.exceptions import HttpResponseError
@@ -333,13 +344,11 @@ class FleetReader:
     def inventory(self, subscription_ids: Sequence[str]) -> Inventory:
         """Four Resource Graph queries and the JIT policies, all side by side."""
         subs = list(subscription_ids)
-        with ThreadPoolExecutor(self.workers) as pool:
-            queries = [
-                pool.submit(self.rows, resources_query(t), subs) for t in (VMS, NICS, VNETS, NSGS)
-            ]
-            lists = [pool.submit(self._list_policies, s) for s in subs]
-            vms, nics, vnets, nsgs = (f.result() for f in queries)
-            policies = [p for f in lists for p in f.result()]
+        queries: list[Callable[[], Any]] = [
+            functools.partial(self.rows, resources_query(t), subs) for t in (VMS, NICS, VNETS, NSGS)
+        ]
+        lists = [functools.partial(self._list_policies, s) for s in subs]
+        vms, nics, vnets, nsgs, *found = self._parallel([*queries, *lists])
         subnets = [s for row in vnets for s in subnets_from_row(row)]
         return Inventory(
             subscriptions=tuple(subs),
@@ -347,10 +356,9 @@ class FleetReader:
             nics={r["id"].lower(): nic_from_row(r) for r in nics},
             subnets={s.id.lower(): s for s in subnets},
             nsgs={r["id"].lower(): nsg_from_row(r) for r in nsgs},
-            policies=tuple(policies),
+            policies=tuple(p for policies in found for p in policies),
         )
 
     def policies(self, subscription_ids: Sequence[str]) -> list[JitPolicy]:
-        with ThreadPoolExecutor(self.workers) as pool:
-            found = list(pool.map(self._list_policies, subscription_ids))
-        return [p for policies in found for p in policies]
+        calls = [functools.partial(self._list_policies, s) for s in subscription_ids]
+        return [p for policies in self._parallel(calls) for p in policies]

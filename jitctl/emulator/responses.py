@@ -6,7 +6,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -227,7 +227,7 @@ class Router:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _page(self, req: Request, items: list[Any]) -> Reply:
+    def _page(self, req: Request, items: Sequence[Any]) -> Reply:
         size = max(1, self.backend.settings.page_size)
         start = int(req.query.get("$skiptoken", "0") or 0)
         page: dict[str, Any] = {"value": items[start : start + size]}
