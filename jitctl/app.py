@@ -29,6 +29,8 @@ def emulator_state_file() -> Path:
 @dataclass
 class App:
     subscription: str | None = None
+    subscriptions: tuple[str, ...] = ()  # every -s given (repeatable); subscription is the first
+    all_subscriptions: bool = False
     cloud: str | None = None
     arm_endpoint: str | None = None
     emulator: bool = False
@@ -45,7 +47,9 @@ class App:
     runner: Any = None  # launches programs (jitctl.launch.Runner); tests inject a fake
     ip_fetch: Any = None  # HTTP GET for the IP echo services; tests inject a fake
     data_dir: Path | None = None  # where .rdp files go (the user's data directory)
+    max_parallel: int = 8  # ARM reads in flight at once (jitctl.arm.budget throttles them)
     _gateway: Gateway | None = None
+    _fleet: Any = None
 
     def get_runner(self) -> Any:
         if self.runner is None:
@@ -101,6 +105,35 @@ class App:
 
     @property
     def subscription_id(self) -> str:
+        """The one subscription of a command that works on one (more is bad input, exit 2)."""
+        if self.all_subscriptions or len(self.subscriptions) > 1:
+            raise BadInput(
+                "This command works on one subscription.",
+                "Give one --subscription/-s; --all-subscriptions and a repeated -s are for "
+                "list, status, history, policy export/plan/apply and audit.",
+            )
+        return self.default_subscription()
+
+    def subscription_ids(self) -> list[str]:
+        """The subscriptions of a fleet command: every -s, or all the enabled ones with
+        --all-subscriptions, else the one default subscription."""
+        if self.all_subscriptions:
+            found = [s.id for s in self.fleet().subscriptions()]
+            if not found:
+                raise BadInput(
+                    "The credential sees no enabled subscription.",
+                    "Sign in with an account that has Reader on a subscription, or pass -s.",
+                )
+            return found
+        if len(self.subscriptions) > 1:
+            if self.emulator:
+                return list(self.subscriptions)
+            from jitctl.clouds import subscription_by_name
+
+            return [subscription_by_name(s) or s for s in self.subscriptions]
+        return [self.default_subscription()]
+
+    def default_subscription(self) -> str:
         if self.emulator:
             if self.backend is None:
                 self.backend = self._load_emulator()
@@ -129,6 +162,15 @@ class App:
             self._gateway = AzureGateway(self.connection())
         return self._gateway
 
+    def fleet(self) -> Any:
+        """The FleetGateway (Resource Graph across subscriptions), sharing the gateway's clients."""
+        if self._fleet is None:
+            from jitctl.arm.graph import FleetReader
+
+            gw = self.gateway()
+            self._fleet = FleetReader(self.connection(), gw.list_policies, self.clock, gw.parallel)
+        return self._fleet
+
     def arm_calls(self) -> int | None:
         return len(self.backend.log) if self.backend is not None else None
 
@@ -141,7 +183,7 @@ class App:
             from jitctl.emulator.store import StoredRouter
             from jitctl.emulator.transport import StaticCredential, emulator_transport
 
-            sub = self.subscription_id  # loads the backend
+            sub = self.default_subscription()  # loads the backend
             router: Any = Router(self.backend)
             if self.store is not None:
                 router = StoredRouter(router, self.store)
@@ -156,6 +198,7 @@ class App:
                 "https://management.emulator.invalid",
                 ("https://management.emulator.invalid/.default",),
                 kwargs,
+                self.max_parallel,
             )
         from jitctl.clouds import resolve_cloud
 
@@ -168,6 +211,12 @@ class App:
         if cloud.authority:
             cred_kwargs["authority"] = cloud.authority
         credential = DefaultAzureCredential(**cred_kwargs)
+        try:
+            sub = self.default_subscription()
+        except BadInput:
+            if not self.all_subscriptions:
+                raise
+            sub = ""  # --all-subscriptions needs no default one
         return Connection(
-            credential, self.subscription_id, cloud.arm_endpoint, (cloud.scope,), kwargs
+            credential, sub, cloud.arm_endpoint, (cloud.scope,), kwargs, self.max_parallel
         )

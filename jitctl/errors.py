@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     TIMED_OUT = 8
     CONTENDED = 9  # a write could not be confirmed: another writer keeps replacing the policy
     CHANGES_PENDING = 10  # `policy plan --detailed-exitcode`: the plan has changes
+    FINDINGS = 11  # `audit`: findings of a severity --fail-on names (default: high)
 
 
 class JitctlError(Exception):
@@ -63,6 +64,12 @@ class Refused(JitctlError):
 
 class NotEffective(JitctlError):
     code = ExitCode.NOT_EFFECTIVE
+
+
+class FindingsFound(JitctlError):
+    """`audit` found what --fail-on fails on; the report was still written."""
+
+    code = ExitCode.FINDINGS
 
 
 class TimedOut(JitctlError):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from jitctl.ids import VmRef
 from jitctl.model import AccessRequest, JitPolicy, Nic, Nsg, PublicIp, Subnet, Vm
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,10 @@ class Gateway(Protocol):
 
     subscription_id: str
 
+    def parallel(self, calls: Sequence[Callable[[], T]]) -> list[T]:
+        """Run independent calls side by side (bounded, throttled); results in order."""
+        ...
+
     def get_vm(self, ref: VmRef) -> Vm: ...
 
     def get_nic(self, nic_id: str) -> Nic: ...
@@ -34,9 +41,11 @@ class Gateway(Protocol):
 
     def list_vms(self, subscription_id: str, resource_group: str | None = None) -> list[Vm]: ...
 
-    def list_nics(self, subscription_id: str) -> list[Nic]: ...
+    def list_nics(self, subscription_id: str, resource_group: str | None = None) -> list[Nic]: ...
 
-    def list_subnets(self, subscription_id: str) -> list[Subnet]: ...
+    def list_subnets(
+        self, subscription_id: str, resource_group: str | None = None
+    ) -> list[Subnet]: ...
 
     def list_policies(
         self, subscription_id: str, resource_group: str | None = None

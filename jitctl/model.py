@@ -166,3 +166,10 @@ class PublicIp:
     id: str
     ip_address: str | None
     fqdn: str | None = None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str  # the subscription id (a GUID), not the resource id
+    name: str
+    state: str = "Enabled"

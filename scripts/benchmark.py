@@ -169,11 +169,95 @@ def help_vs_az(runs: int, az: str | None) -> list[tuple[str, float]]:
     ]
 
 
+def fleet_commands(
+    vms: int = 10_000, subscriptions: int = 20, latency: float = 0.1
+) -> list[tuple[str, float, int, int]]:
+    """`status` and `audit --all-subscriptions` over the fleet world, `latency` seconds added to
+    every ARM call: (label, seconds, ARM calls, Resource Graph queries throttled), with Azure's
+    Resource Graph quota (15 queries per 5 s) and with it lifted."""
+    from jitctl.emulator.backend import latency_and_faults
+    from jitctl.emulator.fleet import fleet
+
+    backend = Backend(settings=Settings(propagation_delay=0))
+    fleet(backend, vms, subscriptions)
+    rows = []
+    runner = CliRunner()
+    for quota, note in ((15, "Azure's graph quota"), (0, "graph quota lifted")):
+        backend.settings.graph_quota = quota
+        for label, args in (
+            ("status --all-subscriptions", ["status", "--all-subscriptions", "-o", "none"]),
+            ("audit --all-subscriptions", ["audit", "--all-subscriptions", "-o", "none"]),
+        ):
+            app = App.for_backend(backend)
+            backend.faults[:] = latency_and_faults(latency)
+            before = len(backend.log)
+            start = time.perf_counter()
+            result = runner.invoke(
+                cli, [*args, "--fail-on", "none"] if "audit" in args else args, obj=app
+            )
+            seconds = time.perf_counter() - start
+            if result.exit_code != 0:
+                raise SystemExit(f"{label}: exit {result.exit_code}: {result.output}")
+            calls = backend.log[before:]
+            throttled = sum(e.status == 429 for e in calls)
+            rows.append((f"{label} ({note})", seconds, len(calls), throttled))
+            app.close()
+    backend.faults.clear()
+    return rows
+
+
+def fleet_process_memory(
+    vms: int = 10_000, subscriptions: int = 20
+) -> list[tuple[str, float, float]]:
+    """`jitctl --emulator audit --all-subscriptions` as its own process on a fleet state file:
+    (label, seconds, peak resident MB of that process, emulator included; no latency added)."""
+    import resource
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "JITCTL_EMULATOR_STATE": str(Path(tmp) / "state.sqlite")}
+        jitctl = [sys.executable, "-m", "jitctl"]
+        subprocess.run(
+            [
+                *jitctl,
+                "emulator",
+                "reset",
+                "--world",
+                "fleet",
+                "--vms",
+                str(vms),
+                "--subscriptions",
+                str(subscriptions),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        for label, args in (
+            ("status --all-subscriptions", ["status", "--all-subscriptions", "-o", "none"]),
+            (
+                "audit --all-subscriptions",
+                ["audit", "--all-subscriptions", "--fail-on", "none", "-o", "none"],
+            ),
+        ):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            start = time.perf_counter()
+            subprocess.run([*jitctl, "--emulator", *args], env=env, check=True, capture_output=True)
+            seconds = time.perf_counter() - start
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            rows.append((label, seconds, max(peak, before) / 1024))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--az", help="the Azure CLI to compare --help with (default: az on PATH)")
+    parser.add_argument("--fleet", action="store_true", help="only the fleet figures (10,000 VMs)")
     args = parser.parse_args()
+    if args.fleet:
+        print_fleet()
+        return
     print("| command | ARM calls | writes |\n|---|---:|---:|")
     for label, calls, writes in count_calls():
         print(f"| {label} | {calls} | {writes} |")
@@ -185,6 +269,20 @@ def main() -> None:
         print(f"\n| --help side by side (median of {args.runs}) | seconds |\n|---|---:|")
         for label, seconds in side_by_side:
             print(f"| {label} | {seconds:.2f} |")
+
+
+def print_fleet() -> None:
+    print(
+        "| 10,000 VMs in 20 subscriptions, 100 ms per ARM call | seconds | ARM calls "
+        "| throttled |\n|---|---:|---:|---:|"
+    )
+    for label, seconds, calls, throttled in fleet_commands():
+        print(f"| {label} | {seconds:.2f} | {calls} | {throttled} |")
+    print(
+        "\n| `jitctl --emulator`, own process, no latency | seconds | peak RSS MB |\n|---|---:|---:|"
+    )
+    for label, seconds, rss in fleet_process_memory():
+        print(f"| {label} | {seconds:.2f} | {rss:.0f} |")
 
 
 if __name__ == "__main__":

@@ -262,7 +262,7 @@ def check_effect(session: Session, words: list[str], result: click.testing.Resul
     path, params = parse(words)
     app = session.app
     group = params.get("resource_group")
-    sub = app.subscription_id
+    sub = app.default_subscription()  # also after -s repeated or --all-subscriptions
 
     def ref(name: str) -> VmRef:
         return VmRef(sub, group or "", name)

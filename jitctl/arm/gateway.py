@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from jitctl.arm import translate as t
+from jitctl.arm.budget import Budget, throttle_policy
 from jitctl.arm.errors import azure_errors
 from jitctl.gateway import InitiatePort
 from jitctl.ids import VmRef, name_of, segments
@@ -22,6 +25,7 @@ class Connection:
     endpoint: str = "https://management.azure.com"
     scopes: tuple[str, ...] = ("https://management.azure.com/.default",)
     client_kwargs: dict[str, Any] = field(default_factory=dict)
+    max_parallel: int = 8  # ARM requests in flight at once (independent reads run side by side)
 
 
 def _rg_name(resource_id: str, kind: str) -> tuple[str, str, str]:
@@ -30,27 +34,65 @@ def _rg_name(resource_id: str, kind: str) -> tuple[str, str, str]:
 
 
 ClientFactory = Callable[[str, str], Any]
+T = TypeVar("T")
 
 
 class AzureGateway:
-    """`factory(kind, subscription_id)` may supply the SDK clients (tests pass autospecced ones)."""
+    """`factory(kind, subscription_id)` may supply the SDK clients (tests pass autospecced ones).
+
+    `parallel()` runs independent reads on a pool of `conn.max_parallel` threads. Each thread
+    has its own SDK clients (the Python SDK does not promise that one client may serve threads
+    at once), kept for the gateway's life so connections are reused; every request of every
+    thread passes one Budget, which honours ARM's throttling (jitctl.arm.budget)."""
 
     def __init__(self, conn: Connection, factory: ClientFactory | None = None) -> None:
         self.conn = conn
         self.subscription_id = conn.subscription_id
         self._factory = factory or self._make_client
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._local = threading.local()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self.budget = Budget(conn.max_parallel)
 
     def _client(self, kind: str, subscription_id: str) -> Any:
+        clients: dict[tuple[str, str], Any] | None = getattr(self._local, "clients", None)
+        if clients is None:
+            clients = self._local.clients = {}
         key = (kind, subscription_id.lower())
-        if key not in self._clients:
-            self._clients[key] = self._factory(kind, subscription_id)
-        return self._clients[key]
+        if key not in clients:
+            clients[key] = self._factory(kind, subscription_id)
+        return clients[key]
+
+    def parallel(self, calls: Sequence[Callable[[], T]]) -> list[T]:
+        """The results of independent calls, in order, run side by side (at most
+        `max_parallel` at once); the first failure (in order) is raised once all are done."""
+        if len(calls) <= 1 or self.conn.max_parallel <= 1 or getattr(self._local, "worker", False):
+            return [call() for call in calls]  # one call, or a call inside a pool thread
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self.conn.max_parallel, "jitctl-arm", initializer=self._as_worker
+                )
+        futures = [self._pool.submit(call) for call in calls]
+        errors = [f.exception() for f in futures]
+        for err in errors:
+            if err is not None:
+                raise err
+        return [f.result() for f in futures]
+
+    def _as_worker(self) -> None:
+        self._local.worker = True
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _make_client(self, kind: str, subscription_id: str) -> Any:
         kwargs: dict[str, Any] = dict(
             base_url=self.conn.endpoint,
             credential_scopes=list(self.conn.scopes),
+            custom_hook_policy=throttle_policy(self.budget),
             **self.conn.client_kwargs,
         )
         if kind == "security":
@@ -107,15 +149,17 @@ class AzureGateway:
             pages = ops.list(resource_group) if resource_group else ops.list_all()
             return [t.vm_from_sdk(vm) for vm in pages]
 
-    def list_nics(self, subscription_id: str) -> list[Nic]:
+    def list_nics(self, subscription_id: str, resource_group: str | None = None) -> list[Nic]:
+        ops = self._client("network", subscription_id).network_interfaces
         with azure_errors():
-            pages = self._client("network", subscription_id).network_interfaces.list_all()
+            pages = ops.list(resource_group) if resource_group else ops.list_all()
             return [t.nic_from_sdk(nic) for nic in pages]
 
-    def list_subnets(self, subscription_id: str) -> list[Subnet]:
+    def list_subnets(self, subscription_id: str, resource_group: str | None = None) -> list[Subnet]:
         """Every subnet, from one list of the virtual networks (subnets come inside them)."""
+        ops = self._client("network", subscription_id).virtual_networks
         with azure_errors():
-            pages = self._client("network", subscription_id).virtual_networks.list_all()
+            pages = ops.list(resource_group) if resource_group else ops.list_all()
             return [t.subnet_from_sdk(s) for vnet in pages for s in (vnet.subnets or [])]
 
     # --- JIT policies ---------------------------------------------------------------------

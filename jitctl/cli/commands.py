@@ -155,9 +155,13 @@ def list_(app: App, resource_group: str | None) -> None:
     Example:
       jitctl list -g rg-prod -o json
     """
-    from jitctl.services.query import list_policies
+    from jitctl.services.query import list_fleet, list_policies
 
-    emit(app, list_policies(app.gateway(), app.subscription_id, resource_group, app.clock.now()))
+    subs, now = app.subscription_ids(), app.clock.now()
+    if len(subs) > 1:
+        emit(app, list_fleet(app.fleet(), subs, resource_group, now))
+        return
+    emit(app, list_policies(app.gateway(), subs[0], resource_group, now))
 
 
 def warn_timeout_without_wait(app: App, wait: bool, timeout: timedelta | None) -> float:

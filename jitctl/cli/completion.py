@@ -78,8 +78,9 @@ def completion_app(ctx: click.Context) -> Any:
     from jitctl.cli.globalopts import TYPED_GLOBALS
 
     p = {**root.params, **root.meta.get(TYPED_GLOBALS, {})}
+    subs = p.get("subscription") or ()
     return App(
-        subscription=p.get("subscription"),
+        subscription=subs[0] if subs else None,
         cloud=p.get("cloud"),
         arm_endpoint=p.get("arm_endpoint"),
         emulator=bool(p.get("emulator")),

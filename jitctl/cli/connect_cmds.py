@@ -254,9 +254,14 @@ def status(
       jitctl status -g rg-prod
     """
     from jitctl.services.query import status as run
+    from jitctl.services.query import status_fleet
 
     ref = vm.one(app) if vm.given else None
-    emit(app, run(app.gateway(), app.subscription_id, app.clock.now(), vm.resource_group, ref))
+    subs = app.subscription_ids() if ref is None else [ref.subscription_id]
+    if len(subs) > 1:
+        emit(app, status_fleet(app.fleet(), subs, app.clock.now(), vm.resource_group))
+        return
+    emit(app, run(app.gateway(), subs[0], app.clock.now(), vm.resource_group, ref))
 
 
 @click.command(context_settings=CONTEXT)

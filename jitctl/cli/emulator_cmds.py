@@ -4,13 +4,42 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import click
 
 from jitctl.app import App
 from jitctl.cli import CONTEXT
 
-WORLD_NAMES = ["demo", "busy", "multinic", "docs", "empty"]
+WORLD_NAMES = ["demo", "busy", "multinic", "docs", "empty", "fleet"]
+
+
+def fleet_options(f: Any) -> Any:
+    """--vms and --subscriptions: the size of the `fleet` world."""
+    f = click.option(
+        "--subscriptions",
+        type=click.IntRange(1, 1000),
+        help="Subscriptions of the fleet world (default 1).",
+    )(f)
+    return click.option(
+        "--vms",
+        type=click.IntRange(0, 100_000),
+        help="VMs of the fleet world (default 1000), in resource groups of 50-500.",
+    )(f)
+
+
+def seed_world(backend: Any, world: str, vms: int | None, subscriptions: int | None) -> None:
+    """Seed `world` into `backend`; --vms/--subscriptions size the fleet world only."""
+    from jitctl.emulator.worlds import WORLDS
+
+    if world != "fleet":
+        if vms is not None or subscriptions is not None:
+            raise click.UsageError("--vms and --subscriptions go with --world fleet only.")
+        WORLDS[world](backend)
+        return
+    from jitctl.emulator.fleet import fleet
+
+    fleet(backend, 1000 if vms is None else vms, subscriptions or 1)
 
 
 @click.command(context_settings=CONTEXT)
@@ -118,6 +147,7 @@ def emulator() -> None:
     show_default=True,
     help="Share of JIT policy writes and initiates answered 503, half of them after the fact.",
 )
+@fleet_options
 def serve(
     port: int,
     state: Path | None,
@@ -125,6 +155,8 @@ def serve(
     propagation_delay: float,
     latency: float,
     fault_rate: float,
+    vms: int | None,
+    subscriptions: int | None,
 ) -> None:
     """Serve the emulator over HTTPS with a managed-identity token endpoint.
 
@@ -140,10 +172,9 @@ def serve(
 
     from jitctl.emulator.backend import Backend, Settings, latency_and_faults
     from jitctl.emulator.server import EmulatorServer
-    from jitctl.emulator.worlds import WORLDS
 
     backend = Backend(settings=Settings(propagation_delay=propagation_delay))
-    WORLDS[world](backend)  # the world of a new state file; an existing one keeps its own
+    seed_world(backend, world, vms, subscriptions)  # a new state file's; an old one keeps its own
     backend.faults.extend(latency_and_faults(latency, fault_rate))
     server = EmulatorServer(backend, port=port, state_file=state)
     server.start()
@@ -164,8 +195,11 @@ def serve(
     type=click.Path(dir_okay=False, path_type=Path),
     help="State file to reset (default: the --emulator one, or JITCTL_EMULATOR_STATE).",
 )
+@fleet_options
 @click.pass_obj
-def reset(app: App, world: str, state: Path | None) -> None:
+def reset(
+    app: App, world: str, state: Path | None, vms: int | None, subscriptions: int | None
+) -> None:
     """Start the --emulator state afresh with a named world (also mends a damaged state file).
 
     \b
@@ -175,10 +209,9 @@ def reset(app: App, world: str, state: Path | None) -> None:
     from jitctl.app import EMULATED_PROPAGATION, emulator_state_file
     from jitctl.emulator.backend import Backend, Settings
     from jitctl.emulator.store import reset_file
-    from jitctl.emulator.worlds import WORLDS
 
     backend = Backend(settings=Settings(propagation_delay=EMULATED_PROPAGATION))
-    WORLDS[world](backend)
+    seed_world(backend, world, vms, subscriptions)
     from jitctl.cli.output import emit
 
     path = state or emulator_state_file()

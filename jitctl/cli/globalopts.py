@@ -22,6 +22,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 # What the command line sets on the App, reset when an App is handed to another invocation.
 PER_INVOCATION = {
+    "subscriptions": (),
+    "all_subscriptions": False,
     "output": "table",
     "query": None,
     "verbose": False,
@@ -71,6 +73,14 @@ def _query(ctx: click.Context, app: App, value: Any) -> None:
     app.query = value
 
 
+def _subscriptions(ctx: click.Context, app: App, value: Any) -> None:
+    # Repeatable: before and after the command the values add up. A command on one
+    # subscription refuses more than one (App.subscription_id, exit 2).
+    given = tuple(dict.fromkeys((*app.subscriptions, *value)))
+    app.subscriptions = given
+    app.subscription = given[0]
+
+
 def _emulator(ctx: click.Context, app: App, value: Any) -> None:
     app.emulator = True
 
@@ -96,10 +106,20 @@ GLOBALS: list[tuple[tuple[str, ...], Callable[[click.Context, App, Any], None], 
     ),
     (
         ("-s", "--subscription"),
-        _set("subscription"),
+        _subscriptions,
         {
+            "multiple": True,
             "help": "Subscription name or id (else AZURE_SUBSCRIPTION_ID, else the Azure CLI's "
-            "default)."
+            "default); repeatable for list, status, history, policy export/plan/apply, audit.",
+        },
+        {},
+    ),
+    (
+        ("--all-subscriptions",),
+        _set("all_subscriptions"),
+        {
+            "is_flag": True,
+            "help": "Every enabled subscription the credential sees (the commands -s repeats for).",
         },
         {},
     ),
@@ -157,7 +177,7 @@ TYPED_GLOBALS = "jitctl.typed_globals"  # meta key: global options typed (comple
 
 def _callback(apply: Callable[[click.Context, App, Any], None]) -> Callable[..., None]:
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-        if value is None or value is False:
+        if value is None or value is False or value == ():
             return
         if ctx.resilient_parsing:  # shell completion: remember what was typed, act on nothing
             ctx.find_root().meta.setdefault(TYPED_GLOBALS, {})[param.name] = value

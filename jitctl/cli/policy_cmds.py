@@ -131,13 +131,20 @@ def export(app: App, resource_group: str | None, all_: bool, out: Path | None) -
     Example:
       jitctl policy export -g rg-prod --file policies/rg-prod.yaml
     """
-    from jitctl.services.export import check_output_file, export_yaml
+    from jitctl.services.export import check_output_file, export_yaml, fleet_document, yaml_text
 
-    if not resource_group and not all_:
+    several = app.all_subscriptions or len(app.subscriptions) > 1
+    if not resource_group and not all_ and not several:
         raise BadInput("Say what to export.", "Pass -g RG, or --all for the whole subscription.")
     if out is not None:
         check_output_file(out)
-    text = export_yaml(app.gateway(), app.subscription_id, resource_group)
+    if several:
+        subs = app.subscription_ids()
+        scope = f"resource group {resource_group} in " if resource_group else ""
+        doc = fleet_document(app.fleet(), subs, resource_group)
+        text = yaml_text(doc, f"{scope}{len(subs)} subscription(s)")
+    else:
+        text = export_yaml(app.gateway(), app.subscription_id, resource_group)
     if out is None:
         click.echo(text, nl=False)
     else:

@@ -307,6 +307,11 @@ def _table_renderers() -> dict[type, Callable[[Any, datetime], str]]:
         ConnectResult: connect_result,
         RequestWait: request_wait,
     }
+    audit = sys.modules.get("jitctl.services.audit")
+    if audit is not None:
+        from jitctl.cli.reports import audit_table
+
+        out[audit.AuditResult] = audit_table
     plan = sys.modules.get("jitctl.services.plan")
     if plan is not None:
         out[plan.Plan] = lambda r, now: plan_text(r)

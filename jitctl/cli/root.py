@@ -13,6 +13,10 @@ from jitctl.cli.globalopts import app_of, install_globals
 
 # name -> ("module:attribute", the command's short help as its --help would show it)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "audit": (
+        "jitctl.cli.audit_cmds:audit",
+        "Audit JIT over subscriptions: unprotected VMs, rules that bypass JIT, wide policies.",
+    ),
     "completion": (
         "jitctl.cli.completion_cmds:completion",
         "Print the shell completion script for bash, zsh, fish or PowerShell.",

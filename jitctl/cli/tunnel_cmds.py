@@ -181,7 +181,7 @@ def tunnel(app: App, req: ConnectRequest, local_port: int, rdp: bool) -> None:
 def _subscriptions(app: App) -> list[str]:
     """--all-subscriptions: the emulator's, or those az knows (its profile file; no az run)."""
     if app.emulator:
-        app.subscription_id  # noqa: B018 - loads the backend
+        app.default_subscription()  # loads the backend
         return [str(s["subscriptionId"]) for s in app.backend.state["subscriptions"].values()]
     from jitctl.clouds import cli_subscription_ids
 
@@ -219,7 +219,6 @@ def _summary(r: Any) -> str:
 
 @click.command("ssh-config", context_settings=CONTEXT)
 @group_option
-@click.option("--all-subscriptions", is_flag=True, help="Every subscription az knows.")
 @click.option(
     "--file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -240,7 +239,6 @@ def _summary(r: Any) -> str:
 def ssh_config(
     app: App,
     resource_group: str | None,
-    all_subscriptions: bool,
     file: Path | None,
     config: Path | None,
     port: int,
@@ -263,6 +261,7 @@ def ssh_config(
     from jitctl.launch import check_user
     from jitctl.services.sshconfig import Scope, default_config, jit_vms, update
 
+    all_subscriptions = app.all_subscriptions  # the global option; here: every one az knows
     if all_subscriptions and resource_group:
         raise click.UsageError("Give -g or --all-subscriptions, not both")
     check_user(user, "ssh")

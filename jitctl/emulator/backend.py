@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.clock import SystemClock
+from jitctl.emulator.rows import Listing, Rows
 from jitctl.ids import name_of, segments
 
 DEFAULT_TENANT = "72f988bf-0000-4000-8000-00000000e001"
@@ -107,6 +108,8 @@ class Settings:
     allow_priority: int = 100  # JIT allow priority; the next free one above when taken
     requestor: str = "jitctl-emulator@contoso.com"
     lro_polls: int = 1  # how many times an async operation answers InProgress first
+    graph_quota: int = 15  # Resource Graph queries per window per user (Azure's default); 0: none
+    graph_quota_window: float = 5.0  # seconds
 
 
 @dataclass
@@ -160,13 +163,16 @@ class Backend:
     def __post_init__(self) -> None:
         if not self.state:
             self.reset()
+        for key in ("resources", "jit"):  # indexed rows, also for a state read from JSON
+            if not isinstance(self.state.get(key), Rows):
+                self.state[key] = Rows(self.state.get(key, {}))
 
     def reset(self) -> None:
         self.state = {
             "subscriptions": {},
             "groups": {},
-            "resources": {},
-            "jit": {},
+            "resources": Rows(),
+            "jit": Rows(),
             "grants": [],
             "operations": {},
             "counter": 0,
@@ -177,7 +183,11 @@ class Backend:
     # --- persistence -----------------------------------------------------------------------
 
     def dump(self) -> str:
-        return json.dumps({"settings": asdict(self.settings), "state": self.state}, indent=1)
+        return json.dumps(
+            {"settings": asdict(self.settings), "state": self.state},
+            indent=1,
+            default=lambda rows: dict(rows.items()),
+        )
 
     def save(self, path: Path) -> None:
         from jitctl.files import write_private
@@ -290,14 +300,11 @@ class Backend:
     def delete(self, resource_id: str) -> bool:
         return self.state["resources"].pop(resource_id.lower().rstrip("/"), None) is not None
 
-    def list_of(self, scope: str, kind: str) -> list[dict[str, Any]]:
-        """Resources of a type (e.g. 'networksecuritygroups') under a scope id."""
-        prefix = scope.lower().rstrip("/") + "/"
-        return [
-            r
-            for k, r in self.state["resources"].items()
-            if k.startswith(prefix) and r["type"].lower() == TYPES[kind].lower()
-        ]
+    def list_of(self, scope: str, kind: str) -> Listing:
+        """Resources of a type (e.g. 'networksecuritygroups') under a subscription or resource
+        group id, in the order they were made; items are read only as far as a page goes."""
+        rows: Rows = self.state["resources"]
+        return rows.listing(scope, kind)
 
     def _normalize_nsg(self, nsg: dict[str, Any]) -> None:
         props = nsg["properties"]

@@ -6,13 +6,14 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from jitctl.emulator import jit
 from jitctl.emulator.backend import ArmError, Backend, Fault, LogEntry
+from jitctl.emulator.graph import ResourceGraph
 
 SUB = r"/subscriptions/(?P<sub>[^/]+)"
 RG = SUB + r"/resourcegroups/(?P<rg>[^/]+)"
@@ -104,6 +105,7 @@ class Router:
         self.backend = backend
         self.rng = rng or random.Random(7)
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self.graph = ResourceGraph(backend)
         self._add_routes()
 
     def route(self, method: str, pattern: str, handler: Handler) -> None:
@@ -234,7 +236,7 @@ class Router:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _page(self, req: Request, items: list[Any]) -> Reply:
+    def _page(self, req: Request, items: Sequence[Any]) -> Reply:
         size = max(1, self.backend.settings.page_size)
         start = int(req.query.get("$skiptoken", "0") or 0)
         page: dict[str, Any] = {"value": items[start : start + size]}
@@ -284,6 +286,11 @@ class Router:
         r("GET", SUB, lambda q: Reply(200, b.subscription(q.params["sub"])))
         r("GET", RG, lambda q: Reply(200, b.group(q.params["sub"], q.params["rg"])))
         r("PUT", RG, self._put_group)
+        r(
+            "POST",
+            r"/providers/microsoft\.resourcegraph/resources",
+            lambda q: Reply(200, *self.graph.query(q.body)),
+        )
         r(
             "GET",
             SUB

@@ -8,7 +8,9 @@ serve --state FILE`; the in-process Backend of the tests and the demo has no sto
 
 Rows: the settings, one per top-level state key, and one per resource and per JIT policy, so a
 write touches a few rows rather than the whole world. Row order (rowid) keeps insertion order,
-which is the order the emulator lists things in. The file itself: jitctl.emulator.statefile.
+which is the order the emulator lists things in. Resource and policy rows stay JSON text until a
+request reads them (jitctl.emulator.rows), and only the rows a request read can have changed, so
+a request costs what it reads, not the size of the world. The file itself: jitctl.emulator.statefile.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.emulator.backend import Backend, Settings
+from jitctl.emulator.rows import Rows
 from jitctl.emulator.statefile import (
     StateFileError,
     bad_file,
@@ -60,6 +63,7 @@ class StateStore:
         self._generation = 0
         self._version = 0
         self._snap: dict[tuple[str, str], Any] = {}  # the rows as stored, parsed apart from state
+        self._texts: dict[str, dict[str, str]] = {k: {} for k in SPLIT}  # SPLIT rows as stored
         check_file(path)
         with self._errors():
             self._conn = sqlite3.connect(
@@ -173,6 +177,7 @@ class StateStore:
         conn.execute("UPDATE meta SET generation = generation + 1, version = 0")
         self._generation = conn.execute("SELECT generation FROM meta").fetchone()[0]
         self._version, self._snap = 0, {}
+        self._texts = {k: {} for k in SPLIT}
         self._write(conn)
         self._seen = conn.execute("PRAGMA data_version").fetchone()[0]
 
@@ -213,8 +218,9 @@ class StateStore:
 
     def _load_all(self, conn: sqlite3.Connection) -> None:
         assert self.backend is not None
-        self.backend.state = {key: {} for key in SPLIT}
+        self.backend.state = {key: Rows() for key in SPLIT}
         self._snap = {}
+        self._texts = {k: {} for k in SPLIT}
         for kind, key, text in conn.execute("SELECT kind, key, value FROM item ORDER BY rowid"):
             self._set(kind, key, text)
         if ("settings", "") not in self._snap or ("state", "subscriptions") not in self._snap:
@@ -222,19 +228,35 @@ class StateStore:
 
     def _set(self, kind: str, key: str, text: str) -> None:
         assert self.backend is not None
+        if kind in SPLIT:
+            self._rows(kind).set_text(key, text)  # decoded when a request reads it
+            self._texts[kind][key] = text
+            return
         value = json.loads(text)
         if kind == "settings":
             self.backend.settings = Settings(**value)
         elif kind == "state":
             self.backend.state[key] = value
         else:
-            self.backend.state[kind][key] = value
+            raise KeyError(kind)
         self._snap[(kind, key)] = json.loads(text)  # a copy that the backend cannot touch
 
     def _drop(self, kind: str, key: str) -> None:
         assert self.backend is not None
+        if kind in SPLIT:
+            with suppress(KeyError):
+                del self._rows(kind)[key]
+            self._texts[kind].pop(key, None)
+            return
         self.backend.state.get(kind, {}).pop(key, None)
         self._snap.pop((kind, key), None)
+
+    def _rows(self, kind: str) -> Rows:
+        assert self.backend is not None
+        rows = self.backend.state.get(kind)
+        if not isinstance(rows, Rows):
+            rows = self.backend.state[kind] = Rows(rows or {})
+        return rows
 
     # --- memory -> file --------------------------------------------------------------------
 
@@ -242,11 +264,29 @@ class StateStore:
         assert self.backend is not None
         rows: dict[tuple[str, str], Any] = {("settings", ""): asdict(self.backend.settings)}
         for key, value in self.backend.state.items():
-            if key in SPLIT:
-                rows.update(((key, k), v) for k, v in value.items())
-            else:
+            if key not in SPLIT:
                 rows[("state", key)] = value
         return rows
+
+    def _changed_rows(self) -> tuple[dict[tuple[str, str], str], list[tuple[str, str]]]:
+        """SPLIT rows that differ from the file: only the rows read since the last write (or
+        new) can, and they are serialised to compare; the others are still the file's text."""
+        changed: dict[tuple[str, str], str] = {}
+        gone: list[tuple[str, str]] = []
+        for kind in SPLIT:
+            rows, texts = self._rows(kind), self._texts[kind]
+            live = rows.key_set()
+            new = live - texts.keys()
+            # new rows in the backend's order (the rowid is the listing order); read ones after
+            ordered = [k for k in live if k in new] if new else []
+            for key in ordered + sorted(rows.take_touched() - new):
+                if key in live:
+                    value, text = rows.stored(key)
+                    text = text if text is not None else _dumps(value)
+                    if texts.get(key) != text:
+                        changed[(kind, key)] = text
+            gone.extend((kind, key) for key in texts.keys() - live)
+        return changed, gone
 
     def _write(self, conn: sqlite3.Connection) -> None:
         """Write the rows that differ from the snapshot (a deep comparison is ~10 times
@@ -254,6 +294,9 @@ class StateStore:
         rows = self._current()
         changed = {k: _dumps(v) for k, v in rows.items() if self._snap.get(k, _MISSING) != v}
         gone = [k for k in self._snap if k not in rows]
+        split_changed, split_gone = self._changed_rows()
+        changed.update(split_changed)
+        gone.extend(split_gone)
         if not changed and not gone:
             return
         version = self._version + 1
@@ -272,9 +315,15 @@ class StateStore:
         conn.execute("UPDATE meta SET version = ?", (version,))
         self._version = version
         for k in gone:
-            del self._snap[k]
+            if k[0] in SPLIT:
+                del self._texts[k[0]][k[1]]
+            else:
+                del self._snap[k]
         for k, text in changed.items():
-            self._snap[k] = json.loads(text)
+            if k[0] in SPLIT:
+                self._texts[k[0]][k[1]] = text
+            else:
+                self._snap[k] = json.loads(text)
 
 
 class StoredRouter:

@@ -362,6 +362,13 @@ def loopback(b: Backend) -> None:
     s.vm("vm-local", [nic], os_type="Linux")
 
 
+def fleet(b: Backend) -> None:
+    """1,000 VMs over resource groups and regions (jitctl.emulator.fleet; sizes from the CLI)."""
+    from jitctl.emulator.fleet import fleet as seed
+
+    seed(b)
+
+
 WORLDS: dict[str, Callable[[Backend], None]] = {
     "demo": demo,
     "busy": busy,
@@ -369,4 +376,5 @@ WORLDS: dict[str, Callable[[Backend], None]] = {
     "docs": docs,
     "empty": empty,
     "loopback": loopback,
+    "fleet": fleet,
 }

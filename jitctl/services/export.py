@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jitctl.errors import BadInput
 from jitctl.gateway import Gateway
+from jitctl.model import JitPolicy
 from jitctl.parsing import check_scope
 from jitctl.policyfile import export_port
 from jitctl.textsafe import printable
+
+if TYPE_CHECKING:
+    from jitctl.fleet import FleetGateway
 
 
 def check_output_file(path: Path) -> Path:
@@ -42,13 +47,10 @@ def _output_problem(path: Path, folder: Path) -> tuple[str, str] | None:
     return None
 
 
-def export_document(
-    gw: Gateway, subscription_id: str, resource_group: str | None
-) -> dict[str, Any]:
+def document_of(policies: Iterable[JitPolicy], subscription_ids: Sequence[str]) -> dict[str, Any]:
     """VMs with the same ports (and policy) share one target, listed by id."""
-    check_scope(subscription_id, resource_group)
     groups: dict[str, dict[str, Any]] = {}
-    for policy in gw.list_policies(subscription_id, resource_group):
+    for policy in policies:
         for vm in policy.vms:
             ports = [export_port(p) for p in sorted(vm.ports, key=lambda p: p.number)]
             key = repr((policy.name, ports))
@@ -57,14 +59,35 @@ def export_document(
             if policy.name != "default":
                 target["policyName"] = policy.name
             target["ports"] = ports
-    return {"subscriptions": [subscription_id], "targets": list(groups.values())}
+    return {"subscriptions": list(subscription_ids), "targets": list(groups.values())}
+
+
+def export_document(
+    gw: Gateway, subscription_id: str, resource_group: str | None
+) -> dict[str, Any]:
+    check_scope(subscription_id, resource_group)
+    return document_of(gw.list_policies(subscription_id, resource_group), [subscription_id])
+
+
+def fleet_document(
+    fleet: FleetGateway, subscription_ids: Sequence[str], resource_group: str | None
+) -> dict[str, Any]:
+    """Several subscriptions in one file (one list each, in parallel); -g filters."""
+    from jitctl.services.query import in_group
+
+    for sub in subscription_ids:
+        check_scope(sub, resource_group)
+    return document_of(in_group(fleet.policies(subscription_ids), resource_group), subscription_ids)
 
 
 def export_yaml(gw: Gateway, subscription_id: str, resource_group: str | None) -> str:
+    scope = f"resource group {resource_group}" if resource_group else "the subscription"
+    return yaml_text(export_document(gw, subscription_id, resource_group), scope)
+
+
+def yaml_text(doc: dict[str, Any], scope: str) -> str:
     import yaml
 
-    doc = export_document(gw, subscription_id, resource_group)
-    scope = f"resource group {resource_group}" if resource_group else "the subscription"
     head = (
         f"# JIT policies of {scope}, exported by jitctl.\n"
         "# yaml-language-server: $schema=jitctl-policy.schema.json\n"

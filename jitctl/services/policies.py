@@ -14,7 +14,7 @@ from jitctl.ids import VmRef
 from jitctl.model import JitPolicy, PolicyVm, PortRule
 from jitctl.policymerge import merge_ports, remove_ports
 from jitctl.policynames import check_policy_name, policy_name_for
-from jitctl.services.topology import has_nsg
+from jitctl.services.topology import guarded, read_vms
 from jitctl.services.writes import Clock, PolicyChange, WritePolicy, write_merged
 
 __all__ = [
@@ -58,10 +58,11 @@ def enable(
         raise BadInput("No VM given.", "Name at least one VM.")
     check_policy_name(policy_name)
     names = {ref.id: policy_name_for(policy_name, ref.name) for ref in vms}
+    found = read_vms(gw, vms)
+    protected = guarded(gw, found)
     groups: dict[tuple[str, str, str, str], list[str]] = {}
-    for ref in vms:
-        vm = gw.get_vm(ref)
-        if not has_nsg(gw, vm):
+    for ref, vm in zip(vms, found, strict=True):
+        if not protected[vm.id.lower()]:
             raise Refused(
                 f"VM {vm.name} has no network security group on its NIC or subnet; JIT cannot protect it.",
                 "Associate an NSG with its NIC or subnet, then enable again.",
@@ -72,24 +73,26 @@ def enable(
             vm.location.replace(" ", "").lower(),
             names[ref.id],
         )
-        groups.setdefault(key, []).append(vm.id)
-    results = []
-    for key, vm_ids in groups.items():
-        current = gw.get_policy(*key)
-        merge = partial(merge_ports, vm_ids=vm_ids, rules=rules)
-        results.append(
-            write_merged(
-                gw,
-                current,
-                key,
-                merge,
-                dry_run,
-                clock=clock or SystemClock(),
-                settings=settings,
-                rng=rng,
-            )
+        vm_ids = groups.setdefault(key, [])
+        if vm.id not in vm_ids:
+            vm_ids.append(vm.id)
+    keys = list(groups)
+    currents = gw.parallel([partial(gw.get_policy, *key) for key in keys])
+    writes = [
+        partial(
+            write_merged,
+            gw,
+            current,
+            key,
+            partial(merge_ports, vm_ids=groups[key], rules=rules),
+            dry_run,
+            clock=clock or SystemClock(),
+            settings=settings,
+            rng=rng,
         )
-    return PolicyChangeResult(tuple(results), dry_run)
+        for key, current in zip(keys, currents, strict=True)
+    ]
+    return PolicyChangeResult(tuple(gw.parallel(writes)), dry_run)
 
 
 def policies_of_vm(gw: Gateway, ref: VmRef, policy_name: str | None = None) -> list[JitPolicy]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from jitctl.errors import NotFound
 from jitctl.gateway import Gateway
@@ -11,6 +13,9 @@ from jitctl.ids import VmRef, name_of, same_id, segments
 from jitctl.model import JitPolicy, PortRule
 from jitctl.parsing import check_scope
 from jitctl.services.policies import policies_of_vm
+
+if TYPE_CHECKING:
+    from jitctl.fleet import FleetGateway
 
 ACTIVE_STATUSES = ("initiated", "initiating")
 
@@ -114,6 +119,22 @@ def list_policies(
     )
 
 
+def in_group(policies: Iterable[JitPolicy], resource_group: str | None) -> list[JitPolicy]:
+    if resource_group is None:
+        return list(policies)
+    return [p for p in policies if p.resource_group.lower() == resource_group.lower()]
+
+
+def list_fleet(
+    fleet: FleetGateway, subscription_ids: Sequence[str], resource_group: str | None, now: datetime
+) -> PolicyList:
+    """The policies of several subscriptions (one list each, in parallel); -g filters."""
+    for sub in subscription_ids:
+        check_scope(sub, resource_group)
+    policies = in_group(fleet.policies(subscription_ids), resource_group)
+    return PolicyList(tuple(view(p, now) for p in policies))
+
+
 def show_vm(gw: Gateway, ref: VmRef, now: datetime) -> PolicyList:
     policies = policies_of_vm(gw, ref)
     if not policies:
@@ -148,6 +169,20 @@ def status(
     live = [
         g for p in policies for g in active_grants(p, now) if vm is None or same_id(g.vm_id, vm.id)
     ]
+    return GrantList(tuple(sorted(live, key=lambda g: g.end_time)))
+
+
+def status_fleet(
+    fleet: FleetGateway,
+    subscription_ids: Sequence[str],
+    now: datetime,
+    resource_group: str | None = None,
+) -> GrantList:
+    """Active grants of several subscriptions: one list each, in parallel."""
+    for sub in subscription_ids:
+        check_scope(sub, resource_group)
+    policies = in_group(fleet.policies(subscription_ids), resource_group)
+    live = [g for p in policies for g in active_grants(p, now)]
     return GrantList(tuple(sorted(live, key=lambda g: g.end_time)))
 
 

@@ -1,0 +1,364 @@
+"""FleetReader: many subscriptions in a few calls, with Azure Resource Graph.
+
+VMs, NICs, virtual networks and NSGs come from Resource Graph queries (1,000 rows a page, paged
+by `$skipToken`, the queries run side by side); subscriptions from `ResourceContainers` (one
+query, no extra SDK); JIT policies, which Resource Graph does not index, from one list per
+subscription, in parallel. Resource Graph's per-user quota (`x-ms-user-quota-remaining`,
+`x-ms-user-quota-resets-after`) is honored: when it is used up, the next query waits for the
+window to reset instead of being throttled.
+
+Resource Graph lags ARM by seconds to minutes: nothing here is used where freshness matters.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from jitctl.arm.errors import azure_errors
+from jitctl.arm.gateway import Connection
+from jitctl.fleet import Inventory
+from jitctl.model import (
+    IpConfig,
+    JitPolicy,
+    Nic,
+    NicRef,
+    Nsg,
+    SecurityRule,
+    Subnet,
+    Subscription,
+    Vm,
+)
+
+PAGE = 1000  # Resource Graph's largest page
+SCOPE_LIMIT = 1000  # subscriptions per query
+THROTTLED_TRIES = 4
+
+VMS = "microsoft.compute/virtualmachines"
+NICS = "microsoft.network/networkinterfaces"
+VNETS = "microsoft.network/virtualnetworks"
+NSGS = "microsoft.network/networksecuritygroups"
+SUBSCRIPTIONS = (
+    "ResourceContainers | where type =~ 'microsoft.resources/subscriptions' "
+    "| project id, name, subscriptionId, properties"
+)
+
+
+def resources_query(resource_type: str) -> str:
+    """The one query shape sent for resources (the emulator serves exactly this subset)."""
+    return (
+        f"Resources | where type =~ '{resource_type}' "
+        "| project id, name, location, resourceGroup, subscriptionId, tags, properties"
+    )
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+def _resets_after(text: str | None) -> float:
+    """'hh:mm:ss' (as Resource Graph writes it) in seconds; 0 when absent or unreadable."""
+    try:
+        h, m, s = (float(x) for x in (text or "").split(":"))
+    except ValueError:
+        return 0.0
+    return h * 3600 + m * 60 + s
+
+
+class QuotaGate:
+    """Holds queries back while the known quota is used up, until its window resets."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.remaining: int | None = None  # None: unknown, assume some
+        self.resets_at: datetime | None = None
+        self.in_flight = 0
+        self.waits: list[float] = []
+
+    def acquire(self) -> None:
+        while True:
+            with self.lock:
+                if self.remaining is None:
+                    if self.in_flight == 0:  # learn the quota from one answer first
+                        self.in_flight += 1
+                        return
+                    wait = 0.01
+                elif self.remaining - self.in_flight > 0:
+                    self.in_flight += 1
+                    return
+                else:
+                    now = self.clock.now()
+                    wait = (self.resets_at - now).total_seconds() if self.resets_at else 0.0
+                    if wait <= 0:
+                        self.remaining = None
+                        continue
+                    self.waits.append(wait)
+            self._sleep(wait)
+
+    def _sleep(self, wait: float) -> None:
+        if wait < 0.05:  # another query is learning the quota: a short wall-clock wait
+            import time
+
+            time.sleep(wait)
+            return
+        self.clock.sleep(wait)
+        with self.lock:
+            if self.resets_at is not None and self.clock.now() >= self.resets_at:
+                self.remaining = None
+
+    def throttled(self, headers: Any) -> None:
+        """A 429: no quota left until the window resets (Retry-After when no quota headers)."""
+        headers = headers or {}
+        with self.lock:
+            self.remaining = 0
+            reset = _resets_after(headers.get("x-ms-user-quota-resets-after"))
+            if not reset:
+                try:
+                    reset = float(headers.get("Retry-After") or 1)
+                except ValueError:
+                    reset = 1.0
+            self.resets_at = self.clock.now() + timedelta(seconds=reset)
+
+    def release(self, headers: Any) -> None:
+        with self.lock:
+            self.in_flight -= 1
+            left = (headers or {}).get("x-ms-user-quota-remaining")
+            if left is None:
+                if self.remaining is None:
+                    self.remaining = 1_000_000  # Azure did not say: no known limit
+                return
+            try:
+                self.remaining = int(left)
+            except ValueError:
+                return
+            reset = _resets_after(headers.get("x-ms-user-quota-resets-after"))
+            self.resets_at = self.clock.now() + timedelta(seconds=reset)
+
+
+# --- Resource Graph rows (ARM's JSON) -> jitctl's dataclasses ------------------------------
+
+
+def _ref(value: Any) -> str | None:
+    return value.get("id") if isinstance(value, dict) else None
+
+
+def vm_from_row(row: dict[str, Any]) -> Vm:
+    props = row.get("properties") or {}
+    nics = tuple(
+        NicRef(n["id"], (n.get("properties") or {}).get("primary"))
+        for n in (props.get("networkProfile") or {}).get("networkInterfaces") or []
+    )
+    tags = tuple(sorted((row.get("tags") or {}).items()))
+    return Vm(id=row["id"], name=row["name"], location=row["location"], nics=nics, tags=tags)
+
+
+def nic_from_row(row: dict[str, Any]) -> Nic:
+    props = row.get("properties") or {}
+    configs = []
+    for c in props.get("ipConfigurations") or []:
+        cp = c.get("properties") or {}
+        ip = cp.get("privateIPAddress")
+        configs.append(
+            IpConfig(
+                name=c.get("name", ""),
+                private_ip=ip.split("/")[0] if ip else None,
+                subnet_id=_ref(cp.get("subnet")),
+                public_ip_id=_ref(cp.get("publicIPAddress")),
+                primary=bool(cp.get("primary")),
+                asg_ids=tuple(a["id"] for a in cp.get("applicationSecurityGroups") or []),
+            )
+        )
+    return Nic(
+        id=row["id"], nsg_id=_ref(props.get("networkSecurityGroup")), ip_configs=tuple(configs)
+    )
+
+
+def subnets_from_row(row: dict[str, Any]) -> list[Subnet]:
+    out = []
+    for s in (row.get("properties") or {}).get("subnets") or []:
+        sp = s.get("properties") or {}
+        prefixes = tuple(sp.get("addressPrefixes") or ()) or (
+            (sp["addressPrefix"],) if sp.get("addressPrefix") else ()
+        )
+        subnet_id = s.get("id") or f"{row['id']}/subnets/{s.get('name')}"
+        out.append(Subnet(subnet_id, _ref(sp.get("networkSecurityGroup")), prefixes))
+    return out
+
+
+def _rule(r: dict[str, Any], default: bool) -> SecurityRule:
+    p = r.get("properties") or {}
+    return SecurityRule(
+        name=r.get("name", ""),
+        priority=int(p.get("priority", 0)),
+        access=p.get("access", ""),
+        direction=p.get("direction") or "Inbound",
+        protocol=p.get("protocol") or "*",
+        source_address_prefix=p.get("sourceAddressPrefix"),
+        source_address_prefixes=tuple(p.get("sourceAddressPrefixes") or ()),
+        destination_address_prefix=p.get("destinationAddressPrefix"),
+        destination_address_prefixes=tuple(p.get("destinationAddressPrefixes") or ()),
+        source_port_range=p.get("sourcePortRange"),
+        source_port_ranges=tuple(p.get("sourcePortRanges") or ()),
+        destination_port_range=p.get("destinationPortRange"),
+        destination_port_ranges=tuple(p.get("destinationPortRanges") or ()),
+        source_asgs=tuple(a["id"] for a in p.get("sourceApplicationSecurityGroups") or []),
+        destination_asgs=tuple(
+            a["id"] for a in p.get("destinationApplicationSecurityGroups") or []
+        ),
+        description=p.get("description"),
+        default=default,
+    )
+
+
+def nsg_from_row(row: dict[str, Any]) -> Nsg:
+    props = row.get("properties") or {}
+    return Nsg(
+        id=row["id"],
+        rules=tuple(_rule(r, False) for r in props.get("securityRules") or []),
+        default_rules=tuple(_rule(r, True) for r in props.get("defaultSecurityRules") or []),
+    )
+
+
+# --- the reader ------------------------------------------------------------------------------
+
+
+Parallel = Callable[[Sequence[Callable[[], Any]]], list[Any]]
+
+
+def _in_order(calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    return [call() for call in calls]
+
+
+class FleetReader:
+    """jitctl's FleetGateway over Resource Graph. `list_policies(subscription_id)` lists one
+    subscription's JIT policies; `parallel` runs independent calls side by side (the gateway's
+    pool); `client` may be an autospecced ResourceGraphClient (else one per thread)."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        list_policies: Callable[[str], list[JitPolicy]],
+        clock: Clock,
+        parallel: Parallel = _in_order,
+        client: Any = None,
+    ) -> None:
+        self.conn = conn
+        self._list_policies = list_policies
+        self._parallel = parallel
+        self._given = client
+        self._local = threading.local()
+        self.gate = QuotaGate(clock)
+        self.queries = 0  # Resource Graph pages asked for
+
+    def client(self) -> Any:
+        if self._given is not None:
+            return self._given
+        client = getattr(self._local, "client", None)
+        if client is None:  # one per thread: the SDK does not promise clients are thread-safe
+            from azure.mgmt.resourcegraph import ResourceGraphClient
+
+            client = self._local.client = ResourceGraphClient(
+                self.conn.credential,
+                base_url=self.conn.endpoint,
+                credential_scopes=list(self.conn.scopes),
+                **self.conn.client_kwargs,
+            )
+        return client
+
+    def _page(self, query: str, subscriptions: Sequence[str] | None, token: str | None) -> Any:
+        from azure.core.exceptions import HttpResponseError
+        from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
+        request = QueryRequest(
+            subscriptions=list(subscriptions) if subscriptions else None,
+            query=query,
+            options=QueryRequestOptions(top=None if token else PAGE, skip_token=token),
+        )
+        for attempt in range(THROTTLED_TRIES):
+            self.gate.acquire()
+            headers: Any = None
+            try:
+                with azure_errors():
+                    try:
+                        # Retried here, not by the SDK (which sleeps on the wall clock for a
+                        # 429's Retry-After): a 429 waits in the gate for the quota window.
+                        answer, headers = self.client().resources(
+                            request,
+                            cls=lambda resp, body, _: (body, resp.http_response.headers),
+                            retry_total=0,
+                        )
+                        return answer
+                    except HttpResponseError as err:
+                        status = err.status_code or 0
+                        last = attempt == THROTTLED_TRIES - 1
+                        if last or not (status == 429 or status >= 500):
+                            raise
+                        headers = getattr(err.response, "headers", None)
+                        if status == 429:
+                            self.gate.throttled(headers)
+                        else:
+                            self.gate.clock.sleep(0.5 * 2**attempt)
+            finally:
+                self.gate.release(headers)
+                self.queries += 1
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    def rows(self, query: str, subscriptions: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Every row of a query over the subscriptions (all the credential sees when None)."""
+        scopes: list[Sequence[str] | None] = (
+            [subscriptions[i : i + SCOPE_LIMIT] for i in range(0, len(subscriptions), SCOPE_LIMIT)]
+            if subscriptions
+            else [None]
+        )
+        out: list[dict[str, Any]] = []
+        for scope in scopes:
+            token = None
+            while True:
+                answer = self._page(query, scope, token)
+                out.extend(answer.data or [])
+                token = answer.skip_token
+                if not token:
+                    break
+        return out
+
+    def subscriptions(self) -> list[Subscription]:
+        rows = self.rows(SUBSCRIPTIONS)
+        subs = [
+            Subscription(
+                r["subscriptionId"],
+                r.get("name") or r["subscriptionId"],
+                (r.get("properties") or {}).get("state") or "",
+            )
+            for r in rows
+        ]
+        return sorted(
+            (s for s in subs if s.state.lower() == "enabled"), key=lambda s: s.name.lower()
+        )
+
+    def inventory(self, subscription_ids: Sequence[str]) -> Inventory:
+        """Four Resource Graph queries and the JIT policies, all side by side."""
+        subs = list(subscription_ids)
+        queries: list[Callable[[], Any]] = [
+            functools.partial(self.rows, resources_query(t), subs) for t in (VMS, NICS, VNETS, NSGS)
+        ]
+        lists = [functools.partial(self._list_policies, s) for s in subs]
+        vms, nics, vnets, nsgs, *found = self._parallel([*queries, *lists])
+        subnets = [s for row in vnets for s in subnets_from_row(row)]
+        return Inventory(
+            subscriptions=tuple(subs),
+            vms=tuple(vm_from_row(r) for r in vms),
+            nics={r["id"].lower(): nic_from_row(r) for r in nics},
+            subnets={s.id.lower(): s for s in subnets},
+            nsgs={r["id"].lower(): nsg_from_row(r) for r in nsgs},
+            policies=tuple(p for policies in found for p in policies),
+        )
+
+    def policies(self, subscription_ids: Sequence[str]) -> list[JitPolicy]:
+        calls = [functools.partial(self._list_policies, s) for s in subscription_ids]
+        return [p for policies in self._parallel(calls) for p in policies]

@@ -1,0 +1,342 @@
+"""Audit a fleet: which VMs JIT protects (and why not), which rules bypass it, which policies
+are too wide, which grants are open now. Pure over an Inventory; reads go through FleetGateway.
+
+Bypass uses verify's NSG evaluation (jitctl.nsgeval.evaluate): for every non-JIT allow rule on
+a VM's path whose source holds Internet addresses, an address of that source is evaluated on
+each management port; allowed, on a guarded path, and not by a JIT rule, is a bypass.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from jitctl.errors import BadInput
+from jitctl.fleet import FleetGateway, Inventory
+from jitctl.ids import name_of, segments
+from jitctl.model import JitPolicy, Nic, Nsg, PolicyVm, Vm
+from jitctl.nsgeval import Evaluation, Flow, evaluate, is_internet, is_jit_rule
+from jitctl.parsing import wide_open
+from jitctl.services.query import active_grants
+
+MANAGEMENT_PORTS = (22, 3389, 5985, 5986)
+SEVERITIES = ("high", "medium", "low")
+# Stands for "any Internet address" when a rule's source is '*', 'Internet' or 0.0.0.0/0.
+INTERNET_SAMPLE = "203.0.113.7"
+LONGEST = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One kind of finding (the SARIF rule): a stable id, a severity, what it means."""
+
+    id: str
+    severity: str
+    title: str
+    help: str
+
+
+RULES: dict[str, Rule] = {
+    r.id: r
+    for r in (
+        Rule(
+            "bypass",
+            "high",
+            "A management port is reachable from the Internet by a rule that is not JIT's",
+            "Remove or narrow the rule, so that only JIT's time-limited rules open the port.",
+        ),
+        Rule(
+            "no-nsg",
+            "high",
+            "No NSG guards the VM's NIC or subnet: JIT cannot protect it",
+            "Put an NSG on the NIC or subnet, then add the VM to a JIT policy (jitctl enable).",
+        ),
+        Rule(
+            "not-in-policy",
+            "medium",
+            "The VM is in no JIT policy",
+            "Add it with jitctl enable, or in a policy file (jitctl policy apply).",
+        ),
+        Rule(
+            "any-source",
+            "medium",
+            "A JIT policy lets a request open a port to any source address",
+            "Limit the port's allowed sources to the ranges requests come from.",
+        ),
+        Rule(
+            "stale-policy-entry",
+            "low",
+            "A JIT policy lists a VM that no longer exists",
+            "Remove the entry (jitctl disable --ids ID), or prune with jitctl policy apply --prune.",
+        ),
+        Rule(
+            "long-duration",
+            "low",
+            "A JIT policy allows requests of 24 hours",
+            "Lower the port's maximum request duration to what a session needs.",
+        ),
+        Rule(
+            "open-grant",
+            "low",
+            "Access granted by JIT is open now",
+            "Nothing to do if expected; it closes at its end time.",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule_id: str
+    severity: str
+    resource_id: str  # the VM (for a stale entry: the id the policy lists)
+    message: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def vm_name(self) -> str:
+        return name_of(self.resource_id)
+
+    @property
+    def subscription_id(self) -> str:
+        return segments(self.resource_id).get("subscriptions", "")
+
+    @property
+    def resource_group(self) -> str:
+        return segments(self.resource_id).get("resourcegroups", "")
+
+
+@dataclass(frozen=True)
+class VmAudit:
+    """Whether JIT protects a VM; `reason` says why not."""
+
+    vm_id: str
+    protected: bool
+    reason: str | None = None
+    policy_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        return name_of(self.vm_id)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    subscriptions: tuple[str, ...]
+    vms: tuple[VmAudit, ...]
+    findings: tuple[Finding, ...]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES}
+
+    def failing(self, severities: Iterable[str]) -> list[Finding]:
+        wanted = set(severities)
+        return [f for f in self.findings if f.severity in wanted]
+
+
+def parse_fail_on(text: str) -> tuple[str, ...]:
+    """'high,medium' -> ('high', 'medium'); 'none' -> () (never fail on findings)."""
+    names = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
+    if names == ("none",):
+        return ()
+    bad = [n for n in names if n not in SEVERITIES]
+    if bad or not names:
+        raise BadInput(
+            f"'{text}' is not a list of severities.",
+            "Use --fail-on with high, medium, low (comma-separated), or none.",
+        )
+    return names
+
+
+def _finding(rule_id: str, resource_id: str, message: str, **evidence: Any) -> Finding:
+    return Finding(rule_id, RULES[rule_id].severity, resource_id, message, evidence)
+
+
+# --- bypass: verify's evaluation from Internet addresses the rules let in ------------------
+
+
+def _sources(nsg: Nsg | None) -> set[str]:
+    """Internet addresses that a non-JIT allow rule of the NSG lets in (one per prefix)."""
+    found: set[str] = set()
+    for rule in nsg.rules if nsg else ():
+        if rule.access.lower() != "allow" or rule.direction.lower() != "inbound":
+            continue
+        if is_jit_rule(rule) or rule.source_asgs:
+            continue
+        prefixes = list(rule.source_address_prefixes) or [rule.source_address_prefix or ""]
+        for prefix in prefixes:
+            if wide_open(prefix):
+                found.add(INTERNET_SAMPLE)
+                continue
+            try:
+                net = ipaddress.ip_network(prefix.strip(), strict=False)
+            except ValueError:
+                continue  # a service tag: not resolvable offline
+            if net.version != 4:
+                continue
+            host = net.network_address + (1 if net.num_addresses > 2 else 0)
+            if is_internet(host):
+                found.add(str(host))
+    return found
+
+
+def _bypasses(vm: Vm, nic: Nic, inv: Inventory, ports: Sequence[int]) -> list[Finding]:
+    cfg = nic.primary_ip_config
+    if cfg is None or not cfg.private_ip:
+        return []
+    subnet = inv.subnet(cfg.subnet_id)
+    subnet_nsg = inv.nsg(subnet.nsg_id if subnet else None)
+    nic_nsg = inv.nsg(nic.nsg_id)
+    sources = _sources(subnet_nsg) | _sources(nic_nsg)
+    prefixes = subnet.address_prefixes if subnet else ()
+    out = []
+    for port in ports:
+        for source in sorted(sources):
+            ev = evaluate(
+                subnet_nsg,
+                nic_nsg,
+                Flow(source, cfg.private_ip, port, "Tcp", cfg.asg_ids, prefixes),
+            )
+            if ev.bypassed:
+                out.append(_bypass_finding(vm, nic, port, source, ev, cfg.public_ip_id))
+                break
+    return out
+
+
+def _bypass_finding(
+    vm: Vm, nic: Nic, port: int, source: str, ev: Evaluation, public_ip_id: str | None
+) -> Finding:
+    rules = [
+        {
+            "nsg": v.nsg_id,
+            "level": v.level,
+            "rule": v.rule.name,
+            "priority": v.rule.priority,
+        }
+        for v in ev.levels
+        if v.nsg_id and v.rule is not None
+    ]
+    named = ", ".join(f"{r['rule']} (priority {r['priority']}, {r['level']} NSG)" for r in rules)
+    return _finding(
+        "bypass",
+        vm.id,
+        f"Port {port} of {vm.name} is open to {source} by {named}, not by JIT.",
+        port=port,
+        source=source,
+        nic=nic.id,
+        public_ip=public_ip_id,
+        rules=rules,
+    )
+
+
+# --- the audit -------------------------------------------------------------------------------
+
+
+def _has_nsg(vm: Vm, inv: Inventory) -> bool:
+    for ref in vm.nics:
+        nic = inv.nic(ref.id)
+        if nic is None:
+            continue
+        if inv.nsg(nic.nsg_id):
+            return True
+        for cfg in nic.ip_configs:
+            subnet = inv.subnet(cfg.subnet_id)
+            if subnet is not None and inv.nsg(subnet.nsg_id):
+                return True
+    return False
+
+
+def _policy_findings(policy: JitPolicy, entry: PolicyVm) -> list[Finding]:
+    out = []
+    for port in entry.ports:
+        if any(wide_open(s) for s in port.sources):
+            out.append(
+                _finding(
+                    "any-source",
+                    entry.id,
+                    f"Policy {policy.name} lets requests open port {port.number} of "
+                    f"{name_of(entry.id)} to any source ({', '.join(port.sources)}).",
+                    policy=policy.id,
+                    port=port.number,
+                    sources=list(port.sources),
+                )
+            )
+        if port.max_duration >= LONGEST:
+            out.append(
+                _finding(
+                    "long-duration",
+                    entry.id,
+                    f"Policy {policy.name} allows requests of 24 hours on port {port.number} "
+                    f"of {name_of(entry.id)}.",
+                    policy=policy.id,
+                    port=port.number,
+                    max_duration=port.max_duration,
+                )
+            )
+    return out
+
+
+def audit_inventory(inv: Inventory, now: datetime) -> AuditResult:
+    """Every VM of the inventory, every entry of its policies; findings most severe first."""
+    vm_ids = {vm.id.lower() for vm in inv.vms}
+    entries: dict[str, tuple[JitPolicy, PolicyVm]] = {}
+    findings: list[Finding] = []
+    for policy in inv.policies:
+        for entry in policy.vms:
+            if entry.id.lower() not in vm_ids:
+                findings.append(
+                    _finding(
+                        "stale-policy-entry",
+                        entry.id,
+                        f"Policy {policy.name} lists {name_of(entry.id)}, which no longer exists.",
+                        policy=policy.id,
+                    )
+                )
+                continue
+            entries.setdefault(entry.id.lower(), (policy, entry))
+            findings.extend(_policy_findings(policy, entry))
+        for grant in active_grants(policy, now):
+            findings.append(
+                _finding(
+                    "open-grant",
+                    grant.vm_id,
+                    f"Port {grant.port} of {grant.vm_name} is open to {grant.source} until "
+                    f"{grant.end_time:%Y-%m-%d %H:%M} UTC.",
+                    policy=policy.id,
+                    port=grant.port,
+                    source=grant.source,
+                    end_time=grant.end_time,
+                    requestor=grant.requestor,
+                )
+            )
+    vms = []
+    for vm in sorted(inv.vms, key=lambda v: v.id.lower()):
+        found = entries.get(vm.id.lower())
+        if not _has_nsg(vm, inv):
+            vms.append(VmAudit(vm.id, False, "no NSG on its NICs or subnets"))
+            findings.append(
+                _finding("no-nsg", vm.id, f"No NSG guards {vm.name}: JIT cannot protect it.")
+            )
+            continue
+        if found is None:
+            vms.append(VmAudit(vm.id, False, "in no JIT policy"))
+            findings.append(_finding("not-in-policy", vm.id, f"{vm.name} is in no JIT policy."))
+        else:
+            vms.append(VmAudit(vm.id, True, None, found[0].id))
+        ports = sorted({*MANAGEMENT_PORTS, *(p.number for p in (found[1].ports if found else ()))})
+        for ref in vm.nics:
+            nic = inv.nic(ref.id)
+            if nic is not None:
+                findings.extend(_bypasses(vm, nic, inv, ports))
+    order = {s: i for i, s in enumerate(SEVERITIES)}
+    findings.sort(key=lambda f: (order[f.severity], f.rule_id, f.resource_id.lower()))
+    return AuditResult(inv.subscriptions, tuple(vms), tuple(findings))
+
+
+def audit(fleet: FleetGateway, subscription_ids: Sequence[str], now: datetime) -> AuditResult:
+    """One fleet read (a bounded number of calls, whatever the VM count), then pure checks."""
+    return audit_inventory(fleet.inventory(subscription_ids), now)
