@@ -355,11 +355,25 @@ class FleetReader:
     def inventory(self, subscription_ids: Sequence[str]) -> Inventory:
         """Four Resource Graph queries and the JIT policies, all side by side."""
         subs = list(subscription_ids)
+        # VMs and NICs (a row each per VM) page in two streams, over each half of the
+        # subscriptions: half as many pages one after another, about as many in all.
+        halves = [subs[: (len(subs) + 1) // 2], subs[(len(subs) + 1) // 2 :]]
+        halves = [h for h in halves if h]
         queries: list[Callable[[], Any]] = [
-            functools.partial(self.rows, resources_query(t), subs) for t in (VMS, NICS, VNETS, NSGS)
+            *(
+                functools.partial(self.rows, resources_query(t), h)
+                for t in (VMS, NICS)
+                for h in halves
+            ),
+            functools.partial(self.rows, resources_query(VNETS), subs),
+            functools.partial(self.rows, resources_query(NSGS), subs),
         ]
         lists = [functools.partial(self._list_policies, s) for s in subs]
-        vms, nics, vnets, nsgs, *found = self._parallel([*queries, *lists])
+        results = self._parallel([*queries, *lists])
+        *pages, vnets, nsgs = results[: len(queries)]
+        found = results[len(queries) :]
+        vms = [r for part in pages[: len(halves)] for r in part]
+        nics = [r for part in pages[len(halves) :] for r in part]
         subnets = [s for row in vnets for s in subnets_from_row(row)]
         return Inventory(
             subscriptions=tuple(subs),

@@ -192,14 +192,23 @@ def _sources(rules: Sequence[SecurityRule]) -> set[str]:
     return found
 
 
-def _bypasses(vm: Vm, nic: Nic, inv: Inventory, ports: Sequence[int]) -> list[Finding]:
+def _bypasses(
+    vm: Vm, nic: Nic, inv: Inventory, ports: Sequence[int], memo: dict[str, list[SecurityRule]]
+) -> list[Finding]:
     cfg = nic.primary_ip_config
     if cfg is None or not cfg.private_ip:
         return []
     subnet = inv.subnet(cfg.subnet_id)
     subnet_nsg = inv.nsg(subnet.nsg_id if subnet else None)
     nic_nsg = inv.nsg(nic.nsg_id)
-    openers = _openers(subnet_nsg) + _openers(nic_nsg)
+    openers = []
+    for nsg in (subnet_nsg, nic_nsg):
+        if nsg is not None:
+            if nsg.id.lower() not in memo:
+                memo[nsg.id.lower()] = _openers(nsg)
+            openers += memo[nsg.id.lower()]
+    if not openers:
+        return []
     prefixes = subnet.address_prefixes if subnet else ()
     out = []
     for port in ports:
@@ -321,6 +330,7 @@ def audit_inventory(inv: Inventory, now: datetime) -> AuditResult:
                 )
             )
     vms = []
+    openers: dict[str, list[SecurityRule]] = {}  # by NSG id: its non-JIT allow rules
     for vm in sorted(inv.vms, key=lambda v: v.id.lower()):
         found = entries.get(vm.id.lower())
         if not _has_nsg(vm, inv):
@@ -338,7 +348,7 @@ def audit_inventory(inv: Inventory, now: datetime) -> AuditResult:
         for ref in vm.nics:
             nic = inv.nic(ref.id)
             if nic is not None:
-                findings.extend(_bypasses(vm, nic, inv, ports))
+                findings.extend(_bypasses(vm, nic, inv, ports, openers))
     order = {s: i for i, s in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: (order[f.severity], f.rule_id, f.resource_id.lower()))
     return AuditResult(inv.subscriptions, tuple(vms), tuple(findings))
