@@ -311,7 +311,7 @@ class ResourceGraph:
         if q.table == "resourcecontainers":
             page = found[start : start + top]
         else:
-            read = (resources.get(k) for k in found[start : start + top])
+            read = (_peek(resources, k) for k in found[start : start + top])
             page = [_row(r, tenant) for r in read if r is not None]  # None: deleted since
         out: dict[str, Any] = {
             "totalRecords": total,
@@ -353,6 +353,20 @@ class ResourceGraph:
                 self._keys.clear()
             self._keys[cache_key] = keys
         return keys[: q.limit] if q.limit is not None else keys
+
+
+def _peek(resources: Any, key: str) -> dict[str, Any] | None:
+    """A resource, read without marking it read: a query changes nothing, so the state file
+    has no row to compare after it (None: deleted since the first page)."""
+    stored = getattr(resources, "stored", None)
+    if stored is None:
+        found: dict[str, Any] | None = resources.get(key)
+        return found
+    try:
+        value, text = stored(key)
+    except KeyError:
+        return None
+    return json.loads(text) if text is not None else value
 
 
 def _matches(key: str, types: frozenset[str] | None, scope: set[str] | None) -> bool:
