@@ -7,6 +7,7 @@ rules are taken by ascending priority and the first that matches decides; the de
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -58,6 +59,17 @@ DEFAULT_INBOUND_RULES = (
         default=True,
     ),
 )
+
+
+@functools.lru_cache(maxsize=16384)
+def _network(prefix: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A prefix's network, parsed once (an audit evaluates the same rules for many VMs)."""
+    return ipaddress.ip_network(prefix, strict=False)
+
+
+@functools.lru_cache(maxsize=16384)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
 
 
 def is_jit_rule(rule: SecurityRule) -> bool:
@@ -126,7 +138,7 @@ def _in_prefix(
     if low == "azureloadbalancer":
         return ip in AZURE_LOAD_BALANCER
     try:
-        return ip in ipaddress.ip_network(p, strict=False)
+        return ip in _network(p)
     except ValueError:
         notes.append(f"service tag '{p}' cannot be resolved offline; assumed not to match")
         return False
@@ -178,7 +190,7 @@ def source_within(source: str, allowed: Sequence[str]) -> bool:
 def _in_vnet(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None) -> bool:
     # The VirtualNetwork tag covers the VNet, peered VNets and on-premises ranges behind a
     # gateway; without reading those, private ranges stand for it.
-    nets = [ipaddress.ip_network(p, strict=False) for p in (flow.vnet_prefixes if flow else ())]
+    nets = [_network(p) for p in (flow.vnet_prefixes if flow else ())]
     return any(ip in n for n in (*nets, *_PRIVATE))
 
 
@@ -210,8 +222,8 @@ def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
             f"rule {rule.name} limits source ports; the client's port is unknown, assumed not to match"
         )
         return False
-    src = ipaddress.ip_address(flow.source_ip)
-    dst = ipaddress.ip_address(flow.destination_ip)
+    src = _address(flow.source_ip)
+    dst = _address(flow.destination_ip)
     if rule.source_asgs:
         return False  # an address outside Azure is in no application security group
     if not any(

@@ -13,6 +13,7 @@ Resource Graph lags ARM by seconds to minutes: nothing here is used where freshn
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -47,12 +48,21 @@ SUBSCRIPTIONS = (
 )
 
 
+# Only what jitctl reads, so pages stay small (Azure's default NSG rules are fixed: nsgeval
+# knows them). Nested values come as JSON text (KQL's tostring), which json.loads reads many
+# times faster than the SDK walks an object. The emulator serves exactly these shapes
+# (EMULATOR.md, Resource Graph).
+PROJECTIONS = {
+    VMS: "id, name, location, tags, nics = tostring(properties.networkProfile.networkInterfaces)",
+    NICS: "id, nsg = properties.networkSecurityGroup.id, "
+    "ipConfigurations = tostring(properties.ipConfigurations)",
+    VNETS: "id, subnets = tostring(properties.subnets)",
+    NSGS: "id, securityRules = tostring(properties.securityRules)",
+}
+
+
 def resources_query(resource_type: str) -> str:
-    """The one query shape sent for resources (the emulator serves exactly this subset)."""
-    return (
-        f"Resources | where type =~ '{resource_type}' "
-        "| project id, name, location, resourceGroup, subscriptionId, tags, properties"
-    )
+    return f"Resources | where type =~ '{resource_type}' | project {PROJECTIONS[resource_type]}"
 
 
 class Clock(Protocol):
@@ -148,20 +158,26 @@ def _ref(value: Any) -> str | None:
     return value.get("id") if isinstance(value, dict) else None
 
 
+def _nested(row: dict[str, Any], column: str) -> Any:
+    """A projected value: JSON text (tostring) or already an object."""
+    value = row.get(column)
+    if isinstance(value, str):
+        return json.loads(value) if value else None
+    return value
+
+
 def vm_from_row(row: dict[str, Any]) -> Vm:
-    props = row.get("properties") or {}
     nics = tuple(
         NicRef(n["id"], (n.get("properties") or {}).get("primary"))
-        for n in (props.get("networkProfile") or {}).get("networkInterfaces") or []
+        for n in _nested(row, "nics") or []
     )
     tags = tuple(sorted((row.get("tags") or {}).items()))
     return Vm(id=row["id"], name=row["name"], location=row["location"], nics=nics, tags=tags)
 
 
 def nic_from_row(row: dict[str, Any]) -> Nic:
-    props = row.get("properties") or {}
     configs = []
-    for c in props.get("ipConfigurations") or []:
+    for c in _nested(row, "ipConfigurations") or []:
         cp = c.get("properties") or {}
         ip = cp.get("privateIPAddress")
         configs.append(
@@ -174,14 +190,12 @@ def nic_from_row(row: dict[str, Any]) -> Nic:
                 asg_ids=tuple(a["id"] for a in cp.get("applicationSecurityGroups") or []),
             )
         )
-    return Nic(
-        id=row["id"], nsg_id=_ref(props.get("networkSecurityGroup")), ip_configs=tuple(configs)
-    )
+    return Nic(id=row["id"], nsg_id=row.get("nsg") or None, ip_configs=tuple(configs))
 
 
 def subnets_from_row(row: dict[str, Any]) -> list[Subnet]:
     out = []
-    for s in (row.get("properties") or {}).get("subnets") or []:
+    for s in _nested(row, "subnets") or []:
         sp = s.get("properties") or {}
         prefixes = tuple(sp.get("addressPrefixes") or ()) or (
             (sp["addressPrefix"],) if sp.get("addressPrefix") else ()
@@ -217,11 +231,8 @@ def _rule(r: dict[str, Any], default: bool) -> SecurityRule:
 
 
 def nsg_from_row(row: dict[str, Any]) -> Nsg:
-    props = row.get("properties") or {}
     return Nsg(
-        id=row["id"],
-        rules=tuple(_rule(r, False) for r in props.get("securityRules") or []),
-        default_rules=tuple(_rule(r, True) for r in props.get("defaultSecurityRules") or []),
+        id=row["id"], rules=tuple(_rule(r, False) for r in _nested(row, "securityRules") or [])
     )
 
 
@@ -344,11 +355,25 @@ class FleetReader:
     def inventory(self, subscription_ids: Sequence[str]) -> Inventory:
         """Four Resource Graph queries and the JIT policies, all side by side."""
         subs = list(subscription_ids)
+        # VMs and NICs (a row each per VM) page in two streams, over each half of the
+        # subscriptions: half as many pages one after another, about as many in all.
+        halves = [subs[: (len(subs) + 1) // 2], subs[(len(subs) + 1) // 2 :]]
+        halves = [h for h in halves if h]
         queries: list[Callable[[], Any]] = [
-            functools.partial(self.rows, resources_query(t), subs) for t in (VMS, NICS, VNETS, NSGS)
+            *(
+                functools.partial(self.rows, resources_query(t), h)
+                for t in (VMS, NICS)
+                for h in halves
+            ),
+            functools.partial(self.rows, resources_query(VNETS), subs),
+            functools.partial(self.rows, resources_query(NSGS), subs),
         ]
         lists = [functools.partial(self._list_policies, s) for s in subs]
-        vms, nics, vnets, nsgs, *found = self._parallel([*queries, *lists])
+        results = self._parallel([*queries, *lists])
+        *pages, vnets, nsgs = results[: len(queries)]
+        found = results[len(queries) :]
+        vms = [r for part in pages[: len(halves)] for r in part]
+        nics = [r for part in pages[len(halves) :] for r in part]
         subnets = [s for row in vnets for s in subnets_from_row(row)]
         return Inventory(
             subscriptions=tuple(subs),

@@ -54,6 +54,7 @@ _PROJECT = re.compile(r"^project\s+(.+)$", re.IGNORECASE)
 _ORDER = re.compile(r"^(?:order|sort)\s+by\s+id(?:\s+(asc|desc))?$", re.IGNORECASE)
 _LIMIT = re.compile(r"^(?:limit|take)\s+(\d+)$", re.IGNORECASE)
 _LITERAL = re.compile(r"^\s*'([^']*)'\s*$")
+Column = tuple[str, tuple[str, ...], bool]  # name, path from a row's column, tostring()
 
 
 class GraphQueryError(ArmError):
@@ -85,7 +86,7 @@ class GraphQueryError(ArmError):
 class Query:
     table: str  # "resources" | "resourcecontainers"
     types: frozenset[str] | None  # lower-cased; None: every type
-    columns: tuple[str, ...]
+    columns: tuple[Column, ...]
     descending: bool = False
     limit: int | None = None
 
@@ -93,6 +94,36 @@ class Query:
     def key(self) -> str:
         """What a skip token is bound to: the same query on the same scope."""
         return repr((self.table, sorted(self.types or ()), self.columns, self.descending))
+
+
+_PATH = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+_ALIAS = re.compile(rf"^([A-Za-z_]\w*)\s*=\s*(?:({_PATH})|tostring\(\s*({_PATH})\s*\))$")
+
+
+def _column(text: str) -> Column:
+    """`name` (a row's column), `alias = column.field.field` (a path into it), or
+    `alias = tostring(column.field)` (that value as JSON text, as KQL writes a dynamic)."""
+    text = text.strip()
+    m = _ALIAS.match(text)
+    if m:
+        name, path, as_text = m.group(1), m.group(2) or m.group(3), m.group(3) is not None
+    else:
+        name, path, as_text = text, text, False
+    parts = tuple(path.split("."))
+    if parts[0] not in COLUMNS or (not m and not re.fullmatch(r"\w+", text)):
+        raise GraphQueryError(
+            "UnsupportedProjection", f"Column '{text}' is not supported by the emulator."
+        )
+    return name, parts, as_text
+
+
+def _value(row: dict[str, Any], column: Column) -> Any:
+    value: Any = row
+    for key in column[1]:
+        value = value.get(key) if isinstance(value, dict) else None
+    if column[2]:  # tostring(): a string stays itself, null is "", the rest JSON
+        return "" if value is None else value if isinstance(value, str) else json.dumps(value)
+    return value
 
 
 def parse(text: str) -> Query:
@@ -106,7 +137,7 @@ def parse(text: str) -> Query:
             "ResourceContainers.",
         )
     types: set[str] | None = None
-    columns: tuple[str, ...] = COLUMNS
+    columns: tuple[Column, ...] = tuple((c, (c,), False) for c in COLUMNS)
     descending = False
     limit = None
     for stage in stages[1:]:
@@ -120,13 +151,7 @@ def parse(text: str) -> Query:
                     raise GraphQueryError("ParserFailure", f"Not a string literal: {item.strip()}")
                 wanted.add(lit.group(1).lower())
         elif m := _PROJECT.match(stage):
-            columns = tuple(c.strip() for c in m.group(1).split(","))
-            unknown = [c for c in columns if c not in COLUMNS]
-            if unknown:
-                raise GraphQueryError(
-                    "UnsupportedProjection",
-                    f"Column(s) {', '.join(unknown)} not supported by the emulator.",
-                )
+            columns = tuple(_column(c) for c in m.group(1).split(","))
             continue
         elif m := _ORDER.match(stage):
             descending = (m.group(1) or "asc").lower() == "desc"
@@ -260,6 +285,7 @@ class ResourceGraph:
 
     backend: Backend
     quota: Quota = field(default_factory=Quota)
+    _keys: dict[tuple[Any, ...], list[str]] = field(default_factory=dict)
 
     def query(self, body: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, str]]:
         body = body or {}
@@ -282,19 +308,20 @@ class ResourceGraph:
         subs: list[dict[str, Any]] = list(self.backend.state["subscriptions"].values())
         tenant = subs[0].get("tenantId", "") if subs else ""
         resources = self.backend.state["resources"]
-        page = [
-            r if q.table == "resourcecontainers" else _row(resources[r], tenant)
-            for r in found[start : start + top]
-        ]
+        if q.table == "resourcecontainers":
+            page = found[start : start + top]
+        else:
+            read = (_peek(resources, k) for k in found[start : start + top])
+            page = [_row(r, tenant) for r in read if r is not None]  # None: deleted since
         out: dict[str, Any] = {
             "totalRecords": total,
             "count": len(page),
             "resultTruncated": "false",
             "facets": [],
-            "data": [{c: r.get(c) for c in q.columns} for r in page],
+            "data": [{c[0]: _value(r, c) for c in q.columns} for r in page],
         }
         if start + top < total:
-            if "id" in q.columns:
+            if ("id", ("id",), False) in q.columns:
                 out["$skipToken"] = _token(q.key, start + top)
             else:
                 out["resultTruncated"] = "true"
@@ -313,11 +340,33 @@ class ResourceGraph:
             ]
             found.sort(key=lambda r: r["id"].lower(), reverse=q.descending)
             return found[: q.limit] if q.limit is not None else found
-        keys = sorted(
-            (k for k in b.state["resources"] if _matches(k, q.types, scope)),
-            reverse=q.descending,
-        )
+        resources = b.state["resources"]
+        # The next pages of a query reuse its ids while the resources stay as many (Azure's
+        # pages are not a snapshot either: a row may move between pages when others change).
+        cache_key = (q.key, tuple(sorted(scope or ())), len(resources))
+        keys = self._keys.get(cache_key)
+        if keys is None:
+            keys = sorted(
+                (k for k in resources if _matches(k, q.types, scope)), reverse=q.descending
+            )
+            if len(self._keys) >= 16:
+                self._keys.clear()
+            self._keys[cache_key] = keys
         return keys[: q.limit] if q.limit is not None else keys
+
+
+def _peek(resources: Any, key: str) -> dict[str, Any] | None:
+    """A resource, read without marking it read: a query changes nothing, so the state file
+    has no row to compare after it (None: deleted since the first page)."""
+    stored = getattr(resources, "stored", None)
+    if stored is None:
+        found: dict[str, Any] | None = resources.get(key)
+        return found
+    try:
+        value, text = stored(key)
+    except KeyError:
+        return None
+    return json.loads(text) if text is not None else value
 
 
 def _matches(key: str, types: frozenset[str] | None, scope: set[str] | None) -> bool:

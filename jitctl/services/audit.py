@@ -17,8 +17,8 @@ from typing import Any
 from jitctl.errors import BadInput
 from jitctl.fleet import FleetGateway, Inventory
 from jitctl.ids import name_of, segments
-from jitctl.model import JitPolicy, Nic, Nsg, PolicyVm, Vm
-from jitctl.nsgeval import Evaluation, Flow, evaluate, is_internet, is_jit_rule
+from jitctl.model import JitPolicy, Nic, Nsg, PolicyVm, SecurityRule, Vm
+from jitctl.nsgeval import Evaluation, Flow, evaluate, is_internet, is_jit_rule, rule_matches
 from jitctl.parsing import wide_open
 from jitctl.services.query import active_grants
 
@@ -159,14 +159,22 @@ def _finding(rule_id: str, resource_id: str, message: str, **evidence: Any) -> F
 # --- bypass: verify's evaluation from Internet addresses the rules let in ------------------
 
 
-def _sources(nsg: Nsg | None) -> set[str]:
-    """Internet addresses that a non-JIT allow rule of the NSG lets in (one per prefix)."""
+def _openers(nsg: Nsg | None) -> list[SecurityRule]:
+    """The NSG's allow rules that are not JIT's: only they can open a port past JIT."""
+    return [
+        r
+        for r in (nsg.rules if nsg else ())
+        if r.access.lower() == "allow"
+        and r.direction.lower() == "inbound"
+        and not is_jit_rule(r)
+        and not r.source_asgs
+    ]
+
+
+def _sources(rules: Sequence[SecurityRule]) -> set[str]:
+    """Internet addresses the rules let in (one per prefix)."""
     found: set[str] = set()
-    for rule in nsg.rules if nsg else ():
-        if rule.access.lower() != "allow" or rule.direction.lower() != "inbound":
-            continue
-        if is_jit_rule(rule) or rule.source_asgs:
-            continue
+    for rule in rules:
         prefixes = list(rule.source_address_prefixes) or [rule.source_address_prefix or ""]
         for prefix in prefixes:
             if wide_open(prefix):
@@ -184,23 +192,31 @@ def _sources(nsg: Nsg | None) -> set[str]:
     return found
 
 
-def _bypasses(vm: Vm, nic: Nic, inv: Inventory, ports: Sequence[int]) -> list[Finding]:
+def _bypasses(
+    vm: Vm, nic: Nic, inv: Inventory, ports: Sequence[int], memo: dict[str, list[SecurityRule]]
+) -> list[Finding]:
     cfg = nic.primary_ip_config
     if cfg is None or not cfg.private_ip:
         return []
     subnet = inv.subnet(cfg.subnet_id)
     subnet_nsg = inv.nsg(subnet.nsg_id if subnet else None)
     nic_nsg = inv.nsg(nic.nsg_id)
-    sources = _sources(subnet_nsg) | _sources(nic_nsg)
+    openers = []
+    for nsg in (subnet_nsg, nic_nsg):
+        if nsg is not None:
+            if nsg.id.lower() not in memo:
+                memo[nsg.id.lower()] = _openers(nsg)
+            openers += memo[nsg.id.lower()]
+    if not openers:
+        return []
     prefixes = subnet.address_prefixes if subnet else ()
     out = []
     for port in ports:
-        for source in sorted(sources):
-            ev = evaluate(
-                subnet_nsg,
-                nic_nsg,
-                Flow(source, cfg.private_ip, port, "Tcp", cfg.asg_ids, prefixes),
-            )
+        for source in sorted(_sources(openers)):
+            flow = Flow(source, cfg.private_ip, port, "Tcp", cfg.asg_ids, prefixes)
+            if not any(rule_matches(r, flow, []) for r in openers):
+                continue  # no rule that could open it: JIT's rules or the defaults decide
+            ev = evaluate(subnet_nsg, nic_nsg, flow)
             if ev.bypassed:
                 out.append(_bypass_finding(vm, nic, port, source, ev, cfg.public_ip_id))
                 break
@@ -314,6 +330,7 @@ def audit_inventory(inv: Inventory, now: datetime) -> AuditResult:
                 )
             )
     vms = []
+    openers: dict[str, list[SecurityRule]] = {}  # by NSG id: its non-JIT allow rules
     for vm in sorted(inv.vms, key=lambda v: v.id.lower()):
         found = entries.get(vm.id.lower())
         if not _has_nsg(vm, inv):
@@ -331,7 +348,7 @@ def audit_inventory(inv: Inventory, now: datetime) -> AuditResult:
         for ref in vm.nics:
             nic = inv.nic(ref.id)
             if nic is not None:
-                findings.extend(_bypasses(vm, nic, inv, ports))
+                findings.extend(_bypasses(vm, nic, inv, ports, openers))
     order = {s: i for i, s in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: (order[f.severity], f.rule_id, f.resource_id.lower()))
     return AuditResult(inv.subscriptions, tuple(vms), tuple(findings))
