@@ -13,10 +13,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from jitctl.emulator.backend import ArmError, Backend
+from jitctl.emulator.checks import duration, source_covered
 from jitctl.emulator.nsgrules import PROTOCOLS, add_allow_rules, reconcile_deny_rules
 from jitctl.ids import name_of, policy_id, same_id
-from jitctl.nsgeval import source_within
-from jitctl.parsing import parse_iso_duration
 
 
 def iso(t: datetime) -> str:
@@ -78,13 +77,13 @@ def _validate_port(vm_name: str, port: dict[str, Any]) -> None:
     if port["protocol"] not in PROTOCOLS:
         raise _bad(f"Protocol '{port['protocol']}' is invalid. Allowed values: TCP, UDP, *.")
     try:
-        duration = parse_iso_duration(port["maxRequestAccessDuration"])
+        longest = duration(port["maxRequestAccessDuration"])
     except Exception:
         raise _bad(
             f"maxRequestAccessDuration '{port['maxRequestAccessDuration']}' is not an "
             "ISO 8601 duration."
         ) from None
-    if not timedelta(minutes=5) <= duration <= timedelta(days=1):
+    if not timedelta(minutes=5) <= longest <= timedelta(days=1):
         raise _bad("maxRequestAccessDuration must be between 5 minutes and 1 day.")
     has_one = port.get("allowedSourceAddressPrefix") not in (None, "")
     has_many = bool(port.get("allowedSourceAddressPrefixes"))
@@ -215,19 +214,19 @@ def initiate(
             allowed = rule.get("allowedSourceAddressPrefixes") or [
                 rule["allowedSourceAddressPrefix"]
             ]
-            if not all(source_within(s, allowed) for s in sources):
+            if not all(source_covered(s, allowed) for s in sources):
                 raise _not_subset(policy["id"])
             try:
                 end = (
-                    now + parse_iso_duration(port["duration"])
+                    now + duration(port["duration"])
                     if "duration" in port
                     else parse_time(port["endTimeUtc"])
                 )
             except (ValueError, TypeError, AttributeError) as exc:
                 raise _bad(f"Invalid end time or duration: {exc}", "InvalidInitiateInput") from None
-            if end <= now or end - now > parse_iso_duration(
-                rule["maxRequestAccessDuration"]
-            ) + timedelta(seconds=60):
+            if end <= now or end - now > duration(rule["maxRequestAccessDuration"]) + timedelta(
+                seconds=60
+            ):
                 raise _not_subset(policy["id"])
             src_field = (
                 {"allowedSourceAddressPrefixes": sources}
