@@ -57,6 +57,10 @@ class Refused(JitctlError):
     code = ExitCode.REFUSED
 
 
+class PolicyNamesDeletedVms(Refused):
+    """Azure refuses a policy write because the policy still names VMs that were deleted."""
+
+
 class NotEffective(JitctlError):
     code = ExitCode.NOT_EFFECTIVE
 

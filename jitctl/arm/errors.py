@@ -12,6 +12,7 @@ from jitctl.errors import (
     JitctlError,
     NotFound,
     NotSignedIn,
+    PolicyNamesDeletedVms,
     Refused,
     Unavailable,
 )
@@ -65,6 +66,9 @@ def translate(exc: BaseException) -> JitctlError:
             f"Not found ({code or 'NotFound'}): {message}",
             "Check the name, group and subscription.",
         )
+    if status == 400 and "non-existent virtual machine" in message.lower():
+        # A deleted VM stays in its JIT policy and blocks every write (azure-docs#11987)
+        return PolicyNamesDeletedVms(f"Azure refused the policy write ({code}): {message}")
     if status == 400:
         return Refused(f"Azure refused the request ({code or 'BadRequest'}): {message}")
     if status == 409:

@@ -140,6 +140,9 @@ def plan_text(plan: Any) -> str:
     if plan.unprotected:
         lines.append("Cannot protect (no NSG on the NIC or subnet), skipped:")
         lines.extend(f"  {name_of(u.vm_id)} (matched at {u.origin})" for u in plan.unprotected)
+    if plan.gone:
+        lines.append("In a JIT policy but deleted (removed: Azure refuses writes otherwise):")
+        lines.extend(f"  {name_of(v)}" for v in plan.gone)
     if plan.unmanaged and not plan.prune:
         lines.append("In a JIT policy but matched by no file (left alone; --prune removes them):")
         lines.extend(f"  {name_of(v)}" for v in plan.unmanaged)

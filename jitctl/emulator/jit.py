@@ -105,9 +105,16 @@ def put_policy(
     for vm in vms:
         if not vm.get("id") or not isinstance(vm.get("ports"), list):
             raise _bad("Each virtual machine needs 'id' and 'ports'.", "InvalidInputJson")
-        vm_res = b.find(vm["id"])
-        if vm_res is None:
-            raise ArmError(404, "ResourceNotFound", f"Virtual machine '{vm['id']}' was not found.")
+    # A deleted VM stays in its policy (MicrosoftDocs/azure-docs#11987), and the service then
+    # refuses every write of the policy that still names it, with this message.
+    gone = [vm["id"] for vm in vms if b.find(vm["id"]) is None]
+    if gone:
+        raise _bad(
+            f"Just-In-Time Network Access Policy: '{name}' contains non-existent virtual "
+            f"machines: {', '.join(gone)}"
+        )
+    for vm in vms:
+        vm_res = b.get(vm["id"])
         if vm_res["location"].replace(" ", "").lower() != loc.lower():
             raise _bad(
                 f"Virtual machine '{vm_res['name']}' is in {vm_res['location']}, not in "
