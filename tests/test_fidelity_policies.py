@@ -4,6 +4,7 @@ the emulator; jitctl's answer checked as a user sees it)."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -102,3 +103,61 @@ def test_plan_shows_a_deleted_vm_as_a_removal_and_apply_removes_it(run, backend,
     r = run("policy", "apply", str(path), "--yes")
     assert r.exit_code == 0, r.output
     assert policy_vms(backend) == ["vm-win01"]
+
+
+# --- 2. policies not named 'default'; a VM in several policies -----------------------------------
+
+IP = ["--source-ip", "203.0.113.7"]
+
+
+@pytest.mark.parametrize("world", ["per-vm"])
+def test_enable_updates_the_policy_named_after_the_vm_and_makes_no_default(run, backend):
+    r = run("enable", "vm-lnx01", *G, "--port", "2222")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0] == "JIT policy vm-lnx01 (rg-jit-demo, westeurope): updated"
+    assert policy_vms(backend, "vm-lnx01") == ["vm-lnx01"]
+    assert policy_vms(backend, "default") == ["vm-win01"]  # untouched
+
+
+@pytest.mark.parametrize("world", ["per-vm"])
+def test_a_vm_in_several_policies_asks_which_then_the_named_one_is_used(run, backend):
+    writes = sum(e.method == "PUT" for e in backend.log)
+    r = run("enable", "vm-win01", *G, "--port", "22")
+    assert r.exit_code == ExitCode.BAD_INPUT
+    assert r.stderr == (
+        "jitctl: error: VM vm-win01 is in 2 JIT policies (default, vm-win01). "
+        "Choose one with --policy-name NAME.\n"
+    )
+    assert sum(e.method == "PUT" for e in backend.log) == writes  # nothing written
+    r = run("enable", "vm-win01", *G, "--port", "22", "--policy-name", "vm-win01")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0] == "JIT policy vm-win01 (rg-jit-demo, westeurope): updated"
+
+
+@pytest.mark.parametrize("world", ["per-vm"])
+def test_request_picks_the_only_policy_with_the_port_and_asks_when_two_have_it(run):
+    r = run("request", "vm-win01", *G, *IP, "--port", "5985", "-o", "json")
+    assert r.exit_code == 0, r.output
+    assert "/jitNetworkAccessPolicies/vm-win01" in r.stdout
+    r = run("request", "vm-win01", *G, *IP)  # 3389: in both
+    assert r.exit_code == ExitCode.BAD_INPUT
+    assert "VM vm-win01 is in 2 JIT policies (default, vm-win01)" in r.stderr
+    assert "--policy-name" in r.stderr
+    r = run("request", "vm-win01", *G, *IP, "--policy-name", "default", "--duration", "1h")
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("world", ["per-vm"])
+def test_show_status_history_and_disable_see_every_policy_of_the_vm(run):
+    run("request", "vm-win01", *G, *IP, "--port", "5985")
+    r = run("show", "vm-win01", *G, "-o", "json")
+    assert r.exit_code == 0
+    assert sorted(p["name"] for p in json.loads(r.stdout)["policies"]) == [
+        "default",
+        "vm-win01",
+    ]
+    assert "5985" in run("status", "vm-win01", *G).stdout
+    assert "5985" in run("history", "vm-win01", *G).stdout
+    r = run("disable", "vm-win01", *G, "--port", "3389", "--policy-name", "default")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0] == "JIT policy default (rg-jit-demo, westeurope): deleted"

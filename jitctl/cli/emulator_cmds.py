@@ -9,7 +9,7 @@ import click
 from jitctl.app import App
 from jitctl.cli import CONTEXT
 
-WORLD_NAMES = ["demo", "busy", "multinic", "docs", "empty"]
+WORLD_NAMES = ["demo", "busy", "multinic", "docs", "empty", "per-vm"]
 
 
 @click.command(context_settings=CONTEXT)
