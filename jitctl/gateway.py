@@ -7,7 +7,17 @@ from datetime import datetime
 from typing import Protocol
 
 from jitctl.ids import VmRef
-from jitctl.model import AccessRequest, JitPolicy, Nic, Nsg, PublicIp, Subnet, Vm
+from jitctl.model import (
+    AccessRequest,
+    DefenderPlan,
+    JitPolicy,
+    Nic,
+    Nsg,
+    Permission,
+    PublicIp,
+    Subnet,
+    Vm,
+)
 
 
 @dataclass(frozen=True)
@@ -53,3 +63,7 @@ class Gateway(Protocol):
     def initiate(
         self, policy: JitPolicy, vm_id: str, ports: list[InitiatePort], justification: str | None
     ) -> AccessRequest: ...
+
+    def get_defender_plan(self, subscription_id: str) -> DefenderPlan: ...
+
+    def list_permissions(self, subscription_id: str, resource_group: str) -> list[Permission]: ...

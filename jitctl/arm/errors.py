@@ -22,6 +22,14 @@ SIGN_IN_HINT = (
     "or run where a managed identity is available."
 )
 
+DEFENDER_HINT = (
+    "Enable it on the subscription, then retry: "
+    "az security pricing create --name VirtualMachines --tier standard --subplan P2"
+)
+LOCK_HINT = (
+    "List the locks with 'az lock list -g RG'; remove the lock (or ask its owner), then retry."
+)
+
 
 def _azure_message(exc: BaseException) -> tuple[str, str]:
     err = getattr(exc, "error", None)
@@ -56,6 +64,12 @@ def translate(exc: BaseException) -> JitctlError:
     if isinstance(exc, ClientAuthenticationError) and status != 403:
         first = message.splitlines()[0] if message else "authentication failed"
         return NotSignedIn(f"Not signed in to Azure: {first[:300]}", SIGN_IN_HINT)
+    if "not onboarded to defender for servers" in message.lower():
+        # JIT needs Defender for Servers Plan 2; Azure's answer when it is off (public Terraform
+        # samples show the words; its status and code are unconfirmed, so the words decide).
+        return Refused(f"Defender for Servers Plan 2 is off: {message}", DEFENDER_HINT)
+    if code == "ScopeLocked":
+        return Refused(f"A resource lock blocks this write: {message}", LOCK_HINT)
     if status == 403:
         return Forbidden(
             f"Azure refused access ({code or 'Forbidden'}): {message}",

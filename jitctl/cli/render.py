@@ -292,11 +292,23 @@ def connect_result(result: Any, now: datetime) -> str:
     return "\n".join(lines)
 
 
+def doctor_text(result: Any) -> str:
+    """One line per check: ok, FAIL (JIT requests need it) or warn (only admins need it)."""
+    lines = []
+    for c in result.checks:
+        mark = "ok  " if c.ok else ("FAIL" if c.required else "warn")
+        lines.append(
+            f"{mark} {c.name}: {c.detail}" + (f". {c.hint}" if c.hint and not c.ok else "")
+        )
+    return "\n".join(lines)
+
+
 def _table_renderers() -> dict[type, Callable[[Any, datetime], str]]:
     """Table renderers keyed by result type. The plan's module (it loads pydantic) is consulted
     only when it is already loaded, which it is whenever the result is a Plan."""
     from jitctl.launch import ConnectResult
     from jitctl.services.access import RequestResult
+    from jitctl.services.doctor import DoctorResult
     from jitctl.services.policies import PolicyChangeResult
     from jitctl.services.query import GrantList, PolicyList
     from jitctl.services.verify import VerifyResult
@@ -309,6 +321,7 @@ def _table_renderers() -> dict[type, Callable[[Any, datetime], str]]:
         GrantList: grant_list,
         ConnectResult: connect_result,
         RequestWait: request_wait,
+        DoctorResult: lambda r, now: doctor_text(r),
     }
     plan = sys.modules.get("jitctl.services.plan")
     if plan is not None:

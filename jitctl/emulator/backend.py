@@ -107,6 +107,11 @@ class Settings:
     allow_priority: int = 100  # JIT allow priority; the next free one above when taken
     requestor: str = "jitctl-emulator@contoso.com"
     lro_polls: int = 1  # how many times an async operation answers InProgress first
+    # Defender for Servers plan of every subscription: "P2" (JIT needs it), "P1" or "off"
+    defender_plan: str = "P2"
+    locked_scopes: list[str] = field(default_factory=list)  # ids under a ReadOnly lock
+    permissions: list[str] = field(default_factory=lambda: ["*"])  # the caller's actions
+    not_permissions: list[str] = field(default_factory=list)
 
 
 @dataclass

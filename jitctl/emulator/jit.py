@@ -14,6 +14,7 @@ from typing import Any
 
 from jitctl.emulator.backend import ArmError, Backend
 from jitctl.emulator.checks import duration, source_covered
+from jitctl.emulator.defender import require_plan, require_unlocked
 from jitctl.emulator.nsgrules import PROTOCOLS, add_allow_rules, reconcile_deny_rules
 from jitctl.ids import name_of, policy_id, same_id
 
@@ -98,6 +99,8 @@ def put_policy(
     b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     b.group(sub, rg)
+    require_plan(b, sub, name)
+    require_unlocked(b, policy_id(sub, rg, loc, name))
     props = body.get("properties")
     if not isinstance(props, dict) or not isinstance(props.get("virtualMachines"), list):
         raise _bad("The property 'properties.virtualMachines' is required.", "InvalidInputJson")
@@ -159,6 +162,7 @@ def delete_policy(b: Backend, sub: str, rg: str, loc: str, name: str) -> bool:
     entry = b.state["jit"].get(policy_id(sub, rg, loc, name).lower())
     if entry is None:
         return False
+    require_unlocked(b, entry["policy"]["id"])
     entry["policy"]["properties"]["virtualMachines"] = []
     reconcile_deny_rules(b, entry)
     for grant in b.state["grants"]:
@@ -179,6 +183,7 @@ def initiate(
     b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     entry = _entry(b, policy_id(sub, rg, loc, name))
+    require_plan(b, sub, name)
     policy = entry["policy"]
     now = b.clock.now()
     vms_in = body.get("virtualMachines")
