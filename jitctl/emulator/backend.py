@@ -112,6 +112,11 @@ class Settings:
     locked_scopes: list[str] = field(default_factory=list)  # ids under a ReadOnly lock
     permissions: list[str] = field(default_factory=lambda: ["*"])  # the caller's actions
     not_permissions: list[str] = field(default_factory=list)
+    # What happens behind an initiate's 202: "apply" (the allow rule appears), "never" (accepted,
+    # never applied: the history keeps "Initiating"), "fail" (the history says "Failed" with
+    # `initiate_failure_reason`). A locked NSG fails the request whatever this says.
+    initiate_fate: str = "apply"
+    initiate_failure_reason: str = "SecurityRulesLimitReached"
 
 
 @dataclass

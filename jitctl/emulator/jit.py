@@ -14,7 +14,7 @@ from typing import Any
 
 from jitctl.emulator.backend import ArmError, Backend
 from jitctl.emulator.checks import duration, source_covered
-from jitctl.emulator.defender import require_plan, require_unlocked
+from jitctl.emulator.defender import lock_on, require_plan, require_unlocked
 from jitctl.emulator.nsgrules import PROTOCOLS, add_allow_rules, reconcile_deny_rules
 from jitctl.ids import name_of, policy_id, same_id
 
@@ -311,7 +311,26 @@ def _end_grant(b: Backend, grant: dict[str, Any], status: str, reason: str) -> N
         port["status"], port["statusReason"] = status, reason
 
 
+def _failure(b: Backend, grant: dict[str, Any]) -> str | None:
+    """Why the rule of an accepted request cannot be written, if it cannot. Initiate is
+    asynchronous: the 202 promises nothing, and a Network RP refusal behind it (rule limit, a
+    lock, an Azure Policy deny, a deallocated VM) shows nowhere but in the request's status.
+    What Azure writes there is unconfirmed: "Failed" and a reason here."""
+    if b.settings.initiate_fate == "fail":
+        return b.settings.initiate_failure_reason
+    vm = b.find(grant["vm"])
+    nsgs = [n for _nic, _ip, ids in b.vm_paths(grant["vm"]) for n in ids] if vm else []
+    return "ScopeLocked" if any(lock_on(b, n) for n in nsgs) else None
+
+
 def _apply_grant(b: Backend, grant: dict[str, Any]) -> None:
+    reason = _failure(b, grant)
+    if reason is not None:
+        grant["state"] = "done"
+        port = _history_port(b, grant)
+        if port is not None:
+            port["status"], port["statusReason"] = "Failed", reason
+        return
     for other in b.state["grants"]:
         if (
             other is not grant
@@ -332,7 +351,8 @@ def tick(b: Backend) -> None:
     """Apply what is due by now: pending grants become rules, expired grants go."""
     now = b.clock.now()
     for grant in sorted(b.state["grants"], key=lambda g: g["apply_at"]):
-        if grant["state"] == "pending" and parse_time(grant["apply_at"]) <= now:
+        due = grant["state"] == "pending" and parse_time(grant["apply_at"]) <= now
+        if due and b.settings.initiate_fate != "never":
             _apply_grant(b, grant)
         if grant["state"] != "done" and parse_time(grant["end"]) <= now:
             _end_grant(b, grant, "Revoked", "Expired")
