@@ -21,6 +21,10 @@ class ExitCode(IntEnum):
     CHANGES_PENDING = 10  # `policy plan --detailed-exitcode`: the plan has changes
 
 
+# The command that turns on Defender for Servers Plan 2, which JIT needs (said by errors and doctor)
+ENABLE_DEFENDER = "az security pricing create --name VirtualMachines --tier standard --subplan P2"
+
+
 class JitctlError(Exception):
     """Base error: a one-line message and a hint that says what to do next."""
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from jitctl.errors import (
+    ENABLE_DEFENDER,
     AzureError,
     BadInput,
     Forbidden,
@@ -22,10 +23,7 @@ SIGN_IN_HINT = (
     "or run where a managed identity is available."
 )
 
-DEFENDER_HINT = (
-    "Enable it on the subscription, then retry: "
-    "az security pricing create --name VirtualMachines --tier standard --subplan P2"
-)
+DEFENDER_HINT = f"Enable it on the subscription, then retry: {ENABLE_DEFENDER}"
 LOCK_HINT = (
     "List the locks with 'az lock list -g RG'; remove the lock (or ask its owner), then retry."
 )

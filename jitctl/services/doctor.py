@@ -6,15 +6,13 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from jitctl.errors import JitctlError, NotSignedIn
+from jitctl.errors import ENABLE_DEFENDER, JitctlError, NotSignedIn
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of
 from jitctl.model import Permission, Vm
 from jitctl.roles import ROLES
 from jitctl.services.policies import policies_of_vm
 from jitctl.services.topology import read_path
-
-PLAN_HINT = "az security pricing create --name VirtualMachines --tier standard --subplan P2"
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,7 @@ def _plan(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
         "defender plan",
         False,
         f"Defender for Servers is {what}: Azure refuses JIT policies and requests",
-        f"Enable Plan 2: {PLAN_HINT}",
+        f"Enable Plan 2: {ENABLE_DEFENDER}",
     )
 
 
