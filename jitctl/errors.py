@@ -22,6 +22,10 @@ class ExitCode(IntEnum):
     FINDINGS = 11  # `audit`: findings of a severity --fail-on names (default: high)
 
 
+# The command that turns on Defender for Servers Plan 2, which JIT needs (said by errors and doctor)
+ENABLE_DEFENDER = "az security pricing create --name VirtualMachines --tier standard --subplan P2"
+
+
 class JitctlError(Exception):
     """Base error: a one-line message and a hint that says what to do next."""
 
@@ -60,6 +64,10 @@ class Refused(JitctlError):
     """Refused by the JIT policy or by the state of the VM (port not in policy, no NSG...)."""
 
     code = ExitCode.REFUSED
+
+
+class PolicyNamesDeletedVms(Refused):
+    """Azure refuses a policy write because the policy still names VMs that were deleted."""
 
 
 class NotEffective(JitctlError):

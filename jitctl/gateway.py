@@ -8,7 +8,17 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from jitctl.ids import VmRef
-from jitctl.model import AccessRequest, JitPolicy, Nic, Nsg, PublicIp, Subnet, Vm
+from jitctl.model import (
+    AccessRequest,
+    DefenderPlan,
+    JitPolicy,
+    Nic,
+    Nsg,
+    Permission,
+    PublicIp,
+    Subnet,
+    Vm,
+)
 
 T = TypeVar("T")
 
@@ -62,3 +72,7 @@ class Gateway(Protocol):
     def initiate(
         self, policy: JitPolicy, vm_id: str, ports: list[InitiatePort], justification: str | None
     ) -> AccessRequest: ...
+
+    def get_defender_plan(self, subscription_id: str) -> DefenderPlan: ...
+
+    def list_permissions(self, subscription_id: str, resource_group: str) -> list[Permission]: ...

@@ -173,3 +173,24 @@ class Subscription:
     id: str  # the subscription id (a GUID), not the resource id
     name: str
     state: str = "Enabled"
+
+
+@dataclass(frozen=True)
+class DefenderPlan:
+    """A subscription's Defender for Servers pricing (Microsoft.Security/pricings/VirtualMachines)."""
+
+    tier: str  # Free | Standard
+    sub_plan: str | None = None  # P1 | P2 (a Standard pricing without one is the older P2)
+
+    @property
+    def has_jit(self) -> bool:
+        """JIT needs Defender for Servers Plan 2."""
+        return self.tier.lower() == "standard" and (self.sub_plan or "P2").upper() == "P2"
+
+
+@dataclass(frozen=True)
+class Permission:
+    """One entry of the caller's effective permissions at a scope."""
+
+    actions: tuple[str, ...]
+    not_actions: tuple[str, ...] = ()

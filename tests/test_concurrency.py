@@ -305,6 +305,6 @@ def test_a_confirmation_read_that_fails_confirms_nothing(gw, clock, backend):
         return original(*key)
 
     gw.get_policy = flaky
-    result = enable(gw, [WIN], [PortRule(3389)], clock=clock)
+    result = enable(gw, [WIN], [PortRule(3389)], "default", clock=clock)  # named: read by GET
     assert state["n"] > 4 and result.policies[0].attempts == 1  # read again, not written again
     assert gw.get_policy(*KEY).vm(WIN.id)

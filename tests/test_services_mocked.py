@@ -149,6 +149,7 @@ def test_enable_reads_merges_and_writes_once(sdk):
 
     sdk.jit.create_or_update.side_effect = put
     sdk.jit.get.side_effect = lambda rg, loc, name: written.get("body", existing)
+    sdk.jit.list_by_resource_group.return_value = [existing]  # the VM's policy, found by listing
     other = VmRef(SUB, RG, "vm2")
     sdk.vms.get.side_effect = lambda rg, name: cm.VirtualMachine(
         {**vm_model().as_dict(), "id": VmRef(SUB, RG, name).id, "name": name}

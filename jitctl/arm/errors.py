@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from jitctl.errors import (
+    ENABLE_DEFENDER,
     AzureError,
     BadInput,
     Forbidden,
@@ -14,6 +15,7 @@ from jitctl.errors import (
     JitctlError,
     NotFound,
     NotSignedIn,
+    PolicyNamesDeletedVms,
     Refused,
     Unavailable,
 )
@@ -21,6 +23,11 @@ from jitctl.errors import (
 SIGN_IN_HINT = (
     "Sign in with 'az login', or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
     "or run where a managed identity is available."
+)
+
+DEFENDER_HINT = f"Enable it on the subscription, then retry: {ENABLE_DEFENDER}"
+LOCK_HINT = (
+    "List the locks with 'az lock list -g RG'; remove the lock (or ask its owner), then retry."
 )
 
 
@@ -65,6 +72,12 @@ def translate(exc: BaseException) -> JitctlError:
     )
     if isinstance(exc, ClientAuthenticationError) and status != 403:
         return NotSignedIn(f"Not signed in to Azure: {_sign_in_reason(message)}.", SIGN_IN_HINT)
+    if "not onboarded to defender for servers" in message.lower():
+        # JIT needs Defender for Servers Plan 2; Azure's answer when it is off (public Terraform
+        # samples show the words; its status and code are unconfirmed, so the words decide).
+        return Refused(f"Defender for Servers Plan 2 is off: {message}", DEFENDER_HINT)
+    if code == "ScopeLocked":
+        return Refused(f"A resource lock blocks this write: {message}", LOCK_HINT)
     if status == 403:
         return Forbidden(
             f"Azure refused access ({code or 'Forbidden'}): {message}",
@@ -80,6 +93,9 @@ def translate(exc: BaseException) -> JitctlError:
             f"Not found ({code or 'NotFound'}): {message}",
             "Check the name, group and subscription.",
         )
+    if status == 400 and "non-existent virtual machine" in message.lower():
+        # A deleted VM stays in its JIT policy and blocks every write (azure-docs#11987)
+        return PolicyNamesDeletedVms(f"Azure refused the policy write ({code}): {message}")
     if status == 400:
         return Refused(f"Azure refused the request ({code or 'BadRequest'}): {message}")
     if status == 409:

@@ -13,7 +13,17 @@ from jitctl.arm.budget import Budget, throttle_policy
 from jitctl.arm.errors import azure_errors
 from jitctl.gateway import InitiatePort
 from jitctl.ids import VmRef, name_of, segments
-from jitctl.model import AccessRequest, JitPolicy, Nic, Nsg, PublicIp, Subnet, Vm
+from jitctl.model import (
+    AccessRequest,
+    DefenderPlan,
+    JitPolicy,
+    Nic,
+    Nsg,
+    Permission,
+    PublicIp,
+    Subnet,
+    Vm,
+)
 
 
 @dataclass
@@ -99,6 +109,10 @@ class AzureGateway:
             from azure.mgmt.security import SecurityCenter
 
             return SecurityCenter(self.conn.credential, subscription_id, **kwargs)
+        if kind == "authorization":
+            from azure.mgmt.authorization import AuthorizationManagementClient
+
+            return AuthorizationManagementClient(self.conn.credential, subscription_id, **kwargs)
         if kind == "network":
             from azure.mgmt.network import NetworkManagementClient
 
@@ -229,3 +243,17 @@ class AzureGateway:
                 policy.resource_group, policy.location, policy.name, body, retry_total=0
             )
         return t.request_from_sdk(out)
+
+    # --- what JIT depends on: the Defender plan, the caller's permissions ---------------------
+
+    def get_defender_plan(self, subscription_id: str) -> DefenderPlan:
+        with azure_errors():
+            pricing = self._client("security", subscription_id).pricings.get(
+                f"subscriptions/{subscription_id}", "VirtualMachines"
+            )
+        return t.defender_plan_from_sdk(pricing)
+
+    def list_permissions(self, subscription_id: str, resource_group: str) -> list[Permission]:
+        ops = self._client("authorization", subscription_id).permissions
+        with azure_errors():
+            return [t.permission_from_sdk(p) for p in ops.list_for_resource_group(resource_group)]

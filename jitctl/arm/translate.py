@@ -8,6 +8,7 @@ from typing import Any
 from jitctl.ids import name_of, segments
 from jitctl.model import (
     AccessRequest,
+    DefenderPlan,
     GrantPort,
     GrantVm,
     IpConfig,
@@ -15,6 +16,7 @@ from jitctl.model import (
     Nic,
     NicRef,
     Nsg,
+    Permission,
     PolicyVm,
     PortRule,
     PublicIp,
@@ -197,3 +199,11 @@ def policy_to_sdk(policy: JitPolicy) -> Any:
             for v in policy.vms
         ],
     )
+
+
+def defender_plan_from_sdk(pricing: Any) -> DefenderPlan:
+    return DefenderPlan(str(_s(pricing.pricing_tier) or "Free"), pricing.sub_plan)
+
+
+def permission_from_sdk(p: Any) -> Permission:
+    return Permission(tuple(p.actions or ()), tuple(p.not_actions or ()))

@@ -49,9 +49,8 @@ from jitctl.parsing import checkable_address
 @ALLOW_ANY
 @click.option(
     "--policy-name",
-    default="default",
-    show_default=True,
-    help="JIT policy name (the portal uses 'default'); '{vm}' gives each VM its own policy.",
+    help="JIT policy name (default: the policy that already names the VM, else 'default', "
+    "the portal's); '{vm}' gives each VM its own policy.",
 )
 @click.option("--dry-run", is_flag=True, help="Show the change; write nothing.")
 @click.pass_obj
@@ -63,7 +62,7 @@ def enable(
     max_duration: timedelta,
     sources: tuple[str, ...],
     allow_any_source: bool,
-    policy_name: str,
+    policy_name: str | None,
     dry_run: bool,
 ) -> None:
     """Add VMs to the JIT policy of their resource group and region (read, merge, write).

@@ -140,6 +140,9 @@ def plan_text(plan: Any) -> str:
     if plan.unprotected:
         lines.append("Cannot protect (no NSG on the NIC or subnet), skipped:")
         lines.extend(f"  {name_of(u.vm_id)} (matched at {u.origin})" for u in plan.unprotected)
+    if plan.gone:
+        lines.append("In a JIT policy but deleted (removed: Azure refuses writes otherwise):")
+        lines.extend(f"  {name_of(v)}" for v in plan.gone)
     if plan.unmanaged and not plan.prune:
         lines.append("In a JIT policy but matched by no file (left alone; --prune removes them):")
         lines.extend(f"  {name_of(v)}" for v in plan.unmanaged)
@@ -289,11 +292,23 @@ def connect_result(result: Any, now: datetime) -> str:
     return "\n".join(lines)
 
 
+def doctor_text(result: Any) -> str:
+    """One line per check: ok, FAIL (JIT requests need it) or warn (only admins need it)."""
+    lines = []
+    for c in result.checks:
+        mark = "ok  " if c.ok else ("FAIL" if c.required else "warn")
+        lines.append(
+            f"{mark} {c.name}: {c.detail}" + (f". {c.hint}" if c.hint and not c.ok else "")
+        )
+    return "\n".join(lines)
+
+
 def _table_renderers() -> dict[type, Callable[[Any, datetime], str]]:
     """Table renderers keyed by result type. The plan's module (it loads pydantic) is consulted
     only when it is already loaded, which it is whenever the result is a Plan."""
     from jitctl.launch import ConnectResult
     from jitctl.services.access import RequestResult
+    from jitctl.services.doctor import DoctorResult
     from jitctl.services.policies import PolicyChangeResult
     from jitctl.services.query import GrantList, PolicyList
     from jitctl.services.verify import VerifyResult
@@ -306,6 +321,7 @@ def _table_renderers() -> dict[type, Callable[[Any, datetime], str]]:
         GrantList: grant_list,
         ConnectResult: connect_result,
         RequestWait: request_wait,
+        DoctorResult: lambda r, now: doctor_text(r),
     }
     audit = sys.modules.get("jitctl.services.audit")
     if audit is not None:

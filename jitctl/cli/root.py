@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "jitctl.cli.commands:disable",
         "Remove ports, or the whole VM, from its JIT policy; other VMs stay.",
     ),
+    "doctor": (
+        "jitctl.cli.doctor_cmds:doctor",
+        "Check what JIT needs for a VM and you: Defender plan, policy, NSGs, permissions, public IP.",
+    ),
     "emulator": (
         "jitctl.cli.emulator_cmds:emulator",
         "Run the built-in Azure emulator for other clients, or reset the --emulator state.",

@@ -106,10 +106,26 @@ class Settings:
     # highest-priority allow rule that covers the ports (as seen at 1000 above an allow at 1001).
     deny_priority_strategy: str = "below-free"
     allow_priority: int = 100  # JIT allow priority; the next free one above when taken
+    # "next-free": the first free number from allow_priority up; "scatter": when allow_priority
+    # is taken, a free number up to 40 above it, not the next (observed from 100 to 140).
+    allow_priority_strategy: str = "next-free"
+    # JIT renumbers existing rules (MicrosoftDocs/azure-docs#103634): when the number it wants
+    # is taken by a rule that is not JIT's, that rule and the ones right after it move up one.
+    renumber: bool = False
     requestor: str = "jitctl-emulator@contoso.com"
     lro_polls: int = 1  # how many times an async operation answers InProgress first
     graph_quota: int = 15  # Resource Graph queries per window per user (Azure's default); 0: none
     graph_quota_window: float = 5.0  # seconds
+    # Defender for Servers plan of every subscription: "P2" (JIT needs it), "P1" or "off"
+    defender_plan: str = "P2"
+    locked_scopes: list[str] = field(default_factory=list)  # ids under a ReadOnly lock
+    permissions: list[str] = field(default_factory=lambda: ["*"])  # the caller's actions
+    not_permissions: list[str] = field(default_factory=list)
+    # What happens behind an initiate's 202: "apply" (the allow rule appears), "never" (accepted,
+    # never applied: the history keeps "Initiating"), "fail" (the history says "Failed" with
+    # `initiate_failure_reason`). A locked NSG fails the request whatever this says.
+    initiate_fate: str = "apply"
+    initiate_failure_reason: str = "SecurityRulesLimitReached"
 
 
 @dataclass

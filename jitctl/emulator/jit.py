@@ -13,10 +13,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from jitctl.emulator.backend import ArmError, Backend
+from jitctl.emulator.checks import duration, source_covered
+from jitctl.emulator.defender import lock_on, require_plan, require_unlocked
 from jitctl.emulator.nsgrules import PROTOCOLS, add_allow_rules, reconcile_deny_rules
 from jitctl.ids import name_of, policy_id, same_id
-from jitctl.nsgeval import source_within
-from jitctl.parsing import parse_iso_duration
 
 
 def iso(t: datetime) -> str:
@@ -78,13 +78,13 @@ def _validate_port(vm_name: str, port: dict[str, Any]) -> None:
     if port["protocol"] not in PROTOCOLS:
         raise _bad(f"Protocol '{port['protocol']}' is invalid. Allowed values: TCP, UDP, *.")
     try:
-        duration = parse_iso_duration(port["maxRequestAccessDuration"])
+        longest = duration(port["maxRequestAccessDuration"])
     except Exception:
         raise _bad(
             f"maxRequestAccessDuration '{port['maxRequestAccessDuration']}' is not an "
             "ISO 8601 duration."
         ) from None
-    if not timedelta(minutes=5) <= duration <= timedelta(days=1):
+    if not timedelta(minutes=5) <= longest <= timedelta(days=1):
         raise _bad("maxRequestAccessDuration must be between 5 minutes and 1 day.")
     has_one = port.get("allowedSourceAddressPrefix") not in (None, "")
     has_many = bool(port.get("allowedSourceAddressPrefixes"))
@@ -99,6 +99,8 @@ def put_policy(
     b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     b.group(sub, rg)
+    require_plan(b, sub, name)
+    require_unlocked(b, policy_id(sub, rg, loc, name))
     props = body.get("properties")
     if not isinstance(props, dict) or not isinstance(props.get("virtualMachines"), list):
         raise _bad("The property 'properties.virtualMachines' is required.", "InvalidInputJson")
@@ -106,9 +108,16 @@ def put_policy(
     for vm in vms:
         if not vm.get("id") or not isinstance(vm.get("ports"), list):
             raise _bad("Each virtual machine needs 'id' and 'ports'.", "InvalidInputJson")
-        vm_res = b.find(vm["id"])
-        if vm_res is None:
-            raise ArmError(404, "ResourceNotFound", f"Virtual machine '{vm['id']}' was not found.")
+    # A deleted VM stays in its policy (MicrosoftDocs/azure-docs#11987), and the service then
+    # refuses every write of the policy that still names it, with this message.
+    gone = [vm["id"] for vm in vms if b.find(vm["id"]) is None]
+    if gone:
+        raise _bad(
+            f"Just-In-Time Network Access Policy: '{name}' contains non-existent virtual "
+            f"machines: {', '.join(gone)}"
+        )
+    for vm in vms:
+        vm_res = b.get(vm["id"])
         if vm_res["location"].replace(" ", "").lower() != loc.lower():
             raise _bad(
                 f"Virtual machine '{vm_res['name']}' is in {vm_res['location']}, not in "
@@ -153,6 +162,7 @@ def delete_policy(b: Backend, sub: str, rg: str, loc: str, name: str) -> bool:
     entry = b.state["jit"].get(policy_id(sub, rg, loc, name).lower())
     if entry is None:
         return False
+    require_unlocked(b, entry["policy"]["id"])
     entry["policy"]["properties"]["virtualMachines"] = []
     reconcile_deny_rules(b, entry)
     for grant in b.state["grants"]:
@@ -173,6 +183,7 @@ def initiate(
     b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     entry = _entry(b, policy_id(sub, rg, loc, name))
+    require_plan(b, sub, name)
     policy = entry["policy"]
     now = b.clock.now()
     vms_in = body.get("virtualMachines")
@@ -215,19 +226,19 @@ def initiate(
             allowed = rule.get("allowedSourceAddressPrefixes") or [
                 rule["allowedSourceAddressPrefix"]
             ]
-            if not all(source_within(s, allowed) for s in sources):
+            if not all(source_covered(s, allowed) for s in sources):
                 raise _not_subset(policy["id"])
             try:
                 end = (
-                    now + parse_iso_duration(port["duration"])
+                    now + duration(port["duration"])
                     if "duration" in port
                     else parse_time(port["endTimeUtc"])
                 )
             except (ValueError, TypeError, AttributeError) as exc:
                 raise _bad(f"Invalid end time or duration: {exc}", "InvalidInitiateInput") from None
-            if end <= now or end - now > parse_iso_duration(
-                rule["maxRequestAccessDuration"]
-            ) + timedelta(seconds=60):
+            if end <= now or end - now > duration(rule["maxRequestAccessDuration"]) + timedelta(
+                seconds=60
+            ):
                 raise _not_subset(policy["id"])
             src_field = (
                 {"allowedSourceAddressPrefixes": sources}
@@ -300,7 +311,26 @@ def _end_grant(b: Backend, grant: dict[str, Any], status: str, reason: str) -> N
         port["status"], port["statusReason"] = status, reason
 
 
+def _failure(b: Backend, grant: dict[str, Any]) -> str | None:
+    """Why the rule of an accepted request cannot be written, if it cannot. Initiate is
+    asynchronous: the 202 promises nothing, and a Network RP refusal behind it (rule limit, a
+    lock, an Azure Policy deny, a deallocated VM) shows nowhere but in the request's status.
+    What Azure writes there is unconfirmed: "Failed" and a reason here."""
+    if b.settings.initiate_fate == "fail":
+        return b.settings.initiate_failure_reason
+    vm = b.find(grant["vm"])
+    nsgs = [n for _nic, _ip, ids in b.vm_paths(grant["vm"]) for n in ids] if vm else []
+    return "ScopeLocked" if any(lock_on(b, n) for n in nsgs) else None
+
+
 def _apply_grant(b: Backend, grant: dict[str, Any]) -> None:
+    reason = _failure(b, grant)
+    if reason is not None:
+        grant["state"] = "done"
+        port = _history_port(b, grant)
+        if port is not None:
+            port["status"], port["statusReason"] = "Failed", reason
+        return
     for other in b.state["grants"]:
         if (
             other is not grant
@@ -321,7 +351,8 @@ def tick(b: Backend) -> None:
     """Apply what is due by now: pending grants become rules, expired grants go."""
     now = b.clock.now()
     for grant in sorted(b.state["grants"], key=lambda g: g["apply_at"]):
-        if grant["state"] == "pending" and parse_time(grant["apply_at"]) <= now:
+        due = grant["state"] == "pending" and parse_time(grant["apply_at"]) <= now
+        if due and b.settings.initiate_fate != "never":
             _apply_grant(b, grant)
         if grant["state"] != "done" and parse_time(grant["end"]) <= now:
             _end_grant(b, grant, "Revoked", "Expired")

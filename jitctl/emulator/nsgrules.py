@@ -37,10 +37,52 @@ def _deny_priority(b: Backend, nsg_id: str, ports: list[int]) -> int:
         ]
         if covering:
             start = min(covering) - 1
+    if start in taken and b.settings.renumber and _make_room(b, nsg_id, start):
+        return start
     for prio in range(start, 99, -1):
         if prio not in taken:
             return prio
     raise ArmError(400, "SecurityRuleInvalidPriority", f"No free priority in {nsg_id}.")
+
+
+def _is_jit(rule: dict[str, Any]) -> bool:
+    return rule["name"].startswith((DENY_PREFIX, ALLOW_PREFIX))
+
+
+def _make_room(b: Backend, nsg_id: str, prio: int) -> bool:
+    """Free `prio` by moving the rule there, and the ones right after it, up one number (JIT's
+    renumbering, MicrosoftDocs/azure-docs#103634); False when a JIT rule or 4096 is in the way."""
+    inbound = {
+        r["properties"]["priority"]: r
+        for r in b.rules(nsg_id)
+        if r["properties"]["direction"] == "Inbound"
+    }
+    run: list[dict[str, Any]] = []
+    while prio + len(run) in inbound:
+        run.append(inbound[prio + len(run)])
+    if prio + len(run) > 4096 or any(_is_jit(r) for r in run):
+        return False
+    for rule in reversed(run):  # from the top, so no two rules ever share a number
+        moved = {**rule, "properties": {**rule["properties"]}}
+        moved["properties"]["priority"] += 1
+        b.put_rule(nsg_id, moved)
+    return True
+
+
+def _allow_priority(b: Backend, nsg_id: str, seed: str) -> int:
+    taken = {
+        r["properties"]["priority"]
+        for r in b.rules(nsg_id)
+        if r["properties"]["direction"] == "Inbound"
+    }
+    start = b.settings.allow_priority
+    if start in taken and b.settings.renumber and _make_room(b, nsg_id, start):
+        return start
+    if start in taken and b.settings.allow_priority_strategy == "scatter":
+        free = [p for p in range(start + 1, min(start + 40, 4096) + 1) if p not in taken]
+        if free:
+            return free[int(hashlib.sha256(seed.encode()).hexdigest(), 16) % len(free)]
+    return next(p for p in range(start, 4097) if p not in taken)
 
 
 def _port_in_rule(port: int, rule: dict[str, Any]) -> bool:
@@ -103,12 +145,7 @@ def add_allow_rules(b: Backend, grant: dict[str, Any]) -> list[list[str]]:
     policy_name = name_of(grant["policy"])
     for _nic, ip, nsgs in b.vm_paths(grant["vm"]) if vm else []:
         for nsg_id in nsgs:
-            taken = {
-                r["properties"]["priority"]
-                for r in b.rules(nsg_id)
-                if r["properties"]["direction"] == "Inbound"
-            }
-            prio = next(p for p in range(b.settings.allow_priority, 4097) if p not in taken)
+            prio = _allow_priority(b, nsg_id, f"{grant['start']}|{grant['port']}|{nsg_id}")
             name = jit_rule_name(
                 ALLOW_PREFIX,
                 grant["policy"],

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from jitctl.emulator import jit
+from jitctl.emulator import defender, jit
 from jitctl.emulator.backend import ArmError, Backend, Fault, LogEntry
 from jitctl.emulator.graph import ResourceGraph
 
@@ -322,6 +322,7 @@ class Router:
             item + "/initiate",
             lambda q: Reply(202, jit.initiate(b, *self._jit_args(q), q.body or {})),
         )
+        defender.add_routes(self, SUB, RG)
         # compute and network resources
         for kind, provider in (
             ("virtualMachines", "microsoft\\.compute"),

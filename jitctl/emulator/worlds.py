@@ -163,6 +163,32 @@ class Seeder:
         )
         return rid
 
+    def jit_policy(self, name: str, vms: dict[str, list[int]], hours: int = 3) -> None:
+        """A JIT policy of this group and region: VM name -> ports (any source, TCP)."""
+        from jitctl.emulator.jit import put_policy
+
+        body = {
+            "kind": "Basic",
+            "properties": {
+                "virtualMachines": [
+                    {
+                        "id": self.rid("Microsoft.Compute/virtualMachines", vm),
+                        "ports": [
+                            {
+                                "number": n,
+                                "protocol": "TCP",
+                                "allowedSourceAddressPrefix": "*",
+                                "maxRequestAccessDuration": f"PT{hours}H",
+                            }
+                            for n in numbers
+                        ],
+                    }
+                    for vm, numbers in vms.items()
+                ]
+            },
+        }
+        put_policy(self.b, self.sub, self.group, self.location, name, body)
+
 
 def subnet_id(vnet_id: str, name: str) -> str:
     return f"{vnet_id}/subnets/{name}"
@@ -369,6 +395,17 @@ def fleet(b: Backend) -> None:
     seed(b)
 
 
+def per_vm(b: Backend) -> None:
+    """The demo world with one JIT policy per VM named after it, as Microsoft's own scripts and
+    the PowerShell docs make them, and vm-win01 also in the portal's 'default' (seen in the
+    field: a VM in several policies)."""
+    demo(b)
+    s = Seeder(b)
+    s.jit_policy("vm-win01", {"vm-win01": [3389, 5985]})
+    s.jit_policy("vm-lnx01", {"vm-lnx01": [22]})
+    s.jit_policy("default", {"vm-win01": [3389]}, hours=1)
+
+
 WORLDS: dict[str, Callable[[Backend], None]] = {
     "demo": demo,
     "busy": busy,
@@ -377,4 +414,5 @@ WORLDS: dict[str, Callable[[Backend], None]] = {
     "empty": empty,
     "loopback": loopback,
     "fleet": fleet,
+    "per-vm": per_vm,
 }

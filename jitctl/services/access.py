@@ -14,7 +14,7 @@ from jitctl.ids import VmRef, name_of
 from jitctl.model import GrantPort, JitPolicy, PolicyVm, PortRule
 from jitctl.nsgeval import source_within
 from jitctl.parsing import check_justification, format_human_duration
-from jitctl.services.policies import policies_of_vm
+from jitctl.services.policies import policies_of_vm, several_policies
 from jitctl.services.writes import Clock, WritePolicy, initiate_once
 
 
@@ -73,12 +73,12 @@ def find_policy(
             f"JIT is not enabled for VM {ref.name} in resource group {ref.resource_group}.",
             f"Enable it first: jitctl enable {ref.name} -g {ref.resource_group}",
         )
-    # Several policies may name the VM; prefer the one that has every requested port.
-    for pol in policies:
-        pvm = pol.vm(ref.id)
-        if pvm and all(pvm.port(n) for n in ports):
-            return pol, pvm
-    pol = policies[0]
+    # Several policies may name the VM (one per VM, as Microsoft's scripts make them, beside the
+    # portal's 'default'): the one that has every requested port, and no guess between two.
+    fits = [p for p in policies if (v := p.vm(ref.id)) and all(v.port(n) for n in ports)]
+    if len(fits) > 1:
+        raise several_policies(ref, fits)
+    pol = fits[0] if fits else policies[0]
     return pol, pol.vm(ref.id)  # type: ignore[return-value]
 
 

@@ -45,6 +45,7 @@ class Plan:
     unprotected: tuple[Unprotected, ...] = ()
     unmanaged: tuple[str, ...] = ()  # VM ids in JIT policies that no file matches
     prune: bool = False
+    gone: tuple[str, ...] = ()  # VM ids in JIT policies whose VM was deleted: always removed
 
     @property
     def changed(self) -> bool:
@@ -181,24 +182,34 @@ def _same_key(a: PolicyKey, b: PolicyKey) -> bool:
 def make_plan(
     gw: Gateway, files: Sequence[LoadedFile], default_sub: str, prune: bool = False
 ) -> Plan:
-    desired, unprotected, _ = desired_state(gw, files, default_sub)
+    desired, unprotected, inv = desired_state(gw, files, default_sub)
     subs = {k[0].lower(): k[0] for k in desired} | {default_sub.lower(): default_sub}
     for f in files:
         for s in f.model.subscriptions or []:
             subs.setdefault(s.lower(), s)
     current = [p for s in subs.values() for p in gw.list_policies(s)]
+    # A deleted VM stays in its policy and Azure then refuses every write of that policy
+    # (MicrosoftDocs/azure-docs#11987): the plan removes it, whatever the files say.
+    existing = {
+        vm.id.lower()
+        for s in {segments(v.id)["subscriptions"] for p in current for v in p.vms}
+        for vm in inv.vms(s)
+    }
+    gone = sorted({v.id for p in current for v in p.vms if v.id.lower() not in existing})
     managed = {vm_id.lower() for vms in desired.values() for vm_id in vms}
-    unmanaged = sorted({v.id for p in current for v in p.vms if v.id.lower() not in managed})
+    unmanaged = sorted(
+        {v.id for p in current for v in p.vms if v.id.lower() not in managed} - set(gone)
+    )
     plans = []
     keys = list(desired) + [
         _key(p) for p in current if not any(_same_key(_key(p), k) for k in desired)
     ]
     for key in keys:
         policy = next((p for p in current if _same_key(_key(p), key)), None)
-        remove = (
-            tuple(v.id for v in (policy.vms if policy else ()) if v.id in unmanaged)
-            if prune
-            else ()
+        remove = tuple(
+            v.id
+            for v in (policy.vms if policy else ())
+            if v.id in gone or (prune and v.id in unmanaged)
         )
         wanted = desired.get(key, {})
         _, changes = set_ports(policy.vms if policy else (), wanted, remove)
@@ -212,7 +223,7 @@ def make_plan(
                 remove,
             )
         )
-    return Plan(tuple(plans), tuple(unprotected), tuple(unmanaged), prune)
+    return Plan(tuple(plans), tuple(unprotected), tuple(unmanaged), prune, tuple(gone))
 
 
 def apply_plan(

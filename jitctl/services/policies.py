@@ -37,11 +37,14 @@ class PolicyChangeResult:
         return any(p.changes for p in self.policies)
 
 
+DEFAULT_POLICY = "default"  # the portal's name for a resource group and region's policy
+
+
 def enable(
     gw: Gateway,
     vms: Sequence[VmRef],
     rules: Sequence[PortRule],
-    policy_name: str = "default",
+    policy_name: str | None = None,
     dry_run: bool = False,
     *,
     clock: Clock | None = None,
@@ -52,32 +55,45 @@ def enable(
 
     Checks every VM first (exists, has an NSG) so that bad input writes nothing; one write per
     policy, confirmed over a window (see WritePolicy). `policy_name` may be a template with
-    {vm} (one policy per VM).
+    {vm} (one policy per VM); without it, each VM's policy is found by listing its resource
+    group's policies: the one that names the VM, else 'default' (a VM in several policies is
+    an error that asks for `policy_name`).
     """
     if not vms:
         raise BadInput("No VM given.", "Name at least one VM.")
-    check_policy_name(policy_name)
-    names = {ref.id: policy_name_for(policy_name, ref.name) for ref in vms}
+    if policy_name is not None:
+        check_policy_name(policy_name)
     found = read_vms(gw, vms)
     protected = guarded(gw, found)
-    groups: dict[tuple[str, str, str, str], list[str]] = {}
-    for ref, vm in zip(vms, found, strict=True):
+    for vm in found:
         if not protected[vm.id.lower()]:
             raise Refused(
                 f"VM {vm.name} has no network security group on its NIC or subnet; JIT cannot protect it.",
                 "Associate an NSG with its NIC or subnet, then enable again.",
             )
-        key = (
-            ref.subscription_id,
-            ref.resource_group,
-            vm.location.replace(" ", "").lower(),
-            names[ref.id],
-        )
-        vm_ids = groups.setdefault(key, [])
+    listed: dict[tuple[str, str], list[JitPolicy]] = {}
+    if policy_name is None:  # each VM's policy is found by listing its group's policies
+        wanted = list(dict.fromkeys((r.subscription_id, r.resource_group) for r in vms))
+        lists = gw.parallel([partial(gw.list_policies, *g) for g in wanted])
+        listed = {(g[0].lower(), g[1].lower()): lst for g, lst in zip(wanted, lists, strict=True)}
+    groups: dict[tuple[str, str, str, str], list[str]] = {}
+    for ref, vm in zip(vms, found, strict=True):
+        location = vm.location.replace(" ", "").lower()
+        if policy_name is None:
+            group = (ref.subscription_id.lower(), ref.resource_group.lower())
+            name = _policy_of(listed[group], ref, location)
+        else:
+            name = policy_name_for(policy_name, ref.name)
+        vm_ids = groups.setdefault((ref.subscription_id, ref.resource_group, location, name), [])
         if vm.id not in vm_ids:
             vm_ids.append(vm.id)
     keys = list(groups)
-    currents = gw.parallel([partial(gw.get_policy, *key) for key in keys])
+    unread = [key for key in keys if (key[0].lower(), key[1].lower()) not in listed]
+    read = dict(zip(unread, gw.parallel([partial(gw.get_policy, *k) for k in unread]), strict=True))
+    currents = [
+        read[key] if key in read else _find(listed[(key[0].lower(), key[1].lower())], key)
+        for key in keys
+    ]
     writes = [
         partial(
             write_merged,
@@ -93,6 +109,31 @@ def enable(
         for key, current in zip(keys, currents, strict=True)
     ]
     return PolicyChangeResult(tuple(gw.parallel(writes)), dry_run)
+
+
+def _find(policies: Sequence[JitPolicy], key: tuple[str, str, str, str]) -> JitPolicy | None:
+    return next(
+        (p for p in policies if p.location.lower() == key[2] and p.name.lower() == key[3].lower()),
+        None,
+    )
+
+
+def _policy_of(policies: Sequence[JitPolicy], ref: VmRef, location: str) -> str:
+    """The name of the one policy of the VM's region that names it, else 'default'. Microsoft's
+    own scripts and the PowerShell docs make one policy per VM, named after it (Azure's
+    Defender for Cloud repository; MicrosoftDocs/azure-docs#36343), so 'default' is a guess."""
+    mine = [p for p in policies if p.location.lower() == location and p.vm(ref.id)]
+    if len(mine) > 1:
+        raise several_policies(ref, mine)
+    return mine[0].name if mine else DEFAULT_POLICY
+
+
+def several_policies(ref: VmRef, policies: Sequence[JitPolicy]) -> BadInput:
+    names = ", ".join(sorted(p.name for p in policies))
+    return BadInput(
+        f"VM {ref.name} is in {len(policies)} JIT policies ({names}).",
+        "Choose one with --policy-name NAME.",
+    )
 
 
 def policies_of_vm(gw: Gateway, ref: VmRef, policy_name: str | None = None) -> list[JitPolicy]:

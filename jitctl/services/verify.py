@@ -153,16 +153,19 @@ def wait_until_effective(
     polls = 0
     while True:
         polls += 1
-        result = evaluate_path(path, read_nsgs(gw, path), source_ip, ports, require_jit)
+        nsgs = read_nsgs(gw, path)
+        result = evaluate_path(path, nsgs, source_ip, ports, require_jit)
         elapsed = (clock.now() - start).total_seconds()
         if progress:
             progress(elapsed, result)
         if result.ok:
             return result, polls
         if elapsed >= timeout:
+            from jitctl.services.waitwhy import explain  # what the history and the NSGs say
+
             raise TimedOut(
                 f"Access to {result.vm_name} was not effective after {int(elapsed)}s: "
-                f"{result.problem()}.",
+                f"{result.problem()}; {explain(gw, ref, source_ip, ports, nsgs)}.",
                 "Azure usually applies a JIT rule within a minute; raise --timeout or check the request.",
             )
         clock.sleep(min(delay, timeout - elapsed))

@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from jitctl.errors import Contended, Unavailable
+from jitctl.errors import Contended, NotFound, PolicyNamesDeletedVms, Unavailable
 from jitctl.gateway import Gateway, InitiatePort
-from jitctl.ids import same_id
+from jitctl.ids import name_of, same_id, segments
 from jitctl.model import AccessRequest, JitPolicy, PolicyVm
 from jitctl.policymerge import PortChange, applied
 from jitctl.services.verify import Clock
@@ -171,6 +171,7 @@ def write_merged(
         return PolicyChange(base.id, changes, f"would {verb}")
     deadline = clock.now() + timedelta(seconds=s.max_time)
     existed, need_write, writes, misses, done = current is not None, True, 0, 0, f"{verb}d"
+    dropped = False
     while True:
         if need_write and not vms:  # read right before deleting: delete only what is still empty
             fresh = w.timed_read()
@@ -180,7 +181,22 @@ def write_merged(
             if vms and new:
                 w.notes.append(f"Policy {name} gained VMs meanwhile: kept them, removed ours.")
         if need_write:
-            done = w.write(base, vms, existed)
+            try:
+                done = w.write(base, vms, existed)
+            except PolicyNamesDeletedVms:
+                gone = set() if dropped else deleted_vms(gw, base.vms)
+                if not gone:
+                    raise
+                dropped = True
+                merge = _dropping(gone, merge)
+                vms, changes = merge(base.vms)
+                first = changes
+                w.notes.append(
+                    f"VM {', '.join(sorted(name_of(v) for v in gone))} no longer exists: "
+                    f"removed from JIT policy {name} (Azure refuses writes to a policy that "
+                    "names a deleted VM)."
+                )
+                continue
             writes += 1
         if w.confirmed(changes):
             if w.lost:
@@ -195,6 +211,40 @@ def write_merged(
         base = fresh or JitPolicy(sub, rg, loc, name)
         vms, new = merge(base.vms)
         changes, need_write = new or changes, bool(new)
+
+
+def deleted_vms(gw: Gateway, vms: Sequence[PolicyVm]) -> set[str]:
+    """Ids (lower-case) of a policy's VMs that no longer exist: one VM list per resource group."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for vm in vms:
+        seg = segments(vm.id)
+        key = (seg.get("subscriptions", "").lower(), seg.get("resourcegroups", "").lower())
+        groups.setdefault(key, []).append(vm.id.lower())
+    gone: set[str] = set()
+    for (sub, rg), ids in groups.items():
+        try:
+            present = {v.id.lower() for v in gw.list_vms(sub, rg)}
+        except NotFound:  # the resource group went with its VMs
+            present = set()
+        gone.update(i for i in ids if i not in present)
+    return gone
+
+
+def _dropping(gone: set[str], merge: Merge) -> Merge:
+    """`merge`, after removing the VMs in `gone` (reported as removals of their ports)."""
+
+    def merged(vms: Sequence[PolicyVm]) -> tuple[tuple[PolicyVm, ...], tuple[PortChange, ...]]:
+        kept = [v for v in vms if v.id.lower() not in gone]
+        out, changes = merge(kept)
+        removed = tuple(
+            PortChange(v.id, p.number, "remove", p, None)
+            for v in vms
+            if v.id.lower() in gone
+            for p in v.ports
+        )
+        return out, changes + removed
+
+    return merged
 
 
 def history_match(

@@ -1,0 +1,41 @@
+"""doctor: what a VM and the signed-in identity lack for JIT, one line per check."""
+
+from __future__ import annotations
+
+import click
+
+from jitctl.app import App
+from jitctl.cli import ResultShown
+from jitctl.cli.globalopts import CONTEXT
+from jitctl.cli.options import VmSelection, vm_must_exist, vm_options
+from jitctl.cli.output import emit
+
+
+@click.command(context_settings=CONTEXT)
+@vm_options()
+@click.pass_obj
+def doctor(app: App, vm: VmSelection) -> None:
+    """Check what JIT needs for a VM and you: Defender plan, policy, NSGs, permissions, public IP.
+
+    One line per check; exit 6 when one that requests need is missing, with what to do.
+
+    \b
+    Example:
+      jitctl doctor vm-win01 -g rg-prod
+    """
+    from jitctl.errors import Refused
+    from jitctl.services.doctor import diagnose
+
+    ref = vm.one(app)
+    with vm_must_exist(app, ref):
+        result = diagnose(app.gateway(), ref)
+    emit(app, result)
+    failed = [c for c in result.checks if c.required and not c.ok]
+    if failed:
+        first = failed[0]
+        raise ResultShown(
+            Refused(
+                f"{len(failed)} check(s) failed for {result.vm_name}: {first.name}: {first.detail}.",
+                first.hint,
+            )
+        )

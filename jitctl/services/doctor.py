@@ -1,0 +1,155 @@
+"""Why JIT would not work for a VM and the signed-in identity: one check per thing it needs."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from jitctl.errors import ENABLE_DEFENDER, JitctlError, NotSignedIn
+from jitctl.gateway import Gateway
+from jitctl.ids import VmRef, name_of
+from jitctl.model import Permission, Vm
+from jitctl.roles import ROLES
+from jitctl.services.policies import policies_of_vm
+from jitctl.services.topology import read_path
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+    required: bool = True  # False: reported, but JIT requests work without it
+
+
+@dataclass(frozen=True)
+class DoctorResult:
+    vm_id: str
+    checks: tuple[Check, ...]
+
+    @property
+    def vm_name(self) -> str:
+        return name_of(self.vm_id)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks if c.required)
+
+
+def granted(action: str, permissions: Sequence[Permission]) -> bool:
+    """Azure's rule: some entry's actions match and none of that entry's notActions do
+    (wildcards, case-insensitive). A wildcard in `action` stands for any one name."""
+    concrete = action.lower().replace("*", "x")
+
+    def match(patterns: Sequence[str]) -> bool:
+        return any(fnmatch.fnmatchcase(concrete, p.lower()) for p in patterns)
+
+    return any(match(p.actions) and not match(p.not_actions) for p in permissions)
+
+
+def _plan(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
+    plan = gw.get_defender_plan(ref.subscription_id)
+    if plan.has_jit:
+        return Check("defender plan", True, "Defender for Servers Plan 2 is on")
+    what = "off (Free)" if plan.tier.lower() == "free" else f"{plan.sub_plan or plan.tier}, not P2"
+    return Check(
+        "defender plan",
+        False,
+        f"Defender for Servers is {what}: Azure refuses JIT policies and requests",
+        f"Enable Plan 2: {ENABLE_DEFENDER}",
+    )
+
+
+def _policy(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
+    policies = policies_of_vm(gw, ref)
+    if not policies:
+        return Check(
+            "jit policy",
+            False,
+            f"VM {vm.name} is in no JIT policy of resource group {ref.resource_group}",
+            f"jitctl enable {vm.name} -g {ref.resource_group}",
+        )
+    described = "; ".join(
+        f"{p.name}: ports {', '.join(str(x.number) for x in v.ports)}"
+        for p in policies
+        if (v := p.vm(ref.id))
+    )
+    return Check("jit policy", True, f"in JIT policy {described}")
+
+
+def _nsg_path(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
+    path = read_path(gw, vm)
+    if not path.nsg_ids:
+        return Check(
+            "nsg path",
+            False,
+            f"no NSG on NIC {name_of(path.nic.id)} or its subnet: JIT cannot protect the VM",
+            "Associate an NSG with the NIC or the subnet.",
+        )
+    levels = [
+        f"subnet NSG {name_of(path.subnet_nsg_id)}" if path.subnet_nsg_id else "no subnet NSG",
+        f"NIC NSG {name_of(path.nic_nsg_id)}" if path.nic_nsg_id else "no NIC NSG",
+    ]
+    return Check("nsg path", True, f"{', '.join(levels)} (to {path.private_ip})")
+
+
+def _permissions(role: str, required: bool) -> Callable[[Gateway, VmRef, Vm], Check]:
+    def check(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
+        perms = gw.list_permissions(ref.subscription_id, ref.resource_group)
+        missing = [a for a in ROLES[role]["Actions"] if not granted(a, perms)]
+        name = f"permissions ({role})"
+        if not missing:
+            return Check(name, True, f"every action of 'jitctl role show {role}'", "", required)
+        return Check(
+            name,
+            False,
+            f"missing {', '.join(missing)}",
+            f"Ask for the role 'jitctl role show {role}' prints, on {ref.resource_group}.",
+            required,
+        )
+
+    return check
+
+
+def _public_ip(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
+    firewall = next(
+        (v.public_ip_address for p in policies_of_vm(gw, ref) if (v := p.vm(ref.id))), None
+    )
+    if firewall:
+        return Check("public ip", True, f"{firewall} (Azure Firewall, DNAT)")
+    cfg = read_path(gw, vm).nic.primary_ip_config
+    pip = gw.get_public_ip(cfg.public_ip_id) if cfg and cfg.public_ip_id else None
+    if pip is None or not pip.ip_address:
+        return Check(
+            "public ip",
+            False,
+            "the primary NIC has no public IP address: rdp and ssh from outside cannot connect",
+            "Add a public IP, or connect over a VPN or Bastion to the private address.",
+        )
+    return Check("public ip", True, f"{pip.ip_address} ({name_of(pip.id)})")
+
+
+CHECKS: tuple[tuple[str, Callable[[Gateway, VmRef, Vm], Check]], ...] = (
+    ("defender plan", _plan),
+    ("jit policy", _policy),
+    ("nsg path", _nsg_path),
+    ("permissions (requester)", _permissions("requester", True)),
+    ("permissions (admin)", _permissions("admin", False)),
+    ("public ip", _public_ip),
+)
+
+
+def diagnose(gw: Gateway, ref: VmRef) -> DoctorResult:
+    """Each check on its own: one that cannot be read says why and the others still run."""
+    vm = gw.get_vm(ref)
+    out = []
+    for name, run in CHECKS:
+        try:
+            out.append(run(gw, ref, vm))
+        except NotSignedIn:
+            raise
+        except JitctlError as err:
+            out.append(Check(name, False, f"could not check: {err.message}", err.hint))
+    return DoctorResult(vm.id, tuple(out))
