@@ -202,3 +202,15 @@ def test_a_fleet_list_with_a_group_keeps_that_group(
 ) -> None:
     doc = json.loads(run("list", "--all-subscriptions", "-g", "rg-other", "-o", "json").stdout)
     assert doc == {"policies": []}
+
+
+def test_history_without_a_vm_spans_subscriptions(
+    run: Callable[..., Result], ids: dict[str, str]
+) -> None:
+    doc = json.loads(run("history", "--all-subscriptions", "-o", "json").stdout)
+    assert doc["history"] is True
+    assert [(g["vm_name"], g["port"], g["justification"]) for g in doc["grants"]] == [
+        ("vm-ok", 22, "INC-1")
+    ]
+    r = run("history", "-s", SUBS[0])  # one subscription: a VM is still needed
+    assert r.exit_code == 2

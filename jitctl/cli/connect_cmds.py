@@ -273,12 +273,19 @@ def history(
 ) -> None:
     """Past requests for a VM: requestor, start, end, source, port, status, justification.
 
+    Without a VM, with --all-subscriptions or -s repeated: every request of those
+    subscriptions' policies (-g: of that group).
+
     \b
     Example:
       jitctl history vm-win01 -g rg-prod -o json
     """
     from jitctl.services.query import history as run
+    from jitctl.services.query import history_fleet
 
+    if not vm.given and (app.all_subscriptions or len(app.subscriptions) > 1):
+        emit(app, history_fleet(app.fleet(), app.subscription_ids(), vm.resource_group))
+        return
     ref = vm.one(app)
     with vm_must_exist(app, ref):
         emit(app, run(app.gateway(), ref))

@@ -186,6 +186,19 @@ def status_fleet(
     return GrantList(tuple(sorted(live, key=lambda g: g.end_time)))
 
 
+def history_fleet(
+    fleet: FleetGateway, subscription_ids: Sequence[str], resource_group: str | None = None
+) -> GrantList:
+    """Every request kept in the policies of several subscriptions, newest first."""
+    for sub in subscription_ids:
+        check_scope(sub, resource_group)
+    policies = in_group(fleet.policies(subscription_ids), resource_group)
+    found = [g for p in policies for g in grants(p)]
+    return GrantList(
+        tuple(sorted(found, key=lambda g: g.start_time or g.end_time, reverse=True)), True
+    )
+
+
 def history(gw: Gateway, vm: VmRef) -> GrantList:
     """Every request for the VM in its policies' history (Azure keeps it in the policy)."""
     policies = policies_of_vm(gw, vm)
