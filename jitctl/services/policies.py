@@ -14,7 +14,7 @@ from jitctl.ids import VmRef
 from jitctl.model import JitPolicy, PolicyVm, PortRule
 from jitctl.policymerge import merge_ports, remove_ports
 from jitctl.policynames import check_policy_name, policy_name_for
-from jitctl.services.topology import guarded, read_vms
+from jitctl.services.reads import inspect_vms
 from jitctl.services.writes import Clock, PolicyChange, WritePolicy, write_merged
 
 __all__ = [
@@ -58,11 +58,10 @@ def enable(
         raise BadInput("No VM given.", "Name at least one VM.")
     check_policy_name(policy_name)
     names = {ref.id: policy_name_for(policy_name, ref.name) for ref in vms}
-    found = read_vms(gw, vms)
-    protected = guarded(gw, found)
+    seen = inspect_vms(gw, vms, with_policies=True)
     groups: dict[tuple[str, str, str, str], list[str]] = {}
-    for ref, vm in zip(vms, found, strict=True):
-        if not protected[vm.id.lower()]:
+    for ref, vm in zip(vms, seen.vms, strict=True):
+        if not seen.protected[vm.id.lower()]:
             raise Refused(
                 f"VM {vm.name} has no network security group on its NIC or subnet; JIT cannot protect it.",
                 "Associate an NSG with its NIC or subnet, then enable again.",
@@ -77,7 +76,10 @@ def enable(
         if vm.id not in vm_ids:
             vm_ids.append(vm.id)
     keys = list(groups)
-    currents = gw.parallel([partial(gw.get_policy, *key) for key in keys])
+    known = {key: seen.listed_policy(*key) for key in keys}
+    unread = [key for key in keys if not known[key][0]]  # its group was not listed: a GET
+    read = dict(zip(unread, gw.parallel([partial(gw.get_policy, *k) for k in unread]), strict=True))
+    currents = [read[key] if key in read else known[key][1] for key in keys]
     writes = [
         partial(
             write_merged,
