@@ -29,8 +29,9 @@ def merge_ports(
     """Add or update `rules` on each VM; other VMs and other ports stay as they were."""
     out = list(vms)
     changes: list[PortChange] = []
+    where = _positions(out)
     for vm_id in vm_ids:
-        idx = next((i for i, v in enumerate(out) if same_id(v.id, vm_id)), None)
+        idx = where.get(_key(vm_id)) if vm_id else None
         current = out[idx] if idx is not None else PolicyVm(id=vm_id, ports=())
         ports = list(current.ports)
         for rule in rules:
@@ -43,10 +44,25 @@ def merge_ports(
                 ports[pos] = rule
         updated = replace(current, ports=tuple(ports))
         if idx is None:
+            where[_key(vm_id)] = len(out)
             out.append(updated)
         else:
             out[idx] = updated
     return tuple(out), tuple(changes)
+
+
+def _key(vm_id: str) -> str:
+    """A VM id as same_id compares it."""
+    return vm_id.strip("/").lower()
+
+
+def _positions(vms: Sequence[PolicyVm]) -> dict[str, int]:
+    """Index of each VM in the list by id (the first one, as a linear search finds it)."""
+    where: dict[str, int] = {}
+    for i, vm in enumerate(vms):
+        if vm.id:
+            where.setdefault(_key(vm.id), i)
+    return where
 
 
 def remove_ports(
@@ -133,8 +149,10 @@ def set_ports(
 
 def applied(vms: Sequence[PolicyVm], changes: Sequence[PortChange]) -> bool:
     """True when every change is visible in `vms` (used to re-check after a write)."""
+    where = _positions(vms)
     for c in changes:
-        vm = next((v for v in vms if same_id(v.id, c.vm_id)), None)
+        idx = where.get(_key(c.vm_id)) if c.vm_id else None
+        vm = vms[idx] if idx is not None else None
         port = vm.port(c.port) if vm else None
         if c.action == "remove":
             if port is not None:

@@ -1,6 +1,12 @@
 """Benchmark: ARM calls per command (on the emulator) and cold-start times. Prints Markdown.
 
 python scripts/benchmark.py [--runs 5] [--az PATH]
+python scripts/benchmark.py --scale [--vms 10000] [--subscriptions 20] [--latency 0.1]
+
+--scale times commands over the `fleet` world: jitctl processes against `jitctl emulator
+serve`'s HTTPS server with the latency injected on every ARM call (and `--emulator list` on a
+state file, no latency); seconds, ARM calls (before the first write) and each process's peak
+memory.
 
 The --help comparison runs `az security jit-policy --help` (the Azure CLI found on PATH, or
 --az) side by side with `jitctl --help`, interleaved, and is left out when there is no az.
@@ -249,14 +255,113 @@ def fleet_process_memory(
     return rows
 
 
+def _measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """(seconds, peak resident MB, exit code) of one jitctl process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 3):  # plan --detailed-exitcode: 3 = changes planned
+        raise SystemExit(f"{' '.join(cmd[2:6])}...: exit {code}: {err.strip()}")
+    return seconds, usage.ru_maxrss / 1024, code
+
+
+def at_scale(vms: int, subscriptions: int, latency: float) -> list[tuple[str, float, float, str]]:
+    """(label, seconds, peak MB, ARM calls) for enable, plan and list over the fleet world."""
+    import yaml
+
+    from jitctl.emulator.backend import latency_and_faults
+    from jitctl.emulator.fleet import fleet, fleet_subscription
+    from jitctl.emulator.server import EmulatorServer
+    from jitctl.emulator.store import reset_file
+    from jitctl.services.export import export_yaml
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.test_server import env_of
+
+    jitctl = [sys.executable, "-m", "jitctl"]
+    rows: list[tuple[str, float, float, str]] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        backend = Backend(settings=Settings(propagation_delay=0))
+        fleet(backend, vms, subscriptions)
+        subs = [fleet_subscription(i) for i in range(subscriptions)]
+        group = "rg-fleet-00-01"  # 00-00 lists a deleted VM, which Azure refuses in a PUT
+        scope = f"/subscriptions/{subs[0]}/resourceGroups/{group}"
+        names = [
+            v["name"]
+            for v in backend.list_of(scope, "virtualmachines")
+            if backend.vm_paths(v["id"])[0][2]
+        ][:100]
+        by_tags = {
+            "subscriptions": subs,
+            "targets": [
+                {"tags": {"os": "windows"}, "ports": [3389]},
+                {"tags": {"os": "linux"}, "ports": [{"number": 22, "maxDuration": "1h"}]},
+            ],
+        }
+        (tmp / "tags.yaml").write_text(yaml.safe_dump(by_tags))
+        (tmp / "ids").mkdir()  # what `jitctl policy export -s SUB` writes, a file each
+        gw = App.for_backend(backend).gateway()
+        for sub in subs:  # less the deleted VM that a policy still lists (plan refuses it)
+            text = export_yaml(gw, sub, None).splitlines(keepends=True)
+            (tmp / "ids" / f"{sub}.yaml").write_text(
+                "".join(x for x in text if "-retired" not in x)
+            )
+        srv = EmulatorServer(backend, cert_dir=tmp / "certs")
+        srv.start()
+        try:
+            env = env_of(srv)
+            backend.faults.extend(latency_and_faults(latency))
+            for label, args in (
+                (f"enable {len(names)} VMs of one resource group", ["enable", *names, "-g", group]),
+                ("policy plan, by tags", ["policy", "plan", str(tmp / "tags.yaml")]),
+                ("policy plan, by ids (exported files)", ["policy", "plan", str(tmp / "ids")]),
+            ):
+                before = len(backend.log)
+                seconds, mb, _ = _measured([*jitctl, *args], env)
+                calls = backend.log[before:]
+                writes = [i for i, e in enumerate(calls) if e.method in ("PUT", "POST", "DELETE")]
+                shown = f"{len(calls)}" + (f" ({writes[0]} before the write)" if writes else "")
+                rows.append((f"{label}, {latency * 1000:g} ms a call", seconds, mb, shown))
+        finally:
+            srv.stop()
+        state = tmp / "state.sqlite"
+        env = {**env_of(srv), "JITCTL_EMULATOR_STATE": str(state)}
+        for n_subs in sorted({1, subscriptions}):
+            world = Backend(settings=Settings(propagation_delay=0))
+            fleet(world, vms, n_subs)
+            reset_file(state, world)
+            seconds, mb, _ = _measured([*jitctl, "--emulator", "list", "-o", "json"], env)
+            shown = f"{vms // n_subs} VMs listed"
+            rows.append(
+                (f"--emulator list, {n_subs} subscription(s), no latency", seconds, mb, shown)
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--az", help="the Azure CLI to compare --help with (default: az on PATH)")
     parser.add_argument("--fleet", action="store_true", help="only the fleet figures (10,000 VMs)")
+    parser.add_argument("--scale", action="store_true", help="time enable/plan/list at scale")
+    parser.add_argument("--vms", type=int, default=10_000)
+    parser.add_argument("--subscriptions", type=int, default=20)
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds per ARM call")
     args = parser.parse_args()
     if args.fleet:
         print_fleet()
+        return
+    if args.scale:
+        print(
+            f"| {args.vms} VMs, {args.subscriptions} subscriptions | seconds | peak MB | ARM calls |"
+        )
+        print("|---|---:|---:|---|")
+        for label, seconds, mb, calls in at_scale(args.vms, args.subscriptions, args.latency):
+            print(f"| {label} | {seconds:.2f} | {mb:.0f} | {calls} |")
         return
     print("| command | ARM calls | writes |\n|---|---:|---:|")
     for label, calls, writes in count_calls():

@@ -89,7 +89,9 @@ def test_three_vms_are_read_one_by_one_as_before(backend, app, calls):
     calls()
     enable(app.gateway(), refs, [RULE], clock=backend.clock, settings=QUICK)
     reads = [c.split(" ", 1)[1].split("/")[1] for c in calls() if c.startswith("GET")]
-    assert reads[:3] == ["virtualMachines"] * 3 and reads[3:6] == ["networkInterfaces"] * 3
+    # the VMs and the group's JIT policies at once, then the NICs
+    assert sorted(reads[:4]) == ["jitNetworkAccessPolicies"] + ["virtualMachines"] * 3
+    assert reads[4:7] == ["networkInterfaces"] * 3
 
 
 class Counting:

@@ -1,22 +1,24 @@
 """Policies as code: resolve policy files to VMs, plan the changes per JIT policy, apply them.
 
 Reads are by the list: VMs, NICs, virtual networks and JIT policies once per subscription,
-whatever the number of VMs; writes are one read-merge-write per JIT policy that changes.
+whatever the number of VMs, all of them at once; writes are one read-merge-write per JIT policy
+that changes. Every step is a dict lookup per VM, so 10 times the VMs cost 10 times as much.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from jitctl.clock import SystemClock
 from jitctl.errors import BadInput
 from jitctl.gateway import Gateway
 from jitctl.ids import policy_id, segments
-from jitctl.model import JitPolicy, PortRule, Vm
+from jitctl.model import JitPolicy, Nic, PortRule, Subnet, Vm
 from jitctl.policyfile import LoadedFile, Target, port_rule
 from jitctl.policymerge import PortChange, same_rule, set_ports
 from jitctl.policynames import policy_name_for
@@ -63,33 +65,79 @@ class ApplyResult:
 
 
 class Inventory:
-    """What a subscription holds, read by the list once, on first use."""
+    """What a subscription holds, read by the list once: all at once by `prefetch`, else on
+    first use."""
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self._vms: dict[str, list[Vm]] = {}
+        self._by_id: dict[str, dict[str, Vm]] = {}
         self._protected: dict[str, set[str]] = {}
+        self._policies: dict[str, list[JitPolicy]] = {}
+
+    def prefetch(self, subs: Sequence[str], policies: Sequence[str] = ()) -> None:
+        """Read the VMs, NICs and subnets of `subs` and the JIT policies of `policies`, all
+        lists side by side (each list's pages follow one another)."""
+        subs = [s for s in dict.fromkeys(s.lower() for s in subs) if s not in self._vms]
+        todo = [s for s in dict.fromkeys(p.lower() for p in policies) if s not in self._policies]
+        calls: list[Callable[[], Any]] = []
+        for s in subs:
+            calls += [
+                partial(self.gw.list_vms, s),
+                partial(self.gw.list_subnets, s),
+                partial(self.gw.list_nics, s),
+            ]
+        calls += [partial(self.gw.list_policies, s) for s in todo]
+        results = iter(self.gw.parallel(calls))
+        for s in subs:
+            vms, subnets, nics = next(results), next(results), next(results)
+            self._vms[s] = vms
+            self._protected[s] = _protected_nics(subnets, nics)
+        for s in todo:
+            self._policies[s] = next(results)
 
     def vms(self, sub: str) -> list[Vm]:
         if sub.lower() not in self._vms:
             self._vms[sub.lower()] = self.gw.list_vms(sub)
         return self._vms[sub.lower()]
 
+    def vm(self, vm_id: str) -> Vm | None:
+        sub = segments(vm_id)["subscriptions"].lower()
+        if sub not in self._by_id:
+            self._by_id[sub] = {v.id.lower(): v for v in self.vms(sub)}
+        return self._by_id[sub].get(vm_id.lower())
+
+    def policies(self, sub: str) -> list[JitPolicy]:
+        if sub.lower() not in self._policies:
+            self._policies[sub.lower()] = self.gw.list_policies(sub)
+        return self._policies[sub.lower()]
+
     def protected(self, sub: str) -> set[str]:
         """Ids (lower-case) of NICs that have an NSG on themselves or on a subnet."""
         if sub.lower() not in self._protected:
-            guarded_subnets = {s.id.lower() for s in self.gw.list_subnets(sub) if s.nsg_id}
-            self._protected[sub.lower()] = {
-                n.id.lower()
-                for n in self.gw.list_nics(sub)
-                if n.nsg_id
-                or any((c.subnet_id or "").lower() in guarded_subnets for c in n.ip_configs)
-            }
+            self._protected[sub.lower()] = _protected_nics(
+                self.gw.list_subnets(sub), self.gw.list_nics(sub)
+            )
         return self._protected[sub.lower()]
 
     def has_nsg(self, vm: Vm) -> bool:
         sub = segments(vm.id)["subscriptions"]
         return any(n.id.lower() in self.protected(sub) for n in vm.nics)
+
+
+def _protected_nics(subnets: Sequence[Subnet], nics: Sequence[Nic]) -> set[str]:
+    guarded_subnets = {s.id.lower() for s in subnets if s.nsg_id}
+    return {
+        n.id.lower()
+        for n in nics
+        if n.nsg_id or any((c.subnet_id or "").lower() in guarded_subnets for c in n.ip_configs)
+    }
+
+
+def _target_subscriptions(f: LoadedFile, target: Target, default_sub: str) -> list[str]:
+    if target.ids:
+        return [segments(vm_id)["subscriptions"] for vm_id in target.ids]
+    return list(target.subscriptions or f.model.subscriptions or [default_sub])
 
 
 def _matches(vm: Vm, target: Target) -> bool:
@@ -115,8 +163,7 @@ def _select(inv: Inventory, f: LoadedFile, i: int, target: Target, default_sub: 
     if target.ids:
         found = []
         for j, vm_id in enumerate(target.ids):
-            sub = segments(vm_id)["subscriptions"]
-            vm = next((v for v in inv.vms(sub) if v.id.lower() == vm_id.lower()), None)
+            vm = inv.vm(vm_id)
             if vm is None:
                 raise BadInput(
                     f"{f.origin('targets', i, 'ids', j)}: targets[{i}].ids[{j}]: VM not found: {vm_id}"
@@ -175,19 +222,33 @@ def _key(p: JitPolicy) -> PolicyKey:
     return (p.subscription_id, p.resource_group, p.location.lower(), p.name)
 
 
-def _same_key(a: PolicyKey, b: PolicyKey) -> bool:
-    return tuple(x.lower() for x in a) == tuple(x.lower() for x in b)
+def _lower(key: PolicyKey) -> PolicyKey:
+    sub, rg, loc, name = (x.lower() for x in key)
+    return sub, rg, loc, name
+
+
+def _lowers(keys: Iterable[PolicyKey]) -> set[PolicyKey]:
+    return {_lower(k) for k in keys}
 
 
 def make_plan(
     gw: Gateway, files: Sequence[LoadedFile], default_sub: str, prune: bool = False
 ) -> Plan:
-    desired, unprotected, inv = desired_state(gw, files, default_sub)
+    inv = Inventory(gw)
+    targeted = [
+        s
+        for f in files
+        for target in f.model.targets
+        for s in _target_subscriptions(f, target, default_sub)
+    ]
+    listed = [*targeted, default_sub, *(s for f in files for s in f.model.subscriptions or [])]
+    inv.prefetch(targeted, listed)  # every list at once
+    desired, unprotected, _ = desired_state(gw, files, default_sub, inv)
     subs = {k[0].lower(): k[0] for k in desired} | {default_sub.lower(): default_sub}
     for f in files:
         for s in f.model.subscriptions or []:
             subs.setdefault(s.lower(), s)
-    current = [p for s in subs.values() for p in gw.list_policies(s)]
+    current = [p for s in subs.values() for p in inv.policies(s)]
     # A deleted VM stays in its policy and Azure then refuses every write of that policy
     # (MicrosoftDocs/azure-docs#11987): the plan removes it, whatever the files say.
     existing = {
@@ -200,16 +261,17 @@ def make_plan(
     unmanaged = sorted(
         {v.id for p in current for v in p.vms if v.id.lower() not in managed} - set(gone)
     )
+    gone_set, unmanaged_set = set(gone), set(unmanaged)
+    by_key = {_lower(_key(p)): p for p in reversed(current)}  # the first of equal keys wins
     plans = []
-    keys = list(desired) + [
-        _key(p) for p in current if not any(_same_key(_key(p), k) for k in desired)
-    ]
+    wanted_keys = _lowers(desired)
+    keys = list(desired) + [_key(p) for p in current if _lower(_key(p)) not in wanted_keys]
     for key in keys:
-        policy = next((p for p in current if _same_key(_key(p), key)), None)
+        policy = by_key.get(_lower(key))
         remove = tuple(
             v.id
             for v in (policy.vms if policy else ())
-            if v.id in gone or (prune and v.id in unmanaged)
+            if v.id in gone_set or (prune and v.id in unmanaged_set)
         )
         wanted = desired.get(key, {})
         _, changes = set_ports(policy.vms if policy else (), wanted, remove)

@@ -14,7 +14,7 @@ from jitctl.ids import VmRef
 from jitctl.model import JitPolicy, PolicyVm, PortRule
 from jitctl.policymerge import merge_ports, remove_ports
 from jitctl.policynames import check_policy_name, policy_name_for
-from jitctl.services.topology import guarded, read_vms
+from jitctl.services.reads import inspect_vms
 from jitctl.services.writes import Clock, PolicyChange, WritePolicy, write_merged
 
 __all__ = [
@@ -63,19 +63,16 @@ def enable(
         raise BadInput("No VM given.", "Name at least one VM.")
     if policy_name is not None:
         check_policy_name(policy_name)
-    found = read_vms(gw, vms)
-    protected = guarded(gw, found)
+    # without a name, each VM's policy is found by listing its group's policies
+    seen = inspect_vms(gw, vms, with_policies=policy_name is None)
+    found = seen.vms
     for vm in found:
-        if not protected[vm.id.lower()]:
+        if not seen.protected[vm.id.lower()]:
             raise Refused(
                 f"VM {vm.name} has no network security group on its NIC or subnet; JIT cannot protect it.",
                 "Associate an NSG with its NIC or subnet, then enable again.",
             )
-    listed: dict[tuple[str, str], list[JitPolicy]] = {}
-    if policy_name is None:  # each VM's policy is found by listing its group's policies
-        wanted = list(dict.fromkeys((r.subscription_id, r.resource_group) for r in vms))
-        lists = gw.parallel([partial(gw.list_policies, *g) for g in wanted])
-        listed = {(g[0].lower(), g[1].lower()): lst for g, lst in zip(wanted, lists, strict=True)}
+    listed = seen.policies
     groups: dict[tuple[str, str, str, str], list[str]] = {}
     for ref, vm in zip(vms, found, strict=True):
         location = vm.location.replace(" ", "").lower()
