@@ -298,7 +298,10 @@ def check_effect(session: Session, words: list[str], result: click.testing.Resul
     elif path == ("policy", "export") and params.get("out"):
         assert Path(session.cwd / params["out"]).read_text().strip()
     elif path == ("emulator", "reset"):
-        assert Path(app_state_file()).exists()
+        from jitctl.emulator.store import read_file
+
+        kept = read_file(app_state_file()).settings
+        assert all(getattr(kept, k) == v for k, v in params["settings"].items()), kept
 
 
 def app_state_file() -> Path:

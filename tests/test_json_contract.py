@@ -270,6 +270,6 @@ def test_ssh_no_launch_and_demo_shapes(run, app, tmp_path):
 def test_emulator_reset_is_one_document(run, tmp_path):
     state = tmp_path / "state.db"
     data = doc(run("emulator", "reset", "--world", "busy", "--state", str(state), "-o", "json"))
-    assert data == {"world": "busy", "state": str(state)} and state.exists()
+    assert data == {"world": "busy", "state": str(state), "settings": {}} and state.exists()
     text = run("emulator", "reset", "--world", "empty", "--state", str(state)).stdout
     assert text == "Emulator state reset to world 'empty'.\n"

@@ -28,6 +28,30 @@ def fleet_options(f: Any) -> Any:
     )(f)
 
 
+def _settings(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
+    if not value:
+        return {}
+    from jitctl.emulator.overrides import BadSetting, parse
+
+    try:
+        return parse(value)
+    except BadSetting as exc:
+        raise click.BadParameter(f"{exc} (EMULATOR.md, 'Settings').") from None
+
+
+def setting_options(f: Any) -> Any:
+    """--set NAME=VALUE, repeatable: an emulator setting (jitctl.emulator.Settings)."""
+    return click.option(
+        "--set",
+        "settings",
+        multiple=True,
+        metavar="NAME=VALUE",
+        callback=_settings,
+        help="Change an emulator setting (repeatable), e.g. initiate_fate=never; "
+        "EMULATOR.md lists them.",
+    )(f)
+
+
 def seed_world(backend: Any, world: str, vms: int | None, subscriptions: int | None) -> None:
     """Seed `world` into `backend`; --vms/--subscriptions size the fleet world only."""
     from jitctl.emulator.worlds import WORLDS
@@ -148,6 +172,7 @@ def emulator() -> None:
     help="Share of JIT policy writes and initiates answered 503, half of them after the fact.",
 )
 @fleet_options
+@setting_options
 def serve(
     port: int,
     state: Path | None,
@@ -157,12 +182,13 @@ def serve(
     fault_rate: float,
     vms: int | None,
     subscriptions: int | None,
+    settings: dict[str, Any],
 ) -> None:
     """Serve the emulator over HTTPS with a managed-identity token endpoint.
 
     Prints the shell lines that point DefaultAzureCredential, the azure-mgmt clients and jitctl at it.
     With --state, every request is one transaction on that file, which `jitctl --emulator`
-    commands may share.
+    commands may share; --set changes a setting, also one the file keeps.
 
     \b
     Example:
@@ -178,6 +204,8 @@ def serve(
     backend.faults.extend(latency_and_faults(latency, fault_rate))
     server = EmulatorServer(backend, port=port, state_file=state)
     server.start()
+    if settings:
+        server.change_settings(settings)
     click.echo("\n".join(server.shell_lines()))
     click.echo(f"# jitctl emulator listening on {server.endpoint} (Ctrl-C to stop)", err=True)
     try:
@@ -196,25 +224,33 @@ def serve(
     help="State file to reset (default: the --emulator one, or JITCTL_EMULATOR_STATE).",
 )
 @fleet_options
+@setting_options
 @click.pass_obj
 def reset(
-    app: App, world: str, state: Path | None, vms: int | None, subscriptions: int | None
+    app: App,
+    world: str,
+    state: Path | None,
+    vms: int | None,
+    subscriptions: int | None,
+    settings: dict[str, Any],
 ) -> None:
     """Start the --emulator state afresh with a named world (also mends a damaged state file).
 
     \b
     Example:
       jitctl emulator reset --world busy
+      jitctl emulator reset --set initiate_fate=never --set defender_plan=off
     """
     from jitctl.app import EMULATED_PROPAGATION, emulator_state_file
     from jitctl.emulator.backend import Backend, Settings
     from jitctl.emulator.store import reset_file
 
-    backend = Backend(settings=Settings(propagation_delay=EMULATED_PROPAGATION))
+    backend = Backend(settings=Settings(propagation_delay=EMULATED_PROPAGATION, **settings))
     seed_world(backend, world, vms, subscriptions)
     from jitctl.cli.output import emit
 
     path = state or emulator_state_file()
     reset_file(path, backend)
-    done = f"Emulator state reset to world '{world}'."
-    emit(app, {"world": world, "state": str(path)}, lambda: done)
+    changed = "".join(f"; {k} = {v}" for k, v in settings.items())
+    done = f"Emulator state reset to world '{world}'{changed}."
+    emit(app, {"world": world, "state": str(path), "settings": settings}, lambda: done)

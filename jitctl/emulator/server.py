@@ -11,7 +11,7 @@ import ssl
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,14 @@ class EmulatorServer:
         threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()
+
+    def change_settings(self, changes: dict[str, Any]) -> None:
+        """Change emulator settings, in the state file too when there is one."""
+        if self.store is None:
+            self.backend.settings = replace(self.backend.settings, **changes)
+            return
+        with self.store.request():
+            self.backend.settings = replace(self.backend.settings, **changes)
 
     def stop(self) -> None:
         if self._httpd is not None:
