@@ -194,7 +194,10 @@ def request_result(result: Any, now: datetime) -> str:
         + (f" as {result.requestor}" if result.requestor else "")
     ]
     for p in result.ports:
-        lines.append(f"  port {p.number} from {p.source} until {when(p.end_time, now)}: {p.status}")
+        via = f" (Azure Firewall port {p.mapped_port})" if p.mapped_port else ""
+        lines.append(
+            f"  port {p.number}{via} from {p.source} until {when(p.end_time, now)}: {p.status}"
+        )
     return "\n".join(lines)
 
 

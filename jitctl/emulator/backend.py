@@ -25,6 +25,7 @@ TYPES = {
     "networksecuritygroups": "Microsoft.Network/networkSecurityGroups",
     "virtualnetworks": "Microsoft.Network/virtualNetworks",
     "publicipaddresses": "Microsoft.Network/publicIPAddresses",
+    "azurefirewalls": "Microsoft.Network/azureFirewalls",
 }
 
 DEFAULT_RULES = [
@@ -126,6 +127,10 @@ class Settings:
     # `initiate_failure_reason`). A locked NSG fails the request whatever this says.
     initiate_fate: str = "apply"
     initiate_failure_reason: str = "SecurityRulesLimitReached"
+    # Azure Firewall (jitctl.emulator.firewall): the first mapped (DNAT) port JIT hands out, and
+    # the priority of the MDC-JIT NAT rule collection it creates; both unpublished.
+    firewall_ports_from: int = 50000
+    firewall_collection_priority: int = 3000
 
 
 @dataclass
@@ -305,6 +310,14 @@ class Backend:
             for sub in props.get("subnets", []):
                 sub["id"] = f"{resource_id}/subnets/{sub['name']}"
                 sub.setdefault("properties", {})["provisioningState"] = "Succeeded"
+        if kind == "azurefirewalls":
+            for cfg in props.get("ipConfigurations", []):
+                cfg["id"] = f"{resource_id}/azureFirewallIpConfigurations/{cfg['name']}"
+                pip = self.find(
+                    ((cfg.get("properties") or {}).get("publicIPAddress") or {}).get("id")
+                )
+                if pip is not None:  # read-only in Azure: who uses the address
+                    pip["properties"]["ipConfiguration"] = {"id": cfg["id"]}
         if kind == "networkinterfaces":
             for cfg in props.get("ipConfigurations", []):
                 cfg["id"] = f"{resource_id}/ipConfigurations/{cfg['name']}"

@@ -15,6 +15,7 @@ from typing import Any
 from jitctl.emulator.backend import ArmError, Backend
 from jitctl.emulator.checks import duration, source_covered
 from jitctl.emulator.defender import lock_on, require_plan, require_unlocked
+from jitctl.emulator.firewall import add_dnat_rule, firewall_of, pick_mapped_port, remove_dnat_rule
 from jitctl.emulator.nsgrules import PROTOCOLS, add_allow_rules, reconcile_deny_rules
 from jitctl.ids import name_of, policy_id, same_id
 
@@ -123,11 +124,12 @@ def put_policy(
                 f"Virtual machine '{vm_res['name']}' is in {vm_res['location']}, not in "
                 f"the policy's location {loc}."
             )
-        if not any(nsgs for _, _, nsgs in b.vm_paths(vm["id"])):
+        behind_firewall = firewall_of(b, sub, vm.get("publicIpAddress")) is not None
+        if not behind_firewall and not any(nsgs for _, _, nsgs in b.vm_paths(vm["id"])):
             raise _bad(
                 f"Virtual machine '{vm_res['name']}' is not supported for Just-In-Time "
                 "access: no network security group is associated with its network "
-                "interface or subnet.",
+                "interface or subnet, and no Azure Firewall is in front of it.",
                 "UnsupportedVirtualMachine",
             )
         numbers = [p.get("number") for p in vm["ports"]]
@@ -198,6 +200,8 @@ def initiate(
         )
         if pvm is None or not vm.get("ports"):
             raise _not_subset(policy["id"])
+        fw = firewall_of(b, sub, pvm.get("publicIpAddress"))
+        mapped: set[int] = set()
         out_ports = []
         for port in vm["ports"]:
             if ("endTimeUtc" in port) == ("duration" in port):
@@ -245,6 +249,11 @@ def initiate(
                 if len(sources) > 1
                 else {"allowedSourceAddressPrefix": sources[0]}
             )
+            dnat: dict[str, Any] = {}
+            if fw is not None:  # the firewall's DNAT port for this one
+                to = pick_mapped_port(b, fw, mapped)
+                mapped.add(to)
+                dnat = {"firewall": fw["id"], "address": pvm["publicIpAddress"], "mapped": to}
             out_ports.append(
                 {
                     "number": port["number"],
@@ -252,10 +261,12 @@ def initiate(
                     "endTimeUtc": iso(end),
                     "status": "Initiating",
                     "statusReason": "UserRequested",
+                    **({"mappedPort": dnat["mapped"]} if dnat else {}),
                 }
             )
             new_grants.append(
                 {
+                    **dnat,
                     "policy": policy["id"],
                     "vm": pvm["id"],
                     "port": port["number"],
@@ -305,6 +316,8 @@ def _end_grant(b: Backend, grant: dict[str, Any], status: str, reason: str) -> N
         if b.find(nsg_id):
             b.delete_rule(nsg_id, rule_name)
     grant["rules"] = []
+    if grant.get("dnat"):
+        remove_dnat_rule(b, *grant.pop("dnat"))
     grant["state"] = "done"
     port = _history_port(b, grant)
     if port is not None:
@@ -341,6 +354,9 @@ def _apply_grant(b: Backend, grant: dict[str, Any]) -> None:
         ):
             _end_grant(b, other, "Revoked", "NewerRequestInitiated")
     grant["rules"].extend(add_allow_rules(b, grant))
+    if grant.get("firewall") and b.find(grant["vm"]):
+        ip = next((ip for _nic, ip, _nsgs in b.vm_paths(grant["vm"])), None)
+        grant["dnat"] = add_dnat_rule(b, grant, ip)
     grant["state"] = "active"
     port = _history_port(b, grant)
     if port is not None:

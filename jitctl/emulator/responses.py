@@ -330,6 +330,7 @@ class Router:
             ("networkSecurityGroups", "microsoft\\.network"),
             ("virtualNetworks", "microsoft\\.network"),
             ("publicIPAddresses", "microsoft\\.network"),
+            ("azureFirewalls", "microsoft\\.network"),
         ):
             self._resource_routes(kind, provider)
         nsg = NET + r"/networksecuritygroups/(?P<nsg>[^/]+)"

@@ -163,8 +163,33 @@ class Seeder:
         )
         return rid
 
-    def jit_policy(self, name: str, vms: dict[str, list[int]], hours: int = 3) -> None:
-        """A JIT policy of this group and region: VM name -> ports (any source, TCP)."""
+    def firewall(self, name: str, subnet: str, private_ip: str, public_ip: str) -> str:
+        """An Azure Firewall (classic rules) with one public IP, in AzureFirewallSubnet."""
+        rid = self.rid("Microsoft.Network/azureFirewalls", name)
+        cfg = {"subnet": {"id": subnet}, "publicIPAddress": {"id": public_ip}}
+        self.b.put(
+            rid,
+            {
+                "location": self.location,
+                "properties": {
+                    "sku": {"name": "AZFW_VNet", "tier": "Standard"},
+                    "threatIntelMode": "Alert",
+                    "ipConfigurations": [
+                        {"name": "ipconfig1", "properties": {**cfg, "privateIPAddress": private_ip}}
+                    ],
+                    "natRuleCollections": [],
+                    "networkRuleCollections": [],
+                    "applicationRuleCollections": [],
+                },
+            },
+        )
+        return rid
+
+    def jit_policy(
+        self, name: str, vms: dict[str, list[int]], hours: int = 3, firewall_ip: str | None = None
+    ) -> None:
+        """A JIT policy of this group and region: VM name -> ports (any source, TCP); with
+        `firewall_ip`, every VM is reached through the Azure Firewall of that address."""
         from jitctl.emulator.jit import put_policy
 
         body = {
@@ -173,6 +198,7 @@ class Seeder:
                 "virtualMachines": [
                     {
                         "id": self.rid("Microsoft.Compute/virtualMachines", vm),
+                        **({"publicIpAddress": firewall_ip} if firewall_ip else {}),
                         "ports": [
                             {
                                 "number": n,
@@ -406,6 +432,32 @@ def per_vm(b: Backend) -> None:
     s.jit_policy("default", {"vm-win01": [3389]}, hours=1)
 
 
+FIREWALL_ADDRESS = "20.61.17.4"
+
+
+def firewall(b: Backend) -> None:
+    """The demo world plus an Azure Firewall (fw-hub, 20.61.17.4) in front of two VMs without
+    public IPs, in a JIT policy 'fw-jit' that names the firewall's address: vm-app01 (Windows,
+    a NIC NSG) and vm-app02 (Linux, no NSG: the firewall is its only gate)."""
+    demo(b)
+    s = Seeder(b)
+    vnet = s.vnet(
+        "vnet-hub",
+        "10.40.0.0/16",
+        {"AzureFirewallSubnet": ("10.40.0.0/26", None), "snet-app": ("10.40.1.0/24", None)},
+    )
+    s.firewall(
+        "fw-hub",
+        subnet_id(vnet, "AzureFirewallSubnet"),
+        "10.40.0.4",
+        s.public_ip("fw-hub-pip", FIREWALL_ADDRESS),
+    )
+    app = subnet_id(vnet, "snet-app")
+    s.vm("vm-app01", [s.nic("vm-app01-nic", app, "10.40.1.4", nsg=s.nsg("vm-app01-nsg"))])
+    s.vm("vm-app02", [s.nic("vm-app02-nic", app, "10.40.1.5")], os_type="Linux")
+    s.jit_policy("fw-jit", {"vm-app01": [3389], "vm-app02": [22]}, firewall_ip=FIREWALL_ADDRESS)
+
+
 WORLDS: dict[str, Callable[[Backend], None]] = {
     "demo": demo,
     "busy": busy,
@@ -415,4 +467,5 @@ WORLDS: dict[str, Callable[[Backend], None]] = {
     "loopback": loopback,
     "fleet": fleet,
     "per-vm": per_vm,
+    "firewall": firewall,
 }
