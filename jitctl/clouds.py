@@ -125,16 +125,14 @@ def subscription_by_name(
         )
     if matches:
         return matches[0]
-    if complete:
-        raise BadInput(
-            f"No subscription is named '{printable(name)}'.",
-            f"Pass its id, or the name of one of the {len(pairs)} enabled subscription(s) "
-            "the credential sees.",
+    if complete or not _ID_LIKE.fullmatch(value):
+        where = (
+            f"the name of one of the {len(pairs)} enabled subscription(s) the credential sees"
+            if complete
+            else "a name that 'az account list -o table' shows (after 'az login')"
         )
-    if not _ID_LIKE.fullmatch(value):
         raise BadInput(
-            f"No subscription is named '{printable(name)}'.",
-            "Pass its id, or a name that 'az account list -o table' shows (after 'az login').",
+            f"No subscription is named '{printable(name)}'.", f"Pass its id, or {where}."
         )
     # Not a name we know: taken as an id (Azure answers SubscriptionNotFound if it is neither).
     return value
