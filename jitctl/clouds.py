@@ -77,12 +77,6 @@ def _profile_subscriptions() -> list[dict]:
     return [s for s in subs if isinstance(s, dict)]
 
 
-def cli_subscription_ids() -> list[str]:
-    """The ids of the subscriptions az knows, enabled ones only."""
-    subs = _profile_subscriptions()
-    return [str(s["id"]) for s in subs if s.get("id") and s.get("state", "Enabled") == "Enabled"]
-
-
 def cli_default_subscription() -> str | None:
     """The Azure CLI's default subscription, from its profile file."""
     for sub in _profile_subscriptions():
