@@ -50,6 +50,7 @@ class App:
     max_parallel: int = 8  # ARM reads in flight at once (jitctl.arm.budget throttles them)
     _gateway: Gateway | None = None
     _fleet: Any = None
+    _seen: list[tuple[str, str]] | None = None  # (id, name) of the subscriptions ARM lists
 
     def get_runner(self) -> Any:
         if self.runner is None:
@@ -126,28 +127,41 @@ class App:
                 )
             return found
         if len(self.subscriptions) > 1:
-            if self.emulator:
-                return list(self.subscriptions)
-            from jitctl.clouds import subscription_by_name
-
-            return [subscription_by_name(s) or s for s in self.subscriptions]
+            return list(dict.fromkeys(self.resolve(s) for s in self.subscriptions))
         return [self.default_subscription()]
 
+    def resolve(self, name: str) -> str:
+        """The id of a subscription given by name or id: as the emulator names them; else
+        from az's profile, else among the subscriptions the credential sees (listed once)."""
+        if self.emulator:
+            if self.backend is None:
+                self.backend = self._load_emulator()
+            from jitctl.clouds import subscription_by_name
+
+            subs = self.backend.state["subscriptions"].values()
+            named = ((str(s["subscriptionId"]), str(s["displayName"])) for s in subs)
+            return subscription_by_name(name, named)
+        from jitctl.clouds import resolve_subscription
+
+        return resolve_subscription(name, self._seen_subscriptions) or name
+
+    def _seen_subscriptions(self) -> list[tuple[str, str]]:
+        if self._seen is None:
+            self._seen = [(s.id, s.name) for s in self.fleet().subscriptions()]
+        return self._seen
+
     def default_subscription(self) -> str:
+        if self.subscription:
+            return self.resolve(self.subscription)
         if self.emulator:
             if self.backend is None:
                 self.backend = self._load_emulator()
             subs = list(self.backend.state["subscriptions"].values())
-            if self.subscription:  # by id or by name, as the emulator lists them
-                from jitctl.clouds import subscription_by_name
-
-                named = ((str(s["subscriptionId"]), str(s["displayName"])) for s in subs)
-                return subscription_by_name(self.subscription, named)
             if subs:
                 return str(subs[0]["subscriptionId"])
         from jitctl.clouds import resolve_subscription
 
-        sub = resolve_subscription(self.subscription)
+        sub = resolve_subscription(None)
         if not sub:
             raise BadInput(
                 "No subscription given.",
@@ -211,12 +225,12 @@ class App:
         if cloud.authority:
             cred_kwargs["authority"] = cloud.authority
         credential = DefaultAzureCredential(**cred_kwargs)
-        try:
-            sub = self.default_subscription()
+        from jitctl.clouds import resolve_subscription
+
+        try:  # offline (az's profile, the environment): the commands resolve theirs
+            sub = resolve_subscription(self.subscription) or ""
         except BadInput:
-            if not self.all_subscriptions:
-                raise
-            sub = ""  # --all-subscriptions needs no default one
+            sub = ""  # a name only ARM knows (App.resolve lists the subscriptions through this)
         return Connection(
             credential, sub, cloud.arm_endpoint, (cloud.scope,), kwargs, self.max_parallel
         )

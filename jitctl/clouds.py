@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,12 +77,6 @@ def _profile_subscriptions() -> list[dict]:
     return [s for s in subs if isinstance(s, dict)]
 
 
-def cli_subscription_ids() -> list[str]:
-    """The ids of the subscriptions az knows, enabled ones only."""
-    subs = _profile_subscriptions()
-    return [str(s["id"]) for s in subs if s.get("id") and s.get("state", "Enabled") == "Enabled"]
-
-
 def cli_default_subscription() -> str | None:
     """The Azure CLI's default subscription, from its profile file."""
     for sub in _profile_subscriptions():
@@ -95,34 +89,68 @@ _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 _ID_LIKE = re.compile(r"[A-Za-z0-9-]{1,64}")  # what check_subscription lets through
 
 
-def subscription_by_name(name: str, known: Iterable[tuple[str, str]] | None = None) -> str:
-    """A subscription named as in az (`-s "Contoso Prod"`): its id, from `known` (id, name)
-    pairs, by default the az profile file's.
+def subscription_by_name(
+    name: str, known: Iterable[tuple[str, str]] | None = None, complete: bool = False
+) -> str:
+    """A subscription named as in az (`-s "Contoso Prod"`, case-insensitive): its id, from
+    `known` (id, name) pairs, by default the az profile file's.
 
-    Names are resolved from the profile file only (what `az account list` shows after `az login`),
-    not by listing subscriptions through ARM.
+    `complete`: `known` is every subscription the credential sees (listed through ARM), so a
+    value that is neither one's name nor one's id is refused instead of being taken as an id.
     """
-    if _GUID.match(name.strip()):
-        return name.strip()
+    value = name.strip()
+    if _GUID.match(value):
+        return value
     if known is None:
         known = ((str(s.get("id")), str(s.get("name", ""))) for s in _profile_subscriptions())
-    matches = {sid for sid, sname in known if sname.lower() == name.strip().lower()}
+    pairs = list(known)
+    wanted = value.lower()
+    matches = sorted(
+        {
+            sid
+            for sid, sname in pairs
+            if sname.lower() == wanted or (complete and sid.lower() == wanted)
+        }
+    )
     if len(matches) > 1:
         raise BadInput(
-            f"Several subscriptions are named '{printable(name)}'.",
-            "Pass the subscription id instead.",
+            f"Several subscriptions are named '{printable(name)}': {', '.join(matches)}.",
+            "Pass one of these ids instead.",
         )
-    if not matches and not _ID_LIKE.fullmatch(name.strip()):
+    if matches:
+        return matches[0]
+    if complete or not _ID_LIKE.fullmatch(value):
+        where = (
+            f"the name of one of the {len(pairs)} enabled subscription(s) the credential sees"
+            if complete
+            else "a name that 'az account list -o table' shows (after 'az login')"
+        )
         raise BadInput(
-            f"No subscription is named '{printable(name)}'.",
-            "Pass its id, or a name that 'az account list -o table' shows (after 'az login').",
+            f"No subscription is named '{printable(name)}'.", f"Pass its id, or {where}."
         )
     # Not a name we know: taken as an id (Azure answers SubscriptionNotFound if it is neither).
-    return matches.pop() if matches else name.strip()
+    return value
 
 
-def resolve_subscription(explicit: str | None) -> str | None:
+def in_profile(name: str) -> bool:
+    """Whether az's profile file knows this subscription by name or id (case-insensitive)."""
+    wanted = name.strip().lower()
+    return any(
+        wanted in (str(s.get("id", "")).lower(), str(s.get("name", "")).lower())
+        for s in _profile_subscriptions()
+    )
+
+
+def resolve_subscription(
+    explicit: str | None, seen: Callable[[], Iterable[tuple[str, str]]] | None = None
+) -> str | None:
+    """The subscription given (a name or id), else AZURE_SUBSCRIPTION_ID, else az's default.
+
+    A name az's profile does not know (no `az login`, as in a runbook with a managed identity)
+    is looked up among `seen()`: the (id, name) of every subscription the credential sees."""
     if explicit:
+        if seen is not None and not _GUID.match(explicit.strip()) and not in_profile(explicit):
+            return subscription_by_name(explicit, seen(), complete=True)
         return subscription_by_name(explicit)
     return os.environ.get("AZURE_SUBSCRIPTION_ID") or cli_default_subscription()
 

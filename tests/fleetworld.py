@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from jitctl.emulator import Backend
-from jitctl.emulator.worlds import Seeder, subnet_id
+from jitctl.emulator.worlds import Seeder, inbound_allow, subnet_id
 
 SUBS = tuple(f"00000000-0000-4000-8000-0000000000{i:02d}" for i in range(1, 21))
 
@@ -33,17 +33,7 @@ def many(b: Backend, subscriptions: int, vms: int, group: str = "rg-fleet") -> l
 
 
 AUDIT_GROUP = "rg-audit"
-RDP_ANY = {
-    "name": "Allow-RDP-Any",
-    "priority": 1001,
-    "direction": "Inbound",
-    "access": "Allow",
-    "protocol": "Tcp",
-    "sourceAddressPrefix": "*",
-    "sourcePortRange": "*",
-    "destinationAddressPrefix": "*",
-    "destinationPortRange": "3389",
-}
+RDP_ANY = inbound_allow("Allow-RDP-Any", 1001, "3389")
 
 
 def port(number: int, source: str = "198.51.100.0/24", hours: int = 3) -> dict[str, Any]:

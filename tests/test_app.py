@@ -61,6 +61,9 @@ def test_no_subscription_is_exit_2_before_any_call(tmp_path, monkeypatch):
     )
 
 
+S9 = "00000000-0000-4000-8000-000000000009"
+
+
 def test_vm_id_names_the_subscription(tmp_path, monkeypatch):
     from jitctl.cli.options import vm_refs
 
@@ -69,10 +72,10 @@ def test_vm_id_names_the_subscription(tmp_path, monkeypatch):
     app = App()
     vm_refs(
         app,
-        ["/subscriptions/s9/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/v"],
+        [f"/subscriptions/{S9}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/v"],
         None,
     )
-    assert app.subscription_id == "s9"
+    assert app.subscription_id == S9  # an id (a GUID): no lookup by name
 
 
 def test_real_connection_uses_the_cloud(monkeypatch):

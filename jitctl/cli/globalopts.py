@@ -119,7 +119,9 @@ GLOBALS: list[tuple[tuple[str, ...], Callable[[click.Context, App, Any], None], 
         _set("all_subscriptions"),
         {
             "is_flag": True,
-            "help": "Every enabled subscription the credential sees (the commands -s repeats for).",
+            "help": "Every subscription the credential sees whose state is Enabled (Warned, "
+            "PastDue and Disabled ones are skipped), listed by Resource Graph; for the commands "
+            "-s repeats for, and ssh-config.",
         },
         {},
     ),

@@ -71,13 +71,19 @@ def plan(ctx: click.Context, path: Path, prune: bool, detailed_exitcode: bool) -
     """Show, per JIT policy, the VMs and ports to add, change and remove.
 
     \b
-    Example:
+    Without subscriptions: in its file, a target selects VMs in each chosen subscription
+    (-s repeated, --all-subscriptions; else the default one).
+
+    \b
+    Examples:
       jitctl policy plan policies/ --detailed-exitcode
+      jitctl policy plan policies/ --all-subscriptions --prune
     """
     from jitctl.services.plan import make_plan
 
     app: App = ctx.obj
-    result = make_plan(app.gateway(), load(path), app.subscription_id, prune)
+    files = load(path)  # bad files are exit 2 before any call to Azure
+    result = make_plan(app.gateway(), files, app.subscription_ids(), prune)
     emit(app, result)
     if detailed_exitcode and result.changed:
         ctx.exit(int(ExitCode.CHANGES_PENDING))
@@ -94,13 +100,15 @@ def apply(app: App, path: Path, yes: bool, prune: bool) -> None:
     VMs no file matches are left alone unless --prune. Asks first on a terminal unless --yes.
 
     \b
-    Example:
+    Examples:
       jitctl policy apply policies/ --yes
+      jitctl policy apply policies/ --all-subscriptions --yes
     """
     from jitctl.cli.render import render
     from jitctl.services.plan import apply_plan, make_plan
 
-    result = make_plan(app.gateway(), load(path), app.subscription_id, prune)
+    files = load(path)  # bad files are exit 2 before any call to Azure
+    result = make_plan(app.gateway(), files, app.subscription_ids(), prune)
     if result.changed and not yes:
         if not app.can_ask():
             raise BadInput("Not applying without a terminal to confirm on.", "Pass --yes.")

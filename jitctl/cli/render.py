@@ -86,9 +86,14 @@ def protocol_name(p: str) -> str:
 # --- per result ----------------------------------------------------------------------------
 
 
-def _policy_head(policy_id: str) -> str:
+def _policy_head(policy_id: str, subscription: bool = False) -> str:
     seg = policy_id.split("/")
-    return f"JIT policy {seg[-1]} ({seg[4]}, {seg[-3]})"
+    where = f", subscription {seg[2]}" if subscription else ""
+    return f"JIT policy {seg[-1]} ({seg[4]}, {seg[-3]}{where})"
+
+
+def _several_subscriptions(policies: Any) -> bool:
+    return len({p.policy_id.split("/")[2].lower() for p in policies}) > 1
 
 
 def _change_lines(changes: Any) -> list[str]:
@@ -112,9 +117,10 @@ def _change_lines(changes: Any) -> list[str]:
 
 def policy_changes(result: Any) -> str:
     lines = []
+    several = _several_subscriptions(result.policies)
     for pol in result.policies:
         lines.append(
-            f"{_policy_head(pol.policy_id)}: {pol.action}"
+            f"{_policy_head(pol.policy_id, several)}: {pol.action}"
             + (f" after {pol.attempts} writes" if pol.attempts > 1 else "")
         )
         if not pol.changes:
@@ -127,13 +133,14 @@ def policy_changes(result: Any) -> str:
 
 def plan_text(plan: Any) -> str:
     lines = []
+    several = _several_subscriptions([p for p in plan.policies if p.changes])
     for pol in plan.policies:
         if not pol.changes:
             continue
         counts = {a: sum(c.action == a for c in pol.changes) for a in ("add", "change", "remove")}
         verb = "" if pol.exists else ", new policy"
         lines.append(
-            f"{_policy_head(pol.policy_id)}: {counts['add']} to add, {counts['change']} to "
+            f"{_policy_head(pol.policy_id, several)}: {counts['add']} to add, {counts['change']} to "
             f"change, {counts['remove']} to remove{verb}"
         )
         lines.extend(_change_lines(pol.changes))

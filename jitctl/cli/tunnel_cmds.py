@@ -178,21 +178,6 @@ def tunnel(app: App, req: ConnectRequest, local_port: int, rdp: bool) -> None:
         fwd.close()
 
 
-def _subscriptions(app: App) -> list[str]:
-    """--all-subscriptions: the emulator's, or those az knows (its profile file; no az run)."""
-    if app.emulator:
-        app.default_subscription()  # loads the backend
-        return [str(s["subscriptionId"]) for s in app.backend.state["subscriptions"].values()]
-    from jitctl.clouds import cli_subscription_ids
-
-    subs = cli_subscription_ids()
-    if not subs:
-        raise Refused(
-            "The Azure CLI knows no subscriptions.", "Run 'az login', or pass -s or -g instead."
-        )
-    return subs
-
-
 def proxy_argv(app: App, vm_id: str, port: int, private: bool, keep_alive: bool) -> list[str]:
     """This jitctl (its absolute path), as ssh will run it for the VM."""
     from jitctl.ids import segments
@@ -261,11 +246,11 @@ def ssh_config(
     from jitctl.launch import check_user
     from jitctl.services.sshconfig import Scope, default_config, jit_vms, update
 
-    all_subscriptions = app.all_subscriptions  # the global option; here: every one az knows
+    all_subscriptions = app.all_subscriptions  # the global option, as for the fleet commands
     if all_subscriptions and resource_group:
         raise click.UsageError("Give -g or --all-subscriptions, not both")
     check_user(user, "ssh")
-    subs = _subscriptions(app) if all_subscriptions else [app.subscription_id]
+    subs = app.subscription_ids() if all_subscriptions else [app.subscription_id]
     gw = app.gateway()
     found = {
         Scope(sub, resource_group): jit_vms(gw, Scope(sub, resource_group), port) for sub in subs

@@ -17,24 +17,14 @@ from typing import Any
 
 from jitctl.emulator import jit
 from jitctl.emulator.backend import Backend
-from jitctl.emulator.worlds import DEMO_SUBSCRIPTION, Seeder, subnet_id
+from jitctl.emulator.worlds import DEMO_SUBSCRIPTION, Seeder, inbound_allow, subnet_id
 
 REGIONS = ("westeurope", "northeurope", "eastus", "westus2")
 GROUP_SIZE = 200  # VMs per resource group on average (each group holds 50-500)
 SUBNET_SIZE = 250  # VMs per /24 subnet
 CORPORATE = "203.0.113.0/24"  # the usual source of JIT requests
 
-BYPASS_RULE = {
-    "name": "Allow-Admin-Internet",
-    "priority": 310,
-    "direction": "Inbound",
-    "access": "Allow",
-    "protocol": "Tcp",
-    "sourceAddressPrefix": "Internet",
-    "sourcePortRange": "*",
-    "destinationAddressPrefix": "*",
-    "destinationPortRanges": ["3389", "22"],
-}
+BYPASS_RULE = inbound_allow("Allow-Admin-Internet", 310, ["3389", "22"], source="Internet")
 
 
 def fleet_subscription(index: int, seed: int = 0) -> str:

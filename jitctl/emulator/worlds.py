@@ -13,6 +13,28 @@ DEMO_GROUP = "rg-jit-demo"
 DEMO_LOCATION = "westeurope"
 
 
+def inbound_allow(
+    name: str, priority: int, ports: str | list[str], source: str = "*"
+) -> dict[str, Any]:
+    """An inbound TCP allow rule to any destination, as `Seeder.nsg` takes it: one port (or
+    range) or several."""
+    rule: dict[str, Any] = {
+        "name": name,
+        "priority": priority,
+        "direction": "Inbound",
+        "access": "Allow",
+        "protocol": "Tcp",
+        "sourceAddressPrefix": source,
+        "sourcePortRange": "*",
+        "destinationAddressPrefix": "*",
+    }
+    if isinstance(ports, str):
+        rule["destinationPortRange"] = ports
+    else:
+        rule["destinationPortRanges"] = list(ports)
+    return rule
+
+
 class Seeder:
     """Builds resources straight into a backend, as Azure would return them."""
 
@@ -226,19 +248,7 @@ def demo(b: Backend) -> None:
     nic_nsg = s.nsg("vm-win01-nsg")
     subnet_nsg = s.nsg(
         "snet-linux-nsg",
-        [
-            {
-                "name": "Allow-HTTPS",
-                "priority": 300,
-                "direction": "Inbound",
-                "access": "Allow",
-                "protocol": "Tcp",
-                "sourceAddressPrefix": "Internet",
-                "sourcePortRange": "*",
-                "destinationAddressPrefix": "*",
-                "destinationPortRange": "443",
-            },
-        ],
+        [inbound_allow("Allow-HTTPS", 300, "443", source="Internet")],
     )
     vnet = s.vnet(
         "vnet-demo",
@@ -273,17 +283,7 @@ def busy(b: Backend) -> None:
     nsg = s.nsg(
         "vm-legacy-nsg",
         [
-            {
-                "name": "Allow-RDP-Any",
-                "priority": 1001,
-                "direction": "Inbound",
-                "access": "Allow",
-                "protocol": "Tcp",
-                "sourceAddressPrefix": "*",
-                "sourcePortRange": "*",
-                "destinationAddressPrefix": "*",
-                "destinationPortRange": "3389",
-            },
+            inbound_allow("Allow-RDP-Any", 1001, "3389"),
             {
                 "name": "Allow-Mgmt-Range",
                 "priority": 900,

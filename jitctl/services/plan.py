@@ -134,10 +134,12 @@ def _protected_nics(subnets: Sequence[Subnet], nics: Sequence[Nic]) -> set[str]:
     }
 
 
-def _target_subscriptions(f: LoadedFile, target: Target, default_sub: str) -> list[str]:
+def _target_subscriptions(f: LoadedFile, target: Target, chosen: Sequence[str]) -> list[str]:
+    """Where a target selects VMs: its ids' subscriptions; else its own `subscriptions:`, else
+    its file's, else every chosen subscription (-s repeated, --all-subscriptions, the default)."""
     if target.ids:
         return [segments(vm_id)["subscriptions"] for vm_id in target.ids]
-    return list(target.subscriptions or f.model.subscriptions or [default_sub])
+    return list(target.subscriptions or f.model.subscriptions or chosen)
 
 
 def _matches(vm: Vm, target: Target) -> bool:
@@ -158,8 +160,9 @@ def _matches(vm: Vm, target: Target) -> bool:
     )
 
 
-def _select(inv: Inventory, f: LoadedFile, i: int, target: Target, default_sub: str) -> list[Vm]:
-    subs = target.subscriptions or f.model.subscriptions or [default_sub]
+def _select(
+    inv: Inventory, f: LoadedFile, i: int, target: Target, chosen: Sequence[str]
+) -> list[Vm]:
     if target.ids:
         found = []
         for j, vm_id in enumerate(target.ids):
@@ -170,11 +173,12 @@ def _select(inv: Inventory, f: LoadedFile, i: int, target: Target, default_sub: 
                 )
             found.append(vm)
         return found
+    subs = _target_subscriptions(f, target, chosen)
     return [vm for sub in subs for vm in inv.vms(sub) if _matches(vm, target)]
 
 
 def desired_state(
-    gw: Gateway, files: Sequence[LoadedFile], default_sub: str, inv: Inventory | None = None
+    gw: Gateway, files: Sequence[LoadedFile], chosen: Sequence[str], inv: Inventory | None = None
 ) -> tuple[dict[PolicyKey, dict[str, tuple[PortRule, ...]]], list[Unprotected], Inventory]:
     """VM -> ports, grouped by JIT policy; conflicting definitions are an error naming both."""
     inv = inv or Inventory(gw)
@@ -185,7 +189,7 @@ def desired_state(
         for i, target in enumerate(f.model.targets):
             name = target.policyName or f.model.defaults.policyName
             origin = f.origin("targets", i)
-            for vm in _select(inv, f, i, target, default_sub):
+            for vm in _select(inv, f, i, target, chosen):
                 if not inv.has_nsg(vm):
                     unprotected.setdefault(vm.id.lower(), Unprotected(vm.id, origin))
                     continue
@@ -232,19 +236,27 @@ def _lowers(keys: Iterable[PolicyKey]) -> set[PolicyKey]:
 
 
 def make_plan(
-    gw: Gateway, files: Sequence[LoadedFile], default_sub: str, prune: bool = False
+    gw: Gateway,
+    files: Sequence[LoadedFile],
+    subscriptions: str | Sequence[str],
+    prune: bool = False,
 ) -> Plan:
+    """The plan over the chosen `subscriptions` (one id, or several: -s repeated,
+    --all-subscriptions): a target without `subscriptions:` (its own or its file's) selects VMs
+    in each of them, and their JIT policies (and those of the subscriptions files name) are
+    the ones --prune and the unmanaged list consider."""
+    chosen = [subscriptions] if isinstance(subscriptions, str) else list(subscriptions)
     inv = Inventory(gw)
     targeted = [
         s
         for f in files
         for target in f.model.targets
-        for s in _target_subscriptions(f, target, default_sub)
+        for s in _target_subscriptions(f, target, chosen)
     ]
-    listed = [*targeted, default_sub, *(s for f in files for s in f.model.subscriptions or [])]
+    listed = [*targeted, *chosen, *(s for f in files for s in f.model.subscriptions or [])]
     inv.prefetch(targeted, listed)  # every list at once
-    desired, unprotected, _ = desired_state(gw, files, default_sub, inv)
-    subs = {k[0].lower(): k[0] for k in desired} | {default_sub.lower(): default_sub}
+    desired, unprotected, _ = desired_state(gw, files, chosen, inv)
+    subs = {k[0].lower(): k[0] for k in desired} | {s.lower(): s for s in chosen}
     for f in files:
         for s in f.model.subscriptions or []:
             subs.setdefault(s.lower(), s)
