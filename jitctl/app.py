@@ -140,7 +140,7 @@ class App:
 
             subs = self.backend.state["subscriptions"].values()
             named = ((str(s["subscriptionId"]), str(s["displayName"])) for s in subs)
-            return subscription_by_name(name, named)
+            return subscription_by_name(name, named, complete=True)  # it knows them all
         from jitctl.clouds import resolve_subscription
 
         return resolve_subscription(name, self._seen_subscriptions) or name

@@ -68,3 +68,14 @@ def test_all_subscriptions_skips_those_not_enabled(
     assert "Warned, PastDue and Disabled ones are skipped" in " ".join(
         run("audit", "--help").stdout.split()
     )
+
+
+@pytest.mark.parametrize("command", [["audit", "--fail-on", "none"], ["status"], ["list"]])
+def test_an_unknown_name_is_exit_2_before_any_call(
+    run: Callable[..., Result], backend: Backend, vms: list[str], command: list[str]
+) -> None:
+    before = len(backend.log)
+    r = run(*command, "-s", "fleet-00", "-s", "nonexist")
+    assert r.exit_code == 2, r.output
+    assert "No subscription is named 'nonexist'." in r.stderr
+    assert len(backend.log) == before
