@@ -134,7 +134,9 @@ def ensure_access(
         end, mapped = request.ports[0].end_time, request.ports[0].mapped_port
         say(f"Requested port {port} for {source} until {end:%H:%M} UTC.")
     timeout = req.timeout.total_seconds()
-    result, _ = wait_until_effective(gw, ref, source, clock, [port], timeout, progress=progress)
+    result, _ = wait_until_effective(
+        gw, ref, source, clock, [port], timeout, progress=progress, firewall=pvm.public_ip_address
+    )
     host, connect_port, via = _target(gw, pvm, result, port, req.private, mapped)
     return AccessReady(
         pvm.id, port, source, end, grant is not None, request, result, host, connect_port, via
