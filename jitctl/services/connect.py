@@ -69,6 +69,8 @@ def _target(
             f"VM {result.vm_name} has no public IP address.",
             "Connect over VPN or peering with --private, or give the VM a public IP.",
         )
+    # read now, after the wait and right before the launch: a dynamic public IP gets another
+    # address when the VM is deallocated and started again (a DNS name follows it by itself)
     pip = gw.get_public_ip(result.public_ip_id)
     host = pip.fqdn or pip.ip_address
     if not host:
