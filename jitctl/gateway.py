@@ -11,6 +11,7 @@ from jitctl.ids import VmRef
 from jitctl.model import (
     AccessRequest,
     DefenderPlan,
+    Firewall,
     JitPolicy,
     Nic,
     Nsg,
@@ -48,6 +49,12 @@ class Gateway(Protocol):
     def get_nsg(self, nsg_id: str) -> Nsg: ...
 
     def get_public_ip(self, public_ip_id: str) -> PublicIp: ...
+
+    def find_firewall(self, subscription_id: str, address: str) -> Firewall | None:
+        """The Azure Firewall whose public IP has `address` (lists the public IPs, then one GET)."""
+        ...
+
+    def get_firewall(self, firewall_id: str) -> Firewall: ...
 
     def list_vms(self, subscription_id: str, resource_group: str | None = None) -> list[Vm]: ...
 

@@ -194,3 +194,30 @@ class Permission:
 
     actions: tuple[str, ...]
     not_actions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DnatRule:
+    """A DNAT rule of an Azure Firewall's NAT rule collection (classic rules)."""
+
+    collection: str
+    name: str
+    sources: tuple[str, ...]
+    destination_addresses: tuple[str, ...]
+    destination_ports: tuple[str, ...]
+    protocols: tuple[str, ...]
+    translated_address: str | None
+    translated_port: str | None
+
+
+@dataclass(frozen=True)
+class Firewall:
+    """An Azure Firewall in front of VMs: its private addresses and its DNAT rules."""
+
+    id: str
+    private_ips: tuple[str, ...]
+    dnat_rules: tuple[DnatRule, ...]
+
+    @property
+    def name(self) -> str:
+        return self.id.rstrip("/").rsplit("/", 1)[-1]

@@ -162,6 +162,10 @@ class Tunnel:
         if self.on_event is not None:
             self.on_event(message)
 
+    def follow(self, port: int) -> None:
+        """Forward new connections to `port` (Azure Firewall mapped the VM's port anew)."""
+        self.port = port
+
     def _accept_loop(self) -> None:
         assert self._listener is not None
         while not self._closed.is_set():

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from jitctl.emulator.worlds import FIREWALL_ADDRESS
-from jitctl.errors import JitctlError
+from jitctl.errors import ExitCode, JitctlError
 from tests.support import RG, SUB
 
 G = ["-g", RG]
@@ -96,3 +96,86 @@ def test_a_vm_with_no_nsg_is_supported_when_a_firewall_is_in_front(run, gw):
     alone = replace(policy.vm(policy.vms[1].id), public_ip_address=None)
     with pytest.raises(JitctlError, match="no Azure Firewall is in front of it"):
         gw.put_policy(replace(policy, name="no-firewall", vms=(alone,)))
+
+
+def test_verify_judges_by_the_firewall_dnat_rule_not_the_nsg(run, backend):
+    r = run("verify", "vm-app02", *G, *IP, "--port", "22")  # no NSG: an NSG view would allow
+    assert r.exit_code == ExitCode.NOT_EFFECTIVE
+    assert r.stdout.splitlines()[:3] == [
+        "NOT EFFECTIVE: 203.0.113.7 -> Azure Firewall 20.61.17.4 -> vm-app02 10.40.1.5:22/tcp",
+        "  Azure Firewall fw-hub: no DNAT rule for this source and port",
+        "  NSGs not judged: behind the firewall they see its address (SNAT), not the source",
+    ]
+    assert (
+        "no DNAT rule of Azure Firewall fw-hub (20.61.17.4) lets 203.0.113.7 in to 10.40.1.5:22"
+        in r.stderr
+    )
+    assert run("request", "vm-app02", *G, *IP, "--port", "22", "--wait").exit_code == 0
+    r = run("verify", "vm-app02", *G, *IP, "--port", "22", "--require-jit")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[1].startswith("  Azure Firewall fw-hub: JIT DNAT rule MDC-JIT-")
+    assert r.stdout.splitlines()[1].endswith("(collection MDC-JIT), port 50000")
+    r = run("verify", "vm-app02", *G, "--source-ip", "198.51.100.9", "--port", "22")
+    assert r.exit_code == ExitCode.NOT_EFFECTIVE  # another source: the rule is not for it
+
+
+def test_verify_says_when_no_firewall_has_the_policys_address(run, backend):
+    backend.delete(FW)
+    r = run("verify", "vm-app01", *G, *IP)
+    assert r.exit_code == ExitCode.NOT_EFFECTIVE
+    assert "no Azure Firewall has the address 20.61.17.4 that the JIT policy names" in r.stderr
+
+
+def test_keep_alive_follows_the_mapped_port_of_a_renewal(connect_app, run, backend, clock):
+    """A renewal is a new request: the firewall maps the port anew (the older DNAT rule still
+    holds 50000 until the newer one is applied); jitctl says so and the rdp file follows."""
+    from datetime import timedelta
+
+    from tests.test_tunnel import SpawningRunner, TimedChild
+
+    backend.settings.propagation_delay = 30
+    spawned = []
+
+    class Runner(SpawningRunner):
+        def spawn(self, args):
+            spawned.append(args)
+            return TimedChild(clock, clock.now() + timedelta(hours=4))
+
+    connect_app.runner = Runner(platform="win32")
+    r = run("rdp", "vm-app01", *G, *IP, "--keep-alive")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith(f"vm-app01: rdp to {FIREWALL_ADDRESS}:50000")
+    assert "Azure Firewall now maps port 3389 of vm-app01 to 20.61.17.4:50001 (was 50000)" in (
+        r.stderr
+    )
+    rdp_file = (connect_app.data_dir / "rdp" / "vm-app01.rdp").read_text()
+    assert f"full address:s:{FIREWALL_ADDRESS}:50001" in rdp_file
+    [(_, rule)] = dnat_rules(backend)  # the older rule went with the older grant
+    assert rule["destinationPorts"] == ["50001"]
+    assert "keep-alive stopped after 1 renewal(s)" in r.stderr
+
+
+def test_ssh_keep_alive_behind_the_firewall_says_where_new_connections_go(
+    connect_app, run, backend, clock
+):
+    from datetime import timedelta
+
+    from tests.test_tunnel import SpawningRunner, TimedChild
+
+    class Runner(SpawningRunner):
+        def which(self, name):
+            return f"/usr/bin/{name}"
+
+        def spawn(self, args):
+            spawned.append(args)
+            return TimedChild(clock, clock.now() + timedelta(hours=4))
+
+    spawned: list[list[str]] = []
+    connect_app.runner = Runner(platform="linux")
+    r = run("ssh", "vm-app02", *G, *IP, "--keep-alive", "--user", "azureuser")
+    assert spawned == [["/usr/bin/ssh", "-p", "50000", "--", f"azureuser@{FIREWALL_ADDRESS}"]]
+    assert "Renewed access to vm-app02 until" in r.stderr
+    assert (
+        "Azure Firewall now maps port 22 of vm-app02 to 20.61.17.4:50001 (was 50000); new "
+        "connections go there, open ones stay." in r.stderr
+    )

@@ -16,6 +16,7 @@ from jitctl.ids import VmRef, name_of, segments
 from jitctl.model import (
     AccessRequest,
     DefenderPlan,
+    Firewall,
     JitPolicy,
     Nic,
     Nsg,
@@ -156,6 +157,21 @@ class AzureGateway:
         with azure_errors():
             pip = self._client("network", sub).public_ip_addresses.get(rg, name)
         return t.public_ip_from_sdk(pip)
+
+    def find_firewall(self, subscription_id: str, address: str) -> Firewall | None:
+        with azure_errors():
+            pips = list(self._client("network", subscription_id).public_ip_addresses.list_all())
+        for pip in pips:
+            owner = getattr(getattr(pip, "ip_configuration", None), "id", None) or ""
+            if pip.ip_address == address and "/azurefirewalls/" in owner.lower():
+                return self.get_firewall(owner.split("/azureFirewallIpConfigurations/")[0])
+        return None
+
+    def get_firewall(self, firewall_id: str) -> Firewall:
+        sub, rg, name = _rg_name(firewall_id, "azureFirewalls")
+        with azure_errors():
+            fw = self._client("network", sub).azure_firewalls.get(rg, name)
+        return t.firewall_from_sdk(fw)
 
     def list_vms(self, subscription_id: str, resource_group: str | None = None) -> list[Vm]:
         ops = self._client("compute", subscription_id).virtual_machines

@@ -9,6 +9,8 @@ from jitctl.ids import name_of, segments
 from jitctl.model import (
     AccessRequest,
     DefenderPlan,
+    DnatRule,
+    Firewall,
     GrantPort,
     GrantVm,
     IpConfig,
@@ -111,6 +113,25 @@ def nsg_from_sdk(nsg: Any) -> Nsg:
 def public_ip_from_sdk(pip: Any) -> PublicIp:
     dns = getattr(pip, "dns_settings", None)
     return PublicIp(id=pip.id, ip_address=pip.ip_address, fqdn=getattr(dns, "fqdn", None))
+
+
+def firewall_from_sdk(fw: Any) -> Firewall:
+    rules = tuple(
+        DnatRule(
+            collection=c.name,
+            name=r.name,
+            sources=tuple(r.source_addresses or ()),
+            destination_addresses=tuple(r.destination_addresses or ()),
+            destination_ports=tuple(r.destination_ports or ()),
+            protocols=tuple(str(_s(x)) for x in r.protocols or ()),
+            translated_address=r.translated_address,
+            translated_port=r.translated_port,
+        )
+        for c in fw.nat_rule_collections or []
+        for r in c.rules or []
+    )
+    ips = tuple(c.private_ip_address for c in fw.ip_configurations or [] if c.private_ip_address)
+    return Firewall(id=fw.id, private_ips=ips, dnat_rules=rules)
 
 
 def _port_rule(p: Any) -> PortRule:

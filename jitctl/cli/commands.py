@@ -253,6 +253,7 @@ def wait_for(
     require_jit: bool = False,
 ) -> Any:
     from jitctl.cli.progress import Spinner
+    from jitctl.services.firewall import firewall_address
     from jitctl.services.verify import wait_until_effective
 
     with Spinner(f"waiting for access to {ref.name}") as spin:
@@ -266,6 +267,7 @@ def wait_for(
             nic,
             require_jit,
             poll_progress(app, spin),
+            firewall=firewall_address(app.gateway(), ref),
         )
     return result
 
@@ -300,6 +302,7 @@ def verify(
       jitctl verify vm-win01 -g rg-prod --source-ip 203.0.113.7 --require-jit
     """
     from jitctl.errors import NotEffective
+    from jitctl.services.firewall import firewall_address
     from jitctl.services.verify import check
     from jitctl.services.verify import verify as run
 
@@ -309,7 +312,8 @@ def verify(
     if wait:
         result = wait_for(app, ref, source_ip, numbers, limit, nic, require_jit)
     else:
-        result = run(app.gateway(), ref, source_ip, numbers, nic, require_jit)
+        fw = firewall_address(app.gateway(), ref)
+        result = run(app.gateway(), ref, source_ip, numbers, nic, require_jit, fw)
     emit(app, result)
     try:
         check(result)

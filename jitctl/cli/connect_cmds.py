@@ -163,13 +163,18 @@ def ready_access(app: App, req: ConnectRequest) -> Any:
         )
 
 
-def keeper(app: App, req: ConnectRequest, ready: Any) -> Callable[[Callable[[], bool]], Any]:
-    """With --keep-alive, what keeps access open while a client runs (notes on stderr)."""
+def keeper(
+    app: App, req: ConnectRequest, ready: Any, on_moved: Callable[[int], None] | None = None
+) -> Callable[[Callable[[], bool]], Any]:
+    """With --keep-alive, what keeps access open while a client runs (notes on stderr);
+    `on_moved(port)` when a renewal behind Azure Firewall maps the port anew."""
     from jitctl.services.keepalive import KeepAlive
 
     ref = req.vm.one(app)
     access = req.access(ref, ready.source).checked()
     keep = KeepAlive(app.gateway(), access, app.clock, ready.end_time, lambda msg: warn(app, msg))
+    if ready.via == "firewall":
+        keep.mapped_port, keep.on_moved = ready.connect_port, on_moved
 
     def run(running: Callable[[], bool]) -> Any:
         warn(app, f"Keeping access to {ref.name} open while the client runs.")
@@ -205,7 +210,13 @@ def rdp(app: App, req: ConnectRequest) -> None:
 
     check_user(req.user, "rdp")
     ready = ready_access(app, req)
-    keep = keeper(app, req, ready) if req.keep_alive and req.launch else None
+
+    def moved(port: int) -> None:  # a reconnect of the client reads the file again
+        from jitctl.launch import write_rdp_file
+
+        write_rdp_file(app.get_data_dir(), ready.vm_name, ready.connect_host, port, req.user)
+
+    keep = keeper(app, req, ready, moved) if req.keep_alive and req.launch else None
     shown = (lambda result: emit(app, result)) if keep else None
     result = connect_rdp(
         app.get_runner(), app.get_data_dir(), ready, req.user, req.launch, keep, shown

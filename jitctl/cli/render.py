@@ -232,9 +232,27 @@ def verify_result(result: Any) -> str:
     lines = []
     for p in result.ports:
         verdict = "EFFECTIVE" if p.effective else "NOT EFFECTIVE"
+        fw = p.firewall
+        via = f"Azure Firewall {fw.address} -> " if fw else ""
         lines.append(
-            f"{verdict}: {result.source_ip} -> {result.vm_name} {result.private_ip}:{p.port}/tcp"
+            f"{verdict}: {result.source_ip} -> {via}{result.vm_name} {result.private_ip}:{p.port}/tcp"
         )
+        if fw is not None:  # the DNAT rule decides; the NSGs see the firewall's address
+            lines.append(
+                f"  Azure Firewall {name_of(fw.firewall_id)}: "
+                + (
+                    f"{'JIT ' if fw.by_jit else ''}DNAT rule {fw.rule.name} "
+                    f"(collection {fw.rule.collection}), port {fw.mapped_port}"
+                    if fw.rule
+                    else "no DNAT rule for this source and port"
+                )
+                if fw.firewall_id
+                else f"  no Azure Firewall has the address {fw.address}"
+            )
+            lines.append(
+                "  NSGs not judged: behind the firewall they see its address (SNAT), not the source"
+            )
+            continue
         lines.extend(_rule_line(v) for v in p.evaluation.levels)
         lines.extend(f"  warning: {w}" for w in p.evaluation.warnings)
     return "\n".join(lines)

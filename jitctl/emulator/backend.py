@@ -327,7 +327,15 @@ class Backend:
         return res, created
 
     def delete(self, resource_id: str) -> bool:
-        return self.state["resources"].pop(resource_id.lower().rstrip("/"), None) is not None
+        gone = self.state["resources"].pop(resource_id.lower().rstrip("/"), None)
+        if gone is not None and gone.get("type") == TYPES["azurefirewalls"]:
+            for cfg in gone["properties"].get("ipConfigurations", []):  # the addresses are free
+                pip = self.find(
+                    ((cfg.get("properties") or {}).get("publicIPAddress") or {}).get("id")
+                )
+                if pip is not None:
+                    pip["properties"].pop("ipConfiguration", None)
+        return gone is not None
 
     def list_of(self, scope: str, kind: str) -> Listing:
         """Resources of a type (e.g. 'networksecuritygroups') under a subscription or resource

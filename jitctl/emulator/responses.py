@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from jitctl.emulator import defender, jit
+from jitctl.emulator import defender, jit, power
 from jitctl.emulator.backend import ArmError, Backend, Fault, LogEntry
 from jitctl.emulator.graph import ResourceGraph
 
@@ -249,6 +249,19 @@ class Router:
         self, req: Request, resource: Any, created: bool, location: str | None = None
     ) -> Reply:
         """Network and compute writes answer 201/200 with Azure-AsyncOperation, like Azure."""
+        op_url = self._operation_url(req, location or resource.get("location"))
+        body = json.loads(json.dumps(resource))
+        body.get("properties", {})["provisioningState"] = "Updating"
+        return Reply(
+            201 if created else 200, body, {"Azure-AsyncOperation": op_url, "Retry-After": "0"}
+        )
+
+    def accepted(self, req: Request, location: str | None) -> Reply:
+        """A long-running action (a VM's deallocate, start): 202 with Azure-AsyncOperation."""
+        op_url = self._operation_url(req, location)
+        return Reply(202, None, {"Azure-AsyncOperation": op_url, "Retry-After": "0"})
+
+    def _operation_url(self, req: Request, location: str | None) -> str:
         b = self.backend
         op_id = f"{b.next_id():08d}-0000-4000-8000-00000000a51c"
         b.state["operations"][op_id] = {"polls_left": b.settings.lro_polls}
@@ -257,15 +270,10 @@ class Router:
             if "/microsoft.compute/" in req.path.lower()
             else "Microsoft.Network"
         )
-        loc = (location or resource.get("location") or "westus").replace(" ", "").lower()
-        op_url = (
+        loc = (location or "westus").replace(" ", "").lower()
+        return (
             f"{req.base}/subscriptions/{req.params['sub']}/providers/{provider}/locations/"
             f"{loc}/operations/{op_id}?api-version={req.query['api-version']}"
-        )
-        body = json.loads(json.dumps(resource))
-        body.get("properties", {})["provisioningState"] = "Updating"
-        return Reply(
-            201 if created else 200, body, {"Azure-AsyncOperation": op_url, "Retry-After": "0"}
         )
 
     def _operation(self, req: Request) -> Reply:
@@ -323,6 +331,7 @@ class Router:
             lambda q: Reply(202, jit.initiate(b, *self._jit_args(q), q.body or {})),
         )
         defender.add_routes(self, SUB, RG)
+        power.add_routes(self, RG)
         # compute and network resources
         for kind, provider in (
             ("virtualMachines", "microsoft\\.compute"),

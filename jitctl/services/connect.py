@@ -69,6 +69,8 @@ def _target(
             f"VM {result.vm_name} has no public IP address.",
             "Connect over VPN or peering with --private, or give the VM a public IP.",
         )
+    # read now, after the wait and right before the launch: a dynamic public IP gets another
+    # address when the VM is deallocated and started again (a DNS name follows it by itself)
     pip = gw.get_public_ip(result.public_ip_id)
     host = pip.fqdn or pip.ip_address
     if not host:
@@ -134,7 +136,9 @@ def ensure_access(
         end, mapped = request.ports[0].end_time, request.ports[0].mapped_port
         say(f"Requested port {port} for {source} until {end:%H:%M} UTC.")
     timeout = req.timeout.total_seconds()
-    result, _ = wait_until_effective(gw, ref, source, clock, [port], timeout, progress=progress)
+    result, _ = wait_until_effective(
+        gw, ref, source, clock, [port], timeout, progress=progress, firewall=pvm.public_ip_address
+    )
     host, connect_port, via = _target(gw, pvm, result, port, req.private, mapped)
     return AccessReady(
         pvm.id, port, source, end, grant is not None, request, result, host, connect_port, via

@@ -11,6 +11,7 @@ from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of
 from jitctl.model import Permission, Vm
 from jitctl.roles import ROLES
+from jitctl.services.firewall import firewall_address
 from jitctl.services.policies import policies_of_vm
 from jitctl.services.topology import read_path
 
@@ -114,9 +115,7 @@ def _permissions(role: str, required: bool) -> Callable[[Gateway, VmRef, Vm], Ch
 
 
 def _public_ip(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
-    firewall = next(
-        (v.public_ip_address for p in policies_of_vm(gw, ref) if (v := p.vm(ref.id))), None
-    )
+    firewall = firewall_address(gw, ref)
     if firewall:
         return Check("public ip", True, f"{firewall} (Azure Firewall, DNAT)")
     cfg = read_path(gw, vm).nic.primary_ip_config

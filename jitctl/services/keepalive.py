@@ -19,7 +19,7 @@ from jitctl.ids import same_id
 from jitctl.services.access import find_policy, initiate_checked
 from jitctl.services.connect import AccessRequest
 from jitctl.services.query import active_grants
-from jitctl.services.verify import Clock, verify
+from jitctl.services.verify import Clock, VerifyResult, verify
 
 MIN_MARGIN = timedelta(minutes=2)
 RETRY_AFTER = timedelta(minutes=1)
@@ -58,6 +58,11 @@ class KeepAlive:
     on_event: Callable[[str], None] | None = None
     step: float = 1.0  # seconds between looks at the client
     switch_timeout: float = 300.0  # seconds to wait for the newer grant to be applied
+    # Behind Azure Firewall: the mapped port of the grant in force, and who to tell when a
+    # renewal maps the port anew (the older DNAT rule goes when the newer one is applied).
+    mapped_port: int | None = None
+    on_moved: Callable[[int], None] | None = None
+    _firewall: str | None = None
 
     def _say(self, message: str) -> None:
         if self.on_event is not None:
@@ -101,6 +106,7 @@ class KeepAlive:
         name = self.req.vm.name
         try:
             policy, pvm = find_policy(self.gw, self.req.vm, [self.req.port], self.req.policy_name)
+            self._firewall = pvm.public_ip_address
             rule = pvm.port(self.req.port)
             length = self.req.duration or (rule.max_duration if rule else None)
             if rule is not None and length is not None:
@@ -126,6 +132,7 @@ class KeepAlive:
         if problem is None:
             self.end_time = until
             self._say(f"Renewed access to {name} until {until:%H:%M} UTC.")
+            self._follow(request.ports[0].mapped_port)
         else:
             self._say(
                 f"Renewal of access to {name} was requested, but {problem}. It lasts until "
@@ -134,6 +141,20 @@ class KeepAlive:
         if not continuous:
             self._say(f"Access to {name} was not effective during the switch to the newer grant.")
         return Renewal(now, until if problem is None else None, continuous, polls, problem)
+
+    def _follow(self, mapped: int | None) -> None:
+        """A renewal behind Azure Firewall may get another mapped port: follow it."""
+        if mapped is None or mapped == self.mapped_port or not self._firewall:
+            return
+        before, self.mapped_port = self.mapped_port, mapped
+        self._say(
+            f"Azure Firewall now maps port {self.req.port} of {self.req.vm.name} to "
+            f"{self._firewall}:{mapped}"
+            + (f" (was {before})" if before else "")
+            + "; new connections go there, open ones stay."
+        )
+        if self.on_moved is not None:
+            self.on_moved(mapped)
 
     def _applied(self, until: datetime) -> bool:
         policy, _ = find_policy(self.gw, self.req.vm, [self.req.port], self.req.policy_name)
@@ -146,17 +167,22 @@ class KeepAlive:
             for g in active_grants(policy, self.clock.now())
         )
 
+    def _verify(self) -> VerifyResult:
+        return verify(
+            self.gw, self.req.vm, self.req.source, [self.req.port], firewall=self._firewall
+        )
+
     def _switch(self, until: datetime) -> tuple[bool, int, str | None]:
         """(effective at every poll, polls, what went wrong or None)."""
         start = self.clock.now()
         delay, polls, continuous = 1.0, 0, True
         while True:
             polls += 1
-            result = verify(self.gw, self.req.vm, self.req.source, [self.req.port])
+            result = self._verify()
             continuous = continuous and result.effective
             if self._applied(until):
                 if not result.effective:  # applied between the two reads: read once more
-                    result = verify(self.gw, self.req.vm, self.req.source, [self.req.port])
+                    result = self._verify()
                 if result.effective:
                     return continuous, polls, None
                 return continuous, polls, f"access is not effective: {result.problem()}"
