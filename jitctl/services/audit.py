@@ -8,6 +8,7 @@ each management port; allowed, on a guarded path, and not by a JIT rule, is a by
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -192,9 +193,37 @@ def _sources(rules: Sequence[SecurityRule]) -> set[str]:
     return found
 
 
-def _bypasses(
-    vm: Vm, nic: Nic, inv: Inventory, ports: Sequence[int], memo: dict[str, list[SecurityRule]]
-) -> list[Finding]:
+def _narrowed(nsg: Nsg | None, flow: Flow, memo: dict[Any, Nsg]) -> Nsg | None:
+    """The NSG less the rules that cannot match the flow's source, port and protocol, whatever
+    its destination: evaluating it decides as the whole NSG does (the first matching rule by
+    priority wins, and a dropped rule matches no such flow), at a fraction of the work when
+    JIT's rules for many VMs share the NSG. Memoised by NSG and all of the flow but its
+    destination."""
+    if nsg is None:
+        return None
+    key = (nsg.id.lower(), flow.source_ip, flow.port, flow.protocol, flow.vnet_prefixes)
+    found = memo.get(key)
+    if found is None:
+        kept = tuple(r for r in nsg.rules if rule_matches(_any_destination(r), flow, []))
+        found = memo[key] = dataclasses.replace(nsg, rules=kept)
+    return found
+
+
+def _any_destination(rule: SecurityRule) -> SecurityRule:
+    return dataclasses.replace(
+        rule, destination_address_prefix="*", destination_address_prefixes=(), destination_asgs=()
+    )
+
+
+@dataclass
+class _Memo:
+    """What the bypass checks reuse across VMs: NSGs' openers, NSGs narrowed to a flow."""
+
+    openers: dict[str, list[SecurityRule]] = field(default_factory=dict)
+    narrowed: dict[Any, Nsg] = field(default_factory=dict)
+
+
+def _bypasses(vm: Vm, nic: Nic, inv: Inventory, ports: Sequence[int], memo: _Memo) -> list[Finding]:
     cfg = nic.primary_ip_config
     if cfg is None or not cfg.private_ip:
         return []
@@ -204,9 +233,9 @@ def _bypasses(
     openers = []
     for nsg in (subnet_nsg, nic_nsg):
         if nsg is not None:
-            if nsg.id.lower() not in memo:
-                memo[nsg.id.lower()] = _openers(nsg)
-            openers += memo[nsg.id.lower()]
+            if nsg.id.lower() not in memo.openers:
+                memo.openers[nsg.id.lower()] = _openers(nsg)
+            openers += memo.openers[nsg.id.lower()]
     if not openers:
         return []
     prefixes = subnet.address_prefixes if subnet else ()
@@ -216,7 +245,10 @@ def _bypasses(
             flow = Flow(source, cfg.private_ip, port, "Tcp", cfg.asg_ids, prefixes)
             if not any(rule_matches(r, flow, []) for r in openers):
                 continue  # no rule that could open it: JIT's rules or the defaults decide
-            ev = evaluate(subnet_nsg, nic_nsg, flow)
+            narrowed = memo.narrowed
+            ev = evaluate(
+                _narrowed(subnet_nsg, flow, narrowed), _narrowed(nic_nsg, flow, narrowed), flow
+            )
             if ev.bypassed:
                 out.append(_bypass_finding(vm, nic, port, source, ev, cfg.public_ip_id))
                 break
@@ -330,7 +362,7 @@ def audit_inventory(inv: Inventory, now: datetime) -> AuditResult:
                 )
             )
     vms = []
-    openers: dict[str, list[SecurityRule]] = {}  # by NSG id: its non-JIT allow rules
+    memo = _Memo()
     for vm in sorted(inv.vms, key=lambda v: v.id.lower()):
         found = entries.get(vm.id.lower())
         if not _has_nsg(vm, inv):
@@ -348,7 +380,7 @@ def audit_inventory(inv: Inventory, now: datetime) -> AuditResult:
         for ref in vm.nics:
             nic = inv.nic(ref.id)
             if nic is not None:
-                findings.extend(_bypasses(vm, nic, inv, ports, openers))
+                findings.extend(_bypasses(vm, nic, inv, ports, memo))
     order = {s: i for i, s in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: (order[f.severity], f.rule_id, f.resource_id.lower()))
     return AuditResult(inv.subscriptions, tuple(vms), tuple(findings))
