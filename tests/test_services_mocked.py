@@ -3,6 +3,7 @@ argument name fails here, and the number of calls is exact."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from unittest.mock import create_autospec
@@ -11,11 +12,12 @@ import pytest
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
-    ResourceNotFoundError,
     ServiceResponseError,
 )
+from azure.core.rest import HttpResponse
 from azure.mgmt.compute import models as cm
 from azure.mgmt.compute.operations import VirtualMachinesOperations
+from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.network import models as nm
 from azure.mgmt.network.operations import (
     NetworkInterfacesOperations,
@@ -52,13 +54,38 @@ def sdk():
         network_security_groups=create_autospec(NetworkSecurityGroupsOperations, instance=True),
         public_ip_addresses=create_autospec(PublicIPAddressesOperations, instance=True),
     )
+    arm = create_autospec(ARMPipelineClient, instance=True)  # the lists (jitctl.arm.listing)
     clients = {
+        "arm": arm,
         "security": SimpleNamespace(jit_network_access_policies=jit),
         "compute": SimpleNamespace(virtual_machines=vms),
         "network": net,
     }
     gw = AzureGateway(Connection(object(), SUB), factory=lambda kind, sub: clients[kind])
-    return SimpleNamespace(gw=gw, jit=jit, vms=vms, net=net)
+    out = SimpleNamespace(gw=gw, jit=jit, vms=vms, net=net, arm=arm)
+    listed(out)  # no policies, unless a test says otherwise
+    return out
+
+
+def answer(status, body):
+    """An HTTP answer as the pipeline client returns it."""
+    resp = create_autospec(HttpResponse, instance=True)
+    resp.status_code, resp.reason, resp.headers = status, "x", {}
+    resp.json.return_value = body
+    resp.text.return_value = json.dumps(body)
+    resp.content = json.dumps(body).encode()
+    return resp
+
+
+def listed(sdk, *policies):
+    """The resource group's policies list answers with `policies`, one page."""
+    body = {"value": [p.serialize(keep_readonly=True) for p in policies]}
+    sdk.arm.send_request.side_effect = lambda request: answer(200, body)
+
+
+def listed_url(sdk):
+    (request,) = sdk.arm.send_request.call_args.args
+    return request.url
 
 
 def example_policy():
@@ -104,7 +131,7 @@ def nic_model(nsg=True):
 
 
 def test_request_is_two_calls_list_then_initiate(sdk):
-    sdk.jit.list_by_resource_group.return_value = iter([example_policy()])
+    listed(sdk, example_policy())
     sdk.jit.initiate.return_value = sm.JitNetworkAccessRequest.deserialize(
         spec("security-2020-01-01/InitiateJitNetworkAccessPolicy_example.json")["responses"]["202"][
             "body"
@@ -112,7 +139,11 @@ def test_request_is_two_calls_list_then_initiate(sdk):
     )
     ref = VmRef(SUB, RG, "vm1")
     result = request_access(sdk.gw, ref, "192.127.0.2", NOW, [3389], timedelta(hours=1), "testing")
-    sdk.jit.list_by_resource_group.assert_called_once_with(RG)
+    sdk.arm.send_request.assert_called_once()
+    assert listed_url(sdk).startswith(
+        f"https://management.azure.com/subscriptions/{SUB}/resourceGroups/{RG}"
+        "/providers/Microsoft.Security/jitNetworkAccessPolicies?api-version=2020-01-01"
+    )
     rg, loc, name, body = sdk.jit.initiate.call_args.args
     assert (rg, loc, name) == (RG, "westeurope", "default")
     port = body.virtual_machines[0].ports[0]
@@ -128,7 +159,7 @@ def test_request_is_two_calls_list_then_initiate(sdk):
 
 
 def test_request_refused_locally_never_initiates(sdk):
-    sdk.jit.list_by_resource_group.return_value = iter([example_policy()])
+    listed(sdk, example_policy())
     with pytest.raises(Refused, match="exceeds the maximum of 3h"):
         request_access(sdk.gw, VM, "192.127.0.2", NOW, [3389], timedelta(hours=5))
     sdk.jit.initiate.assert_not_called()
@@ -149,7 +180,7 @@ def test_enable_reads_merges_and_writes_once(sdk):
 
     sdk.jit.create_or_update.side_effect = put
     sdk.jit.get.side_effect = lambda rg, loc, name: written.get("body", existing)
-    sdk.jit.list_by_resource_group.return_value = [existing]  # the VM's policy, found by listing
+    listed(sdk, existing)  # the VM's policy, found by listing
     other = VmRef(SUB, RG, "vm2")
     sdk.vms.get.side_effect = lambda rg, name: cm.VirtualMachine(
         {**vm_model().as_dict(), "id": VmRef(SUB, RG, name).id, "name": name}
@@ -226,27 +257,34 @@ def _http_error(status, code, message):
     return err
 
 
+def _arm_error(status, code, message):
+    return answer(status, {"error": {"code": code, "message": message}})
+
+
 @pytest.mark.parametrize(
-    ("exc", "expected", "text"),
+    ("reply", "expected", "text"),
     [
         (
-            _http_error(403, "AuthorizationFailed", "The client does not have authorization"),
+            _arm_error(403, "AuthorizationFailed", "The client does not have authorization"),
             Forbidden,
             "AuthorizationFailed",
         ),
-        (_http_error(409, "Conflict", "Another operation is in progress"), Refused, "conflict"),
+        (_arm_error(409, "Conflict", "Another operation is in progress"), Refused, "conflict"),
         (
             ClientAuthenticationError("AADSTS700016: application not found"),
             NotSignedIn,
             "Not signed in",
         ),
-        (ResourceNotFoundError("gone"), NotFound, "Not found"),
+        (_arm_error(401, "InvalidAuthenticationToken", "expired"), NotSignedIn, "Not signed in"),
+        (_arm_error(404, "ResourceGroupNotFound", "gone"), NotFound, "Not found|gone"),
     ],
 )
-def test_sdk_errors_map_to_exit_codes(sdk, exc, expected, text):
-    sdk.jit.list_by_resource_group.side_effect = exc
+def test_sdk_errors_map_to_exit_codes(sdk, reply, expected, text):
+    """Errors of the list read (the first call of a request), answered or raised."""
+    sdk.arm.send_request.side_effect = reply if isinstance(reply, Exception) else [reply]
     with pytest.raises(expected, match=text):
         request_access(sdk.gw, VM, "192.127.0.2", NOW)
+    sdk.jit.initiate.assert_not_called()
 
 
 def _history_with(request_body):
@@ -267,7 +305,7 @@ def _history_with(request_body):
 def test_initiate_answer_lost_but_landed_is_read_back_not_resent(sdk, lost):
     """503 or a timeout after the fact: the history holds our request: reported, not re-sent."""
     clock = FakeClock(NOW)
-    sdk.jit.list_by_resource_group.return_value = iter([example_policy()])
+    listed(sdk, example_policy())
     sdk.jit.initiate.side_effect = lost
     landed = {
         "virtualMachines": [
@@ -298,7 +336,7 @@ def test_initiate_answer_lost_but_landed_is_read_back_not_resent(sdk, lost):
 
 def test_initiate_that_did_not_land_is_sent_again_once(sdk):
     clock = FakeClock(NOW)
-    sdk.jit.list_by_resource_group.return_value = iter([example_policy()])
+    listed(sdk, example_policy())
     answer = sm.JitNetworkAccessRequest.deserialize(
         spec("security-2020-01-01/InitiateJitNetworkAccessPolicy_example.json")["responses"]["202"][
             "body"

@@ -8,9 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from jitctl.arm import listing, rows
 from jitctl.arm import translate as t
 from jitctl.arm.budget import Budget, throttle_policy
 from jitctl.arm.errors import azure_errors
+from jitctl.arm.listing import COMPUTE, NETWORK, SECURITY_JIT
 from jitctl.gateway import InitiatePort
 from jitctl.ids import VmRef, name_of, segments
 from jitctl.model import (
@@ -45,11 +47,16 @@ def _rg_name(resource_id: str, kind: str) -> tuple[str, str, str]:
 
 
 ClientFactory = Callable[[str, str], Any]
+VMS = "providers/Microsoft.Compute/virtualMachines"
+NICS = "providers/Microsoft.Network/networkInterfaces"
+VNETS = "providers/Microsoft.Network/virtualNetworks"
+POLICIES = "providers/Microsoft.Security/jitNetworkAccessPolicies"
 T = TypeVar("T")
 
 
 class AzureGateway:
-    """`factory(kind, subscription_id)` may supply the SDK clients (tests pass autospecced ones).
+    """`factory(kind, subscription_id)` may supply the SDK clients (tests pass autospecced ones);
+    kind "arm" is the pipeline client that the big lists are read through (jitctl.arm.listing).
 
     `parallel()` runs independent reads on a pool of `conn.max_parallel` threads. Each thread
     has its own SDK clients (the Python SDK does not promise that one client may serve threads
@@ -106,6 +113,11 @@ class AzureGateway:
             custom_hook_policy=throttle_policy(self.budget),
             **self.conn.client_kwargs,
         )
+        if kind == "arm":
+            hook = kwargs.pop("custom_hook_policy")
+            return listing.pipeline_client(
+                self.conn.credential, self.conn.scopes, hook, self.conn.client_kwargs
+            )
         if kind == "security":
             from azure.mgmt.security import SecurityCenter
 
@@ -173,34 +185,35 @@ class AzureGateway:
             fw = self._client("network", sub).azure_firewalls.get(rg, name)
         return t.firewall_from_sdk(fw)
 
+    # Big lists are read as JSON through the client's own pipeline (jitctl.arm.listing): the
+    # same requests and budget, without an SDK model per item.
+    def _items(self, path: str, api_version: str) -> Any:
+        send = self._client("arm", "").send_request  # one for every subscription
+        return listing.items(send, self.conn.endpoint + path, api_version)
+
     def list_vms(self, subscription_id: str, resource_group: str | None = None) -> list[Vm]:
-        ops = self._client("compute", subscription_id).virtual_machines
-        with azure_errors():
-            pages = ops.list(resource_group) if resource_group else ops.list_all()
-            return [t.vm_from_sdk(vm) for vm in pages]
+        path = f"{listing.scope(subscription_id, resource_group)}/{VMS}"
+        return [rows.vm_from_arm(v) for v in self._items(path, COMPUTE)]
 
     def list_nics(self, subscription_id: str, resource_group: str | None = None) -> list[Nic]:
-        ops = self._client("network", subscription_id).network_interfaces
-        with azure_errors():
-            pages = ops.list(resource_group) if resource_group else ops.list_all()
-            return [t.nic_from_sdk(nic) for nic in pages]
+        path = f"{listing.scope(subscription_id, resource_group)}/{NICS}"
+        items = self._items(path, NETWORK)
+        return [rows.nic_from_arm(n) for n in items]
 
     def list_subnets(self, subscription_id: str, resource_group: str | None = None) -> list[Subnet]:
         """Every subnet, from one list of the virtual networks (subnets come inside them)."""
-        ops = self._client("network", subscription_id).virtual_networks
-        with azure_errors():
-            pages = ops.list(resource_group) if resource_group else ops.list_all()
-            return [t.subnet_from_sdk(s) for vnet in pages for s in (vnet.subnets or [])]
+        path = f"{listing.scope(subscription_id, resource_group)}/{VNETS}"
+        items = self._items(path, NETWORK)
+        return [s for vnet in items for s in rows.subnets_from_arm(vnet)]
 
     # --- JIT policies ---------------------------------------------------------------------
 
     def list_policies(
         self, subscription_id: str, resource_group: str | None = None
     ) -> list[JitPolicy]:
-        jit = self._jit(subscription_id)
-        with azure_errors():
-            pages = jit.list_by_resource_group(resource_group) if resource_group else jit.list()
-            return [t.policy_from_sdk(p) for p in pages]
+        path = f"{listing.scope(subscription_id, resource_group)}/{POLICIES}"
+        items = self._items(path, SECURITY_JIT)
+        return [rows.policy_from_json(p) for p in items]
 
     def get_policy(
         self, subscription_id: str, resource_group: str, location: str, name: str

@@ -13,7 +13,6 @@ Resource Graph lags ARM by seconds to minutes: nothing here is used where freshn
 from __future__ import annotations
 
 import functools
-import json
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -21,18 +20,9 @@ from typing import Any, Protocol
 
 from jitctl.arm.errors import azure_errors
 from jitctl.arm.gateway import Connection
+from jitctl.arm.rows import nic_from_row, nsg_from_row, subnets_from_row, vm_from_row
 from jitctl.fleet import Inventory
-from jitctl.model import (
-    IpConfig,
-    JitPolicy,
-    Nic,
-    NicRef,
-    Nsg,
-    SecurityRule,
-    Subnet,
-    Subscription,
-    Vm,
-)
+from jitctl.model import JitPolicy, Subscription
 
 PAGE = 1000  # Resource Graph's largest page
 SCOPE_LIMIT = 1000  # subscriptions per query
@@ -149,91 +139,6 @@ class QuotaGate:
                 return
             reset = _resets_after(headers.get("x-ms-user-quota-resets-after"))
             self.resets_at = self.clock.now() + timedelta(seconds=reset)
-
-
-# --- Resource Graph rows (ARM's JSON) -> jitctl's dataclasses ------------------------------
-
-
-def _ref(value: Any) -> str | None:
-    return value.get("id") if isinstance(value, dict) else None
-
-
-def _nested(row: dict[str, Any], column: str) -> Any:
-    """A projected value: JSON text (tostring) or already an object."""
-    value = row.get(column)
-    if isinstance(value, str):
-        return json.loads(value) if value else None
-    return value
-
-
-def vm_from_row(row: dict[str, Any]) -> Vm:
-    nics = tuple(
-        NicRef(n["id"], (n.get("properties") or {}).get("primary"))
-        for n in _nested(row, "nics") or []
-    )
-    tags = tuple(sorted((row.get("tags") or {}).items()))
-    return Vm(id=row["id"], name=row["name"], location=row["location"], nics=nics, tags=tags)
-
-
-def nic_from_row(row: dict[str, Any]) -> Nic:
-    configs = []
-    for c in _nested(row, "ipConfigurations") or []:
-        cp = c.get("properties") or {}
-        ip = cp.get("privateIPAddress")
-        configs.append(
-            IpConfig(
-                name=c.get("name", ""),
-                private_ip=ip.split("/")[0] if ip else None,
-                subnet_id=_ref(cp.get("subnet")),
-                public_ip_id=_ref(cp.get("publicIPAddress")),
-                primary=bool(cp.get("primary")),
-                asg_ids=tuple(a["id"] for a in cp.get("applicationSecurityGroups") or []),
-            )
-        )
-    return Nic(id=row["id"], nsg_id=row.get("nsg") or None, ip_configs=tuple(configs))
-
-
-def subnets_from_row(row: dict[str, Any]) -> list[Subnet]:
-    out = []
-    for s in _nested(row, "subnets") or []:
-        sp = s.get("properties") or {}
-        prefixes = tuple(sp.get("addressPrefixes") or ()) or (
-            (sp["addressPrefix"],) if sp.get("addressPrefix") else ()
-        )
-        subnet_id = s.get("id") or f"{row['id']}/subnets/{s.get('name')}"
-        out.append(Subnet(subnet_id, _ref(sp.get("networkSecurityGroup")), prefixes))
-    return out
-
-
-def _rule(r: dict[str, Any], default: bool) -> SecurityRule:
-    p = r.get("properties") or {}
-    return SecurityRule(
-        name=r.get("name", ""),
-        priority=int(p.get("priority", 0)),
-        access=p.get("access", ""),
-        direction=p.get("direction") or "Inbound",
-        protocol=p.get("protocol") or "*",
-        source_address_prefix=p.get("sourceAddressPrefix"),
-        source_address_prefixes=tuple(p.get("sourceAddressPrefixes") or ()),
-        destination_address_prefix=p.get("destinationAddressPrefix"),
-        destination_address_prefixes=tuple(p.get("destinationAddressPrefixes") or ()),
-        source_port_range=p.get("sourcePortRange"),
-        source_port_ranges=tuple(p.get("sourcePortRanges") or ()),
-        destination_port_range=p.get("destinationPortRange"),
-        destination_port_ranges=tuple(p.get("destinationPortRanges") or ()),
-        source_asgs=tuple(a["id"] for a in p.get("sourceApplicationSecurityGroups") or []),
-        destination_asgs=tuple(
-            a["id"] for a in p.get("destinationApplicationSecurityGroups") or []
-        ),
-        description=p.get("description"),
-        default=default,
-    )
-
-
-def nsg_from_row(row: dict[str, Any]) -> Nsg:
-    return Nsg(
-        id=row["id"], rules=tuple(_rule(r, False) for r in _nested(row, "securityRules") or [])
-    )
 
 
 # --- the reader ------------------------------------------------------------------------------

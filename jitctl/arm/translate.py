@@ -5,28 +5,24 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from jitctl.ids import name_of, segments
+from jitctl.arm import rows
 from jitctl.model import (
     AccessRequest,
     DefenderPlan,
     DnatRule,
     Firewall,
-    GrantPort,
-    GrantVm,
     IpConfig,
     JitPolicy,
     Nic,
     NicRef,
     Nsg,
     Permission,
-    PolicyVm,
-    PortRule,
     PublicIp,
     SecurityRule,
     Subnet,
     Vm,
 )
-from jitctl.parsing import format_iso_duration, parse_iso_duration
+from jitctl.parsing import format_iso_duration
 
 
 def _s(value: Any) -> Any:
@@ -134,61 +130,14 @@ def firewall_from_sdk(fw: Any) -> Firewall:
     return Firewall(id=fw.id, private_ips=ips, dnat_rules=rules)
 
 
-def _port_rule(p: Any) -> PortRule:
-    return PortRule(
-        number=int(p.number),
-        protocol=_s(p.protocol),
-        max_duration=parse_iso_duration(p.max_request_access_duration),
-        allowed_source_address_prefix=p.allowed_source_address_prefix,
-        allowed_source_address_prefixes=tuple(p.allowed_source_address_prefixes)
-        if p.allowed_source_address_prefixes
-        else None,
-    )
-
-
+# Policies and requests have one reader, of their REST JSON (jitctl.arm.rows, which the big
+# lists use): an SDK model is serialised back to that JSON first (one model: microseconds).
 def request_from_sdk(r: Any) -> AccessRequest:
-    vms = []
-    for v in r.virtual_machines or []:
-        ports = tuple(
-            GrantPort(
-                number=int(p.number),
-                source=p.allowed_source_address_prefix
-                or ",".join(p.allowed_source_address_prefixes or []),
-                end_time=_utc(p.end_time_utc),  # type: ignore[arg-type]
-                status=_s(p.status),
-                status_reason=_s(p.status_reason),
-                mapped_port=p.mapped_port,
-            )
-            for p in v.ports or []
-        )
-        vms.append(GrantVm(id=v.id, ports=ports))
-    return AccessRequest(
-        start_time=_utc(r.start_time_utc),
-        requestor=r.requestor,
-        justification=r.justification,
-        vms=tuple(vms),
-    )
+    return rows.request_from_json(r.serialize(keep_readonly=True))
 
 
 def policy_from_sdk(p: Any) -> JitPolicy:
-    seg = segments(p.id)
-    return JitPolicy(
-        subscription_id=seg.get("subscriptions", ""),
-        resource_group=seg.get("resourcegroups", ""),
-        location=seg.get("locations") or p.location,
-        name=name_of(p.id),
-        vms=tuple(
-            PolicyVm(
-                id=v.id,
-                ports=tuple(_port_rule(x) for x in v.ports or []),
-                public_ip_address=v.public_ip_address,
-            )
-            for v in p.virtual_machines or []
-        ),
-        requests=tuple(request_from_sdk(r) for r in p.requests or []),
-        kind=p.kind,
-        provisioning_state=p.provisioning_state,
-    )
+    return rows.policy_from_json(p.serialize(keep_readonly=True))
 
 
 def policy_to_sdk(policy: JitPolicy) -> Any:
