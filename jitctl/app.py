@@ -47,7 +47,7 @@ class App:
     runner: Any = None  # launches programs (jitctl.launch.Runner); tests inject a fake
     ip_fetch: Any = None  # HTTP GET for the IP echo services; tests inject a fake
     data_dir: Path | None = None  # where .rdp files go (the user's data directory)
-    max_parallel: int = 8  # ARM reads in flight at once (jitctl.arm.budget throttles them)
+    max_parallel: int | None = None  # ARM reads in flight at once; None: JITCTL_MAX_PARALLEL
     _gateway: Gateway | None = None
     _fleet: Any = None
     _seen: list[tuple[str, str]] | None = None  # (id, name) of the subscriptions ARM lists
@@ -212,7 +212,7 @@ class App:
                 "https://management.emulator.invalid",
                 ("https://management.emulator.invalid/.default",),
                 kwargs,
-                self.max_parallel,
+                self.parallel_limit(),
             )
         from jitctl.clouds import resolve_cloud
 
@@ -232,5 +232,33 @@ class App:
         except BadInput:
             sub = ""  # a name only ARM knows (App.resolve lists the subscriptions through this)
         return Connection(
-            credential, sub, cloud.arm_endpoint, (cloud.scope,), kwargs, self.max_parallel
+            credential, sub, cloud.arm_endpoint, (cloud.scope,), kwargs, self.parallel_limit()
         )
+
+    def parallel_limit(self) -> int:
+        if self.max_parallel is None:
+            self.max_parallel = max_parallel_setting(os.environ.get("JITCTL_MAX_PARALLEL"))
+        return self.max_parallel
+
+
+PARALLEL_RANGE = (1, 64)
+
+
+def max_parallel_setting(text: str | None) -> int:
+    """JITCTL_MAX_PARALLEL: how many ARM reads may be in flight at once (1 = one by one)."""
+    from jitctl.arm.gateway import MAX_PARALLEL
+
+    if text is None or not text.strip():
+        return MAX_PARALLEL
+    low, high = PARALLEL_RANGE
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if not low <= value <= high:
+        raise BadInput(
+            f"JITCTL_MAX_PARALLEL is {text.strip()!r}: it takes a whole number from {low} to "
+            f"{high}.",
+            f"Unset it for the default ({MAX_PARALLEL}), or set e.g. JITCTL_MAX_PARALLEL=8.",
+        )
+    return value

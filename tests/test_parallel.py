@@ -219,3 +219,52 @@ def test_a_throttled_emulator_slows_the_pool_down():
     assert len(vms) == 8
     assert gw.budget.limit < 8  # the 429 halved it (it grows back with each success)
     gw.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, 16), ("", 16), ("1", 1), (" 32 ", 32), ("64", 64)]
+)
+def test_max_parallel_setting(value, expected):
+    from jitctl.app import max_parallel_setting
+
+    assert max_parallel_setting(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "65", "-3", "eight", "2.5"])
+def test_bad_max_parallel_is_exit_2_before_any_call(value, monkeypatch):
+    from click.testing import CliRunner
+
+    from jitctl.app import App
+    from jitctl.cli.commands import cli
+    from jitctl.emulator import Backend, Settings
+    from jitctl.emulator.worlds import demo
+
+    backend = Backend(settings=Settings(propagation_delay=0))
+    demo(backend)
+    monkeypatch.setenv("JITCTL_MAX_PARALLEL", value)
+    result = CliRunner().invoke(cli, ["list"], obj=App.for_backend(backend))
+    assert result.exit_code == 2
+    assert f"JITCTL_MAX_PARALLEL is '{value}'" in result.output
+    assert "from 1 to 64" in result.output and backend.log == []
+
+
+@pytest.mark.parametrize(("setting", "peak"), [("1", 1), ("3", 3), (None, 4)])
+def test_max_parallel_bounds_the_reads_in_flight(monkeypatch, setting, peak):
+    """JITCTL_MAX_PARALLEL=1: every read one after another; else at most that many at once."""
+    from functools import partial
+
+    from jitctl.app import App
+    from jitctl.emulator import Backend, Settings
+    from jitctl.emulator.backend import latency_and_faults
+    from jitctl.emulator.fleet import fleet, fleet_subscription
+
+    backend = Backend(settings=Settings(propagation_delay=0))
+    fleet(backend, 40, 4)
+    if setting is not None:
+        monkeypatch.setenv("JITCTL_MAX_PARALLEL", setting)
+    app = App.for_backend(backend)
+    gw = app.gateway()
+    backend.faults.extend(latency_and_faults(0.05))  # long enough for the reads to overlap
+    gw.parallel([partial(gw.list_vms, fleet_subscription(i)) for i in range(4)])
+    assert gw.budget.peak == peak  # 4 lists: the default (16) runs all four at once
+    app.close()

@@ -83,6 +83,31 @@ def listed(sdk, *policies):
     sdk.arm.send_request.side_effect = lambda request: answer(200, body)
 
 
+class PolicyService:
+    """ARM's JIT policy endpoints over the pipeline client's send_request: the resource
+    group's list, GET, PUT (answered as the service does: the body with id, name, location)."""
+
+    def __init__(self, sdk, policy, read_later=None):
+        self.stored = policy.serialize(keep_readonly=True)
+        self.later = read_later.serialize(keep_readonly=True) if read_later else None
+        self.puts = []  # (JSON body, pipeline options)
+        self.gets = []  # URLs of the GETs of the policy
+        sdk.arm.send_request.side_effect = self.send
+
+    def send(self, request, **options):
+        path = request.url.split("?")[0]
+        if request.method == "PUT":
+            body = json.loads(request.content)
+            self.puts.append((body, options))
+            self.stored = {**body, "id": self.stored["id"], "name": "default"}
+            self.stored["location"] = "westeurope"
+        elif "/locations/" not in path:
+            return answer(200, {"value": [self.stored]})
+        else:
+            self.gets.append(path)
+        return answer(200, self.later or self.stored)
+
+
 def listed_url(sdk):
     (request,) = sdk.arm.send_request.call_args.args
     return request.url
@@ -154,7 +179,8 @@ def test_request_is_two_calls_list_then_initiate(sdk):
         NOW + timedelta(hours=1),
     )
     assert result.ports[0].status == "Initiating"
-    assert sdk.vms.get.call_count == 0 and sdk.jit.create_or_update.call_count == 0
+    assert sdk.vms.get.call_count == 0
+    assert [c.args[0].method for c in sdk.arm.send_request.call_args_list] == ["GET"]
     assert sdk.jit.initiate.call_args.kwargs == {"retry_total": 0}  # never re-sent blindly
 
 
@@ -168,19 +194,7 @@ def test_request_refused_locally_never_initiates(sdk):
 def test_enable_reads_merges_and_writes_once(sdk):
     sdk.vms.get.return_value = vm_model()
     sdk.net.network_interfaces.get.return_value = nic_model()
-    existing = example_policy()
-    written = {}
-
-    def put(rg, loc, name, body, **kwargs):  # answer as the service does: the body, id, name
-        assert kwargs == {"retry_total": 0}  # a write whose answer was lost is not re-sent
-        written["body"] = sm.JitNetworkAccessPolicy.deserialize(
-            {**body.serialize(), "id": existing.id, "name": name, "location": loc}
-        )
-        return written["body"]
-
-    sdk.jit.create_or_update.side_effect = put
-    sdk.jit.get.side_effect = lambda rg, loc, name: written.get("body", existing)
-    listed(sdk, existing)  # the VM's policy, found by listing
+    service = PolicyService(sdk, example_policy())  # the VM's policy, found by listing
     other = VmRef(SUB, RG, "vm2")
     sdk.vms.get.side_effect = lambda rg, name: cm.VirtualMachine(
         {**vm_model().as_dict(), "id": VmRef(SUB, RG, name).id, "name": name}
@@ -192,9 +206,15 @@ def test_enable_reads_merges_and_writes_once(sdk):
         clock=FakeClock(),
     )
     assert result.policies[0].action == "updated"
-    sdk.jit.create_or_update.assert_called_once()
-    rg, loc, name, body = sdk.jit.create_or_update.call_args.args
-    assert (rg, loc, name) == (RG, "westeurope", "default")
+    ((sent, options),) = service.puts  # one write
+    assert options == {"retry_total": 0}  # a write whose answer was lost is not re-sent
+    put = [c.args[0] for c in sdk.arm.send_request.call_args_list if c.args[0].method == "PUT"]
+    assert put[0].url == (
+        f"https://management.azure.com/subscriptions/{SUB}/resourceGroups/{RG}/providers/"
+        "Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default"
+        "?api-version=2020-01-01"
+    )
+    body = sm.JitNetworkAccessPolicy.deserialize(sent)  # the SDK's model reads our JSON
     ids = [v.id for v in body.virtual_machines]
     assert ids[0].endswith("/vm1") and ids[1].endswith("/vm2")
     ports = {p.number: p for p in body.virtual_machines[0].ports}
@@ -205,6 +225,7 @@ def test_enable_reads_merges_and_writes_once(sdk):
     )
     assert ports[5985].allowed_source_address_prefix == "198.51.100.0/24"
     assert body.requests is None  # the history is the service's: never echoed back
+    assert body.serialize() == sent  # nothing the model does not know
 
 
 def test_enable_refuses_vm_without_nsg_before_writing(sdk):
@@ -216,7 +237,7 @@ def test_enable_refuses_vm_without_nsg_before_writing(sdk):
     with pytest.raises(Refused, match="no network security group"):
         enable(sdk.gw, [VM], [PortRule(3389)])
     sdk.net.subnets.get.assert_called_once_with(RG, "v", "s")
-    sdk.jit.create_or_update.assert_not_called()
+    assert all(c.args[0].method == "GET" for c in sdk.arm.send_request.call_args_list)
 
 
 def test_verify_single_nic_five_gets(sdk):
@@ -305,7 +326,6 @@ def _history_with(request_body):
 def test_initiate_answer_lost_but_landed_is_read_back_not_resent(sdk, lost):
     """503 or a timeout after the fact: the history holds our request: reported, not re-sent."""
     clock = FakeClock(NOW)
-    listed(sdk, example_policy())
     sdk.jit.initiate.side_effect = lost
     landed = {
         "virtualMachines": [
@@ -325,27 +345,29 @@ def test_initiate_answer_lost_but_landed_is_read_back_not_resent(sdk, lost):
         "startTimeUtc": (NOW + timedelta(seconds=1)).isoformat(),
         "requestor": "barbara@contoso.com",
     }
-    sdk.jit.get.return_value = _history_with(landed)
+    service = PolicyService(sdk, example_policy(), read_later=_history_with(landed))
     result = request_access(sdk.gw, VM, "192.127.0.2", NOW, [3389], timedelta(hours=1), clock=clock)
     sdk.jit.initiate.assert_called_once()
     assert sdk.jit.initiate.call_args.kwargs == {"retry_total": 0}
-    sdk.jit.get.assert_called_once_with(RG, "westeurope", "default")
+    assert service.gets == [
+        f"https://management.azure.com/subscriptions/{SUB}/resourceGroups/{RG}/providers/"
+        "Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default"
+    ]
     assert result.requestor == "barbara@contoso.com" and result.ports[0].status == "Initiated"
     assert "had landed, so it was not sent again" in result.notes[0]
 
 
 def test_initiate_that_did_not_land_is_sent_again_once(sdk):
     clock = FakeClock(NOW)
-    listed(sdk, example_policy())
+    service = PolicyService(sdk, example_policy())  # its history holds only an old request
     answer = sm.JitNetworkAccessRequest.deserialize(
         spec("security-2020-01-01/InitiateJitNetworkAccessPolicy_example.json")["responses"]["202"][
             "body"
         ]
     )
     sdk.jit.initiate.side_effect = [_http_error(500, "InternalServerError", "oops"), answer]
-    sdk.jit.get.return_value = example_policy()  # its history holds only an old request
     result = request_access(sdk.gw, VM, "192.127.0.2", NOW, [3389], timedelta(hours=1), clock=clock)
-    assert sdk.jit.initiate.call_count == 2 and sdk.jit.get.call_count == 2  # two looks
+    assert sdk.jit.initiate.call_count == 2 and len(service.gets) == 2  # two looks
     assert "not in the policy's request history: requested again" in result.notes[0]
 
 

@@ -28,6 +28,10 @@ from jitctl.model import (
     Vm,
 )
 
+# ARM reads in flight by default (JITCTL_MAX_PARALLEL); jitctl.arm.budget slows them down when
+# ARM's remaining-reads header runs low and stops them for a 429's Retry-After.
+MAX_PARALLEL = 16
+
 
 @dataclass
 class Connection:
@@ -38,7 +42,7 @@ class Connection:
     endpoint: str = "https://management.azure.com"
     scopes: tuple[str, ...] = ("https://management.azure.com/.default",)
     client_kwargs: dict[str, Any] = field(default_factory=dict)
-    max_parallel: int = 8  # ARM requests in flight at once (independent reads run side by side)
+    max_parallel: int = MAX_PARALLEL  # ARM requests in flight at once (independent reads)
 
 
 def _rg_name(resource_id: str, kind: str) -> tuple[str, str, str]:
@@ -187,9 +191,11 @@ class AzureGateway:
 
     # Big lists are read as JSON through the client's own pipeline (jitctl.arm.listing): the
     # same requests and budget, without an SDK model per item.
+    def _arm_send(self) -> listing.Send:
+        return self._client("arm", "").send_request  # one for every subscription
+
     def _items(self, path: str, api_version: str) -> Any:
-        send = self._client("arm", "").send_request  # one for every subscription
-        return listing.items(send, self.conn.endpoint + path, api_version)
+        return listing.items(self._arm_send(), self.conn.endpoint + path, api_version)
 
     def list_vms(self, subscription_id: str, resource_group: str | None = None) -> list[Vm]:
         path = f"{listing.scope(subscription_id, resource_group)}/{VMS}"
@@ -215,36 +221,37 @@ class AzureGateway:
         items = self._items(path, SECURITY_JIT)
         return [rows.policy_from_json(p) for p in items]
 
+    def _policy_url(self, p: JitPolicy) -> str:
+        return self.conn.endpoint + p.id
+
     def get_policy(
         self, subscription_id: str, resource_group: str, location: str, name: str
     ) -> JitPolicy | None:
-        from azure.core.exceptions import ResourceNotFoundError
+        from jitctl.errors import NotFound
 
-        with azure_errors():
-            try:
-                policy = self._jit(subscription_id).get(resource_group, location, name)
-            except ResourceNotFoundError:
-                return None
-        return t.policy_from_sdk(policy)
+        key = JitPolicy(subscription_id, resource_group, location, name)
+        try:
+            body = listing.call(self._arm_send(), "GET", self._policy_url(key), SECURITY_JIT)
+        except NotFound:
+            return None
+        return rows.policy_from_json(body)
 
     # Writes go out once (retry_total=0): the transport must not re-send a write whose answer
     # was lost. The services re-read to learn whether it took effect, then merge and write again.
     def put_policy(self, policy: JitPolicy) -> JitPolicy:
-        with azure_errors():
-            out = self._jit(policy.subscription_id).create_or_update(
-                policy.resource_group,
-                policy.location,
-                policy.name,
-                t.policy_to_sdk(policy),
-                retry_total=0,
-            )
-        return t.policy_from_sdk(out)
+        out = listing.call(
+            self._arm_send(),
+            "PUT",
+            self._policy_url(policy),
+            SECURITY_JIT,
+            rows.policy_to_json(policy),
+            retry_total=0,
+        )
+        return rows.policy_from_json(out)
 
     def delete_policy(self, policy: JitPolicy) -> None:
-        with azure_errors():
-            self._jit(policy.subscription_id).delete(
-                policy.resource_group, policy.location, policy.name, retry_total=0
-            )
+        url = self._policy_url(policy)
+        listing.call(self._arm_send(), "DELETE", url, SECURITY_JIT, retry_total=0)
 
     def initiate(
         self, policy: JitPolicy, vm_id: str, ports: list[InitiatePort], justification: str | None

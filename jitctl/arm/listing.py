@@ -8,7 +8,9 @@ the VM, NIC and policy lists (issue 10's profile), and importing the network cli
 client) built with the policies the generated SDK clients use (credential, retry, throttling,
 logging that redacts the token, the caller's transport), `nextLink` is followed as the SDK's
 pager does, and the page's JSON is read by `jitctl.arm.rows`, the same readers that serve
-Resource Graph's rows. Single reads and writes keep the SDK clients and models.
+Resource Graph's rows. JIT policies are read and written the same way (their reads and
+writes time the confirmation window of jitctl.services.writes, which grows with them); the
+other single reads, initiate and the long-running operations keep the SDK clients and models.
 """
 
 from __future__ import annotations
@@ -103,6 +105,21 @@ def items(send: Send, url: str, api_version: str) -> Iterator[dict[str, Any]]:
         if not next_link:
             return
         request = HttpRequest("GET", next_link)  # nextLink carries its own api-version
+
+
+def call(
+    send: Send, method: str, url: str, api_version: str, body: Any = None, **options: Any
+) -> Any:
+    """One ARM request; its JSON answer (None when it has no body). `options` go to the
+    pipeline (retry_total=0: a write is sent once)."""
+    from azure.core.rest import HttpRequest
+
+    request = HttpRequest(method, url, params={"api-version": api_version}, json=body)
+    with azure_errors():
+        response = send(request, **options)
+        if response.status_code not in (200, 201, 202, 204):
+            _raise_for(response)
+        return response.json() if response.content else None
 
 
 def scope(subscription_id: str, resource_group: str | None) -> str:

@@ -1,10 +1,11 @@
-"""ARM's JSON -> jitctl's dataclasses, without SDK models.
+"""ARM's JSON <-> jitctl's dataclasses, without SDK models.
 
 One reader per resource, for the rows of Resource Graph (jitctl.arm.graph: projected columns,
 nested values as JSON text) and for the items of ARM lists (jitctl.arm.listing: the resource's
 own JSON, wrapped into the same row shape by the `*_from_arm` functions). JIT policies are read
 from their REST JSON (`policy_from_json`), leniently where the service is: a port number may
-come as a string, and a null list beside a single prefix means the single prefix.
+come as a string, and a null list beside a single prefix means the single prefix; and
+written (`policy_to_json`, the PUT body).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from jitctl.model import (
     Subnet,
     Vm,
 )
-from jitctl.parsing import parse_iso_duration
+from jitctl.parsing import format_iso_duration, parse_iso_duration
 
 
 def _ref(value: Any) -> str | None:
@@ -223,3 +224,29 @@ def policy_from_json(p: dict[str, Any]) -> JitPolicy:
         kind=p.get("kind"),
         provisioning_state=props.get("provisioningState"),
     )
+
+
+def policy_to_json(policy: JitPolicy) -> dict[str, Any]:
+    """The PUT body. The request history is not sent: it is the service's record, and echoing
+    a stale copy could only lose entries added since our read. Azure takes one of the single
+    prefix and the list per port (XOR)."""
+
+    def port(p: PortRule) -> dict[str, Any]:
+        out: dict[str, Any] = {"number": p.number, "protocol": p.protocol}
+        if p.allowed_source_address_prefixes:
+            out["allowedSourceAddressPrefixes"] = list(p.allowed_source_address_prefixes)
+        elif p.allowed_source_address_prefix is not None:
+            out["allowedSourceAddressPrefix"] = p.allowed_source_address_prefix
+        out["maxRequestAccessDuration"] = format_iso_duration(p.max_duration)
+        return out
+
+    def vm(v: PolicyVm) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": v.id, "ports": [port(p) for p in v.ports]}
+        if v.public_ip_address is not None:
+            out["publicIpAddress"] = v.public_ip_address
+        return out
+
+    body: dict[str, Any] = {"properties": {"virtualMachines": [vm(v) for v in policy.vms]}}
+    if policy.kind is not None:
+        body["kind"] = policy.kind
+    return body

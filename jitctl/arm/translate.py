@@ -22,7 +22,6 @@ from jitctl.model import (
     Subnet,
     Vm,
 )
-from jitctl.parsing import format_iso_duration
 
 
 def _s(value: Any) -> Any:
@@ -138,37 +137,6 @@ def request_from_sdk(r: Any) -> AccessRequest:
 
 def policy_from_sdk(p: Any) -> JitPolicy:
     return rows.policy_from_json(p.serialize(keep_readonly=True))
-
-
-def policy_to_sdk(policy: JitPolicy) -> Any:
-    # The request history is not sent: it is the service's record, and echoing a stale copy
-    # could only lose entries added since our read.
-    from azure.mgmt.security.v2020_01_01 import models as m
-
-    return m.JitNetworkAccessPolicy(
-        kind=policy.kind,
-        virtual_machines=[
-            m.JitNetworkAccessPolicyVirtualMachine(
-                id=v.id,
-                public_ip_address=v.public_ip_address,
-                ports=[
-                    m.JitNetworkAccessPortRule(
-                        number=p.number,
-                        protocol=p.protocol,
-                        allowed_source_address_prefix=p.allowed_source_address_prefix
-                        if not p.allowed_source_address_prefixes
-                        else None,
-                        allowed_source_address_prefixes=list(p.allowed_source_address_prefixes)
-                        if p.allowed_source_address_prefixes
-                        else None,
-                        max_request_access_duration=format_iso_duration(p.max_duration),
-                    )
-                    for p in v.ports
-                ],
-            )
-            for v in policy.vms
-        ],
-    )
 
 
 def defender_plan_from_sdk(pricing: Any) -> DefenderPlan:
