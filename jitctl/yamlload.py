@@ -63,13 +63,38 @@ def read_policy_text(path: Path) -> str:
         ) from None
 
 
+def _loader_base() -> type:
+    """SafeLoader, but events from libyaml when PyYAML has it (its pure-Python scanner reads
+    about 1.4 MB a second: 0.8 s for the 20 files that `policy export` writes of 10,000 VMs).
+    The composing stays in Python, so the checks below (aliases, depth, duplicate keys) see
+    every node whichever parser runs."""
+    import yaml
+    from yaml.composer import Composer
+    from yaml.constructor import SafeConstructor
+    from yaml.resolver import Resolver
+
+    try:
+        from yaml.cyaml import CParser  # type: ignore[attr-defined]  # not in the stubs
+    except ImportError:  # PyYAML built without libyaml
+        return yaml.SafeLoader
+
+    class FastSafeLoader(Composer, CParser, SafeConstructor, Resolver):
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            Composer.__init__(self)
+
+    return FastSafeLoader
+
+
 def compose_bounded(path: Path) -> tuple[Any, Any]:
     """The file's node tree (for lines) and its data, or YamlProblem."""
     import yaml
 
     text = read_policy_text(path)
 
-    class Loader(yaml.SafeLoader):
+    class Loader(_loader_base()):  # type: ignore[misc]
         depth = 0
 
         def compose_node(self, parent: Any, index: Any) -> Any:

@@ -421,6 +421,30 @@ FILES: list[tuple[str, bytes, str]] = [
 POLICY_COMMANDS = [["policy", "validate"], ["policy", "plan"], ["policy", "apply", "--yes"]]
 
 
+YAML_ONLY = [f for f in FILES if ": yaml: " in f[2] or "single document" in f[2]]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), [f[1:] for f in YAML_ONLY], ids=[f[0] for f in YAML_ONLY]
+)
+def test_both_yaml_parsers_refuse_alike(tmp_path, monkeypatch, content, message):
+    """libyaml's events (the default) and PyYAML's pure-Python scanner: the same problem."""
+    import yaml
+
+    from jitctl import yamlload
+
+    path = tmp_path / "p.yaml"
+    path.write_bytes(content)
+    seen = []
+    for base in (yamlload._loader_base(), yaml.SafeLoader):
+        monkeypatch.setattr(yamlload, "_loader_base", lambda base=base: base)
+        with pytest.raises(yamlload.YamlProblem) as err:
+            yamlload.compose_bounded(path)
+        seen.append((err.value.line, err.value.key))
+        assert message.split(": yaml: ")[-1] in f"{err.value.key}: {err.value.message}"
+    assert seen[0] == seen[1] and len(YAML_ONLY) >= 6
+
+
 @pytest.mark.parametrize("command", POLICY_COMMANDS, ids=lambda c: c[1])
 @pytest.mark.parametrize(("content", "message"), [f[1:] for f in FILES], ids=[f[0] for f in FILES])
 def test_bad_policy_file(hostile_app, backend, tmp_path, command, content, message):
