@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from jitctl.errors import BadInput
@@ -24,11 +25,16 @@ class VmRef:
 
 def segments(resource_id: str) -> dict[str, str]:
     """Map lower-cased type keys to values: {'subscriptions': 's', 'resourcegroups': 'rg', ...}."""
+    return dict(_segments(resource_id))
+
+
+@functools.lru_cache(maxsize=65536)  # a fleet's plan parses each VM's id several times
+def _segments(resource_id: str) -> tuple[tuple[str, str], ...]:
     parts = [p for p in resource_id.strip().split("/") if p]
     out: dict[str, str] = {}
     for key, value in zip(parts[0::2], parts[1::2], strict=False):
         out.setdefault(key.lower(), value)
-    return out
+    return tuple(out.items())
 
 
 def same_id(a: str | None, b: str | None) -> bool:

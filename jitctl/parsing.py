@@ -5,6 +5,7 @@ Everything here is checked locally, before any call to Azure, and fails with Bad
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from datetime import timedelta
@@ -180,7 +181,12 @@ _EVERY_ADDRESS_SPELLINGS = frozenset({"*", "any"})
 
 def wide_open(prefix: str) -> str | None:
     """'*' when `prefix` means every address, 'Internet' for the Internet tag, else None."""
-    raw = prefix.strip() if isinstance(prefix, str) else ""
+    return _wide_open(prefix) if isinstance(prefix, str) else None
+
+
+@functools.lru_cache(maxsize=4096)  # a fleet repeats a few prefixes thousands of times
+def _wide_open(prefix: str) -> str | None:
+    raw = prefix.strip()
     low = raw.lower()
     if low in _EVERY_ADDRESS_SPELLINGS:
         return EVERY_ADDRESS
@@ -201,6 +207,7 @@ def is_any_source(value: str) -> bool:
     return wide_open(value) is not None
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical_source(prefix: str) -> str:
     """One spelling per meaning, for comparing prefixes: '*', 'internet', an address or CIDR
     in canonical form (203.0.113.7/32 is 203.0.113.7), or a service tag in lower case."""
