@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -21,13 +22,18 @@ JSON_SKIP = {
 }
 
 
-def _properties(cls: type) -> list[str]:
-    return [
+@functools.cache
+def _names(cls: type) -> tuple[str, ...]:
+    """A dataclass's JSON keys: its fields (less JSON_SKIP's), then its public properties."""
+    skip = JSON_SKIP.get(cls.__name__, ())
+    fields = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
+    properties = [
         name
         for klass in reversed(cls.__mro__)
         for name, value in vars(klass).items()
         if isinstance(value, property) and not name.startswith("_")
     ]
+    return (*fields, *properties)
 
 
 def jsonable(obj: Any, now: datetime | None = None) -> Any:
@@ -35,9 +41,7 @@ def jsonable(obj: Any, now: datetime | None = None) -> Any:
     then `seconds_left` for anything with an end time; times ISO 8601 UTC to the second,
     durations ISO 8601, protocols as typed (tcp, udp, any)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        skip = JSON_SKIP.get(type(obj).__name__, ())
-        names = [f.name for f in dataclasses.fields(obj) if f.name not in skip]
-        out = {n: jsonable(getattr(obj, n), now) for n in names + _properties(type(obj))}
+        out = {n: jsonable(getattr(obj, n), now) for n in _names(type(obj))}
         if isinstance(out.get("protocol"), str):
             out["protocol"] = protocol_name(out["protocol"])
         end = getattr(obj, "end_time", None)
