@@ -86,18 +86,25 @@ MOCKED_REQUEST = """
 from unittest.mock import create_autospec
 from types import SimpleNamespace
 import json
+from azure.core.rest import HttpResponse
+from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.security.v2020_01_01 import models as sm
 from azure.mgmt.security.v2020_01_01.operations import JitNetworkAccessPoliciesOperations
 from jitctl.app import App
 from jitctl.arm.gateway import AzureGateway, Connection
 from jitctl.cli.commands import cli
 body = json.load(open(sys.argv[1]))["responses"]["200"]["body"]
+listed = create_autospec(HttpResponse, instance=True)
+listed.status_code = 200
+listed.json.return_value = {"value": [body]}
+arm = create_autospec(ARMPipelineClient, instance=True)
+arm.send_request.return_value = listed
 jit = create_autospec(JitNetworkAccessPoliciesOperations, instance=True)
-jit.list_by_resource_group.return_value = iter([sm.JitNetworkAccessPolicy.deserialize(body)])
 jit.initiate.return_value = sm.JitNetworkAccessRequest(virtual_machines=[], start_time_utc=None, requestor="bench")
+clients = {"arm": arm, "security": SimpleNamespace(jit_network_access_policies=jit)}
 app = App(subscription="20ff7fc3-e762-44dd-bd96-b71116dcdc23")
-app._gateway = AzureGateway(Connection(object(), app.subscription), factory=lambda k, s: SimpleNamespace(jit_network_access_policies=jit))
-cli.main(["request", "vm1", "-g", "myRg1", "--source-ip", "192.127.0.2"], obj=app, standalone_mode=False)
+app._gateway = AzureGateway(Connection(object(), app.subscription), factory=lambda k, s: clients[k])
+sys.exit(cli.main(["request", "vm1", "-g", "myRg1", "--source-ip", "192.127.0.2", "-o", "none"], obj=app, standalone_mode=False))
 """
 
 
