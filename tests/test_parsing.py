@@ -116,3 +116,30 @@ def test_vm_by_id_or_name():
         parse_vm("vm1", resource_group=None, subscription_id="s")
     with pytest.raises(BadInput, match="not a virtual machine"):
         parse_vm("/subscriptions/s/resourceGroups/rg", resource_group=None, subscription_id=None)
+
+
+def test_vm_name_fast_path_accepts_only_what_the_full_check_accepts(monkeypatch):
+    """Every name of up to 3 characters over letters, digits and the edge characters, and
+    64/65-character ones: the regex fast path never lets through what the full rules refuse."""
+    import itertools
+    import re
+
+    from jitctl import parsing
+    from jitctl.errors import BadInput
+
+    def verdict(name):
+        try:
+            return parsing.check_vm_name(name) == name
+        except BadInput:
+            return False
+
+    names = ["".join(p) for n in (1, 2, 3) for p in itertools.product("aZ9_-. ~é", repeat=n)] + [
+        "a" * 64,
+        "a" * 65,
+        "a" * 63 + "-",
+        "a" * 63 + "_",
+    ]
+    fast = [verdict(n) for n in names]
+    monkeypatch.setattr(parsing, "_VM_PLAIN", re.compile(r"(?!)"))  # the full check only
+    full = [verdict(n) for n in names]
+    assert fast == full and sum(fast) > 100

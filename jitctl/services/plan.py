@@ -80,21 +80,25 @@ class Inventory:
         lists side by side (each list's pages follow one another)."""
         subs = [s for s in dict.fromkeys(s.lower() for s in subs) if s not in self._vms]
         todo = [s for s in dict.fromkeys(p.lower() for p in policies) if s not in self._policies]
-        calls: list[Callable[[], Any]] = []
-        for s in subs:
-            calls += [
-                partial(self.gw.list_vms, s),
-                partial(self.gw.list_subnets, s),
-                partial(self.gw.list_nics, s),
-            ]
-        calls += [partial(self.gw.list_policies, s) for s in todo]
-        results = iter(self.gw.parallel(calls))
-        for s in subs:
-            vms, subnets, nics = next(results), next(results), next(results)
+        # The long lists (a page per 100 VMs or NICs) first, the one-page ones after: the pool
+        # then ends together instead of waiting on a long list that started last.
+        calls: list[Callable[[], Any]] = [
+            *(
+                partial(list_of, s)
+                for s in subs
+                for list_of in (self.gw.list_vms, self.gw.list_nics)
+            ),
+            *(partial(self.gw.list_subnets, s) for s in subs),
+            *(partial(self.gw.list_policies, s) for s in todo),
+        ]
+        results = self.gw.parallel(calls)
+        n = len(subs)
+        for i, s in enumerate(subs):
+            vms, nics, subnets = results[2 * i], results[2 * i + 1], results[2 * n + i]
             self._vms[s] = vms
             self._protected[s] = _protected_nics(subnets, nics)
-        for s in todo:
-            self._policies[s] = next(results)
+        for i, s in enumerate(todo):
+            self._policies[s] = results[3 * n + i]
 
     def vms(self, sub: str) -> list[Vm]:
         if sub.lower() not in self._vms:
