@@ -70,3 +70,25 @@ def source_covered(source: str, allowed: list[str]) -> bool:
         ):
             return True
     return False
+
+
+def port_number(value: object) -> int | None:
+    """A port `number` as the service reads it: a JSON number, or a string of digits ("22"),
+    which the service accepts too; None when it is neither (a bool is not a number here)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def prefixes_of(port: dict[str, object]) -> list[str]:
+    """The source prefixes of a port body: `allowedSourceAddressPrefixes` when it holds any,
+    else `allowedSourceAddressPrefix` when set; the other may be absent, null or empty."""
+    many = port.get("allowedSourceAddressPrefixes")
+    if isinstance(many, list) and many:
+        return [str(p) for p in many]
+    one = port.get("allowedSourceAddressPrefix")
+    return [str(one)] if one not in (None, "") else []
