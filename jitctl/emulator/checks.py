@@ -42,17 +42,18 @@ def _public(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     return not any(net.version == 4 and net.subnet_of(ipaddress.IPv4Network(p)) for p in private)
 
 
-def source_covered(source: str, allowed: list[str]) -> bool:
+def source_covered(source: str, allowed: list[str], verbatim: bool = False) -> bool:
     """Does a policy port's allowed list cover a requested source? By CIDR containment: '*'
     (any, 0.0.0.0/0) covers everything, 'Internet' covers public addresses; a wide-open request
-    needs a wide-open rule of the same kind. (One report suggests Azure compares verbatim,
-    MicrosoftDocs/azure-docs#53026: unconfirmed, so containment it is.)"""
+    needs a wide-open rule of the same kind. One report suggests Azure compares verbatim
+    (MicrosoftDocs/azure-docs#53026: 10.21.254.85 refused by a policy of 10.21.254.0/24, the
+    block itself accepted): with `verbatim`, only a wide-open rule or the same text covers it."""
     rules = [a.strip().lower() for a in allowed if isinstance(a, str)]
     want = source.strip().lower()
     if any(a in _ALL for a in rules):
         return True
-    if want in _ALL:
-        return False
+    if verbatim or want in _ALL:
+        return want in rules
     if want == "internet":
         return "internet" in rules
     net = _network(want)

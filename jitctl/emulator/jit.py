@@ -249,7 +249,8 @@ def initiate(
                         "The provided access request contains a source IP address in IPv6 "
                         "format, which is unsupported by Just-In-Time Network Access."
                     )
-            if not all(source_covered(s, prefixes_of(rule)) for s in sources):
+            verbatim = b.settings.source_match == "verbatim"
+            if not all(source_covered(s, prefixes_of(rule), verbatim) for s in sources):
                 raise _not_subset(policy["id"])
             try:
                 end = (

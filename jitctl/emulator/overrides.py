@@ -16,6 +16,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "allow_priority_strategy": ("next-free", "scatter"),
     "defender_plan": ("P2", "P1", "off"),
     "initiate_fate": ("apply", "never", "fail"),
+    "source_match": ("containment", "verbatim"),
 }
 TRUE, FALSE = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
 
