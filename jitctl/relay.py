@@ -166,6 +166,10 @@ class Tunnel:
         """Forward new connections to `port` (Azure Firewall mapped the VM's port anew)."""
         self.port = port
 
+    def follow_host(self, host: str) -> None:
+        """Forward new connections to `host` (the VM's dynamic public IP changed)."""
+        self.host = host
+
     def _accept_loop(self) -> None:
         assert self._listener is not None
         while not self._closed.is_set():

@@ -164,10 +164,15 @@ def ready_access(app: App, req: ConnectRequest) -> Any:
 
 
 def keeper(
-    app: App, req: ConnectRequest, ready: Any, on_moved: Callable[[int], None] | None = None
+    app: App,
+    req: ConnectRequest,
+    ready: Any,
+    on_moved: Callable[[int], None] | None = None,
+    on_readdressed: Callable[[str], None] | None = None,
 ) -> Callable[[Callable[[], bool]], Any]:
     """With --keep-alive, what keeps access open while a client runs (notes on stderr);
-    `on_moved(port)` when a renewal behind Azure Firewall maps the port anew."""
+    `on_moved(port)` when a renewal behind Azure Firewall maps the port anew,
+    `on_readdressed(host)` when the VM's public address changed (a dynamic IP)."""
     from jitctl.services.keepalive import KeepAlive
 
     ref = req.vm.one(app)
@@ -175,6 +180,8 @@ def keeper(
     keep = KeepAlive(app.gateway(), access, app.clock, ready.end_time, lambda msg: warn(app, msg))
     if ready.via == "firewall":
         keep.mapped_port, keep.on_moved = ready.connect_port, on_moved
+    if ready.via == "public":
+        keep.connect_host, keep.on_readdressed = ready.connect_host, on_readdressed
 
     def run(running: Callable[[], bool]) -> Any:
         warn(app, f"Keeping access to {ref.name} open while the client runs.")
@@ -211,12 +218,25 @@ def rdp(app: App, req: ConnectRequest) -> None:
     check_user(req.user, "rdp")
     ready = ready_access(app, req)
 
-    def moved(port: int) -> None:  # a reconnect of the client reads the file again
+    where = {"host": ready.connect_host, "port": ready.connect_port}
+
+    def rewrite(**changed: Any) -> None:  # a reconnect of the client reads the file again
         from jitctl.launch import write_rdp_file
 
-        write_rdp_file(app.get_data_dir(), ready.vm_name, ready.connect_host, port, req.user)
+        where.update(changed)
+        write_rdp_file(app.get_data_dir(), ready.vm_name, where["host"], where["port"], req.user)
 
-    keep = keeper(app, req, ready, moved) if req.keep_alive and req.launch else None
+    keep = (
+        keeper(
+            app,
+            req,
+            ready,
+            lambda port: rewrite(port=port),
+            lambda host: rewrite(host=host),
+        )
+        if req.keep_alive and req.launch
+        else None
+    )
     shown = (lambda result: emit(app, result)) if keep else None
     result = connect_rdp(
         app.get_runner(), app.get_data_dir(), ready, req.user, req.launch, keep, shown

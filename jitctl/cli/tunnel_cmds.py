@@ -161,7 +161,7 @@ def tunnel(app: App, req: ConnectRequest, local_port: int, rdp: bool) -> None:
             ),
         )
         warn(app, "Press Ctrl-C to stop.")
-        keep = keeper(app, req, ready, fwd.follow) if req.keep_alive else None
+        keep = keeper(app, req, ready, fwd.follow, fwd.follow_host) if req.keep_alive else None
         if rdp_file is not None:
             child = runner.spawn(rdp_command(runner, rdp_file, wait=True))
             running = lambda: child.poll() is None  # noqa: E731

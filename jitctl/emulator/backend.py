@@ -131,6 +131,15 @@ class Settings:
     # the priority of the MDC-JIT NAT rule collection it creates; both unpublished.
     firewall_ports_from: int = 50000
     firewall_collection_priority: int = 3000
+    # How a requested source must match a policy port's allowed prefixes: "containment" (within
+    # one, by CIDR) or "verbatim" (the same text, as one report suggests; unconfirmed).
+    source_match: str = "containment"
+    # The source of an initiate port that names none: the caller's address as ARM sees it.
+    # "peer": the TCP client's address (`emulator serve`; 127.0.0.1 in-process).
+    caller_address: str = "203.0.113.10"
+    # A port number sent as a string ("22"): off, stored and answered as the number 22 (what
+    # Azure answers is unconfirmed); on, kept as sent, so clients meet the string too.
+    port_numbers_as_sent: bool = False
 
 
 @dataclass

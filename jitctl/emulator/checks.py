@@ -42,17 +42,18 @@ def _public(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     return not any(net.version == 4 and net.subnet_of(ipaddress.IPv4Network(p)) for p in private)
 
 
-def source_covered(source: str, allowed: list[str]) -> bool:
+def source_covered(source: str, allowed: list[str], verbatim: bool = False) -> bool:
     """Does a policy port's allowed list cover a requested source? By CIDR containment: '*'
     (any, 0.0.0.0/0) covers everything, 'Internet' covers public addresses; a wide-open request
-    needs a wide-open rule of the same kind. (One report suggests Azure compares verbatim,
-    MicrosoftDocs/azure-docs#53026: unconfirmed, so containment it is.)"""
+    needs a wide-open rule of the same kind. One report suggests Azure compares verbatim
+    (MicrosoftDocs/azure-docs#53026: 10.21.254.85 refused by a policy of 10.21.254.0/24, the
+    block itself accepted): with `verbatim`, only a wide-open rule or the same text covers it."""
     rules = [a.strip().lower() for a in allowed if isinstance(a, str)]
     want = source.strip().lower()
     if any(a in _ALL for a in rules):
         return True
-    if want in _ALL:
-        return False
+    if verbatim or want in _ALL:
+        return want in rules
     if want == "internet":
         return "internet" in rules
     net = _network(want)
@@ -70,3 +71,25 @@ def source_covered(source: str, allowed: list[str]) -> bool:
         ):
             return True
     return False
+
+
+def port_number(value: object) -> int | None:
+    """A port `number` as the service reads it: a JSON number, or a string of digits ("22"),
+    which the service accepts too; None when it is neither (a bool is not a number here)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def prefixes_of(port: dict[str, object]) -> list[str]:
+    """The source prefixes of a port body: `allowedSourceAddressPrefixes` when it holds any,
+    else `allowedSourceAddressPrefix` when set; the other may be absent, null or empty."""
+    many = port.get("allowedSourceAddressPrefixes")
+    if isinstance(many, list) and many:
+        return [str(p) for p in many]
+    one = port.get("allowedSourceAddressPrefix")
+    return [str(one)] if one not in (None, "") else []

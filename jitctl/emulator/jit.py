@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from jitctl.emulator.backend import ArmError, Backend
-from jitctl.emulator.checks import duration, source_covered
+from jitctl.emulator.checks import duration, port_number, prefixes_of, source_covered
 from jitctl.emulator.defender import lock_on, require_plan, require_unlocked
 from jitctl.emulator.firewall import add_dnat_rule, firewall_of, pick_mapped_port, remove_dnat_rule
 from jitctl.emulator.nsgrules import PROTOCOLS, add_allow_rules, reconcile_deny_rules
@@ -70,11 +70,12 @@ def list_policies(
 # --- policy PUT and DELETE ------------------------------------------------------------------
 
 
-def _validate_port(vm_name: str, port: dict[str, Any]) -> None:
+def _validate_port(b: Backend, vm_name: str, port: dict[str, Any]) -> None:
     for key in ("number", "protocol", "maxRequestAccessDuration"):
         if port.get(key) in (None, ""):
             raise _bad(f"Port of VM '{vm_name}' is missing the required property '{key}'.")
-    if not isinstance(port["number"], int) or not 1 <= port["number"] <= 65535:
+    number = port_number(port["number"])
+    if number is None or not 1 <= number <= 65535:
         raise _bad(f"Port number '{port['number']}' of VM '{vm_name}' is invalid.")
     if port["protocol"] not in PROTOCOLS:
         raise _bad(f"Protocol '{port['protocol']}' is invalid. Allowed values: TCP, UDP, *.")
@@ -87,6 +88,7 @@ def _validate_port(vm_name: str, port: dict[str, Any]) -> None:
         ) from None
     if not timedelta(minutes=5) <= longest <= timedelta(days=1):
         raise _bad("maxRequestAccessDuration must be between 5 minutes and 1 day.")
+    # The other of the two may be absent, null or empty (tools send `...Prefixes: null`).
     has_one = port.get("allowedSourceAddressPrefix") not in (None, "")
     has_many = bool(port.get("allowedSourceAddressPrefixes"))
     if has_one == has_many:
@@ -94,6 +96,8 @@ def _validate_port(vm_name: str, port: dict[str, Any]) -> None:
             "Exactly one of 'allowedSourceAddressPrefix' and 'allowedSourceAddressPrefixes' "
             f"must be set for port {port['number']} of VM '{vm_name}'."
         )
+    if not b.settings.port_numbers_as_sent:  # "22" is stored and answered as 22
+        port["number"] = number
 
 
 def put_policy(
@@ -107,7 +111,12 @@ def put_policy(
         raise _bad("The property 'properties.virtualMachines' is required.", "InvalidInputJson")
     vms = copy.deepcopy(props["virtualMachines"])
     for vm in vms:
-        if not vm.get("id") or not isinstance(vm.get("ports"), list):
+        ports = vm.get("ports")
+        if (
+            not vm.get("id")
+            or not isinstance(ports, list)
+            or not all(isinstance(p, dict) for p in ports)
+        ):
             raise _bad("Each virtual machine needs 'id' and 'ports'.", "InvalidInputJson")
     # A deleted VM stays in its policy (MicrosoftDocs/azure-docs#11987), and the service then
     # refuses every write of the policy that still names it, with this message.
@@ -132,11 +141,11 @@ def put_policy(
                 "interface or subnet, and no Azure Firewall is in front of it.",
                 "UnsupportedVirtualMachine",
             )
-        numbers = [p.get("number") for p in vm["ports"]]
+        for port in vm["ports"]:
+            _validate_port(b, vm_res["name"], port)
+        numbers = [port_number(p["number"]) for p in vm["ports"]]
         if len(numbers) != len(set(numbers)):
             raise _bad(f"Virtual machine '{vm_res['name']}' lists a port twice.")
-        for port in vm["ports"]:
-            _validate_port(vm_res["name"], port)
     pid = policy_id(sub, rg, loc, name)
     entry = b.state["jit"].get(pid.lower())
     requests = entry["policy"]["properties"]["requests"] if entry else props.get("requests", [])
@@ -181,9 +190,24 @@ def _not_subset(pid: str) -> ArmError:
     )
 
 
+def caller_of(b: Backend, peer: str | None = None) -> str:
+    """The caller's address as ARM sees it (Settings.caller_address; "peer": the TCP client's
+    address, 127.0.0.1 in-process where there is no socket)."""
+    setting = b.settings.caller_address
+    return (peer or "127.0.0.1") if setting.strip().lower() == "peer" else setting.strip()
+
+
 def initiate(
-    b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str, Any]
+    b: Backend,
+    sub: str,
+    rg: str,
+    loc: str,
+    name: str,
+    body: dict[str, Any],
+    caller: str | None = None,
 ) -> dict[str, Any]:
+    """`caller`: the client's address as ARM sees it, the source of a port that names none
+    (default: `caller_of(b)`)."""
     entry = _entry(b, policy_id(sub, rg, loc, name))
     require_plan(b, sub, name)
     policy = entry["policy"]
@@ -209,14 +233,12 @@ def initiate(
                     "Only one of fields 'EndTimeUtc' and 'Duration' can be set.",
                     "InvalidInitiateInput",
                 )
-            rule = next((p for p in pvm["ports"] if p["number"] == port.get("number")), None)
-            if rule is None:
+            number = port_number(port.get("number"))
+            rule = next((p for p in pvm["ports"] if port_number(p["number"]) == number), None)
+            if number is None or rule is None:
                 raise _not_subset(policy["id"])
-            sources = port.get("allowedSourceAddressPrefixes") or [
-                port.get("allowedSourceAddressPrefix")
-            ]
-            if not all(sources):
-                raise _not_subset(policy["id"])
+            # No source: the caller's address, as for the portal's "My IP".
+            sources = prefixes_of(port) or [caller or caller_of(b)]
             for src in sources:
                 try:
                     ipv6 = ipaddress.ip_network(src, strict=False).version == 6
@@ -227,10 +249,8 @@ def initiate(
                         "The provided access request contains a source IP address in IPv6 "
                         "format, which is unsupported by Just-In-Time Network Access."
                     )
-            allowed = rule.get("allowedSourceAddressPrefixes") or [
-                rule["allowedSourceAddressPrefix"]
-            ]
-            if not all(source_covered(s, allowed) for s in sources):
+            verbatim = b.settings.source_match == "verbatim"
+            if not all(source_covered(s, prefixes_of(rule), verbatim) for s in sources):
                 raise _not_subset(policy["id"])
             try:
                 end = (
@@ -256,7 +276,7 @@ def initiate(
                 dnat = {"firewall": fw["id"], "address": pvm["publicIpAddress"], "mapped": to}
             out_ports.append(
                 {
-                    "number": port["number"],
+                    "number": port["number"] if b.settings.port_numbers_as_sent else number,
                     **src_field,
                     "endTimeUtc": iso(end),
                     "status": "Initiating",
@@ -269,7 +289,7 @@ def initiate(
                     **dnat,
                     "policy": policy["id"],
                     "vm": pvm["id"],
-                    "port": port["number"],
+                    "port": number,
                     "sources": sources,
                     "protocol": rule["protocol"],
                     "end": iso(end),
@@ -306,7 +326,7 @@ def _history_port(b: Backend, grant: dict[str, Any]) -> dict[str, Any] | None:
     for vm in req["virtualMachines"]:
         if same_id(vm["id"], grant["vm"]):
             for port in vm["ports"]:
-                if port["number"] == grant["port"]:
+                if port_number(port["number"]) == grant["port"]:
                     return port
     return None
 

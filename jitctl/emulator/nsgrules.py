@@ -7,6 +7,7 @@ import hashlib
 from typing import Any
 
 from jitctl.emulator.backend import ArmError, Backend
+from jitctl.emulator.checks import port_number
 from jitctl.ids import name_of
 
 PROTOCOLS = {"TCP": "Tcp", "UDP": "Udp", "*": "*"}
@@ -105,7 +106,7 @@ def reconcile_deny_rules(b: Backend, entry: dict[str, Any]) -> None:
         if vm_key not in wanted:
             del entry["deny"][vm_key]
     for vm_key, vm in wanted.items():
-        ports = sorted(p["number"] for p in vm["ports"])
+        ports = sorted(int(port_number(p["number"]) or 0) for p in vm["ports"])
         vm_name = name_of(vm["id"])
         placed = []
         for _nic, ip, nsgs in b.vm_paths(vm["id"]):

@@ -5,6 +5,7 @@ the settings that name a behaviour, its choices."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "allow_priority_strategy": ("next-free", "scatter"),
     "defender_plan": ("P2", "P1", "off"),
     "initiate_fate": ("apply", "never", "fail"),
+    "source_match": ("containment", "verbatim"),
 }
 TRUE, FALSE = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
 
@@ -27,7 +29,19 @@ def _fields() -> dict[str, dataclasses.Field[Any]]:
     return {f.name: f for f in dataclasses.fields(Settings)}
 
 
+def _caller_address(text: str) -> str:
+    """An IPv4 address ARM could see a caller at, or "peer" (the TCP client's address)."""
+    if text.lower() == "peer":
+        return "peer"
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise BadSetting(f"caller_address is an IPv4 address or peer, not {text!r}") from None
+
+
 def _value(name: str, kind: str, text: str) -> Any:
+    if name == "caller_address":
+        return _caller_address(text)
     if name in CHOICES:
         for choice in CHOICES[name]:
             if text.lower() == choice.lower():

@@ -91,6 +91,7 @@ class Request:
     headers: dict[str, str]
     body: Any
     params: dict[str, str]
+    peer: str | None = None  # the TCP client's address, when there is a socket
 
     @property
     def base(self) -> str:
@@ -114,7 +115,12 @@ class Router:
     # --- entry point ------------------------------------------------------------------------
 
     def handle(
-        self, method: str, url: str, headers: dict[str, str], raw: bytes | None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        raw: bytes | None,
+        peer: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(url)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -131,7 +137,7 @@ class Router:
             try:
                 if before is not None:
                     raise self._fault_error(before, method.upper(), parts.path)
-                reply = self._dispatch(method.upper(), url, parts.path, query, hdrs, raw)
+                reply = self._dispatch(method.upper(), url, parts.path, query, hdrs, raw, peer)
                 if lost is not None:  # done, but the answer is an error
                     raise self._fault_error(lost, method.upper(), parts.path)
             except ArmError as err:
@@ -162,6 +168,7 @@ class Router:
         query: dict[str, str],
         headers: dict[str, str],
         raw: bytes | None,
+        peer: str | None = None,
     ) -> Reply:
         if path.rstrip("/").lower() == "/metadata/endpoints":  # unauthenticated, as in Azure
             return Reply(200, cloud_metadata(f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"))
@@ -198,7 +205,7 @@ class Router:
                     if handler != self._put_group:
                         self._scope_exists(match.groupdict())
                     return handler(
-                        Request(method, url, path, query, headers, body, match.groupdict())
+                        Request(method, url, path, query, headers, body, match.groupdict(), peer)
                     )
         if allowed_methods:
             raise ArmError(
@@ -325,11 +332,7 @@ class Router:
         r("GET", item, lambda q: Reply(200, jit.get_policy(b, *self._jit_args(q))))
         r("PUT", item, lambda q: Reply(200, jit.put_policy(b, *self._jit_args(q), q.body or {})))
         r("DELETE", item, lambda q: Reply(200 if jit.delete_policy(b, *self._jit_args(q)) else 204))
-        r(
-            "POST",
-            item + "/initiate",
-            lambda q: Reply(202, jit.initiate(b, *self._jit_args(q), q.body or {})),
-        )
+        r("POST", item + "/initiate", self._initiate)  # any letter case, as every route
         defender.add_routes(self, SUB, RG)
         power.add_routes(self, RG)
         # compute and network resources
@@ -379,6 +382,11 @@ class Router:
             vnet + "/subnets/(?P<name>[^/]+)",
             lambda q: self._lro(q, *b.put_subnet(self._canonical(q), q.body or {})),
         )
+
+    def _initiate(self, q: Request) -> Reply:
+        b = self.backend
+        body = q.body or {}
+        return Reply(202, jit.initiate(b, *self._jit_args(q), body, jit.caller_of(b, q.peer)))
 
     @staticmethod
     def _jit_args(q: Request) -> tuple[str, str, str, str]:

@@ -225,7 +225,11 @@ def _make_handler(server: EmulatorServer) -> type[BaseHTTPRequestHandler]:
                 out_headers = {"Content-Type": "application/json"}
             else:
                 status, out_headers, payload = server.router.handle(
-                    self.command, f"{server.endpoint}{self.path}", headers, raw
+                    self.command,
+                    f"{server.endpoint}{self.path}",
+                    headers,
+                    raw,
+                    str(self.client_address[0]),
                 )
             self.send_response(status)
             for k, v in out_headers.items():

@@ -334,11 +334,16 @@ class StoredRouter:
         self.store = store
 
     def handle(
-        self, method: str, url: str, headers: dict[str, str], raw: bytes | None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        raw: bytes | None,
+        peer: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         with self.store.request():
             result: tuple[int, dict[str, str], bytes] = self.router.handle(
-                method, url, headers, raw
+                method, url, headers, raw, peer
             )
             return result
 

@@ -15,7 +15,12 @@ class Answers(Protocol):
     """What answers requests: a Router, or a StoredRouter (one store transaction per request)."""
 
     def handle(
-        self, method: str, url: str, headers: dict[str, str], raw: bytes | None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        raw: bytes | None,
+        peer: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]: ...
 
 

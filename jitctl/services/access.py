@@ -64,6 +64,30 @@ def check_request(
     return out
 
 
+def verbatim_hint(err: Refused, rules: Sequence[PortRule], source: str) -> str:
+    """When Azure says a request jitctl found within the policy is "not a subset" of it: one
+    report has the service compare the source with the allowed prefixes verbatim
+    (MicrosoftDocs/azure-docs#53026: an address of the allowed /24 refused, the /24 accepted),
+    so say which allowed prefix to request as it stands ('' when that cannot be the cause)."""
+    if "not a subset of policy" not in err.message.lower():
+        return ""
+    wider = sorted(
+        {
+            prefix
+            for rule in rules
+            for prefix in rule.sources
+            if prefix.strip().lower() != source.strip().lower() and source_within(source, [prefix])
+        }
+    )
+    if not wider or any(source_within("*", [p]) for p in wider):
+        return ""
+    return (
+        f"Azure may match the source verbatim against the allowed prefixes "
+        f"(MicrosoftDocs/azure-docs#53026): request {' or '.join(wider)} as it stands "
+        f"(--source-ip {wider[0]})."
+    )
+
+
 def find_policy(
     gw: Gateway, ref: VmRef, ports: Sequence[int], policy_name: str | None
 ) -> tuple[JitPolicy, PolicyVm]:
@@ -132,16 +156,22 @@ def initiate_checked(
     lost answer, the request history tells whether to initiate again)."""
     checked = check_request(policy, pvm, ports, source, duration)
     initiate = [InitiatePort(rule.number, source, now + length) for rule, length in checked]
-    answer, notes = initiate_once(
-        gw,
-        policy,
-        pvm.id,
-        initiate,
-        justification,
-        clock=clock or SystemClock(),
-        settings=settings,
-        rng=rng,
-    )
+    try:
+        answer, notes = initiate_once(
+            gw,
+            policy,
+            pvm.id,
+            initiate,
+            justification,
+            clock=clock or SystemClock(),
+            settings=settings,
+            rng=rng,
+        )
+    except Refused as err:
+        hint = verbatim_hint(err, [rule for rule, _ in checked], source)
+        if hint:
+            raise Refused(err.message, hint) from None
+        raise
     granted = tuple(p for vm in answer.vms for p in vm.ports) or tuple(
         GrantPort(p.number, p.source, p.end_time, "Initiating") for p in initiate
     )

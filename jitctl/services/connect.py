@@ -57,6 +57,14 @@ def reusable_grant(
     return None
 
 
+def public_host(gw: Gateway, public_ip_id: str) -> str | None:
+    """Where to reach a VM's public IP now: its DNS name, else its address (None while it has
+    none). Read each time: a dynamic public IP gets another address when the VM is deallocated
+    and started again (a DNS name follows it by itself)."""
+    pip = gw.get_public_ip(public_ip_id)
+    return pip.fqdn or pip.ip_address
+
+
 def _target(
     gw: Gateway, pvm: PolicyVm, result: VerifyResult, port: int, private: bool, mapped: int | None
 ) -> tuple[str, int, str]:
@@ -69,10 +77,7 @@ def _target(
             f"VM {result.vm_name} has no public IP address.",
             "Connect over VPN or peering with --private, or give the VM a public IP.",
         )
-    # read now, after the wait and right before the launch: a dynamic public IP gets another
-    # address when the VM is deallocated and started again (a DNS name follows it by itself)
-    pip = gw.get_public_ip(result.public_ip_id)
-    host = pip.fqdn or pip.ip_address
+    host = public_host(gw, result.public_ip_id)  # now, after the wait, right before the launch
     if not host:
         raise Refused(
             f"The public IP of VM {result.vm_name} has no address yet.", "Start the VM first."

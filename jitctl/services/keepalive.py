@@ -17,7 +17,7 @@ from jitctl.errors import JitctlError
 from jitctl.gateway import Gateway
 from jitctl.ids import same_id
 from jitctl.services.access import find_policy, initiate_checked
-from jitctl.services.connect import AccessRequest
+from jitctl.services.connect import AccessRequest, public_host
 from jitctl.services.query import active_grants
 from jitctl.services.verify import Clock, VerifyResult, verify
 
@@ -62,7 +62,12 @@ class KeepAlive:
     # renewal maps the port anew (the older DNAT rule goes when the newer one is applied).
     mapped_port: int | None = None
     on_moved: Callable[[int], None] | None = None
+    # Through the VM's public IP: the address in use, read again after each renewal (a dynamic
+    # one changes when the VM is deallocated and started), and who to tell when it changed.
+    connect_host: str | None = None
+    on_readdressed: Callable[[str], None] | None = None
     _firewall: str | None = None
+    _public_ip_id: str | None = None
 
     def _say(self, message: str) -> None:
         if self.on_event is not None:
@@ -133,6 +138,7 @@ class KeepAlive:
             self.end_time = until
             self._say(f"Renewed access to {name} until {until:%H:%M} UTC.")
             self._follow(request.ports[0].mapped_port)
+            self._readdress()
         else:
             self._say(
                 f"Renewal of access to {name} was requested, but {problem}. It lasts until "
@@ -156,6 +162,32 @@ class KeepAlive:
         if self.on_moved is not None:
             self.on_moved(mapped)
 
+    def _readdress(self) -> None:
+        """The VM's public address now; when it changed, say so and tell `on_readdressed`."""
+        if self.connect_host is None or self._public_ip_id is None:
+            return
+        name = self.req.vm.name
+        try:
+            host = public_host(self.gw, self._public_ip_id)
+        except JitctlError as err:
+            self._say(f"Could not read the public address of {name}: {err.message}")
+            return
+        if not host:
+            self._say(
+                f"The public IP of {name} has no address now (the VM is deallocated?): "
+                f"connections to {self.connect_host} fail until it is started again."
+            )
+            return
+        if host == self.connect_host:
+            return
+        before, self.connect_host = self.connect_host, host
+        self._say(
+            f"The public address of {name} is now {host} (was {before}: the VM was "
+            "deallocated and started again); connect again there."
+        )
+        if self.on_readdressed is not None:
+            self.on_readdressed(host)
+
     def _applied(self, until: datetime) -> bool:
         policy, _ = find_policy(self.gw, self.req.vm, [self.req.port], self.req.policy_name)
         return any(
@@ -168,9 +200,11 @@ class KeepAlive:
         )
 
     def _verify(self) -> VerifyResult:
-        return verify(
+        result = verify(
             self.gw, self.req.vm, self.req.source, [self.req.port], firewall=self._firewall
         )
+        self._public_ip_id = result.public_ip_id
+        return result
 
     def _switch(self, until: datetime) -> tuple[bool, int, str | None]:
         """(effective at every poll, polls, what went wrong or None)."""
