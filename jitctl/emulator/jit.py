@@ -1,4 +1,5 @@
-"""JIT behaviour on the emulator's state (JIT-REFERENCE sections 1 and 2).
+"""JIT behaviour on the emulator's state (the REST reference of Microsoft.Security
+jitNetworkAccessPolicies, api-version 2020-01-01, and what public reports show of the NSG rules).
 
 A policy PUT replaces the VM list and reconciles one deny rule per VM per guarding NSG;
 initiate checks the request is a subset of the policy, answers "Initiating", and after the
@@ -8,34 +9,26 @@ propagation delay adds a priority-100 allow rule; expiry and newer requests remo
 from __future__ import annotations
 
 import copy
-import ipaddress
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from jitctl.emulator.backend import ArmError, Backend
-from jitctl.emulator.checks import duration, port_number, prefixes_of, source_covered
+from jitctl.emulator.bodies import (
+    bad,
+    caller_of,
+    initiate_port,
+    iso,
+    not_subset,
+    parse_time,
+    validate_port,
+)
+from jitctl.emulator.checks import port_number
 from jitctl.emulator.defender import lock_on, require_plan, require_unlocked
 from jitctl.emulator.firewall import add_dnat_rule, firewall_of, pick_mapped_port, remove_dnat_rule
-from jitctl.emulator.nsgrules import PROTOCOLS, add_allow_rules, reconcile_deny_rules
+from jitctl.emulator.nsgrules import add_allow_rules, reconcile_deny_rules
+
+__all__ = ["caller_of", "delete_policy", "initiate", "iso", "parse_time", "put_policy", "tick"]
 from jitctl.ids import name_of, policy_id, same_id
-
-
-def iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
-
-
-def parse_time(text: str) -> datetime:
-    raw = text.strip().replace("Z", "+00:00")
-    if "." in raw:  # Azure writes 7 fractional digits; Python takes at most 6
-        head, _, tail = raw.partition(".")
-        digits = "".join(c for c in tail if c.isdigit())
-        raw = f"{head}.{digits[:6]}{tail[len(digits) :]}"
-    t = datetime.fromisoformat(raw)
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
-def _bad(message: str, code: str = "BadRequest") -> ArmError:
-    return ArmError(400, code, message)
 
 
 def _entry(b: Backend, pid: str) -> dict[str, Any]:
@@ -70,36 +63,6 @@ def list_policies(
 # --- policy PUT and DELETE ------------------------------------------------------------------
 
 
-def _validate_port(b: Backend, vm_name: str, port: dict[str, Any]) -> None:
-    for key in ("number", "protocol", "maxRequestAccessDuration"):
-        if port.get(key) in (None, ""):
-            raise _bad(f"Port of VM '{vm_name}' is missing the required property '{key}'.")
-    number = port_number(port["number"])
-    if number is None or not 1 <= number <= 65535:
-        raise _bad(f"Port number '{port['number']}' of VM '{vm_name}' is invalid.")
-    if port["protocol"] not in PROTOCOLS:
-        raise _bad(f"Protocol '{port['protocol']}' is invalid. Allowed values: TCP, UDP, *.")
-    try:
-        longest = duration(port["maxRequestAccessDuration"])
-    except Exception:
-        raise _bad(
-            f"maxRequestAccessDuration '{port['maxRequestAccessDuration']}' is not an "
-            "ISO 8601 duration."
-        ) from None
-    if not timedelta(minutes=5) <= longest <= timedelta(days=1):
-        raise _bad("maxRequestAccessDuration must be between 5 minutes and 1 day.")
-    # The other of the two may be absent, null or empty (tools send `...Prefixes: null`).
-    has_one = port.get("allowedSourceAddressPrefix") not in (None, "")
-    has_many = bool(port.get("allowedSourceAddressPrefixes"))
-    if has_one == has_many:
-        raise _bad(
-            "Exactly one of 'allowedSourceAddressPrefix' and 'allowedSourceAddressPrefixes' "
-            f"must be set for port {port['number']} of VM '{vm_name}'."
-        )
-    if not b.settings.port_numbers_as_sent:  # "22" is stored and answered as 22
-        port["number"] = number
-
-
 def put_policy(
     b: Backend, sub: str, rg: str, loc: str, name: str, body: dict[str, Any]
 ) -> dict[str, Any]:
@@ -108,7 +71,7 @@ def put_policy(
     require_unlocked(b, policy_id(sub, rg, loc, name))
     props = body.get("properties")
     if not isinstance(props, dict) or not isinstance(props.get("virtualMachines"), list):
-        raise _bad("The property 'properties.virtualMachines' is required.", "InvalidInputJson")
+        raise bad("The property 'properties.virtualMachines' is required.", "InvalidInputJson")
     vms = copy.deepcopy(props["virtualMachines"])
     for vm in vms:
         ports = vm.get("ports")
@@ -117,35 +80,35 @@ def put_policy(
             or not isinstance(ports, list)
             or not all(isinstance(p, dict) for p in ports)
         ):
-            raise _bad("Each virtual machine needs 'id' and 'ports'.", "InvalidInputJson")
+            raise bad("Each virtual machine needs 'id' and 'ports'.", "InvalidInputJson")
     # A deleted VM stays in its policy (MicrosoftDocs/azure-docs#11987), and the service then
     # refuses every write of the policy that still names it, with this message.
     gone = [vm["id"] for vm in vms if b.find(vm["id"]) is None]
     if gone:
-        raise _bad(
+        raise bad(
             f"Just-In-Time Network Access Policy: '{name}' contains non-existent virtual "
             f"machines: {', '.join(gone)}"
         )
     for vm in vms:
         vm_res = b.get(vm["id"])
         if vm_res["location"].replace(" ", "").lower() != loc.lower():
-            raise _bad(
+            raise bad(
                 f"Virtual machine '{vm_res['name']}' is in {vm_res['location']}, not in "
                 f"the policy's location {loc}."
             )
         behind_firewall = firewall_of(b, sub, vm.get("publicIpAddress")) is not None
         if not behind_firewall and not any(nsgs for _, _, nsgs in b.vm_paths(vm["id"])):
-            raise _bad(
+            raise bad(
                 f"Virtual machine '{vm_res['name']}' is not supported for Just-In-Time "
                 "access: no network security group is associated with its network "
                 "interface or subnet, and no Azure Firewall is in front of it.",
                 "UnsupportedVirtualMachine",
             )
         for port in vm["ports"]:
-            _validate_port(b, vm_res["name"], port)
+            validate_port(b, vm_res["name"], port)
         numbers = [port_number(p["number"]) for p in vm["ports"]]
         if len(numbers) != len(set(numbers)):
-            raise _bad(f"Virtual machine '{vm_res['name']}' lists a port twice.")
+            raise bad(f"Virtual machine '{vm_res['name']}' lists a port twice.")
     pid = policy_id(sub, rg, loc, name)
     entry = b.state["jit"].get(pid.lower())
     requests = entry["policy"]["properties"]["requests"] if entry else props.get("requests", [])
@@ -183,20 +146,6 @@ def delete_policy(b: Backend, sub: str, rg: str, loc: str, name: str) -> bool:
     return True
 
 
-def _not_subset(pid: str) -> ArmError:
-    return _bad(
-        f"The given access request is not a subset of policy '{pid}'. Please make sure "
-        "that the access request is within the allowed policy properties."
-    )
-
-
-def caller_of(b: Backend, peer: str | None = None) -> str:
-    """The caller's address as ARM sees it (Settings.caller_address; "peer": the TCP client's
-    address, 127.0.0.1 in-process where there is no socket)."""
-    setting = b.settings.caller_address
-    return (peer or "127.0.0.1") if setting.strip().lower() == "peer" else setting.strip()
-
-
 def initiate(
     b: Backend,
     sub: str,
@@ -214,7 +163,7 @@ def initiate(
     now = b.clock.now()
     vms_in = body.get("virtualMachines")
     if not isinstance(vms_in, list) or not vms_in:
-        raise _bad("The request must name at least one virtual machine.", "InvalidInitiateInput")
+        raise bad("The request must name at least one virtual machine.", "InvalidInitiateInput")
     out_vms = []
     new_grants = []
     for vm in vms_in:
@@ -223,47 +172,12 @@ def initiate(
             None,
         )
         if pvm is None or not vm.get("ports"):
-            raise _not_subset(policy["id"])
+            raise not_subset(policy["id"])
         fw = firewall_of(b, sub, pvm.get("publicIpAddress"))
         mapped: set[int] = set()
         out_ports = []
         for port in vm["ports"]:
-            if ("endTimeUtc" in port) == ("duration" in port):
-                raise _bad(
-                    "Only one of fields 'EndTimeUtc' and 'Duration' can be set.",
-                    "InvalidInitiateInput",
-                )
-            number = port_number(port.get("number"))
-            rule = next((p for p in pvm["ports"] if port_number(p["number"]) == number), None)
-            if number is None or rule is None:
-                raise _not_subset(policy["id"])
-            # No source: the caller's address, as for the portal's "My IP".
-            sources = prefixes_of(port) or [caller or caller_of(b)]
-            for src in sources:
-                try:
-                    ipv6 = ipaddress.ip_network(src, strict=False).version == 6
-                except ValueError:
-                    ipv6 = ":" in src
-                if ipv6:
-                    raise _bad(
-                        "The provided access request contains a source IP address in IPv6 "
-                        "format, which is unsupported by Just-In-Time Network Access."
-                    )
-            verbatim = b.settings.source_match == "verbatim"
-            if not all(source_covered(s, prefixes_of(rule), verbatim) for s in sources):
-                raise _not_subset(policy["id"])
-            try:
-                end = (
-                    now + duration(port["duration"])
-                    if "duration" in port
-                    else parse_time(port["endTimeUtc"])
-                )
-            except (ValueError, TypeError, AttributeError) as exc:
-                raise _bad(f"Invalid end time or duration: {exc}", "InvalidInitiateInput") from None
-            if end <= now or end - now > duration(rule["maxRequestAccessDuration"]) + timedelta(
-                seconds=60
-            ):
-                raise _not_subset(policy["id"])
+            number, rule, sources, end = initiate_port(b, policy["id"], pvm, port, caller, now)
             src_field = (
                 {"allowedSourceAddressPrefixes": sources}
                 if len(sources) > 1

@@ -36,7 +36,7 @@ class RequestResult:
 def check_request(
     policy: JitPolicy, pvm: PolicyVm, ports: Sequence[int], source: str, duration: timedelta | None
 ) -> list[tuple[PortRule, timedelta]]:
-    """What Azure would refuse, refused here first (JIT-REFERENCE: 'not a subset of policy')."""
+    """What Azure would refuse, refused here first (its words: 'not a subset of policy')."""
     vm_name = name_of(pvm.id)
     configured = ", ".join(str(p.number) for p in pvm.ports)
     out = []
