@@ -184,48 +184,52 @@ def help_vs_az(runs: int, az: str | None) -> list[tuple[str, float]]:
 
 def fleet_commands(
     vms: int = 10_000, subscriptions: int = 20, latency: float = 0.1
-) -> list[tuple[str, float, int, int]]:
-    """`status` and `audit --all-subscriptions` over the fleet world, `latency` seconds added to
-    every ARM call: (label, seconds, ARM calls, Resource Graph queries throttled), with Azure's
-    Resource Graph quota (15 queries per 5 s) and with it lifted."""
+) -> list[tuple[str, float, float, int, int]]:
+    """`status` and `audit --all-subscriptions` over the fleet world, as jitctl processes
+    against `jitctl emulator serve`'s HTTPS server with `latency` seconds added to every ARM
+    call: (label, seconds, peak MB, ARM calls, Resource Graph queries throttled), with Azure's
+    Resource Graph quota (15 queries per 5 s; each command starts a window) and with it lifted."""
     from jitctl.emulator.backend import latency_and_faults
     from jitctl.emulator.fleet import fleet
+    from jitctl.emulator.server import EmulatorServer
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.test_server import env_of
+
+    jitctl = [sys.executable, "-m", "jitctl"]
     backend = Backend(settings=Settings(propagation_delay=0))
     fleet(backend, vms, subscriptions)
     rows = []
-    runner = CliRunner()
-    for quota, note in ((15, "Azure's graph quota"), (0, "graph quota lifted")):
-        backend.settings.graph_quota = quota
-        for label, args in (
-            ("status --all-subscriptions", ["status", "--all-subscriptions", "-o", "none"]),
-            ("audit --all-subscriptions", ["audit", "--all-subscriptions", "-o", "none"]),
-        ):
-            app = App.for_backend(backend)
-            backend.faults[:] = latency_and_faults(latency)
-            before = len(backend.log)
-            start = time.perf_counter()
-            result = runner.invoke(
-                cli, [*args, "--fail-on", "none"] if "audit" in args else args, obj=app
-            )
-            seconds = time.perf_counter() - start
-            if result.exit_code != 0:
-                raise SystemExit(f"{label}: exit {result.exit_code}: {result.output}")
-            calls = backend.log[before:]
-            throttled = sum(e.status == 429 for e in calls)
-            rows.append((f"{label} ({note})", seconds, len(calls), throttled))
-            app.close()
-    backend.faults.clear()
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = EmulatorServer(backend, cert_dir=Path(tmp) / "certs")
+        srv.start()
+        try:
+            env = env_of(srv)
+            backend.faults.extend(latency_and_faults(latency))
+            for quota, note in ((15, "Azure's graph quota"), (0, "graph quota lifted")):
+                backend.settings.graph_quota = quota
+                for label, args in (
+                    ("status --all-subscriptions", ["status", "--all-subscriptions"]),
+                    ("audit --all-subscriptions", ["audit", "--all-subscriptions"]),
+                ):
+                    time.sleep(backend.settings.graph_quota_window if quota else 0)
+                    extra = ["--fail-on", "none"] if "audit" in args else []
+                    before = len(backend.log)
+                    seconds, mb, _ = _measured([*jitctl, *args, *extra, "-o", "none"], env)
+                    calls = backend.log[before:]
+                    throttled = sum(e.status == 429 for e in calls)
+                    rows.append((f"{label} ({note})", seconds, mb, len(calls), throttled))
+        finally:
+            srv.stop()
     return rows
 
 
 def fleet_process_memory(
     vms: int = 10_000, subscriptions: int = 20
 ) -> list[tuple[str, float, float]]:
-    """`jitctl --emulator audit --all-subscriptions` as its own process on a fleet state file:
-    (label, seconds, peak resident MB of that process, emulator included; no latency added)."""
-    import resource
-
+    """`jitctl --emulator status/audit --all-subscriptions` as its own process on a fleet state
+    file: (label, seconds, peak resident MB of that process, emulator included; no latency
+    added, Azure's graph quota)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "JITCTL_EMULATOR_STATE": str(Path(tmp) / "state.sqlite")}
@@ -253,12 +257,8 @@ def fleet_process_memory(
                 ["audit", "--all-subscriptions", "--fail-on", "none", "-o", "none"],
             ),
         ):
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            start = time.perf_counter()
-            subprocess.run([*jitctl, "--emulator", *args], env=env, check=True, capture_output=True)
-            seconds = time.perf_counter() - start
-            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            rows.append((label, seconds, max(peak, before) / 1024))
+            seconds, mb, _ = _measured([*jitctl, "--emulator", *args], env)
+            rows.append((label, seconds, mb))
     return rows
 
 
@@ -401,11 +401,11 @@ def main() -> None:
 
 def print_fleet() -> None:
     print(
-        "| 10,000 VMs in 20 subscriptions, 100 ms per ARM call | seconds | ARM calls "
-        "| throttled |\n|---|---:|---:|---:|"
+        "| 10,000 VMs in 20 subscriptions, 100 ms per ARM call | seconds | peak RSS MB "
+        "| ARM calls | throttled |\n|---|---:|---:|---:|---:|"
     )
-    for label, seconds, calls, throttled in fleet_commands():
-        print(f"| {label} | {seconds:.2f} | {calls} | {throttled} |")
+    for label, seconds, mb, calls, throttled in fleet_commands():
+        print(f"| {label} | {seconds:.2f} | {mb:.0f} | {calls} | {throttled} |")
     print(
         "\n| `jitctl --emulator`, own process, no latency | seconds | peak RSS MB |\n|---|---:|---:|"
     )

@@ -124,12 +124,13 @@ def test_fleet_read_calls_do_not_grow_with_the_vm_count(clock: FakeClock) -> Non
 
     small, _ = calls_for(40)
     big, findings = calls_for(2000)
-    # Resource Graph: VMs and NICs in two streams (halves of the subscriptions, a page per
-    # 1,000 rows each), VNets, NSGs; then one JIT list per subscription
-    assert small == 2 + 2 + 1 + 1 + 4
+    # Resource Graph: VMs with their NICs in two streams (halves of the subscriptions, a page
+    # per 1,000 VMs of one NIC each), VNets and NSGs together; then one JIT list per
+    # subscription
+    assert small == 2 + 1 + 4
     assert big == small
-    more, _ = calls_for(2400)  # 1,200 VMs a half: one more page each for VMs and NICs
-    assert more == small + 4
+    more, _ = calls_for(2400)  # 1,200 VMs a half: one more page each
+    assert more == small + 2
     assert findings == 2000  # every VM is in no policy
 
 
@@ -161,7 +162,7 @@ def test_the_quota_is_honored_queries_wait_for_the_window_instead_of_429(
     fleet = FleetReader(app.connection(), gw.list_policies, clock, run)
     assert len(fleet.inventory(list(SUBS[:2])).vms) == 2500
     graph = [e.status for e in b.log if "resourcegraph" in e.path.lower()]
-    assert graph.count(200) == 2 * 2 + 2 * 2 + 1 + 1  # every page once (1,250 VMs a half)
+    assert graph.count(200) == 2 * 2 + 1  # every page once (1,250 VMs a half), the networks
     if not parallel:  # in parallel, threads sharing one fake clock may still meet a 429
         assert graph.count(429) == 0
     assert fleet.gate.waits and clock.slept  # waited on the clock for the window
@@ -176,5 +177,5 @@ def test_a_throttled_query_waits_for_the_window_and_is_sent_again(clock: FakeClo
     b.faults.append(Fault(429, match="resourcegraph", retry_after=3))
     assert len(app.fleet().inventory([SUBS[0]]).vms) == 10
     statuses = [e.status for e in b.log if "resourcegraph" in e.path.lower()]
-    assert statuses.count(429) == 1 and statuses.count(200) == 4
+    assert statuses.count(429) == 1 and statuses.count(200) == 2
     assert 3 in clock.slept

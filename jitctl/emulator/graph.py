@@ -1,16 +1,11 @@
 """Azure Resource Graph's `resources` query, answered from the emulator's state.
 
-A small, documented subset of KQL (EMULATOR.md): the query shapes a fleet reader sends, not a
-KQL engine. Written for the emulator alone: it shares nothing with the product code it serves.
-
-    Resources | where type =~ 'microsoft.compute/virtualmachines' | project id, name, properties
-    Resources | where type in~ ('microsoft.network/networkinterfaces', '...') | order by id asc
-    ResourceContainers | where type =~ 'microsoft.resources/subscriptions' | project id, name
-
-Paging as Azure pages: at most `$top` rows (1,000 at most, 1,000 by default) a page, a
-`$skipToken` in the answer when more rows follow (only when `id` is among the columns, as Azure
-needs it for a stable order; without it the answer is cut and `resultTruncated` is "true").
-Every answer carries the quota headers; past the quota the answer is 429 until the window ends.
+The query language is a small, documented subset of KQL (`jitctl.emulator.kql`, EMULATOR.md);
+this module runs it. Paging as Azure pages: at most `$top` rows (1,000 at most, 1,000 by
+default) a page, a `$skipToken` in the answer when more rows follow (only when `id` is among the
+columns, as Azure needs it for a stable order; without it the answer is cut and
+`resultTruncated` is "true"). Every answer carries the quota headers; past the quota the answer
+is 429 until the window ends.
 """
 
 from __future__ import annotations
@@ -19,153 +14,19 @@ import base64
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from jitctl.emulator.backend import ArmError, Backend
+from jitctl.emulator.kql import GraphQueryError, Query, parse
 
 MAX_TOP = 1000
 RESOURCE_GROUP_TYPE = "microsoft.resources/subscriptions/resourcegroups"
 SUBSCRIPTION_TYPE = "microsoft.resources/subscriptions"
-COLUMNS = (
-    "id",
-    "name",
-    "type",
-    "tenantId",
-    "kind",
-    "location",
-    "resourceGroup",
-    "subscriptionId",
-    "managedBy",
-    "sku",
-    "plan",
-    "properties",
-    "tags",
-    "identity",
-    "zones",
-    "extendedLocation",
-)
-
-_WHERE_EQ = re.compile(r"^where\s+type\s*(=~|==)\s*'([^']*)'$", re.IGNORECASE)
-_WHERE_IN = re.compile(r"^where\s+type\s+in~?\s*\(([^)]*)\)$", re.IGNORECASE)
-_PROJECT = re.compile(r"^project\s+(.+)$", re.IGNORECASE)
-_ORDER = re.compile(r"^(?:order|sort)\s+by\s+id(?:\s+(asc|desc))?$", re.IGNORECASE)
-_LIMIT = re.compile(r"^(?:limit|take)\s+(\d+)$", re.IGNORECASE)
-_LITERAL = re.compile(r"^\s*'([^']*)'\s*$")
-Column = tuple[str, tuple[str, ...], bool]  # name, path from a row's column, tostring()
-
-
-class GraphQueryError(ArmError):
-    """Azure's answer to a query it cannot run: 400 BadRequest, with the reason in details."""
-
-    def __init__(self, detail_code: str, detail: str) -> None:
-        super().__init__(
-            400,
-            "BadRequest",
-            "Please provide below info when asking for support: timestamp, correlationId.",
-        )
-        self.detail_code = detail_code
-        self.detail = detail
-
-    def body(self) -> dict[str, Any]:
-        out = super().body()
-        out["error"]["details"] = [
-            {
-                "code": "InvalidQuery",
-                "message": "Query is invalid. Please refer to the documentation for the Azure "
-                "Resource Graph service and fix the error before retrying.",
-            },
-            {"code": self.detail_code, "message": self.detail},
-        ]
-        return out
-
-
-@dataclass(frozen=True)
-class Query:
-    table: str  # "resources" | "resourcecontainers"
-    types: frozenset[str] | None  # lower-cased; None: every type
-    columns: tuple[Column, ...]
-    descending: bool = False
-    limit: int | None = None
-
-    @property
-    def key(self) -> str:
-        """What a skip token is bound to: the same query on the same scope."""
-        return repr((self.table, sorted(self.types or ()), self.columns, self.descending))
-
-
-_PATH = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
-_ALIAS = re.compile(rf"^([A-Za-z_]\w*)\s*=\s*(?:({_PATH})|tostring\(\s*({_PATH})\s*\))$")
-
-
-def _column(text: str) -> Column:
-    """`name` (a row's column), `alias = column.field.field` (a path into it), or
-    `alias = tostring(column.field)` (that value as JSON text, as KQL writes a dynamic)."""
-    text = text.strip()
-    m = _ALIAS.match(text)
-    if m:
-        name, path, as_text = m.group(1), m.group(2) or m.group(3), m.group(3) is not None
-    else:
-        name, path, as_text = text, text, False
-    parts = tuple(path.split("."))
-    if parts[0] not in COLUMNS or (not m and not re.fullmatch(r"\w+", text)):
-        raise GraphQueryError(
-            "UnsupportedProjection", f"Column '{text}' is not supported by the emulator."
-        )
-    return name, parts, as_text
-
-
-def _value(row: dict[str, Any], column: Column) -> Any:
-    value: Any = row
-    for key in column[1]:
-        value = value.get(key) if isinstance(value, dict) else None
-    if column[2]:  # tostring(): a string stays itself, null is "", the rest JSON
-        return "" if value is None else value if isinstance(value, str) else json.dumps(value)
-    return value
-
-
-def parse(text: str) -> Query:
-    """The supported subset, or GraphQueryError naming the part it does not support."""
-    stages = [s.strip() for s in text.strip().split("|")]
-    table = stages[0].lower()
-    if table not in ("resources", "resourcecontainers"):
-        raise GraphQueryError(
-            "UnsupportedTable",
-            f"Table '{stages[0]}' is not supported by the emulator: use Resources or "
-            "ResourceContainers.",
-        )
-    types: set[str] | None = None
-    columns: tuple[Column, ...] = tuple((c, (c,), False) for c in COLUMNS)
-    descending = False
-    limit = None
-    for stage in stages[1:]:
-        if m := _WHERE_EQ.match(stage):
-            wanted = {m.group(2).lower()}
-        elif m := _WHERE_IN.match(stage):
-            wanted = set()
-            for item in m.group(1).split(","):
-                lit = _LITERAL.match(item)
-                if lit is None:
-                    raise GraphQueryError("ParserFailure", f"Not a string literal: {item.strip()}")
-                wanted.add(lit.group(1).lower())
-        elif m := _PROJECT.match(stage):
-            columns = tuple(_column(c) for c in m.group(1).split(","))
-            continue
-        elif m := _ORDER.match(stage):
-            descending = (m.group(1) or "asc").lower() == "desc"
-            continue
-        elif m := _LIMIT.match(stage):
-            limit = int(m.group(1))
-            continue
-        else:
-            raise GraphQueryError(
-                "UnsupportedOperator",
-                f"The emulator does not support '{stage}' (see EMULATOR.md, Resource Graph).",
-            )
-        types = wanted if types is None else types & wanted
-    return Query(table, frozenset(types) if types is not None else None, columns, descending, limit)
+# A row of an mv-expand or join query: (resource key, element of the expanded array or -1,
+# key of the right row joined to it or None)
+Handle = tuple[str, int, str | None]
 
 
 def _row(resource: dict[str, Any], tenant: str) -> dict[str, Any]:
@@ -285,7 +146,7 @@ class ResourceGraph:
 
     backend: Backend
     quota: Quota = field(default_factory=Quota)
-    _keys: dict[tuple[Any, ...], list[str]] = field(default_factory=dict)
+    _keys: dict[tuple[Any, ...], list[Any]] = field(default_factory=dict)
 
     def query(self, body: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, str]]:
         body = body or {}
@@ -301,58 +162,122 @@ class ResourceGraph:
         headers = self.quota.take(
             self.backend.clock.now(), settings.graph_quota, settings.graph_quota_window
         )
-        found = self._rows(q, body.get("subscriptions"))
+        scope = {s.lower() for s in body.get("subscriptions") or ()} or None
+        found = self._rows(q, scope)
         total = len(found)
         token = options.get("$skipToken")
         start = _offset(token, q.key) if token else int(options.get("$skip") or 0)
-        subs: list[dict[str, Any]] = list(self.backend.state["subscriptions"].values())
-        tenant = subs[0].get("tenantId", "") if subs else ""
-        resources = self.backend.state["resources"]
-        if q.table == "resourcecontainers":
-            page = found[start : start + top]
-        else:
-            read = (_peek(resources, k) for k in found[start : start + top])
-            page = [_row(r, tenant) for r in read if r is not None]  # None: deleted since
         out: dict[str, Any] = {
             "totalRecords": total,
-            "count": len(page),
+            "count": 0,
             "resultTruncated": "false",
             "facets": [],
-            "data": [{c[0]: _value(r, c) for c in q.columns} for r in page],
+            "data": self._page(q, found[start : start + top]),
         }
+        out["count"] = len(out["data"])
         if start + top < total:
-            if ("id", ("id",), False) in q.columns:
+            if q.pageable:
                 out["$skipToken"] = _token(q.key, start + top)
             else:
                 out["resultTruncated"] = "true"
         return out, headers
 
-    def _rows(self, q: Query, subscriptions: list[str] | None) -> list[Any]:
-        """The matching rows in id order; for Resources their keys (a page reads its rows)."""
-        b = self.backend
-        scope = {s.lower() for s in subscriptions} if subscriptions else None
+    def _tenant(self) -> str:
+        subs: list[dict[str, Any]] = list(self.backend.state["subscriptions"].values())
+        return subs[0].get("tenantId", "") if subs else ""
+
+    def _page(self, q: Query, part: list[Any]) -> list[dict[str, Any]]:
+        """The rows of a page, read now (a resource deleted since the first page is left out)."""
+        tenant = self._tenant()
+        if q.table == "resourcecontainers":
+            return [{c.name: c.value(r) for c in q.columns} for r in part]
+        resources = self.backend.state["resources"]
+        if q.expand is None and q.join is None:
+            read = (_peek(resources, k) for k in part)
+            return [
+                {c.name: c.value(_row(r, tenant)) for c in q.columns} for r in read if r is not None
+            ]
+        out = []
+        for key, index, right_key in part:
+            resource = _peek(resources, key)
+            if resource is None:
+                continue
+            row = _row(resource, tenant)
+            if q.expand is not None:
+                elements = q.expand.elements(row)
+                row[q.expand.name] = elements[index] if index < len(elements) else None
+            values = {c.name: c.value(row) for c in q.columns}
+            if q.join is not None:
+                right = _peek(resources, right_key) if right_key else None
+                right_row = _row(right, tenant) if right else {}
+                names = q.join.right_names(q.columns)
+                for name, c in zip(names, q.join.right.columns, strict=True):
+                    values[name] = c.value(right_row) if right else None
+            out.append(values)
+        return out
+
+    def _rows(self, q: Query, scope: set[str] | None) -> list[Any]:
+        """The matching rows in id order: for Resources their keys (or handles, for mv-expand
+        and join), so that a page reads only its own rows."""
         if q.table == "resourcecontainers":
             found = [
                 r
-                for r in _containers(b)
+                for r in _containers(self.backend)
                 if (q.types is None or r["type"] in q.types)
                 and (scope is None or r["subscriptionId"].lower() in scope)
             ]
             found.sort(key=lambda r: r["id"].lower(), reverse=q.descending)
             return found[: q.limit] if q.limit is not None else found
-        resources = b.state["resources"]
-        # The next pages of a query reuse its ids while the resources stay as many (Azure's
+        resources = self.backend.state["resources"]
+        # The next pages of a query reuse its rows while the resources stay as many (Azure's
         # pages are not a snapshot either: a row may move between pages when others change).
         cache_key = (q.key, tuple(sorted(scope or ())), len(resources))
-        keys = self._keys.get(cache_key)
-        if keys is None:
-            keys = sorted(
-                (k for k in resources if _matches(k, q.types, scope)), reverse=q.descending
-            )
+        rows = self._keys.get(cache_key)
+        if rows is None:
+            rows = self._keys_of(q, scope)
+            if q.expand is not None or q.join is not None:
+                rows = self._handles(q, rows, scope)
             if len(self._keys) >= 16:
                 self._keys.clear()
-            self._keys[cache_key] = keys
-        return keys[: q.limit] if q.limit is not None else keys
+            self._keys[cache_key] = rows
+        return rows[: q.limit] if q.limit is not None else rows
+
+    def _keys_of(self, q: Query, scope: set[str] | None) -> list[str]:
+        keys = self.backend.state["resources"]
+        return sorted((k for k in keys if _matches(k, q.types, scope)), reverse=q.descending)
+
+    def _handles(self, q: Query, keys: list[str], scope: set[str] | None) -> list[Handle]:
+        """Every row of an mv-expand or join query (this reads every resource it names once;
+        the pages then read only theirs)."""
+        resources = self.backend.state["resources"]
+        tenant = self._tenant()
+        index: dict[Any, list[str]] = {}
+        if q.join is not None:
+            on = next(c for c in q.join.right.columns if c.name == q.join.on)
+            for k in self._keys_of(q.join.right, scope):
+                right = _peek(resources, k)
+                if right is not None:
+                    index.setdefault(on.value(_row(right, tenant)), []).append(k)
+        left_on = next((c for c in q.columns if q.join and c.name == q.join.on), None)
+        out: list[Handle] = []
+        for key in keys:
+            resource = _peek(resources, key)
+            if resource is None:
+                continue
+            row = _row(resource, tenant)
+            elements = q.expand.elements(row) if q.expand is not None else [None]
+            for i, element in enumerate(elements):
+                n = i if q.expand is not None else -1
+                if q.join is None or left_on is None:
+                    out.append((key, n, None))
+                    continue
+                if q.expand is not None:
+                    row[q.expand.name] = element
+                matches = index.get(left_on.value(row), [])
+                if not matches and q.join.kind == "leftouter":
+                    out.append((key, n, None))
+                out.extend((key, n, m) for m in matches)
+        return out
 
 
 def _peek(resources: Any, key: str) -> dict[str, Any] | None:
