@@ -182,7 +182,13 @@ class App:
             from jitctl.arm.graph import FleetReader
 
             gw = self.gateway()
-            self._fleet = FleetReader(self.connection(), gw.list_policies, self.clock, gw.parallel)
+            self._fleet = FleetReader(
+                self.connection(),
+                gw.list_policies,
+                self.clock,
+                gw.parallel,
+                list_subscriptions=gw.list_subscriptions,
+            )
         return self._fleet
 
     def arm_calls(self) -> int | None:

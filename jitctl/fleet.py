@@ -24,6 +24,7 @@ class Inventory:
     subnets: Mapping[str, Subnet] = field(default_factory=dict)
     nsgs: Mapping[str, Nsg] = field(default_factory=dict)
     policies: tuple[JitPolicy, ...] = ()
+    public_ips: Mapping[str, str] = field(default_factory=dict)  # id -> address (allocated)
 
     def nic(self, nic_id: str | None) -> Nic | None:
         return self.nics.get(nic_id.lower()) if nic_id else None

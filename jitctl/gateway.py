@@ -18,6 +18,7 @@ from jitctl.model import (
     Permission,
     PublicIp,
     Subnet,
+    Subscription,
     Vm,
 )
 
@@ -63,6 +64,8 @@ class Gateway(Protocol):
     def list_subnets(
         self, subscription_id: str, resource_group: str | None = None
     ) -> list[Subnet]: ...
+
+    def list_subscriptions(self) -> list[Subscription]: ...
 
     def list_policies(
         self, subscription_id: str, resource_group: str | None = None

@@ -6,6 +6,7 @@ the layout Microsoft's own scripts use, so that writers of different VMs never s
 
 from __future__ import annotations
 
+import functools
 import re
 
 from jitctl.errors import BadInput
@@ -19,6 +20,7 @@ _ALLOWED = re.compile(r"^[-\w.()]+$")
 HINT = "Use letters, digits, '-', '_', '.', '(' and ')', optionally with {vm} for the VM's name."
 
 
+@functools.lru_cache(maxsize=4096)  # a plan checks the same few names for each of its VMs
 def check_policy_name(template: str) -> str:
     """Refuse a name or template Azure would not accept, whatever the VM; return it unchanged."""
     if not template or not template.strip():
@@ -44,6 +46,7 @@ def check_policy_name(template: str) -> str:
     return template
 
 
+@functools.lru_cache(maxsize=65536)
 def policy_name_for(template: str, vm_name: str) -> str:
     """The policy name for one VM: the template resolved, then checked with the 56-character rule."""
     check_policy_name(template)

@@ -125,9 +125,9 @@ def test_fleet_read_calls_do_not_grow_with_the_vm_count(clock: FakeClock) -> Non
     small, _ = calls_for(40)
     big, findings = calls_for(2000)
     # Resource Graph: VMs with their NICs in two streams (halves of the subscriptions, a page
-    # per 1,000 VMs of one NIC each), VNets and NSGs together; then one JIT list per
-    # subscription
-    assert small == 2 + 1 + 4
+    # per 1,000 VMs of one NIC each), the networks (VNets, NSGs, public IPs) in two streams;
+    # then one JIT list per subscription
+    assert small == 2 + 2 + 4
     assert big == small
     more, _ = calls_for(2400)  # 1,200 VMs a half: one more page each
     assert more == small + 2
@@ -159,10 +159,12 @@ def test_the_quota_is_honored_queries_wait_for_the_window_instead_of_429(
     app = App.for_backend(b)
     gw = app.gateway()
     run = gw.parallel if parallel else (lambda calls: [c() for c in calls])
-    fleet = FleetReader(app.connection(), gw.list_policies, clock, run)
+    fleet = FleetReader(
+        app.connection(), gw.list_policies, clock, run, list_subscriptions=gw.list_subscriptions
+    )
     assert len(fleet.inventory(list(SUBS[:2])).vms) == 2500
     graph = [e.status for e in b.log if "resourcegraph" in e.path.lower()]
-    assert graph.count(200) == 2 * 2 + 1  # every page once (1,250 VMs a half), the networks
+    assert graph.count(200) == 2 * 2 + 2  # every page once (1,250 VMs a half), the networks
     if not parallel:  # in parallel, threads sharing one fake clock may still meet a 429
         assert graph.count(429) == 0
     assert fleet.gate.waits and clock.slept  # waited on the clock for the window
@@ -179,3 +181,13 @@ def test_a_throttled_query_waits_for_the_window_and_is_sent_again(clock: FakeClo
     statuses = [e.status for e in b.log if "resourcegraph" in e.path.lower()]
     assert statuses.count(429) == 1 and statuses.count(200) == 2
     assert 3 in clock.slept
+
+
+def test_a_bypass_names_the_public_ip_address_resource_graph_gives(
+    app: App, world_ids: dict[str, str]
+) -> None:
+    result = run_audit(app, list(SUBS[:2]))
+    bypass = next(f for f in result.findings if f.rule_id == "bypass")
+    assert bypass.evidence["public_ip_address"] == "20.61.17.4"
+    assert bypass.evidence["public_ip"].endswith("/publicIPAddresses/vm-bypass-pip")
+    assert "vm-bypass (public IP 20.61.17.4) is open to" in bypass.message

@@ -10,7 +10,7 @@ from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryResponse
 
 from jitctl.arm.gateway import Connection
-from jitctl.arm.graph import SUBSCRIPTIONS, FleetReader
+from jitctl.arm.graph import FleetReader
 from jitctl.clock import FakeClock
 from jitctl.fleet import FleetGateway, Inventory
 from jitctl.model import JitPolicy, Nic, NicRef, Subscription, Vm
@@ -31,7 +31,9 @@ def answer(rows: list[dict[str, Any]], token: str | None, remaining: int, resets
     return body, headers
 
 
-def reader(pages: list[Any], clock: FakeClock) -> tuple[FleetReader, Any]:
+def reader(
+    pages: list[Any], clock: FakeClock, subs: list[Subscription] | None = None
+) -> tuple[FleetReader, Any]:
     client = create_autospec(ResourceGraphClient, instance=True)
 
     def resources(query: QueryRequest, **kwargs: Any) -> Any:
@@ -42,7 +44,10 @@ def reader(pages: list[Any], clock: FakeClock) -> tuple[FleetReader, Any]:
 
     client.resources.side_effect = resources
     conn = Connection(credential=object(), subscription_id="s1")
-    return FleetReader(conn, lambda sub: [], clock, client=client), client
+    fleet = FleetReader(
+        conn, lambda sub: [], clock, client=client, list_subscriptions=lambda: list(subs or [])
+    )
+    return fleet, client
 
 
 def test_rows_follow_skip_tokens_and_the_quota_makes_the_next_page_wait() -> None:
@@ -60,15 +65,11 @@ def test_rows_follow_skip_tokens_and_the_quota_makes_the_next_page_wait() -> Non
     assert clock.slept == [4.0]  # waited for the window, as the quota headers said
 
 
-def test_only_enabled_subscriptions_are_listed() -> None:
-    rows = [
-        {"subscriptionId": "s2", "name": "B", "properties": {"state": "Enabled"}},
-        {"subscriptionId": "s1", "name": "A", "properties": {"state": "Enabled"}},
-        {"subscriptionId": "s3", "name": "C", "properties": {"state": "Disabled"}},
-    ]
-    fleet, client = reader([answer(rows, None, 10, "00:00:05")], FakeClock())
-    assert fleet.subscriptions() == [Subscription("s1", "A"), Subscription("s2", "B")]
-    assert client.resources.call_args.args[0].query == SUBSCRIPTIONS
+def test_only_enabled_subscriptions_are_listed_by_name_without_a_graph_query() -> None:
+    subs = [Subscription("s2", "B", "Enabled"), Subscription("s1", "a", "Enabled")]
+    fleet, client = reader([], FakeClock(), [*subs, Subscription("s3", "C", "Disabled")])
+    assert fleet.subscriptions() == [subs[1], subs[0]]
+    client.resources.assert_not_called()
 
 
 def test_the_audit_service_reads_the_fleet_once() -> None:

@@ -150,10 +150,21 @@ def test_the_fleet_inventory_is_what_arm_lists_say(world: Backend) -> None:
         assert inv.nsgs[key].rules == gw.get_nsg(key).rules
 
 
-def test_the_networks_query_reads_virtual_networks_and_nsgs_together(world: Backend) -> None:
+def test_the_networks_query_reads_virtual_networks_nsgs_and_public_ips(world: Backend) -> None:
     found = rows(client_of(world), NETWORKS)
     assert {r["type"] for r in found} == {
         "microsoft.network/virtualnetworks",
         "microsoft.network/networksecuritygroups",
+        "microsoft.network/publicipaddresses",
     }
     assert all(r["securityRules"] == "" for r in found if "virtualnetworks" in r["type"])
+    app = App.for_backend(world)
+    gw = app.gateway()
+    subs = sorted({segments(v["id"])["subscriptions"] for v in world.state["resources"].values()})
+    inv = app.fleet().inventory(subs)
+    pips = [k for k, v in world.state["resources"].items() if "/publicipaddresses/" in k]
+    assert pips and set(inv.public_ips) == {
+        k for k in pips if world.state["resources"][k]["properties"].get("ipAddress")
+    }
+    for key, address in inv.public_ips.items():
+        assert gw.get_public_ip(key).ip_address == address

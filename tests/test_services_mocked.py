@@ -386,3 +386,25 @@ def test_not_signed_in_is_one_short_line_and_the_whole_text_goes_to_debug(caplog
     other = translate(ClientAuthenticationError("AADSTS700016: Application not found. Trace: x"))
     assert other.message == "Not signed in to Azure: AADSTS700016: Application not found."
     assert "az login" in err.hint
+
+
+def test_subscriptions_are_arms_list_read_from_the_official_example(sdk):
+    body = spec("subscriptions/GetSubscriptions.json")["responses"]["200"]["body"]
+    body["nextLink"] = (
+        "https://management.azure.com/subscriptions?api-version=2022-12-01&$skiptoken=2"
+    )
+    sent = []
+
+    def send(request, **options):
+        sent.append(request)
+        return answer(200, body if len(sent) == 1 else {"value": []})  # then a last, empty page
+
+    sdk.arm.send_request.side_effect = send
+    subs = sdk.gw.list_subscriptions()
+    item = body["value"][0]
+    assert subs[0].id == item["subscriptionId"] and subs[0].name == item["displayName"]
+    assert subs[0].state == item["state"]
+    assert len(subs) == len(body["value"])
+    assert sent[0].method == "GET" and sent[0].url.split("?")[0].endswith("/subscriptions")
+    assert "api-version=2022-12-01" in sent[0].url
+    assert len(sent) == 2 and "skiptoken=2" in sent[1].url

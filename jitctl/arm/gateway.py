@@ -12,7 +12,7 @@ from jitctl.arm import listing, rows
 from jitctl.arm import translate as t
 from jitctl.arm.budget import Budget, throttle_policy
 from jitctl.arm.errors import azure_errors
-from jitctl.arm.listing import COMPUTE, NETWORK, SECURITY_JIT
+from jitctl.arm.listing import COMPUTE, NETWORK, SECURITY_JIT, SUBSCRIPTIONS
 from jitctl.gateway import InitiatePort
 from jitctl.ids import VmRef, name_of, segments
 from jitctl.model import (
@@ -25,6 +25,7 @@ from jitctl.model import (
     Permission,
     PublicIp,
     Subnet,
+    Subscription,
     Vm,
 )
 
@@ -211,6 +212,17 @@ class AzureGateway:
         path = f"{listing.scope(subscription_id, resource_group)}/{VNETS}"
         items = self._items(path, NETWORK)
         return [s for vnet in items for s in rows.subnets_from_arm(vnet)]
+
+    def list_subscriptions(self) -> list[Subscription]:
+        """Every subscription the credential sees (ARM's GET /subscriptions, one call a page)."""
+        return [
+            Subscription(
+                s["subscriptionId"],
+                s.get("displayName") or s["subscriptionId"],
+                s.get("state") or "",
+            )
+            for s in self._items("/subscriptions", SUBSCRIPTIONS)
+        ]
 
     # --- JIT policies ---------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """FleetReader: many subscriptions in a few calls, with Azure Resource Graph.
 
-VMs, NICs, virtual networks and NSGs come from Resource Graph queries (1,000 rows a page, paged
-by `$skipToken`, the queries run side by side); subscriptions from `ResourceContainers` (one
-query, no extra SDK); JIT policies, which Resource Graph does not index, from one list per
-subscription, in parallel. Resource Graph's per-user quota (`x-ms-user-quota-remaining`,
+VMs with their NICs, virtual networks, NSGs and public IPs come from Resource Graph queries
+(1,000 rows a page, paged by `$skipToken`, the queries run side by side); subscriptions from
+ARM's GET /subscriptions (outside Resource Graph's quota); JIT policies, which Resource Graph
+does not index, from one list per subscription, in parallel. Resource Graph's per-user quota (`x-ms-user-quota-remaining`,
 `x-ms-user-quota-resets-after`) is honored: when it is used up, the next query waits for the
 window to reset instead of being throttled.
 
@@ -27,24 +27,25 @@ from jitctl.model import JitPolicy, Nic, Subscription, Vm
 PAGE = 1000  # Resource Graph's largest page
 SCOPE_LIMIT = 1000  # subscriptions per query
 THROTTLED_TRIES = 4
+# Queries sent before an answer has told the quota left: Azure's default is 15 a window, and
+# a query throttled because an earlier command used the window up waits for it and is sent again.
+FIRST_BURST = 4
 
 VMS = "microsoft.compute/virtualmachines"
 NICS = "microsoft.network/networkinterfaces"
 VNETS = "microsoft.network/virtualnetworks"
 NSGS = "microsoft.network/networksecuritygroups"
-SUBSCRIPTIONS = (
-    "ResourceContainers | where type =~ 'microsoft.resources/subscriptions' "
-    "| project id, name, subscriptionId, properties"
-)
+PUBLIC_IPS = "microsoft.network/publicipaddresses"
 
 
 # Only what jitctl reads, so pages stay small (Azure's default NSG rules are fixed: nsgeval
 # knows them). Nested values come as JSON text (KQL's tostring), which json.loads reads many
 # times faster than the SDK walks an object. VMs come with their NICs (mv-expand, then a join on
 # the NIC's id, lower-cased as ARM ids may differ in case): a row per NIC of each VM, so the
-# VMs and NICs of 10,000 VMs take 10 pages, not 20; virtual networks and NSGs share a query.
-# Within Resource Graph's per-user quota (15 queries per 5 s) a fleet of 10,000 VMs then reads
-# without waiting for the window. The emulator serves exactly these shapes (EMULATOR.md).
+# VMs and NICs of 10,000 VMs take 10 pages, not 20; virtual networks, NSGs and public IPs share
+# a query. Within Resource Graph's per-user quota (15 queries per 5 s) a fleet of 10,000 VMs
+# then reads without waiting for the window (the subscriptions come from ARM, not from Resource
+# Graph). The emulator serves exactly these shapes (EMULATOR.md).
 VM_NICS = (
     f"Resources | where type =~ '{VMS}' "
     "| mv-expand nic = properties.networkProfile.networkInterfaces "
@@ -56,8 +57,9 @@ VM_NICS = (
     "ipConfigurations = tostring(properties.ipConfigurations)) on nicKey"
 )
 NETWORKS = (
-    f"Resources | where type in~ ('{VNETS}', '{NSGS}') | project id, type, "
-    "subnets = tostring(properties.subnets), securityRules = tostring(properties.securityRules)"
+    f"Resources | where type in~ ('{VNETS}', '{NSGS}', '{PUBLIC_IPS}') | project id, type, "
+    "subnets = tostring(properties.subnets), securityRules = tostring(properties.securityRules), "
+    "ipAddress = properties.ipAddress"
 )
 
 
@@ -91,7 +93,7 @@ class QuotaGate:
         while True:
             with self.lock:
                 if self.remaining is None:
-                    if self.in_flight == 0:  # learn the quota from one answer first
+                    if self.in_flight < FIRST_BURST:  # then learn the quota from the answers
                         self.in_flight += 1
                         return
                     wait = 0.01
@@ -159,8 +161,9 @@ def _in_order(calls: Sequence[Callable[[], Any]]) -> list[Any]:
 
 class FleetReader:
     """jitctl's FleetGateway over Resource Graph. `list_policies(subscription_id)` lists one
-    subscription's JIT policies; `parallel` runs independent calls side by side (the gateway's
-    pool); `client` may be an autospecced ResourceGraphClient (else one per thread)."""
+    subscription's JIT policies and `list_subscriptions()` every subscription (the gateway's);
+    `parallel` runs independent calls side by side (the gateway's pool); `client` may be an
+    autospecced ResourceGraphClient (else one per thread)."""
 
     def __init__(
         self,
@@ -169,9 +172,12 @@ class FleetReader:
         clock: Clock,
         parallel: Parallel = _in_order,
         client: Any = None,
+        *,
+        list_subscriptions: Callable[[], list[Subscription]],
     ) -> None:
         self.conn = conn
         self._list_policies = list_policies
+        self._list_subscriptions = list_subscriptions
         self._parallel = parallel
         self._given = client
         self._local = threading.local()
@@ -250,15 +256,8 @@ class FleetReader:
         return out
 
     def subscriptions(self) -> list[Subscription]:
-        rows = self.rows(SUBSCRIPTIONS)
-        subs = [
-            Subscription(
-                r["subscriptionId"],
-                r.get("name") or r["subscriptionId"],
-                (r.get("properties") or {}).get("state") or "",
-            )
-            for r in rows
-        ]
+        """The enabled subscriptions, by name."""
+        subs = self._list_subscriptions()
         return sorted(
             (s for s in subs if s.state.lower() == "enabled"), key=lambda s: s.name.lower()
         )
@@ -267,16 +266,16 @@ class FleetReader:
         """Resource Graph's VMs with their NICs, its networks, and the JIT policies (one list
         per subscription), all side by side."""
         subs = list(subscription_ids)
-        # The VM rows page in two streams, over each half of the subscriptions: half as many
+        # Each query pages in two streams, over each half of the subscriptions: half as many
         # pages one after another, about as many in all.
         halves = [h for h in (subs[: (len(subs) + 1) // 2], subs[(len(subs) + 1) // 2 :]) if h]
         queries: list[Callable[[], Any]] = [
-            *(functools.partial(self.rows, VM_NICS, h) for h in halves),
-            functools.partial(self.rows, NETWORKS, subs),
+            *(functools.partial(self.rows, q, h) for q in (VM_NICS, NETWORKS) for h in halves)
         ]
         lists = [functools.partial(self._list_policies, s) for s in subs]
         results = self._parallel([*queries, *lists])
-        *pages, networks = results[: len(queries)]
+        pages = results[: len(halves)]
+        networks = [r for part in results[len(halves) : len(queries)] for r in part]
         found = results[len(queries) :]
         vms: dict[str, Vm] = {}
         nics: dict[str, Nic] = {}
@@ -286,14 +285,22 @@ class FleetReader:
                 vms[key] = vm_from_row(row)
             if row.get("nicId"):
                 nics[row["nicId"].lower()] = nic_from_row({**row, "id": row["nicId"]})
-        subnets = [s for row in networks if row.get("type") == VNETS for s in subnets_from_row(row)]
+        of_type: dict[str, list[dict[str, Any]]] = {}
+        for row in networks:
+            of_type.setdefault(str(row.get("type")).lower(), []).append(row)
+        subnets = [s for row in of_type.get(VNETS, []) for s in subnets_from_row(row)]
         return Inventory(
             subscriptions=tuple(subs),
             vms=tuple(vms.values()),
             nics=nics,
             subnets={s.id.lower(): s for s in subnets},
-            nsgs={r["id"].lower(): nsg_from_row(r) for r in networks if r.get("type") == NSGS},
+            nsgs={r["id"].lower(): nsg_from_row(r) for r in of_type.get(NSGS, [])},
             policies=tuple(p for policies in found for p in policies),
+            public_ips={
+                r["id"].lower(): r["ipAddress"]
+                for r in of_type.get(PUBLIC_IPS, [])
+                if r.get("ipAddress")
+            },
         )
 
     def policies(self, subscription_ids: Sequence[str]) -> list[JitPolicy]:

@@ -25,6 +25,7 @@ from jitctl.arm.errors import azure_errors
 COMPUTE = "2026-04-01"
 NETWORK = "2026-03-01"
 SECURITY_JIT = "2020-01-01"
+SUBSCRIPTIONS = "2022-12-01"  # Microsoft.Resources: GET /subscriptions
 
 Send = Callable[[Any], Any]  # a pipeline client's send_request: HttpRequest -> HttpResponse
 

@@ -250,13 +250,20 @@ def _bypasses(vm: Vm, nic: Nic, inv: Inventory, ports: Sequence[int], memo: _Mem
                 _narrowed(subnet_nsg, flow, narrowed), _narrowed(nic_nsg, flow, narrowed), flow
             )
             if ev.bypassed:
-                out.append(_bypass_finding(vm, nic, port, source, ev, cfg.public_ip_id))
+                address = inv.public_ips.get((cfg.public_ip_id or "").lower())
+                out.append(_bypass_finding(vm, nic, port, source, ev, cfg.public_ip_id, address))
                 break
     return out
 
 
 def _bypass_finding(
-    vm: Vm, nic: Nic, port: int, source: str, ev: Evaluation, public_ip_id: str | None
+    vm: Vm,
+    nic: Nic,
+    port: int,
+    source: str,
+    ev: Evaluation,
+    public_ip_id: str | None,
+    address: str | None,
 ) -> Finding:
     rules = [
         {
@@ -269,14 +276,16 @@ def _bypass_finding(
         if v.nsg_id and v.rule is not None
     ]
     named = ", ".join(f"{r['rule']} (priority {r['priority']}, {r['level']} NSG)" for r in rules)
+    at = f" (public IP {address})" if address else ""
     return _finding(
         "bypass",
         vm.id,
-        f"Port {port} of {vm.name} is open to {source} by {named}, not by JIT.",
+        f"Port {port} of {vm.name}{at} is open to {source} by {named}, not by JIT.",
         port=port,
         source=source,
         nic=nic.id,
         public_ip=public_ip_id,
+        public_ip_address=address,
         rules=rules,
     )
 

@@ -193,6 +193,7 @@ def desired_state(
         for i, target in enumerate(f.model.targets):
             name = target.policyName or f.model.defaults.policyName
             origin = f.origin("targets", i)
+            rules = [port_rule(spec, f.model.defaults) for spec in target.ports]  # once a target
             for vm in _select(inv, f, i, target, chosen):
                 if not inv.has_nsg(vm):
                     unprotected.setdefault(vm.id.lower(), Unprotected(vm.id, origin))
@@ -202,8 +203,7 @@ def desired_state(
                 except BadInput as err:
                     raise BadInput(f"{origin}: policyName: {err.message}", err.hint) from None
                 _, ports = per_vm.setdefault((vm.id.lower(), vm_policy), (vm, {}))
-                for j, spec in enumerate(target.ports):
-                    rule = port_rule(spec, f.model.defaults)
+                for j, (spec, rule) in enumerate(zip(target.ports, rules, strict=True)):
                     here = f.origin("targets", i, "ports", j)
                     if spec.number in ports and not same_rule(ports[spec.number][0], rule):
                         raise BadInput(
@@ -221,8 +221,8 @@ def desired_state(
             vm.location.replace(" ", "").lower(),
             name,
         )
-        rules = sorted(ports.values(), key=lambda x: x[0].number)
-        desired.setdefault(key, {})[vm.id] = tuple(r for r, _ in rules)
+        ordered = sorted(ports.values(), key=lambda x: x[0].number)
+        desired.setdefault(key, {})[vm.id] = tuple(r for r, _ in ordered)
     return desired, list(unprotected.values()), inv
 
 
