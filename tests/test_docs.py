@@ -268,7 +268,8 @@ def check_effect(session: Session, words: list[str], result: click.testing.Resul
         return VmRef(sub, group or "", name)
 
     ports = {int(p) for p in params.get("ports") or ()} or {3389}
-    names = [*(params.get("vms") or ()), *(params.get("names") or ())]
+    vms = params.get("vms")  # VM names, or the size of the fleet world (emulator reset --vms)
+    names = [*(vms if isinstance(vms, (list, tuple)) else ()), *(params.get("names") or ())]
     params["vm"] = names[0] if names else None
     if path == ("enable",) and not params["dry_run"]:
         for name in names:
@@ -302,6 +303,7 @@ def check_effect(session: Session, words: list[str], result: click.testing.Resul
 
         kept = read_file(app_state_file()).settings
         assert all(getattr(kept, k) == v for k, v in params["settings"].items()), kept
+        assert params["latency"] is None or kept.latency == params["latency"], kept
 
 
 def app_state_file() -> Path:

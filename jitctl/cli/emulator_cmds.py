@@ -28,6 +28,30 @@ def fleet_options(f: Any) -> Any:
     )(f)
 
 
+class SecondsType(click.ParamType):
+    name = "seconds"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        from jitctl.emulator.overrides import BadSetting, seconds
+
+        try:
+            return seconds(value)
+        except BadSetting as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def latency_option(f: Any) -> Any:
+    """--latency: what every ARM call takes (the `latency` setting, kept in a state file)."""
+    return click.option(
+        "--latency",
+        type=SecondsType(),
+        help="What every ARM call takes: 100ms, 0.2s (ARM on a slow day) or seconds; calls "
+        "overlap (the latency setting).",
+    )(f)
+
+
 def _settings(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
     if not value:
         return {}
@@ -159,12 +183,7 @@ def emulator() -> None:
     show_default=True,
     help="Seconds until a JIT allow rule appears.",
 )
-@click.option(
-    "--latency",
-    default=0.0,
-    show_default=True,
-    help="Seconds every ARM call takes (0.2: ARM on a slow day); calls overlap.",
-)
+@latency_option
 @click.option(
     "--fault-rate",
     default=0.0,
@@ -178,7 +197,7 @@ def serve(
     state: Path | None,
     world: str,
     propagation_delay: float,
-    latency: float,
+    latency: float | None,
     fault_rate: float,
     vms: int | None,
     subscriptions: int | None,
@@ -201,9 +220,11 @@ def serve(
 
     backend = Backend(settings=Settings(propagation_delay=propagation_delay))
     seed_world(backend, world, vms, subscriptions)  # a new state file's; an old one keeps its own
-    backend.faults.extend(latency_and_faults(latency, fault_rate))
+    backend.faults.extend(latency_and_faults(fault_rate=fault_rate))
     server = EmulatorServer(backend, port=port, state_file=state)
     server.start()
+    if latency is not None:
+        settings = {**settings, "latency": latency}
     if settings:
         server.change_settings(settings)
     click.echo("\n".join(server.shell_lines()))
@@ -224,6 +245,7 @@ def serve(
     help="State file to reset (default: the --emulator one, or JITCTL_EMULATOR_STATE).",
 )
 @fleet_options
+@latency_option
 @setting_options
 @click.pass_obj
 def reset(
@@ -232,6 +254,7 @@ def reset(
     state: Path | None,
     vms: int | None,
     subscriptions: int | None,
+    latency: float | None,
     settings: dict[str, Any],
 ) -> None:
     """Start the --emulator state afresh with a named world (also mends a damaged state file).
@@ -245,6 +268,8 @@ def reset(
     from jitctl.emulator.backend import Backend, Settings
     from jitctl.emulator.store import reset_file
 
+    if latency is not None:
+        settings = {**settings, "latency": latency}
     backend = Backend(settings=Settings(propagation_delay=EMULATED_PROPAGATION, **settings))
     seed_world(backend, world, vms, subscriptions)
     from jitctl.cli.output import emit

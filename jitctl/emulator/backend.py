@@ -101,6 +101,7 @@ class Settings:
     """Behaviour Azure does not publish, or that tests want to control."""
 
     propagation_delay: float = 0.0  # seconds from initiate to the allow rule (Azure: ~1 minute)
+    latency: float = 0.0  # seconds every ARM call takes, slept outside the lock (calls overlap)
     page_size: int = 100  # items per list page before a nextLink
     deny_priority: int = 4096  # preferred JIT deny priority
     # "below-free": 4096, or the next free number below it; "above-allow": one above the

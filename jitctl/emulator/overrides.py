@@ -19,6 +19,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "source_match": ("containment", "verbatim"),
 }
 TRUE, FALSE = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
+UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}  # of the settings in seconds (the float ones)
 
 
 class BadSetting(ValueError):
@@ -39,6 +40,19 @@ def _caller_address(text: str) -> str:
         raise BadSetting(f"caller_address is an IPv4 address or peer, not {text!r}") from None
 
 
+def seconds(text: str, name: str = "latency") -> float:
+    """Seconds from 0.1, 100ms, 2s or 1m; BadSetting naming `name` otherwise (or negative)."""
+    raw = text.strip().lower()
+    unit = next((u for u in ("ms", "s", "m") if raw.endswith(u)), "")
+    try:
+        value = float(raw[: len(raw) - len(unit)] if unit else raw) * UNITS.get(unit, 1.0)
+    except ValueError:
+        raise BadSetting(f"{name} is seconds (0.1, 100ms, 2s or 1m), not {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise BadSetting(f"{name} is seconds, not negative, not {text!r}")
+    return value
+
+
 def _value(name: str, kind: str, text: str) -> Any:
     if name == "caller_address":
         return _caller_address(text)
@@ -53,6 +67,8 @@ def _value(name: str, kind: str, text: str) -> Any:
         raise BadSetting(f"{name} is on or off, not {text!r}")
     if kind.startswith("list"):
         return [item.strip() for item in text.split(",") if item.strip()]
+    if kind == "float":
+        return seconds(text, name)
     try:
         number = {"int": int, "float": float}.get(kind)
         if number is None:

@@ -128,7 +128,7 @@ class Router:
         b = self.backend
         with b.lock:
             faults = self._pick_faults(method.upper(), parts.path)
-        delay = sum(f.latency for f in faults)
+        delay = b.settings.latency + sum(f.latency for f in faults)
         if delay:
             time.sleep(delay)  # outside the lock: parallel clients wait side by side
         with b.lock:
