@@ -23,15 +23,20 @@ def fleet_backend(clock: FakeClock) -> Backend:
     return b
 
 
-@pytest.fixture
-def client(fleet_backend: Backend) -> ResourceGraphClient:
-    conn = App.for_backend(fleet_backend).connection()
+def graph_client(backend: Backend) -> ResourceGraphClient:
+    """The real azure-mgmt-resourcegraph client, talking to the emulator."""
+    conn = App.for_backend(backend).connection()
     return ResourceGraphClient(
         conn.credential,
         base_url=conn.endpoint,
         credential_scopes=list(conn.scopes),
         **conn.client_kwargs,
     )
+
+
+@pytest.fixture
+def client(fleet_backend: Backend) -> ResourceGraphClient:
+    return graph_client(fleet_backend)
 
 
 def query(client: ResourceGraphClient, text: str, **options: Any) -> Any:

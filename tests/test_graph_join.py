@@ -16,6 +16,7 @@ from jitctl.emulator import Backend, FakeClock, Settings
 from jitctl.emulator.worlds import Seeder, multinic, subnet_id
 from jitctl.ids import segments
 from tests.fleetworld import many
+from tests.test_graph import graph_client
 
 EXPAND = (
     "Resources | where type =~ 'microsoft.compute/virtualmachines' "
@@ -41,16 +42,6 @@ def world(clock: FakeClock) -> Backend:
     return b
 
 
-def client_of(b: Backend) -> ResourceGraphClient:
-    conn = App.for_backend(b).connection()
-    return ResourceGraphClient(
-        conn.credential,
-        base_url=conn.endpoint,
-        credential_scopes=list(conn.scopes),
-        **conn.client_kwargs,
-    )
-
-
 def rows(client: ResourceGraphClient, text: str, top: int = 1000) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     token = None
@@ -64,14 +55,14 @@ def rows(client: ResourceGraphClient, text: str, top: int = 1000) -> list[dict[s
 
 
 def test_mv_expand_gives_a_row_per_nic_in_the_vms_order(world: Backend) -> None:
-    found = rows(client_of(world), EXPAND)
+    found = rows(graph_client(world), EXPAND)
     multi = [r["nicKey"].rsplit("/", 1)[1] for r in found if r["name"] == "vm-multi"]
     assert multi == ["vm-multi-nic0", "vm-multi-nic1"]
     assert len(found) == len({r["id"] for r in found}) + 1  # one VM has two NICs
 
 
 def test_leftouter_keeps_a_vm_whose_nic_is_gone_inner_drops_it(world: Backend) -> None:
-    client = client_of(world)
+    client = graph_client(world)
     left = rows(client, JOIN.format(kind="leftouter"))
     inner = rows(client, JOIN.format(kind="inner"))
     dangling = [r for r in left if r["name"] == "vm-dangling"]
@@ -95,7 +86,7 @@ def test_leftouter_keeps_a_vm_whose_nic_is_gone_inner_drops_it(world: Backend) -
 def test_joined_rows_page_by_skip_token_each_once(clock: FakeClock) -> None:
     b = Backend(settings=Settings(propagation_delay=0, graph_quota=0), clock=clock)
     many(b, subscriptions=2, vms=1300)
-    client = client_of(b)
+    client = graph_client(b)
     first = client.resources(QueryRequest(query=VM_NICS, options=QueryRequestOptions(top=500)))
     assert first.total_records == 1300 and first.count == 500 and first.skip_token
     found = rows(client, VM_NICS, top=500)
@@ -106,11 +97,11 @@ def test_joined_rows_page_by_skip_token_each_once(clock: FakeClock) -> None:
 def test_an_empty_array_expands_to_no_row_and_null_to_one(world: Backend) -> None:
     vm = next(r for r in world.state["resources"].values() if r["name"] == "vm-dangling")
     vm["properties"]["networkProfile"]["networkInterfaces"] = []
-    assert "vm-dangling" not in {r["name"] for r in rows(client_of(world), EXPAND)}
+    assert "vm-dangling" not in {r["name"] for r in rows(graph_client(world), EXPAND)}
     del vm["properties"]["networkProfile"]
-    assert [r["nicKey"] for r in rows(client_of(world), EXPAND) if r["name"] == "vm-dangling"] == [
-        ""
-    ]
+    assert [
+        r["nicKey"] for r in rows(graph_client(world), EXPAND) if r["name"] == "vm-dangling"
+    ] == [""]
 
 
 @pytest.mark.parametrize(
@@ -125,7 +116,7 @@ def test_an_empty_array_expands_to_no_row_and_null_to_one(world: Backend) -> Non
 )
 def test_what_the_emulator_does_not_run_is_a_400(world: Backend, text: str, detail: str) -> None:
     with pytest.raises(HttpResponseError) as err:
-        rows(client_of(world), text)
+        rows(graph_client(world), text)
     assert err.value.status_code == 400
     assert [d.code for d in err.value.error.details] == ["InvalidQuery", detail]
 
@@ -151,7 +142,7 @@ def test_the_fleet_inventory_is_what_arm_lists_say(world: Backend) -> None:
 
 
 def test_the_networks_query_reads_virtual_networks_nsgs_and_public_ips(world: Backend) -> None:
-    found = rows(client_of(world), NETWORKS)
+    found = rows(graph_client(world), NETWORKS)
     assert {r["type"] for r in found} == {
         "microsoft.network/virtualnetworks",
         "microsoft.network/networksecuritygroups",
