@@ -86,7 +86,8 @@ class App:
     # --- the emulator -----------------------------------------------------------------------
 
     def _load_emulator(self) -> Any:
-        from jitctl.emulator.backend import Backend, Settings
+        from jitctl.emulator.backend import Backend
+        from jitctl.emulator.settings import Settings
         from jitctl.emulator.store import open_store
         from jitctl.emulator.worlds import WORLDS
 

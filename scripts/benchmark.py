@@ -192,7 +192,6 @@ def fleet_commands(
     against `jitctl emulator serve`'s HTTPS server with `latency` seconds added to every ARM
     call: (label, seconds, peak MB, ARM calls, Resource Graph queries throttled), with Azure's
     Resource Graph quota (15 queries per 5 s; each command starts a window) and with it lifted."""
-    from jitctl.emulator.backend import latency_and_faults
     from jitctl.emulator.fleet import fleet
     from jitctl.emulator.server import EmulatorServer
 
@@ -208,7 +207,7 @@ def fleet_commands(
         srv.start()
         try:
             env = env_of(srv)
-            backend.faults.extend(latency_and_faults(latency))
+            backend.settings.latency = latency
             for quota, note in ((15, "Azure's graph quota"), (0, "graph quota lifted")):
                 backend.settings.graph_quota = quota
                 for label, args in (
@@ -321,7 +320,6 @@ def at_scale(vms: int, subscriptions: int, latency: float) -> list[tuple[str, fl
     """(label, seconds, peak MB, ARM calls) for enable, plan and list over the fleet world."""
     import yaml
 
-    from jitctl.emulator.backend import latency_and_faults
     from jitctl.emulator.fleet import fleet, fleet_subscription
     from jitctl.emulator.server import EmulatorServer
     from jitctl.emulator.store import reset_file
@@ -371,7 +369,7 @@ def at_scale(vms: int, subscriptions: int, latency: float) -> list[tuple[str, fl
         srv.start()
         try:
             env = env_of(srv)
-            backend.faults.extend(latency_and_faults(latency))
+            backend.settings.latency = latency
             enables = [["enable", *names, "-g", group] for group, names in groups]
             for label, runs in (
                 ("enable 100 VMs of one resource group", enables),

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.emulator import Backend, Settings
-from jitctl.emulator.backend import latency_and_faults
 from jitctl.emulator.server import EmulatorServer
+from jitctl.emulator.settings import write_faults
 from jitctl.emulator.worlds import crowd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -94,7 +94,8 @@ def one_round(count: int, latency: float, fault_rate: float, mode: str, tmp: Pat
         else:
             commands = [["enable", n, "-g", GROUP] for n in names]
         before = len(backend.log)
-        backend.faults.extend(latency_and_faults(latency, fault_rate))
+        backend.settings.latency = latency
+        backend.faults.extend(write_faults(fault_rate))
         results = run_all(env, commands)
         backend.faults.clear()
         writes = sum(e.method in ("PUT", "DELETE") for e in backend.log[before:])

@@ -171,7 +171,7 @@ def test_the_quota_is_honored_queries_wait_for_the_window_instead_of_429(
 
 
 def test_a_throttled_query_waits_for_the_window_and_is_sent_again(clock: FakeClock) -> None:
-    from jitctl.emulator.backend import Fault
+    from jitctl.emulator.settings import Fault
 
     b = Backend(settings=Settings(propagation_delay=0), clock=clock)
     many(b, subscriptions=1, vms=10)

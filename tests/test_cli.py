@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from jitctl.emulator.backend import Fault
+from jitctl.emulator.settings import Fault
 from jitctl.errors import ExitCode
 
 G = ["-g", "rg-jit-demo"]

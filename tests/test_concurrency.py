@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from jitctl.emulator.backend import Fault
+from jitctl.emulator.settings import Fault
 from jitctl.errors import BadInput, Contended
 from jitctl.ids import same_id
 from jitctl.model import JitPolicy, PolicyVm, PortRule

@@ -7,7 +7,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from jitctl.emulator.backend import Settings
+from jitctl.emulator.settings import Settings
 
 DOC = (Path(__file__).resolve().parents[1] / "EMULATOR.md").read_text(encoding="utf-8")
 NAMES = {f.name for f in dataclasses.fields(Settings)}

@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from jitctl.cli.commands import cli
 from jitctl.emulator import responses
-from jitctl.emulator.backend import Backend, Settings
+from jitctl.emulator.backend import Backend
 from jitctl.emulator.overrides import BadSetting, parse, seconds
 from jitctl.emulator.responses import Router
+from jitctl.emulator.settings import Settings
 from jitctl.emulator.store import read_file
 from jitctl.emulator.worlds import demo
 

@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from jitctl.cli.commands import cli
-from jitctl.emulator.backend import Backend, Settings
+from jitctl.emulator.backend import Backend
 from jitctl.emulator.overrides import BadSetting, parse
 from jitctl.emulator.server import EmulatorServer
+from jitctl.emulator.settings import Settings
 from jitctl.emulator.store import read_file, reset_file
 
 

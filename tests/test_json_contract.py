@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from jitctl.emulator.backend import Fault
+from jitctl.emulator.settings import Fault
 
 G = ["-g", "rg-jit-demo"]
 IP = ["--source-ip", "203.0.113.7"]

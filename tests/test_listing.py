@@ -10,8 +10,8 @@ from jitctl.arm import listing
 from jitctl.arm import translate as t
 from jitctl.arm.gateway import VMS
 from jitctl.emulator import Backend, FakeClock, Settings
-from jitctl.emulator.backend import Fault
 from jitctl.emulator.fleet import fleet
+from jitctl.emulator.settings import Fault
 from jitctl.emulator.worlds import WORLDS
 from jitctl.errors import Forbidden
 

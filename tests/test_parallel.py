@@ -14,7 +14,7 @@ from jitctl.app import App
 from jitctl.arm.budget import REMAINING_READS, Budget
 from jitctl.arm.gateway import AzureGateway, Connection
 from jitctl.emulator import Backend, Settings
-from jitctl.emulator.backend import Fault
+from jitctl.emulator.settings import Fault
 from jitctl.emulator.worlds import Seeder, subnet_id
 from jitctl.ids import VmRef
 from jitctl.model import PortRule
@@ -255,7 +255,6 @@ def test_max_parallel_bounds_the_reads_in_flight(monkeypatch, setting, peak):
 
     from jitctl.app import App
     from jitctl.emulator import Backend, Settings
-    from jitctl.emulator.backend import latency_and_faults
     from jitctl.emulator.fleet import fleet, fleet_subscription
 
     backend = Backend(settings=Settings(propagation_delay=0))
@@ -264,7 +263,7 @@ def test_max_parallel_bounds_the_reads_in_flight(monkeypatch, setting, peak):
         monkeypatch.setenv("JITCTL_MAX_PARALLEL", setting)
     app = App.for_backend(backend)
     gw = app.gateway()
-    backend.faults.extend(latency_and_faults(0.05))  # long enough for the reads to overlap
+    backend.settings.latency = 0.05  # long enough for the reads to overlap
     gw.parallel([partial(gw.list_vms, fleet_subscription(i)) for i in range(4)])
     assert gw.budget.peak == peak  # 4 lists: the default (16) runs all four at once
     app.close()

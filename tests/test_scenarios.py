@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from jitctl.emulator.backend import Fault
+from jitctl.emulator.settings import Fault
 from jitctl.errors import AzureError, NotFound, Refused, TimedOut
 from jitctl.model import JitPolicy, PolicyVm, PortRule
 from jitctl.services.access import request_access

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from jitctl.cli.commands import cli
 from jitctl.emulator import FakeClock
-from jitctl.emulator.backend import Fault
+from jitctl.emulator.settings import Fault
 from jitctl.emulator.worlds import LOOPBACK_GROUP
 from jitctl.ids import VmRef
 from jitctl.model import PortRule

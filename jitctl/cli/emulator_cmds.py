@@ -111,7 +111,8 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
     from jitctl.cli.progress import spinning
     from jitctl.cli.render import emit_step
     from jitctl.demo import run_demo
-    from jitctl.emulator.backend import Backend, Settings
+    from jitctl.emulator.backend import Backend
+    from jitctl.emulator.settings import Settings
     from jitctl.emulator.worlds import demo as seed
     from jitctl.errors import NotEffective
     from jitctl.parsing import parse_source
@@ -215,12 +216,13 @@ def serve(
     """
     import time
 
-    from jitctl.emulator.backend import Backend, Settings, latency_and_faults
+    from jitctl.emulator.backend import Backend
     from jitctl.emulator.server import EmulatorServer
+    from jitctl.emulator.settings import Settings, write_faults
 
     backend = Backend(settings=Settings(propagation_delay=propagation_delay))
     seed_world(backend, world, vms, subscriptions)  # a new state file's; an old one keeps its own
-    backend.faults.extend(latency_and_faults(fault_rate=fault_rate))
+    backend.faults.extend(write_faults(fault_rate))
     server = EmulatorServer(backend, port=port, state_file=state)
     server.start()
     if latency is not None:
@@ -265,7 +267,8 @@ def reset(
       jitctl emulator reset --set initiate_fate=never --set defender_plan=off
     """
     from jitctl.app import EMULATED_PROPAGATION, emulator_state_file
-    from jitctl.emulator.backend import Backend, Settings
+    from jitctl.emulator.backend import Backend
+    from jitctl.emulator.settings import Settings
     from jitctl.emulator.store import reset_file
 
     if latency is not None:

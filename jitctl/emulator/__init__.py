@@ -5,6 +5,7 @@ backend (state + Azure's rules, raising ArmError) -> responses (HTTP <-> backend
 """
 
 from jitctl.clock import FakeClock, SystemClock
-from jitctl.emulator.backend import ArmError, Backend, Settings
+from jitctl.emulator.backend import ArmError, Backend
+from jitctl.emulator.settings import Settings
 
 __all__ = ["ArmError", "Backend", "FakeClock", "Settings", "SystemClock"]

@@ -9,7 +9,7 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
-from jitctl.emulator.backend import Settings
+from jitctl.emulator.settings import Settings
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "deny_priority_strategy": ("below-free", "above-allow"),

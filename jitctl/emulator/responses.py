@@ -12,8 +12,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from jitctl.emulator import defender, jit, power
-from jitctl.emulator.backend import ArmError, Backend, Fault, LogEntry
+from jitctl.emulator.backend import ArmError, Backend
 from jitctl.emulator.graph import ResourceGraph
+from jitctl.emulator.settings import Fault, LogEntry
 
 SUB = r"/subscriptions/(?P<sub>[^/]+)"
 RG = SUB + r"/resourcegroups/(?P<rg>[^/]+)"

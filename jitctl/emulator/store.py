@@ -23,8 +23,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from jitctl.emulator.backend import Backend, Settings
+from jitctl.emulator.backend import Backend
 from jitctl.emulator.rows import Rows
+from jitctl.emulator.settings import Settings
 from jitctl.emulator.statefile import (
     StateFileError,
     bad_file,
