@@ -6,12 +6,14 @@ from types import SimpleNamespace
 from typing import Any
 from unittest.mock import create_autospec
 
+import pytest
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryResponse
 
 from jitctl.arm.gateway import Connection
 from jitctl.arm.graph import FleetReader
 from jitctl.clock import FakeClock
+from jitctl.errors import AzureError
 from jitctl.fleet import FleetGateway, Inventory
 from jitctl.model import JitPolicy, Nic, NicRef, Subscription, Vm
 from jitctl.services.audit import audit
@@ -19,11 +21,13 @@ from jitctl.services.audit import audit
 VM = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm{}"
 
 
-def answer(rows: list[dict[str, Any]], token: str | None, remaining: int, resets: str) -> Any:
+def answer(
+    rows: list[dict[str, Any]], token: str | None, remaining: int, resets: str, cut: str = "false"
+) -> Any:
     body = QueryResponse(
         total_records=len(rows),
         count=len(rows),
-        result_truncated="false",
+        result_truncated=cut,
         data=rows,
         skip_token=token,
     )
@@ -84,3 +88,11 @@ def test_the_audit_service_reads_the_fleet_once() -> None:
     result = audit(fleet, ["s1"], FakeClock().now())
     fleet.inventory.assert_called_once_with(["s1"])
     assert [(f.rule_id, f.vm_name) for f in result.findings] == [("no-nsg", "vm1")]
+
+
+def test_an_answer_cut_without_a_skip_token_is_an_error_not_part_of_a_fleet() -> None:
+    fleet, _ = reader(
+        [answer([{"id": VM.format(1)}], None, 10, "00:00:05", cut="true")], FakeClock()
+    )
+    with pytest.raises(AzureError, match="cut its answer at 1 rows"):
+        fleet.rows("Resources | project id")

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from jitctl.arm.errors import azure_errors
 from jitctl.arm.gateway import Connection
 from jitctl.arm.rows import nic_from_row, nsg_from_row, subnets_from_row, vm_from_row
+from jitctl.errors import AzureError
 from jitctl.fleet import Inventory
 from jitctl.model import JitPolicy, Nic, Subscription, Vm
 
@@ -251,6 +252,14 @@ class FleetReader:
                 answer = self._page(query, scope, token)
                 out.extend(answer.data or [])
                 token = answer.skip_token
+                if not token and str(answer.result_truncated).lower() == "true":
+                    # Cut without a way to the rest: an audit of part of a fleet would pass
+                    # for the whole of it.
+                    raise AzureError(
+                        f"Resource Graph cut its answer at {len(out)} rows and gave no "
+                        "$skipToken for the rest.",
+                        "Retry; if it persists, choose fewer subscriptions with -s.",
+                    )
                 if not token:
                     break
         return out
