@@ -51,7 +51,7 @@ def run_demo(
     progress: Progress | None = None,
 ) -> Iterator[DemoStep]:
     """Yields each step as it completes; `progress(label)` shows a wait as it goes (a spinner)."""
-    from jitctl.emulator.worlds import DEMO_GROUP, DEMO_SUBSCRIPTION
+    from jitctl.emulator.seeder import DEMO_GROUP, DEMO_SUBSCRIPTION
     from jitctl.services.access import request_access
     from jitctl.services.policies import enable
     from jitctl.services.verify import verify, wait_until_effective

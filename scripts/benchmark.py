@@ -32,7 +32,8 @@ from click.testing import CliRunner
 from jitctl.app import App
 from jitctl.cli.commands import cli
 from jitctl.emulator import Backend, FakeClock, Settings
-from jitctl.emulator.worlds import Seeder, demo
+from jitctl.emulator.seeder import Seeder
+from jitctl.emulator.worlds import demo
 
 G = ["-g", "rg-jit-demo"]
 IP = ["--source-ip", "203.0.113.7"]

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from jitctl.emulator import Backend, Settings
 from jitctl.emulator.responses import Router
+from jitctl.emulator.seeder import DEMO_SUBSCRIPTION, Seeder, subnet_id
 from jitctl.emulator.store import StoredRouter, open_store
-from jitctl.emulator.worlds import DEMO_SUBSCRIPTION, Seeder, demo, subnet_id
+from jitctl.emulator.worlds import demo
 
 AUTH = {"Authorization": "Bearer benchmark"}
 NSG = (

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from jitctl.emulator import Backend
-from jitctl.emulator.worlds import Seeder, inbound_allow, subnet_id
+from jitctl.emulator.seeder import Seeder, inbound_allow, subnet_id
 
 SUBS = tuple(f"00000000-0000-4000-8000-0000000000{i:02d}" for i in range(1, 21))
 

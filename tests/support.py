@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jitctl.emulator.worlds import DEMO_GROUP, DEMO_SUBSCRIPTION
+from jitctl.emulator.seeder import DEMO_GROUP, DEMO_SUBSCRIPTION
 from jitctl.ids import VmRef
 
 SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "azure-specs"

@@ -75,7 +75,7 @@ def test_a_subscription_left_out_is_not_audited(app: App, world_ids: dict[str, s
 def test_a_range_rule_from_the_internet_is_a_bypass_but_a_private_one_is_not(
     backend: Backend, app: App
 ) -> None:
-    from jitctl.emulator.worlds import Seeder, subnet_id
+    from jitctl.emulator.seeder import Seeder, subnet_id
 
     backend.reset()
     s = Seeder(backend, subscription=SUBS[0], group="rg-ranges")

@@ -267,7 +267,7 @@ def test_debug_shows_http_but_never_the_token(run, backend):
 
 
 def test_vm_by_full_id(run):
-    from jitctl.emulator.worlds import DEMO_SUBSCRIPTION
+    from jitctl.emulator.seeder import DEMO_SUBSCRIPTION
 
     vm_id = f"/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/rg-jit-demo/providers/Microsoft.Compute/virtualMachines/vm-win01"
     assert run("enable", vm_id).exit_code == 0

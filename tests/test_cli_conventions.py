@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from jitctl.app import App
 from jitctl.cli.commands import cli
 from jitctl.cli.output import _color_json, to_tsv
-from jitctl.emulator.worlds import DEMO_SUBSCRIPTION
+from jitctl.emulator.seeder import DEMO_SUBSCRIPTION
 
 G = ["-g", "rg-jit-demo"]
 IP = ["--source-ip", "203.0.113.7"]

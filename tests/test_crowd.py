@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 from jitctl.emulator import Backend, Settings
+from jitctl.emulator.seeder import DEMO_SUBSCRIPTION
 from jitctl.emulator.server import EmulatorServer
-from jitctl.emulator.worlds import DEMO_SUBSCRIPTION, crowd
+from jitctl.emulator.worlds import crowd
 from jitctl.ids import same_id
 from tests.test_server import env_of
 

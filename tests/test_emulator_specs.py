@@ -13,7 +13,7 @@ from azure.mgmt.security.v2020_01_01 import models as security_models
 from jitctl.arm import translate as t
 from jitctl.emulator.jit import put_policy
 from jitctl.emulator.responses import Router
-from jitctl.emulator.worlds import Seeder
+from jitctl.emulator.seeder import Seeder
 from tests.support import SPECS, spec
 
 SECURITY = sorted((SPECS / "security-2020-01-01").glob("*.json"))

@@ -8,7 +8,7 @@ from jitctl.app import App
 from jitctl.cli.commands import cli
 from jitctl.emulator import Backend, FakeClock, Settings
 from jitctl.emulator.fleet import fleet, fleet_subscription
-from jitctl.emulator.worlds import DEMO_SUBSCRIPTION
+from jitctl.emulator.seeder import DEMO_SUBSCRIPTION
 
 
 def seeded(vms: int, subscriptions: int = 1, seed: int = 0) -> Backend:

@@ -13,7 +13,8 @@ from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 from jitctl.app import App
 from jitctl.arm.graph import NETWORKS, VM_NICS
 from jitctl.emulator import Backend, FakeClock, Settings
-from jitctl.emulator.worlds import Seeder, multinic, subnet_id
+from jitctl.emulator.seeder import Seeder, subnet_id
+from jitctl.emulator.worlds import multinic
 from jitctl.ids import segments
 from tests.fleetworld import many
 from tests.test_graph import graph_client

@@ -241,8 +241,9 @@ def test_peer_is_the_tcp_clients_address_over_https(tmp_path):
     import requests
 
     from jitctl.emulator import Backend, Settings
+    from jitctl.emulator.seeder import Seeder
     from jitctl.emulator.server import EmulatorServer
-    from jitctl.emulator.worlds import Seeder, demo
+    from jitctl.emulator.worlds import demo
 
     backend = Backend(settings=Settings(propagation_delay=0, caller_address="peer"))
     demo(backend)

@@ -14,8 +14,8 @@ from jitctl.app import App
 from jitctl.arm.budget import REMAINING_READS, Budget
 from jitctl.arm.gateway import AzureGateway, Connection
 from jitctl.emulator import Backend, Settings
+from jitctl.emulator.seeder import Seeder, subnet_id
 from jitctl.emulator.settings import Fault
-from jitctl.emulator.worlds import Seeder, subnet_id
 from jitctl.ids import VmRef
 from jitctl.model import PortRule
 from jitctl.services.policies import WritePolicy, enable

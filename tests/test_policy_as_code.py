@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from jitctl.cli.commands import cli
-from jitctl.emulator.worlds import Seeder
+from jitctl.emulator.seeder import Seeder
 from jitctl.model import JitPolicy, PolicyVm, PortRule
 from jitctl.policyfile import json_schema, load_all
 from jitctl.services.plan import apply_plan, make_plan

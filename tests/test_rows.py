@@ -8,8 +8,8 @@ from jitctl.emulator import Backend, FakeClock, Settings
 from jitctl.emulator.fleet import fleet
 from jitctl.emulator.responses import Router
 from jitctl.emulator.rows import Rows
+from jitctl.emulator.seeder import DEMO_SUBSCRIPTION
 from jitctl.emulator.store import open_store, reset_file
-from jitctl.emulator.worlds import DEMO_SUBSCRIPTION
 
 AUTH = {"Authorization": "Bearer x"}
 VMS = f"https://arm.test/subscriptions/{DEMO_SUBSCRIPTION}/providers/Microsoft.Compute/virtualMachines?api-version=2024-07-01"

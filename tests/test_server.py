@@ -12,9 +12,10 @@ import sys
 import pytest
 
 from jitctl.emulator import Backend, Settings
+from jitctl.emulator.seeder import DEMO_SUBSCRIPTION
 from jitctl.emulator.server import EmulatorServer
 from jitctl.emulator.store import read_file
-from jitctl.emulator.worlds import DEMO_SUBSCRIPTION, demo
+from jitctl.emulator.worlds import demo
 
 
 @pytest.fixture

@@ -154,7 +154,7 @@ def test_a_damaged_block_is_refused_and_left_alone(ssh_app, home):
 
 
 def test_a_vm_name_cannot_inject_directives(ssh_app, backend, home):
-    from jitctl.emulator.worlds import Seeder
+    from jitctl.emulator.seeder import Seeder
     from jitctl.model import JitPolicy, PolicyVm
 
     s = Seeder(backend)

@@ -17,9 +17,10 @@ from click.testing import CliRunner, Result
 from jitctl.cli.commands import cli
 from jitctl.emulator import Backend, Settings
 from jitctl.emulator.responses import Router
+from jitctl.emulator.seeder import DEMO_SUBSCRIPTION
 from jitctl.emulator.store import StateStore, StoredRouter, open_store
 from jitctl.emulator.store import read_file as stored
-from jitctl.emulator.worlds import DEMO_SUBSCRIPTION, demo
+from jitctl.emulator.worlds import demo
 
 G = ["-g", "rg-jit-demo"]
 NSG = (

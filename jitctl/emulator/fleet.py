@@ -17,7 +17,7 @@ from typing import Any
 
 from jitctl.emulator import jit
 from jitctl.emulator.backend import Backend
-from jitctl.emulator.worlds import DEMO_SUBSCRIPTION, Seeder, inbound_allow, subnet_id
+from jitctl.emulator.seeder import DEMO_SUBSCRIPTION, Seeder, inbound_allow, subnet_id
 
 REGIONS = ("westeurope", "northeurope", "eastus", "westus2")
 GROUP_SIZE = 200  # VMs per resource group on average (each group holds 50-500)
