@@ -191,3 +191,25 @@ def test_a_bypass_names_the_public_ip_address_resource_graph_gives(
     assert bypass.evidence["public_ip_address"] == "20.61.17.4"
     assert bypass.evidence["public_ip"].endswith("/publicIPAddresses/vm-bypass-pip")
     assert "vm-bypass (public IP 20.61.17.4) is open to" in bypass.message
+
+
+def test_a_vm_whose_nic_resource_graph_lacks_is_not_judged_no_nsg(
+    app: App, backend: Backend
+) -> None:
+    """Resource Graph lags ARM: a NIC the VM names may not be in it yet. The VM is reported as
+    not judged, never as unguarded, and none of its ports is called open or closed."""
+    backend.reset()
+    from jitctl.emulator.seeder import Seeder, subnet_id
+
+    s = Seeder(backend)
+    vnet = s.vnet("vnet", "10.1.0.0/16", {"snet": ("10.1.0.0/24", None)})
+    nic = s.nic("vm-new-nic", subnet_id(vnet, "snet"), "10.1.0.4", nsg=s.nsg("nsg"))
+    s.vm("vm-new", [nic])
+    backend.delete(nic)  # as if Resource Graph had not indexed it yet
+    result = run_audit(app, [app.subscription_id])
+    assert kinds(result) == {("nic-not-indexed", "vm-new"), ("not-in-policy", "vm-new")}
+    found = next(f for f in result.findings if f.rule_id == "nic-not-indexed")
+    assert found.evidence["nics"] == [nic] and found.severity == "medium"
+    assert [(v.protected, v.reason) for v in result.vms] == [
+        (False, "NIC vm-new-nic not in Resource Graph yet")
+    ]

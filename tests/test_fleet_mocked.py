@@ -8,7 +8,7 @@ from unittest.mock import create_autospec
 
 import pytest
 from azure.mgmt.resourcegraph import ResourceGraphClient
-from azure.mgmt.resourcegraph.models import QueryRequest, QueryResponse
+from azure.mgmt.resourcegraph.models import QueryRequest, QueryResponse, ResultTruncated
 
 from jitctl.arm.gateway import Connection
 from jitctl.arm.graph import FleetReader
@@ -22,7 +22,7 @@ VM = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Compute/virtualMac
 
 
 def answer(
-    rows: list[dict[str, Any]], token: str | None, remaining: int, resets: str, cut: str = "false"
+    rows: list[dict[str, Any]], token: str | None, remaining: int, resets: str, cut: Any = "false"
 ) -> Any:
     body = QueryResponse(
         total_records=len(rows),
@@ -90,9 +90,8 @@ def test_the_audit_service_reads_the_fleet_once() -> None:
     assert [(f.rule_id, f.vm_name) for f in result.findings] == [("no-nsg", "vm1")]
 
 
-def test_an_answer_cut_without_a_skip_token_is_an_error_not_part_of_a_fleet() -> None:
-    fleet, _ = reader(
-        [answer([{"id": VM.format(1)}], None, 10, "00:00:05", cut="true")], FakeClock()
-    )
+@pytest.mark.parametrize("cut", ["true", ResultTruncated.TRUE])
+def test_an_answer_cut_without_a_skip_token_is_an_error_not_part_of_a_fleet(cut: Any) -> None:
+    fleet, _ = reader([answer([{"id": VM.format(1)}], None, 10, "00:00:05", cut=cut)], FakeClock())
     with pytest.raises(AzureError, match="cut its answer at 1 rows"):
         fleet.rows("Resources | project id")

@@ -160,3 +160,21 @@ def test_the_networks_query_reads_virtual_networks_nsgs_and_public_ips(world: Ba
     }
     for key, address in inv.public_ips.items():
         assert gw.get_public_ip(key).ip_address == address
+
+
+def test_a_new_query_sees_a_nic_attached_since_the_last_one(world: Backend) -> None:
+    """The same router answers both reads (as `emulator serve` does): the resources are as many
+    as before, yet the second read must see the VM's new NIC, not the rows of the first."""
+    s = Seeder(world)
+    vnet = s.vnet("vnet-spare", "10.60.0.0/16", {"snet": ("10.60.1.0/24", None)})
+    spare = s.nic("vm-spare-nic", subnet_id(vnet, "snet"), "10.60.1.4", nsg=s.nsg("nsg-spare"))
+    fleet = App.for_backend(world).fleet()
+    subs = sorted({segments(v["id"])["subscriptions"] for v in world.state["resources"].values()})
+    before = fleet.inventory(subs)
+    assert spare.lower() not in {n.id.lower() for v in before.vms for n in v.nics}
+    vm = next(r for r in world.state["resources"].values() if r["name"] == "vm-win01")
+    vm["properties"]["networkProfile"]["networkInterfaces"].append({"id": spare.upper()})
+    after = fleet.inventory(subs)
+    win = next(v for v in after.vms if v.name == "vm-win01")
+    assert spare.lower() in {n.id.lower() for n in win.nics}
+    assert after.nic(spare) is not None  # joined although the VM names it in upper case

@@ -3,9 +3,9 @@
 VMs with their NICs, virtual networks, NSGs and public IPs come from Resource Graph queries
 (1,000 rows a page, paged by `$skipToken`, the queries run side by side); subscriptions from
 ARM's GET /subscriptions (outside Resource Graph's quota); JIT policies, which Resource Graph
-does not index, from one list per subscription, in parallel. Resource Graph's per-user quota (`x-ms-user-quota-remaining`,
-`x-ms-user-quota-resets-after`) is honored: when it is used up, the next query waits for the
-window to reset instead of being throttled.
+does not index, from one list per subscription, in parallel. Resource Graph's per-user quota
+(`x-ms-user-quota-remaining`, `x-ms-user-quota-resets-after`) is honored: when it is used up,
+the next query waits for the window to reset instead of being throttled.
 
 Resource Graph lags ARM by seconds to minutes: nothing here is used where freshness matters.
 """
@@ -252,7 +252,8 @@ class FleetReader:
                 answer = self._page(query, scope, token)
                 out.extend(answer.data or [])
                 token = answer.skip_token
-                if not token and str(answer.result_truncated).lower() == "true":
+                cut = getattr(answer.result_truncated, "value", answer.result_truncated)
+                if not token and str(cut).lower() == "true":  # the SDK's enum, or its text
                     # Cut without a way to the rest: an audit of part of a fleet would pass
                     # for the whole of it.
                     raise AzureError(

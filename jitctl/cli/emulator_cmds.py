@@ -48,7 +48,7 @@ def latency_option(f: Any) -> Any:
         "--latency",
         type=SecondsType(),
         help="What every ARM call takes: 100ms, 0.2s (ARM on a slow day) or seconds; calls "
-        "overlap (the latency setting).",
+        "overlap (the latency setting; a state file keeps its own unless given).",
     )(f)
 
 
@@ -180,9 +180,10 @@ def emulator() -> None:
 )
 @click.option(
     "--propagation-delay",
+    type=SecondsType(),
     default=5.0,
     show_default=True,
-    help="Seconds until a JIT allow rule appears.",
+    help="How long until a JIT allow rule appears: seconds, or 30s, 1m.",
 )
 @latency_option
 @click.option(

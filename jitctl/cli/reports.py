@@ -57,7 +57,7 @@ def _version() -> str:
 
 def sarif(result: Any, now: datetime | None = None) -> dict[str, Any]:
     from jitctl.cli.render import jsonable
-    from jitctl.services.audit import RULES
+    from jitctl.services.auditrules import RULES
 
     rules = list(RULES.values())
     index = {r.id: i for i, r in enumerate(rules)}

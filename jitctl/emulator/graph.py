@@ -163,9 +163,9 @@ class ResourceGraph:
             self.backend.clock.now(), settings.graph_quota, settings.graph_quota_window
         )
         scope = {s.lower() for s in body.get("subscriptions") or ()} or None
-        found = self._rows(q, scope)
-        total = len(found)
         token = options.get("$skipToken")
+        found = self._rows(q, scope, fresh=not token)
+        total = len(found)
         start = _offset(token, q.key) if token else int(options.get("$skip") or 0)
         out: dict[str, Any] = {
             "totalRecords": total,
@@ -216,9 +216,11 @@ class ResourceGraph:
             out.append(values)
         return out
 
-    def _rows(self, q: Query, scope: set[str] | None) -> list[Any]:
+    def _rows(self, q: Query, scope: set[str] | None, fresh: bool) -> list[Any]:
         """The matching rows in id order: for Resources their keys (or handles, for mv-expand
-        and join), so that a page reads only its own rows."""
+        and join), so that a page reads only its own rows. A query's first page (`fresh`)
+        finds them anew; its next pages reuse them while the resources stay as many (Azure's
+        pages are not a snapshot either: a row may move between pages when others change)."""
         if q.table == "resourcecontainers":
             found = [
                 r
@@ -229,10 +231,8 @@ class ResourceGraph:
             found.sort(key=lambda r: r["id"].lower(), reverse=q.descending)
             return found[: q.limit] if q.limit is not None else found
         resources = self.backend.state["resources"]
-        # The next pages of a query reuse its rows while the resources stay as many (Azure's
-        # pages are not a snapshot either: a row may move between pages when others change).
         cache_key = (q.key, tuple(sorted(scope or ())), len(resources))
-        rows = self._keys.get(cache_key)
+        rows = None if fresh else self._keys.get(cache_key)
         if rows is None:
             rows = self._keys_of(q, scope)
             if q.expand is not None or q.join is not None:

@@ -21,72 +21,13 @@ from jitctl.ids import name_of, segments
 from jitctl.model import JitPolicy, Nic, Nsg, PolicyVm, SecurityRule, Vm
 from jitctl.nsgeval import Evaluation, Flow, evaluate, is_internet, is_jit_rule, rule_matches
 from jitctl.parsing import wide_open
+from jitctl.services.auditrules import RULES, SEVERITIES
 from jitctl.services.query import active_grants
 
 MANAGEMENT_PORTS = (22, 3389, 5985, 5986)
-SEVERITIES = ("high", "medium", "low")
 # Stands for "any Internet address" when a rule's source is '*', 'Internet' or 0.0.0.0/0.
 INTERNET_SAMPLE = "203.0.113.7"
 LONGEST = timedelta(hours=24)
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One kind of finding (the SARIF rule): a stable id, a severity, what it means."""
-
-    id: str
-    severity: str
-    title: str
-    help: str
-
-
-RULES: dict[str, Rule] = {
-    r.id: r
-    for r in (
-        Rule(
-            "bypass",
-            "high",
-            "A management port is reachable from the Internet by a rule that is not JIT's",
-            "Remove or narrow the rule, so that only JIT's time-limited rules open the port.",
-        ),
-        Rule(
-            "no-nsg",
-            "high",
-            "No NSG guards the VM's NIC or subnet: JIT cannot protect it",
-            "Put an NSG on the NIC or subnet, then add the VM to a JIT policy (jitctl enable).",
-        ),
-        Rule(
-            "not-in-policy",
-            "medium",
-            "The VM is in no JIT policy",
-            "Add it with jitctl enable, or in a policy file (jitctl policy apply).",
-        ),
-        Rule(
-            "any-source",
-            "medium",
-            "A JIT policy lets a request open a port to any source address",
-            "Limit the port's allowed sources to the ranges requests come from.",
-        ),
-        Rule(
-            "stale-policy-entry",
-            "low",
-            "A JIT policy lists a VM that no longer exists",
-            "Remove the entry (jitctl disable --ids ID), or prune with jitctl policy apply --prune.",
-        ),
-        Rule(
-            "long-duration",
-            "low",
-            "A JIT policy allows requests of 24 hours",
-            "Lower the port's maximum request duration to what a session needs.",
-        ),
-        Rule(
-            "open-grant",
-            "low",
-            "Access granted by JIT is open now",
-            "Nothing to do if expected; it closes at its end time.",
-        ),
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -349,7 +290,8 @@ def audit_inventory(inv: Inventory, now: datetime) -> AuditResult:
                     _finding(
                         "stale-policy-entry",
                         entry.id,
-                        f"Policy {policy.name} lists {name_of(entry.id)}, which no longer exists.",
+                        f"Policy {policy.name} lists {name_of(entry.id)}, which Resource Graph "
+                        "does not have: deleted (or created minutes ago).",
                         policy=policy.id,
                     )
                 )
@@ -374,6 +316,21 @@ def audit_inventory(inv: Inventory, now: datetime) -> AuditResult:
     memo = _Memo()
     for vm in sorted(inv.vms, key=lambda v: v.id.lower()):
         found = entries.get(vm.id.lower())
+        missing = [ref.id for ref in vm.nics if inv.nic(ref.id) is None]
+        if missing:  # lag, or a page that moved: judged without them, the verdict could be wrong
+            names = ", ".join(name_of(m) for m in missing)
+            vms.append(VmAudit(vm.id, False, f"NIC {names} not in Resource Graph yet"))
+            findings.append(
+                _finding(
+                    "nic-not-indexed",
+                    vm.id,
+                    f"Resource Graph has no NIC {names} of {vm.name}: its NSG path is not judged.",
+                    nics=missing,
+                )
+            )
+            if found is None:
+                findings.append(_finding("not-in-policy", vm.id, f"{vm.name} is in no JIT policy."))
+            continue
         if not _has_nsg(vm, inv):
             vms.append(VmAudit(vm.id, False, "no NSG on its NICs or subnets"))
             findings.append(
