@@ -254,9 +254,12 @@ class ResourceGraph:
         index: dict[Any, list[str]] = {}
         if q.join is not None:
             on = next(c for c in q.join.right.columns if c.name == q.join.on)
+            by_key = on.path == ("id",) and on.lower  # tolower(id) is the state's key itself
             for k in self._keys_of(q.join.right, scope):
-                right = _peek(resources, k)
-                if right is not None:
+                right = None if by_key else _peek(resources, k)
+                if by_key:
+                    index.setdefault(k, []).append(k)
+                elif right is not None:
                     index.setdefault(on.value(_row(right, tenant)), []).append(k)
         left_on = next((c for c in q.columns if q.join and c.name == q.join.on), None)
         out: list[Handle] = []
