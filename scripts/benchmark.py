@@ -217,15 +217,8 @@ def fleet_commands(
                 ):
                     extra = ["--fail-on", "none"] if "audit" in args else []
                     cmd = [*jitctl, *args, *extra, "-o", "none"]
-                    samples, peaks = [], []
-                    for _ in range(RUNS):
-                        time.sleep(backend.settings.graph_quota_window if quota else 0)
-                        before = len(backend.log)
-                        seconds, mb, _ = _measured(cmd, env)
-                        samples.append(seconds)
-                        peaks.append(mb)
-                    calls = backend.log[before:]
-                    seconds, mb = statistics.median(samples), max(peaks)
+                    pause = backend.settings.graph_quota_window if quota else 0.0
+                    seconds, mb, calls = _median_of(backend, [cmd] * RUNS, env, pause)
                     throttled = sum(e.status == 429 for e in calls)
                     rows.append((f"{label} ({note})", seconds, mb, len(calls), throttled))
         finally:
@@ -304,11 +297,13 @@ RUNS = 3  # each figure at scale: the median of this many runs (peak memory: the
 
 
 def _median_of(
-    backend: Any, cmds: list[list[str]], env: dict[str, str]
+    backend: Any, cmds: list[list[str]], env: dict[str, str], pause: float = 0.0
 ) -> tuple[float, float, list[Any]]:
-    """(median seconds, highest peak MB, the last run's ARM calls) of the commands' runs."""
+    """(median seconds, highest peak MB, the last run's ARM calls) of the commands' runs;
+    `pause` seconds before each (a new Resource Graph quota window)."""
     samples, peaks, calls = [], [], []
     for cmd in cmds:
+        time.sleep(pause)
         before = len(backend.log) if backend is not None else 0
         seconds, mb, _ = _measured(cmd, env)
         samples.append(seconds)

@@ -37,7 +37,7 @@ class SecondsType(click.ParamType):
         from jitctl.emulator.overrides import BadSetting, seconds
 
         try:
-            return seconds(value)
+            return seconds(value, param.name if param is not None else "value")
         except BadSetting as exc:
             self.fail(str(exc), param, ctx)
 

@@ -197,6 +197,7 @@ class ResourceGraph:
             return [
                 {c.name: c.value(_row(r, tenant)) for c in q.columns} for r in read if r is not None
             ]
+        names = q.join.right_names(q.columns) if q.join is not None else ()
         out = []
         for key, index, right_key in part:
             resource = _peek(resources, key)
@@ -210,7 +211,6 @@ class ResourceGraph:
             if q.join is not None:
                 right = _peek(resources, right_key) if right_key else None
                 right_row = _row(right, tenant) if right else {}
-                names = q.join.right_names(q.columns)
                 for name, c in zip(names, q.join.right.columns, strict=True):
                     values[name] = c.value(right_row) if right else None
             out.append(values)
@@ -256,10 +256,11 @@ class ResourceGraph:
             on = next(c for c in q.join.right.columns if c.name == q.join.on)
             by_key = on.path == ("id",) and on.lower  # tolower(id) is the state's key itself
             for k in self._keys_of(q.join.right, scope):
-                right = None if by_key else _peek(resources, k)
                 if by_key:
                     index.setdefault(k, []).append(k)
-                elif right is not None:
+                    continue
+                right = _peek(resources, k)
+                if right is not None:
                     index.setdefault(on.value(_row(right, tenant)), []).append(k)
         left_on = next((c for c in q.columns if q.join and c.name == q.join.on), None)
         out: list[Handle] = []

@@ -211,8 +211,8 @@ def _column(text: str, known: tuple[str, ...]) -> Column:
     elif re.fullmatch(r"\w+", text):
         column = Column(text, (text,))
     else:
-        column = Column(text, ("",))
-    if column.path[0] not in known:
+        column = None
+    if column is None or column.path[0] not in known:
         raise GraphQueryError(
             "UnsupportedProjection", f"Column '{text}' is not supported by the emulator."
         )

@@ -69,11 +69,10 @@ def _value(name: str, kind: str, text: str) -> Any:
         return [item.strip() for item in text.split(",") if item.strip()]
     if kind == "float":
         return seconds(text, name)
+    if kind != "int":
+        return text
     try:
-        number = {"int": int, "float": float}.get(kind)
-        if number is None:
-            return text
-        value = number(text)
+        value = int(text)
     except ValueError:
         raise BadSetting(f"{name} is a number, not {text!r}") from None
     if value < 0:
