@@ -115,8 +115,8 @@ sys.exit(cli.main(["request", "vm1", "-g", "myRg1", "--source-ip", "192.127.0.2"
 def cold_starts(runs: int) -> list[tuple[str, float]]:
     env = dict(os.environ)
     spec = (
-        Path(__file__).resolve().parents[1].parent
-        / "shared"
+        Path(__file__).resolve().parents[1]
+        / "tests"
         / "azure-specs"
         / "security-2020-01-01"
         / "GetJitNetworkAccessPolicy_example.json"

@@ -10,7 +10,7 @@ from typing import Any
 from jitctl.emulator.seeder import DEMO_GROUP, DEMO_SUBSCRIPTION
 from jitctl.ids import VmRef
 
-SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "azure-specs"
+SPECS = Path(__file__).resolve().parent / "azure-specs"
 SUB = DEMO_SUBSCRIPTION
 RG = DEMO_GROUP
 

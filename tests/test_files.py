@@ -38,10 +38,10 @@ def test_write_private_under_umask_0(tmp_path, open_umask):
 
 
 def test_existing_parents_are_left_alone_but_own_folders_are_tightened(tmp_path, open_umask):
-    shared = tmp_path / "shared"
-    shared.mkdir(mode=0o755)
-    private_dir(shared / "jitctl")
-    assert mode(shared) == 0o755 and mode(shared / "jitctl") == 0o700
+    common = tmp_path / "common"
+    common.mkdir(mode=0o755)
+    private_dir(common / "jitctl")
+    assert mode(common) == 0o755 and mode(common / "jitctl") == 0o700
     mine = tmp_path / "rdp"
     mine.mkdir(mode=0o777)
     private_dir(mine)

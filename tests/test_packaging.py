@@ -89,3 +89,14 @@ def test_ci_runs_the_readme_test_command():
     blocks = re.findall(r"```(?:sh|bash|console)?\n(.*?)```", readme, re.S)
     test_command = next(line for block in blocks for line in block.splitlines() if "pytest" in line)
     assert test_command.strip() in ci
+
+
+def test_the_tests_need_nothing_outside_the_checkout():
+    """A user's fresh clone has only this repository: the official examples live in tests/."""
+    from tests.support import SPECS
+
+    assert SPECS.is_relative_to(ROOT) and (SPECS / "SOURCES.md").is_file()
+    assert len(list(SPECS.rglob("*.json"))) >= 30
+    outside = re.compile(r"\.\./shared|parents\[1\]\.parent|parents\[2\]")
+    for path in [*ROOT.joinpath("tests").glob("*.py"), *ROOT.joinpath("scripts").glob("*.py")]:
+        assert not outside.search(path.read_text(encoding="utf-8")), path.name
