@@ -37,8 +37,14 @@ def _segments(resource_id: str) -> tuple[tuple[str, str], ...]:
     return tuple(out.items())
 
 
+def id_key(resource_id: str) -> str:
+    """The one key a resource id is compared and indexed by: ARM ids are case-insensitive,
+    and a leading or trailing slash (or space) names the same resource."""
+    return resource_id.strip().strip("/").lower()
+
+
 def same_id(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and a.strip("/").lower() == b.strip("/").lower()  # type: ignore[union-attr]
+    return bool(a) and bool(b) and id_key(a) == id_key(b)  # type: ignore[arg-type]
 
 
 def name_of(resource_id: str) -> str:

@@ -164,6 +164,13 @@ def parse_protocol(value: str) -> str:
         raise BadInput(f"'{printable(value)}' is not a protocol.", "Use tcp, udp or any.") from None
 
 
+def canonical_protocol(value: str) -> str:
+    """One spelling per protocol, for comparing rules: Azure's enum names (TCP, UDP, *); any
+    other case of them (Tcp, tcp) is the same protocol; an unknown value is compared in upper
+    case."""
+    return _PROTOCOLS.get(value.strip().lower(), value.strip().upper())
+
+
 # --- "any source": the one definition (STYLE.md: it used to be five that disagreed) ----------
 #
 # Two kinds of source are wide open, and both are refused unless asked for explicitly

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
-from jitctl.ids import same_id
+from jitctl.ids import id_key
 from jitctl.model import PolicyVm, PortRule
-from jitctl.parsing import canonical_source
+from jitctl.parsing import canonical_protocol, canonical_source
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ def merge_ports(
     changes: list[PortChange] = []
     where = _positions(out)
     for vm_id in vm_ids:
-        idx = where.get(_key(vm_id)) if vm_id else None
+        idx = where.get(id_key(vm_id)) if vm_id else None
         current = out[idx] if idx is not None else PolicyVm(id=vm_id, ports=())
         ports = list(current.ports)
         for rule in rules:
@@ -39,21 +40,16 @@ def merge_ports(
             if pos is None:
                 ports.append(rule)
                 changes.append(PortChange(current.id, rule.number, "add", None, rule))
-            elif ports[pos] != rule:
+            elif not same_rule(ports[pos], rule):
                 changes.append(PortChange(current.id, rule.number, "change", ports[pos], rule))
                 ports[pos] = rule
         updated = replace(current, ports=tuple(ports))
         if idx is None:
-            where[_key(vm_id)] = len(out)
+            where[id_key(vm_id)] = len(out)
             out.append(updated)
         else:
             out[idx] = updated
     return tuple(out), tuple(changes)
-
-
-def _key(vm_id: str) -> str:
-    """A VM id as same_id compares it."""
-    return vm_id.strip("/").lower()
 
 
 def _positions(vms: Sequence[PolicyVm]) -> dict[str, int]:
@@ -61,7 +57,7 @@ def _positions(vms: Sequence[PolicyVm]) -> dict[str, int]:
     where: dict[str, int] = {}
     for i, vm in enumerate(vms):
         if vm.id:
-            where.setdefault(_key(vm.id), i)
+            where.setdefault(id_key(vm.id), i)
     return where
 
 
@@ -71,8 +67,9 @@ def remove_ports(
     """Remove the given ports (all when None) from one VM; a VM left with no port goes."""
     out: list[PolicyVm] = []
     changes: list[PortChange] = []
+    key = id_key(vm_id)
     for vm in vms:
-        if not same_id(vm.id, vm_id):
+        if id_key(vm.id) != key:
             out.append(vm)
             continue
         keep = []
@@ -87,21 +84,23 @@ def remove_ports(
 
 
 def same_rule(a: PortRule | None, b: PortRule | None) -> bool:
-    """Equal for Azure: a one-item prefix list is the same as the single prefix, the order of
-    prefixes does not matter, and each prefix is compared by meaning (parsing.canonical_source:
-    '*', 'Any' and 0.0.0.0/0 are one source; 'Internet' is another)."""
+    """The one rule equality of jitctl: equal for Azure. A one-item prefix list is the single
+    prefix, the order of prefixes does not matter, each prefix is compared by meaning
+    (parsing.canonical_source: '*', 'Any' and 0.0.0.0/0 are one source; 'Internet' is
+    another), the protocol by its case-insensitive name (TCP, Tcp) and the longest request
+    by its length (PT3H is PT180M: both are parsed into a timedelta)."""
     if a is None or b is None:
         return a is b
-    return (a.number, a.protocol, a.max_duration, _canonical(a.sources)) == (
-        b.number,
-        b.protocol,
-        b.max_duration,
-        _canonical(b.sources),
+    return _rule_key(a) == _rule_key(b)
+
+
+def _rule_key(rule: PortRule) -> tuple[int, str, timedelta, frozenset[str]]:
+    return (
+        rule.number,
+        canonical_protocol(rule.protocol),
+        rule.max_duration,
+        frozenset(canonical_source(s) for s in rule.sources),
     )
-
-
-def _canonical(sources: Sequence[str]) -> frozenset[str]:
-    return frozenset(canonical_source(s) for s in sources)
 
 
 def set_ports(
@@ -109,12 +108,12 @@ def set_ports(
 ) -> tuple[tuple[PolicyVm, ...], tuple[PortChange, ...]]:
     """Make each desired VM's ports exactly `desired[vm]` and drop the VMs in `remove`;
     every other VM stays as it was (policies as code: the file is authoritative for its VMs)."""
-    wanted = {k.lower(): (k, list(v)) for k, v in desired.items()}
-    drop = {r.lower() for r in remove}
+    wanted = {id_key(k): (k, list(v)) for k, v in desired.items()}
+    drop = {id_key(r) for r in remove}
     out: list[PolicyVm] = []
     changes: list[PortChange] = []
     for vm in vms:
-        key = vm.id.lower()
+        key = id_key(vm.id)
         if key in drop:
             changes.extend(PortChange(vm.id, p.number, "remove", p, None) for p in vm.ports)
             continue
@@ -151,7 +150,7 @@ def applied(vms: Sequence[PolicyVm], changes: Sequence[PortChange]) -> bool:
     """True when every change is visible in `vms` (used to re-check after a write)."""
     where = _positions(vms)
     for c in changes:
-        idx = where.get(_key(c.vm_id)) if c.vm_id else None
+        idx = where.get(id_key(c.vm_id)) if c.vm_id else None
         vm = vms[idx] if idx is not None else None
         port = vm.port(c.port) if vm else None
         if c.action == "remove":

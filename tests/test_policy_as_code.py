@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from jitctl.cli.commands import cli
+from jitctl.emulator import jit
 from jitctl.emulator.seeder import Seeder
 from jitctl.model import JitPolicy, PolicyVm, PortRule
 from jitctl.policyfile import json_schema, load_all
@@ -202,6 +203,41 @@ def test_unmanaged_left_alone_unless_prune_and_unprotected_reported(tmp_path, ap
     assert "  - vm-legacy port 3389/any from * max 3h" in r.stdout
     policy = gw.get_policy(SUB, RG, "westeurope", "default")
     assert policy.vm(vm_ref("vm-legacy").id) is None and policy.vm(vm_ref("vm-win01").id)
+
+
+def test_an_equivalent_spelling_is_no_change_and_no_put(tmp_path, app, backend, gw):
+    """Azure holds a one-item prefix list and PT180M; `enable` and `policy apply` ask for the
+    single prefix and 3h: the same rule, so neither writes (a spurious PUT used to follow)."""
+    win, lnx = vm_ref("vm-win01").id, vm_ref("vm-lnx01").id
+    stored = {
+        "number": 22,
+        "protocol": "TCP",
+        "allowedSourceAddressPrefixes": ["198.51.100.7"],
+        "maxRequestAccessDuration": "PT180M",
+    }
+    entries = [{"id": vm_id.upper(), "ports": [dict(stored)]} for vm_id in (win, lnx)]
+    jit.put_policy(
+        backend, SUB, RG, "westeurope", "default", {"properties": {"virtualMachines": entries}}
+    )
+    before = len(backend.log)
+    common = ("--port", "22", "--protocol", "tcp", "--max-duration", "3h")
+    r = invoke(app, "enable", "vm-win01", "-g", RG, *common, "--source", "198.51.100.7/32")
+    assert r.exit_code == 0 and r.stdout.endswith("no change: nothing written\n"), r.output
+    path = write(
+        tmp_path,
+        "p.yaml",
+        """
+        defaults: {protocol: tcp, maxDuration: PT3H, sources: [198.51.100.7]}
+        targets:
+          - resourceGroup: rg-jit-demo
+            names: [vm-win01, vm-lnx01]
+            ports: [22]
+        """,
+    )
+    r = invoke(app, "policy", "apply", str(path), "--yes")
+    assert r.stdout == "No changes. Nothing written.\n", r.output
+    assert not [e for e in backend.log[before:] if e.method in ("PUT", "DELETE")]
+    assert invoke(app, "policy", "plan", str(path), "--detailed-exitcode").exit_code == 0
 
 
 def test_export_then_plan_shows_no_change(tmp_path, app, gw):

@@ -1,7 +1,13 @@
+from __future__ import annotations
+
 from datetime import timedelta
 
+import pytest
+
+from jitctl.ids import id_key
 from jitctl.model import PolicyVm, PortRule
-from jitctl.policymerge import applied, merge_ports, remove_ports
+from jitctl.parsing import parse_iso_duration
+from jitctl.policymerge import applied, merge_ports, remove_ports, same_rule, set_ports
 
 A = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/a"
 B = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/b"
@@ -47,3 +53,64 @@ def test_applied_detects_a_dropped_change():
     assert not applied([PolicyVm(B, (RDP,))], changes)  # a concurrent writer dropped A
     out, removal = remove_ports(vms, A, None)
     assert applied(out, removal) and not applied(vms, removal)
+
+
+# --- one rule equality, one VM key --------------------------------------------------------------
+
+ONE = PortRule(22, "TCP", timedelta(hours=3), "198.51.100.7")
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        PortRule(22, "TCP", timedelta(hours=3), None, ("198.51.100.7",)),  # a one-item list
+        PortRule(22, "Tcp", timedelta(hours=3), "198.51.100.7"),  # another case of the protocol
+        PortRule(22, "tcp", parse_iso_duration("PT180M"), "198.51.100.7/32"),  # PT180M, a /32
+        PortRule(22, "TCP", parse_iso_duration("PT3H"), None, (" 198.51.100.7/32",)),
+    ],
+)
+def test_equivalent_spellings_are_one_rule_and_no_change(stored):
+    assert same_rule(stored, ONE) and same_rule(ONE, stored)
+    vm = PolicyVm(A, (stored,))
+    out, changes = merge_ports([vm], [A], [ONE])
+    assert changes == () and out[0].ports[0] is stored  # what Azure holds is kept as it is
+    out, changes = set_ports([vm], {A: (ONE,)})
+    assert changes == () and out[0].ports[0] is stored
+    assert applied([vm], merge_ports([], [A], [ONE])[1])
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        PortRule(22, "UDP", timedelta(hours=3), "198.51.100.7"),
+        PortRule(22, "TCP", timedelta(hours=2), "198.51.100.7"),
+        PortRule(22, "TCP", timedelta(hours=3), None, ("198.51.100.7", "192.0.2.1")),
+        PortRule(22, "TCP", timedelta(hours=3), "198.51.100.8"),
+    ],
+)
+def test_a_different_rule_is_a_change_in_every_merge(other):
+    assert not same_rule(other, ONE)
+    vm = PolicyVm(A, (other,))
+    assert [c.action for c in merge_ports([vm], [A], [ONE])[1]] == ["change"]
+    assert [c.action for c in set_ports([vm], {A: (ONE,)})[1]] == ["change"]
+    assert not applied([vm], merge_ports([], [A], [ONE])[1])
+
+
+SPELLINGS = [A.upper(), A + "/", A.lower().lstrip("/"), f" {A}"]
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_one_vm_key_in_every_merge(spelling):
+    assert id_key(spelling) == id_key(A)
+    vms = [PolicyVm(A, (RDP,)), PolicyVm(B, (RDP,))]
+    out, changes = merge_ports(vms, [spelling], [RDP])
+    assert out == tuple(vms) and changes == ()
+    out, changes = merge_ports(vms, [spelling], [SSH_CORP])
+    assert len(out) == 2 and out[0] == PolicyVm(A, (RDP, SSH_CORP))
+    out, changes = set_ports(vms, {spelling: (RDP,)})
+    assert out == tuple(vms) and changes == ()
+    out, changes = set_ports(vms, {}, remove=[spelling])
+    assert out == (vms[1],) and [c.action for c in changes] == ["remove"]
+    out, changes = remove_ports(vms, spelling, None)
+    assert out == (vms[1],) and len(changes) == 1
+    assert applied(vms, merge_ports([], [spelling], [RDP])[1])

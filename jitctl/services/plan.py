@@ -17,7 +17,7 @@ from typing import Any
 from jitctl.clock import SystemClock
 from jitctl.errors import BadInput
 from jitctl.gateway import Gateway
-from jitctl.ids import policy_id, segments
+from jitctl.ids import id_key, policy_id, segments
 from jitctl.model import JitPolicy, Nic, PortRule, Subnet, Vm
 from jitctl.policyfile import LoadedFile, Target, port_rule
 from jitctl.policymerge import PortChange, same_rule, set_ports
@@ -108,8 +108,8 @@ class Inventory:
     def vm(self, vm_id: str) -> Vm | None:
         sub = segments(vm_id)["subscriptions"].lower()
         if sub not in self._by_id:
-            self._by_id[sub] = {v.id.lower(): v for v in self.vms(sub)}
-        return self._by_id[sub].get(vm_id.lower())
+            self._by_id[sub] = {id_key(v.id): v for v in self.vms(sub)}
+        return self._by_id[sub].get(id_key(vm_id))
 
     def policies(self, sub: str) -> list[JitPolicy]:
         if sub.lower() not in self._policies:
@@ -196,13 +196,13 @@ def desired_state(
             rules = [port_rule(spec, f.model.defaults) for spec in target.ports]  # once a target
             for vm in _select(inv, f, i, target, chosen):
                 if not inv.has_nsg(vm):
-                    unprotected.setdefault(vm.id.lower(), Unprotected(vm.id, origin))
+                    unprotected.setdefault(id_key(vm.id), Unprotected(vm.id, origin))
                     continue
                 try:
                     vm_policy = policy_name_for(name, vm.name)
                 except BadInput as err:
                     raise BadInput(f"{origin}: policyName: {err.message}", err.hint) from None
-                _, ports = per_vm.setdefault((vm.id.lower(), vm_policy), (vm, {}))
+                _, ports = per_vm.setdefault((id_key(vm.id), vm_policy), (vm, {}))
                 for j, (spec, rule) in enumerate(zip(target.ports, rules, strict=True)):
                     here = f.origin("targets", i, "ports", j)
                     if spec.number in ports and not same_rule(ports[spec.number][0], rule):

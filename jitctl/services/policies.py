@@ -10,7 +10,7 @@ from functools import partial
 from jitctl.clock import SystemClock
 from jitctl.errors import BadInput, NotFound, Refused
 from jitctl.gateway import Gateway
-from jitctl.ids import VmRef
+from jitctl.ids import VmRef, id_key
 from jitctl.model import JitPolicy, PolicyVm, PortRule
 from jitctl.policymerge import merge_ports, remove_ports
 from jitctl.policynames import check_policy_name, policy_name_for
@@ -73,7 +73,7 @@ def enable(
                 "Associate an NSG with its NIC or subnet, then enable again.",
             )
     listed = seen.policies
-    groups: dict[tuple[str, str, str, str], list[str]] = {}
+    groups: dict[tuple[str, str, str, str], dict[str, str]] = {}
     for ref, vm in zip(vms, found, strict=True):
         location = vm.location.replace(" ", "").lower()
         if policy_name is None:
@@ -81,9 +81,8 @@ def enable(
             name = _policy_of(listed[group], ref, location)
         else:
             name = policy_name_for(policy_name, ref.name)
-        vm_ids = groups.setdefault((ref.subscription_id, ref.resource_group, location, name), [])
-        if vm.id not in vm_ids:
-            vm_ids.append(vm.id)
+        vm_ids = groups.setdefault((ref.subscription_id, ref.resource_group, location, name), {})
+        vm_ids.setdefault(id_key(vm.id), vm.id)  # a VM named twice is written once
     keys = list(groups)
     unread = [key for key in keys if (key[0].lower(), key[1].lower()) not in listed]
     read = dict(zip(unread, gw.parallel([partial(gw.get_policy, *k) for k in unread]), strict=True))
@@ -97,7 +96,7 @@ def enable(
             gw,
             current,
             key,
-            partial(merge_ports, vm_ids=groups[key], rules=rules),
+            partial(merge_ports, vm_ids=list(groups[key].values()), rules=rules),
             dry_run,
             clock=clock or SystemClock(),
             settings=settings,

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from jitctl.errors import Contended, NotFound, PolicyNamesDeletedVms, Unavailable
 from jitctl.gateway import Gateway, InitiatePort
-from jitctl.ids import name_of, same_id, segments
+from jitctl.ids import id_key, name_of, same_id, segments
 from jitctl.model import AccessRequest, JitPolicy, PolicyVm
 from jitctl.policymerge import PortChange, applied
 from jitctl.services.verify import Clock
@@ -214,16 +214,16 @@ def write_merged(
 
 
 def deleted_vms(gw: Gateway, vms: Sequence[PolicyVm]) -> set[str]:
-    """Ids (lower-case) of a policy's VMs that no longer exist: one VM list per resource group."""
+    """Keys (ids.id_key) of a policy's VMs that no longer exist: one VM list per resource group."""
     groups: dict[tuple[str, str], list[str]] = {}
     for vm in vms:
         seg = segments(vm.id)
         key = (seg.get("subscriptions", "").lower(), seg.get("resourcegroups", "").lower())
-        groups.setdefault(key, []).append(vm.id.lower())
+        groups.setdefault(key, []).append(id_key(vm.id))
     gone: set[str] = set()
     for (sub, rg), ids in groups.items():
         try:
-            present = {v.id.lower() for v in gw.list_vms(sub, rg)}
+            present = {id_key(v.id) for v in gw.list_vms(sub, rg)}
         except NotFound:  # the resource group went with its VMs
             present = set()
         gone.update(i for i in ids if i not in present)
@@ -234,12 +234,12 @@ def _dropping(gone: set[str], merge: Merge) -> Merge:
     """`merge`, after removing the VMs in `gone` (reported as removals of their ports)."""
 
     def merged(vms: Sequence[PolicyVm]) -> tuple[tuple[PolicyVm, ...], tuple[PortChange, ...]]:
-        kept = [v for v in vms if v.id.lower() not in gone]
+        kept = [v for v in vms if id_key(v.id) not in gone]
         out, changes = merge(kept)
         removed = tuple(
             PortChange(v.id, p.number, "remove", p, None)
             for v in vms
-            if v.id.lower() in gone
+            if id_key(v.id) in gone
             for p in v.ports
         )
         return out, changes + removed
