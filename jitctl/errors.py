@@ -56,6 +56,21 @@ class GroupNotFound(NotFound):
     """The resource group itself does not exist (ARM's ResourceGroupNotFound)."""
 
 
+class VmNotInPolicy(NotFound):
+    """A VM that no JIT policy of its resource group names (or none of the name asked for):
+    one wording wherever it is found (request, show, history, disable, doctor)."""
+
+    def __init__(self, vm: str, resource_group: str, policy_name: str | None = None) -> None:
+        which = f"no JIT policy named {policy_name}" if policy_name else "no JIT policy"
+        super().__init__(
+            f"VM {vm} is in {which} of resource group {resource_group}.",
+            f"Enable JIT on it: jitctl enable {vm} -g {resource_group}"
+            + (f" --policy-name {policy_name}" if policy_name else "")
+            + f" ('jitctl list -g {resource_group}' shows the group's policies).",
+        )
+        self.vm, self.resource_group, self.policy_name = vm, resource_group, policy_name
+
+
 class Forbidden(JitctlError):
     code = ExitCode.FORBIDDEN
 

@@ -187,10 +187,46 @@ def test_missing_option_is_usage_exit_2(run):
     assert r.exit_code == 2 and "Missing option '--source-ip'" in r.stderr
 
 
+NOT_IN_POLICY = (
+    "VM vm-win01 is in no JIT policy of resource group rg-jit-demo. Enable JIT on it: "
+    "jitctl enable vm-win01 -g rg-jit-demo ('jitctl list -g rg-jit-demo' shows the group's "
+    "policies)."
+)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["request", "vm-win01", *G, *IP],
+        ["show", "vm-win01", *G],
+        ["history", "vm-win01", *G],
+        ["disable", "vm-win01", *G],
+        ["disable", "vm-win01", *G, "--port", "3389"],
+    ],
+)
+def test_a_vm_in_no_policy_is_one_error_with_one_wording(run, backend, args):
+    r = run(*args)
+    assert (r.exit_code, r.stderr) == (ExitCode.NOT_FOUND, f"jitctl: error: {NOT_IN_POLICY}\n")
+    assert not [e for e in backend.log if e.method in ("PUT", "DELETE", "POST")]
+
+
+def test_doctor_says_the_same_words_and_a_policy_name_is_named(run):
+    r = run("doctor", "vm-win01", *G)
+    assert r.exit_code == ExitCode.REFUSED and f"FAIL jit policy: {NOT_IN_POLICY}\n" in r.stdout
+    run("enable", "vm-win01", *G)
+    r = run("disable", "vm-win01", *G, "--policy-name", "jit-{vm}")
+    assert (r.exit_code, r.stderr) == (
+        ExitCode.NOT_FOUND,
+        "jitctl: error: VM vm-win01 is in no JIT policy named jit-vm-win01 of resource group "
+        "rg-jit-demo. Enable JIT on it: jitctl enable vm-win01 -g rg-jit-demo --policy-name "
+        "jit-vm-win01 ('jitctl list -g rg-jit-demo' shows the group's policies).\n",
+    )
+
+
 @pytest.mark.parametrize(
     ("setup", "args", "code", "message"),
     [
-        (None, ["request", "vm-win01", *G, *IP], 4, "JIT is not enabled for VM vm-win01"),
+        (None, ["request", "vm-win01", *G, *IP], 4, "VM vm-win01 is in no JIT policy"),
         (None, ["show", "vm-win01", *G], 4, "VM vm-win01 is in no JIT policy"),
         (None, ["request", "vm-ghost", *G, *IP], 4, "virtualMachines/vm-ghost' under resource"),
         (None, ["history", "vm-ghost", *G], 4, "az vm list -g rg-jit-demo -o table"),

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from jitctl.emulator.settings import Fault
-from jitctl.errors import AzureError, NotFound, Refused, TimedOut
+from jitctl.errors import AzureError, NotFound, Refused, TimedOut, VmNotInPolicy
 from jitctl.model import JitPolicy, PolicyVm, PortRule
 from jitctl.services.access import request_access
 from jitctl.services.policies import disable, enable
@@ -202,7 +202,7 @@ def test_request_source_outside_allowed_prefixes(gw, clock):
 
 
 def test_request_without_policy_is_not_found(gw, clock):
-    with pytest.raises(NotFound, match="JIT is not enabled for VM vm-win01"):
+    with pytest.raises(VmNotInPolicy, match="VM vm-win01 is in no JIT policy of resource group"):
         request_access(gw, WIN, IP, clock.now())
 
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jitctl.clock import SystemClock
-from jitctl.errors import NotFound, Refused
+from jitctl.errors import Refused
 from jitctl.gateway import Gateway, InitiatePort
 from jitctl.ids import VmRef, name_of
 from jitctl.model import GrantPort, JitPolicy, PolicyVm, PortRule
 from jitctl.nsgeval import source_within
 from jitctl.parsing import check_justification, format_human_duration
-from jitctl.services.policies import policies_of_vm, several_policies
+from jitctl.services.policies import require_policies, several_policies
 from jitctl.services.writes import Clock, WritePolicy, initiate_once
 
 
@@ -91,12 +91,7 @@ def verbatim_hint(err: Refused, rules: Sequence[PortRule], source: str) -> str:
 def find_policy(
     gw: Gateway, ref: VmRef, ports: Sequence[int], policy_name: str | None
 ) -> tuple[JitPolicy, PolicyVm]:
-    policies = policies_of_vm(gw, ref, policy_name)
-    if not policies:
-        raise NotFound(
-            f"JIT is not enabled for VM {ref.name} in resource group {ref.resource_group}.",
-            f"Enable it first: jitctl enable {ref.name} -g {ref.resource_group}",
-        )
+    policies = require_policies(gw, ref, policy_name)
     # Several policies may name the VM (one per VM, as Microsoft's scripts make them, beside the
     # portal's 'default'): the one that has every requested port, and no guess between two.
     fits = [p for p in policies if (v := p.vm(ref.id)) and all(v.port(n) for n in ports)]

@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from jitctl.errors import ENABLE_DEFENDER, JitctlError, NotSignedIn
+from jitctl.errors import ENABLE_DEFENDER, JitctlError, NotSignedIn, VmNotInPolicy
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of
 from jitctl.model import Permission, Vm
@@ -66,12 +66,8 @@ def _plan(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
 def _policy(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
     policies = policies_of_vm(gw, ref)
     if not policies:
-        return Check(
-            "jit policy",
-            False,
-            f"VM {vm.name} is in no JIT policy of resource group {ref.resource_group}",
-            f"jitctl enable {vm.name} -g {ref.resource_group}",
-        )
+        missing = VmNotInPolicy(vm.name, ref.resource_group)
+        return Check("jit policy", False, missing.message.rstrip("."), missing.hint)
     described = "; ".join(
         f"{p.name}: ports {', '.join(str(x.number) for x in v.ports)}"
         for p in policies

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from jitctl.clock import SystemClock
-from jitctl.errors import BadInput, NotFound, Refused
+from jitctl.errors import BadInput, Refused, VmNotInPolicy
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, id_key
 from jitctl.model import JitPolicy, PolicyVm, PortRule
@@ -24,6 +24,7 @@ __all__ = [
     "disable",
     "enable",
     "policies_of_vm",
+    "require_policies",
 ]
 
 
@@ -145,6 +146,15 @@ def policies_of_vm(gw: Gateway, ref: VmRef, policy_name: str | None = None) -> l
     return found
 
 
+def require_policies(gw: Gateway, ref: VmRef, policy_name: str | None = None) -> list[JitPolicy]:
+    """policies_of_vm, and VmNotInPolicy when there is none."""
+    found = policies_of_vm(gw, ref, policy_name)
+    if not found:
+        name = policy_name_for(policy_name, ref.name) if policy_name is not None else None
+        raise VmNotInPolicy(ref.name, ref.resource_group, name)
+    return found
+
+
 def disable(
     gw: Gateway,
     ref: VmRef,
@@ -158,12 +168,7 @@ def disable(
 ) -> PolicyChangeResult:
     """Remove ports (all when none given) of one VM; delete a policy when its last VM goes
     (read again right before: a policy that gained VMs meanwhile is written, not deleted)."""
-    policies = policies_of_vm(gw, ref, policy_name)
-    if not policies:
-        raise NotFound(
-            f"VM {ref.name} is in no JIT policy of resource group {ref.resource_group}.",
-            f"Nothing to disable; 'jitctl list -g {ref.resource_group}' shows the policies.",
-        )
+    policies = require_policies(gw, ref, policy_name)
     if ports:
         configured = {
             p.number for pol in policies for p in (pol.vm(ref.id) or PolicyVm("", ())).ports

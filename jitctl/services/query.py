@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from jitctl.errors import NotFound
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of, same_id, segments
 from jitctl.model import JitPolicy, PortRule
 from jitctl.parsing import check_scope
-from jitctl.services.policies import policies_of_vm
+from jitctl.services.policies import policies_of_vm, require_policies
 
 if TYPE_CHECKING:
     from jitctl.fleet import FleetGateway
@@ -136,12 +135,7 @@ def list_fleet(
 
 
 def show_vm(gw: Gateway, ref: VmRef, now: datetime) -> PolicyList:
-    policies = policies_of_vm(gw, ref)
-    if not policies:
-        raise NotFound(
-            f"VM {ref.name} is in no JIT policy of resource group {ref.resource_group}.",
-            f"Enable it with: jitctl enable {ref.name} -g {ref.resource_group}",
-        )
+    policies = require_policies(gw, ref)
     return PolicyList(tuple(view(p, now, ref.id) for p in policies))
 
 
@@ -201,12 +195,7 @@ def history_fleet(
 
 def history(gw: Gateway, vm: VmRef) -> GrantList:
     """Every request for the VM in its policies' history (Azure keeps it in the policy)."""
-    policies = policies_of_vm(gw, vm)
-    if not policies:
-        raise NotFound(
-            f"VM {vm.name} is in no JIT policy of resource group {vm.resource_group}.",
-            "There is no history without a policy.",
-        )
+    policies = require_policies(gw, vm)
     found = [g for p in policies for g in grants(p) if same_id(g.vm_id, vm.id)]
     return GrantList(
         tuple(sorted(found, key=lambda g: g.start_time or g.end_time, reverse=True)), True
