@@ -311,21 +311,39 @@ def load_file(path: Path, shown: str | None = None) -> tuple[LoadedFile | None, 
     return LoadedFile(name, model, lines), []
 
 
+POLICY_SUFFIXES = (".yaml", ".yml")  # what a folder's policy files end with
+POLICY_FILES = " and ".join("*" + s for s in POLICY_SUFFIXES)  # for messages
+
+
 def policy_paths(path: Path) -> list[Path]:
     """A file, or the *.yaml / *.yml files of a folder (not its subfolders)."""
     try:
         if path.is_file():
             return [path]
         if path.is_dir():
-            return sorted(
-                p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
-            )
+            return sorted(p for p in path.iterdir() if p.suffix in POLICY_SUFFIXES and p.is_file())
     except (OSError, ValueError):  # a NUL in the name, a folder that cannot be listed
         pass
     raise BadInput(
         f"'{printable(path)}' is neither a policy file nor a folder.",
         "Give a .yaml file or a folder of them.",
     )
+
+
+NO_FILES_HINT = "Check the path; 'jitctl policy export -g RG --file FOLDER/RG.yaml' writes one."
+
+
+def no_files_found(where: str) -> str:
+    return (
+        f"No policy files in {where} (jitctl reads the {POLICY_FILES} files of a folder, not "
+        "its subfolders)"
+    )
+
+
+def no_policy_files(path: Path) -> BadInput:
+    """A folder without policy files is bad input, never an empty configuration (terraform
+    refuses one too): applied with --prune it would empty every JIT policy."""
+    return BadInput(no_files_found(f"'{printable(path)}'") + ".", NO_FILES_HINT)
 
 
 def load_all(path: Path) -> tuple[list[LoadedFile], list[Problem]]:

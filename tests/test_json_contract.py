@@ -204,7 +204,15 @@ def test_policy_commands_shapes(run, tmp_path):
     r = run("policy", "plan", str(path), "-o", "json", "--detailed-exitcode")
     assert r.exit_code == 10
     plan = doc(r)
-    assert set(plan) == {"policies", "unprotected", "unmanaged", "prune", "changed", "gone"}
+    assert set(plan) == {
+        "policies",
+        "unprotected",
+        "unmanaged",
+        "prune",
+        "changed",
+        "gone",
+        "out_of_scope",
+    }
     assert set(plan["policies"][0]) == {"policy_id", "changes", "exists", "key", "remove"}
     applied = doc(run("policy", "apply", str(path), "--yes", "-o", "json"))
     assert set(applied) == {"plan", "policies", "writes"} and applied["writes"] == 1

@@ -240,6 +240,99 @@ def test_an_equivalent_spelling_is_no_change_and_no_put(tmp_path, app, backend, 
     assert invoke(app, "policy", "plan", str(path), "--detailed-exitcode").exit_code == 0
 
 
+# --- an empty set of files never means "delete everything" ---------------------------------
+
+
+def no_files(folder: Path) -> str:
+    return (
+        f"No policy files in '{folder}' (jitctl reads the *.yaml and *.yml files of a folder, "
+        "not its subfolders)"
+    )
+
+
+NO_FILES_HINT = "Check the path; 'jitctl policy export -g RG --file FOLDER/RG.yaml' writes one."
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("policy", "validate"),
+        ("policy", "plan"),
+        ("policy", "apply", "--yes"),
+        ("policy", "plan", "--prune"),  # nothing configured: nothing to name, still no files
+    ],
+)
+def test_a_folder_without_policy_files_is_bad_input(tmp_path, app, backend, args):
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "README.txt").write_text("not a policy file", encoding="utf-8")
+    (folder / "sub").mkdir()
+    write(folder / "sub", "nested.yaml", RDP_CORP)  # subfolders are not read
+    before = len(backend.log)
+    r = invoke(app, *args[:2], str(folder), *args[2:])
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr == f"jitctl: error: {no_files(folder)}. {NO_FILES_HINT}\n"
+    if "--prune" not in args:
+        assert len(backend.log) == before  # refused before any call to Azure
+
+
+def test_prune_with_no_files_is_refused_naming_what_it_would_delete(tmp_path, app, backend, gw):
+    invoke(app, "enable", "vm-win01", "vm-lnx01", "-g", RG)
+    invoke(app, "enable", "vm-win01", "-g", RG, "--policy-name", "jit-{vm}")
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    before = len(backend.log)
+    for extra in (("plan",), ("apply", "--yes")):
+        r = invoke(app, "policy", extra[0], str(folder), "--prune", *extra[1:])
+        assert (r.exit_code, r.stdout) == (2, "")
+        assert r.stderr == (
+            f"jitctl: error: {no_files(folder)}: --prune would remove all 3 VM(s) of 2 JIT "
+            "policy(ies) and delete them: default in rg-jit-demo (vm-win01, vm-lnx01); "
+            "jit-vm-win01 in rg-jit-demo (vm-win01). Nothing was changed. Check the path and the "
+            "targets; to delete them on purpose, add --allow-empty-prune.\n"
+        )
+    assert not [e for e in backend.log[before:] if e.method in ("PUT", "DELETE")]
+    r = invoke(app, "policy", "plan", str(folder), "--allow-empty-prune")
+    assert r.exit_code == 2 and r.stderr == (
+        "jitctl: error: --allow-empty-prune goes with --prune. Add --prune, or leave it out.\n"
+    )
+    r = invoke(app, "policy", "apply", str(folder), "--prune", "--allow-empty-prune", "--yes")
+    assert r.exit_code == 0 and r.stdout.endswith("Applied with 2 write(s).\n"), r.output
+    assert gw.list_policies(SUB) == []  # deliberately: every policy of the subscription
+
+
+def test_prune_with_files_that_select_no_vm_is_refused(tmp_path, app, backend, gw):
+    invoke(app, "enable", "vm-win01", "-g", RG)
+    path = write(
+        tmp_path,
+        "typo.yaml",
+        """
+        targets:
+          - resourceGroup: rg-jit-demo
+            names: [vm-wni*]
+            ports: [3389]
+        """,
+    )
+    r = invoke(app, "policy", "apply", str(path), "--prune", "--yes")
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr.startswith(
+        f"jitctl: error: The policy files in '{path}' select no VM: --prune would remove all 1 "
+        "VM(s) of 1 JIT policy(ies) and delete them: default in rg-jit-demo (vm-win01). "
+    )
+    assert gw.get_policy(SUB, RG, "westeurope", "default").vm(vm_ref("vm-win01").id)
+    r = invoke(app, "policy", "plan", str(path))  # without --prune: nothing to fear
+    assert r.exit_code == 0 and r.stdout.endswith("No changes. The JIT policies match the files.\n")
+
+
+def test_a_refusal_names_five_policies_and_counts_the_rest(tmp_path, app, gw):
+    for i in range(7):
+        invoke(app, "enable", "vm-win01", "-g", RG, "--policy-name", f"p{i}")
+    r = invoke(app, "policy", "plan", str(tmp_path), "--prune")
+    assert r.exit_code == 2
+    assert ": --prune would remove all 7 VM(s) of 7 JIT policy(ies) and delete them: " in r.stderr
+    assert "p4 in rg-jit-demo (vm-win01); and 2 more. Nothing was changed." in r.stderr
+
+
 def test_export_then_plan_shows_no_change(tmp_path, app, gw):
     gw.put_policy(
         JitPolicy(

@@ -12,6 +12,9 @@ import pytest
 from click.testing import Result
 
 from jitctl.emulator import Backend, jit
+from jitctl.model import JitPolicy
+from jitctl.policyfile import LoadedFile, PolicyFile
+from jitctl.services.planscope import in_scope, prune_scope
 from tests.fleetworld import SUBS, many, port
 
 GROUP = "rg-fleet"
@@ -154,3 +157,56 @@ def test_the_table_names_the_subscription_when_there_are_several(
     ]
     one = run("policy", "plan", str(folder), "-s", SUBS[0]).stdout.splitlines()[0]
     assert one.startswith("JIT policy default (rg-fleet, westeurope): 3 to add")
+
+
+def test_prune_stays_in_the_resource_groups_the_files_cover(
+    run: Callable[..., Result], backend: Backend, vms: list[str], tmp_path: Path
+) -> None:
+    """As terraform destroys only what its configuration manages: a file about rg-fleet prunes
+    rg-fleet's policy, never rg-other's, and says it left that one alone."""
+    other = many(backend, 1, 1, group="rg-other")[0]
+    by_name = {vm_id.rsplit("/", 1)[1]: vm_id for vm_id in vms}
+    for group, vm_id in (("rg-other", other), (GROUP, by_name["vm-00000"])):
+        body = {"properties": {"virtualMachines": [{"id": vm_id, "ports": [port(3389)]}]}}
+        jit.put_policy(backend, SUBS[0], group, "westeurope", "default", body)
+    only = "targets:\n  - resourceGroup: rg-fleet\n    names: [vm-00003]\n    ports: [22]\n"
+    folder = write(tmp_path, only)
+    plan = run("policy", "plan", str(folder), "-s", SUBS[0], "--prune", "-o", "json")
+    doc = json.loads(plan.stdout)
+    removed = {c["vm_id"] for p in doc["policies"] for c in p["changes"] if c["action"] == "remove"}
+    assert removed == {by_name["vm-00000"]}
+    assert (doc["unmanaged"], doc["out_of_scope"]) == ([by_name["vm-00000"]], [other])
+    table = run("policy", "plan", str(folder), "-s", SUBS[0], "--prune").stdout
+    assert (
+        "In a JIT policy of a resource group no file covers (left alone, even by --prune):\n"
+        "  vm-00000\n"
+    ) in table
+    applied = run("policy", "apply", str(folder), "-s", SUBS[0], "--prune", "--yes")
+    assert applied.exit_code == 0, applied.output
+    kept = jit.get_policy(backend, SUBS[0], "rg-other", "westeurope", "default")
+    assert [v["id"] for v in kept["properties"]["virtualMachines"]] == [other]
+    assert in_policies(backend) == {SUBS[0]: {"vm-00000", "vm-00003"}}  # rg-other's, and ours
+
+
+def test_the_prune_scope_of_each_kind_of_target() -> None:
+    ids = "/subscriptions/{}/resourceGroups/RG-Ids/providers/Microsoft.Compute/virtualMachines/v"
+    doc = {
+        "targets": [
+            {"ids": [ids.format(SUBS[5])], "ports": [22]},
+            {"resourceGroup": "RG-Web", "names": ["web-*"], "ports": [22]},
+            {"tags": {"os": "linux"}, "subscriptions": [SUBS[4]], "ports": [22]},
+        ]
+    }
+    files = [LoadedFile("p.yaml", PolicyFile.model_validate(doc), {})]
+    scope = prune_scope(files, [SUBS[0], SUBS[1]])
+    assert scope == {
+        (SUBS[5], "rg-ids"),
+        (SUBS[0], "rg-web"),
+        (SUBS[1], "rg-web"),
+        (SUBS[4], None),  # tags alone: the whole subscription
+    }
+    assert in_scope(JitPolicy(SUBS[0].upper(), "rg-WEB", "westeurope", "default"), scope)
+    assert in_scope(JitPolicy(SUBS[4], "anything", "westeurope", "default"), scope)
+    assert not in_scope(JitPolicy(SUBS[0], "rg-db", "westeurope", "default"), scope)
+    assert not in_scope(JitPolicy(SUBS[2], "rg-web", "westeurope", "default"), scope)
+    assert prune_scope([], [SUBS[2]]) == {(SUBS[2], None)}  # no files: --allow-empty-prune

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,12 +16,19 @@ from jitctl.cli.output import emit, warn
 from jitctl.errors import BadInput, ExitCode
 from jitctl.textsafe import printable
 
+if TYPE_CHECKING:
+    from jitctl.services.plan import Plan
+
 PATH = click.argument("path", required=False, default="policies", type=click.Path(path_type=Path))
 
 
-def load(path: Path) -> list:
-    from jitctl.policyfile import load_all
+def load(path: Path, prune: bool = False, allow_empty_prune: bool = False) -> list:
+    """The policy files, or exit 2 before any call to Azure: bad files, no files (unless
+    --prune, which then names what an empty set would delete), a flag without --prune."""
+    from jitctl.policyfile import load_all, no_policy_files
 
+    if allow_empty_prune and not prune:
+        raise BadInput("--allow-empty-prune goes with --prune.", "Add --prune, or leave it out.")
     files, problems = load_all(path)
     if problems:
         for p in problems:
@@ -29,7 +37,31 @@ def load(path: Path) -> list:
             f"{len(problems)} problem(s) in the policy files.",
             f"Fix them; to list them: jitctl policy validate {shlex.quote(printable(str(path)))}",
         )
+    if not files and not prune:
+        raise no_policy_files(path)
     return files
+
+
+def planned(app: App, path: Path, prune: bool, allow_empty_prune: bool) -> Plan:
+    from jitctl.services.plan import make_plan
+
+    files = load(path, prune, allow_empty_prune)
+    return make_plan(
+        app.gateway(),
+        files,
+        app.subscription_ids(),
+        prune,
+        allow_empty_prune=allow_empty_prune,
+        source=f"'{printable(str(path))}'",
+    )
+
+
+ALLOW_EMPTY_PRUNE = click.option(
+    "--allow-empty-prune",
+    is_flag=True,
+    help="With --prune: go on when the files select no VM (or there are none), which empties "
+    "and deletes every JIT policy in scope (without it: exit 2, naming them).",
+)
 
 
 @click.group(context_settings=CONTEXT)
@@ -47,27 +79,36 @@ def validate(app: App, path: Path) -> None:
     Example:
       jitctl policy validate policies/
     """
-    from jitctl.policyfile import load_all, policy_paths
+    from jitctl.policyfile import load_all, no_policy_files, policy_paths
 
+    count = len(policy_paths(path))
+    if not count:
+        raise no_policy_files(path)
     _, problems = load_all(path)
     for p in problems:
         click.echo(printable(p), err=app.output != "table")
     if problems:
         raise BadInput(f"{len(problems)} problem(s) in {path}.")
-    count = len(policy_paths(path))
     emit(app, {"valid": True, "files": count}, lambda: f"{count} policy file(s) valid.")
 
 
 @policy.command(context_settings=CONTEXT)
 @PATH
-@click.option("--prune", is_flag=True, help="Also plan removing VMs no file matches.")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Also plan removing the VMs no file matches, in the resource groups the files cover.",
+)
+@ALLOW_EMPTY_PRUNE
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
     help="Exit 0 when nothing changes, 10 when something does (2 stays bad input).",
 )
 @click.pass_context
-def plan(ctx: click.Context, path: Path, prune: bool, detailed_exitcode: bool) -> None:
+def plan(
+    ctx: click.Context, path: Path, prune: bool, allow_empty_prune: bool, detailed_exitcode: bool
+) -> None:
     """Show, per JIT policy, the VMs and ports to add, change and remove.
 
     \b
@@ -79,11 +120,8 @@ def plan(ctx: click.Context, path: Path, prune: bool, detailed_exitcode: bool) -
       jitctl policy plan policies/ --detailed-exitcode
       jitctl policy plan policies/ --all-subscriptions --prune
     """
-    from jitctl.services.plan import make_plan
-
     app: App = ctx.obj
-    files = load(path)  # bad files are exit 2 before any call to Azure
-    result = make_plan(app.gateway(), files, app.subscription_ids(), prune)
+    result = planned(app, path, prune, allow_empty_prune)
     emit(app, result)
     if detailed_exitcode and result.changed:
         ctx.exit(int(ExitCode.CHANGES_PENDING))
@@ -92,12 +130,20 @@ def plan(ctx: click.Context, path: Path, prune: bool, detailed_exitcode: bool) -
 @policy.command(context_settings=CONTEXT)
 @PATH
 @click.option("--yes", is_flag=True, help="Apply without asking.")
-@click.option("--prune", is_flag=True, help="Remove from JIT policies the VMs no file matches.")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Remove from JIT policies the VMs no file matches, in the resource groups the files "
+    "cover.",
+)
+@ALLOW_EMPTY_PRUNE
 @click.pass_obj
-def apply(app: App, path: Path, yes: bool, prune: bool) -> None:
+def apply(app: App, path: Path, yes: bool, prune: bool, allow_empty_prune: bool) -> None:
     """Apply the plan with merge-safe writes: one read-merge-write per JIT policy that changes.
 
-    VMs no file matches are left alone unless --prune. Asks first on a terminal unless --yes.
+    VMs no file matches are left alone unless --prune, which reaches only the resource groups
+    the files cover (their whole subscriptions for targets by tags alone); files that select
+    no VM are refused unless --allow-empty-prune. Asks first on a terminal unless --yes.
 
     \b
     Examples:
@@ -105,10 +151,9 @@ def apply(app: App, path: Path, yes: bool, prune: bool) -> None:
       jitctl policy apply policies/ --all-subscriptions --yes
     """
     from jitctl.cli.render import render
-    from jitctl.services.plan import apply_plan, make_plan
+    from jitctl.services.plan import apply_plan
 
-    files = load(path)  # bad files are exit 2 before any call to Azure
-    result = make_plan(app.gateway(), files, app.subscription_ids(), prune)
+    result = planned(app, path, prune, allow_empty_prune)
     if result.changed and not yes:
         if not app.can_ask():
             raise BadInput("Not applying without a terminal to confirm on.", "Pass --yes.")

@@ -157,6 +157,11 @@ def plan_text(plan: Any) -> str:
     if plan.unmanaged and not plan.prune:
         lines.append("In a JIT policy but matched by no file (left alone; --prune removes them):")
         lines.extend(f"  {name_of(v)}" for v in plan.unmanaged)
+    if plan.out_of_scope:
+        lines.append(
+            "In a JIT policy of a resource group no file covers (left alone, even by --prune):"
+        )
+        lines.extend(f"  {name_of(v)}" for v in plan.out_of_scope)
     total = sum(len(p.changes) for p in plan.policies)
     policies = sum(1 for p in plan.policies if p.changes)
     lines.append(

@@ -22,6 +22,12 @@ from jitctl.model import JitPolicy, Nic, PortRule, Subnet, Vm
 from jitctl.policyfile import LoadedFile, Target, port_rule
 from jitctl.policymerge import PortChange, same_rule, set_ports
 from jitctl.policynames import policy_name_for
+from jitctl.services.planscope import (
+    in_scope,
+    prune_scope,
+    refuse_empty_prune,
+    target_subscriptions,
+)
 from jitctl.services.writes import Clock, PolicyChange, PolicyKey, WritePolicy, write_merged
 
 
@@ -45,9 +51,11 @@ class PolicyPlan:
 class Plan:
     policies: tuple[PolicyPlan, ...]
     unprotected: tuple[Unprotected, ...] = ()
-    unmanaged: tuple[str, ...] = ()  # VM ids in JIT policies that no file matches
+    unmanaged: tuple[str, ...] = ()  # VM ids no file matches, in policies in the files' scope
     prune: bool = False
     gone: tuple[str, ...] = ()  # VM ids in JIT policies whose VM was deleted: always removed
+    # VM ids in JIT policies outside the files' scope (prune_scope): left alone, even by --prune
+    out_of_scope: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -138,14 +146,6 @@ def _protected_nics(subnets: Sequence[Subnet], nics: Sequence[Nic]) -> set[str]:
     }
 
 
-def _target_subscriptions(f: LoadedFile, target: Target, chosen: Sequence[str]) -> list[str]:
-    """Where a target selects VMs: its ids' subscriptions; else its own `subscriptions:`, else
-    its file's, else every chosen subscription (-s repeated, --all-subscriptions, the default)."""
-    if target.ids:
-        return [segments(vm_id)["subscriptions"] for vm_id in target.ids]
-    return list(target.subscriptions or f.model.subscriptions or chosen)
-
-
 def _matches(vm: Vm, target: Target) -> bool:
     seg = segments(vm.id)
     if (
@@ -177,7 +177,7 @@ def _select(
                 )
             found.append(vm)
         return found
-    subs = _target_subscriptions(f, target, chosen)
+    subs = target_subscriptions(f, target, chosen)
     return [vm for sub in subs for vm in inv.vms(sub) if _matches(vm, target)]
 
 
@@ -244,18 +244,25 @@ def make_plan(
     files: Sequence[LoadedFile],
     subscriptions: str | Sequence[str],
     prune: bool = False,
+    *,
+    allow_empty_prune: bool = False,
+    source: str = "the policy files",
 ) -> Plan:
     """The plan over the chosen `subscriptions` (one id, or several: -s repeated,
     --all-subscriptions): a target without `subscriptions:` (its own or its file's) selects VMs
     in each of them, and their JIT policies (and those of the subscriptions files name) are
-    the ones --prune and the unmanaged list consider."""
+    the ones the unmanaged list considers.
+
+    --prune removes only inside the files' scope (planscope.prune_scope), as terraform destroys only
+    what its configuration manages; files that select no VM at all (or no files) never mean
+    "empty every policy": EmptyPrune names what would go, unless `allow_empty_prune`."""
     chosen = [subscriptions] if isinstance(subscriptions, str) else list(subscriptions)
     inv = Inventory(gw)
     targeted = [
         s
         for f in files
         for target in f.model.targets
-        for s in _target_subscriptions(f, target, chosen)
+        for s in target_subscriptions(f, target, chosen)
     ]
     listed = [*targeted, *chosen, *(s for f in files for s in f.model.subscriptions or [])]
     inv.prefetch(targeted, listed)  # every list at once
@@ -265,19 +272,29 @@ def make_plan(
         for s in f.model.subscriptions or []:
             subs.setdefault(s.lower(), s)
     current = [p for s in subs.values() for p in inv.policies(s)]
+    scope = prune_scope(files, chosen)
     # A deleted VM stays in its policy and Azure then refuses every write of that policy
     # (MicrosoftDocs/azure-docs#11987): the plan removes it, whatever the files say.
     existing = {
-        vm.id.lower()
+        id_key(vm.id)
         for s in {segments(v.id)["subscriptions"] for p in current for v in p.vms}
         for vm in inv.vms(s)
     }
-    gone = sorted({v.id for p in current for v in p.vms if v.id.lower() not in existing})
-    managed = {vm_id.lower() for vms in desired.values() for vm_id in vms}
-    unmanaged = sorted(
-        {v.id for p in current for v in p.vms if v.id.lower() not in managed} - set(gone)
-    )
-    gone_set, unmanaged_set = set(gone), set(unmanaged)
+    managed = {id_key(vm_id) for vms in desired.values() for vm_id in vms}
+    gone: dict[str, str] = {}
+    unmanaged: dict[str, str] = {}
+    outside: dict[str, str] = {}
+    for p in current:
+        for v in p.vms:
+            k = id_key(v.id)
+            if k in managed:
+                continue
+            if not in_scope(p, scope):
+                outside.setdefault(k, v.id)
+            elif k not in existing:
+                gone.setdefault(k, v.id)
+            else:
+                unmanaged.setdefault(k, v.id)
     by_key = {_lower(_key(p)): p for p in reversed(current)}  # the first of equal keys wins
     plans = []
     wanted_keys = _lowers(desired)
@@ -286,8 +303,8 @@ def make_plan(
         policy = by_key.get(_lower(key))
         remove = tuple(
             v.id
-            for v in (policy.vms if policy else ())
-            if v.id in gone_set or (prune and v.id in unmanaged_set)
+            for v in (policy.vms if policy and in_scope(policy, scope) else ())
+            if id_key(v.id) in gone or (prune and id_key(v.id) in unmanaged)
         )
         wanted = desired.get(key, {})
         _, changes = set_ports(policy.vms if policy else (), wanted, remove)
@@ -301,7 +318,16 @@ def make_plan(
                 remove,
             )
         )
-    return Plan(tuple(plans), tuple(unprotected), tuple(unmanaged), prune, tuple(gone))
+    if prune and not desired and not allow_empty_prune:
+        refuse_empty_prune(((p.policy_id, p.remove) for p in plans), bool(files), source)
+    return Plan(
+        tuple(plans),
+        tuple(unprotected),
+        tuple(sorted(unmanaged.values())),
+        prune,
+        tuple(sorted(gone.values())),
+        tuple(sorted(v for k, v in outside.items() if k not in unmanaged and k not in gone)),
+    )
 
 
 def apply_plan(
