@@ -61,7 +61,10 @@ def test_a_name_no_profile_knows_is_found_among_the_subscriptions_arm_lists(
 ) -> None:
     assert policy_subs(run("list", "-s", "FLEET-01", "-o", "json")) == {SUBS[1]}  # any case
     assert any(e.path.split("?")[0].rstrip("/") == "/subscriptions" for e in served.log)
-    r = run("policy", "plan", "-s", "fleet-00", "-s", "fleet-01", "-o", "json", "--prune")
+    # No policy files in ./policies: pruning everything is refused unless asked for on purpose.
+    prune = ("policy", "plan", "-s", "fleet-00", "-s", "fleet-01", "-o", "json", "--prune")
+    assert run(*prune).exit_code == 2
+    r = run(*prune, "--allow-empty-prune")
     assert r.exit_code == 0, r.output
     assert policy_subs(r) == {SUBS[1]}  # pruning vm-00001 out of the only policy
 
