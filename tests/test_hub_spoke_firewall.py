@@ -85,7 +85,9 @@ def test_rdp_no_launch_connects_to_the_hub_firewall_and_the_mapped_port(connect_
 def test_verify_judges_by_the_hub_firewalls_dnat_rule(run):
     r = run("verify", VM, *G, *IP)
     assert r.exit_code == ExitCode.NOT_EFFECTIVE
-    assert r.stdout.splitlines()[1] == "  Azure Firewall fw-hub: no DNAT rule for this source and port"
+    assert (
+        r.stdout.splitlines()[1] == "  Azure Firewall fw-hub: no DNAT rule for this source and port"
+    )
     assert run("request", VM, *G, *IP).exit_code == 0
     r = run("verify", VM, *G, *IP, "--require-jit")
     assert r.exit_code == 0, r.output

@@ -81,8 +81,9 @@ def query_rows(client: Any, query: str) -> list[dict[str, Any]]:
     expects a row or two, not a fleet read)."""
     from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
-    with azure_errors():
-        answer = client.resources(QueryRequest(query=query, options=QueryRequestOptions(top=10)))
+    request = QueryRequest(query=query, options=QueryRequestOptions(top=10))
+    with azure_errors():  # once: the caller has a fallback, better than a wall-clock retry
+        answer = client.resources(request, retry_total=0)
     return list(answer.data or [])
 
 

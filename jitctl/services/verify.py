@@ -122,9 +122,7 @@ def evaluate_path(
                 nsgs[1],
                 Flow(source_ip, path.private_ip, port, "Tcp", config.asg_ids, prefixes),
             ),
-            dnat_verdict(firewall, source_ip, path.private_ip, port, now)
-            if firewall
-            else None,
+            dnat_verdict(firewall, source_ip, path.private_ip, port, now) if firewall else None,
         )
         for port in ports
     )

@@ -38,7 +38,9 @@ def _jit_allow_rule(nsgs: Sequence[Nsg | None], port: int) -> str | None:
 
 def _jit_dnat_rule(firewall: FirewallRead, port: int) -> str | None:
     fw = firewall.firewall
-    for rule in fw.dnat_rules if fw else ():
+    if fw is None:
+        return None
+    for rule in fw.dnat_rules:
         if rule.collection.lower() in JIT_COLLECTIONS and rule.translated_port == str(port):
             return f"{rule.name} (collection {rule.collection}) on Azure Firewall {fw.name}"
     return None
