@@ -52,7 +52,9 @@ class Gateway(Protocol):
     def get_public_ip(self, public_ip_id: str) -> PublicIp: ...
 
     def find_firewall(self, subscription_id: str, address: str) -> Firewall | None:
-        """The Azure Firewall whose public IP has `address` (lists the public IPs, then one GET)."""
+        """The Azure Firewall whose public IP has `address`, in any subscription the caller can
+        read (one Resource Graph query; the public IPs of `subscription_id` when that fails),
+        then one GET. None: no firewall the caller can see; Forbidden: it cannot be read."""
         ...
 
     def get_firewall(self, firewall_id: str) -> Firewall: ...

@@ -17,12 +17,27 @@ READ = [
     "Microsoft.Network/virtualNetworks/subnets/read",
 ]
 
+# To verify access behind an Azure Firewall: find it by its public address (Resource Graph,
+# across subscriptions) and read its DNAT rules. In a landing zone the firewall lives in the hub
+# (connectivity) subscription, so the role is assigned there too. Without these reads jitctl
+# trusts Azure's grant (status Initiated, with a mapped port) and says it did not verify it.
+FIREWALL_READ = [
+    "Microsoft.Network/azureFirewalls/read",
+    "Microsoft.ResourceGraph/resources/read",
+]
+
 ROLES: dict[str, dict[str, Any]] = {
     "requester": {
         "Name": "JIT Access Requester (jitctl)",
         "Description": "Request Just-In-Time VM access and verify it: initiate on JIT policies, "
-        "read VMs, NICs, NSGs, subnets and public IPs.",
-        "Actions": ["Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action", *READ],
+        "read VMs, NICs, NSGs, subnets and public IPs. Behind Azure Firewall, assign it also on "
+        "the firewall's subscription (a landing zone's hub): jitctl reads the firewall and its "
+        "public IP there to verify the DNAT rule, else it trusts Azure's grant unverified.",
+        "Actions": [
+            "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action",
+            *READ,
+            *FIREWALL_READ,
+        ],
     },
     "admin": {
         "Name": "JIT Policy Administrator (jitctl)",
@@ -40,9 +55,11 @@ ROLES: dict[str, dict[str, Any]] = {
 }
 
 
-def role_definition(kind: str, scope: str) -> dict[str, Any]:
-    """A definition ready for `az role definition create --role-definition @file.json`."""
+def role_definition(kind: str, scope: str | list[str]) -> dict[str, Any]:
+    """A definition ready for `az role definition create --role-definition @file.json`; several
+    scopes for a landing zone (the spokes' subscriptions and the hub's)."""
     role = ROLES[kind]
+    scopes = [scope] if isinstance(scope, str) else list(scope)
     return {
         "Name": role["Name"],
         "IsCustom": True,
@@ -51,5 +68,5 @@ def role_definition(kind: str, scope: str) -> dict[str, Any]:
         "NotActions": [],
         "DataActions": [],
         "NotDataActions": [],
-        "AssignableScopes": [scope],
+        "AssignableScopes": scopes,
     }

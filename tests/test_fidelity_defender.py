@@ -73,6 +73,7 @@ def test_doctor_all_in_place_is_one_ok_line_each_and_exit_0(run):
         "ok   permissions (requester): every action of 'jitctl role show requester'",
         "ok   permissions (admin): every action of 'jitctl role show admin'",
         "ok   public ip: 20.61.15.10 (vm-win01-pip)",
+        "ok   firewall read: no Azure Firewall in front (no JIT policy names one)",
     ]
 
 
@@ -119,6 +120,7 @@ def test_doctor_json_is_the_checks(run):
         "permissions (requester)",
         "permissions (admin)",
         "public ip",
+        "firewall read",
     ]
     assert doc["ok"] is False and doc["vm_name"] == "vm-lnx01"
     assert doc["checks"][2]["detail"] == "subnet NSG snet-linux-nsg, no NIC NSG (to 10.10.2.4)"

@@ -123,7 +123,15 @@ def test_verify_says_when_no_firewall_has_the_policys_address(run, backend):
     backend.delete(FW)
     r = run("verify", "vm-app01", *G, *IP)
     assert r.exit_code == ExitCode.NOT_EFFECTIVE
-    assert "no Azure Firewall has the address 20.61.17.4 that the JIT policy names" in r.stderr
+    assert r.stdout.splitlines()[1] == (
+        "  Azure Firewall 20.61.17.4: cannot be read (no subscription you can read has it); "
+        "Azure reports no Initiated grant for this source and port"
+    )
+    assert (
+        "not effective: the Azure Firewall with address 20.61.17.4 cannot be read (no "
+        "subscription you can read has it), and Azure reports no grant (Initiated, with a "
+        "mapped port) for port 3389 from 203.0.113.7." in r.stderr
+    )
 
 
 def test_keep_alive_follows_the_mapped_port_of_a_renewal(connect_app, run, backend, clock):

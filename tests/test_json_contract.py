@@ -53,6 +53,7 @@ VERIFY_KEYS = {
     "public_ip_id",
     "effective",
     "ok",
+    "verified",
 }
 
 
@@ -129,7 +130,7 @@ def test_verify_shape_and_not_effective_is_one_document(run):
     run("request", "vm-win01", *G, *IP)
     data = doc(run("-o", "json", "verify", "vm-win01", *G, *IP))
     assert set(data) == VERIFY_KEYS
-    assert data["effective"] is True and data["ok"] is True
+    assert data["effective"] is True and data["ok"] is True and data["verified"] is True
     ev = data["ports"][0]["evaluation"]
     assert set(ev) == {"allowed", "levels", "warnings", "protected", "by_jit", "bypassed"}
     nic = ev["levels"][1]

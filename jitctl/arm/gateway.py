@@ -51,6 +51,14 @@ def _rg_name(resource_id: str, kind: str) -> tuple[str, str, str]:
     return seg["subscriptions"], seg["resourcegroups"], seg[kind.lower()]
 
 
+def _firewall_of(ip_configuration_id: str) -> str | None:
+    """The Azure Firewall an IP configuration id belongs to, if it is a firewall's."""
+    at = ip_configuration_id.lower().find("/azurefirewallipconfigurations/")
+    if at < 0 or "/azurefirewalls/" not in ip_configuration_id.lower():
+        return None
+    return ip_configuration_id[:at]
+
+
 ClientFactory = Callable[[str, str], Any]
 VMS = "providers/Microsoft.Compute/virtualMachines"
 NICS = "providers/Microsoft.Network/networkInterfaces"
@@ -127,6 +135,10 @@ class AzureGateway:
             from azure.mgmt.security import SecurityCenter
 
             return SecurityCenter(self.conn.credential, subscription_id, **kwargs)
+        if kind == "graph":
+            from azure.mgmt.resourcegraph import ResourceGraphClient
+
+            return ResourceGraphClient(self.conn.credential, **kwargs)
         if kind == "authorization":
             from azure.mgmt.authorization import AuthorizationManagementClient
 
@@ -176,13 +188,31 @@ class AzureGateway:
         return t.public_ip_from_sdk(pip)
 
     def find_firewall(self, subscription_id: str, address: str) -> Firewall | None:
-        with azure_errors():
-            pips = list(self._client("network", subscription_id).public_ip_addresses.list_all())
-        for pip in pips:
-            owner = getattr(getattr(pip, "ip_configuration", None), "id", None) or ""
-            if pip.ip_address == address and "/azurefirewalls/" in owner.lower():
-                return self.get_firewall(owner.split("/azureFirewallIpConfigurations/")[0])
-        return None
+        """Resource Graph first: one query over every subscription the caller can read (a
+        landing zone keeps the firewall in a hub subscription, the VMs in spokes). When it
+        fails, or has no such firewall (it lags ARM), the public IPs of the VM's subscription
+        through ARM. Then one GET of the firewall, for its rules as they are now."""
+        from jitctl.arm.graph import firewall_ip_query, query_rows
+        from jitctl.errors import JitctlError, NotSignedIn
+
+        try:
+            rows = query_rows(self._client("graph", ""), firewall_ip_query(address))
+        except NotSignedIn:
+            raise
+        except (JitctlError, ValueError):
+            rows = []
+        owners = [str(r.get("owner") or "") for r in rows]
+        if not any(_firewall_of(o) for o in owners):
+            with azure_errors():
+                client = self._client("network", subscription_id)
+                pips = list(client.public_ip_addresses.list_all())
+            owners = [
+                getattr(getattr(p, "ip_configuration", None), "id", None) or ""
+                for p in pips
+                if p.ip_address == address
+            ]
+        found = next((fw for o in owners if (fw := _firewall_of(o))), None)
+        return self.get_firewall(found) if found else None
 
     def get_firewall(self, firewall_id: str) -> Firewall:
         sub, rg, name = _rg_name(firewall_id, "azureFirewalls")

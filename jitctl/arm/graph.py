@@ -13,6 +13,7 @@ Resource Graph lags ARM by seconds to minutes: nothing here is used where freshn
 from __future__ import annotations
 
 import functools
+import ipaddress
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -62,6 +63,28 @@ NETWORKS = (
     "subnets = tostring(properties.subnets), securityRules = tostring(properties.securityRules), "
     "ipAddress = properties.ipAddress"
 )
+
+
+def firewall_ip_query(address: str) -> str:
+    """The public IP that has `address`, with the id of what uses it (an Azure Firewall's IP
+    configuration): one query over every subscription the caller can read, so a firewall in a
+    landing zone's hub subscription is found from a spoke. `address` must be an IP address."""
+    ip = str(ipaddress.ip_address(address))  # never text of another kind inside the query
+    return (
+        f"Resources | where type =~ '{PUBLIC_IPS}' | where properties.ipAddress == '{ip}' "
+        "| project id, owner = tostring(properties.ipConfiguration.id)"
+    )
+
+
+def query_rows(client: Any, query: str) -> list[dict[str, Any]]:
+    """The first page of a query over every subscription the caller can read (a lookup that
+    expects a row or two, not a fleet read)."""
+    from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
+    request = QueryRequest(query=query, options=QueryRequestOptions(top=10))
+    with azure_errors():  # once: the caller has a fallback, better than a wall-clock retry
+        answer = client.resources(request, retry_total=0)
+    return list(answer.data or [])
 
 
 class Clock(Protocol):

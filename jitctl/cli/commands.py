@@ -269,7 +269,16 @@ def wait_for(
             poll_progress(app, spin),
             firewall=firewall_address(app.gateway(), ref),
         )
+    trust_warning(app, result)
     return result
+
+
+def trust_warning(app: App, result: Any) -> None:
+    """Say once when the verdict is Azure's grant, not a rule jitctl read (a firewall it
+    cannot read); the JSON says it too ("verified": false)."""
+    note = result.trust_note()
+    if note:
+        warn(app, f"warning: {note}.")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -313,7 +322,8 @@ def verify(
         result = wait_for(app, ref, source_ip, numbers, limit, nic, require_jit)
     else:
         fw = firewall_address(app.gateway(), ref)
-        result = run(app.gateway(), ref, source_ip, numbers, nic, require_jit, fw)
+        result = run(app.gateway(), ref, source_ip, numbers, nic, require_jit, fw, app.clock.now())
+        trust_warning(app, result)
     emit(app, result)
     try:
         check(result)

@@ -11,7 +11,17 @@ import click
 from jitctl.app import App
 from jitctl.cli import CONTEXT
 
-WORLD_NAMES = ["demo", "busy", "multinic", "docs", "empty", "fleet", "per-vm", "firewall"]
+WORLD_NAMES = [
+    "demo",
+    "busy",
+    "multinic",
+    "docs",
+    "empty",
+    "fleet",
+    "per-vm",
+    "firewall",
+    "hub-spoke",
+]
 
 
 def fleet_options(f: Any) -> Any:

@@ -228,9 +228,15 @@ def role() -> None:
 
 @role.command(context_settings=CONTEXT)
 @click.argument("kind", type=click.Choice(["requester", "admin"]))
-@click.option("--scope", help="Assignable scope (default: the current subscription).")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="Assignable scope, repeatable: a landing zone's spokes and its hub, where Azure "
+    "Firewall lives (default: the current subscription).",
+)
 @click.pass_obj
-def show(app: App, kind: str, scope: str | None) -> None:
+def show(app: App, kind: str, scopes: tuple[str, ...]) -> None:
     """Print a role definition ready for `az role definition create --role-definition @FILE`.
 
     \b
@@ -239,5 +245,5 @@ def show(app: App, kind: str, scope: str | None) -> None:
     """
     from jitctl.roles import role_definition
 
-    data = role_definition(kind, scope or f"/subscriptions/{app.subscription_id}")
+    data = role_definition(kind, list(scopes) or [f"/subscriptions/{app.subscription_id}"])
     emit(app, data, lambda: json.dumps(data, indent=2))

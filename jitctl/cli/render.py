@@ -240,8 +240,10 @@ def _rule_line(v: Any) -> str:
 def verify_result(result: Any) -> str:
     lines = []
     for p in result.ports:
-        verdict = "EFFECTIVE" if p.effective else "NOT EFFECTIVE"
         fw = p.firewall
+        verdict = "EFFECTIVE" if p.effective else "NOT EFFECTIVE"
+        if fw is not None and not fw.verified and p.effective:
+            verdict = "GRANTED, NOT VERIFIED"
         via = f"Azure Firewall {fw.address} -> " if fw else ""
         lines.append(
             f"{verdict}: {result.source_ip} -> {via}{result.vm_name} {result.private_ip}:{p.port}/tcp"
@@ -256,7 +258,12 @@ def verify_result(result: Any) -> str:
                     else "no DNAT rule for this source and port"
                 )
                 if fw.firewall_id
-                else f"  no Azure Firewall has the address {fw.address}"
+                else f"  Azure Firewall {fw.address}: cannot be read ({fw.unseen}); "
+                + (
+                    f"Azure reports the grant Initiated, port {fw.mapped_port}"
+                    if fw.grant
+                    else "Azure reports no Initiated grant for this source and port"
+                )
             )
             lines.append(
                 "  NSGs not judged: behind the firewall they see its address (SNAT), not the source"

@@ -130,6 +130,15 @@ class Backend:
         self.state["subscriptions"][sub_id.lower()] = sub
         return sub
 
+    def readable(self, sub_id: str) -> bool:
+        """Whether the caller holds a role in the subscription (`unreadable_subscriptions`)."""
+        return sub_id.lower() not in {s.lower() for s in self.settings.unreadable_subscriptions}
+
+    def visible_subscriptions(self) -> list[dict[str, Any]]:
+        """The subscriptions GET /subscriptions lists: those where the caller holds a role."""
+        subs = self.state["subscriptions"].values()
+        return [s for s in subs if self.readable(s["subscriptionId"])]
+
     def subscription(self, sub_id: str) -> dict[str, Any]:
         sub = self.state["subscriptions"].get(sub_id.lower())
         if sub is None:

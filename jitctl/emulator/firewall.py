@@ -22,12 +22,18 @@ FIREWALL_PROTOCOLS = {"TCP": ["TCP"], "UDP": ["UDP"], "*": ["TCP", "UDP"]}
 
 
 def firewall_of(b: Backend, sub: str, address: str | None) -> dict[str, Any] | None:
-    """The Azure Firewall of subscription `sub` whose public IP has `address`, if any."""
+    """The Azure Firewall whose public IP has `address`, if any: of subscription `sub` first,
+    else of any other (a landing zone keeps the firewall in a hub subscription and the VMs in
+    spokes; JIT acts as itself there, whatever the caller may read)."""
     if not address:
         return None
-    for fw in b.list_of(f"/subscriptions/{sub}", "azurefirewalls"):
-        if address in public_addresses(b, fw):
-            return fw
+    others = [
+        s for s in b.state["subscriptions"].values() if s["subscriptionId"].lower() != sub.lower()
+    ]
+    for scope in [sub.lower(), *(s["subscriptionId"] for s in others)]:
+        for fw in b.list_of(f"/subscriptions/{scope}", "azurefirewalls"):
+            if address in public_addresses(b, fw):
+                return fw
     return None
 
 

@@ -163,6 +163,9 @@ class ResourceGraph:
             self.backend.clock.now(), settings.graph_quota, settings.graph_quota_window
         )
         scope = {s.lower() for s in body.get("subscriptions") or ()} or None
+        if self.backend.settings.unreadable_subscriptions:  # Azure shows only what RBAC lets read
+            every = scope or set(self.backend.state["subscriptions"])
+            scope = {s for s in every if self.backend.readable(s)}
         token = options.get("$skipToken")
         found = self._rows(q, scope, fresh=not token)
         total = len(found)
@@ -227,11 +230,12 @@ class ResourceGraph:
                 for r in _containers(self.backend)
                 if (q.types is None or r["type"] in q.types)
                 and (scope is None or r["subscriptionId"].lower() in scope)
+                and all(f.holds(r) for f in q.filters)
             ]
             found.sort(key=lambda r: r["id"].lower(), reverse=q.descending)
             return found[: q.limit] if q.limit is not None else found
         resources = self.backend.state["resources"]
-        cache_key = (q.key, tuple(sorted(scope or ())), len(resources))
+        cache_key = (q.key, None if scope is None else tuple(sorted(scope)), len(resources))
         rows = None if fresh else self._keys.get(cache_key)
         if rows is None:
             rows = self._keys_of(q, scope)
@@ -243,8 +247,17 @@ class ResourceGraph:
         return rows[: q.limit] if q.limit is not None else rows
 
     def _keys_of(self, q: Query, scope: set[str] | None) -> list[str]:
-        keys = self.backend.state["resources"]
-        return sorted((k for k in keys if _matches(k, q.types, scope)), reverse=q.descending)
+        resources = self.backend.state["resources"]
+        keys = sorted((k for k in resources if _matches(k, q.types, scope)), reverse=q.descending)
+        if not q.filters:
+            return keys
+        tenant = self._tenant()
+        return [
+            k
+            for k in keys
+            if (r := _peek(resources, k)) is not None
+            and all(f.holds(_row(r, tenant)) for f in q.filters)
+        ]
 
     def _handles(self, q: Query, keys: list[str], scope: set[str] | None) -> list[Handle]:
         """Every row of an mv-expand or join query (this reads every resource it names once;

@@ -9,6 +9,7 @@ alone (it shares nothing with the product code it serves):
         | project id, nicId = tolower(tostring(nic.id))
         | join kind=leftouter (Resources | where type =~ 'U' | project nicId = tolower(id)) on nicId
     ResourceContainers | where type =~ 'microsoft.resources/subscriptions' | project id, name
+    Resources | where type =~ 'T' | where properties.ipAddress == '20.61.17.4' | project id
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ _ORDER = re.compile(r"^(?:order|sort)\s+by\s+id(?:\s+(asc|desc))?$", re.IGNORECA
 _LIMIT = re.compile(r"^(?:limit|take)\s+(\d+)$", re.IGNORECASE)
 _LITERAL = re.compile(r"^\s*'([^']*)'\s*$")
 _PATH = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+_WHERE_FIELD = re.compile(rf"^where\s+({_PATH})\s*(=~|==)\s*'([^']*)'$", re.IGNORECASE)
 _EXPAND = re.compile(rf"^mv-expand\s+([A-Za-z_]\w*)\s*=\s*({_PATH})$", re.IGNORECASE)
 _JOIN = re.compile(
     r"^join\s+kind\s*=\s*(\w+)\s*\((.*)\)\s*on\s+([A-Za-z_]\w*)$", re.IGNORECASE | re.DOTALL
@@ -117,6 +119,19 @@ ALL = tuple(Column(c, (c,)) for c in COLUMNS)
 
 
 @dataclass(frozen=True)
+class Filter:
+    """`where path == 'text'` (`=~`: letter case aside), the value read as tostring() reads it."""
+
+    path: tuple[str, ...]
+    text: str
+    any_case: bool
+
+    def holds(self, row: dict[str, Any]) -> bool:
+        value = Column("", self.path, text=True).value(row)
+        return value.lower() == self.text.lower() if self.any_case else value == self.text
+
+
+@dataclass(frozen=True)
 class Expand:
     """`mv-expand name = path`: a row per element (null: one row; an empty array: none)."""
 
@@ -163,12 +178,13 @@ class Query:
     limit: int | None = None
     expand: Expand | None = None
     join: Join | None = None
+    filters: tuple[Filter, ...] = ()
 
     @property
     def key(self) -> str:
         """What a skip token is bound to: the same query (its order and shape)."""
         return repr((self.table, sorted(self.types or ()), self.columns, self.descending)) + repr(
-            (self.expand, self.join)
+            (self.expand, self.join, self.filters)
         )
 
     @property
@@ -251,6 +267,12 @@ def parse(text: str) -> Query:
                     raise GraphQueryError("ParserFailure", f"Not a string literal: {item.strip()}")
                 wanted.add(lit.group(1).lower())
             types = _types(wanted, types)
+        elif m := _WHERE_FIELD.match(stage):
+            path = tuple(m.group(1).split("."))
+            if "expand" in fields or "columns" in fields or path[0] not in COLUMNS:
+                raise unsupported(stage)
+            found = Filter(path, m.group(3), m.group(2) == "=~")
+            fields["filters"] = (*fields.get("filters", ()), found)
         elif (m := _EXPAND.match(stage)) and table == "resources":
             if "expand" in fields or "columns" in fields:
                 raise unsupported(stage)  # one mv-expand, before the projection

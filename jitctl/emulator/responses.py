@@ -147,6 +147,7 @@ class Router:
                 "The request content was invalid and could not be deserialized.",
             ) from None
         jit.tick(self.backend)
+        self._caller_may(method, path)
         allowed_methods = set()
         for m, pattern, handler in self.routes:
             match = pattern.match(path)
@@ -167,6 +168,17 @@ class Router:
             "InvalidResourceType",
             f"The resource type for '{path}' could not be found in the emulator.",
         )
+
+    def _caller_may(self, method: str, path: str) -> None:
+        """ARM's authorization, for the subscriptions where the caller holds no role."""
+        parts = path.split("/")
+        if (
+            len(parts) > 2
+            and parts[1].lower() == "subscriptions"
+            and not self.backend.readable(parts[2])
+        ):
+            code, message = FAULT_ANSWERS[403]
+            raise ArmError(403, code, message.format(method=method, path=path))
 
     def _pick_faults(self, method: str, path: str) -> list[Fault]:
         """The faults that apply to this request (each used up once when counted by times)."""
@@ -248,7 +260,7 @@ class Router:
     def _add_routes(self) -> None:
         b = self.backend
         r = self.route
-        r("GET", "/subscriptions", lambda q: self._page(q, list(b.state["subscriptions"].values())))
+        r("GET", "/subscriptions", lambda q: self._page(q, b.visible_subscriptions()))
         r("GET", SUB, lambda q: Reply(200, b.subscription(q.params["sub"])))
         r("GET", RG, lambda q: Reply(200, b.group(q.params["sub"], q.params["rg"])))
         r("PUT", RG, self._put_group)

@@ -33,6 +33,10 @@ class Settings:
     locked_scopes: list[str] = field(default_factory=list)  # ids under a ReadOnly lock
     permissions: list[str] = field(default_factory=lambda: ["*"])  # the caller's actions
     not_permissions: list[str] = field(default_factory=list)
+    # Subscriptions where the caller holds no role (a landing zone's hub, say): ARM answers
+    # every request under them 403 AuthorizationFailed, and Resource Graph and the subscription
+    # list leave them out. JIT's own service still writes there (it acts as itself).
+    unreadable_subscriptions: list[str] = field(default_factory=list)
     # What happens behind an initiate's 202: "apply" (the allow rule appears), "never" (accepted,
     # never applied: the history keeps "Initiating"), "fail" (the history says "Failed" with
     # `initiate_failure_reason`). A locked NSG fails the request whatever this says.

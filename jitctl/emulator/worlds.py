@@ -228,6 +228,34 @@ def firewall(b: Backend) -> None:
     s.jit_policy("fw-jit", {"vm-app01": [3389], "vm-app02": [22]}, firewall_ip=FIREWALL_ADDRESS)
 
 
+HUB_SUBSCRIPTION = "7c1a9e42-3b8d-4f06-a5e1-2d9b0c4e8f13"
+HUB_FIREWALL_ADDRESS = "20.61.18.4"
+
+
+def hub_spoke(b: Backend) -> None:
+    """A landing zone: the demo world (the spoke subscription) plus, in a hub (connectivity)
+    subscription, an Azure Firewall (fw-hub, 20.61.18.4) with its public IP; in the spoke,
+    vm-spoke01 (Windows, a NIC NSG, no public IP) in a JIT policy 'fw-spoke' that names the
+    firewall's address. A caller without a role in the hub: `unreadable_subscriptions`."""
+    demo(b)
+    hub = Seeder(b, subscription=HUB_SUBSCRIPTION, group="rg-connectivity")
+    b.subscription(HUB_SUBSCRIPTION)["displayName"] = "Connectivity (hub)"
+    hub_vnet = hub.vnet("vnet-hub", "10.70.0.0/16", {"AzureFirewallSubnet": ("10.70.0.0/26", None)})
+    hub.firewall(
+        "fw-hub",
+        subnet_id(hub_vnet, "AzureFirewallSubnet"),
+        "10.70.0.4",
+        hub.public_ip("fw-hub-pip", HUB_FIREWALL_ADDRESS),
+    )
+    s = Seeder(b)
+    vnet = s.vnet("vnet-spoke", "10.71.0.0/16", {"snet-app": ("10.71.1.0/24", None)})
+    nic = s.nic(
+        "vm-spoke01-nic", subnet_id(vnet, "snet-app"), "10.71.1.4", nsg=s.nsg("vm-spoke01-nsg")
+    )
+    s.vm("vm-spoke01", [nic])
+    s.jit_policy("fw-spoke", {"vm-spoke01": [3389]}, firewall_ip=HUB_FIREWALL_ADDRESS)
+
+
 WORLDS: dict[str, Callable[[Backend], None]] = {
     "demo": demo,
     "busy": busy,
@@ -238,4 +266,5 @@ WORLDS: dict[str, Callable[[Backend], None]] = {
     "fleet": fleet,
     "per-vm": per_vm,
     "firewall": firewall,
+    "hub-spoke": hub_spoke,
 }

@@ -144,6 +144,9 @@ def ensure_access(
     result, _ = wait_until_effective(
         gw, ref, source, clock, [port], timeout, progress=progress, firewall=pvm.public_ip_address
     )
+    trust = result.trust_note()
+    if trust:  # the firewall could not be read: say so once, the result says it too
+        say(f"warning: {trust}.")
     host, connect_port, via = _target(gw, pvm, result, port, req.private, mapped)
     return AccessReady(
         pvm.id, port, source, end, grant is not None, request, result, host, connect_port, via

@@ -7,46 +7,92 @@ mapped port, translated to the VM's private address and the port. The firewall a
 the source to one of its own private addresses (Azure Firewall NAT behaviours, Microsoft's
 network security blog, 2023), so the VM's NSGs never see the requester's address: an NSG
 verdict for the requester proves nothing there, and jitctl judges by the DNAT rule.
+
+In Azure's landing-zone layout the firewall and its public IP live in a hub (connectivity)
+subscription and the VMs in spokes: the firewall is looked for in every subscription the caller
+can read. Where the caller cannot read it (no role in the hub), jitctl says so and trusts
+Azure's grant instead: a request the history reports Initiated, with its mapped port. Such a
+verdict is not independently verified, and says so (`verified`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
 
+from jitctl.errors import Forbidden, NotFound
 from jitctl.gateway import Gateway
-from jitctl.ids import VmRef
+from jitctl.ids import VmRef, same_id
 from jitctl.model import DnatRule, Firewall
 from jitctl.nsgeval import source_within
+
+if TYPE_CHECKING:  # query -> policies -> writes -> verify -> here: read at run time
+    from jitctl.services.query import Grant
 
 JIT_COLLECTIONS = ("mdc-jit", "asc-jit")
 
 
 @dataclass(frozen=True)
-class FirewallVerdict:
-    """The firewall's answer for one port: the DNAT rule that lets the source in, if any."""
+class FirewallRead:
+    """The Azure Firewall a JIT policy names for a VM, as far as the caller can read it."""
 
     address: str  # the firewall's public address, as the policy names it
-    firewall_id: str | None  # None: no Azure Firewall has that address
+    firewall: Firewall | None
+    unseen: str | None = None  # why it could not be read (then `firewall` is None)
+    history: tuple[Grant, ...] = ()  # when unseen: the VM's requests, Azure's word instead
+
+
+@dataclass(frozen=True)
+class FirewallVerdict:
+    """The firewall's answer for one port: the DNAT rule that lets the source in, if any; or,
+    when the firewall cannot be read, Azure's grant for it."""
+
+    address: str  # the firewall's public address, as the policy names it
+    firewall_id: str | None  # None: the firewall could not be read (`unseen` says why)
     rule: DnatRule | None
+    unseen: str | None = None
+    grant: Grant | None = None  # with `unseen`: the Initiated grant jitctl trusts, if any
+
+    @property
+    def verified(self) -> bool:
+        """False: the verdict is Azure's grant, not a DNAT rule jitctl read."""
+        return self.unseen is None
 
     @property
     def allowed(self) -> bool:
-        return self.rule is not None
+        return self.rule is not None or (self.unseen is not None and self.grant is not None)
 
     @property
     def by_jit(self) -> bool:
-        return self.rule is not None and self.rule.collection.lower() in JIT_COLLECTIONS
+        if self.rule is None:
+            return self.allowed  # a grant of the JIT policy
+        return self.rule.collection.lower() in JIT_COLLECTIONS
 
     @property
     def mapped_port(self) -> int | None:
-        ports = self.rule.destination_ports if self.rule else ()
+        if self.rule is None:
+            return self.grant.mapped_port if self.grant else None
+        ports = self.rule.destination_ports
         return int(ports[0]) if ports and ports[0].isdigit() else None
+
+    def note(self) -> str | None:
+        """The line to say once when the firewall could not be read; None when it was."""
+        if self.unseen is None:
+            return None
+        return (
+            f"cannot read the Azure Firewall with address {self.address} ({self.unseen}): "
+            "trusting Azure's grant (status Initiated, with a mapped port) without checking "
+            "its DNAT rule"
+        )
 
     def problem(self, port: int, source: str, private_ip: str) -> str:
         if self.firewall_id is None:
             return (
-                f"no Azure Firewall has the address {self.address} that the JIT policy names "
-                f"for port {port}"
+                f"the Azure Firewall with address {self.address} cannot be read "
+                f"({self.unseen}), and Azure reports no grant (Initiated, with a mapped port) "
+                f"for port {port} from {source}"
             )
         name = self.firewall_id.rstrip("/").rsplit("/", 1)[-1]
         return (
@@ -62,13 +108,35 @@ def _port_in(port: str, wanted: int) -> bool:
     return low.isdigit() and int(low) <= wanted <= int(high if high.isdigit() else low)
 
 
+def trusted_grant(
+    history: Sequence[Grant], source: str, port: int, now: datetime | None
+) -> Grant | None:
+    """The newest grant for the port that covers `source`, that Azure reports Initiated and
+    mapped to a firewall port, and (with `now`) has not ended."""
+    return next(
+        (
+            g
+            for g in history
+            if g.port == port
+            and (g.status or "").lower() == "initiated"
+            and g.mapped_port is not None
+            and (now is None or g.end_time > now)
+            and source_within(source, [g.source])
+        ),
+        None,
+    )
+
+
 def dnat_verdict(
-    fw: Firewall | None, address: str, source: str, private_ip: str, port: int
+    read: FirewallRead, source: str, private_ip: str, port: int, now: datetime | None = None
 ) -> FirewallVerdict:
-    """The first DNAT rule (JIT's collections first) from `source` to the firewall's `address`
-    that translates to `private_ip`:`port` over TCP."""
+    """The first DNAT rule (JIT's collections first) from `source` to the firewall's address
+    that translates to `private_ip`:`port` over TCP; when the firewall cannot be read, the
+    grant Azure reports for it."""
+    fw, address = read.firewall, read.address
     if fw is None:
-        return FirewallVerdict(address, None, None)
+        grant = trusted_grant(read.history, source, port, now)
+        return FirewallVerdict(address, None, None, read.unseen or "not found", grant)
     ordered = sorted(fw.dnat_rules, key=lambda r: r.collection.lower() not in JIT_COLLECTIONS)
     for rule in ordered:
         if (
@@ -94,3 +162,36 @@ def firewall_address(gw: Gateway, ref: VmRef) -> str | None:
         ),
         None,
     )
+
+
+def read_firewall(
+    gw: Gateway, ref: VmRef, address: str | None, known: FirewallRead | None = None
+) -> FirewallRead | None:
+    """The Azure Firewall the policy names for the VM (`address`), read now; None: no firewall.
+    Found once (`known`: found earlier): one GET for its rules; when it could not be read, the
+    VM's request history instead (one list call)."""
+    if not address:
+        return None
+    if known is not None and known.firewall is not None:
+        return FirewallRead(address, gw.get_firewall(known.firewall.id))
+    unseen = known.unseen if known is not None else None
+    if known is None:
+        try:
+            found = gw.find_firewall(ref.subscription_id, address)
+        except Forbidden:
+            found, unseen = None, "no read right on it or on its public IP"
+        except NotFound:
+            found = None
+        if found is not None:
+            return FirewallRead(address, found)
+        unseen = unseen or "no subscription you can read has it"
+    return FirewallRead(address, None, unseen, tuple(vm_history(gw, ref)))
+
+
+def vm_history(gw: Gateway, ref: VmRef) -> list[Grant]:
+    """The VM's requests in its JIT policies, newest first (one list call)."""
+    from jitctl.services.policies import policies_of_vm
+    from jitctl.services.query import grants
+
+    found = [g for p in policies_of_vm(gw, ref) for g in grants(p) if same_id(g.vm_id, ref.id)]
+    return sorted(found, key=lambda g: g.start_time or g.end_time, reverse=True)

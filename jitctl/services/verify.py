@@ -10,9 +10,8 @@ from typing import Protocol
 from jitctl.errors import NotEffective, TimedOut
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of
-from jitctl.model import Firewall
 from jitctl.nsgeval import Evaluation, Flow, evaluate
-from jitctl.services.firewall import FirewallVerdict, dnat_verdict
+from jitctl.services.firewall import FirewallRead, FirewallVerdict, dnat_verdict, read_firewall
 from jitctl.services.topology import Path, read_nsgs, read_path
 
 
@@ -54,6 +53,12 @@ class VerifyResult:
         return all(p.effective for p in self.ports)
 
     @property
+    def verified(self) -> bool:
+        """False: behind an Azure Firewall jitctl could not read, the verdict is Azure's grant
+        (Initiated, with a mapped port), not a rule jitctl read."""
+        return all(p.firewall is None or p.firewall.verified for p in self.ports)
+
+    @property
     def ok(self) -> bool:
         """Access is effective, and (with require_jit) gated by JIT on a protected path."""
         if not self.effective:
@@ -61,6 +66,10 @@ class VerifyResult:
         if self.require_jit:
             return all(p.by_jit for p in self.ports)
         return True
+
+    def trust_note(self) -> str | None:
+        """The one line to say when the verdict is Azure's grant, not jitctl's reading."""
+        return next((n for p in self.ports if p.firewall and (n := p.firewall.note())), None)
 
     def problem(self) -> str:
         """One line on what is missing, for errors and timeouts."""
@@ -100,7 +109,8 @@ def evaluate_path(
     source_ip: str,
     ports: Sequence[int],
     require_jit: bool,
-    firewall: tuple[str, Firewall | None] | None = None,
+    firewall: FirewallRead | None = None,
+    now: datetime | None = None,
 ) -> VerifyResult:
     prefixes = path.subnet.address_prefixes if path.subnet else ()
     config = next(c for c in path.nic.ip_configs if c.private_ip == path.private_ip)
@@ -112,9 +122,7 @@ def evaluate_path(
                 nsgs[1],
                 Flow(source_ip, path.private_ip, port, "Tcp", config.asg_ids, prefixes),
             ),
-            dnat_verdict(firewall[1], firewall[0], source_ip, path.private_ip, port)
-            if firewall
-            else None,
+            dnat_verdict(firewall, source_ip, path.private_ip, port, now) if firewall else None,
         )
         for port in ports
     )
@@ -131,18 +139,6 @@ def evaluate_path(
     )
 
 
-def read_firewall(
-    gw: Gateway, ref: VmRef, address: str | None, known: Firewall | None = None
-) -> tuple[str, Firewall | None] | None:
-    """The Azure Firewall the policy names for the VM (`address`), read now; None: no firewall.
-    With `known` (found earlier), one GET; else the public IPs are listed to find it."""
-    if not address:
-        return None
-    if known is not None:
-        return address, gw.get_firewall(known.id)
-    return address, gw.find_firewall(ref.subscription_id, address)
-
-
 def verify(
     gw: Gateway,
     ref: VmRef,
@@ -151,12 +147,14 @@ def verify(
     nic: str | None = None,
     require_jit: bool = False,
     firewall: str | None = None,
+    now: datetime | None = None,
 ) -> VerifyResult:
     """At most 5 GETs for a one-NIC VM: VM, NIC, subnet, subnet NSG, NIC NSG. With `firewall`
-    (the address a JIT policy names for the VM), the Azure Firewall's DNAT rules decide."""
+    (the address a JIT policy names for the VM), the Azure Firewall's DNAT rules decide; where
+    the firewall cannot be read, Azure's grant does (ended by `now`, when given)."""
     path = read_path(gw, gw.get_vm(ref), nic)
     fw = read_firewall(gw, ref, firewall)
-    return evaluate_path(path, read_nsgs(gw, path), source_ip, ports, require_jit, fw)
+    return evaluate_path(path, read_nsgs(gw, path), source_ip, ports, require_jit, fw, now)
 
 
 def check(result: VerifyResult) -> VerifyResult:
@@ -186,7 +184,8 @@ def wait_until_effective(
     """Poll until access is effective, with backoff from 1 s up to 5 s; (result, polls).
 
     The VM, NIC and subnet are read once; each poll re-reads only the NSGs (1-2 GETs), and
-    the Azure Firewall when the policy names one (`firewall`: its address; 1 GET).
+    the Azure Firewall when the policy names one (`firewall`: its address; 1 GET), or the
+    request history when the firewall cannot be read (1 list call).
     """
     start = clock.now()
     path = read_path(gw, gw.get_vm(ref), nic)
@@ -197,8 +196,8 @@ def wait_until_effective(
         polls += 1
         nsgs = read_nsgs(gw, path)
         if polls > 1 and fw is not None:
-            fw = read_firewall(gw, ref, firewall, fw[1])
-        result = evaluate_path(path, nsgs, source_ip, ports, require_jit, fw)
+            fw = read_firewall(gw, ref, firewall, fw)
+        result = evaluate_path(path, nsgs, source_ip, ports, require_jit, fw, clock.now())
         elapsed = (clock.now() - start).total_seconds()
         if progress:
             progress(elapsed, result)
@@ -209,7 +208,7 @@ def wait_until_effective(
 
             raise TimedOut(
                 f"Access to {result.vm_name} was not effective after {int(elapsed)}s: "
-                f"{result.problem()}; {explain(gw, ref, source_ip, ports, nsgs)}.",
+                f"{result.problem()}; {explain(gw, ref, source_ip, ports, nsgs, fw)}.",
                 "Azure usually applies a JIT rule within a minute; raise --timeout or check the request.",
             )
         clock.sleep(min(delay, timeout - elapsed))

@@ -14,10 +14,16 @@ from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, same_id
 from jitctl.model import Nsg
 from jitctl.nsgeval import is_jit_rule
+from jitctl.services.firewall import JIT_COLLECTIONS, FirewallRead
 
 LIKELY = (
     "likely causes: the NSG's limit of rules, a resource lock on the NSG or its resource group "
     "(az lock list), an Azure Policy that denies the rule, or a deallocated VM"
+)
+LIKELY_FIREWALL = (
+    "likely causes: a Firewall Policy manages the firewall (JIT writes classic rules only), a "
+    "resource lock on the firewall or its resource group (az lock list), or an Azure Policy "
+    "that denies the change"
 )
 
 
@@ -30,10 +36,48 @@ def _jit_allow_rule(nsgs: Sequence[Nsg | None], port: int) -> str | None:
     return None
 
 
+def _jit_dnat_rule(firewall: FirewallRead, port: int) -> str | None:
+    fw = firewall.firewall
+    if fw is None:
+        return None
+    for rule in fw.dnat_rules:
+        if rule.collection.lower() in JIT_COLLECTIONS and rule.translated_port == str(port):
+            return f"{rule.name} (collection {rule.collection}) on Azure Firewall {fw.name}"
+    return None
+
+
+def _behind_firewall(firewall: FirewallRead, port: int, seen: str, status: str) -> str:
+    """Behind Azure Firewall the DNAT rule decides, not the NSGs: what the history and the
+    firewall say."""
+    if status == "failed":
+        return f"{seen}: Azure accepted it (202) and then could not apply it; {LIKELY_FIREWALL}"
+    if status not in ("initiating", "initiated"):
+        return f"{seen}: it has ended; request access again"
+    if firewall.firewall is None:
+        return (
+            f"{seen}, and the Azure Firewall with address {firewall.address} cannot be read "
+            f"({firewall.unseen}): Azure has not reported the request applied (Initiated) yet"
+        )
+    rule = _jit_dnat_rule(firewall, port)
+    if rule:
+        return f"{seen}, and the JIT DNAT rule {rule} is there, for another source or port"
+    return (
+        f"{seen}, and no JIT DNAT rule for port {port} is on Azure Firewall "
+        f"{firewall.firewall.name}: Azure accepted it (202) but has not applied it; "
+        f"{LIKELY_FIREWALL}"
+    )
+
+
 def explain(
-    gw: Gateway, ref: VmRef, source: str, ports: Sequence[int], nsgs: Sequence[Nsg | None]
+    gw: Gateway,
+    ref: VmRef,
+    source: str,
+    ports: Sequence[int],
+    nsgs: Sequence[Nsg | None],
+    firewall: FirewallRead | None = None,
 ) -> str:
-    """One sentence per port: the newest request's status for it, and whether its rule is there."""
+    """One sentence per port: the newest request's status for it, and whether its rule is there
+    (behind Azure Firewall: its DNAT rule, as far as the firewall can be read)."""
     from jitctl.services.policies import policies_of_vm
     from jitctl.services.query import grants
 
@@ -54,6 +98,10 @@ def explain(
         g = mine[0]
         status = g.status + (f" ({g.status_reason})" if g.status_reason else "")
         seen = f"the newest request for port {port} from {source} is '{status}' in the history"
+        if firewall is not None:
+            mapped = f" with Azure Firewall port {g.mapped_port}" if g.mapped_port else ""
+            parts.append(_behind_firewall(firewall, port, seen + mapped, g.status.lower()))
+            continue
         if rule:
             parts.append(f"{seen}, and its JIT allow rule {rule} is there: a rule above it decides")
         elif (g.status or "").lower() == "failed":
