@@ -205,9 +205,11 @@ def request(
       jitctl request vm-win01 -g rg-prod --source-ip 203.0.113.7 --duration 1h \\
         --justification "INC-4711" --wait
     """
+    from jitctl.cli.progress import requested_line
     from jitctl.cli.render import RequestWait
     from jitctl.errors import TimedOut
     from jitctl.services.access import request_access
+    from jitctl.services.verify import WaitTimedOut
 
     limit = warn_timeout_without_wait(app, wait, timeout)
     ref = vm.one(app)
@@ -232,13 +234,14 @@ def request(
     for note in granted.notes:  # a lost answer read back: say so before waiting
         warn(app, f"jitctl: {note}")
     try:
-        proof = wait_for(app, ref, source_ip, numbers, limit)
-    except TimedOut as err:  # the grant stands: say until when, and how to check again
+        proof = wait_for(app, ref, source_ip, numbers, limit, intro=requested_line(granted))
+    except WaitTimedOut as err:  # not applied yet, the grant stands: until when, how to check
+        if not err.pending:
+            raise
         until = max(p.end_time for p in granted.ports).astimezone(timezone.utc)
-        until_text = until.strftime("%H:%M UTC")
         again = f"jitctl verify {ref.name} -g {ref.resource_group} --source-ip {source_ip} --wait"
         raise TimedOut(
-            err.message, f"Access was granted until {until_text}; check again: {again}"
+            err.message, f"Granted until {until:%H:%M} UTC; check again: {again}"
         ) from err
     emit(app, RequestWait(granted, proof))
 
@@ -251,12 +254,16 @@ def wait_for(
     limit: float,
     nic: str | None = None,
     require_jit: bool = False,
+    intro: str = "",
 ) -> Any:
+    from jitctl.cli.output import STRUCTURED
     from jitctl.cli.progress import Spinner
     from jitctl.services.firewall import firewall_address
     from jitctl.services.verify import wait_until_effective
 
-    with Spinner(f"waiting for access to {ref.name}") as spin:
+    # -o json: the document says it; --only-show-errors: nothing but errors
+    said = "" if app.output in STRUCTURED or app.only_show_errors else intro
+    with Spinner(f"waiting for access to {ref.name}", intro=said) as spin:
         result, _ = wait_until_effective(
             app.gateway(),
             ref,

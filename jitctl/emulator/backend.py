@@ -216,9 +216,8 @@ class Backend:
     def _attach_nics(self, vm: dict[str, Any] | None, vm_id: str | None) -> None:
         """Read-only in Azure, as in NetworkInterfaceGet.json: an attached NIC names its VM
         (`properties.virtualMachine`); a deleted VM's NICs name none."""
-        for ref in ((vm or {}).get("properties") or {}).get("networkProfile", {}).get(
-            "networkInterfaces", []
-        ):
+        profile = ((vm or {}).get("properties") or {}).get("networkProfile") or {}
+        for ref in profile.get("networkInterfaces", []):
             nic = self.find(ref.get("id"))
             if nic is None:
                 continue

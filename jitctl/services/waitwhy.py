@@ -8,6 +8,7 @@ status in the policy's history, or in the allow rule that never appears.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from jitctl.errors import JitctlError
 from jitctl.gateway import Gateway
@@ -15,10 +16,17 @@ from jitctl.ids import VmRef, same_id
 from jitctl.model import Nsg
 from jitctl.nsgeval import is_jit_rule
 
-LIKELY = (
-    "likely causes: the NSG's limit of rules, a resource lock on the NSG or its resource group "
-    "(az lock list), an Azure Policy that denies the rule, or a deallocated VM"
-)
+LIKELY = "a lock (az lock list), the NSG's rule limit, an Azure Policy deny or a deallocated VM"
+
+
+@dataclass(frozen=True)
+class Why:
+    """What a wait saw, in a few words, and what to do; `pending`: Azure has not applied a
+    request it accepted (waiting longer may be enough)."""
+
+    seen: str
+    advice: str
+    pending: bool = False
 
 
 def _jit_allow_rule(nsgs: Sequence[Nsg | None], port: int) -> str | None:
@@ -26,14 +34,22 @@ def _jit_allow_rule(nsgs: Sequence[Nsg | None], port: int) -> str | None:
         for rule in nsg.rules:
             ranges = rule.destination_port_ranges or (rule.destination_port_range or "",)
             if rule.access.lower() == "allow" and is_jit_rule(rule) and str(port) in ranges:
-                return f"{rule.name} (priority {rule.priority}) on NSG {nsg.name}"
+                return f"{rule.name} (priority {rule.priority}) in {nsg.name}"
     return None
 
 
 def explain(
-    gw: Gateway, ref: VmRef, source: str, ports: Sequence[int], nsgs: Sequence[Nsg | None]
-) -> str:
-    """One sentence per port: the newest request's status for it, and whether its rule is there."""
+    gw: Gateway,
+    ref: VmRef,
+    source: str,
+    ports: Sequence[int],
+    nsgs: Sequence[Nsg | None],
+    problem: str,
+    firewall: bool = False,
+) -> Why:
+    """For the first port still shut: the newest request's status in the policy's history, and
+    whether its allow rule is on the NSGs (`problem`: what verify says blocks it; behind an
+    Azure Firewall its DNAT rule, not the NSGs, is what JIT adds)."""
     from jitctl.services.policies import policies_of_vm
     from jitctl.services.query import grants
 
@@ -42,28 +58,36 @@ def explain(
             g for p in policies_of_vm(gw, ref) for g in grants(p) if same_id(g.vm_id, ref.id)
         ]
     except JitctlError as err:
-        return f"the request history could not be read ({err.message})"
+        return Why(f"{problem}; the request history could not be read", err.hint or err.message)
     history.sort(key=lambda g: g.start_time or g.end_time, reverse=True)
-    parts = []
+    nsg_names = ", ".join(n.name for n in nsgs if n) or "no NSG"
     for port in ports:
-        rule = _jit_allow_rule(nsgs, port)
+        rule = None if firewall else _jit_allow_rule(nsgs, port)
         mine = [g for g in history if g.port == port and g.source.split("/")[0] == source]
         if not mine:
-            parts.append(f"no request for port {port} from {source} is in the JIT policy's history")
-            continue
-        g = mine[0]
-        status = g.status + (f" ({g.status_reason})" if g.status_reason else "")
-        seen = f"the newest request for port {port} from {source} is '{status}' in the history"
-        if rule:
-            parts.append(f"{seen}, and its JIT allow rule {rule} is there: a rule above it decides")
-        elif (g.status or "").lower() == "failed":
-            parts.append(f"{seen}: Azure accepted it (202) and then could not apply it; {LIKELY}")
-        elif (g.status or "").lower() in ("initiating", "initiated"):
-            nsg_names = ", ".join(n.name for n in nsgs if n) or "none"
-            parts.append(
-                f"{seen}, and no JIT allow rule for port {port} is on NSG {nsg_names}: "
-                f"Azure accepted it (202) but has not applied it; {LIKELY}"
+            return Why(
+                f"no request for port {port} from {source} in the JIT policy's history",
+                "Request access for that address and port.",
             )
-        else:
-            parts.append(f"{seen}: it has ended; request access again")
-    return "; ".join(parts)
+        g = mine[0]
+        says = f"Azure says {g.status}" + (f" ({g.status_reason})" if g.status_reason else "")
+        status = (g.status or "").lower()
+        if rule and status not in ("failed",):
+            return Why(
+                f"{says}; its allow rule {rule} is there, but {problem}",
+                "A rule above JIT's decides: remove or narrow it.",
+            )
+        missing = problem if firewall else f"no allow rule for {source} port {port} in {nsg_names}"
+        if status == "failed":
+            return Why(
+                f"{says}; {missing}",
+                f"Azure could not apply it: look for {LIKELY}; mend it, then request again.",
+            )
+        if status in ("initiating", "initiated"):
+            return Why(
+                f"{says}; {missing}",
+                f"Azure usually applies a request within a minute; if it stays, look for {LIKELY}.",
+                pending=True,
+            )
+        return Why(f"{says}; the request has ended", "Request access again.")
+    return Why(problem, "Check the rules shown by 'jitctl verify -o json'.")
