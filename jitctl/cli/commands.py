@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from jitctl.app import App
-from jitctl.cli import CONTEXT, ResultShown
+from jitctl.cli import CONTEXT
 from jitctl.cli.options import (
     ALLOW_ANY,
     DEFAULT_TIMEOUT,
@@ -24,6 +24,7 @@ from jitctl.cli.options import (
 from jitctl.cli.output import emit, poll_progress, warn
 from jitctl.cli.paramtypes import DurationType, ProtocolType, SourceType
 from jitctl.cli.root import cli
+from jitctl.cli.several import each_vm
 from jitctl.ids import VmRef
 from jitctl.parsing import checkable_address
 
@@ -94,7 +95,7 @@ def enable(
 
 
 @cli.command(context_settings=CONTEXT)
-@vm_options()
+@vm_options(many=True)
 @ports_option("Port to remove (repeatable; default: the whole VM).")
 @click.option("--policy-name", help="Only this JIT policy.")
 @click.option("--dry-run", is_flag=True, help="Show the change; write nothing.")
@@ -116,16 +117,17 @@ def disable(
     """
     from jitctl.services.policies import disable as run
 
-    ref = vm.one(app)
-    with vm_must_exist(app, ref):
-        emit(
-            app,
-            run(app.gateway(), ref, list(ports) or None, policy_name, dry_run, clock=app.clock),
-        )
+    def one(ref: VmRef) -> Any:
+        with vm_must_exist(app, ref):
+            return run(
+                app.gateway(), ref, list(ports) or None, policy_name, dry_run, clock=app.clock
+            )
+
+    each_vm(app, vm, one)
 
 
 @cli.command(context_settings=CONTEXT)
-@vm_options()
+@vm_options(many=True)
 @click.pass_obj
 def show(
     app: App,
@@ -139,9 +141,11 @@ def show(
     """
     from jitctl.services.query import show_vm
 
-    ref = vm.one(app)
-    with vm_must_exist(app, ref):
-        emit(app, show_vm(app.gateway(), ref, app.clock.now()))
+    def one(ref: VmRef) -> Any:
+        with vm_must_exist(app, ref):
+            return show_vm(app.gateway(), ref, app.clock.now())
+
+    each_vm(app, vm, one)
 
 
 @cli.command(name="list", context_settings=CONTEXT)
@@ -170,7 +174,7 @@ def warn_timeout_without_wait(app: App, wait: bool, timeout: timedelta | None) -
 
 
 @cli.command(context_settings=CONTEXT)
-@vm_options()
+@vm_options(many=True)
 @source_ip_option("request", "The address to let in (IPv4 or CIDR).")
 @ports_option("Port (repeatable; default 3389).")
 @click.option(
@@ -212,38 +216,42 @@ def request(
     from jitctl.services.verify import WaitTimedOut
 
     limit = warn_timeout_without_wait(app, wait, timeout)
-    ref = vm.one(app)
     numbers = list(ports) or [3389]
     if wait:
         checkable_address(source_ip)
-    with vm_must_exist(app, ref):
-        granted = request_access(
-            app.gateway(),
-            ref,
-            source_ip,
-            app.clock.now(),
-            numbers,
-            duration,
-            justification,
-            policy_name,
-            clock=app.clock,
-        )
-    if not wait:
-        emit(app, granted)
-        return
-    for note in granted.notes:  # a lost answer read back: say so before waiting
-        warn(app, f"jitctl: {note}")
-    try:
-        proof = wait_for(app, ref, source_ip, numbers, limit, intro=requested_line(granted))
-    except WaitTimedOut as err:  # not applied yet, the grant stands: until when, how to check
-        if not err.pending:
-            raise
-        until = max(p.end_time for p in granted.ports).astimezone(timezone.utc)
-        again = f"jitctl verify {ref.name} -g {ref.resource_group} --source-ip {source_ip} --wait"
-        raise TimedOut(
-            err.message, f"Granted until {until:%H:%M} UTC; check again: {again}"
-        ) from err
-    emit(app, RequestWait(granted, proof))
+
+    def one(ref: VmRef) -> Any:
+        with vm_must_exist(app, ref):
+            granted = request_access(
+                app.gateway(),
+                ref,
+                source_ip,
+                app.clock.now(),
+                numbers,
+                duration,
+                justification,
+                policy_name,
+                clock=app.clock,
+            )
+        if not wait:
+            return granted
+        for note in granted.notes:  # a lost answer read back: say so before waiting
+            warn(app, f"jitctl: {note}")
+        try:
+            proof = wait_for(app, ref, source_ip, numbers, limit, intro=requested_line(granted))
+        except WaitTimedOut as err:  # not applied yet, the grant stands: until when, how to check
+            if not err.pending:
+                raise
+            until = max(p.end_time for p in granted.ports).astimezone(timezone.utc)
+            again = (
+                f"jitctl verify {ref.name} -g {ref.resource_group} --source-ip {source_ip} --wait"
+            )
+            raise TimedOut(
+                err.message, f"Granted until {until:%H:%M} UTC; check again: {again}"
+            ) from err
+        return RequestWait(granted, proof)
+
+    each_vm(app, vm, one)
 
 
 def wait_for(
@@ -280,7 +288,7 @@ def wait_for(
 
 
 @cli.command(context_settings=CONTEXT)
-@vm_options()
+@vm_options(many=True)
 @source_ip_option("address", "The address that should get in (IPv4).")
 @ports_option("Port (repeatable; default 3389).")
 @click.option("--nic", help="NIC name or id for a multi-NIC VM (default: the primary NIC).")
@@ -314,19 +322,24 @@ def verify(
     from jitctl.services.verify import verify as run
 
     limit = warn_timeout_without_wait(app, wait, timeout)
-    ref = vm.one(app)
     numbers = list(ports) or [3389]
-    if wait:
-        result = wait_for(app, ref, source_ip, numbers, limit, nic, require_jit)
-    else:
+    if nic and len(vm.given) > 1:
+        raise click.UsageError("--nic names a NIC of one VM; name one VM with it.")
+
+    def one(ref: VmRef) -> Any:
+        if wait:
+            return wait_for(app, ref, source_ip, numbers, limit, nic, require_jit)
         fw = firewall_address(app.gateway(), ref)
-        result = run(app.gateway(), ref, source_ip, numbers, nic, require_jit, fw)
-    emit(app, result)
-    try:
-        check(result)
-    except NotEffective as err:
-        hint = what_to_do(result, ref, source_ip, numbers)
-        raise ResultShown(NotEffective(err.message, hint)) from None
+        return run(app.gateway(), ref, source_ip, numbers, nic, require_jit, fw)
+
+    def judge(ref: VmRef, result: Any) -> NotEffective | None:
+        try:
+            check(result)
+        except NotEffective as err:
+            return NotEffective(err.message, what_to_do(result, ref, source_ip, numbers))
+        return None
+
+    each_vm(app, vm, one, judge)
 
 
 def what_to_do(result: Any, ref: VmRef, source_ip: str, ports: Sequence[int]) -> str:
