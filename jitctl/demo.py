@@ -53,6 +53,7 @@ def run_demo(
     """Yields each step as it completes; `progress(label)` shows a wait as it goes (a spinner)."""
     from jitctl.emulator.seeder import DEMO_GROUP, DEMO_SUBSCRIPTION
     from jitctl.services.access import request_access
+    from jitctl.services.firewall import firewall_address
     from jitctl.services.policies import enable
     from jitctl.services.verify import verify, wait_until_effective
 
@@ -90,8 +91,22 @@ def run_demo(
         label = f"waiting for {ref.name} to let {source_ip} in on {port}"
         with progress(label) if progress else nullcontext(None) as update:
             return wait_until_effective(
-                gw, ref, source_ip, app.clock, [port], timeout, progress=update
+                gw,
+                ref,
+                source_ip,
+                app.clock,
+                [port],
+                timeout,
+                progress=update,
+                firewall=firewall_address(gw, ref),
             )[0]
+
+    def check(ref: VmRef, source: str, require_jit: bool = False) -> Any:
+        # as `jitctl verify` does (the policy may name an Azure Firewall), so that each step
+        # costs what the README's figures say the command costs
+        return verify(
+            gw, ref, source, [3389], require_jit=require_jit, firewall=firewall_address(gw, ref)
+        )
 
     for ref, port in ((vms[0], 3389), (vms[1], 22)):
         yield step(
@@ -116,9 +131,9 @@ def run_demo(
     yield step("NSG rules after", lambda: [snapshot(gw.get_nsg(i)) for i in nsg_ids])
     yield step(
         "Verify from the request's source (RDP on vm-win01)",
-        lambda: verify(gw, vms[0], source_ip, [3389], require_jit=True),
+        lambda: check(vms[0], source_ip, require_jit=True),
     )
     yield step(
         "Verify from another address (must be denied)",
-        lambda: verify(gw, vms[0], "198.51.100.99", [3389]),
+        lambda: check(vms[0], "198.51.100.99"),
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from jitctl.errors import AzureError, BadInput, Refused
+from jitctl.errors import AzureError, BadInput, NotFound
 from jitctl.files import private_dir, write_private
 from jitctl.parsing import parse_port
 from jitctl.textsafe import has_unsafe, printable
@@ -160,7 +160,8 @@ def rdp_command(runner: Runner, rdp_file: Path, wait: bool = False) -> list[str]
         exe = runner.which(name)
         if exe:
             return [exe, *flags, str(rdp_file)]
-    raise Refused(
+    # A program missing here is not Azure refusing (exit 6): it is not found (exit 4).
+    raise NotFound(
         "No remote desktop client found (xfreerdp3, xfreerdp or remmina).",
         f"Install one, or open {rdp_file} yourself (it is written; --no-launch skips this).",
     )
@@ -207,7 +208,7 @@ def ssh_command(
 ) -> list[str]:
     exe = runner.which("ssh")
     if not exe:
-        raise Refused(
+        raise NotFound(
             "No ssh client found.", "Install OpenSSH, or use --no-launch and connect yourself."
         )
     return ssh_args(exe, host, port, user, extra)

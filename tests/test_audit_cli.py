@@ -49,6 +49,26 @@ def test_fail_on_chooses_what_fails(
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "where"),
+    [
+        ([], "See the report"),
+        (["-o", "none"], "Run again without '-o none' to see them"),
+        (["-o", "none", "--csv", "{csv}"], "See {csv}"),
+    ],
+)
+def test_the_findings_line_points_at_what_was_shown(
+    run: Callable[..., Result], ids: dict[str, str], tmp_path: Path, args: list[str], where: str
+) -> None:
+    csv_file = str(tmp_path / "jit.csv")
+    r = run("audit", "--all-subscriptions", *(a.format(csv=csv_file) for a in args))
+    assert r.exit_code == 11
+    assert r.stderr.splitlines()[-1] == (
+        "jitctl: error: 2 finding(s) of severity high. "
+        f"{where.format(csv=csv_file)}; --fail-on chooses the severities that fail."
+    )
+
+
 def test_only_low_findings_pass_the_default_gate(
     run: Callable[..., Result], backend: Backend, ids: dict[str, str]
 ) -> None:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from jitctl.cli.commands import cli
 from jitctl.clock import FakeClock
-from jitctl.errors import Refused
+from jitctl.errors import ExitCode, NotFound
 from jitctl.launch import rdp_command, rdp_file_content, ssh_command, write_rdp_file
 from jitctl.model import JitPolicy, PolicyVm, PortRule
 from jitctl.services.access import request_access
@@ -87,8 +87,8 @@ def test_rdp_command_per_platform(tmp_path, platform, installed, expected):
     assert rdp_command(FakeRunner(platform, installed), f) == [x.format(f=f) for x in expected]
 
 
-def test_no_rdp_client_is_refused_with_the_file_named(tmp_path):
-    with pytest.raises(Refused, match="No remote desktop client found"):
+def test_no_rdp_client_is_not_found_with_the_file_named(tmp_path):
+    with pytest.raises(NotFound, match="No remote desktop client found"):
         rdp_command(FakeRunner("linux", {}), tmp_path / "vm.rdp")
 
 
@@ -117,7 +117,7 @@ def test_ssh_command():
         "--",
         "me@vm.example",
     ]
-    with pytest.raises(Refused, match="No ssh client"):
+    with pytest.raises(NotFound, match="No ssh client"):
         ssh_command(FakeRunner(), "h", 22, None, [])
 
 
@@ -208,6 +208,28 @@ def test_rdp_windows_branch(connect_app):
     assert connect_app.runner.started == [
         ["mstsc", str(connect_app.data_dir / "rdp" / "vm-win01.rdp")]
     ]
+
+
+def test_rdp_without_a_client_exits_4_not_6(connect_app):
+    # Azure refused nothing (exit 6 would say so): a program is missing on this machine.
+    connect_app.runner = FakeRunner(platform="linux")
+    r = invoke(connect_app, "rdp", "vm-win01", *G, "--source-ip", "198.51.100.7")
+    assert r.exit_code == ExitCode.NOT_FOUND == 4
+    rdp_file = connect_app.data_dir / "rdp" / "vm-win01.rdp"
+    assert r.stderr.splitlines()[-1] == (
+        "jitctl: error: No remote desktop client found (xfreerdp3, xfreerdp or remmina). "
+        f"Install one, or open {rdp_file} yourself (it is written; --no-launch skips this)."
+    )
+
+
+def test_ssh_without_a_client_exits_4(connect_app):
+    connect_app.runner = FakeRunner(platform="linux")
+    r = invoke(connect_app, "ssh", "vm-lnx01", *G, "--source-ip", "198.51.100.7")
+    assert r.exit_code == ExitCode.NOT_FOUND
+    assert r.stderr.splitlines()[-1] == (
+        "jitctl: error: No ssh client found. Install OpenSSH, or use --no-launch and connect "
+        "yourself."
+    )
 
 
 def test_rdp_no_launch_json(connect_app):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -64,6 +66,32 @@ def test_demo_end_to_end():
     r = CliRunner().invoke(cli, ["-o", "json", "demo", "--fast", "--source-ip", "198.51.100.20"])
     data = json.loads(r.stdout)
     assert data["ok"] is True and data["arm_calls"] == sum(s["arm_calls"] for s in data["steps"])
+
+
+def readme_rows(heading: str, first_column: str) -> dict[str, int]:
+    """The README table under `heading` whose first column is `first_column`: label -> calls."""
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split(heading + "\n", 1)[1]
+    table = section.split(f"| {first_column} |", 1)[1].split("\n\n", 1)[0]
+    rows = re.findall(r"^\| ([^|]+?) \| (\d+) \|", table, re.M)
+    return {label: int(calls) for label, calls in rows}
+
+
+def test_demo_steps_cost_what_the_readme_says():
+    r = CliRunner().invoke(cli, ["-o", "json", "demo", "--fast", "--source-ip", "198.51.100.20"])
+    steps = json.loads(r.stdout)["steps"]
+    demo = readme_rows("### demo", "demo step")
+    figures = readme_rows("## Figures", "command")
+
+    def said(title: str) -> int:  # the README row whose first words begin the step's title
+        label = max((k for k in demo if title.startswith(k.split(" (")[0])), key=len)
+        return demo[label]
+
+    assert [s["arm_calls"] for s in steps] == [said(s["title"]) for s in steps]
+    # and the demo's steps cost what the commands cost in the Figures table
+    assert said("Request") == figures["request (VM by name)"]
+    assert said("Verify") == figures["verify 1-NIC VM, NIC NSG"]
+    assert said("Verify") == figures["verify 1-NIC VM, subnet NSG"]
 
 
 def test_state_file_is_private(tmp_path):

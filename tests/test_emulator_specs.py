@@ -182,6 +182,33 @@ def test_emulator_answers_match_the_example_shapes():
     ) <= set(subs) | {"managedByTenants", "tags"}
 
 
+def test_an_attached_nic_names_its_vm_as_in_the_example():
+    """NetworkInterfaceGet.json: Azure's attached NIC carries properties.virtualMachine; the
+    real SDK reads it; a NIC no VM holds (or whose VM is deleted) names none."""
+    from azure.mgmt.network import NetworkManagementClient
+
+    from jitctl.emulator.transport import StaticCredential, emulator_transport
+
+    b, router = _router_with_example_world()
+    group = "/subscriptions/20ff7fc3-e762-44dd-bd96-b71116dcdc23/resourceGroups/myRg1/providers"
+    Seeder(b, subscription="20ff7fc3-e762-44dd-bd96-b71116dcdc23", group="myRg1").nic(
+        "spare-nic", f"{group}/Microsoft.Network/virtualNetworks/vnet/subnets/default", "10.0.0.5"
+    )
+    client = NetworkManagementClient(
+        StaticCredential(),
+        "20ff7fc3-e762-44dd-bd96-b71116dcdc23",
+        base_url="https://management.azure.com",
+        transport=emulator_transport(router),
+    )
+    official = spec("network/NetworkInterfaceGet.json")["responses"]["200"]["body"]
+    nic = client.network_interfaces.get("myRg1", "vm1-nic")
+    assert set(official["properties"]["virtualMachine"]) == {"id"}
+    assert nic.virtual_machine.id == f"{group}/Microsoft.Compute/virtualMachines/vm1"
+    assert client.network_interfaces.get("myRg1", "spare-nic").virtual_machine is None
+    b.delete(f"{group}/Microsoft.Compute/virtualMachines/vm1")
+    assert client.network_interfaces.get("myRg1", "vm1-nic").virtual_machine is None
+
+
 def test_put_policy_validation_errors():
     b, _ = _router_with_example_world()
     vm = b.list_of("/subscriptions/20ff7fc3-e762-44dd-bd96-b71116dcdc23", "virtualmachines")[0][

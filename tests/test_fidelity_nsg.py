@@ -65,9 +65,15 @@ def test_a_deny_above_the_jit_allow_rule_is_what_verify_and_wait_report(run, bac
     r = run("request", "vm-win01", *G, *IP, "--wait", "--timeout", "10s")
     assert r.exit_code == ExitCode.TIMED_OUT
     assert jit_allow(backend) == [101]  # the rule is there, and loses
-    assert "is denied by rule Deny-Partner (priority 100) of the nic NSG vm-win01-nsg" in r.stderr
-    assert "is 'Initiated (UserRequested)' in the history, and its JIT allow rule" in r.stderr
-    assert "(priority 101) on NSG vm-win01-nsg is there: a rule above it decides" in r.stderr
+    assert r.stderr.startswith(
+        "jitctl: error: Access to vm-win01 was not effective after 10s: Azure says Initiated "
+        "(UserRequested); its allow rule MicrosoftDefenderForCloud-JITRule-"
+    )
+    assert r.stderr.endswith(
+        " (priority 101) in vm-win01-nsg is there, but port 3389 from 203.0.113.7 is denied by "
+        "rule Deny-Partner (priority 100) of the nic NSG vm-win01-nsg. A rule above JIT's "
+        "decides: remove or narrow it.\n"
+    )
     r = run("verify", "vm-win01", *G, *IP)
     assert r.exit_code == ExitCode.NOT_EFFECTIVE
 

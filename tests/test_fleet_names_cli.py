@@ -63,10 +63,15 @@ def test_all_subscriptions_skips_those_not_enabled(
 ) -> None:
     backend.state["subscriptions"][SUBS[1]]["state"] = "Warned"  # past due: read-only
     backend.state["subscriptions"][SUBS[2]]["state"] = "Disabled"
+    before = len(backend.log)
     r = run("audit", "--all-subscriptions", "--fail-on", "none", "-o", "json")
     assert json.loads(r.stdout)["subscriptions"] == [SUBS[0]]
-    assert "Warned, PastDue and Disabled ones are skipped" in " ".join(
-        run("audit", "--help").stdout.split()
+    # listed by ARM (not by Resource Graph, which comes after): as the help says
+    assert (backend.log[before].method, backend.log[before].path) == ("GET", "/subscriptions")
+    assert (
+        "Every subscription the credential sees (ARM's GET /subscriptions) whose state is "
+        "Enabled (Warned, PastDue and Disabled ones are skipped);"
+        in " ".join(run("audit", "--help").stdout.split())
     )
 
 

@@ -179,12 +179,11 @@ def test_a_grant_azure_never_applies_times_out_naming_the_real_cause(run, backen
     backend.settings.initiate_fate = "never"
     r = run("request", VM, *G, *IP, "--wait", "--timeout", "10s")
     assert r.exit_code == ExitCode.TIMED_OUT
-    assert "a rule above it decides" not in r.stderr
+    assert "A rule above JIT's decides" not in r.stderr
     assert (
-        "the newest request for port 3389 from 203.0.113.7 is 'Initiating (UserRequested)' in "
-        "the history with Azure Firewall port 50000, and the Azure Firewall with address "
-        f"{HUB_FIREWALL_ADDRESS} cannot be read (no subscription you can read has it): Azure "
-        "has not reported the request applied (Initiated) yet." in " ".join(r.stderr.split())
+        "Azure says Initiating (UserRequested), Azure Firewall port 50000; the Azure Firewall "
+        f"with address {HUB_FIREWALL_ADDRESS} cannot be read (no subscription you can read has "
+        "it)." in " ".join(r.stderr.split())
     )
 
 
@@ -193,13 +192,10 @@ def test_an_unapplied_dnat_rule_is_named_when_the_firewall_is_readable(run, back
     r = run("request", VM, *G, *IP, "--wait", "--timeout", "10s")
     assert r.exit_code == ExitCode.TIMED_OUT
     text = " ".join(r.stderr.split())
-    assert "a rule above it decides" not in text
+    assert "A rule above JIT's decides" not in text
     assert (
-        "no DNAT rule of Azure Firewall fw-hub (20.61.18.4) lets 203.0.113.7 in to "
-        "10.71.1.4:3389; the newest request for port 3389 from 203.0.113.7 is 'Initiating "
-        "(UserRequested)' in the history with Azure Firewall port 50000, and no JIT DNAT rule "
-        "for port 3389 is on Azure Firewall fw-hub: Azure accepted it (202) but has not "
-        "applied it; likely causes: a Firewall Policy manages the firewall" in text
+        "Azure says Initiating (UserRequested), Azure Firewall port 50000; no JIT DNAT rule "
+        "for port 3389 on Azure Firewall fw-hub." in text
     )
 
 

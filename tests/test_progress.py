@@ -124,3 +124,35 @@ def test_the_demo_shows_progress_while_it_waits():
     assert labels[-1] == "waiting for vm-lnx01 to let 203.0.113.7 in on 22"
     first = [(e, ok) for label, e, ok in seen if label == labels[0]]
     assert first[0] == (0.0, False) and first[-1][1] is True and first[-1][0] >= 3
+
+
+def test_a_spinner_says_its_intro_first_and_only_on_a_terminal():
+    out = Tty()
+    with Spinner("waiting", out, interval=60, width=80, intro="Requested port 3389 on vm1"):
+        pass
+    assert ANSI.sub("", out.getvalue()).startswith("Requested port 3389 on vm1\n")
+    off = io.StringIO()
+    with Spinner("waiting", off, intro="Requested port 3389 on vm1"):
+        pass
+    assert off.getvalue() == ""
+
+
+def test_request_wait_on_a_terminal_says_what_was_requested_before_it_waits(
+    run, backend, monkeypatch
+):
+    import jitctl.cli.progress
+
+    backend.settings.propagation_delay = 30
+    run("enable", "vm-win01", "-g", "rg-jit-demo", "--port", "3389", "--port", "22")
+    monkeypatch.setattr(jitctl.cli.progress, "_isatty", lambda stream: True)  # stderr a terminal
+    args = ["request", "vm-win01", "-g", "rg-jit-demo", "--source-ip", "203.0.113.7", "--wait"]
+    r = run(*args, "--port", "3389", "--port", "22", "--duration", "1h")
+    assert r.exit_code == 0, r.stderr
+    assert ANSI.sub("", r.stderr).startswith(
+        "Requested ports 3389, 22 on vm-win01 for 203.0.113.7 until 10:00 UTC; "
+        "waiting for the allow rule...\n"
+    )
+    r = run("-o", "json", *args)  # the document says it
+    assert r.exit_code == 0 and "Requested" not in r.stderr
+    r = run("--only-show-errors", *args)
+    assert r.exit_code == 0 and "Requested" not in r.stderr

@@ -156,8 +156,13 @@ def test_wait_times_out_when_the_rule_never_appears(gw, backend, clock):
     enable(gw, [WIN], [PortRule(3389)], clock=clock)
     clock.slept.clear()
     request_access(gw, WIN, IP, clock.now())
-    with pytest.raises(TimedOut, match="denied by rule MicrosoftDefenderForCloud-JITRule_"):
+    with pytest.raises(TimedOut) as raised:
         wait_until_effective(gw, WIN, IP, clock, timeout=30)
+    assert raised.value.message == (
+        "Access to vm-win01 was not effective after 30s: Azure says Initiating (UserRequested); "
+        f"no allow rule for {IP} port 3389 in vm-win01-nsg."
+    )
+    assert raised.value.pending  # accepted, not applied yet: waiting longer may be enough
     assert 29 <= sum(clock.slept) <= 30
 
 

@@ -248,3 +248,77 @@ def test_a_silent_client_does_not_hold_up_the_others(server):
         assert session.get(url, verify=str(server.cert_path), timeout=5).status_code == 200
     finally:
         silent.close()
+
+
+def no_key_folders(tmp_path) -> list[str]:
+    return [p.name for p in tmp_path.glob("jitctl-emulator-*")]
+
+
+def test_stop_removes_the_temporary_folder_with_the_key(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    srv = EmulatorServer(Backend(settings=Settings(propagation_delay=0)))
+    srv.start()
+    folder = srv.cert_path.parent
+    assert (folder / "emulator-key.pem").is_file() and folder.parent == tmp_path
+    srv.stop()
+    assert not folder.exists() and no_key_folders(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("port", "line"),
+    [
+        (
+            "in use",
+            "jitctl: error: Port {port} on 127.0.0.1 cannot be used: Address already in use. "
+            "Pick another with --port, or --port 0 for any free one.",
+        ),
+        (
+            "65536",
+            "jitctl: error: Invalid value for '--port': 65536 is not in the range 0<=x<=65535. "
+            "Run 'jitctl emulator serve --help'.",
+        ),
+    ],
+)
+def test_serve_on_a_port_it_cannot_have_is_one_line_exit_2(tmp_path, monkeypatch, port, line):
+    import socket
+    import tempfile
+
+    from click.testing import CliRunner
+
+    from jitctl.cli.commands import cli
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        number = str(taken.getsockname()[1]) if port == "in use" else port
+        r = CliRunner().invoke(cli, ["emulator", "serve", "--world", "empty", "--port", number])
+    assert r.exit_code == 2
+    assert r.stderr == line.format(port=number) + "\n" and r.stdout == ""
+    assert no_key_folders(tmp_path) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGTERM is POSIX's")
+def test_a_killed_server_removes_its_key_folder(tmp_path):
+    import signal
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jitctl", "emulator", "serve", "--port", "0", "--world", "empty"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = [proc.stdout.readline() for _ in range(5)]  # printed at once, even to a pipe
+        cert = next(x for x in lines if x.startswith("export REQUESTS_CA_BUNDLE="))
+        folder = cert.strip().split("=", 1)[1].rsplit("/", 1)[0]
+        assert os.path.isdir(folder) and no_key_folders(tmp_path) != []
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    assert not os.path.exists(folder) and no_key_folders(tmp_path) == []

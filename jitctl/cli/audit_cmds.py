@@ -60,9 +60,17 @@ def audit(app: App, fail_on: str, sarif_file: Path | None, csv_file: Path | None
     emit(app, result)
     failing = result.failing(severities)
     if failing:
+        written = [str(p) for p in (sarif_file, csv_file) if p is not None]
+        where = (
+            "See the report"
+            if (app.output or "table") != "none"
+            else f"See {' and '.join(written)}"
+            if written
+            else "Run again without '-o none' to see them"  # no report was printed
+        )
         raise ResultShown(
             FindingsFound(
                 f"{len(failing)} finding(s) of severity {', '.join(severities)}.",
-                "See the report; --fail-on chooses the severities that fail.",
+                f"{where}; --fail-on chooses the severities that fail.",
             )
         )

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from jitctl.app import App
-from jitctl.cli import CONTEXT, ResultShown
+from jitctl.cli import CONTEXT
 from jitctl.cli.options import (
     ALLOW_ANY,
     DEFAULT_TIMEOUT,
@@ -24,6 +24,7 @@ from jitctl.cli.options import (
 from jitctl.cli.output import emit, poll_progress, warn
 from jitctl.cli.paramtypes import DurationType, ProtocolType, SourceType
 from jitctl.cli.root import cli
+from jitctl.cli.several import each_vm
 from jitctl.ids import VmRef
 from jitctl.parsing import checkable_address
 
@@ -94,7 +95,7 @@ def enable(
 
 
 @cli.command(context_settings=CONTEXT)
-@vm_options()
+@vm_options(many=True)
 @ports_option("Port to remove (repeatable; default: the whole VM).")
 @click.option("--policy-name", help="Only this JIT policy.")
 @click.option("--dry-run", is_flag=True, help="Show the change; write nothing.")
@@ -116,16 +117,17 @@ def disable(
     """
     from jitctl.services.policies import disable as run
 
-    ref = vm.one(app)
-    with vm_must_exist(app, ref):
-        emit(
-            app,
-            run(app.gateway(), ref, list(ports) or None, policy_name, dry_run, clock=app.clock),
-        )
+    def one(ref: VmRef) -> Any:
+        with vm_must_exist(app, ref):
+            return run(
+                app.gateway(), ref, list(ports) or None, policy_name, dry_run, clock=app.clock
+            )
+
+    each_vm(app, vm, one)
 
 
 @cli.command(context_settings=CONTEXT)
-@vm_options()
+@vm_options(many=True)
 @click.pass_obj
 def show(
     app: App,
@@ -139,9 +141,11 @@ def show(
     """
     from jitctl.services.query import show_vm
 
-    ref = vm.one(app)
-    with vm_must_exist(app, ref):
-        emit(app, show_vm(app.gateway(), ref, app.clock.now()))
+    def one(ref: VmRef) -> Any:
+        with vm_must_exist(app, ref):
+            return show_vm(app.gateway(), ref, app.clock.now())
+
+    each_vm(app, vm, one)
 
 
 @cli.command(name="list", context_settings=CONTEXT)
@@ -170,7 +174,7 @@ def warn_timeout_without_wait(app: App, wait: bool, timeout: timedelta | None) -
 
 
 @cli.command(context_settings=CONTEXT)
-@vm_options()
+@vm_options(many=True)
 @source_ip_option("request", "The address to let in (IPv4 or CIDR).")
 @ports_option("Port (repeatable; default 3389).")
 @click.option(
@@ -205,42 +209,49 @@ def request(
       jitctl request vm-win01 -g rg-prod --source-ip 203.0.113.7 --duration 1h \\
         --justification "INC-4711" --wait
     """
+    from jitctl.cli.progress import requested_line
     from jitctl.cli.render import RequestWait
     from jitctl.errors import TimedOut
     from jitctl.services.access import request_access
+    from jitctl.services.verify import WaitTimedOut
 
     limit = warn_timeout_without_wait(app, wait, timeout)
-    ref = vm.one(app)
     numbers = list(ports) or [3389]
     if wait:
         checkable_address(source_ip)
-    with vm_must_exist(app, ref):
-        granted = request_access(
-            app.gateway(),
-            ref,
-            source_ip,
-            app.clock.now(),
-            numbers,
-            duration,
-            justification,
-            policy_name,
-            clock=app.clock,
-        )
-    if not wait:
-        emit(app, granted)
-        return
-    for note in granted.notes:  # a lost answer read back: say so before waiting
-        warn(app, f"jitctl: {note}")
-    try:
-        proof = wait_for(app, ref, source_ip, numbers, limit)
-    except TimedOut as err:  # the grant stands: say until when, and how to check again
-        until = max(p.end_time for p in granted.ports).astimezone(timezone.utc)
-        until_text = until.strftime("%H:%M UTC")
-        again = f"jitctl verify {ref.name} -g {ref.resource_group} --source-ip {source_ip} --wait"
-        raise TimedOut(
-            err.message, f"Access was granted until {until_text}; check again: {again}"
-        ) from err
-    emit(app, RequestWait(granted, proof))
+
+    def one(ref: VmRef) -> Any:
+        with vm_must_exist(app, ref):
+            granted = request_access(
+                app.gateway(),
+                ref,
+                source_ip,
+                app.clock.now(),
+                numbers,
+                duration,
+                justification,
+                policy_name,
+                clock=app.clock,
+            )
+        if not wait:
+            return granted
+        for note in granted.notes:  # a lost answer read back: say so before waiting
+            warn(app, f"jitctl: {note}")
+        try:
+            proof = wait_for(app, ref, source_ip, numbers, limit, intro=requested_line(granted))
+        except WaitTimedOut as err:  # not applied yet, the grant stands: until when, how to check
+            if not err.pending:
+                raise
+            until = max(p.end_time for p in granted.ports).astimezone(timezone.utc)
+            again = (
+                f"jitctl verify {ref.name} -g {ref.resource_group} --source-ip {source_ip} --wait"
+            )
+            raise TimedOut(
+                err.message, f"Granted until {until:%H:%M} UTC; check again: {again}"
+            ) from err
+        return RequestWait(granted, proof)
+
+    each_vm(app, vm, one)
 
 
 def wait_for(
@@ -251,12 +262,16 @@ def wait_for(
     limit: float,
     nic: str | None = None,
     require_jit: bool = False,
+    intro: str = "",
 ) -> Any:
+    from jitctl.cli.output import STRUCTURED
     from jitctl.cli.progress import Spinner
     from jitctl.services.firewall import firewall_address
     from jitctl.services.verify import wait_until_effective
 
-    with Spinner(f"waiting for access to {ref.name}") as spin:
+    # -o json: the document says it; --only-show-errors: nothing but errors
+    said = "" if app.output in STRUCTURED or app.only_show_errors else intro
+    with Spinner(f"waiting for access to {ref.name}", intro=said) as spin:
         result, _ = wait_until_effective(
             app.gateway(),
             ref,
@@ -282,7 +297,7 @@ def trust_warning(app: App, result: Any) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@vm_options()
+@vm_options(many=True)
 @source_ip_option("address", "The address that should get in (IPv4).")
 @ports_option("Port (repeatable; default 3389).")
 @click.option("--nic", help="NIC name or id for a multi-NIC VM (default: the primary NIC).")
@@ -316,20 +331,26 @@ def verify(
     from jitctl.services.verify import verify as run
 
     limit = warn_timeout_without_wait(app, wait, timeout)
-    ref = vm.one(app)
     numbers = list(ports) or [3389]
-    if wait:
-        result = wait_for(app, ref, source_ip, numbers, limit, nic, require_jit)
-    else:
+    if nic and len(vm.given) > 1:
+        raise click.UsageError("--nic names a NIC of one VM; name one VM with it.")
+
+    def one(ref: VmRef) -> Any:
+        if wait:
+            return wait_for(app, ref, source_ip, numbers, limit, nic, require_jit)
         fw = firewall_address(app.gateway(), ref)
         result = run(app.gateway(), ref, source_ip, numbers, nic, require_jit, fw, app.clock.now())
         trust_warning(app, result)
-    emit(app, result)
-    try:
-        check(result)
-    except NotEffective as err:
-        hint = what_to_do(result, ref, source_ip, numbers)
-        raise ResultShown(NotEffective(err.message, hint)) from None
+        return result
+
+    def judge(ref: VmRef, result: Any) -> NotEffective | None:
+        try:
+            check(result)
+        except NotEffective as err:
+            return NotEffective(err.message, what_to_do(result, ref, source_ip, numbers))
+        return None
+
+    each_vm(app, vm, one, judge)
 
 
 def what_to_do(result: Any, ref: VmRef, source_ip: str, ports: Sequence[int]) -> str:

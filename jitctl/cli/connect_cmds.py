@@ -19,6 +19,7 @@ from jitctl.cli.options import (
 )
 from jitctl.cli.output import emit, poll_progress, warn
 from jitctl.cli.paramtypes import DurationType, PortType, SourceType
+from jitctl.cli.several import each_vm
 from jitctl.ids import VmRef
 
 if TYPE_CHECKING:
@@ -272,7 +273,7 @@ def ssh(ctx: click.Context, ssh_args: tuple[str, ...], req: ConnectRequest) -> N
 
 
 @click.command(context_settings=CONTEXT)
-@vm_options()
+@vm_options(many=True)
 @click.pass_obj
 def status(
     app: App,
@@ -287,16 +288,24 @@ def status(
     from jitctl.services.query import status as run
     from jitctl.services.query import status_fleet
 
-    ref = vm.one(app) if vm.given else None
-    subs = app.subscription_ids() if ref is None else [ref.subscription_id]
+    if vm.given:
+        each_vm(
+            app,
+            vm,
+            lambda ref: run(
+                app.gateway(), ref.subscription_id, app.clock.now(), vm.resource_group, ref
+            ),
+        )
+        return
+    subs = app.subscription_ids()
     if len(subs) > 1:
         emit(app, status_fleet(app.fleet(), subs, app.clock.now(), vm.resource_group))
         return
-    emit(app, run(app.gateway(), subs[0], app.clock.now(), vm.resource_group, ref))
+    emit(app, run(app.gateway(), subs[0], app.clock.now(), vm.resource_group, None))
 
 
 @click.command(context_settings=CONTEXT)
-@vm_options()
+@vm_options(many=True)
 @click.pass_obj
 def history(
     app: App,
@@ -317,6 +326,9 @@ def history(
     if not vm.given and (app.all_subscriptions or len(app.subscriptions) > 1):
         emit(app, history_fleet(app.fleet(), app.subscription_ids(), vm.resource_group))
         return
-    ref = vm.one(app)
-    with vm_must_exist(app, ref):
-        emit(app, run(app.gateway(), ref))
+
+    def one(ref: VmRef) -> Any:
+        with vm_must_exist(app, ref):
+            return run(app.gateway(), ref)
+
+    each_vm(app, vm, one)

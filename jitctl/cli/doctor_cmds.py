@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from jitctl.app import App
-from jitctl.cli import ResultShown
 from jitctl.cli.globalopts import CONTEXT
 from jitctl.cli.options import VmSelection, vm_must_exist, vm_options
-from jitctl.cli.output import emit
+from jitctl.cli.several import each_vm
+from jitctl.ids import VmRef
 
 
 @click.command(context_settings=CONTEXT)
-@vm_options()
+@vm_options(many=True)
 @click.pass_obj
 def doctor(app: App, vm: VmSelection) -> None:
     """Check what JIT needs for a VM and you: Defender plan, policy, NSGs, permissions, public IP.
@@ -26,16 +28,18 @@ def doctor(app: App, vm: VmSelection) -> None:
     from jitctl.errors import Refused
     from jitctl.services.doctor import diagnose
 
-    ref = vm.one(app)
-    with vm_must_exist(app, ref):
-        result = diagnose(app.gateway(), ref)
-    emit(app, result)
-    failed = [c for c in result.checks if c.required and not c.ok]
-    if failed:
+    def one(ref: VmRef) -> Any:
+        with vm_must_exist(app, ref):
+            return diagnose(app.gateway(), ref)
+
+    def judge(ref: VmRef, result: Any) -> Refused | None:
+        failed = [c for c in result.checks if c.required and not c.ok]
+        if not failed:
+            return None
         first = failed[0]
-        raise ResultShown(
-            Refused(
-                f"{len(failed)} check(s) failed for {result.vm_name}: {first.name}: {first.detail}.",
-                first.hint,
-            )
+        return Refused(
+            f"{len(failed)} check(s) failed for {result.vm_name}: {first.name}: {first.detail}.",
+            first.hint,
         )
+
+    each_vm(app, vm, one, judge)

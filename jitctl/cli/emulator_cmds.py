@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +176,11 @@ def emulator() -> None:
 
 @emulator.command(context_settings=CONTEXT)
 @click.option(
-    "--port", default=8443, show_default=True, help="TCP port on 127.0.0.1 (0: any free)."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8443,
+    show_default=True,
+    help="TCP port on 127.0.0.1 (0: any free).",
 )
 @click.option(
     "--state",
@@ -228,25 +235,57 @@ def serve(
     import time
 
     from jitctl.emulator.backend import Backend
-    from jitctl.emulator.server import EmulatorServer
+    from jitctl.emulator.server import EmulatorServer, PortUnavailable
     from jitctl.emulator.settings import Settings, write_faults
+    from jitctl.errors import BadInput
 
     backend = Backend(settings=Settings(propagation_delay=propagation_delay))
     seed_world(backend, world, vms, subscriptions)  # a new state file's; an old one keeps its own
     backend.faults.extend(write_faults(fault_rate))
     server = EmulatorServer(backend, port=port, state_file=state)
-    server.start()
-    if latency is not None:
-        settings = {**settings, "latency": latency}
-    if settings:
-        server.change_settings(settings)
-    click.echo("\n".join(server.shell_lines()))
-    click.echo(f"# jitctl emulator listening on {server.endpoint} (Ctrl-C to stop)", err=True)
     try:
-        while True:
-            time.sleep(3600)
+        server.start()
+    except PortUnavailable as err:
+        raise BadInput(
+            str(err), "Pick another with --port, or --port 0 for any free one."
+        ) from None
+    try:
+        with stop_on_sigterm():
+            if latency is not None:
+                settings = {**settings, "latency": latency}
+            if settings:
+                server.change_settings(settings)
+            click.echo("\n".join(server.shell_lines()))
+            sys.stdout.flush()  # `serve > emulator.env &`: the lines are there before it stops
+            click.echo(
+                f"# jitctl emulator listening on {server.endpoint} (Ctrl-C to stop)", err=True
+            )
+            while True:
+                time.sleep(3600)
     except KeyboardInterrupt:
+        pass
+    finally:  # the temporary folder with the key goes, whatever ended the server
         server.stop()
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """A `kill` (SIGTERM) ends the server as Ctrl-C does, so that it cleans up after itself."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only (a test's runner thread, say)
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @emulator.command(context_settings=CONTEXT)

@@ -119,8 +119,8 @@ GLOBALS: list[tuple[tuple[str, ...], Callable[[click.Context, App, Any], None], 
         _set("all_subscriptions"),
         {
             "is_flag": True,
-            "help": "Every subscription the credential sees whose state is Enabled (Warned, "
-            "PastDue and Disabled ones are skipped), listed by Resource Graph; for the commands "
+            "help": "Every subscription the credential sees (ARM's GET /subscriptions) whose "
+            "state is Enabled (Warned, PastDue and Disabled ones are skipped); for the commands "
             "-s repeats for, and ssh-config.",
         },
         {},

@@ -69,7 +69,10 @@ class VmSelection:
         if not self.given:
             raise click.UsageError("Missing the VM: name it, or pass -n NAME or --ids ID", ctx)
         if len(self.given) > 1 and not self.many:
-            raise click.UsageError(f"One VM at a time here; {len(self.given)} were given", ctx)
+            what = ctx.command.name if ctx is not None else "This command"
+            raise click.UsageError(
+                f"{what} works on one VM at a time; {len(self.given)} were given: name one", ctx
+            )
         return vm_refs(app, self.given, self.resource_group)
 
     def one(self, app: App) -> VmRef:

@@ -152,11 +152,11 @@ def emit(app: Any, result: Any, table_text: Any = None) -> None:
     text = document(app, result, table_text)
     if text is not None:
         click.echo(text)
-    for note in _notes(result):  # what a write or an initiate had to recover from
+    for note in notes_of(result):  # what a write or an initiate had to recover from
         warn(app, f"jitctl: {note}")
 
 
-def _notes(result: Any) -> tuple[str, ...]:
+def notes_of(result: Any) -> tuple[str, ...]:
     """Notes of a result and of its policies (a write's PolicyChange carries its own)."""
     parts = [result, *getattr(result, "policies", ())]
     return tuple(n for part in parts for n in getattr(part, "notes", ()))

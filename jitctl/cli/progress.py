@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timezone
 from typing import Any, TextIO
 
 from jitctl.textsafe import printable
@@ -31,8 +32,10 @@ class Spinner:
         interval: float = INTERVAL,
         monotonic: Callable[[], float] = time.monotonic,
         width: int | None = None,
+        intro: str = "",
     ) -> None:
         self.label = label
+        self.intro = intro  # a line said before the spinner starts (terminal only, as it)
         self.stream = stream or sys.stderr
         self.active = _isatty(self.stream)
         self.interval = interval
@@ -75,6 +78,7 @@ class Spinner:
         if self.active:
             from rich.console import Console
             from rich.live import Live
+            from rich.text import Text
 
             console = Console(
                 file=self.stream,
@@ -90,6 +94,8 @@ class Spinner:
                 redirect_stdout=False,
                 redirect_stderr=False,
             )
+            if self.intro:
+                console.print(Text(printable(self.intro)), soft_wrap=True)
             self._live.start(refresh=True)
             _SHOWING.append(self)
         return self
@@ -99,6 +105,17 @@ class Spinner:
             _SHOWING.remove(self)
             self._live.stop()
             self._live = None
+
+
+def requested_line(granted: Any) -> str:
+    """What `request --wait` asked Azure for, said before it waits (a RequestResult)."""
+    numbers = ", ".join(str(p.number) for p in granted.ports)
+    sources = ", ".join(dict.fromkeys(p.source for p in granted.ports))
+    until = max(p.end_time for p in granted.ports).astimezone(timezone.utc)
+    return (
+        f"Requested port{'s' if len(granted.ports) > 1 else ''} {numbers} on {granted.vm_name} "
+        f"for {sources} until {until:%H:%M} UTC; waiting for the allow rule..."
+    )
 
 
 _SHOWING: list[Spinner] = []  # the spinner on screen now, if any

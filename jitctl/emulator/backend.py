@@ -216,12 +216,29 @@ class Backend:
             for cfg in props.get("ipConfigurations", []):
                 cfg["id"] = f"{resource_id}/ipConfigurations/{cfg['name']}"
                 cfg.setdefault("properties", {})["provisioningState"] = "Succeeded"
+        if kind == "virtualmachines":
+            self._attach_nics(res, resource_id)
         created = resource_id.lower() not in self.state["resources"]
         self.state["resources"][resource_id.lower()] = res
         return res, created
 
+    def _attach_nics(self, vm: dict[str, Any] | None, vm_id: str | None) -> None:
+        """Read-only in Azure, as in NetworkInterfaceGet.json: an attached NIC names its VM
+        (`properties.virtualMachine`); a deleted VM's NICs name none."""
+        profile = ((vm or {}).get("properties") or {}).get("networkProfile") or {}
+        for ref in profile.get("networkInterfaces", []):
+            nic = self.find(ref.get("id"))
+            if nic is None:
+                continue
+            if vm_id is None:
+                nic["properties"].pop("virtualMachine", None)
+            else:
+                nic["properties"]["virtualMachine"] = {"id": vm_id}
+
     def delete(self, resource_id: str) -> bool:
         gone = self.state["resources"].pop(resource_id.lower().rstrip("/"), None)
+        if gone is not None and gone.get("type") == TYPES["virtualmachines"]:
+            self._attach_nics(gone, None)
         if gone is not None and gone.get("type") == TYPES["azurefirewalls"]:
             for cfg in gone["properties"].get("ipConfigurations", []):  # the addresses are free
                 pip = self.find(

@@ -90,6 +90,10 @@ def fake_jwt(resource: str, subscription: str | None) -> tuple[str, int]:
     return f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}.", exp
 
 
+class PortUnavailable(Exception):
+    """The port asked for is in use, out of range or not ours to take."""
+
+
 class _HTTPServer(ThreadingHTTPServer):
     """Many clients at once: a real listen backlog, Nagle off (a small answer would otherwise
     wait for the client's delayed ACK, ~40 ms), and each TLS handshake in its client's thread
@@ -124,31 +128,47 @@ class EmulatorServer:
         self.store: StateStore | None = None
         self.identity_header = secrets.token_hex(16)
         self._httpd: ThreadingHTTPServer | None = None
+        self._own_dir: Path | None = None  # the temporary folder with the key, ours to remove
 
     @property
     def endpoint(self) -> str:
         return f"https://{self.host}:{self.port}"
 
     def start(self) -> None:
+        """Listen; a port that cannot be had raises PortUnavailable, leaving nothing behind."""
         import tempfile
 
-        if self.state_file is not None and self.store is None:
-            self.store = open_store(self.state_file, self.backend)
-            self.router = StoredRouter(Router(self.backend), self.store)
-        directory = self.cert_dir or Path(tempfile.mkdtemp(prefix="jitctl-emulator-"))
-        self.cert_path, key_path = self_signed_cert(directory)
-        handler = _make_handler(self)
-        self._httpd = _HTTPServer((self.host, self.port), handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert_path, key_path)
-        self._httpd.socket = ctx.wrap_socket(
-            self._httpd.socket, server_side=True, do_handshake_on_connect=False
-        )
-        self.port = self._httpd.server_address[1]
+        try:
+            httpd = _HTTPServer((self.host, self.port), _make_handler(self))
+        except OverflowError as err:  # the socket module's word for a port out of 0-65535
+            raise PortUnavailable(f"Port {self.port} is not a TCP port (0 to 65535).") from err
+        except OSError as err:
+            raise PortUnavailable(
+                f"Port {self.port} on {self.host} cannot be used: {err.strerror or err}."
+            ) from err
+        try:
+            if self.state_file is not None and self.store is None:
+                self.store = open_store(self.state_file, self.backend)
+                self.router = StoredRouter(Router(self.backend), self.store)
+            directory = self.cert_dir
+            if directory is None:
+                directory = self._own_dir = Path(tempfile.mkdtemp(prefix="jitctl-emulator-"))
+            self.cert_path, key_path = self_signed_cert(directory)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.cert_path, key_path)
+            httpd.socket = ctx.wrap_socket(
+                httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
+        except BaseException:
+            httpd.server_close()
+            self.stop()
+            raise
+        self.port = httpd.server_address[1]
         # a short poll so that stop() returns at once (serve_forever checks shutdown per poll)
         threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()
+        self._httpd = httpd  # now serving: stop() may shut it down
 
     def change_settings(self, changes: dict[str, Any]) -> None:
         """Change emulator settings, in the state file too when there is one."""
@@ -159,12 +179,19 @@ class EmulatorServer:
             self.backend.settings = replace(self.backend.settings, **changes)
 
     def stop(self) -> None:
+        """Stop serving; the temporary folder with the private key goes too."""
+        import shutil
+
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
+            self._httpd = None
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self._own_dir is not None:
+            shutil.rmtree(self._own_dir, ignore_errors=True)
+            self._own_dir = None
 
     def _subscription(self) -> str:
         subs: list[dict[str, Any]] = list(self.backend.state["subscriptions"].values())

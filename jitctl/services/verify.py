@@ -97,6 +97,14 @@ class VerifyResult:
         return "access is effective"
 
 
+class WaitTimedOut(TimedOut):
+    """A wait ran out; `pending`: Azure accepted the request and has not applied it yet."""
+
+    def __init__(self, message: str, hint: str = "", pending: bool = False) -> None:
+        super().__init__(message, hint)
+        self.pending = pending
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
@@ -206,10 +214,11 @@ def wait_until_effective(
         if elapsed >= timeout:
             from jitctl.services.waitwhy import explain  # what the history and the NSGs say
 
-            raise TimedOut(
-                f"Access to {result.vm_name} was not effective after {int(elapsed)}s: "
-                f"{result.problem()}; {explain(gw, ref, source_ip, ports, nsgs, fw)}.",
-                "Azure usually applies a JIT rule within a minute; raise --timeout or check the request.",
+            why = explain(gw, ref, source_ip, ports, nsgs, result.problem(), fw)
+            raise WaitTimedOut(
+                f"Access to {result.vm_name} was not effective after {int(elapsed)}s: {why.seen}.",
+                why.advice,
+                why.pending,
             )
         clock.sleep(min(delay, timeout - elapsed))
         delay = min(max_delay, delay * 1.6)
