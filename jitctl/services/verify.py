@@ -209,7 +209,7 @@ def wait_until_effective(
 
             raise TimedOut(
                 f"Access to {result.vm_name} was not effective after {int(elapsed)}s: "
-                f"{result.problem()}; {explain(gw, ref, source_ip, ports, nsgs)}.",
+                f"{result.problem()}; {explain(gw, ref, source_ip, ports, nsgs, clock.now())}.",
                 "Azure usually applies a JIT rule within a minute; raise --timeout or check the request.",
             )
         clock.sleep(min(delay, timeout - elapsed))

@@ -8,6 +8,7 @@ status in the policy's history, or in the allow rule that never appears.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from jitctl.errors import JitctlError
 from jitctl.gateway import Gateway
@@ -31,7 +32,12 @@ def _jit_allow_rule(nsgs: Sequence[Nsg | None], port: int) -> str | None:
 
 
 def explain(
-    gw: Gateway, ref: VmRef, source: str, ports: Sequence[int], nsgs: Sequence[Nsg | None]
+    gw: Gateway,
+    ref: VmRef,
+    source: str,
+    ports: Sequence[int],
+    nsgs: Sequence[Nsg | None],
+    now: datetime,
 ) -> str:
     """One sentence per port: the newest request's status for it, and whether its rule is there."""
     from jitctl.services.policies import policies_of_vm
@@ -39,7 +45,7 @@ def explain(
 
     try:
         history = [
-            g for p in policies_of_vm(gw, ref) for g in grants(p) if same_id(g.vm_id, ref.id)
+            g for p in policies_of_vm(gw, ref) for g in grants(p, now) if same_id(g.vm_id, ref.id)
         ]
     except JitctlError as err:
         return f"the request history could not be read ({err.message})"
