@@ -173,13 +173,26 @@ def apply_text(result: Any) -> str:
     return policy_changes(result) + f"\nApplied with {result.writes} write(s)."
 
 
+def grant_state(g: Any) -> str:
+    """A grant's state for people, with Azure's reason when it says more."""
+    if g.state == "expired" and (g.status or "").lower() == "initiating":
+        return "expired (never applied)"  # Azure never said it was applied
+    known = ("active", "initiating", "expired", "superseded", "revoked")
+    return g.state + (f" ({g.status_reason})" if g.status_reason and g.state not in known else "")
+
+
 def policy_list(result: Any, now: datetime) -> str:
     rows = []
     for pol in result.policies:
         for vm in pol.vms:
             for port in vm.ports:
                 live = [g for g in vm.grants if g.port == port.number]
-                grant = "; ".join(f"{g.source} until {when(g.end_time, now)}" for g in live) or "-"
+                grant = (
+                    "; ".join(
+                        f"{g.source} {grant_state(g)} until {when(g.end_time, now)}" for g in live
+                    )
+                    or "-"
+                )
                 rows.append(
                     [
                         pol.resource_group,
@@ -194,9 +207,7 @@ def policy_list(result: Any, now: datetime) -> str:
                 )
     if not rows:
         return "No JIT policies found."
-    return table(
-        rows, ["GROUP", "REGION", "POLICY", "VM", "PORT", "SOURCES", "MAX", "ACTIVE GRANTS"]
-    )
+    return table(rows, ["GROUP", "REGION", "POLICY", "VM", "PORT", "SOURCES", "MAX", "GRANTS"])
 
 
 def request_result(result: Any, now: datetime) -> str:
@@ -212,27 +223,40 @@ def request_result(result: Any, now: datetime) -> str:
     return "\n".join(lines)
 
 
-def _rule_line(v: Any) -> str:
+def _named(line: str, name: str, limit: int) -> str:
+    """`line` with `name` in its `{}`: cut in the middle (whole in JSON) to what the line
+    leaves, between 16 characters and NAME_LIMIT."""
+    from jitctl.cli.tables import NAME_LIMIT, shorten_middle
+
+    room = limit - len(line) + 2
+    return line.format(shorten_middle(name, max(16, min(NAME_LIMIT, room))))
+
+
+def _rule_lines(v: Any, limit: int) -> list[str]:
     where = f"{v.level} NSG {name_of(v.nsg_id)}" if v.nsg_id else f"{v.level}: no NSG"
     if v.rule is None:
-        return (
+        return [
             f"  {where}: allow (nothing to evaluate)"
             if v.allowed
             else f"  {where}: no rule matched"
-        )
-    from jitctl.cli.tables import NAME_LIMIT, shorten_middle
-
+        ]
     kind = ("JIT " if v.is_jit else "") + ("allow" if v.allowed else "deny")
-    name = shorten_middle(v.rule.name, NAME_LIMIT)  # whole in JSON
-    line = f"  {where}: {kind} rule {name} priority {v.rule.priority}"
+    where = where.replace("{", "{{").replace("}", "}}")
+    lines = [_named(f"  {where}: {kind} rule {{}} priority {v.rule.priority}", v.rule.name, limit)]
     if v.preempted_jit_deny is not None:
         d = v.preempted_jit_deny
-        deny = shorten_middle(d.name, NAME_LIMIT)
-        line += f"\n    (precedes the JIT deny rule {deny} priority {d.priority})"
-    return line
+        lines.append(
+            _named(f"    (precedes the JIT deny rule {{}} priority {d.priority})", d.name, limit)
+        )
+    return lines
 
 
-def verify_result(result: Any) -> str:
+def verify_result(result: Any, limit: int | None = None) -> str:
+    """Verdict lines fitted to `limit` columns (default: the width): rule names cut in the
+    middle as far as the line needs, then lines wrapped, the rest indented."""
+    from jitctl.cli.tables import fit_line, width
+
+    limit = limit or width()
     lines = []
     for p in result.ports:
         verdict = "EFFECTIVE" if p.effective else "NOT EFFECTIVE"
@@ -257,43 +281,63 @@ def verify_result(result: Any) -> str:
                 "  NSGs not judged: behind the firewall they see its address (SNAT), not the source"
             )
             continue
-        lines.extend(_rule_line(v) for v in p.evaluation.levels)
+        lines.extend(line for v in p.evaluation.levels for line in _rule_lines(v, limit))
         lines.extend(f"  warning: {w}" for w in p.evaluation.warnings)
-    return "\n".join(lines)
+    return "\n".join(fitted for line in lines for fitted in fit_line(line, limit))
+
+
+def _period(start: datetime | None, end: datetime) -> str:
+    """A request's time span in UTC, the end's date left out when it is the start's."""
+    fmt = "%Y-%m-%d %H:%M"
+    e = end.astimezone(timezone.utc)
+    if start is None:
+        return f"- to {e:{fmt}}"
+    s = start.astimezone(timezone.utc)
+    return f"{s:{fmt}}-{e:%H:%M}" if s.date() == e.date() else f"{s:{fmt}} to {e:{fmt}}"
+
+
+def _where(result: Any) -> tuple[list[str], Callable[[Any], list[str]]]:
+    """The subscription and group columns: the subscription only when the grants span several
+    (a column with one value is folded above the table)."""
+    subs = len({g.subscription_id.lower() for g in result.grants}) > 1
+    if subs:
+        return ["SUBSCRIPTION", "GROUP"], lambda g: [g.subscription_id, g.resource_group]
+    return ["GROUP"], lambda g: [g.resource_group]
 
 
 def grant_list(result: Any, now: datetime) -> str:
     if not result.grants:
         return "No requests found." if result.history else "No active grants."
+    head, where = _where(result)
     if result.history:
         rows = [
             [
-                when(g.start_time),
-                g.requestor or "-",
+                *where(g),
+                _period(g.start_time, g.end_time),
                 g.vm_name,
                 str(g.port),
                 g.source,
-                when(g.end_time),
-                f"{g.status}" + (f" ({g.status_reason})" if g.status_reason else ""),
+                grant_state(g),
+                g.requestor or "-",
                 g.justification or "-",
             ]
             for g in result.grants
         ]
-        return table(
-            rows, ["START", "REQUESTOR", "VM", "PORT", "SOURCE", "END", "STATUS", "JUSTIFICATION"]
-        )
+        header = ["WHEN (UTC)", "VM", "PORT", "SOURCE", "STATE", "REQUESTOR", "JUSTIFICATION"]
+        return table(rows, [*head, *header])
     rows = [
         [
-            g.resource_group,
+            *where(g),
             g.vm_name,
             str(g.port),
             g.source,
+            grant_state(g),
             when(g.end_time),
             format_human_duration(g.end_time - now),
         ]
         for g in result.grants
     ]
-    return table(rows, ["GROUP", "VM", "PORT", "SOURCE", "UNTIL", "LEFT"])
+    return table(rows, [*head, "VM", "PORT", "SOURCE", "STATE", "UNTIL", "LEFT"])
 
 
 @dataclass(frozen=True)

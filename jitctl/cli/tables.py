@@ -1,7 +1,8 @@
 """Tables and colors for people (rich for colors, imported only here, only when used).
 
 Tables fit the terminal's width (100 columns when stdout is not a terminal and COLUMNS is not
-set): name columns are cut in the middle (both ends stay), then the last column wraps.
+set): free text wraps, name columns are cut in the middle (both ends stay), then every other
+cell wraps between words.
 Context columns whose value is the same in every row (the resource group, the region, the
 policy) are folded: printed once above the table. JSON is never shortened or folded.
 
@@ -17,13 +18,13 @@ import os
 import re
 import shutil
 import sys
-import textwrap
 from collections.abc import Sequence
 from typing import IO
 
 DEFAULT_WIDTH = 100
 FOLDABLE = ("SUBSCRIPTION", "GROUP", "REGION", "POLICY")
 MIDDLE = ("NAME", "RULE", "POLICY", "VM")  # names: cut in the middle, both ends stay
+FREE = ("JUSTIFICATION", "GRANTS", "FINDING", "SOURCES", "NOTE")  # prose: wraps first
 NAME_LIMIT = 40  # a name column (and a rule name in a line) is never wider in a table
 
 
@@ -58,45 +59,106 @@ def fold(
     return folded, [header[i] for i in keep], [[r[i] for i in keep] for r in rows]
 
 
-def _fit(header: list[str], rows: list[list[str]], limit: int) -> list[list[str]]:
-    """Name columns cut in the middle to NAME_LIMIT, then widest first until the table fits in
-    `limit`."""
-    names = [i for i, h in enumerate(header) if h in MIDDLE]
-    rows = [
-        [shorten_middle(c, NAME_LIMIT) if j in names else c for j, c in enumerate(r)] for r in rows
+# A piece ends after a space, '@', '/', ',' or a '-' before no digit (dates and spans stay whole).
+_BREAK = re.compile(r"(?:[^\s@/,-]|-(?=\d))*(?:[@/,]+|-+|\s+|$)")
+
+
+def wrap(text: str, limit: int) -> list[str]:
+    """`text` in lines of at most `limit` characters, broken after spaces, '@', '/', ',' or
+    '-' (an email, a CIDR list, a resource name), a piece longer than a line cut where it must.
+    Nothing is lost."""
+    lines, line = [], ""
+    for piece in (p for p in _BREAK.findall(text) if p):
+        while len(piece) > limit and not line.strip():
+            lines.append(piece[:limit])
+            piece = piece[limit:]
+        if len((line + piece).rstrip()) > limit:
+            lines.append(line.rstrip())
+            line = piece.lstrip() if piece.isspace() else piece
+            while len(line.rstrip()) > limit:
+                lines.append(line[:limit])
+                line = line[limit:]
+        else:
+            line += piece
+    return [*lines, line.rstrip()] if line.strip() or not lines else lines
+
+
+def fit_line(line: str, limit: int) -> list[str]:
+    """A line of prose in lines of at most `limit` characters: its indentation kept, the
+    lines that follow indented four more."""
+    if len(line) <= limit:
+        return [line]
+    body = line.lstrip(" ")
+    lead = " " * (len(line) - len(body))
+    first = wrap(body, max(limit - len(lead), 8))[0]
+    rest = wrap(body[len(first) :].lstrip(), max(limit - len(lead) - 4, 8))
+    return [lead + first, *(lead + "    " + r for r in rest if r)]
+
+
+def _longest_piece(text: str) -> int:
+    return max((len(p.rstrip()) for p in _BREAK.findall(text)), default=0)
+
+
+def _stages(header: list[str], rows: list[list[str]]) -> list[tuple[list[int], list[int]]]:
+    """How columns give way, in order: (columns, their floor at that stage). Free text (the
+    last column, justifications, findings) wraps first, then names are cut in the middle,
+    then every column wraps between words, then names and text go down to their headers."""
+    n = len(header)
+    names = [i for i in range(n) if header[i] in MIDDLE]
+    free = [i for i in range(n) if header[i] in FREE or (i == n - 1 and i not in names)]
+    other = [i for i in range(n) if i not in names]
+    head = [len(h) for h in header]
+    piece = [max((_longest_piece(r[i]) for r in rows), default=0) for i in range(n)]
+    return [
+        (free, [max(head[i], 20) for i in range(n)]),
+        (names, [max(head[i], 16) for i in range(n)]),
+        (other, [max(head[i], piece[i], 12 if i in free else 0) for i in range(n)]),
+        (names, [max(head[i], 10) for i in range(n)]),
+        (other, [max(head[i], piece[i]) for i in range(n)]),
+        (other, head),
     ]
-    gap = 2 * (len(header) - 1)
+
+
+def _widths(header: list[str], rows: list[list[str]], limit: int) -> list[int]:
+    """Column widths that fit `limit`: each stage takes from its widest column first."""
     widths = [max(len(c) for c in [h, *(r[i] for r in rows)]) for i, h in enumerate(header)]
-    while sum(widths) + gap > limit and names:
-        i = max(names, key=lambda j: widths[j])
-        floor = max(len(header[i]), 12)
-        if widths[i] <= floor:
-            names.remove(i)
-            continue
-        widths[i] = max(floor, widths[i] - (sum(widths) + gap - limit))
-        rows = [
-            [shorten_middle(c, widths[i]) if j == i else c for j, c in enumerate(r)] for r in rows
-        ]
-    return rows
+    gap = 2 * (len(header) - 1)
+    for columns, floor in _stages(header, rows):
+        while sum(widths) + gap > limit:
+            over = [i for i in columns if widths[i] > floor[i]]
+            if not over:
+                break
+            i = max(over, key=lambda j: widths[j])
+            widths[i] = max(floor[i], widths[i] - (sum(widths) + gap - limit))
+    return widths
 
 
 def layout(rows: Sequence[Sequence[str]], header: Sequence[str], limit: int | None = None) -> str:
-    """Rows (already escaped) as a table of at most `limit` columns (default: width()). No
-    column is ever dropped: when the others leave too little room, the last one wraps (and
-    when even that cannot help, the line is longer rather than a value lost)."""
+    """Rows (already escaped) as a table of at most `limit` columns (default: width()). Name
+    columns are cut in the middle (never wider than NAME_LIMIT), other cells wrap; no column is
+    ever dropped and no other value cut (when even that cannot fit, the line is longer)."""
     limit = limit or width()
     folded, cols, body = fold(list(header), [list(r) for r in rows])
-    body = _fit(cols, body, limit)
-    widths = [max(len(c) for c in [h, *(r[i] for r in body)]) for i, h in enumerate(cols)]
-    lead = sum(widths[:-1]) + 2 * (len(cols) - 1)
-    room = max(limit - lead, len(cols[-1]), 12)
+    names = {i for i, h in enumerate(cols) if h in MIDDLE}
+    body = [
+        [shorten_middle(c, NAME_LIMIT) if i in names else c for i, c in enumerate(r)] for r in body
+    ]
+    widths = _widths(cols, body, limit)
+    grid = [
+        [
+            [shorten_middle(c, w)] if i in names else wrap(c, w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        for row in [cols, *body]
+    ]
+    widths = [max(len(line) for row in grid for line in row[i]) for i in range(len(cols))]
     lines = []
-    for row in [cols, *body]:
-        cells = "  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=False))
-        pieces = textwrap.wrap(row[-1], room, break_on_hyphens=False) or [""]
-        prefix = cells + "  " if len(cols) > 1 else ""
-        lines.append((prefix + pieces[0]).rstrip())
-        lines += [" " * len(prefix) + p for p in pieces[1:]]
+    for cells in grid:
+        for k in range(max(len(c) for c in cells)):
+            parts = [
+                (c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths, strict=True)
+            ]
+            lines.append("  ".join(parts).rstrip())
     heading = "  ".join(f"{name}: {value}" for name, value in folded)
     return "\n".join(([heading] if heading else []) + lines)
 
@@ -111,7 +173,7 @@ def colored(stream: IO[str]) -> bool:
 _PAINT = [
     (r"NOT EFFECTIVE|(?<![\w-])(?:JIT )?(?i:deny|denied)(?![\w-])|no rule matched", "red"),
     (r"EFFECTIVE|(?<![\w-])(?:JIT )?(?i:allow|allowed)(?![\w-])", "green"),
-    (r"(?m)^\s*warning:.*$", "yellow"),
+    (r"(?m)^( *)warning:.*(?:\n\1    .*)*", "yellow"),  # with its wrapped lines
 ]
 
 
