@@ -74,12 +74,15 @@ def when(t: datetime | None, now: datetime | None = None) -> str:
     return text
 
 
-def table(rows: list[list[str]], header: list[str], limit: int | None = None) -> str:
+def table(
+    rows: list[list[str]], header: list[str], limit: int | None = None, aside: tuple[str, ...] = ()
+) -> str:
     """Rows for people: escaped, fitted to `limit` columns (default: the width), context
-    columns folded (cli/tables.py)."""
+    columns folded, `aside` columns under each row when the table is too narrow for them
+    (cli/tables.py)."""
     from jitctl.cli.tables import layout
 
-    return layout([[printable(c) for c in r] for r in rows], header, limit)
+    return layout([[printable(c) for c in r] for r in rows], header, limit, aside)
 
 
 def protocol_name(p: str) -> str:
@@ -324,7 +327,7 @@ def grant_list(result: Any, now: datetime) -> str:
             for g in result.grants
         ]
         header = ["WHEN (UTC)", "VM", "PORT", "SOURCE", "STATE", "REQUESTOR", "JUSTIFICATION"]
-        return table(rows, [*head, *header])
+        return table(rows, [*head, *header], aside=("REQUESTOR", "JUSTIFICATION"))
     rows = [
         [
             *where(g),

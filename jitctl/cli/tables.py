@@ -23,7 +23,8 @@ from typing import IO
 
 DEFAULT_WIDTH = 100
 FOLDABLE = ("SUBSCRIPTION", "GROUP", "REGION", "POLICY")
-MIDDLE = ("NAME", "RULE", "POLICY", "VM")  # names: cut in the middle, both ends stay
+# Names and ids: cut in the middle, both ends stay (whole in JSON).
+MIDDLE = ("NAME", "RULE", "POLICY", "VM", "GROUP", "SUBSCRIPTION")
 FREE = ("JUSTIFICATION", "GRANTS", "FINDING", "SOURCES", "NOTE")  # prose: wraps first
 NAME_LIMIT = 40  # a name column (and a rule name in a line) is never wider in a table
 
@@ -119,31 +120,26 @@ def _stages(header: list[str], rows: list[list[str]]) -> list[tuple[list[int], l
     ]
 
 
-def _widths(header: list[str], rows: list[list[str]], limit: int) -> list[int]:
-    """Column widths that fit `limit`: each stage takes from its widest column first."""
+def _widths(
+    header: list[str], rows: list[list[str]], limit: int, stages: int = 6
+) -> tuple[list[int], bool]:
+    """Column widths for `limit`, each of the first `stages` stages taking from its widest
+    column first; and whether they fit."""
     widths = [max(len(c) for c in [h, *(r[i] for r in rows)]) for i, h in enumerate(header)]
     gap = 2 * (len(header) - 1)
-    for columns, floor in _stages(header, rows):
+    for columns, floor in _stages(header, rows)[:stages]:
         while sum(widths) + gap > limit:
             over = [i for i in columns if widths[i] > floor[i]]
             if not over:
                 break
             i = max(over, key=lambda j: widths[j])
             widths[i] = max(floor[i], widths[i] - (sum(widths) + gap - limit))
-    return widths
+    return widths, sum(widths) + gap <= limit
 
 
-def layout(rows: Sequence[Sequence[str]], header: Sequence[str], limit: int | None = None) -> str:
-    """Rows (already escaped) as a table of at most `limit` columns (default: width()). Name
-    columns are cut in the middle (never wider than NAME_LIMIT), other cells wrap; no column is
-    ever dropped and no other value cut (when even that cannot fit, the line is longer)."""
-    limit = limit or width()
-    folded, cols, body = fold(list(header), [list(r) for r in rows])
+def _grid_lines(cols: list[str], body: list[list[str]], widths: list[int]) -> list[list[str]]:
+    """Each row's lines: name cells cut in the middle, the others wrapped."""
     names = {i for i, h in enumerate(cols) if h in MIDDLE}
-    body = [
-        [shorten_middle(c, NAME_LIMIT) if i in names else c for i, c in enumerate(r)] for r in body
-    ]
-    widths = _widths(cols, body, limit)
     grid = [
         [
             [shorten_middle(c, w)] if i in names else wrap(c, w)
@@ -152,15 +148,65 @@ def layout(rows: Sequence[Sequence[str]], header: Sequence[str], limit: int | No
         for row in [cols, *body]
     ]
     widths = [max(len(line) for row in grid for line in row[i]) for i in range(len(cols))]
-    lines = []
+    out = []
     for cells in grid:
-        for k in range(max(len(c) for c in cells)):
-            parts = [
-                (c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths, strict=True)
+        out.append(
+            [
+                "  ".join(
+                    (c[k] if k < len(c) else "").ljust(w)
+                    for c, w in zip(cells, widths, strict=True)
+                ).rstrip()
+                for k in range(max(len(c) for c in cells))
             ]
-            lines.append("  ".join(parts).rstrip())
-    heading = "  ".join(f"{name}: {value}" for name, value in folded)
-    return "\n".join(([heading] if heading else []) + lines)
+        )
+    return out
+
+
+def layout(
+    rows: Sequence[Sequence[str]],
+    header: Sequence[str],
+    limit: int | None = None,
+    aside: Sequence[str] = (),
+) -> str:
+    """Rows (already escaped) as a table of at most `limit` columns (default: width()). Name
+    columns are cut in the middle (never wider than NAME_LIMIT), other cells wrap. When the
+    table cannot fit unless cells other than prose wrap, the `aside` columns leave it for an
+    indented line under each row ("requestor: ...; justification: ..."). No column is ever dropped and no other
+    value cut (when even that cannot fit, the line is longer)."""
+    limit = limit or width()
+    folded, cols, body = fold(list(header), [list(r) for r in rows])
+    body = [
+        [shorten_middle(c, NAME_LIMIT) if h in MIDDLE else c for h, c in zip(cols, r, strict=True)]
+        for r in body
+    ]
+    widths, fits = _widths(cols, body, limit, stages=2)
+    side = [i for i, h in enumerate(cols) if h in aside and not fits]
+    if side and len(side) < len(cols):
+        keep = [i for i in range(len(cols)) if i not in side]
+        notes = ["; ".join(f"{cols[i].lower()}: {r[i]}" for i in side if r[i] != "-") for r in body]
+        cols, body = [cols[i] for i in keep], [[r[i] for i in keep] for r in body]
+        widths, _ = _widths(cols, body, limit)
+        head, *grid = _grid_lines(cols, body, widths)
+        lines = head + [
+            line
+            for cells, note in zip(grid, notes, strict=True)
+            for line in cells + (fit_line("  " + note, limit) if note else [])
+        ]
+    else:
+        widths, _ = _widths(cols, body, limit)
+        lines = [line for cells in _grid_lines(cols, body, widths) for line in cells]
+    return "\n".join(_heading([f"{name}: {value}" for name, value in folded], limit) + lines)
+
+
+def _heading(items: list[str], limit: int) -> list[str]:
+    """The folded columns, as many to a line as fit."""
+    lines: list[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + 2 + len(item) <= limit:
+            lines[-1] += "  " + item
+        else:
+            lines.extend(fit_line(item, limit))
+    return lines
 
 
 def colored(stream: IO[str]) -> bool:

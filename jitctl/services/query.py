@@ -99,28 +99,28 @@ class PolicyList:
 
 
 def grants(policy: JitPolicy, now: datetime) -> list[Grant]:
-    """Every port of every request in the policy's history, newest first, with its state."""
+    """Every port of every request in the policy's history, newest first, with its state.
+    Requests of the same second keep the history's order: Azure appends, the last is newest."""
     out = []
-    for req in policy.requests:
+    for index, req in enumerate(policy.requests):
         for vm in req.vms:
             for port in vm.ports:
-                out.append(
-                    Grant(
-                        policy.id,
-                        vm.id,
-                        port.number,
-                        port.source,
-                        req.start_time,
-                        port.end_time,
-                        port.status,
-                        port.status_reason,
-                        req.requestor,
-                        req.justification,
-                        port.mapped_port,
-                        grant_state(port.status, port.status_reason, port.end_time, now),
-                    )
+                grant = Grant(
+                    policy.id,
+                    vm.id,
+                    port.number,
+                    port.source,
+                    req.start_time,
+                    port.end_time,
+                    port.status,
+                    port.status_reason,
+                    req.requestor,
+                    req.justification,
+                    port.mapped_port,
+                    grant_state(port.status, port.status_reason, port.end_time, now),
                 )
-    return sorted(out, key=lambda g: g.start_time or g.end_time, reverse=True)
+                out.append((grant.start_time or grant.end_time, index, grant))
+    return [g for _, _, g in sorted(out, key=lambda t: t[:2], reverse=True)]
 
 
 def active_grants(policy: JitPolicy, now: datetime) -> list[Grant]:
