@@ -278,7 +278,7 @@ def test_status_and_history(connect_app, clock):
     ]
     clock.advance(hours=3)
     assert invoke(connect_app, "status", "-g", "rg-jit-demo").stdout == "No active grants.\n"
-    assert "  expired  " in invoke(connect_app, "history", "vm-win01", *G).stdout
+    assert "198.51.100.7  expired\n" in invoke(connect_app, "history", "vm-win01", *G).stdout
     assert invoke(connect_app, "history", "vm-ghost", *G).exit_code == 4
 
 
