@@ -46,7 +46,7 @@ def test_an_initiate_that_fails_behind_the_202_shows_failed_and_the_likely_cause
         "is 'Failed (SecurityRulesLimitReached)' in the history: Azure accepted it (202) and "
         "then could not apply it; likely causes:" in r.stderr
     )
-    assert "Failed" in run("history", "vm-win01", *G).stdout
+    assert "failed (SecurityRulesLimitReached)" in run("history", "vm-win01", *G).stdout
 
 
 def test_a_locked_nsg_fails_the_request_behind_the_202(run, backend):

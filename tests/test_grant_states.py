@@ -81,7 +81,7 @@ def test_a_request_azure_never_applies_is_initiating_not_active(
 
 
 def test_a_request_still_initiating_after_its_end_was_never_applied() -> None:
-    from jitctl.cli.render import grant_list
+    from jitctl.cli.grant_tables import grant_list
     from jitctl.model import AccessRequest, GrantPort, GrantVm, JitPolicy
     from jitctl.services.query import GrantList, grants
 
@@ -196,6 +196,8 @@ def test_history_across_subscriptions_shows_the_subscription(
     table = rows(r)
     assert table[0] == ["GROUP:", "rg-fleet"]
     assert table[1][:2] == ["SUBSCRIPTION", "WHEN"]
-    assert sorted(r[0] for r in table[2:]) == list(SUBS[:2])  # whole: who and why went under the rows
+    assert sorted(r[0] for r in table[2:]) == list(
+        SUBS[:2]
+    )  # whole: who and why went under the rows
     grants = doc(run("history", "-s", "fleet-00", "-s", "fleet-01", "-o", "json"))["grants"]
     assert sorted(g["subscription_id"] for g in grants) == list(SUBS[:2])
