@@ -187,3 +187,15 @@ def test_output_fits_the_width_and_json_stays_whole(long_names, run, monkeypatch
             WHY,
             REQUESTOR,
         )
+
+
+def test_a_wrapped_warning_is_yellow_to_its_end_and_a_line_fits():
+    line = "  warning: JIT is bypassed for port 3389: access is allowed by Allow-RDP-Any (priority 1001)"
+    lines = tables.fit_line(line, 60)
+    assert lines == [
+        "  warning: JIT is bypassed for port 3389: access is allowed",
+        "      by Allow-RDP-Any (priority 1001)",
+    ]
+    painted = tables.paint("EFFECTIVE: x\n" + "\n".join(lines))
+    yellow = "\n".join(f"\x1b[33m{x}\x1b[0m" for x in lines)  # 'allowed' too: a warning's word
+    assert painted == "\x1b[32mEFFECTIVE\x1b[0m: x\n" + yellow

@@ -217,9 +217,9 @@ def colored(stream: IO[str]) -> bool:
 
 # What a table or a verdict says, and its color: first match wins where matches overlap.
 _PAINT = [
+    (r"(?m)^( *)warning:.*(?:\n\1    .*)*", "yellow"),  # whole, with its wrapped lines
     (r"NOT EFFECTIVE|(?<![\w-])(?:JIT )?(?i:deny|denied)(?![\w-])|no rule matched", "red"),
     (r"EFFECTIVE|(?<![\w-])(?:JIT )?(?i:allow|allowed)(?![\w-])", "green"),
-    (r"(?m)^( *)warning:.*(?:\n\1    .*)*", "yellow"),  # with its wrapped lines
 ]
 
 
