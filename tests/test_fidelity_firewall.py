@@ -54,7 +54,12 @@ def test_the_dnat_rule_goes_when_the_grant_ends(run, backend, clock):
     assert run("request", "vm-app01", *G, *IP, "--duration", "30m").exit_code == 0
     assert len(dnat_rules(backend)) == 1
     clock.advance(31 * 60)
-    assert "Revoked" in run("history", "vm-app01", *G).stdout
+    (grant,) = json.loads(run("history", "vm-app01", *G, "-o", "json").stdout)["grants"]
+    assert (grant["status"], grant["status_reason"], grant["state"]) == (
+        "Revoked",
+        "Expired",
+        "expired",
+    )
     assert dnat_rules(backend) == []
     assert backend.get(FW)["properties"]["natRuleCollections"] == []  # left as JIT found it
 
