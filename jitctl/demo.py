@@ -105,7 +105,13 @@ def run_demo(
         # as `jitctl verify` does (the policy may name an Azure Firewall), so that each step
         # costs what the README's figures say the command costs
         return verify(
-            gw, ref, source, [3389], require_jit=require_jit, firewall=firewall_address(gw, ref)
+            gw,
+            ref,
+            source,
+            [3389],
+            require_jit=require_jit,
+            firewall=firewall_address(gw, ref),
+            now=app.clock.now(),
         )
 
     for ref, port in ((vms[0], 3389), (vms[1], 22)):

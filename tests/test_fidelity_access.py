@@ -49,7 +49,7 @@ def test_an_initiate_that_fails_behind_the_202_shows_failed_and_the_likely_cause
         "Azure could not apply it: look for a lock (az lock list), the NSG's rule limit, an Azure "
         "Policy deny or a deallocated VM; mend it, then request again.\n"
     )
-    assert "Failed" in run("history", "vm-win01", *G).stdout
+    assert "failed (SecurityRulesLimitReached)" in run("history", "vm-win01", *G).stdout
 
 
 def test_a_locked_nsg_fails_the_request_behind_the_202(run, backend):

@@ -26,6 +26,8 @@ GRANT_KEYS = {
     "requestor",
     "justification",
     "mapped_port",
+    "state",
+    "subscription_id",
     "vm_name",
     "resource_group",
     "seconds_left",

@@ -276,7 +276,7 @@ def test_peer_is_the_tcp_clients_address_over_https(tmp_path):
 
 LISTED = (
     "GROUP: rg-jit-demo  REGION: westeurope  POLICY: default\n"
-    "VM        PORT      SOURCES                       MAX  ACTIVE GRANTS\n"
+    "VM        PORT      SOURCES                       MAX  GRANTS\n"
     "vm-lnx01  22/tcp    203.0.113.0/24                2h   -\n"
     "vm-lnx01  8080/any  198.51.100.0/24,192.0.2.0/24  1h   -\n"
 )

@@ -4,6 +4,7 @@ drop a value; colors only on a terminal and never with NO_COLOR."""
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 
@@ -113,3 +114,88 @@ def test_the_demo_paints_its_steps_and_verdict_on_a_terminal(app, monkeypatch):
     monkeypatch.setattr("jitctl.cli.output.colored", lambda: False)
     plain = CliRunner().invoke(cli, args, obj=app, color=True)
     assert "\x1b[" not in plain.stdout
+
+
+# --- real output at 80 and 100 columns, with long names --------------------------------------
+
+LONG_GROUP = "rg-platform-engineering-shared-services-prod-weu"
+LONG_VM = "vm-payments-settlement-batch-worker-weu-prod-0042"  # 49: 'default' + VM <= 56
+LONG_NSG = "nsg-payments-settlement-batch-worker-weu-prod-0042-nic-inbound-guard-with-suffix"
+REQUESTOR = "firstname.lastname-contractor@subsidiary.contoso.onmicrosoft.com"
+WHY = (
+    "INC-4711: quarterly settlement batch failed on node 3; restart the worker service and "
+    "collect the logs for the vendor"
+)
+
+
+@pytest.fixture
+def long_names(backend, run):
+    from jitctl.emulator.seeder import Seeder, inbound_allow, subnet_id
+
+    s = Seeder(backend, group=LONG_GROUP)
+    nsg = s.nsg(LONG_NSG, [inbound_allow("Allow-RDP-Any-Legacy-Jumpbox-Access", 1001, "3389")])
+    vnet = s.vnet("vnet-long", "10.30.0.0/16", {"snet": ("10.30.1.0/24", None)})
+    s.vm(LONG_VM, [s.nic(f"{LONG_VM}-nic", subnet_id(vnet, "snet"), "10.30.1.4", nsg=nsg)])
+    backend.settings.requestor = REQUESTOR
+    run("enable", LONG_VM, "-g", LONG_GROUP, "--port", "3389", "--port", "22")
+    run("enable", "vm-win01", "-g", "rg-jit-demo")
+    ip = ["--source-ip", "203.0.113.7"]
+    run("request", LONG_VM, "-g", LONG_GROUP, *ip, "--port", "22", "--justification", WHY)
+    run("request", "vm-win01", "-g", "rg-jit-demo", *ip, "--justification", "INC-1")
+
+
+COMMANDS = [
+    ["history", LONG_VM, "-g", LONG_GROUP],
+    ["history"],  # two groups: the group column stays, cut in the middle
+    ["status"],
+    ["show", LONG_VM, "-g", LONG_GROUP],
+    ["list"],
+    [
+        "verify",
+        LONG_VM,
+        "-g",
+        LONG_GROUP,
+        "--source-ip",
+        "203.0.113.7",
+        "--port",
+        "3389",
+        "--port",
+        "22",
+    ],
+    ["verify", LONG_VM, "-g", LONG_GROUP, "--source-ip", "198.51.100.9", "--port", "22"],
+]
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: "-".join(a[:2])[:20])
+def test_output_fits_the_width_and_json_stays_whole(long_names, run, monkeypatch, columns, args):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    r = run(*args)
+    assert r.exit_code in (0, 7), r.output
+    lines = r.stdout.splitlines()
+    assert lines and all(len(line) <= columns for line in lines), r.stdout
+    words = r.stdout.split()
+    if args[0] == "history":
+        assert all(w in words for w in WHY.split())  # wrapped, not cut
+        assert REQUESTOR in r.stdout  # under its row when the table is narrow
+    data = run(*args, "-o", "json").stdout
+    assert (LONG_VM in data and LONG_NSG in data) or args[0] != "verify"
+    if args[0] == "history" and len(args) > 1:
+        (grant,) = json.loads(data)["grants"]
+        assert (grant["vm_name"], grant["justification"], grant["requestor"]) == (
+            LONG_VM,
+            WHY,
+            REQUESTOR,
+        )
+
+
+def test_a_wrapped_warning_is_yellow_to_its_end_and_a_line_fits():
+    line = "  warning: JIT is bypassed for port 3389: access is allowed by Allow-RDP-Any (priority 1001)"
+    lines = tables.fit_line(line, 60)
+    assert lines == [
+        "  warning: JIT is bypassed for port 3389: access is allowed",
+        "      by Allow-RDP-Any (priority 1001)",
+    ]
+    painted = tables.paint("EFFECTIVE: x\n" + "\n".join(lines))
+    yellow = "\n".join(f"\x1b[33m{x}\x1b[0m" for x in lines)  # 'allowed' too: a warning's word
+    assert painted == "\x1b[32mEFFECTIVE\x1b[0m: x\n" + yellow

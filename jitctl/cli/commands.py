@@ -133,7 +133,7 @@ def show(
     app: App,
     vm: VmSelection,
 ) -> None:
-    """Show a VM's JIT configuration and active grants.
+    """Show a VM's JIT configuration and its current grants (active, initiating, failed).
 
     \b
     Example:
@@ -152,7 +152,7 @@ def show(
 @group_option
 @click.pass_obj
 def list_(app: App, resource_group: str | None) -> None:
-    """List JIT policies: VMs, ports, sources, maximum durations and active grants.
+    """List JIT policies: VMs, ports, sources, maximum durations and current grants.
 
     \b
     Example:

@@ -279,7 +279,10 @@ def status(
     app: App,
     vm: VmSelection,
 ) -> None:
-    """Active grants: VM, port, source, until, time left (a VM, a resource group, or all).
+    """Current grants: VM, port, source, state, until, time left (a VM, a group, or all).
+
+    A grant is active once Azure applied it; a pending request shows as initiating, one Azure
+    could not apply as failed.
 
     \b
     Example:
@@ -311,24 +314,30 @@ def history(
     app: App,
     vm: VmSelection,
 ) -> None:
-    """Past requests for a VM: requestor, start, end, source, port, status, justification.
+    """Past requests: start, requestor, VM, port, source, end, state, justification.
 
-    Without a VM, with --all-subscriptions or -s repeated: every request of those
-    subscriptions' policies (-g: of that group).
+    Without a VM: every request kept in the JIT policies of the subscription (-g: of that
+    group; -s repeated or --all-subscriptions: of those subscriptions).
 
     \b
     Example:
       jitctl history vm-win01 -g rg-prod -o json
+      jitctl history -g rg-prod
     """
     from jitctl.services.query import history as run
-    from jitctl.services.query import history_fleet
+    from jitctl.services.query import history_fleet, history_scope
 
-    if not vm.given and (app.all_subscriptions or len(app.subscriptions) > 1):
-        emit(app, history_fleet(app.fleet(), app.subscription_ids(), vm.resource_group))
+    now = app.clock.now()
+    if not vm.given:
+        subs = app.subscription_ids()
+        if len(subs) > 1:
+            emit(app, history_fleet(app.fleet(), subs, now, vm.resource_group))
+        else:
+            emit(app, history_scope(app.gateway(), subs[0], now, vm.resource_group))
         return
 
     def one(ref: VmRef) -> Any:
         with vm_must_exist(app, ref):
-            return run(app.gateway(), ref)
+            return run(app.gateway(), ref, now)
 
     each_vm(app, vm, one)

@@ -74,12 +74,15 @@ def when(t: datetime | None, now: datetime | None = None) -> str:
     return text
 
 
-def table(rows: list[list[str]], header: list[str], limit: int | None = None) -> str:
+def table(
+    rows: list[list[str]], header: list[str], limit: int | None = None, aside: tuple[str, ...] = ()
+) -> str:
     """Rows for people: escaped, fitted to `limit` columns (default: the width), context
-    columns folded (cli/tables.py)."""
+    columns folded, `aside` columns under each row when the table is too narrow for them
+    (cli/tables.py)."""
     from jitctl.cli.tables import layout
 
-    return layout([[printable(c) for c in r] for r in rows], header, limit)
+    return layout([[printable(c) for c in r] for r in rows], header, limit, aside)
 
 
 def protocol_name(p: str) -> str:
@@ -178,32 +181,6 @@ def apply_text(result: Any) -> str:
     return policy_changes(result) + f"\nApplied with {result.writes} write(s)."
 
 
-def policy_list(result: Any, now: datetime) -> str:
-    rows = []
-    for pol in result.policies:
-        for vm in pol.vms:
-            for port in vm.ports:
-                live = [g for g in vm.grants if g.port == port.number]
-                grant = "; ".join(f"{g.source} until {when(g.end_time, now)}" for g in live) or "-"
-                rows.append(
-                    [
-                        pol.resource_group,
-                        pol.location,
-                        pol.name,
-                        vm.name,
-                        f"{port.number}/{protocol_name(port.protocol)}",
-                        ",".join(port.sources),
-                        format_human_duration(port.max_duration),
-                        grant,
-                    ]
-                )
-    if not rows:
-        return "No JIT policies found."
-    return table(
-        rows, ["GROUP", "REGION", "POLICY", "VM", "PORT", "SOURCES", "MAX", "ACTIVE GRANTS"]
-    )
-
-
 def request_result(result: Any, now: datetime) -> str:
     lines = [
         f"Requested JIT access to {result.vm_name} (policy {name_of(result.policy_id)})"
@@ -217,27 +194,40 @@ def request_result(result: Any, now: datetime) -> str:
     return "\n".join(lines)
 
 
-def _rule_line(v: Any) -> str:
+def _named(line: str, name: str, limit: int) -> str:
+    """`line` with `name` in its `{}`: cut in the middle (whole in JSON) to what the line
+    leaves, between 16 characters and NAME_LIMIT."""
+    from jitctl.cli.tables import NAME_LIMIT, shorten_middle
+
+    room = limit - len(line) + 2
+    return line.format(shorten_middle(name, max(16, min(NAME_LIMIT, room))))
+
+
+def _rule_lines(v: Any, limit: int) -> list[str]:
     where = f"{v.level} NSG {name_of(v.nsg_id)}" if v.nsg_id else f"{v.level}: no NSG"
     if v.rule is None:
-        return (
+        return [
             f"  {where}: allow (nothing to evaluate)"
             if v.allowed
             else f"  {where}: no rule matched"
-        )
-    from jitctl.cli.tables import NAME_LIMIT, shorten_middle
-
+        ]
     kind = ("JIT " if v.is_jit else "") + ("allow" if v.allowed else "deny")
-    name = shorten_middle(v.rule.name, NAME_LIMIT)  # whole in JSON
-    line = f"  {where}: {kind} rule {name} priority {v.rule.priority}"
+    where = where.replace("{", "{{").replace("}", "}}")
+    lines = [_named(f"  {where}: {kind} rule {{}} priority {v.rule.priority}", v.rule.name, limit)]
     if v.preempted_jit_deny is not None:
         d = v.preempted_jit_deny
-        deny = shorten_middle(d.name, NAME_LIMIT)
-        line += f"\n    (precedes the JIT deny rule {deny} priority {d.priority})"
-    return line
+        lines.append(
+            _named(f"    (precedes the JIT deny rule {{}} priority {d.priority})", d.name, limit)
+        )
+    return lines
 
 
-def verify_result(result: Any) -> str:
+def verify_result(result: Any, limit: int | None = None) -> str:
+    """Verdict lines fitted to `limit` columns (default: the width): rule names cut in the
+    middle as far as the line needs, then lines wrapped, the rest indented."""
+    from jitctl.cli.tables import fit_line, width
+
+    limit = limit or width()
     lines = []
     for p in result.ports:
         fw = p.firewall
@@ -269,43 +259,9 @@ def verify_result(result: Any) -> str:
                 "  NSGs not judged: behind the firewall they see its address (SNAT), not the source"
             )
             continue
-        lines.extend(_rule_line(v) for v in p.evaluation.levels)
+        lines.extend(line for v in p.evaluation.levels for line in _rule_lines(v, limit))
         lines.extend(f"  warning: {w}" for w in p.evaluation.warnings)
-    return "\n".join(lines)
-
-
-def grant_list(result: Any, now: datetime) -> str:
-    if not result.grants:
-        return "No requests found." if result.history else "No active grants."
-    if result.history:
-        rows = [
-            [
-                when(g.start_time),
-                g.requestor or "-",
-                g.vm_name,
-                str(g.port),
-                g.source,
-                when(g.end_time),
-                f"{g.status}" + (f" ({g.status_reason})" if g.status_reason else ""),
-                g.justification or "-",
-            ]
-            for g in result.grants
-        ]
-        return table(
-            rows, ["START", "REQUESTOR", "VM", "PORT", "SOURCE", "END", "STATUS", "JUSTIFICATION"]
-        )
-    rows = [
-        [
-            g.resource_group,
-            g.vm_name,
-            str(g.port),
-            g.source,
-            when(g.end_time),
-            format_human_duration(g.end_time - now),
-        ]
-        for g in result.grants
-    ]
-    return table(rows, ["GROUP", "VM", "PORT", "SOURCE", "UNTIL", "LEFT"])
+    return "\n".join(fitted for line in lines for fitted in fit_line(line, limit))
 
 
 @dataclass(frozen=True)
@@ -350,6 +306,7 @@ def doctor_text(result: Any) -> str:
 def _table_renderers() -> dict[type, Callable[[Any, datetime], str]]:
     """Table renderers keyed by result type. The plan's module (it loads pydantic) is consulted
     only when it is already loaded, which it is whenever the result is a Plan."""
+    from jitctl.cli.grant_tables import grant_list, policy_list
     from jitctl.launch import ConnectResult
     from jitctl.services.access import RequestResult
     from jitctl.services.doctor import DoctorResult

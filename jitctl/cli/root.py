@@ -43,11 +43,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "history": (
         "jitctl.cli.connect_cmds:history",
-        "Past requests for a VM: requestor, start, end, source, port, status, justification.",
+        "Past requests: start, requestor, VM, port, source, end, state, justification.",
     ),
     "list": (
         "jitctl.cli.commands:list_",
-        "List JIT policies: VMs, ports, sources, maximum durations and active grants.",
+        "List JIT policies: VMs, ports, sources, maximum durations and current grants.",
     ),
     "policy": (
         "jitctl.cli.policy_cmds:policy",
@@ -67,7 +67,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "show": (
         "jitctl.cli.commands:show",
-        "Show a VM's JIT configuration and active grants.",
+        "Show a VM's JIT configuration and its current grants (active, initiating, failed).",
     ),
     "ssh": (
         "jitctl.cli.connect_cmds:ssh",
@@ -83,7 +83,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "status": (
         "jitctl.cli.connect_cmds:status",
-        "Active grants: VM, port, source, until, time left (a VM, a resource group, or all).",
+        "Current grants: VM, port, source, state, until, time left (a VM, a group, or all).",
     ),
     "tunnel": (
         "jitctl.cli.tunnel_cmds:tunnel",

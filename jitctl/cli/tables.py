@@ -1,7 +1,8 @@
 """Tables and colors for people (rich for colors, imported only here, only when used).
 
 Tables fit the terminal's width (100 columns when stdout is not a terminal and COLUMNS is not
-set): name columns are cut in the middle (both ends stay), then the last column wraps.
+set): free text wraps, name columns are cut in the middle (both ends stay), then every other
+cell wraps between words.
 Context columns whose value is the same in every row (the resource group, the region, the
 policy) are folded: printed once above the table. JSON is never shortened or folded.
 
@@ -17,13 +18,14 @@ import os
 import re
 import shutil
 import sys
-import textwrap
 from collections.abc import Sequence
 from typing import IO
 
 DEFAULT_WIDTH = 100
 FOLDABLE = ("SUBSCRIPTION", "GROUP", "REGION", "POLICY")
-MIDDLE = ("NAME", "RULE", "POLICY", "VM")  # names: cut in the middle, both ends stay
+# Names and ids: cut in the middle, both ends stay (whole in JSON).
+MIDDLE = ("NAME", "RULE", "POLICY", "VM", "GROUP", "SUBSCRIPTION")
+FREE = ("JUSTIFICATION", "GRANTS", "FINDING", "SOURCES", "NOTE")  # prose: wraps first
 NAME_LIMIT = 40  # a name column (and a rule name in a line) is never wider in a table
 
 
@@ -58,47 +60,153 @@ def fold(
     return folded, [header[i] for i in keep], [[r[i] for i in keep] for r in rows]
 
 
-def _fit(header: list[str], rows: list[list[str]], limit: int) -> list[list[str]]:
-    """Name columns cut in the middle to NAME_LIMIT, then widest first until the table fits in
-    `limit`."""
-    names = [i for i, h in enumerate(header) if h in MIDDLE]
-    rows = [
-        [shorten_middle(c, NAME_LIMIT) if j in names else c for j, c in enumerate(r)] for r in rows
+# A piece ends after a space, '@', '/', ',' or a '-' before no digit (dates and spans stay whole).
+_BREAK = re.compile(r"(?:[^\s@/,-]|-(?=\d))*(?:[@/,]+|-+|\s+|$)")
+
+
+def wrap(text: str, limit: int) -> list[str]:
+    """`text` in lines of at most `limit` characters, broken after spaces, '@', '/', ',' or
+    '-' (an email, a CIDR list, a resource name), a piece longer than a line cut where it must.
+    Nothing is lost."""
+    lines, line = [], ""
+    for piece in (p for p in _BREAK.findall(text) if p):
+        while len(piece) > limit and not line.strip():
+            lines.append(piece[:limit])
+            piece = piece[limit:]
+        if len((line + piece).rstrip()) > limit:
+            lines.append(line.rstrip())
+            line = piece.lstrip() if piece.isspace() else piece
+            while len(line.rstrip()) > limit:
+                lines.append(line[:limit])
+                line = line[limit:]
+        else:
+            line += piece
+    return [*lines, line.rstrip()] if line.strip() or not lines else lines
+
+
+def fit_line(line: str, limit: int) -> list[str]:
+    """A line of prose in lines of at most `limit` characters: its indentation kept, the
+    lines that follow indented four more."""
+    if len(line) <= limit:
+        return [line]
+    body = line.lstrip(" ")
+    lead = " " * (len(line) - len(body))
+    first = wrap(body, max(limit - len(lead), 8))[0]
+    rest = wrap(body[len(first) :].lstrip(), max(limit - len(lead) - 4, 8))
+    return [lead + first, *(lead + "    " + r for r in rest if r)]
+
+
+def _longest_piece(text: str) -> int:
+    return max((len(p.rstrip()) for p in _BREAK.findall(text)), default=0)
+
+
+def _stages(header: list[str], rows: list[list[str]]) -> list[tuple[list[int], list[int]]]:
+    """How columns give way, in order: (columns, their floor at that stage). Free text (the
+    last column, justifications, findings) wraps first, then names are cut in the middle,
+    then every column wraps between words, then names and text go down to their headers."""
+    n = len(header)
+    names = [i for i in range(n) if header[i] in MIDDLE]
+    free = [i for i in range(n) if header[i] in FREE or (i == n - 1 and i not in names)]
+    other = [i for i in range(n) if i not in names]
+    head = [len(h) for h in header]
+    piece = [max((_longest_piece(r[i]) for r in rows), default=0) for i in range(n)]
+    return [
+        (free, [max(head[i], 20) for i in range(n)]),
+        (names, [max(head[i], 16) for i in range(n)]),
+        (other, [max(head[i], piece[i], 12 if i in free else 0) for i in range(n)]),
+        (names, [max(head[i], 10) for i in range(n)]),
+        (other, [max(head[i], piece[i]) for i in range(n)]),
+        (other, head),
     ]
-    gap = 2 * (len(header) - 1)
+
+
+def _widths(
+    header: list[str], rows: list[list[str]], limit: int, stages: int = 6
+) -> tuple[list[int], bool]:
+    """Column widths for `limit`, each of the first `stages` stages taking from its widest
+    column first; and whether they fit."""
     widths = [max(len(c) for c in [h, *(r[i] for r in rows)]) for i, h in enumerate(header)]
-    while sum(widths) + gap > limit and names:
-        i = max(names, key=lambda j: widths[j])
-        floor = max(len(header[i]), 12)
-        if widths[i] <= floor:
-            names.remove(i)
-            continue
-        widths[i] = max(floor, widths[i] - (sum(widths) + gap - limit))
-        rows = [
-            [shorten_middle(c, widths[i]) if j == i else c for j, c in enumerate(r)] for r in rows
+    gap = 2 * (len(header) - 1)
+    for columns, floor in _stages(header, rows)[:stages]:
+        while sum(widths) + gap > limit:
+            over = [i for i in columns if widths[i] > floor[i]]
+            if not over:
+                break
+            i = max(over, key=lambda j: widths[j])
+            widths[i] = max(floor[i], widths[i] - (sum(widths) + gap - limit))
+    return widths, sum(widths) + gap <= limit
+
+
+def _grid_lines(cols: list[str], body: list[list[str]], widths: list[int]) -> list[list[str]]:
+    """Each row's lines: name cells cut in the middle, the others wrapped."""
+    names = {i for i, h in enumerate(cols) if h in MIDDLE}
+    grid = [
+        [
+            [shorten_middle(c, w)] if i in names else wrap(c, w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
-    return rows
+        for row in [cols, *body]
+    ]
+    widths = [max(len(line) for row in grid for line in row[i]) for i in range(len(cols))]
+    out = []
+    for cells in grid:
+        out.append(
+            [
+                "  ".join(
+                    (c[k] if k < len(c) else "").ljust(w)
+                    for c, w in zip(cells, widths, strict=True)
+                ).rstrip()
+                for k in range(max(len(c) for c in cells))
+            ]
+        )
+    return out
 
 
-def layout(rows: Sequence[Sequence[str]], header: Sequence[str], limit: int | None = None) -> str:
-    """Rows (already escaped) as a table of at most `limit` columns (default: width()). No
-    column is ever dropped: when the others leave too little room, the last one wraps (and
-    when even that cannot help, the line is longer rather than a value lost)."""
+def layout(
+    rows: Sequence[Sequence[str]],
+    header: Sequence[str],
+    limit: int | None = None,
+    aside: Sequence[str] = (),
+) -> str:
+    """Rows (already escaped) as a table of at most `limit` columns (default: width()). Name
+    columns are cut in the middle (never wider than NAME_LIMIT), other cells wrap. When the
+    table cannot fit unless cells other than prose wrap, the `aside` columns leave it for an
+    indented line under each row ("requestor: ...; justification: ..."). No column is ever dropped and no other
+    value cut (when even that cannot fit, the line is longer)."""
     limit = limit or width()
     folded, cols, body = fold(list(header), [list(r) for r in rows])
-    body = _fit(cols, body, limit)
-    widths = [max(len(c) for c in [h, *(r[i] for r in body)]) for i, h in enumerate(cols)]
-    lead = sum(widths[:-1]) + 2 * (len(cols) - 1)
-    room = max(limit - lead, len(cols[-1]), 12)
-    lines = []
-    for row in [cols, *body]:
-        cells = "  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=False))
-        pieces = textwrap.wrap(row[-1], room, break_on_hyphens=False) or [""]
-        prefix = cells + "  " if len(cols) > 1 else ""
-        lines.append((prefix + pieces[0]).rstrip())
-        lines += [" " * len(prefix) + p for p in pieces[1:]]
-    heading = "  ".join(f"{name}: {value}" for name, value in folded)
-    return "\n".join(([heading] if heading else []) + lines)
+    body = [
+        [shorten_middle(c, NAME_LIMIT) if h in MIDDLE else c for h, c in zip(cols, r, strict=True)]
+        for r in body
+    ]
+    widths, fits = _widths(cols, body, limit, stages=2)
+    side = [i for i, h in enumerate(cols) if h in aside and not fits]
+    if side and len(side) < len(cols):
+        keep = [i for i in range(len(cols)) if i not in side]
+        notes = ["; ".join(f"{cols[i].lower()}: {r[i]}" for i in side if r[i] != "-") for r in body]
+        cols, body = [cols[i] for i in keep], [[r[i] for i in keep] for r in body]
+        widths, _ = _widths(cols, body, limit)
+        head, *grid = _grid_lines(cols, body, widths)
+        lines = head + [
+            line
+            for cells, note in zip(grid, notes, strict=True)
+            for line in cells + (fit_line("  " + note, limit) if note else [])
+        ]
+    else:
+        widths, _ = _widths(cols, body, limit)
+        lines = [line for cells in _grid_lines(cols, body, widths) for line in cells]
+    return "\n".join(_heading([f"{name}: {value}" for name, value in folded], limit) + lines)
+
+
+def _heading(items: list[str], limit: int) -> list[str]:
+    """The folded columns, as many to a line as fit."""
+    lines: list[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + 2 + len(item) <= limit:
+            lines[-1] += "  " + item
+        else:
+            lines.extend(fit_line(item, limit))
+    return lines
 
 
 def colored(stream: IO[str]) -> bool:
@@ -109,9 +217,9 @@ def colored(stream: IO[str]) -> bool:
 
 # What a table or a verdict says, and its color: first match wins where matches overlap.
 _PAINT = [
+    (r"(?m)^( *)warning:.*(?:\n\1    .*)*", "yellow"),  # whole, with its wrapped lines
     (r"NOT EFFECTIVE|(?<![\w-])(?:JIT )?(?i:deny|denied)(?![\w-])|no rule matched", "red"),
     (r"EFFECTIVE|(?<![\w-])(?:JIT )?(?i:allow|allowed)(?![\w-])", "green"),
-    (r"(?m)^\s*warning:.*$", "yellow"),
 ]
 
 

@@ -134,7 +134,7 @@ def _firewall(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
     """Whether the Azure Firewall in front of the VM can be read, wherever it lives (a landing
     zone's hub subscription): if not, access is Azure's word, not verified."""
     address = firewall_address(gw, ref)
-    read = read_firewall(gw, ref, address)
+    read = read_firewall(gw, ref, address, None)  # whether it can be read; no history
     if read is None:
         return Check("firewall read", True, "no Azure Firewall in front (no JIT policy names one)")
     if read.firewall is not None:

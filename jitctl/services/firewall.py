@@ -108,34 +108,31 @@ def _port_in(port: str, wanted: int) -> bool:
     return low.isdigit() and int(low) <= wanted <= int(high if high.isdigit() else low)
 
 
-def trusted_grant(
-    history: Sequence[Grant], source: str, port: int, now: datetime | None
-) -> Grant | None:
-    """The newest grant for the port that covers `source`, that Azure reports Initiated and
-    mapped to a firewall port, and (with `now`) has not ended."""
+def trusted_grant(history: Sequence[Grant], source: str, port: int) -> Grant | None:
+    """The newest active grant for the port (Azure reports it Initiated and it has not ended)
+    that covers `source` and is mapped to a firewall port."""
+    from jitctl.services.query import ACTIVE
+
     return next(
         (
             g
             for g in history
             if g.port == port
-            and (g.status or "").lower() == "initiated"
+            and g.state == ACTIVE
             and g.mapped_port is not None
-            and (now is None or g.end_time > now)
             and source_within(source, [g.source])
         ),
         None,
     )
 
 
-def dnat_verdict(
-    read: FirewallRead, source: str, private_ip: str, port: int, now: datetime | None = None
-) -> FirewallVerdict:
+def dnat_verdict(read: FirewallRead, source: str, private_ip: str, port: int) -> FirewallVerdict:
     """The first DNAT rule (JIT's collections first) from `source` to the firewall's address
     that translates to `private_ip`:`port` over TCP; when the firewall cannot be read, the
     grant Azure reports for it."""
     fw, address = read.firewall, read.address
     if fw is None:
-        grant = trusted_grant(read.history, source, port, now)
+        grant = trusted_grant(read.history, source, port)
         return FirewallVerdict(address, None, None, read.unseen or "not found", grant)
     ordered = sorted(fw.dnat_rules, key=lambda r: r.collection.lower() not in JIT_COLLECTIONS)
     for rule in ordered:
@@ -165,11 +162,15 @@ def firewall_address(gw: Gateway, ref: VmRef) -> str | None:
 
 
 def read_firewall(
-    gw: Gateway, ref: VmRef, address: str | None, known: FirewallRead | None = None
+    gw: Gateway,
+    ref: VmRef,
+    address: str | None,
+    now: datetime | None,
+    known: FirewallRead | None = None,
 ) -> FirewallRead | None:
     """The Azure Firewall the policy names for the VM (`address`), read now; None: no firewall.
     Found once (`known`: found earlier): one GET for its rules; when it could not be read, the
-    VM's request history instead (one list call)."""
+    VM's request history instead, with its states at `now` (one list call; None: not read)."""
     if not address:
         return None
     if known is not None and known.firewall is not None:
@@ -185,13 +186,15 @@ def read_firewall(
         if found is not None:
             return FirewallRead(address, found)
         unseen = unseen or "no subscription you can read has it"
-    return FirewallRead(address, None, unseen, tuple(vm_history(gw, ref)))
+    history = tuple(vm_history(gw, ref, now)) if now is not None else ()
+    return FirewallRead(address, None, unseen, history)
 
 
-def vm_history(gw: Gateway, ref: VmRef) -> list[Grant]:
-    """The VM's requests in its JIT policies, newest first (one list call)."""
+def vm_history(gw: Gateway, ref: VmRef, now: datetime) -> list[Grant]:
+    """The VM's requests in its JIT policies, newest first, with their state at `now` (one
+    list call)."""
     from jitctl.services.policies import policies_of_vm
     from jitctl.services.query import grants
 
-    found = [g for p in policies_of_vm(gw, ref) for g in grants(p) if same_id(g.vm_id, ref.id)]
+    found = [g for p in policies_of_vm(gw, ref) for g in grants(p, now) if same_id(g.vm_id, ref.id)]
     return sorted(found, key=lambda g: g.start_time or g.end_time, reverse=True)

@@ -201,7 +201,12 @@ class KeepAlive:
 
     def _verify(self) -> VerifyResult:
         result = verify(
-            self.gw, self.req.vm, self.req.source, [self.req.port], firewall=self._firewall
+            self.gw,
+            self.req.vm,
+            self.req.source,
+            [self.req.port],
+            firewall=self._firewall,
+            now=self.clock.now(),
         )
         self._public_ip_id = result.public_ip_id
         return result

@@ -118,7 +118,6 @@ def evaluate_path(
     ports: Sequence[int],
     require_jit: bool,
     firewall: FirewallRead | None = None,
-    now: datetime | None = None,
 ) -> VerifyResult:
     prefixes = path.subnet.address_prefixes if path.subnet else ()
     config = next(c for c in path.nic.ip_configs if c.private_ip == path.private_ip)
@@ -130,7 +129,7 @@ def evaluate_path(
                 nsgs[1],
                 Flow(source_ip, path.private_ip, port, "Tcp", config.asg_ids, prefixes),
             ),
-            dnat_verdict(firewall, source_ip, path.private_ip, port, now) if firewall else None,
+            dnat_verdict(firewall, source_ip, path.private_ip, port) if firewall else None,
         )
         for port in ports
     )
@@ -159,10 +158,12 @@ def verify(
 ) -> VerifyResult:
     """At most 5 GETs for a one-NIC VM: VM, NIC, subnet, subnet NSG, NIC NSG. With `firewall`
     (the address a JIT policy names for the VM), the Azure Firewall's DNAT rules decide; where
-    the firewall cannot be read, Azure's grant does (ended by `now`, when given)."""
+    the firewall cannot be read, Azure's grant active at `now` does (required with `firewall`)."""
+    if firewall and now is None:
+        raise TypeError("verify() needs `now` to judge a grant behind Azure Firewall")
     path = read_path(gw, gw.get_vm(ref), nic)
-    fw = read_firewall(gw, ref, firewall)
-    return evaluate_path(path, read_nsgs(gw, path), source_ip, ports, require_jit, fw, now)
+    fw = read_firewall(gw, ref, firewall, now)
+    return evaluate_path(path, read_nsgs(gw, path), source_ip, ports, require_jit, fw)
 
 
 def check(result: VerifyResult) -> VerifyResult:
@@ -197,15 +198,15 @@ def wait_until_effective(
     """
     start = clock.now()
     path = read_path(gw, gw.get_vm(ref), nic)
-    fw = read_firewall(gw, ref, firewall)
+    fw = read_firewall(gw, ref, firewall, clock.now())
     delay = first_delay
     polls = 0
     while True:
         polls += 1
         nsgs = read_nsgs(gw, path)
         if polls > 1 and fw is not None:
-            fw = read_firewall(gw, ref, firewall, fw)
-        result = evaluate_path(path, nsgs, source_ip, ports, require_jit, fw, clock.now())
+            fw = read_firewall(gw, ref, firewall, clock.now(), fw)
+        result = evaluate_path(path, nsgs, source_ip, ports, require_jit, fw)
         elapsed = (clock.now() - start).total_seconds()
         if progress:
             progress(elapsed, result)
@@ -214,7 +215,7 @@ def wait_until_effective(
         if elapsed >= timeout:
             from jitctl.services.waitwhy import explain  # what the history and the NSGs say
 
-            why = explain(gw, ref, source_ip, ports, nsgs, result.problem(), fw)
+            why = explain(gw, ref, source_ip, ports, nsgs, result.problem(), clock.now(), fw)
             raise WaitTimedOut(
                 f"Access to {result.vm_name} was not effective after {int(elapsed)}s: {why.seen}.",
                 why.advice,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jitctl.errors import JitctlError
@@ -98,6 +99,7 @@ def explain(
     ports: Sequence[int],
     nsgs: Sequence[Nsg | None],
     problem: str,
+    now: datetime,
     firewall: FirewallRead | None = None,
 ) -> Why:
     """For the first port still shut: the newest request's status in the policy's history, and
@@ -108,7 +110,7 @@ def explain(
 
     try:
         history = [
-            g for p in policies_of_vm(gw, ref) for g in grants(p) if same_id(g.vm_id, ref.id)
+            g for p in policies_of_vm(gw, ref) for g in grants(p, now) if same_id(g.vm_id, ref.id)
         ]
     except JitctlError as err:
         return Why(f"{problem}; the request history could not be read", err.hint or err.message)
