@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from jitctl.clock import SystemClock
+from jitctl.clock import Clock
 from jitctl.errors import NotFound, Refused
 from jitctl.gateway import Gateway, InitiatePort
 from jitctl.ids import VmRef, name_of
@@ -15,7 +15,7 @@ from jitctl.model import GrantPort, JitPolicy, PolicyVm, PortRule
 from jitctl.nsgeval import source_within
 from jitctl.parsing import check_justification, format_human_duration
 from jitctl.services.policies import policies_of_vm, several_policies
-from jitctl.services.writes import Clock, WritePolicy, initiate_once
+from jitctl.services.writes import WritePolicy, initiate_once
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def request_access(
     justification: str | None = None,
     policy_name: str | None = None,
     *,
-    clock: Clock | None = None,
+    clock: Clock,
     settings: WritePolicy | None = None,
     rng: random.Random | None = None,
 ) -> RequestResult:
@@ -148,7 +148,7 @@ def initiate_checked(
     duration: timedelta | None = None,
     justification: str | None = None,
     *,
-    clock: Clock | None = None,
+    clock: Clock,
     settings: WritePolicy | None = None,
     rng: random.Random | None = None,
 ) -> RequestResult:
@@ -163,7 +163,7 @@ def initiate_checked(
             pvm.id,
             initiate,
             justification,
-            clock=clock or SystemClock(),
+            clock=clock,
             settings=settings,
             rng=rng,
         )

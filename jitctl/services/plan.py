@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from jitctl.clock import SystemClock
+from jitctl.clock import Clock
 from jitctl.errors import BadInput
 from jitctl.gateway import Gateway
 from jitctl.ids import policy_id, segments
@@ -22,7 +22,7 @@ from jitctl.model import JitPolicy, Nic, PortRule, Subnet, Vm
 from jitctl.policyfile import LoadedFile, Target, port_rule
 from jitctl.policymerge import PortChange, same_rule, set_ports
 from jitctl.policynames import policy_name_for
-from jitctl.services.writes import Clock, PolicyChange, PolicyKey, WritePolicy, write_merged
+from jitctl.services.writes import PolicyChange, PolicyKey, WritePolicy, write_merged
 
 
 @dataclass(frozen=True)
@@ -308,7 +308,7 @@ def apply_plan(
     gw: Gateway,
     plan: Plan,
     *,
-    clock: Clock | None = None,
+    clock: Clock,
     settings: WritePolicy | None = None,
     rng: random.Random | None = None,
 ) -> ApplyResult:
@@ -326,7 +326,7 @@ def apply_plan(
                 pol.key,
                 merge,
                 False,
-                clock=clock or SystemClock(),
+                clock=clock,
                 settings=settings,
                 rng=rng,
             )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from jitctl.clock import SystemClock
+from jitctl.clock import Clock
 from jitctl.errors import BadInput, NotFound, Refused
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef
@@ -15,7 +15,7 @@ from jitctl.model import JitPolicy, PolicyVm, PortRule
 from jitctl.policymerge import merge_ports, remove_ports
 from jitctl.policynames import check_policy_name, policy_name_for
 from jitctl.services.reads import inspect_vms
-from jitctl.services.writes import Clock, PolicyChange, WritePolicy, write_merged
+from jitctl.services.writes import PolicyChange, WritePolicy, write_merged
 
 __all__ = [
     "PolicyChange",
@@ -47,7 +47,7 @@ def enable(
     policy_name: str | None = None,
     dry_run: bool = False,
     *,
-    clock: Clock | None = None,
+    clock: Clock,
     settings: WritePolicy | None = None,
     rng: random.Random | None = None,
 ) -> PolicyChangeResult:
@@ -99,7 +99,7 @@ def enable(
             key,
             partial(merge_ports, vm_ids=groups[key], rules=rules),
             dry_run,
-            clock=clock or SystemClock(),
+            clock=clock,
             settings=settings,
             rng=rng,
         )
@@ -153,7 +153,7 @@ def disable(
     policy_name: str | None = None,
     dry_run: bool = False,
     *,
-    clock: Clock | None = None,
+    clock: Clock,
     settings: WritePolicy | None = None,
     rng: random.Random | None = None,
 ) -> PolicyChangeResult:
@@ -185,7 +185,7 @@ def disable(
                 key,
                 partial(remove_ports, vm_id=ref.id, numbers=ports),
                 dry_run,
-                clock=clock or SystemClock(),
+                clock=clock,
                 settings=settings,
                 rng=rng,
             )
