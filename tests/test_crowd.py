@@ -42,13 +42,13 @@ def _enable_process(name: str, inbox: Connection, out: str) -> None:
 )
 def test_concurrent_enables_into_one_policy(tmp_path):
     # what `enable` imports, imported once here so the children only race, never import
-    import azure.identity  # noqa: F401
-    import azure.mgmt.compute  # noqa: F401
-    import azure.mgmt.network  # noqa: F401
+    import azure.identity
+    import azure.mgmt.compute
+    import azure.mgmt.network
     import azure.mgmt.security  # noqa: F401
 
-    import jitctl.arm.gateway  # noqa: F401
-    import jitctl.cli.commands  # noqa: F401
+    import jitctl.arm.gateway
+    import jitctl.cli.commands
     import jitctl.services.policies  # noqa: F401
 
     backend = Backend(settings=Settings(propagation_delay=0))
