@@ -1,3 +1,3 @@
-from jitctl.cli import main
+from jitctl.cli.root import main
 
 main()

@@ -13,17 +13,7 @@ from jitctl.errors import BadInput
 if TYPE_CHECKING:  # the model behind the Gateway costs ~13 ms; --help does not need it
     from jitctl.gateway import Gateway
 
-STATE_ENV = "JITCTL_EMULATOR_STATE"
 EMULATED_PROPAGATION = 3.0  # seconds; Azure takes about a minute
-
-
-def emulator_state_file() -> Path:
-    explicit = os.environ.get(STATE_ENV)
-    if explicit:
-        return Path(explicit)
-    from platformdirs import user_state_dir
-
-    return Path(user_state_dir("jitctl", appauthor=False)) / "emulator.sqlite"
 
 
 @dataclass
@@ -88,6 +78,7 @@ class App:
     def _load_emulator(self) -> Any:
         from jitctl.emulator.backend import Backend
         from jitctl.emulator.settings import Settings
+        from jitctl.emulator.statefile import emulator_state_file
         from jitctl.emulator.store import open_store
         from jitctl.emulator.worlds import WORLDS
 

@@ -30,7 +30,7 @@ def _enable_process(name: str, inbox: Connection, out: str) -> None:
     env = inbox.recv()  # the barrier: every child gets it at once
     os.environ.clear()
     os.environ.update(env)
-    from jitctl.cli import main
+    from jitctl.cli.root import main
 
     with open(out, "w") as f:
         sys.stdout = sys.stderr = f

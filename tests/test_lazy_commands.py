@@ -20,7 +20,7 @@ HEAVY = ("azure", "pydantic", "jitctl.emulator", "rich", "yaml", "cryptography",
 def loaded_after(args: list[str]) -> tuple[list[str], str]:
     """The modules a fresh `jitctl ARGS` has imported when it ends, and what it printed."""
     code = (
-        "import sys, json\nfrom jitctl.cli import main\n"
+        "import sys, json\nfrom jitctl.cli.root import main\n"
         f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
         "print('\\nMODULES', json.dumps(sorted(sys.modules)))\n"
     )

@@ -64,7 +64,7 @@ def data_version(conn: sqlite3.Connection) -> int:
 
 def _cli_process(args: list[str], out: str) -> None:
     """A forked child running the real CLI (imports already warm in the parent)."""
-    from jitctl.cli import main
+    from jitctl.cli.root import main
 
     with open(out, "w") as f:
         sys.stdout = sys.stderr = f

@@ -267,9 +267,10 @@ def reset(
       jitctl emulator reset --world busy
       jitctl emulator reset --set initiate_fate=never --set defender_plan=off
     """
-    from jitctl.app import EMULATED_PROPAGATION, emulator_state_file
+    from jitctl.app import EMULATED_PROPAGATION
     from jitctl.emulator.backend import Backend
     from jitctl.emulator.settings import Settings
+    from jitctl.emulator.statefile import emulator_state_file
     from jitctl.emulator.store import reset_file
 
     if latency is not None:

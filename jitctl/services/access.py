@@ -14,7 +14,8 @@ from jitctl.ids import VmRef, name_of
 from jitctl.model import GrantPort, JitPolicy, PolicyVm, PortRule
 from jitctl.nsgeval import source_within
 from jitctl.parsing import check_justification, format_human_duration
-from jitctl.services.policies import policies_of_vm, several_policies
+from jitctl.services.policies import several_policies
+from jitctl.services.reads import policies_of_vm
 from jitctl.services.writes import WritePolicy, initiate_once
 
 

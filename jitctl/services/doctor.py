@@ -12,7 +12,7 @@ from jitctl.ids import VmRef, name_of
 from jitctl.model import Permission, Vm
 from jitctl.roles import ROLES
 from jitctl.services.firewall import firewall_address
-from jitctl.services.policies import policies_of_vm
+from jitctl.services.reads import policies_of_vm
 from jitctl.services.topology import read_path
 
 

@@ -14,7 +14,7 @@ from jitctl.ids import VmRef
 from jitctl.model import JitPolicy, PolicyVm, PortRule
 from jitctl.policymerge import merge_ports, remove_ports
 from jitctl.policynames import check_policy_name, policy_name_for
-from jitctl.services.reads import inspect_vms
+from jitctl.services.reads import inspect_vms, policies_of_vm
 from jitctl.services.writes import PolicyChange, WritePolicy, write_merged
 
 __all__ = [
@@ -131,19 +131,6 @@ def several_policies(ref: VmRef, policies: Sequence[JitPolicy]) -> BadInput:
         f"VM {ref.name} is in {len(policies)} JIT policies ({names}).",
         "Choose one with --policy-name NAME.",
     )
-
-
-def policies_of_vm(gw: Gateway, ref: VmRef, policy_name: str | None = None) -> list[JitPolicy]:
-    """The JIT policies that cover a VM: one list call over its resource group.
-
-    `policy_name` filters (a template with {vm} resolves to this VM's name)."""
-    wanted = policy_name_for(policy_name, ref.name).lower() if policy_name is not None else None
-    found = [
-        p
-        for p in gw.list_policies(ref.subscription_id, ref.resource_group)
-        if p.vm(ref.id) and (wanted is None or p.name.lower() == wanted)
-    ]
-    return found
 
 
 def disable(

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, segments
 from jitctl.model import JitPolicy, Nic, Subnet, Vm
+from jitctl.policynames import policy_name_for
 
 BATCH = 3  # more than this many VMs in one resource group: lists instead of a GET each
 
@@ -135,3 +136,16 @@ def _guarded(
                 if cfg.subnet_id
             )
     return out
+
+
+def policies_of_vm(gw: Gateway, ref: VmRef, policy_name: str | None = None) -> list[JitPolicy]:
+    """The JIT policies that cover a VM: one list call over its resource group.
+
+    `policy_name` filters (a template with {vm} resolves to this VM's name)."""
+    wanted = policy_name_for(policy_name, ref.name).lower() if policy_name is not None else None
+    found = [
+        p
+        for p in gw.list_policies(ref.subscription_id, ref.resource_group)
+        if p.vm(ref.id) and (wanted is None or p.name.lower() == wanted)
+    ]
+    return found

@@ -34,8 +34,8 @@ def explain(
     gw: Gateway, ref: VmRef, source: str, ports: Sequence[int], nsgs: Sequence[Nsg | None]
 ) -> str:
     """One sentence per port: the newest request's status for it, and whether its rule is there."""
-    from jitctl.services.policies import policies_of_vm
     from jitctl.services.query import grants
+    from jitctl.services.reads import policies_of_vm
 
     try:
         history = [
