@@ -1,5 +1,5 @@
-"""Reading many VMs at once: what `enable` needs to know about each (does an NSG guard it?),
-in as few round trips and calls as a resource group allows.
+"""What the services read before they write or show: many VMs at once (does an NSG guard
+each?), in as few round trips and calls as a resource group allows; the policies that name a VM.
 
 A resource group that holds more than BATCH of the VMs is read by the list: its VMs, NICs,
 virtual networks (with their subnets) and JIT policies, the four lists side by side; other VMs
