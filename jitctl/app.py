@@ -211,6 +211,7 @@ class App:
                 ("https://management.emulator.invalid/.default",),
                 kwargs,
                 self.parallel_limit(),
+                self.clock,
             )
         from jitctl.clouds import resolve_cloud
 
@@ -230,7 +231,13 @@ class App:
         except BadInput:
             sub = ""  # a name only ARM knows (App.resolve lists the subscriptions through this)
         return Connection(
-            credential, sub, cloud.arm_endpoint, (cloud.scope,), kwargs, self.parallel_limit()
+            credential,
+            sub,
+            cloud.arm_endpoint,
+            (cloud.scope,),
+            kwargs,
+            self.parallel_limit(),
+            self.clock,
         )
 
     def parallel_limit(self) -> int:

@@ -59,3 +59,21 @@ def test_the_fake_clock_moves_only_when_told_or_slept():
     clock.sleep(1.5)
     clock.advance(minutes=1)
     assert (clock.now() - start).total_seconds() == 61.5 and clock.slept == [1.5]
+
+
+def test_arms_retry_after_is_waited_out_on_the_apps_clock(app, backend, clock):
+    """A 429 whose answer was lost after the fact: the re-read waits Retry-After (30 s) on the
+    App's fake clock, not in real time."""
+    import time
+
+    from jitctl.emulator.settings import Fault
+    from jitctl.model import PortRule
+    from tests.support import vm_ref
+
+    win = vm_ref("vm-win01")
+    policies.enable(app.gateway(), [win], [PortRule(3389)], clock=clock)
+    backend.faults.append(Fault(429, match="/initiate", retry_after=30, after=True))
+    start, began = clock.now(), time.monotonic()
+    result = access.request_access(app.gateway(), win, "203.0.113.7", clock.now(), clock=clock)
+    assert result.ports and time.monotonic() - began < 10
+    assert (clock.now() - start).total_seconds() >= 30

@@ -118,7 +118,8 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
     from jitctl.parsing import parse_source
     from jitctl.publicip import PublicIpError, detect_public_ip
 
-    backend = Backend(settings=Settings(propagation_delay=0.0 if fast else 3.0))
+    # the App's clock: the real one for a user, a test's fake one (the waits take no time)
+    backend = Backend(settings=Settings(propagation_delay=0.0 if fast else 3.0), clock=app.clock)
     seed(backend)
     demo_app = App.for_backend(backend)
     note = ""
