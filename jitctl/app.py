@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jitctl.clock import SystemClock
+from jitctl.clock import Clock, SystemClock
 from jitctl.errors import BadInput
 
 if TYPE_CHECKING:  # the model behind the Gateway costs ~13 ms; --help does not need it
@@ -30,7 +30,7 @@ class App:
     verbose: bool = False
     only_show_errors: bool = False
     interactive: bool | None = None  # may we ask questions? None: when stdin is a terminal
-    clock: Any = field(default_factory=SystemClock)
+    clock: Clock = field(default_factory=SystemClock)  # tests pass a FakeClock
     backend: Any = None  # an emulator Backend, when running against one
     state_file: Path | None = None
     store: Any = None  # the --emulator state file: one transaction per ARM request
