@@ -7,8 +7,8 @@ A runbook can do what the CLI does::
     app = App(subscription="...")            # DefaultAzureCredential; App(emulator=True) for offline
     gw = app.gateway()
     vm = VmRef("<subscription>", "rg-prod", "vm-win01")
-    enable(gw, [vm], [PortRule(3389)])
-    request_access(gw, vm, "203.0.113.7", app.clock.now())
+    enable(gw, [vm], [PortRule(3389)], clock=app.clock)
+    request_access(gw, vm, "203.0.113.7", app.clock.now(), clock=app.clock)
     wait_until_effective(gw, vm, "203.0.113.7", app.clock)
 
 Names are imported lazily so that `jitctl --help` stays fast.

@@ -1,3 +1,5 @@
-from jitctl.cli import main
+"""`python -m jitctl`: the same program as the `jitctl` command."""
+
+from jitctl.cli.root import main
 
 main()

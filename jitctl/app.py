@@ -7,23 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jitctl.clock import SystemClock
+from jitctl.clock import Clock, SystemClock
 from jitctl.errors import BadInput
 
 if TYPE_CHECKING:  # the model behind the Gateway costs ~13 ms; --help does not need it
     from jitctl.gateway import Gateway
 
-STATE_ENV = "JITCTL_EMULATOR_STATE"
 EMULATED_PROPAGATION = 3.0  # seconds; Azure takes about a minute
-
-
-def emulator_state_file() -> Path:
-    explicit = os.environ.get(STATE_ENV)
-    if explicit:
-        return Path(explicit)
-    from platformdirs import user_state_dir
-
-    return Path(user_state_dir("jitctl", appauthor=False)) / "emulator.sqlite"
 
 
 @dataclass
@@ -40,7 +30,7 @@ class App:
     verbose: bool = False
     only_show_errors: bool = False
     interactive: bool | None = None  # may we ask questions? None: when stdin is a terminal
-    clock: Any = field(default_factory=SystemClock)
+    clock: Clock = field(default_factory=SystemClock)  # tests pass a FakeClock
     backend: Any = None  # an emulator Backend, when running against one
     state_file: Path | None = None
     store: Any = None  # the --emulator state file: one transaction per ARM request
@@ -88,6 +78,7 @@ class App:
     def _load_emulator(self) -> Any:
         from jitctl.emulator.backend import Backend
         from jitctl.emulator.settings import Settings
+        from jitctl.emulator.statefile import emulator_state_file
         from jitctl.emulator.store import open_store
         from jitctl.emulator.worlds import WORLDS
 
@@ -220,6 +211,7 @@ class App:
                 ("https://management.emulator.invalid/.default",),
                 kwargs,
                 self.parallel_limit(),
+                self.clock,
             )
         from jitctl.clouds import resolve_cloud
 
@@ -239,7 +231,13 @@ class App:
         except BadInput:
             sub = ""  # a name only ARM knows (App.resolve lists the subscriptions through this)
         return Connection(
-            credential, sub, cloud.arm_endpoint, (cloud.scope,), kwargs, self.parallel_limit()
+            credential,
+            sub,
+            cloud.arm_endpoint,
+            (cloud.scope,),
+            kwargs,
+            self.parallel_limit(),
+            self.clock,
         )
 
     def parallel_limit(self) -> int:

@@ -1,8 +1,19 @@
-"""Clocks: the system's, or a fake one tests (and the emulator's fake time) move by hand."""
+"""Clocks: the one Clock protocol, the system's clock, and a fake one tests move by hand.
+
+Services take a Clock as a required argument (the App supplies the system's), so a test that
+forgets to pass its fake clock fails at once instead of silently waiting real seconds.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def sleep(self, seconds: float) -> None: ...
 
 
 class SystemClock:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from jitctl.errors import BadInput
-from jitctl.parsing import check_resource_group, check_subscription, check_vm_name
-
 
 @dataclass(frozen=True)
 class VmRef:
@@ -49,40 +46,6 @@ def same_id(a: str | None, b: str | None) -> bool:
 
 def name_of(resource_id: str) -> str:
     return resource_id.rstrip("/").rsplit("/", 1)[-1]
-
-
-def parse_vm(value: str, *, resource_group: str | None, subscription_id: str | None) -> VmRef:
-    """A VM by full resource id, or by name with a resource group."""
-    if value.startswith("/"):
-        seg = segments(value)
-        if (
-            "virtualmachines" not in seg
-            or "resourcegroups" not in seg
-            or "subscriptions" not in seg
-        ):
-            raise BadInput(
-                f"'{value}' is not a virtual machine resource id.",
-                "Use /subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/NAME.",
-            )
-        return VmRef(
-            check_subscription(seg["subscriptions"]),
-            check_resource_group(seg["resourcegroups"]),
-            check_vm_name(seg["virtualmachines"]),
-        )
-    if not resource_group:
-        raise BadInput(
-            f"VM '{value}' is named without its resource group.",
-            "Pass --resource-group/-g, or give the VM's full resource id.",
-        )
-    if not subscription_id:
-        raise BadInput(
-            "No subscription given.", "Pass --subscription or set AZURE_SUBSCRIPTION_ID."
-        )
-    return VmRef(
-        check_subscription(subscription_id),
-        check_resource_group(resource_group),
-        check_vm_name(value),
-    )
 
 
 def policy_id(subscription_id: str, resource_group: str, location: str, name: str) -> str:

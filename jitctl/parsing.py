@@ -11,6 +11,7 @@ import re
 from datetime import timedelta
 
 from jitctl.errors import BadInput
+from jitctl.ids import VmRef, segments
 from jitctl.textsafe import has_unsafe, printable
 
 MIN_DURATION = timedelta(minutes=5)
@@ -366,3 +367,37 @@ def check_justification(text: str | None) -> str | None:
             f"Use at most {MAX_JUSTIFICATION}.",
         )
     return text
+
+
+def parse_vm(value: str, *, resource_group: str | None, subscription_id: str | None) -> VmRef:
+    """A VM by full resource id, or by name with a resource group."""
+    if value.startswith("/"):
+        seg = segments(value)
+        if (
+            "virtualmachines" not in seg
+            or "resourcegroups" not in seg
+            or "subscriptions" not in seg
+        ):
+            raise BadInput(
+                f"'{value}' is not a virtual machine resource id.",
+                "Use /subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/NAME.",
+            )
+        return VmRef(
+            check_subscription(seg["subscriptions"]),
+            check_resource_group(seg["resourcegroups"]),
+            check_vm_name(seg["virtualmachines"]),
+        )
+    if not resource_group:
+        raise BadInput(
+            f"VM '{value}' is named without its resource group.",
+            "Pass --resource-group/-g, or give the VM's full resource id.",
+        )
+    if not subscription_id:
+        raise BadInput(
+            "No subscription given.", "Pass --subscription or set AZURE_SUBSCRIPTION_ID."
+        )
+    return VmRef(
+        check_subscription(subscription_id),
+        check_resource_group(resource_group),
+        check_vm_name(value),
+    )

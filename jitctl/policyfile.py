@@ -21,7 +21,6 @@ from pydantic import (
 )
 
 from jitctl.errors import BadInput
-from jitctl.ids import parse_vm
 from jitctl.model import PortRule
 from jitctl.parsing import (
     check_resource_group,
@@ -32,6 +31,7 @@ from jitctl.parsing import (
     parse_port,
     parse_protocol,
     parse_source,
+    parse_vm,
 )
 from jitctl.policynames import check_policy_name
 from jitctl.textsafe import printable

@@ -187,7 +187,7 @@ def test_usage_error_is_one_line_naming_the_help():
 
 def test_closed_pipe_ends_quietly(tmp_path):
     code = (
-        "import sys\nfrom jitctl.cli import main\n"
+        "import sys\nfrom jitctl.cli.root import main\n"
         "sys.argv = ['jitctl', 'policy', 'schema']\nmain()\n"
     )
     proc = subprocess.run(
@@ -202,7 +202,7 @@ def test_closed_pipe_ends_quietly(tmp_path):
 
 def test_azure_identity_warnings_only_with_debug():
     code = (
-        "import logging\nfrom jitctl.cli import main\n"
+        "import logging\nfrom jitctl.cli.root import main\n"
         "main(['completion', 'bash'], standalone_mode=False)\n"  # any command that runs
         "logging.getLogger('azure.identity._credentials.chained').warning('tried EnvironmentCredential')\n"
     )

@@ -173,8 +173,10 @@ def test_superseded_grant_never_becomes_effective(connect_app, backend, clock):
     from jitctl.errors import TimedOut
 
     gw = connect_app.gateway()
-    request_access(gw, WIN, "198.51.100.7", clock.now())
-    request_access(gw, WIN, "198.51.100.99", clock.now())  # same second: both rules due together
+    request_access(gw, WIN, "198.51.100.7", clock.now(), clock=clock)
+    request_access(
+        gw, WIN, "198.51.100.99", clock.now(), clock=clock
+    )  # same second: both rules due together
     from jitctl.services.verify import wait_until_effective
 
     with pytest.raises(TimedOut):

@@ -307,7 +307,7 @@ def check_effect(session: Session, words: list[str], result: click.testing.Resul
 
 
 def app_state_file() -> Path:
-    from jitctl.app import emulator_state_file
+    from jitctl.emulator.statefile import emulator_state_file
 
     return emulator_state_file()
 

@@ -6,18 +6,26 @@ import json
 import os
 import re
 import stat
+from datetime import datetime, timezone
 from pathlib import Path
 
 from click.testing import CliRunner
 
+from jitctl.app import App
 from jitctl.cli.commands import cli
+from jitctl.clock import FakeClock
 
 G = ["-g", "rg-jit-demo"]
 
 
 def invoke(args, state):
+    """The CLI as a user runs it, its waits on a fake clock that starts at the real time (the
+    state file's grants are kept in real time)."""
     return CliRunner().invoke(
-        cli, args, env={"JITCTL_EMULATOR_STATE": str(state), "JITCTL_EMULATOR": None}
+        cli,
+        args,
+        env={"JITCTL_EMULATOR_STATE": str(state), "JITCTL_EMULATOR": None},
+        obj=App(clock=FakeClock(datetime.now(timezone.utc))),
     )
 
 
@@ -54,7 +62,7 @@ def test_env_var_turns_emulator_on(tmp_path):
 
 
 def test_demo_end_to_end():
-    r = CliRunner().invoke(cli, ["demo", "--fast", "--source-ip", "198.51.100.20"])
+    r = CliRunner().invoke(cli, ["demo", "--fast", "--source-ip", "198.51.100.20"], obj=App())
     assert r.exit_code == 0, r.output
     assert "== Enable JIT on both VMs" in r.stdout
     assert "EFFECTIVE: 198.51.100.20 -> vm-lnx01 10.10.2.4:22/tcp" in r.stdout
@@ -63,7 +71,11 @@ def test_demo_end_to_end():
         .splitlines()[-1]
         .startswith("Verdict: 198.51.100.20 reaches vm-win01:3389 through the JIT allow rule")
     )
-    r = CliRunner().invoke(cli, ["-o", "json", "demo", "--fast", "--source-ip", "198.51.100.20"])
+    r = CliRunner().invoke(
+        cli,
+        ["-o", "json", "demo", "--fast", "--source-ip", "198.51.100.20"],
+        obj=App(clock=FakeClock()),
+    )
     data = json.loads(r.stdout)
     assert data["ok"] is True and data["arm_calls"] == sum(s["arm_calls"] for s in data["steps"])
 

@@ -163,7 +163,12 @@ def test_split_ssh_args_without_a_value_at_the_end():
 
 @pytest.fixture
 def connect_app(app, tmp_path):
-    enable(app.gateway(), [vm_ref("vm-win01"), vm_ref("vm-lnx01")], [PortRule(3389), PortRule(22)])
+    enable(
+        app.gateway(),
+        [vm_ref("vm-win01"), vm_ref("vm-lnx01")],
+        [PortRule(3389), PortRule(22)],
+        clock=app.clock,
+    )
     app.runner = RecordingRunner()
     app.data_dir = tmp_path / "data"
     return app

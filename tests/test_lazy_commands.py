@@ -20,7 +20,7 @@ HEAVY = ("azure", "pydantic", "jitctl.emulator", "rich", "yaml", "cryptography",
 def loaded_after(args: list[str]) -> tuple[list[str], str]:
     """The modules a fresh `jitctl ARGS` has imported when it ends, and what it printed."""
     code = (
-        "import sys, json\nfrom jitctl.cli import main\n"
+        "import sys, json\nfrom jitctl.cli.root import main\n"
         f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
         "print('\\nMODULES', json.dumps(sorted(sys.modules)))\n"
     )
@@ -65,13 +65,48 @@ def every_command_path() -> list[list[str]]:
     return paths
 
 
+def loaded_by_each(runs: list[list[str]]) -> list[list[str]]:
+    """The modules each of `jitctl ARGS...`, run one after another in one fresh interpreter,
+    imports that the runs before it had not (one interpreter, not one a run: 3 s less)."""
+    code = (
+        "import io, sys, json, contextlib\nfrom jitctl.cli.root import main\n"
+        "seen, out = set(sys.modules), []\n"
+        f"for args in {runs!r}:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "        try:\n            main(args)\n        except SystemExit:\n            pass\n"
+        "    out.append(sorted(set(sys.modules) - seen))\n    seen |= set(sys.modules)\n"
+        "print(json.dumps(out))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
 def test_no_help_and_no_usage_error_loads_the_heavy_parts():
     paths = every_command_path()
     assert len(paths) > len(COMMANDS)
-    for args in [[*path, "--help"] for path in paths] + [["enable", "--bogus"], ["verify"]]:
-        modules, _ = loaded_after(args)
-        heavy = [m for m in modules if m.startswith(HEAVY)]
+    runs = [[*path, "--help"] for path in paths] + [["enable", "--bogus"], ["verify"]]
+    loaded = loaded_by_each(runs)
+    assert len(loaded) == len(runs)
+    assert any("jitctl.cli.commands" in new for new in loaded)  # it saw the commands load
+    for args, new in zip(runs, loaded, strict=True):
+        heavy = [m for m in new if m.startswith(HEAVY)]
         assert heavy == [], (args, heavy[:5])
+
+
+def test_root_help_imports_click_and_the_root_command_only():
+    modules, text = loaded_after(["--help"])
+    assert "Commands:" in text
+    assert sorted(m for m in modules if m.startswith("jitctl")) == [
+        "jitctl",
+        "jitctl.cli",
+        "jitctl.cli.globalopts",
+        "jitctl.cli.root",
+        "jitctl.errors",
+    ]
+    tops = {m.split(".")[0] for m in modules} - set(sys.stdlib_module_names)
+    # the interpreter's own: the script, setuptools' shim, an editable install's finder
+    third_party = {t for t in tops if not t.startswith(("__", "_distutils_hack"))}
+    assert third_party == {"click", "jitctl"}
 
 
 def test_a_command_named_in_full_still_runs_with_its_global_options():

@@ -26,7 +26,14 @@ def core_scenario(app: App, vm: VmRef, source: str, timeout: float) -> None:
     again = enable(gw, [vm], [PortRule(3389)], clock=app.clock)
     assert not again.changed  # a second enable writes nothing
     grant = request_access(
-        gw, vm, source, app.clock.now(), [3389], timedelta(minutes=5), "jitctl live test"
+        gw,
+        vm,
+        source,
+        app.clock.now(),
+        [3389],
+        timedelta(minutes=5),
+        "jitctl live test",
+        clock=app.clock,
     )
     assert grant.ports[0].number == 3389
     result, _ = wait_until_effective(gw, vm, source, app.clock, [3389], timeout)

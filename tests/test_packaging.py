@@ -32,7 +32,7 @@ def all_commands(group: click.Group = cli, prefix: str = "") -> list[str]:
 )
 def test_help_and_usage_errors_load_no_azure(args):
     code = (
-        "import sys\nfrom jitctl.cli import main\n"
+        "import sys\nfrom jitctl.cli.root import main\n"
         f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
         "heavy = sorted(m for m in sys.modules if m.startswith(('azure.mgmt', 'azure.identity', 'azure.core')))\n"
         "print('HEAVY', heavy)\n"

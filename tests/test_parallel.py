@@ -81,7 +81,12 @@ def test_a_vm_missing_from_its_group_is_reported_as_azure_does(backend, app):
     from jitctl.errors import NotFound
 
     with pytest.raises(NotFound, match="vm-nope"):
-        enable(app.gateway(), [*refs, VmRef(refs[0].subscription_id, "rg-many", "vm-nope")], [RULE])
+        enable(
+            app.gateway(),
+            [*refs, VmRef(refs[0].subscription_id, "rg-many", "vm-nope")],
+            [RULE],
+            clock=app.clock,
+        )
 
 
 def test_three_vms_are_read_one_by_one_as_before(backend, app, calls):

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 
 from jitctl.errors import BadInput
-from jitctl.ids import parse_vm, same_id
+from jitctl.ids import same_id
 from jitctl.parsing import (
     format_human_duration,
     format_iso_duration,
@@ -11,6 +11,7 @@ from jitctl.parsing import (
     parse_port,
     parse_protocol,
     parse_source,
+    parse_vm,
 )
 
 

@@ -130,7 +130,7 @@ def test_request_wait_verify_expiry(gw, backend, clock, calls):
     enable(gw, [WIN], [PortRule(3389, max_duration=timedelta(hours=1))], clock=clock)
     calls()
     clock.slept.clear()  # the write's confirmation reads are not the wait measured here
-    granted = request_access(gw, WIN, IP, clock.now(), [3389], justification="INC-1")
+    granted = request_access(gw, WIN, IP, clock.now(), [3389], justification="INC-1", clock=clock)
     assert calls() == [
         "GET Microsoft.Security/jitNetworkAccessPolicies",
         "POST Microsoft.Security/locations/westeurope/jitNetworkAccessPolicies/default/initiate",
@@ -155,7 +155,7 @@ def test_wait_times_out_when_the_rule_never_appears(gw, backend, clock):
     backend.settings.propagation_delay = 10_000
     enable(gw, [WIN], [PortRule(3389)], clock=clock)
     clock.slept.clear()
-    request_access(gw, WIN, IP, clock.now())
+    request_access(gw, WIN, IP, clock.now(), clock=clock)
     with pytest.raises(TimedOut) as raised:
         wait_until_effective(gw, WIN, IP, clock, timeout=30)
     assert raised.value.message == (
@@ -168,9 +168,9 @@ def test_wait_times_out_when_the_rule_never_appears(gw, backend, clock):
 
 def test_newer_request_supersedes_older(gw, backend, clock):
     enable(gw, [WIN], [PortRule(3389)], clock=clock)
-    request_access(gw, WIN, IP, clock.now())
+    request_access(gw, WIN, IP, clock.now(), clock=clock)
     clock.advance(60)
-    request_access(gw, WIN, "198.51.100.4", clock.now())
+    request_access(gw, WIN, "198.51.100.4", clock.now(), clock=clock)
     gw.list_policies(SUB)  # any request lets the emulator apply what is due
     assert not verify(gw, WIN, IP).effective and verify(gw, WIN, "198.51.100.4").effective
     ports = [r.vms[0].ports[0] for r in gw.get_policy(SUB, RG, "westeurope", "default").requests]
@@ -191,7 +191,7 @@ def test_request_refusals_are_local_and_write_nothing(gw, calls, clock, kwargs, 
     enable(gw, [WIN], [PortRule(3389)], clock=clock)
     calls()
     with pytest.raises(Refused, match=message):
-        request_access(gw, WIN, IP, clock.now(), **kwargs)
+        request_access(gw, WIN, IP, clock.now(), **kwargs, clock=clock)
     assert calls() == ["GET Microsoft.Security/jitNetworkAccessPolicies"]
 
 
@@ -200,15 +200,16 @@ def test_request_source_outside_allowed_prefixes(gw, clock):
         gw, [WIN], [PortRule(3389, allowed_source_address_prefix="198.51.100.0/24")], clock=clock
     )
     with pytest.raises(Refused, match="outside the allowed sources"):
-        request_access(gw, WIN, IP, clock.now())
+        request_access(gw, WIN, IP, clock.now(), clock=clock)
     assert (
-        request_access(gw, WIN, "198.51.100.0/25", clock.now()).ports[0].source == "198.51.100.0/25"
+        request_access(gw, WIN, "198.51.100.0/25", clock.now(), clock=clock).ports[0].source
+        == "198.51.100.0/25"
     )
 
 
 def test_request_without_policy_is_not_found(gw, clock):
     with pytest.raises(VmNotInPolicy, match="VM vm-win01 is in no JIT policy of resource group"):
-        request_access(gw, WIN, IP, clock.now())
+        request_access(gw, WIN, IP, clock.now(), clock=clock)
 
 
 def test_azure_refuses_what_is_not_a_subset(gw, clock):
@@ -260,7 +261,7 @@ def test_deny_priority_strategy_above_allow(gw, backend, clock):
 @pytest.mark.parametrize("world", ["multinic"])
 def test_verify_multi_nic_uses_primary_unless_named(gw, calls, clock):
     enable(gw, [vm_ref("vm-multi")], [PortRule(3389)], clock=clock)
-    request_access(gw, vm_ref("vm-multi"), IP, clock.now())
+    request_access(gw, vm_ref("vm-multi"), IP, clock.now(), clock=clock)
     calls()
     result = verify(gw, vm_ref("vm-multi"), IP)
     assert result.private_ip == "10.30.2.4" and result.effective

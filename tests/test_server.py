@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 import pytest
 
@@ -170,8 +171,14 @@ def test_server_and_emulator_commands_share_one_state_file(server, monkeypatch):
 
     monkeypatch.setenv("JITCTL_EMULATOR_STATE", str(server.state_file))
     monkeypatch.delenv("JITCTL_EMULATOR", raising=False)
+    from jitctl.app import App
+    from jitctl.clock import FakeClock
+
+    fake = FakeClock(datetime.now(timezone.utc))  # the write's confirmation takes no real time
     r = CliRunner().invoke(
-        cli, ["--emulator", "enable", "vm-lnx01", "-g", "rg-jit-demo", "--policy-name", "cli"]
+        cli,
+        ["--emulator", "enable", "vm-lnx01", "-g", "rg-jit-demo", "--policy-name", "cli"],
+        obj=App(clock=fake),
     )
     assert r.exit_code == 0, r.output
     url = (

@@ -163,7 +163,9 @@ def test_request_is_two_calls_list_then_initiate(sdk):
         ]
     )
     ref = VmRef(SUB, RG, "vm1")
-    result = request_access(sdk.gw, ref, "192.127.0.2", NOW, [3389], timedelta(hours=1), "testing")
+    result = request_access(
+        sdk.gw, ref, "192.127.0.2", NOW, [3389], timedelta(hours=1), "testing", clock=FakeClock(NOW)
+    )
     sdk.arm.send_request.assert_called_once()
     assert listed_url(sdk).startswith(
         f"https://management.azure.com/subscriptions/{SUB}/resourceGroups/{RG}"
@@ -187,7 +189,9 @@ def test_request_is_two_calls_list_then_initiate(sdk):
 def test_request_refused_locally_never_initiates(sdk):
     listed(sdk, example_policy())
     with pytest.raises(Refused, match="exceeds the maximum of 3h"):
-        request_access(sdk.gw, VM, "192.127.0.2", NOW, [3389], timedelta(hours=5))
+        request_access(
+            sdk.gw, VM, "192.127.0.2", NOW, [3389], timedelta(hours=5), clock=FakeClock(NOW)
+        )
     sdk.jit.initiate.assert_not_called()
 
 
@@ -235,7 +239,7 @@ def test_enable_refuses_vm_without_nsg_before_writing(sdk):
         {"id": f"{NET}/virtualNetworks/v/subnets/s", "properties": {"addressPrefix": "10.0.0.0/24"}}
     )
     with pytest.raises(Refused, match="no network security group"):
-        enable(sdk.gw, [VM], [PortRule(3389)])
+        enable(sdk.gw, [VM], [PortRule(3389)], clock=FakeClock(NOW))
     sdk.net.subnets.get.assert_called_once_with(RG, "v", "s")
     assert all(c.args[0].method == "GET" for c in sdk.arm.send_request.call_args_list)
 
@@ -304,7 +308,7 @@ def test_sdk_errors_map_to_exit_codes(sdk, reply, expected, text):
     """Errors of the list read (the first call of a request), answered or raised."""
     sdk.arm.send_request.side_effect = reply if isinstance(reply, Exception) else [reply]
     with pytest.raises(expected, match=text):
-        request_access(sdk.gw, VM, "192.127.0.2", NOW)
+        request_access(sdk.gw, VM, "192.127.0.2", NOW, clock=FakeClock(NOW))
     sdk.jit.initiate.assert_not_called()
 
 

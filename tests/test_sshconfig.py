@@ -39,8 +39,10 @@ def home(tmp_path, monkeypatch):
 @pytest.fixture
 def ssh_app(app, home):
     app.runner = RecordingRunner()
-    enable(app.gateway(), [DEMO_LNX], [PortRule(22)])
-    enable(app.gateway(), [vm_ref("vm-win01")], [PortRule(3389)])  # no port 22: no entry
+    enable(app.gateway(), [DEMO_LNX], [PortRule(22)], clock=app.clock)
+    enable(
+        app.gateway(), [vm_ref("vm-win01")], [PortRule(3389)], clock=app.clock
+    )  # no port 22: no entry
     return app
 
 
@@ -97,13 +99,16 @@ def test_scopes_keep_other_groups_and_gone_vms_are_removed(ssh_app, home):
         ssh_app.gateway(),
         [VmRef(SUB, "rg-prod", "vm-lnx01")],
         [PortRule(22)],
+        clock=ssh_app.clock,
     )
     assert invoke(ssh_app, "ssh-config", "-g", "rg-prod").exit_code == 0
     assert invoke(ssh_app, "ssh-config", "-g", "rg-jit-demo").exit_code == 0
     demo = host("vm-lnx01.rg-jit-demo", "vm-lnx01", "rg-jit-demo", None)
     prod = host("vm-lnx01", "vm-lnx01", "rg-prod", None)
     assert config.read_text() == block(prod, demo)  # sorted by Host name; rg-prod's kept
-    disable(ssh_app.gateway(), DEMO_LNX)  # out of JIT: its entry goes, rg-prod's stays
+    disable(
+        ssh_app.gateway(), DEMO_LNX, clock=ssh_app.clock
+    )  # out of JIT: its entry goes, rg-prod's stays
     r = invoke(ssh_app, "-o", "json", "ssh-config", "-g", "rg-jit-demo")
     data = json.loads(r.stdout)
     assert data["removed"] == ["vm-lnx01.rg-jit-demo"] and data["hosts"] == ["vm-lnx01"]

@@ -9,12 +9,15 @@ import os
 import sqlite3
 import stat
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
+from jitctl.app import App
 from jitctl.cli.commands import cli
+from jitctl.clock import FakeClock
 from jitctl.emulator import Backend, Settings
 from jitctl.emulator.responses import Router
 from jitctl.emulator.seeder import DEMO_SUBSCRIPTION
@@ -28,6 +31,7 @@ NSG = (
     "rg-jit-demo/providers/Microsoft.Network/networkSecurityGroups/vm-win01-nsg"
 )
 AUTH = {"Authorization": "Bearer x"}
+CROWD = 6  # processes writing one state file at once
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +49,10 @@ def state(tmp_path, monkeypatch) -> Path:
 
 
 def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
+    """The CLI in this process, as a user runs it, but its waits (a write's confirmation
+    window) on a fake clock that starts at the real time the emulator's state file keeps."""
+    app = App(clock=FakeClock(datetime.now(timezone.utc)))
+    return CliRunner().invoke(cli, list(args), obj=app)
 
 
 def data_version(conn: sqlite3.Connection) -> int:
@@ -57,7 +64,7 @@ def data_version(conn: sqlite3.Connection) -> int:
 
 def _cli_process(args: list[str], out: str) -> None:
     """A forked child running the real CLI (imports already warm in the parent)."""
-    from jitctl.cli import main
+    from jitctl.cli.root import main
 
     with open(out, "w") as f:
         sys.stdout = sys.stderr = f
@@ -67,10 +74,10 @@ def _cli_process(args: list[str], out: str) -> None:
 @pytest.mark.skipif(
     "fork" not in multiprocessing.get_all_start_methods(), reason="needs fork to stay fast"
 )
-def test_twenty_processes_at_once_keep_every_change(state, tmp_path, monkeypatch):
+def test_processes_at_once_keep_every_change(state, tmp_path, monkeypatch):
     # the parent warms the SDK imports on a file of its own and holds no connection while forking
     assert invoke("--emulator", "enable", "vm-lnx01", *G, "--port", "22").exit_code == 0
-    shared = tmp_path / "new" / "emulator.sqlite"  # the twenty race to create it, too
+    shared = tmp_path / "new" / "emulator.sqlite"  # they race to create it, too
     monkeypatch.setenv("JITCTL_EMULATOR_STATE", str(shared))
     ctx = multiprocessing.get_context("fork")
     procs = [
@@ -81,26 +88,26 @@ def test_twenty_processes_at_once_keep_every_change(state, tmp_path, monkeypatch
                 str(tmp_path / f"out{i}.txt"),
             ),
         )
-        for i in range(20)
+        for i in range(CROWD)
     ]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
-    outputs = [(tmp_path / f"out{i}.txt").read_text() for i in range(20)]
-    assert [p.exitcode for p in procs] == [0] * 20, outputs
+    outputs = [(tmp_path / f"out{i}.txt").read_text() for i in range(CROWD)]
+    assert [p.exitcode for p in procs] == [0] * CROWD, outputs
     assert not [o for o in outputs if "Traceback" in o or "error" in o]
     after = stored(shared)
     names = {entry["policy"]["name"] for entry in after.state["jit"].values()}
-    assert names == {f"p{i}" for i in range(20)}
+    assert names == {f"p{i}" for i in range(CROWD)}
     deny = [  # each policy's deny rule in the shared NSG: no write overwrote another's
         r["name"]
         for r in after.rules(NSG.split(".invalid", 1)[1])
         if r["name"].startswith("MicrosoftDefenderForCloud-JITRule_")
     ]
-    assert len(deny) == 20
+    assert len(deny) == CROWD
     r = invoke("--emulator", "-o", "json", "list")
-    assert len(json.loads(r.stdout)["policies"]) == 20
+    assert len(json.loads(r.stdout)["policies"]) == CROWD
 
 
 def test_each_request_is_one_transaction_and_other_writers_are_seen(tmp_path):
@@ -326,9 +333,7 @@ def test_a_state_file_that_cannot_be_created(tmp_path, monkeypatch):
 
 
 def test_the_former_json_file_beside_it_is_imported(state, monkeypatch):
-    from jitctl.app import App
-
-    backend = Backend()
+    backend = Backend(clock=FakeClock(datetime.now(timezone.utc)))
     demo(backend)
     old = App.for_backend(backend)
     assert CliRunner().invoke(cli, ["enable", "vm-win01", *G], obj=old).exit_code == 0

@@ -185,7 +185,7 @@ LNX = vm_ref("vm-lnx01")
 @pytest.fixture
 def lnx(app, backend):
     backend.settings.propagation_delay = 30
-    enable(app.gateway(), [LNX], [PortRule(22)])
+    enable(app.gateway(), [LNX], [PortRule(22)], clock=app.clock)
     return app.gateway()
 
 
@@ -224,7 +224,7 @@ def test_keep_alive_renews_before_the_end_and_access_never_lapses(lnx, clock):
 
 
 def test_keep_alive_stays_within_the_policy_maximum(lnx, clock, app):
-    enable(app.gateway(), [LNX], [PortRule(22, max_duration=timedelta(minutes=30))])
+    enable(app.gateway(), [LNX], [PortRule(22, max_duration=timedelta(minutes=30))], clock=clock)
     ready = ensure_access(
         lnx, AccessRequest(LNX, SOURCE, 22, duration=timedelta(minutes=30)), clock
     )
@@ -286,7 +286,7 @@ def world():
 @pytest.fixture
 def local_app(app, backend, server, tmp_path):
     backend.settings.propagation_delay = 20
-    enable(app.gateway(), [LOCAL], [PortRule(server.port), PortRule(22)])
+    enable(app.gateway(), [LOCAL], [PortRule(server.port), PortRule(22)], clock=app.clock)
     app.data_dir = tmp_path / "data"
     return app
 
@@ -460,7 +460,7 @@ def test_ssh_keep_alive_renews_while_ssh_runs(app, backend, clock, lnx):
 
 
 def test_rdp_keep_alive_windows_waits_for_mstsc(app, backend, clock, lnx, tmp_path):
-    enable(app.gateway(), [vm_ref("vm-win01")], [PortRule(3389)])
+    enable(app.gateway(), [vm_ref("vm-win01")], [PortRule(3389)], clock=clock)
     spawned = []
 
     class Runner(SpawningRunner):

@@ -13,6 +13,7 @@ from jitctl.arm import translate as t
 from jitctl.arm.budget import Budget, throttle_policy
 from jitctl.arm.errors import azure_errors
 from jitctl.arm.listing import COMPUTE, NETWORK, SECURITY_JIT, SUBSCRIPTIONS
+from jitctl.clock import Clock
 from jitctl.gateway import InitiatePort
 from jitctl.ids import VmRef, name_of, segments
 from jitctl.model import (
@@ -44,6 +45,7 @@ class Connection:
     scopes: tuple[str, ...] = ("https://management.azure.com/.default",)
     client_kwargs: dict[str, Any] = field(default_factory=dict)
     max_parallel: int = MAX_PARALLEL  # ARM requests in flight at once (independent reads)
+    clock: Clock | None = None  # ARM's Retry-After is waited out on it (None: the real time)
 
 
 def _rg_name(resource_id: str, kind: str) -> tuple[str, str, str]:
@@ -83,7 +85,12 @@ class AzureGateway:
         self._local = threading.local()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        self.budget = Budget(conn.max_parallel)
+        clock = conn.clock
+        self.budget = (
+            Budget(conn.max_parallel, clock=lambda: clock.now().timestamp(), sleep=clock.sleep)
+            if clock is not None
+            else Budget(conn.max_parallel)
+        )
 
     def _client(self, kind: str, subscription_id: str) -> Any:
         clients: dict[tuple[str, str], Any] | None = getattr(self._local, "clients", None)
@@ -192,7 +199,7 @@ class AzureGateway:
         landing zone keeps the firewall in a hub subscription, the VMs in spokes). When it
         fails, or has no such firewall (it lags ARM), the public IPs of the VM's subscription
         through ARM. Then one GET of the firewall, for its rules as they are now."""
-        from jitctl.arm.graph import firewall_ip_query, query_rows
+        from jitctl.arm.lookup import firewall_ip_query, query_rows
         from jitctl.errors import JitctlError, NotSignedIn
 
         try:

@@ -13,15 +13,16 @@ Resource Graph lags ARM by seconds to minutes: nothing here is used where freshn
 from __future__ import annotations
 
 import functools
-import ipaddress
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from jitctl.arm.errors import azure_errors
 from jitctl.arm.gateway import Connection
+from jitctl.arm.lookup import PUBLIC_IPS
 from jitctl.arm.rows import nic_from_row, nsg_from_row, subnets_from_row, vm_from_row
+from jitctl.clock import Clock
 from jitctl.errors import AzureError
 from jitctl.fleet import Inventory
 from jitctl.model import JitPolicy, Nic, Subscription, Vm
@@ -37,7 +38,6 @@ VMS = "microsoft.compute/virtualmachines"
 NICS = "microsoft.network/networkinterfaces"
 VNETS = "microsoft.network/virtualnetworks"
 NSGS = "microsoft.network/networksecuritygroups"
-PUBLIC_IPS = "microsoft.network/publicipaddresses"
 
 
 # Only what jitctl reads, so pages stay small (Azure's default NSG rules are fixed: nsgeval
@@ -63,34 +63,6 @@ NETWORKS = (
     "subnets = tostring(properties.subnets), securityRules = tostring(properties.securityRules), "
     "ipAddress = properties.ipAddress"
 )
-
-
-def firewall_ip_query(address: str) -> str:
-    """The public IP that has `address`, with the id of what uses it (an Azure Firewall's IP
-    configuration): one query over every subscription the caller can read, so a firewall in a
-    landing zone's hub subscription is found from a spoke. `address` must be an IP address."""
-    ip = str(ipaddress.ip_address(address))  # never text of another kind inside the query
-    return (
-        f"Resources | where type =~ '{PUBLIC_IPS}' | where properties.ipAddress == '{ip}' "
-        "| project id, owner = tostring(properties.ipConfiguration.id)"
-    )
-
-
-def query_rows(client: Any, query: str) -> list[dict[str, Any]]:
-    """The first page of a query over every subscription the caller can read (a lookup that
-    expects a row or two, not a fleet read)."""
-    from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
-
-    request = QueryRequest(query=query, options=QueryRequestOptions(top=10))
-    with azure_errors():  # once: the caller has a fallback, better than a wall-clock retry
-        answer = client.resources(request, retry_total=0)
-    return list(answer.data or [])
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-    def sleep(self, seconds: float) -> None: ...
 
 
 def _resets_after(text: str | None) -> float:

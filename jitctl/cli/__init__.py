@@ -240,14 +240,3 @@ def closed_pipe() -> int:
     except (OSError, ValueError, AttributeError):
         pass
     return int(ExitCode.ERROR)
-
-
-def main(args: Sequence[str] | None = None, standalone_mode: bool = True, **kwargs: Any) -> Any:
-    from jitctl.cli.root import cli
-
-    return cli.main(
-        args=list(args) if args is not None else None,
-        prog_name="jitctl",
-        standalone_mode=standalone_mode,
-        **kwargs,
-    )

@@ -93,7 +93,7 @@ def cache_key(app: Any) -> str:
 
 
 def list_names(app: Any) -> Names:
-    from jitctl.ids import parse_vm
+    from jitctl.parsing import parse_vm
 
     vms = app.gateway().list_vms(app.subscription_id)
     return sorted(

@@ -131,7 +131,8 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
     from jitctl.parsing import parse_source
     from jitctl.publicip import PublicIpError, detect_public_ip
 
-    backend = Backend(settings=Settings(propagation_delay=0.0 if fast else 3.0))
+    # the App's clock: the real one for a user, a test's fake one (the waits take no time)
+    backend = Backend(settings=Settings(propagation_delay=0.0 if fast else 3.0), clock=app.clock)
     seed(backend)
     demo_app = App.for_backend(backend)
     note = ""
@@ -316,9 +317,10 @@ def reset(
       jitctl emulator reset --world busy
       jitctl emulator reset --set initiate_fate=never --set defender_plan=off
     """
-    from jitctl.app import EMULATED_PROPAGATION, emulator_state_file
+    from jitctl.app import EMULATED_PROPAGATION
     from jitctl.emulator.backend import Backend
     from jitctl.emulator.settings import Settings
+    from jitctl.emulator.statefile import emulator_state_file
     from jitctl.emulator.store import reset_file
 
     if latency is not None:

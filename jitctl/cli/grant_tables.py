@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from jitctl.cli.render import protocol_name, table, when
+from jitctl.cli.shapes import protocol_name, table, when
 from jitctl.parsing import format_human_duration
 
 

@@ -17,7 +17,8 @@ import click
 from jitctl.app import App
 from jitctl.cli.completion import complete_group, complete_vm
 from jitctl.cli.paramtypes import DurationType, PortType, SourceType
-from jitctl.ids import VmRef, parse_vm
+from jitctl.ids import VmRef
+from jitctl.parsing import parse_vm
 
 ALLOW_ANY = click.option(
     "--allow-any-source",

@@ -14,6 +14,8 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from jitctl.cli.shapes import jsonable, table
+
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS = {"high": "error", "medium": "warning", "low": "note"}
 CSV_COLUMNS = (
@@ -29,8 +31,6 @@ CSV_COLUMNS = (
 
 
 def audit_table(result: Any, now: datetime) -> str:
-    from jitctl.cli.render import table
-
     protected = sum(v.protected for v in result.vms)
     counts = result.counts
     summary = (
@@ -56,7 +56,6 @@ def _version() -> str:
 
 
 def sarif(result: Any, now: datetime | None = None) -> dict[str, Any]:
-    from jitctl.cli.render import jsonable
     from jitctl.services.auditrules import RULES
 
     rules = list(RULES.values())
@@ -123,8 +122,6 @@ def sarif_text(result: Any, now: datetime | None = None) -> str:
 def csv_text(result: Any, now: datetime | None = None) -> str:
     """One row a finding; evidence as compact JSON. Cells a spreadsheet would run as a formula
     (=, +, -, @ first) get a leading apostrophe, as OWASP advises for CSV injection."""
-    from jitctl.cli.render import jsonable
-
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)

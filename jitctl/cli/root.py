@@ -6,6 +6,9 @@ that its short help is the command's own.)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import click
 
 from jitctl.cli import CONTEXT, JitctlGroup
@@ -115,3 +118,13 @@ def cli(ctx: click.Context) -> None:
 
 
 install_globals(cli, root=True)
+
+
+def main(args: Sequence[str] | None = None, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    """The `jitctl` program (the console script and `python -m jitctl`)."""
+    return cli.main(
+        args=list(args) if args is not None else None,
+        prog_name="jitctl",
+        standalone_mode=standalone_mode,
+        **kwargs,
+    )

@@ -1,9 +1,20 @@
-"""Fixed answers: ARM's error wording for the statuses the emulator injects, and the cloud
-metadata document `az cloud register` reads."""
+"""Answers: the Reply a route gives, ARM's error wording for the statuses the emulator injects,
+and the cloud metadata document `az cloud register` reads."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass
+class Reply:
+    """What a route answers: status, JSON body, extra headers."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] | None = None
+
 
 # What Azure answers for each injected status (codes and wording as ARM writes them).
 FAULT_ANSWERS = {

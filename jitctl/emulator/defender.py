@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from jitctl.emulator.answers import Reply
 from jitctl.emulator.backend import ArmError, Backend
 
 PLAN = "VirtualMachines"  # Defender for Servers' pricing name
@@ -100,8 +101,6 @@ def permissions(b: Backend, sub: str) -> list[dict[str, Any]]:
 
 def add_routes(router: Any, sub: str, rg: str) -> None:
     """Pricings (subscription scope) and permissions (resource group and resource scopes)."""
-    from jitctl.emulator.responses import Reply
-
     b = router.backend
     item = sub + r"/providers/microsoft\.security/pricings/(?P<name>[^/]+)"
     router.route("GET", item, lambda q: Reply(200, pricing(b, q.params["sub"], q.params["name"])))

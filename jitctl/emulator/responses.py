@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from jitctl.emulator import defender, jit, power
-from jitctl.emulator.answers import FAULT_ANSWERS, cloud_metadata
+from jitctl.emulator.answers import FAULT_ANSWERS, Reply, cloud_metadata
 from jitctl.emulator.backend import ArmError, Backend
 from jitctl.emulator.graph import ResourceGraph
 from jitctl.emulator.settings import Fault, LogEntry
@@ -21,13 +21,6 @@ SUB = r"/subscriptions/(?P<sub>[^/]+)"
 RG = SUB + r"/resourcegroups/(?P<rg>[^/]+)"
 JIT_BASE = r"/providers/microsoft\.security(?:/locations/(?P<loc>[^/]+))?/jitnetworkaccesspolicies"
 NET = RG + r"/providers/microsoft\.network"
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any = None
-    headers: dict[str, str] | None = None
 
 
 Handler = Callable[["Request"], Reply]

@@ -12,6 +12,7 @@ from jitctl.emulator.backend import Backend
 from jitctl.errors import BadInput
 from jitctl.textsafe import printable
 
+STATE_ENV = "JITCTL_EMULATOR_STATE"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 ELSEWHERE = "Point JITCTL_EMULATOR_STATE (or --state) at a file in a folder you can write to."
 
@@ -20,10 +21,18 @@ class StateFileError(BadInput):
     """The state file is damaged, foreign, of an older format, or cannot be read."""
 
 
+def emulator_state_file() -> Path:
+    """Where `--emulator` keeps its state: JITCTL_EMULATOR_STATE, else the user's state folder."""
+    explicit = os.environ.get(STATE_ENV)
+    if explicit:
+        return Path(explicit)
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir("jitctl", appauthor=False)) / "emulator.sqlite"
+
+
 def reset_command(path: Path) -> str:
     """The command that replaces the state file at `path`."""
-    from jitctl.app import emulator_state_file
-
     if path == emulator_state_file():
         return "jitctl emulator reset"
     return f"jitctl emulator reset --state {shlex.quote(printable(path))}"

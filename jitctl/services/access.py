@@ -7,15 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from jitctl.clock import SystemClock
+from jitctl.clock import Clock
 from jitctl.errors import Refused
 from jitctl.gateway import Gateway, InitiatePort
 from jitctl.ids import VmRef, name_of
 from jitctl.model import GrantPort, JitPolicy, PolicyVm, PortRule
 from jitctl.nsgeval import source_within
 from jitctl.parsing import check_justification, format_human_duration
-from jitctl.services.policies import require_policies, several_policies
-from jitctl.services.writes import Clock, WritePolicy, initiate_once
+from jitctl.services.policies import several_policies
+from jitctl.services.reads import require_policies
+from jitctl.services.writes import WritePolicy, initiate_once
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def request_access(
     justification: str | None = None,
     policy_name: str | None = None,
     *,
-    clock: Clock | None = None,
+    clock: Clock,
     settings: WritePolicy | None = None,
     rng: random.Random | None = None,
 ) -> RequestResult:
@@ -143,7 +144,7 @@ def initiate_checked(
     duration: timedelta | None = None,
     justification: str | None = None,
     *,
-    clock: Clock | None = None,
+    clock: Clock,
     settings: WritePolicy | None = None,
     rng: random.Random | None = None,
 ) -> RequestResult:
@@ -158,7 +159,7 @@ def initiate_checked(
             pvm.id,
             initiate,
             justification,
-            clock=clock or SystemClock(),
+            clock=clock,
             settings=settings,
             rng=rng,
         )

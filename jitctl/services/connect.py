@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from jitctl.clock import Clock
 from jitctl.errors import Refused
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of, same_id
@@ -19,7 +20,7 @@ from jitctl.parsing import (
 )
 from jitctl.services.access import RequestResult, find_policy, initiate_checked
 from jitctl.services.query import Grant, active_grants
-from jitctl.services.verify import Clock, VerifyResult, wait_until_effective
+from jitctl.services.verify import VerifyResult, wait_until_effective
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from jitctl.ids import VmRef, name_of, segments
 from jitctl.model import Permission, Vm
 from jitctl.roles import FIREWALL_READ, ROLES
 from jitctl.services.firewall import firewall_address, read_firewall
-from jitctl.services.policies import policies_of_vm
+from jitctl.services.reads import policies_of_vm
 from jitctl.services.topology import read_path
 
 

@@ -149,7 +149,7 @@ def dnat_verdict(read: FirewallRead, source: str, private_ip: str, port: int) ->
 
 def firewall_address(gw: Gateway, ref: VmRef) -> str | None:
     """The Azure Firewall address a JIT policy names for the VM, if one does (one list call)."""
-    from jitctl.services.policies import policies_of_vm
+    from jitctl.services.reads import policies_of_vm
 
     return next(
         (

@@ -13,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from jitctl.clock import Clock
 from jitctl.errors import JitctlError
 from jitctl.gateway import Gateway
 from jitctl.ids import same_id
 from jitctl.services.access import find_policy, initiate_checked
 from jitctl.services.connect import AccessRequest, public_host
 from jitctl.services.query import active_grants
-from jitctl.services.verify import Clock, VerifyResult, verify
+from jitctl.services.verify import VerifyResult, verify
 
 MIN_MARGIN = timedelta(minutes=2)
 RETRY_AFTER = timedelta(minutes=1)
@@ -125,6 +126,7 @@ class KeepAlive:
                 [self.req.port],
                 length,
                 self.req.justification,
+                clock=self.clock,
             )
         except JitctlError as err:
             self._say(

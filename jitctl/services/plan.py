@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from jitctl.clock import SystemClock
+from jitctl.clock import Clock
 from jitctl.errors import BadInput
 from jitctl.gateway import Gateway
 from jitctl.ids import id_key, policy_id, segments
@@ -28,7 +28,7 @@ from jitctl.services.planscope import (
     refuse_empty_prune,
     target_subscriptions,
 )
-from jitctl.services.writes import Clock, PolicyChange, PolicyKey, WritePolicy, write_merged
+from jitctl.services.writes import PolicyChange, PolicyKey, WritePolicy, write_merged
 
 
 @dataclass(frozen=True)
@@ -334,7 +334,7 @@ def apply_plan(
     gw: Gateway,
     plan: Plan,
     *,
-    clock: Clock | None = None,
+    clock: Clock,
     settings: WritePolicy | None = None,
     rng: random.Random | None = None,
 ) -> ApplyResult:
@@ -352,7 +352,7 @@ def apply_plan(
                 pol.key,
                 merge,
                 False,
-                clock=clock or SystemClock(),
+                clock=clock,
                 settings=settings,
                 rng=rng,
             )

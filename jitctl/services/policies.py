@@ -7,15 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from jitctl.clock import SystemClock
-from jitctl.errors import BadInput, Refused, VmNotInPolicy
+from jitctl.clock import Clock
+from jitctl.errors import BadInput, Refused
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, id_key
 from jitctl.model import JitPolicy, PolicyVm, PortRule
 from jitctl.policymerge import merge_ports, remove_ports
 from jitctl.policynames import check_policy_name, policy_name_for
-from jitctl.services.reads import inspect_vms
-from jitctl.services.writes import Clock, PolicyChange, WritePolicy, write_merged
+from jitctl.services.reads import inspect_vms, policies_of_vm, require_policies
+from jitctl.services.writes import PolicyChange, WritePolicy, write_merged
 
 __all__ = [
     "PolicyChange",
@@ -24,7 +24,6 @@ __all__ = [
     "disable",
     "enable",
     "policies_of_vm",
-    "require_policies",
 ]
 
 
@@ -48,7 +47,7 @@ def enable(
     policy_name: str | None = None,
     dry_run: bool = False,
     *,
-    clock: Clock | None = None,
+    clock: Clock,
     settings: WritePolicy | None = None,
     rng: random.Random | None = None,
 ) -> PolicyChangeResult:
@@ -99,7 +98,7 @@ def enable(
             key,
             partial(merge_ports, vm_ids=list(groups[key].values()), rules=rules),
             dry_run,
-            clock=clock or SystemClock(),
+            clock=clock,
             settings=settings,
             rng=rng,
         )
@@ -133,28 +132,6 @@ def several_policies(ref: VmRef, policies: Sequence[JitPolicy]) -> BadInput:
     )
 
 
-def policies_of_vm(gw: Gateway, ref: VmRef, policy_name: str | None = None) -> list[JitPolicy]:
-    """The JIT policies that cover a VM: one list call over its resource group.
-
-    `policy_name` filters (a template with {vm} resolves to this VM's name)."""
-    wanted = policy_name_for(policy_name, ref.name).lower() if policy_name is not None else None
-    found = [
-        p
-        for p in gw.list_policies(ref.subscription_id, ref.resource_group)
-        if p.vm(ref.id) and (wanted is None or p.name.lower() == wanted)
-    ]
-    return found
-
-
-def require_policies(gw: Gateway, ref: VmRef, policy_name: str | None = None) -> list[JitPolicy]:
-    """policies_of_vm, and VmNotInPolicy when there is none."""
-    found = policies_of_vm(gw, ref, policy_name)
-    if not found:
-        name = policy_name_for(policy_name, ref.name) if policy_name is not None else None
-        raise VmNotInPolicy(ref.name, ref.resource_group, name)
-    return found
-
-
 def disable(
     gw: Gateway,
     ref: VmRef,
@@ -162,7 +139,7 @@ def disable(
     policy_name: str | None = None,
     dry_run: bool = False,
     *,
-    clock: Clock | None = None,
+    clock: Clock,
     settings: WritePolicy | None = None,
     rng: random.Random | None = None,
 ) -> PolicyChangeResult:
@@ -189,7 +166,7 @@ def disable(
                 key,
                 partial(remove_ports, vm_id=ref.id, numbers=ports),
                 dry_run,
-                clock=clock or SystemClock(),
+                clock=clock,
                 settings=settings,
                 rng=rng,
             )

@@ -17,7 +17,7 @@ from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of, same_id, segments
 from jitctl.model import JitPolicy, PortRule
 from jitctl.parsing import check_scope
-from jitctl.services.policies import policies_of_vm, require_policies
+from jitctl.services.reads import policies_of_vm, require_policies
 
 if TYPE_CHECKING:
     from jitctl.fleet import FleetGateway

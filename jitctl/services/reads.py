@@ -1,5 +1,5 @@
-"""Reading many VMs at once: what `enable` needs to know about each (does an NSG guard it?),
-in as few round trips and calls as a resource group allows.
+"""What the services read before they write or show: many VMs at once (does an NSG guard
+each?), in as few round trips and calls as a resource group allows; the policies that name a VM.
 
 A resource group that holds more than BATCH of the VMs is read by the list: its VMs, NICs,
 virtual networks (with their subnets) and JIT policies, the four lists side by side; other VMs
@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from jitctl.errors import VmNotInPolicy
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, segments
 from jitctl.model import JitPolicy, Nic, Subnet, Vm
+from jitctl.policynames import policy_name_for
 
 BATCH = 3  # more than this many VMs in one resource group: lists instead of a GET each
 
@@ -135,3 +137,25 @@ def _guarded(
                 if cfg.subnet_id
             )
     return out
+
+
+def policies_of_vm(gw: Gateway, ref: VmRef, policy_name: str | None = None) -> list[JitPolicy]:
+    """The JIT policies that cover a VM: one list call over its resource group.
+
+    `policy_name` filters (a template with {vm} resolves to this VM's name)."""
+    wanted = policy_name_for(policy_name, ref.name).lower() if policy_name is not None else None
+    found = [
+        p
+        for p in gw.list_policies(ref.subscription_id, ref.resource_group)
+        if p.vm(ref.id) and (wanted is None or p.name.lower() == wanted)
+    ]
+    return found
+
+
+def require_policies(gw: Gateway, ref: VmRef, policy_name: str | None = None) -> list[JitPolicy]:
+    """policies_of_vm, and VmNotInPolicy when there is none."""
+    found = policies_of_vm(gw, ref, policy_name)
+    if not found:
+        name = policy_name_for(policy_name, ref.name) if policy_name is not None else None
+        raise VmNotInPolicy(ref.name, ref.resource_group, name)
+    return found

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
+from jitctl.clock import Clock
 from jitctl.errors import NotEffective, TimedOut
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of
@@ -103,12 +103,6 @@ class WaitTimedOut(TimedOut):
     def __init__(self, message: str, hint: str = "", pending: bool = False) -> None:
         super().__init__(message, hint)
         self.pending = pending
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-    def sleep(self, seconds: float) -> None: ...
 
 
 def evaluate_path(

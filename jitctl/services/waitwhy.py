@@ -105,8 +105,8 @@ def explain(
     """For the first port still shut: the newest request's status in the policy's history, and
     whether its allow rule is on the NSGs (`problem`: what verify says blocks it; behind an
     Azure Firewall its DNAT rule, not the NSGs, is what JIT adds)."""
-    from jitctl.services.policies import policies_of_vm
     from jitctl.services.query import grants
+    from jitctl.services.reads import policies_of_vm
 
     try:
         history = [

@@ -17,12 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from jitctl.clock import Clock
 from jitctl.errors import Contended, NotFound, PolicyNamesDeletedVms, Unavailable
 from jitctl.gateway import Gateway, InitiatePort
 from jitctl.ids import id_key, name_of, same_id, segments
 from jitctl.model import AccessRequest, JitPolicy, PolicyVm
 from jitctl.policymerge import PortChange, applied
-from jitctl.services.verify import Clock
 
 PolicyKey = tuple[str, str, str, str]  # subscription, resource group, region, policy name
 Merge = Callable[[Sequence[PolicyVm]], tuple[tuple[PolicyVm, ...], tuple[PortChange, ...]]]
