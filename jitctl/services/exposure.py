@@ -11,6 +11,7 @@ sources: any address, Internet, or the real prefixes, less what rules before the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -129,6 +130,7 @@ class _PortView:
         return dataclasses.replace(self.nsg, rules=kept)
 
 
+@functools.lru_cache(maxsize=16384)  # JIT's rules of a shared NSG, read for each port
 def _address_key(prefix: str) -> str | None:
     """The one address a destination prefix names ('10.0.0.4', '10.0.0.4/32'), else None."""
     try:
@@ -230,24 +232,23 @@ def exposures(
 def _through(
     port: int, subnet_nsg: Nsg | None, nic_nsg: Nsg | None, openers: list[SecurityRule], flow: Flow
 ) -> list[Exposure]:
-    groups: dict[tuple[Any, ...], tuple[Evaluation, list[Range], bool]] = {}
-    internet: list[Range] = []
-    for first, last in cut_sources((subnet_nsg, nic_nsg), flow):
+    cut = cut_sources((subnet_nsg, nic_nsg), flow)
+    groups: dict[tuple[Any, ...], tuple[Evaluation, list[Range]]] = {}
+    for first, last in cut:
         flow = dataclasses.replace(flow, source_ip=str(ipaddress.IPv4Address(first)))
-        public = is_internet(ipaddress.IPv4Address(first), flow)
-        if public:
-            internet.append((first, last))
         if not any(rule_matches(r, flow, []) for r in openers):
             continue  # past JIT, only a rule that is not JIT's lets an Internet address in
         ev = evaluate(subnet_nsg, nic_nsg, flow)
-        if not ev.bypassed:
-            continue
-        rules = tuple((v.level, v.nsg_id, v.rule.name) for v in ev.levels if v.rule)
-        seen, ranges, any_public = groups.get(rules, (ev, [], False))
-        groups[rules] = (seen, [*ranges, (first, last)], any_public or public)
+        if ev.bypassed:
+            rules = tuple((v.level, v.nsg_id, v.rule.name) for v in ev.levels if v.rule)
+            seen, ranges = groups.get(rules, (ev, []))
+            groups[rules] = (seen, [*ranges, (first, last)])
+    if not groups:
+        return []
+    internet = _merged(r for r in cut if is_internet(ipaddress.IPv4Address(r[0]), flow))
     out = []
-    for ev, ranges, any_public in groups.values():
-        if any_public:  # a way in from the VNet alone is no exposure to the Internet
-            sources, excluded = named(ranges, _merged(internet))
+    for ev, ranges in groups.values():
+        if _less(_merged(ranges), internet) != _merged(ranges):  # some of it is Internet
+            sources, excluded = named(ranges, internet)
             out.append(Exposure(port, ev, sources, excluded))
     return out
