@@ -259,6 +259,26 @@ def _listed(single: str | None, many: Sequence[str]) -> list[str]:
     return list(many) if many else ([single] if single is not None else [])
 
 
+def _limits_source_ports(rule: SecurityRule) -> bool:
+    src_ports = _listed(rule.source_port_range, rule.source_port_ranges)
+    return bool(src_ports) and not any(p.strip() in ("*", "0-65535") for p in src_ports)
+
+
+def unjudged(rule: SecurityRule) -> tuple[str, ...]:
+    """What of a rule's source the evaluation cannot judge offline, and so takes to match no
+    one: source ports (a client's is unknown) and service tags it cannot resolve."""
+    out = []
+    if _limits_source_ports(rule):
+        ports = _listed(rule.source_port_range, rule.source_port_ranges)
+        out.append(f"source ports {', '.join(p.strip() for p in ports)}")
+    for prefix in _listed(rule.source_address_prefix, rule.source_address_prefixes):
+        p = prefix.strip()
+        known = wide_open(p) or p.lower() in ("virtualnetwork", "azureloadbalancer")
+        if not known and not _deciding_networks(p, Flow("0.0.0.0", "0.0.0.0", 0)):
+            out.append(f"service tag {p}")
+    return tuple(out)
+
+
 def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
     if rule.direction.lower() != "inbound":
         return False
@@ -266,8 +286,7 @@ def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
         return False
     if not _in_ports(flow.port, _listed(rule.destination_port_range, rule.destination_port_ranges)):
         return False
-    src_ports = _listed(rule.source_port_range, rule.source_port_ranges)
-    if src_ports and not any(p.strip() in ("*", "0-65535") for p in src_ports):
+    if _limits_source_ports(rule):
         notes.append(
             f"rule {rule.name} limits source ports; the client's port is unknown, assumed not to match"
         )

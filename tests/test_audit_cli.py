@@ -92,7 +92,7 @@ def test_sarif_2_1_0_has_the_required_fields(
     driver = only_run["tool"]["driver"]
     assert driver["name"] == "jitctl"
     rule_ids = [rule["id"] for rule in driver["rules"]]
-    assert len(rule_ids) == len(set(rule_ids)) == 8
+    assert len(rule_ids) == len(set(rule_ids)) == 9
     assert len(only_run["results"]) == 8
     for res in only_run["results"]:
         assert res["ruleId"] in rule_ids

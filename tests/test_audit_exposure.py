@@ -77,6 +77,7 @@ def seed(b: Backend) -> None:
             rule("Allow-VPN", 100, "22", "10.9.0.0/16"),
             rule("Allow-AzureCloud", 110, "3389", "AzureCloud"),
             rule("Allow-From-Asg", 120, "5985", "*", sourceApplicationSecurityGroups=[{"id": "x"}]),
+            rule("Allow-Ephemeral", 130, "22", "*", sourcePortRange="1024-65535"),
         ],
     }
     for i, (name, rules) in enumerate(nsgs.items(), start=4):
@@ -173,3 +174,21 @@ def test_a_set_of_addresses_is_named_in_the_fewest_prefixes(
 ) -> None:
     internet = [v4("11.0.0.0/8")]  # a small stand-in for the tag
     assert named([v4(a) for a in admitted], internet) == wanted
+
+
+def test_a_rule_whose_source_cannot_be_judged_offline_is_reported_as_may_be_open(
+    result: AuditResult,
+) -> None:
+    """A service tag jitctl cannot resolve, or limited source ports: verify takes the rule to
+    match no one, so it is no bypass; audit still names it (medium), never stays silent."""
+    doubts = [f for f in result.findings if f.rule_id == "unjudged-rule"]
+    assert [(f.vm_name, f.evidence["port"], f.evidence["unjudged"]) for f in doubts] == [
+        ("vm-quiet", 22, ["source ports 1024-65535"]),
+        ("vm-quiet", 3389, ["service tag AzureCloud"]),
+    ]
+    assert doubts[1].severity == "medium"
+    assert doubts[1].message == (
+        "Port 3389 of vm-quiet may be open past JIT by Allow-AzureCloud (priority 110, nic NSG): "
+        "its service tag AzureCloud cannot be judged offline, so audit and verify take it to "
+        "match no one."
+    )

@@ -102,9 +102,26 @@ def _bypasses(vm: Vm, nic: Nic, inv: Inventory, ports: Sequence[int], memo: Memo
     nsgs = (inv.nsg(subnet.nsg_id if subnet else None), inv.nsg(nic.nsg_id))
     public_ip_id = cfg.public_ip_id if cfg else None
     address = inv.public_ips.get((public_ip_id or "").lower())
-    return [
-        _bypass_finding(vm, nic, found, public_ip_id, address)
-        for found in exposures(nic, subnet, nsgs, ports, memo)
+    found, doubts = exposures(nic, subnet, nsgs, ports, memo)
+    at = f" (public IP {address})" if address else ""
+    return [_bypass_finding(vm, nic, f, public_ip_id, address) for f in found] + [
+        _finding(
+            "unjudged-rule",
+            vm.id,
+            f"Port {d.port} of {vm.name}{at} may be open past JIT by {d.rule.name} (priority "
+            f"{d.rule.priority}, {d.level} NSG): its {' and '.join(d.reasons)} cannot be judged "
+            "offline, so audit and verify take it to match no one.",
+            port=d.port,
+            nic=nic.id,
+            rule={
+                "nsg": d.nsg_id,
+                "level": d.level,
+                "rule": d.rule.name,
+                "priority": d.rule.priority,
+            },
+            unjudged=list(d.reasons),
+        )
+        for d in doubts
     ]
 
 

@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jitctl.model import Nic, Nsg, SecurityRule, Subnet
-from jitctl.nsgeval import Evaluation, Flow, evaluate, is_internet, is_jit_rule, rule_matches
+from jitctl.nsgeval import (
+    Evaluation,
+    Flow,
+    evaluate,
+    is_internet,
+    is_jit_rule,
+    rule_matches,
+    unjudged,
+)
 from jitctl.nsgeval import source_ranges as cut_sources
 from jitctl.parsing import EVERY_ADDRESS, INTERNET
 
@@ -114,6 +122,18 @@ def named(
 
 
 @dataclass(frozen=True)
+class Unjudged:
+    """An allow rule that is not JIT's, on the port, whose source the evaluation cannot judge
+    offline (a service tag, source ports): it may let the Internet in, or not."""
+
+    port: int
+    level: str  # "subnet" | "nic"
+    nsg_id: str
+    rule: SecurityRule
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class _PortView:
     """An NSG less the rules that match no TCP flow to a port whatever its source and
     destination: evaluating it decides as the whole NSG does. Its rules that name only single
@@ -173,6 +193,8 @@ def _anywhere(rule: SecurityRule) -> SecurityRule:
         destination_address_prefix="*",
         destination_address_prefixes=(),
         destination_asgs=(),
+        source_port_range="*",
+        source_port_ranges=(),
     )
 
 
@@ -210,14 +232,15 @@ def exposures(
     nsgs: tuple[Nsg | None, Nsg | None],
     ports: Sequence[int],
     memo: Memo,
-) -> list[Exposure]:
+) -> tuple[list[Exposure], list[Unjudged]]:
     """Per port, each set of rules that lets Internet addresses past JIT, with all it lets in
-    (its VNet addresses too: a rule from any address is named so)."""
+    (its VNet addresses too: a rule from any address is named so); and the rules that may."""
     cfg = nic.primary_ip_config
     if cfg is None or not cfg.private_ip or not any(memo.may_open(n) for n in nsgs):
-        return []  # an Internet address gets in by an allow rule: JIT's, or none past JIT
+        return [], []  # an Internet address gets in by an allow rule: JIT's, or none past JIT
     prefixes = subnet.address_prefixes if subnet else ()
-    out = []
+    out: list[Exposure] = []
+    doubts = []
     for port in ports:
         views = [memo.view(nsg, port) for nsg in nsgs]
         if not any(v and v.openers for v in views):
@@ -226,7 +249,14 @@ def exposures(
         openers = [r for n in (subnet_nsg, nic_nsg) if n for r in n.rules if _opens(r)]
         flow = Flow("0.0.0.0", cfg.private_ip, port, "Tcp", cfg.asg_ids, prefixes)
         out += _through(port, subnet_nsg, nic_nsg, openers, flow)
-    return out
+        for level, nsg in (("subnet", subnet_nsg), ("nic", nic_nsg)):
+            if nsg is None:
+                continue
+            for rule in nsg.rules:
+                reasons = unjudged(rule) if _opens(rule) else ()
+                if reasons:
+                    doubts.append(Unjudged(port, level, nsg.id, rule, reasons))
+    return out, doubts
 
 
 def _through(
