@@ -192,3 +192,21 @@ def test_a_rule_whose_source_cannot_be_judged_offline_is_reported_as_may_be_open
         "its service tag AzureCloud cannot be judged offline, so audit and verify take it to "
         "match no one."
     )
+
+
+def test_a_long_list_is_cut_in_the_message_and_whole_in_the_evidence(
+    backend: Backend, app: App
+) -> None:
+    backend.reset()
+    s = Seeder(backend, group=GROUP)
+    ranges = [f"198.51.{i}.0/24" for i in range(0, 12, 2)]  # 6 ranges, none adjacent
+    nsg = s.nsg("nsg-many", [rule("Allow-Partners", 100, "22", ranges)])
+    vnet = s.vnet("vnet", "10.1.0.0/16", {"snet": ("10.1.1.0/24", None)})
+    s.vm("vm-many", [s.nic("vm-many-nic", subnet_id(vnet, "snet"), "10.1.1.4", nsg=nsg)])
+    result = audit(app.fleet(), [app.subscription_id], app.clock.now())
+    (found,) = [f for f in result.findings if f.rule_id == "bypass"]
+    assert found.evidence["sources"] == ranges
+    assert found.evidence["source"] == (
+        "198.51.0.0/24, 198.51.2.0/24, 198.51.4.0/24, 198.51.6.0/24 and 2 more"
+    )
+    assert f"is open to {found.evidence['source']} by Allow-Partners" in found.message
