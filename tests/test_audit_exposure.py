@@ -89,6 +89,17 @@ def seed(b: Backend) -> None:
         "vm-both-nsg", [rule("Allow-Half", 100, "22", ["198.51.100.0/25", "203.0.113.0/24"])]
     )
     s.vm("vm-both", [s.nic("vm-both-nic", subnet_id(vnet, "snet-partner"), "10.1.2.4", nsg=wide)])
+    tagged = s.nsg(
+        "vm-tagged-nsg",
+        [
+            rule("Allow-Cloud-SSH", 100, "22", "AzureCloud"),
+            rule("Allow-Cloud-RDP", 110, "3389", "AzureCloud"),
+        ],
+    )
+    s.vm(
+        "vm-tagged",
+        [s.nic("vm-tagged-nic", subnet_id(vnet, "snet-partner"), "10.1.2.5", nsg=tagged)],
+    )
     for i, name in enumerate(("vm-f1", "vm-f2"), start=4):
         s.vm(name, [s.nic(f"{name}-nic", subnet_id(vnet, "snet-shared"), f"10.1.3.{i}")])
 
@@ -185,6 +196,8 @@ def test_a_rule_whose_source_cannot_be_judged_offline_is_reported_as_may_be_open
     assert [(f.vm_name, f.evidence["port"], f.evidence["unjudged"]) for f in doubts] == [
         ("vm-quiet", 22, ["source ports 1024-65535"]),
         ("vm-quiet", 3389, ["service tag AzureCloud"]),
+        # the subnet NSG lets port 22 in from a partner range, port 3389 from no one
+        ("vm-tagged", 22, ["service tag AzureCloud"]),
     ]
     assert doubts[1].severity == "medium"
     assert doubts[1].message == (

@@ -249,9 +249,9 @@ def exposures(
         openers = [r for n in (subnet_nsg, nic_nsg) if n for r in n.rules if _opens(r)]
         flow = Flow("0.0.0.0", cfg.private_ip, port, "Tcp", cfg.asg_ids, prefixes)
         out += _through(port, subnet_nsg, nic_nsg, openers, flow)
-        for level, nsg in (("subnet", subnet_nsg), ("nic", nic_nsg)):
-            if nsg is None:
-                continue
+        for level, nsg, other in (("subnet", subnet_nsg, nic_nsg), ("nic", nic_nsg, subnet_nsg)):
+            if nsg is None or (other is not None and not any(_opens(r) for r in other.rules)):
+                continue  # the other NSG lets no Internet address in past JIT on this port
             for rule in nsg.rules:
                 reasons = unjudged(rule) if _opens(rule) else ()
                 if reasons:
