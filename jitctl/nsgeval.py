@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,20 @@ _PRIVATE = tuple(
     ipaddress.ip_network(n)
     for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 )
+# Besides the virtual network, the Internet tag leaves out Azure's load balancer and what
+# ipaddress calls loopback, link-local, multicast or unspecified (as ranges, so that audit can
+# split the address space where the tag's answer changes).
+_NOT_INTERNET = (
+    AZURE_LOAD_BALANCER,
+    *(
+        ipaddress.ip_network(n)
+        for n in (
+            *("0.0.0.0/32", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4"),
+            *("::/128", "::1/128", "fe80::/10", "ff00::/8"),
+        )
+    ),
+)
+_IPV4_END = 2**32
 
 DEFAULT_INBOUND_RULES = (
     SecurityRule(
@@ -148,14 +163,7 @@ def is_internet(
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None = None
 ) -> bool:
     """The Internet tag: outside the VNet and private ranges (documentation ranges count)."""
-    return not (
-        _in_vnet(ip, flow)
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_unspecified
-        or ip in AZURE_LOAD_BALANCER
-    )
+    return not any(ip in n for n in (*_vnet(flow), *_NOT_INTERNET))
 
 
 def source_within(source: str, allowed: Sequence[str]) -> bool:
@@ -187,11 +195,53 @@ def source_within(source: str, allowed: Sequence[str]) -> bool:
     return False
 
 
-def _in_vnet(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None) -> bool:
+def _vnet(flow: Flow | None) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     # The VirtualNetwork tag covers the VNet, peered VNets and on-premises ranges behind a
     # gateway; without reading those, private ranges stand for it.
-    nets = [_network(p) for p in (flow.vnet_prefixes if flow else ())]
-    return any(ip in n for n in (*nets, *_PRIVATE))
+    return (*(_network(p) for p in (flow.vnet_prefixes if flow else ())), *_PRIVATE)
+
+
+def _in_vnet(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None) -> bool:
+    return any(ip in n for n in _vnet(flow))
+
+
+def _deciding_networks(
+    prefix: str, flow: Flow
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The networks whose membership decides whether a source matches `prefix`, as
+    _in_prefix reads it ('*' and a tag it cannot resolve: none, the answer never changes)."""
+    p = prefix.strip()
+    kind = wide_open(p)
+    if kind == EVERY_ADDRESS:
+        return ()
+    if kind == INTERNET:
+        return (*_vnet(flow), *_NOT_INTERNET)
+    if p.lower() == "virtualnetwork":
+        return _vnet(flow)
+    if p.lower() == "azureloadbalancer":
+        return (AZURE_LOAD_BALANCER,)
+    try:
+        return (_network(p),)
+    except ValueError:
+        return ()
+
+
+def source_ranges(nsgs: Iterable[Nsg | None], flow: Flow) -> list[tuple[int, int]]:
+    """The IPv4 source space cut into ranges (first, last address as integers) within which
+    every source prefix of the NSGs' inbound rules, and the Internet tag, matches all addresses
+    or none: for a flow that differs only in its source, one evaluation per range decides for
+    the whole range (audit names every address a rule lets in, not a sample)."""
+    edges = {0, _IPV4_END}
+    prefixes = ["Internet"]
+    for nsg in nsgs:
+        for rule in inbound_rules(nsg) if nsg else ():
+            prefixes += _listed(rule.source_address_prefix, rule.source_address_prefixes)
+    for prefix in dict.fromkeys(prefixes):
+        for net in _deciding_networks(prefix, flow):
+            if net.version == 4:
+                edges.update((int(net.network_address), int(net.broadcast_address) + 1))
+    points = sorted(edges)
+    return [(first, end - 1) for first, end in itertools.pairwise(points)]
 
 
 def _in_ports(port: int, ranges: Iterable[str]) -> bool:
@@ -209,6 +259,26 @@ def _listed(single: str | None, many: Sequence[str]) -> list[str]:
     return list(many) if many else ([single] if single is not None else [])
 
 
+def _limits_source_ports(rule: SecurityRule) -> bool:
+    src_ports = _listed(rule.source_port_range, rule.source_port_ranges)
+    return bool(src_ports) and not any(p.strip() in ("*", "0-65535") for p in src_ports)
+
+
+def unjudged(rule: SecurityRule) -> tuple[str, ...]:
+    """What of a rule's source the evaluation cannot judge offline, and so takes to match no
+    one: source ports (a client's is unknown) and service tags it cannot resolve."""
+    out = []
+    if _limits_source_ports(rule):
+        ports = _listed(rule.source_port_range, rule.source_port_ranges)
+        out.append(f"source ports {', '.join(p.strip() for p in ports)}")
+    for prefix in _listed(rule.source_address_prefix, rule.source_address_prefixes):
+        p = prefix.strip()
+        known = wide_open(p) or p.lower() in ("virtualnetwork", "azureloadbalancer")
+        if not known and not _deciding_networks(p, Flow("0.0.0.0", "0.0.0.0", 0)):
+            out.append(f"service tag {p}")
+    return tuple(out)
+
+
 def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
     if rule.direction.lower() != "inbound":
         return False
@@ -216,8 +286,7 @@ def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
         return False
     if not _in_ports(flow.port, _listed(rule.destination_port_range, rule.destination_port_ranges)):
         return False
-    src_ports = _listed(rule.source_port_range, rule.source_port_ranges)
-    if src_ports and not any(p.strip() in ("*", "0-65535") for p in src_ports):
+    if _limits_source_ports(rule):
         notes.append(
             f"rule {rule.name} limits source ports; the client's port is unknown, assumed not to match"
         )
@@ -241,15 +310,20 @@ def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
     )
 
 
+def inbound_rules(nsg: Nsg) -> list[SecurityRule]:
+    """The rules Azure takes for inbound traffic, by priority: the NSG's, then its defaults."""
+    defaults = nsg.default_rules or DEFAULT_INBOUND_RULES
+    return sorted(
+        (r for r in (*nsg.rules, *defaults) if r.direction.lower() == "inbound"),
+        key=lambda r: r.priority,
+    )
+
+
 def evaluate_nsg(level: str, nsg: Nsg | None, flow: Flow) -> LevelVerdict:
     if nsg is None:
         return LevelVerdict(level, None, True, None)
     notes: list[str] = []
-    defaults = nsg.default_rules or DEFAULT_INBOUND_RULES
-    ordered = sorted(
-        (r for r in (*nsg.rules, *defaults) if r.direction.lower() == "inbound"),
-        key=lambda r: r.priority,
-    )
+    ordered = inbound_rules(nsg)
     for i, rule in enumerate(ordered):
         if rule_matches(rule, flow, notes):
             preempted = None

@@ -49,10 +49,14 @@ def test_the_bypass_names_the_rule_port_and_source(app: App, world_ids: dict[str
     result = run_audit(app, [SUBS[0]])
     bypass = next(f for f in result.findings if f.rule_id == "bypass")
     assert bypass.evidence["port"] == 3389
-    assert bypass.evidence["source"] == "203.0.113.7"
+    assert bypass.evidence["source"] == "any address"
+    assert (bypass.evidence["sources"], bypass.evidence["excluded"]) == (["*"], [])
     assert [r["rule"] for r in bypass.evidence["rules"]] == ["Allow-RDP-Any"]
     assert bypass.evidence["public_ip"].endswith("/vm-bypass-pip")
-    assert "Allow-RDP-Any (priority 1001, nic NSG)" in bypass.message
+    assert bypass.message == (
+        "Port 3389 of vm-bypass (public IP 20.61.17.4) is open to any address by Allow-RDP-Any "
+        "(priority 1001, nic NSG), not by JIT."
+    )
 
 
 def test_protected_or_not_and_why_for_every_vm(app: App, world_ids: dict[str, str]) -> None:
@@ -109,7 +113,7 @@ def test_a_range_rule_from_the_internet_is_a_bypass_but_a_private_one_is_not(
     bypasses = [
         (f.evidence["port"], f.evidence["source"]) for f in result.findings if f.rule_id == "bypass"
     ]
-    assert bypasses == [(5985, "198.51.100.1"), (5986, "198.51.100.1")]
+    assert bypasses == [(5985, "198.51.100.0/24"), (5986, "198.51.100.0/24")]
 
 
 def test_fleet_read_calls_do_not_grow_with_the_vm_count(clock: FakeClock) -> None:

@@ -112,7 +112,7 @@ def test_sarif_2_1_0_has_the_required_fields(
     driver = only_run["tool"]["driver"]
     assert driver["name"] == "jitctl"
     rule_ids = [rule["id"] for rule in driver["rules"]]
-    assert len(rule_ids) == len(set(rule_ids)) == 8
+    assert len(rule_ids) == len(set(rule_ids)) == 9
     assert len(only_run["results"]) == 8
     for res in only_run["results"]:
         assert res["ruleId"] in rule_ids
@@ -235,3 +235,27 @@ def test_history_without_a_vm_spans_subscriptions(
     for sub, found in ((SUBS[0], doc["grants"]), (SUBS[1], [])):  # one, without a VM: its own
         r = run("history", "-s", sub, "-o", "json")
         assert (r.exit_code, json.loads(r.stdout)["grants"]) == (0, found)
+
+
+@pytest.mark.parametrize("world", ["busy"])
+def test_the_bypass_of_issue_21_names_what_verify_lets_in(run: Callable[..., Result]) -> None:
+    """busy: audit named 192.0.2.1 (Allow-Mgmt-Range's range) for port 3389, which verify
+    shows open to any address through Allow-RDP-Any."""
+    doc = json.loads(run("audit", "--all-subscriptions", "--fail-on", "none", "-o", "json").stdout)
+    found = {
+        f["evidence"]["port"]: (f["evidence"]["source"], f["evidence"]["rules"][0]["rule"])
+        for f in doc["findings"]
+        if f["rule_id"] == "bypass"
+    }
+    mgmt = ("192.0.2.0/24, 198.51.100.0/24", "Allow-Mgmt-Range")
+    assert found == {22: mgmt, 3389: ("any address", "Allow-RDP-Any"), 5985: mgmt, 5986: mgmt}
+    table = run("audit", "--all-subscriptions", "--fail-on", "none").stdout
+    assert (
+        "Port 3389 of vm-legacy (public IP 20.61.15.20) is open to any address by Allow-RDP-Any "
+        "(priority 1001, nic NSG), not by JIT."
+    ) in " ".join(table.split())  # the table wraps the message: read it as one line
+    r = run("verify", "vm-legacy", "-g", "rg-jit-demo", "--source-ip", "8.8.8.8", "--port", "3389")
+    assert r.exit_code == 0
+    assert "nic NSG vm-legacy-nsg: allow rule Allow-RDP-Any priority 1001" in r.stdout
+    r = run("verify", "vm-legacy", "-g", "rg-jit-demo", "--source-ip", "8.8.8.8", "--port", "22")
+    assert r.exit_code == 7  # 8.8.8.8 is outside what the port-22 finding names

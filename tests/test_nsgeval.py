@@ -274,3 +274,54 @@ def test_source_within_allowed_prefixes():
     )
     assert not source_within("not-an-ip", ["10.0.0.0/8"])
     assert not source_within("10.0.0.1", ["VirtualNetwork"])  # a tag it cannot resolve: refused
+
+
+def test_within_each_source_range_one_address_decides_for_all():
+    """source_ranges cuts where any rule's source, a tag or the Internet changes its answer:
+    the first, the last and addresses between of each range get the same verdict, rule by rule
+    (audit evaluates one address a range and names the whole range)."""
+    import ipaddress
+    import itertools
+    import random
+
+    from jitctl.nsgeval import source_ranges
+
+    def allow(name, priority, *sources, access="Allow"):
+        return SecurityRule(
+            name,
+            priority,
+            access,
+            protocol="Tcp",
+            source_address_prefixes=sources,
+            destination_address_prefix="*",
+            destination_port_range="3389",
+        )
+
+    subnet = nsg(
+        allow("Deny-Doc", 100, "192.0.2.0/25", "198.51.100.7", access="Deny"),
+        allow("Allow-Internet", 200, "Internet"),
+        allow("Allow-LB", 210, "AzureLoadBalancer"),
+        name="subnet",
+    )
+    nic = nsg(
+        allow("Allow-VNet", 100, "VirtualNetwork", "172.16.0.0/12"),
+        allow("Allow-Any", 300, "0.0.0.0/0"),
+        allow("Allow-Tag", 310, "AzureCloud"),
+        jit_deny(),
+        name="nic",
+    )
+    ranges = source_ranges((subnet, nic), flow())
+    assert ranges[0][0] == 0 and ranges[-1][1] == 2**32 - 1
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(ranges))
+    assert (int(ipaddress.ip_address("198.51.100.7")),) * 2 in ranges
+    assert (int(ipaddress.ip_address("168.63.129.16")),) * 2 in ranges
+
+    def verdict(address):
+        ev = evaluate(subnet, nic, flow(str(ipaddress.IPv4Address(address))))
+        return ev.allowed, [v.rule.name if v.rule else None for v in ev.levels]
+
+    rng = random.Random(7)
+    for first, last in ranges:
+        inside = {first, last, rng.randint(first, last), rng.randint(first, last)}
+        assert len({str(verdict(a)) for a in inside}) == 1, (first, last)
+    assert len({str(verdict(first)) for first, _ in ranges}) >= 5  # the cut is not trivial

@@ -1,15 +1,12 @@
 """Audit a fleet: which VMs JIT protects (and why not), which rules bypass it, which policies
 are too wide, which grants are open now. Pure over an Inventory; reads go through FleetGateway.
 
-Bypass uses verify's NSG evaluation (jitctl.nsgeval.evaluate): for every non-JIT allow rule on
-a VM's path whose source holds Internet addresses, an address of that source is evaluated on
-each management port; allowed, on a guarded path, and not by a JIT rule, is a bypass.
+A bypass is a management port that Internet addresses reach through rules that are not JIT's,
+by verify's NSG evaluation; it names every source those rules let in (services/exposure.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,15 +15,13 @@ from typing import Any
 from jitctl.errors import BadInput
 from jitctl.fleet import FleetGateway, Inventory
 from jitctl.ids import name_of, segments
-from jitctl.model import JitPolicy, Nic, Nsg, PolicyVm, SecurityRule, Vm
-from jitctl.nsgeval import Evaluation, Flow, evaluate, is_internet, is_jit_rule, rule_matches
+from jitctl.model import JitPolicy, Nic, PolicyVm, Vm
 from jitctl.parsing import wide_open
 from jitctl.services.auditrules import RULES, SEVERITIES
+from jitctl.services.exposure import Exposure, Memo, exposures
 from jitctl.services.query import active_grants
 
 MANAGEMENT_PORTS = (22, 3389, 5985, 5986)
-# Stands for "any Internet address" when a rule's source is '*', 'Internet' or 0.0.0.0/0.
-INTERNET_SAMPLE = "203.0.113.7"
 LONGEST = timedelta(hours=24)
 
 
@@ -98,113 +93,40 @@ def _finding(rule_id: str, resource_id: str, message: str, **evidence: Any) -> F
     return Finding(rule_id, RULES[rule_id].severity, resource_id, message, evidence)
 
 
-# --- bypass: verify's evaluation from Internet addresses the rules let in ------------------
+# --- bypass: every source a rule that is not JIT's lets in (verify's evaluation) -------------
 
 
-def _openers(nsg: Nsg | None) -> list[SecurityRule]:
-    """The NSG's allow rules that are not JIT's: only they can open a port past JIT."""
-    return [
-        r
-        for r in (nsg.rules if nsg else ())
-        if r.access.lower() == "allow"
-        and r.direction.lower() == "inbound"
-        and not is_jit_rule(r)
-        and not r.source_asgs
+def _bypasses(vm: Vm, nic: Nic, inv: Inventory, ports: Sequence[int], memo: Memo) -> list[Finding]:
+    cfg = nic.primary_ip_config
+    subnet = inv.subnet(cfg.subnet_id if cfg else None)
+    nsgs = (inv.nsg(subnet.nsg_id if subnet else None), inv.nsg(nic.nsg_id))
+    public_ip_id = cfg.public_ip_id if cfg else None
+    address = inv.public_ips.get((public_ip_id or "").lower())
+    found, doubts = exposures(nic, subnet, nsgs, ports, memo)
+    at = f" (public IP {address})" if address else ""
+    return [_bypass_finding(vm, nic, f, public_ip_id, address) for f in found] + [
+        _finding(
+            "unjudged-rule",
+            vm.id,
+            f"Port {d.port} of {vm.name}{at} may be open past JIT by {d.rule.name} (priority "
+            f"{d.rule.priority}, {d.level} NSG): its {' and '.join(d.reasons)} cannot be judged "
+            "offline, so audit and verify take it to match no one.",
+            port=d.port,
+            nic=nic.id,
+            rule={
+                "nsg": d.nsg_id,
+                "level": d.level,
+                "rule": d.rule.name,
+                "priority": d.rule.priority,
+            },
+            unjudged=list(d.reasons),
+        )
+        for d in doubts
     ]
 
 
-def _sources(rules: Sequence[SecurityRule]) -> set[str]:
-    """Internet addresses the rules let in (one per prefix)."""
-    found: set[str] = set()
-    for rule in rules:
-        prefixes = list(rule.source_address_prefixes) or [rule.source_address_prefix or ""]
-        for prefix in prefixes:
-            if wide_open(prefix):
-                found.add(INTERNET_SAMPLE)
-                continue
-            try:
-                net = ipaddress.ip_network(prefix.strip(), strict=False)
-            except ValueError:
-                continue  # a service tag: not resolvable offline
-            if net.version != 4:
-                continue
-            host = net.network_address + (1 if net.num_addresses > 2 else 0)
-            if is_internet(host):
-                found.add(str(host))
-    return found
-
-
-def _narrowed(nsg: Nsg | None, flow: Flow, memo: dict[Any, Nsg]) -> Nsg | None:
-    """The NSG less the rules that cannot match the flow's source, port and protocol, whatever
-    its destination: evaluating it decides as the whole NSG does (the first matching rule by
-    priority wins, and a dropped rule matches no such flow), at a fraction of the work when
-    JIT's rules for many VMs share the NSG. Memoised by NSG and all of the flow but its
-    destination."""
-    if nsg is None:
-        return None
-    key = (nsg.id.lower(), flow.source_ip, flow.port, flow.protocol, flow.vnet_prefixes)
-    found = memo.get(key)
-    if found is None:
-        kept = tuple(r for r in nsg.rules if rule_matches(_any_destination(r), flow, []))
-        found = memo[key] = dataclasses.replace(nsg, rules=kept)
-    return found
-
-
-def _any_destination(rule: SecurityRule) -> SecurityRule:
-    return dataclasses.replace(
-        rule, destination_address_prefix="*", destination_address_prefixes=(), destination_asgs=()
-    )
-
-
-@dataclass
-class _Memo:
-    """What the bypass checks reuse across VMs: NSGs' openers, NSGs narrowed to a flow."""
-
-    openers: dict[str, list[SecurityRule]] = field(default_factory=dict)
-    narrowed: dict[Any, Nsg] = field(default_factory=dict)
-
-
-def _bypasses(vm: Vm, nic: Nic, inv: Inventory, ports: Sequence[int], memo: _Memo) -> list[Finding]:
-    cfg = nic.primary_ip_config
-    if cfg is None or not cfg.private_ip:
-        return []
-    subnet = inv.subnet(cfg.subnet_id)
-    subnet_nsg = inv.nsg(subnet.nsg_id if subnet else None)
-    nic_nsg = inv.nsg(nic.nsg_id)
-    openers = []
-    for nsg in (subnet_nsg, nic_nsg):
-        if nsg is not None:
-            if nsg.id.lower() not in memo.openers:
-                memo.openers[nsg.id.lower()] = _openers(nsg)
-            openers += memo.openers[nsg.id.lower()]
-    if not openers:
-        return []
-    prefixes = subnet.address_prefixes if subnet else ()
-    out = []
-    for port in ports:
-        for source in sorted(_sources(openers)):
-            flow = Flow(source, cfg.private_ip, port, "Tcp", cfg.asg_ids, prefixes)
-            if not any(rule_matches(r, flow, []) for r in openers):
-                continue  # no rule that could open it: JIT's rules or the defaults decide
-            narrowed = memo.narrowed
-            ev = evaluate(
-                _narrowed(subnet_nsg, flow, narrowed), _narrowed(nic_nsg, flow, narrowed), flow
-            )
-            if ev.bypassed:
-                address = inv.public_ips.get((cfg.public_ip_id or "").lower())
-                out.append(_bypass_finding(vm, nic, port, source, ev, cfg.public_ip_id, address))
-                break
-    return out
-
-
 def _bypass_finding(
-    vm: Vm,
-    nic: Nic,
-    port: int,
-    source: str,
-    ev: Evaluation,
-    public_ip_id: str | None,
-    address: str | None,
+    vm: Vm, nic: Nic, found: Exposure, public_ip_id: str | None, address: str | None
 ) -> Finding:
     rules = [
         {
@@ -213,7 +135,7 @@ def _bypass_finding(
             "rule": v.rule.name,
             "priority": v.rule.priority,
         }
-        for v in ev.levels
+        for v in found.evaluation.levels
         if v.nsg_id and v.rule is not None
     ]
     named = ", ".join(f"{r['rule']} (priority {r['priority']}, {r['level']} NSG)" for r in rules)
@@ -221,9 +143,11 @@ def _bypass_finding(
     return _finding(
         "bypass",
         vm.id,
-        f"Port {port} of {vm.name}{at} is open to {source} by {named}, not by JIT.",
-        port=port,
-        source=source,
+        f"Port {found.port} of {vm.name}{at} is open to {found.source} by {named}, not by JIT.",
+        port=found.port,
+        source=found.source,
+        sources=list(found.sources),
+        excluded=list(found.excluded),
         nic=nic.id,
         public_ip=public_ip_id,
         public_ip_address=address,
@@ -313,7 +237,7 @@ def audit_inventory(inv: Inventory, now: datetime) -> AuditResult:
                 )
             )
     vms = []
-    memo = _Memo()
+    memo = Memo()
     for vm in sorted(inv.vms, key=lambda v: v.id.lower()):
         found = entries.get(vm.id.lower())
         missing = [ref.id for ref in vm.nics if inv.nic(ref.id) is None]

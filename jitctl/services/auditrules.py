@@ -46,6 +46,14 @@ RULES: dict[str, Rule] = {
             "Limit the port's allowed sources to the ranges requests come from.",
         ),
         Rule(
+            "unjudged-rule",
+            "medium",
+            "A rule that is not JIT's may open a management port: its source (a service tag, "
+            "source ports) cannot be judged offline",
+            "Check what the rule lets in (the portal's effective security rules, or Network "
+            "Watcher's IP flow verify); narrow it, or leave the port to JIT.",
+        ),
+        Rule(
             "nic-not-indexed",
             "medium",
             "A NIC the VM names is not in Resource Graph yet: the VM's NSG path is not judged",
