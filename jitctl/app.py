@@ -160,13 +160,19 @@ class App:
             subs = list(self.backend.state["subscriptions"].values())
             if subs:
                 return str(subs[0]["subscriptionId"])
-        from jitctl.clouds import resolve_subscription
+        from jitctl.clouds import azure_sign_in_found, resolve_subscription
 
         sub = resolve_subscription(None)
-        if not sub:
+        if not sub and azure_sign_in_found():
             raise BadInput(
                 "No subscription given.",
                 "Pass --subscription/-s, set AZURE_SUBSCRIPTION_ID, or run 'az account set'.",
+            )
+        if not sub:  # a first run, perhaps only to try it: say how to without Azure
+            raise BadInput(
+                "No subscription given, and no Azure sign-in found.",
+                "Run 'az login', or pass --subscription/-s; to try jitctl without Azure, add "
+                "--emulator (or set JITCTL_EMULATOR=1).",
             )
         return sub
 

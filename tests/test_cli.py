@@ -8,6 +8,7 @@ import pytest
 
 from jitctl.emulator.settings import Fault
 from jitctl.errors import ExitCode
+from tests.support import one_error
 
 G = ["-g", "rg-jit-demo"]
 IP = ["--source-ip", "203.0.113.7"]
@@ -116,8 +117,8 @@ def test_wait_timeout_exit_8(run, backend):
         "jitctl: error: Access to vm-win01 was not effective after 30s: port 3389 from 203.0.113.7 is denied by rule"
     )
     assert r.stderr.endswith(
-        " Access was granted until 12:00 UTC; check again: "
-        "jitctl verify vm-win01 -g rg-jit-demo --source-ip 203.0.113.7 --wait\n"
+        "\nHint: Access was granted until 12:00 UTC; check again: "
+        "jitctl --emulator verify vm-win01 -g rg-jit-demo --source-ip 203.0.113.7 --wait\n"
     )
 
 
@@ -143,8 +144,8 @@ def test_verify_not_effective_exit_7(run):
     assert r.stdout.splitlines()[0] == "NOT EFFECTIVE: 203.0.113.7 -> vm-lnx01 10.10.2.4:3389/tcp"
     assert r.stderr == (
         "jitctl: error: Access to vm-lnx01 is not effective: port 3389 from 203.0.113.7 is denied by "
-        "rule DenyAllInBound (priority 65500) of the subnet NSG snet-linux-nsg. Request access: "
-        "jitctl request vm-lnx01 -g rg-jit-demo --source-ip 203.0.113.7 --wait\n"
+        "rule DenyAllInBound (priority 65500) of the subnet NSG snet-linux-nsg.\nHint: Request access: "
+        "jitctl --emulator request vm-lnx01 -g rg-jit-demo --source-ip 203.0.113.7 --wait\n"
     )
 
 
@@ -175,9 +176,7 @@ def test_bad_input_is_one_line_exit_2_and_no_call(run, backend, args, message):
     before = len(backend.log)
     r = run(*args)
     assert r.exit_code == 2
-    assert (
-        message in r.stderr and r.stderr.count("\n") == 1 and r.stderr.startswith("jitctl: error: ")
-    )
+    assert message in r.stderr and one_error(r.stderr) and r.stderr.startswith("jitctl: error: ")
     assert "Traceback" not in r.stderr
     assert len(backend.log) == before  # not a single ARM call, so certainly no write
 
@@ -238,7 +237,7 @@ def test_azure_errors_map_to_exit_codes(run, backend, status, code):
     backend.faults.append(Fault(status, match="virtualMachines", times=20))
     r = run("enable", "vm-win01", *G)
     assert r.exit_code == code, r.stderr
-    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert one_error(r.stderr) and "Traceback" not in r.stderr
 
 
 def test_json_output_and_json_errors(run):
@@ -254,7 +253,7 @@ def test_json_output_and_json_errors(run):
             "message": (
                 "Port 22 is not in the JIT policy 'default' of VM vm-win01 (configured: 3389)."
             ),
-            "hint": "Ask an admin to run: jitctl enable vm-win01 -g rg-jit-demo --port 22",
+            "hint": "Ask an admin to run: jitctl --emulator enable vm-win01 -g rg-jit-demo --port 22",
         }
     }
 

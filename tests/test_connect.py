@@ -256,7 +256,7 @@ def test_rdp_offline_without_source_ip(connect_app):
     assert r.exit_code == 1
     assert r.stderr == (
         "jitctl: error: Cannot find this machine's public IP address: no echo service answered "
-        "(offline?). Pass --source-ip with your public IPv4 address.\n"
+        "(offline?).\nHint: Pass --source-ip with your public IPv4 address.\n"
     )
 
 

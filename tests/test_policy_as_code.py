@@ -263,7 +263,8 @@ def test_conflicting_definitions_name_both_places(tmp_path, app):
     r = invoke(app, "policy", "plan", str(tmp_path))
     assert r.exit_code == 2
     assert r.stderr.replace(str(tmp_path) + "/", "") == (
-        "jitctl: error: b.yaml:4: port 3389 of VM vm-win01 conflicts with a.yaml:4. Define each VM's port once.\n"
+        "jitctl: error: b.yaml:4: port 3389 of VM vm-win01 conflicts with a.yaml:4.\n"
+        "Hint: Define each VM's port once.\n"
     )
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from functools import partial
+
 import click
 
 from jitctl.app import App
 from jitctl.cli import ResultShown
-from jitctl.cli.globalopts import CONTEXT
+from jitctl.cli.globalopts import CONTEXT, command_line
 from jitctl.cli.options import VmSelection, vm_must_exist, vm_options
 from jitctl.cli.output import emit
 
@@ -23,12 +26,21 @@ def doctor(app: App, vm: VmSelection) -> None:
     Example:
       jitctl doctor vm-win01 -g rg-prod
     """
-    from jitctl.errors import Refused
+    from jitctl.errors import Refused, complete_hint
     from jitctl.services.doctor import diagnose
 
     ref = vm.one(app)
     with vm_must_exist(app, ref):
         result = diagnose(app.gateway(), ref)
+    result = dataclasses.replace(  # each hint's command with the global options in force
+        result,
+        checks=tuple(
+            dataclasses.replace(
+                c, hint=complete_hint(c.hint, c.suggested, partial(command_line, app))
+            )
+            for c in result.checks
+        ),
+    )
     emit(app, result)
     failed = [c for c in result.checks if c.required and not c.ok]
     if failed:

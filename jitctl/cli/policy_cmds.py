@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 
 import click
@@ -12,7 +11,7 @@ from jitctl.app import App
 from jitctl.cli.completion import complete_group
 from jitctl.cli.globalopts import CONTEXT
 from jitctl.cli.output import emit, warn
-from jitctl.errors import BadInput, ExitCode
+from jitctl.errors import BadInput, ExitCode, suggest
 from jitctl.textsafe import printable
 
 PATH = click.argument("path", required=False, default="policies", type=click.Path(path_type=Path))
@@ -25,9 +24,11 @@ def load(path: Path) -> list:
     if problems:
         for p in problems:
             click.echo(printable(p), err=True)
+        lists = suggest("policy", "validate", printable(str(path)))
         raise BadInput(
             f"{len(problems)} problem(s) in the policy files.",
-            f"Fix them; to list them: jitctl policy validate {shlex.quote(printable(str(path)))}",
+            f"Fix them; to list them: {lists}",
+            [lists],
         )
     return files
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jitctl.clock import SystemClock
-from jitctl.errors import NotFound, Refused
+from jitctl.errors import NotFound, Refused, suggest
 from jitctl.gateway import Gateway, InitiatePort
 from jitctl.ids import VmRef, name_of
 from jitctl.model import GrantPort, JitPolicy, PolicyVm, PortRule
@@ -43,10 +43,20 @@ def check_request(
     for number in ports:
         rule = pvm.port(number)
         if rule is None:
+            fix = suggest(
+                "enable",
+                vm_name,
+                "-g",
+                policy.resource_group,
+                "--port",
+                number,
+                subscription=policy.subscription_id,
+            )
             raise Refused(
                 f"Port {number} is not in the JIT policy '{policy.name}' of VM {vm_name} "
                 f"(configured: {configured}).",
-                f"Ask an admin to run: jitctl enable {vm_name} -g {policy.resource_group} --port {number}",
+                f"Ask an admin to run: {fix}",
+                [fix],
             )
         if duration is not None and duration > rule.max_duration:
             raise Refused(
@@ -93,9 +103,13 @@ def find_policy(
 ) -> tuple[JitPolicy, PolicyVm]:
     policies = policies_of_vm(gw, ref, policy_name)
     if not policies:
+        fix = suggest(
+            "enable", ref.name, "-g", ref.resource_group, subscription=ref.subscription_id
+        )
         raise NotFound(
             f"JIT is not enabled for VM {ref.name} in resource group {ref.resource_group}.",
-            f"Enable it first: jitctl enable {ref.name} -g {ref.resource_group}",
+            f"Enable it first: {fix}",
+            [fix],
         )
     # Several policies may name the VM (one per VM, as Microsoft's scripts make them, beside the
     # portal's 'default'): the one that has every requested port, and no guess between two.

@@ -6,7 +6,7 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from jitctl.errors import ENABLE_DEFENDER, JitctlError, NotSignedIn
+from jitctl.errors import ENABLE_DEFENDER, JitctlError, NotSignedIn, Suggested, suggest
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of
 from jitctl.model import Permission, Vm
@@ -23,6 +23,7 @@ class Check:
     detail: str
     hint: str = ""
     required: bool = True  # False: reported, but JIT requests work without it
+    suggested: tuple[Suggested, ...] = ()  # the command lines the hint names (not in the JSON)
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,13 @@ def _plan(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
 def _policy(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
     policies = policies_of_vm(gw, ref)
     if not policies:
+        fix = suggest("enable", vm.name, "-g", ref.resource_group, subscription=ref.subscription_id)
         return Check(
             "jit policy",
             False,
             f"VM {vm.name} is in no JIT policy of resource group {ref.resource_group}",
-            f"jitctl enable {vm.name} -g {ref.resource_group}",
+            str(fix),
+            suggested=(fix,),
         )
     described = "; ".join(
         f"{p.name}: ports {', '.join(str(x.number) for x in v.ports)}"
@@ -103,12 +106,14 @@ def _permissions(role: str, required: bool) -> Callable[[Gateway, VmRef, Vm], Ch
         name = f"permissions ({role})"
         if not missing:
             return Check(name, True, f"every action of 'jitctl role show {role}'", "", required)
+        shows = suggest("role", "show", role, subscription=ref.subscription_id)
         return Check(
             name,
             False,
             f"missing {', '.join(missing)}",
-            f"Ask for the role 'jitctl role show {role}' prints, on {ref.resource_group}.",
+            f"Ask for the role '{shows}' prints, on {ref.resource_group}.",
             required,
+            (shows,),
         )
 
     return check
@@ -150,5 +155,6 @@ def diagnose(gw: Gateway, ref: VmRef) -> DoctorResult:
         except NotSignedIn:
             raise
         except JitctlError as err:
-            out.append(Check(name, False, f"could not check: {err.message}", err.hint))
+            detail = f"could not check: {err.message}"
+            out.append(Check(name, False, detail, err.hint, suggested=err.suggested))
     return DoctorResult(vm.id, tuple(out))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from jitctl.clock import SystemClock
-from jitctl.errors import BadInput, NotFound, Refused
+from jitctl.errors import BadInput, NotFound, Refused, suggest
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef
 from jitctl.model import JitPolicy, PolicyVm, PortRule
@@ -161,9 +161,11 @@ def disable(
     (read again right before: a policy that gained VMs meanwhile is written, not deleted)."""
     policies = policies_of_vm(gw, ref, policy_name)
     if not policies:
+        shows = suggest("list", "-g", ref.resource_group, subscription=ref.subscription_id)
         raise NotFound(
             f"VM {ref.name} is in no JIT policy of resource group {ref.resource_group}.",
-            f"Nothing to disable; 'jitctl list -g {ref.resource_group}' shows the policies.",
+            f"Nothing to disable; '{shows}' shows the policies.",
+            [shows],
         )
     if ports:
         configured = {

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from jitctl.errors import NotFound
+from jitctl.errors import NotFound, suggest
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of, same_id, segments
 from jitctl.model import JitPolicy, PortRule
@@ -138,9 +138,13 @@ def list_fleet(
 def show_vm(gw: Gateway, ref: VmRef, now: datetime) -> PolicyList:
     policies = policies_of_vm(gw, ref)
     if not policies:
+        fix = suggest(
+            "enable", ref.name, "-g", ref.resource_group, subscription=ref.subscription_id
+        )
         raise NotFound(
             f"VM {ref.name} is in no JIT policy of resource group {ref.resource_group}.",
-            f"Enable it with: jitctl enable {ref.name} -g {ref.resource_group}",
+            f"Enable it with: {fix}",
+            [fix],
         )
     return PolicyList(tuple(view(p, now, ref.id) for p in policies))
 
