@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,10 +74,17 @@ class App:
             return sys.stdin.isatty()
         return self.interactive
 
-    def public_ip(self) -> str:
-        from jitctl.publicip import detect_public_ip, http_fetch
+    def public_ip(self, note: Callable[[str], None] | None = None) -> str:
+        """This machine's public IPv4 address. Against the emulator, when it cannot be found
+        (offline), the documentation address stands in, and `note` is told so."""
+        from jitctl.publicip import detect_public_ip, emulated_public_ip, http_fetch
 
-        return detect_public_ip(self.ip_fetch or http_fetch)
+        if not self.emulator:
+            return detect_public_ip(self.ip_fetch or http_fetch)
+        address, said = emulated_public_ip(self.ip_fetch or http_fetch)
+        if said and note is not None:
+            note(said)
+        return address
 
     @classmethod
     def for_backend(cls, backend: Any, subscription: str | None = None) -> App:
