@@ -101,7 +101,10 @@ class App:
 
         self.state_file = self.state_file or emulator_state_file()
         world = WORLDS[os.environ.get("JITCTL_EMULATOR_WORLD", "demo")]
-        backend = Backend(settings=Settings(propagation_delay=EMULATED_PROPAGATION))
+        # The App's clock is the emulator's too: a test's fake clock moves both
+        backend = Backend(
+            settings=Settings(propagation_delay=EMULATED_PROPAGATION), clock=self.clock
+        )
         self.store = open_store(self.state_file, backend, seed=world)
         return backend
 

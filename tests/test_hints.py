@@ -206,3 +206,19 @@ def test_the_default_subscription_is_the_demo_one(backend):
     """The fixture's premise: a command without -s acts on the demo subscription."""
     r = jitctl(backend, "-o", "json", "list", "-g", RG)
     assert r.exit_code == 4 and DEMO_SUBSCRIPTION != OTHER
+
+
+def test_the_readme_transcript_of_a_hint_is_true():
+    """README "Exit codes": the transcript of an error and its hint is what jitctl writes."""
+    from pathlib import Path
+
+    from jitctl.emulator.worlds import docs
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```text\n\$ (jitctl [^\n]*)\n(jitctl: error: .*?\n)```", readme, re.S)
+    assert block, "README: the transcript of an error with a hint is gone"
+    world = Backend(settings=Settings(propagation_delay=0), clock=FakeClock())
+    docs(world)
+    r = jitctl(world, *shlex.split(block.group(1))[1:])
+    assert r.exit_code == 4 and r.stderr == block.group(2)
+    assert paste(world, error_parts(r.stderr)[1]).exit_code == 0

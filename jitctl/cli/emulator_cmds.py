@@ -269,7 +269,9 @@ def reset(
 
     if latency is not None:
         settings = {**settings, "latency": latency}
-    backend = Backend(settings=Settings(propagation_delay=EMULATED_PROPAGATION, **settings))
+    backend = Backend(
+        settings=Settings(propagation_delay=EMULATED_PROPAGATION, **settings), clock=app.clock
+    )
     seed_world(backend, world, vms, subscriptions)
     from jitctl.cli.output import emit
 
