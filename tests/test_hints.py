@@ -205,7 +205,7 @@ def test_cloud_and_endpoint_are_carried_and_quoted():
 def test_the_default_subscription_is_the_demo_one(backend):
     """The fixture's premise: a command without -s acts on the demo subscription."""
     r = jitctl(backend, "-o", "json", "list", "-g", RG)
-    assert r.exit_code == 4 and DEMO_SUBSCRIPTION != OTHER
+    assert r.exit_code == 4  # rg-other is in OTHER alone
 
 
 def test_the_readme_transcript_of_a_hint_is_true():
@@ -222,3 +222,19 @@ def test_the_readme_transcript_of_a_hint_is_true():
     r = jitctl(world, *shlex.split(block.group(1))[1:])
     assert r.exit_code == 4 and r.stderr == block.group(2)
     assert paste(world, error_parts(r.stderr)[1]).exit_code == 0
+
+
+def test_ssh_config_proxy_commands_keep_the_cloud(backend, tmp_path):
+    """ssh runs the ProxyCommand later, from another shell: the cloud goes with it, as -s does."""
+    assert jitctl(backend, "enable", "vm-lnx01", "-g", "rg-jit-demo", "--port", "22").exit_code == 0
+    app = App.for_backend(backend)
+    app.cloud = "AzureUSGovernment"  # as --cloud sets it (the emulator answers for any cloud)
+    config = tmp_path / "ssh_config"
+    args = ["ssh-config", "-g", "rg-jit-demo", "--config", str(config)]
+    r = CliRunner().invoke(cli, args, obj=app, catch_exceptions=False)
+    assert r.exit_code == 0, r.stderr
+    proxy = next(x for x in config.read_text().splitlines() if "ProxyCommand" in x)
+    assert proxy.endswith(
+        f"ssh-proxy vm-lnx01 -g rg-jit-demo -s {DEMO_SUBSCRIPTION} --port 22 --emulator "
+        "--cloud AzureUSGovernment"
+    )

@@ -258,17 +258,22 @@ def command_line(app: Any, command: Suggested) -> str:
     --arm-endpoint, -s), so that, pasted, it acts where the command that suggested it did."""
     import shlex
 
-    words = ["jitctl"]
-    if getattr(app, "emulator", False):
-        words.append("--emulator")
-    if getattr(app, "cloud", None):
-        words += ["--cloud", app.cloud]
-    if getattr(app, "arm_endpoint", None):
-        words += ["--arm-endpoint", app.arm_endpoint]
+    words = ["jitctl", *where_options(app)]
     subscription = subscription_for(app, command.subscription)
     if subscription:
         words += ["-s", subscription]
     return shlex.join([*words, *command.words])
+
+
+def where_options(app: Any) -> list[str]:
+    """The global options that say where a command acts, besides -s: --emulator, --cloud and
+    --arm-endpoint as in force (for a command line jitctl suggests or writes for later)."""
+    words = ["--emulator"] if getattr(app, "emulator", False) else []
+    if getattr(app, "cloud", None):
+        words += ["--cloud", app.cloud]
+    if getattr(app, "arm_endpoint", None):
+        words += ["--arm-endpoint", app.arm_endpoint]
+    return words
 
 
 def subscription_for(app: Any, wanted: str | None) -> str | None:
