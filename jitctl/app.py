@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,10 +64,17 @@ class App:
             return sys.stdin.isatty()
         return self.interactive
 
-    def public_ip(self) -> str:
-        from jitctl.publicip import detect_public_ip, http_fetch
+    def public_ip(self, note: Callable[[str], None] | None = None) -> str:
+        """This machine's public IPv4 address. Against the emulator, when it cannot be found
+        (offline), the documentation address stands in, and `note` is told so."""
+        from jitctl.publicip import detect_public_ip, emulated_public_ip, http_fetch
 
-        return detect_public_ip(self.ip_fetch or http_fetch)
+        if not self.emulator:
+            return detect_public_ip(self.ip_fetch or http_fetch)
+        address, said = emulated_public_ip(self.ip_fetch or http_fetch)
+        if said and note is not None:
+            note(said)
+        return address
 
     @classmethod
     def for_backend(cls, backend: Any, subscription: str | None = None) -> App:
@@ -84,7 +92,10 @@ class App:
 
         self.state_file = self.state_file or emulator_state_file()
         world = WORLDS[os.environ.get("JITCTL_EMULATOR_WORLD", "demo")]
-        backend = Backend(settings=Settings(propagation_delay=EMULATED_PROPAGATION))
+        # The App's clock is the emulator's too: a test's fake clock moves both
+        backend = Backend(
+            settings=Settings(propagation_delay=EMULATED_PROPAGATION), clock=self.clock
+        )
         self.store = open_store(self.state_file, backend, seed=world)
         return backend
 
@@ -151,13 +162,19 @@ class App:
             subs = list(self.backend.state["subscriptions"].values())
             if subs:
                 return str(subs[0]["subscriptionId"])
-        from jitctl.clouds import resolve_subscription
+        from jitctl.clouds import azure_sign_in_found, resolve_subscription
 
         sub = resolve_subscription(None)
-        if not sub:
+        if not sub and azure_sign_in_found():
             raise BadInput(
                 "No subscription given.",
                 "Pass --subscription/-s, set AZURE_SUBSCRIPTION_ID, or run 'az account set'.",
+            )
+        if not sub:  # a first run, perhaps only to try it: say how to without Azure
+            raise BadInput(
+                "No subscription given, and no Azure sign-in found.",
+                "Run 'az login', or pass --subscription/-s; to try jitctl without Azure, add "
+                "--emulator (or set JITCTL_EMULATOR=1).",
             )
         return sub
 

@@ -77,6 +77,23 @@ def _profile_subscriptions() -> list[dict]:
     return [s for s in subs if isinstance(s, dict)]
 
 
+# What DefaultAzureCredential would sign in with, besides az's profile: a service principal or
+# workload identity (AZURE_*), an App Service / Azure Arc managed identity (IDENTITY_*, MSI_*).
+SIGN_IN_VARIABLES = (
+    "AZURE_CLIENT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_USERNAME",
+    "IDENTITY_ENDPOINT",
+    "MSI_ENDPOINT",
+)
+
+
+def azure_sign_in_found() -> bool:
+    """Whether this machine shows a way to sign in to Azure (az's profile lists a subscription,
+    or the environment names a credential). A VM's own managed identity is not seen offline."""
+    return bool(_profile_subscriptions()) or any(os.environ.get(v) for v in SIGN_IN_VARIABLES)
+
+
 def cli_default_subscription() -> str | None:
     """The Azure CLI's default subscription, from its profile file."""
     for sub in _profile_subscriptions():

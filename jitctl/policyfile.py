@@ -56,7 +56,7 @@ def _check_sources(value: list[str] | None, allow_any: bool | None) -> list[str]
         try:
             out.append(parse_source(str(item), allow_any=True))
         except BadInput as err:
-            raise ValueError(str(err)) from None
+            raise ValueError(err.one_line()) from None
     return out
 
 
@@ -71,7 +71,7 @@ def _check_subscriptions(value: list[str] | None) -> list[str] | None:
     try:
         return [check_subscription(s) for s in value] if value is not None else None
     except BadInput as err:
-        raise ValueError(str(err)) from None
+        raise ValueError(err.one_line()) from None
 
 
 def _check_duration(value: str | None) -> str | None:
@@ -79,7 +79,7 @@ def _check_duration(value: str | None) -> str | None:
         try:
             parse_duration(str(value))
         except BadInput as err:
-            raise ValueError(str(err)) from None
+            raise ValueError(err.one_line()) from None
     return value
 
 
@@ -104,7 +104,7 @@ class PortSpec(_Strict):
         try:
             return parse_port(v)  # refuses true/false, 22.0, '22x' (pydantic would take some)
         except BadInput as err:
-            raise ValueError(str(err)) from None
+            raise ValueError(err.one_line()) from None
 
     @field_validator("maxDuration")
     @classmethod
@@ -178,7 +178,7 @@ class Target(_Strict):
             try:
                 parse_vm(vm_id, resource_group=None, subscription_id=None)
             except BadInput as err:
-                raise ValueError(str(err)) from None
+                raise ValueError(err.one_line()) from None
         return v
 
     @field_validator("subscriptions")
@@ -192,7 +192,7 @@ class Target(_Strict):
         try:
             return check_resource_group(v) if v is not None else None
         except BadInput as err:
-            raise ValueError(str(err)) from None
+            raise ValueError(err.one_line()) from None
 
     @model_validator(mode="after")
     def _one_selector(self) -> Target:

@@ -82,3 +82,23 @@ def detect_public_ip(
         f"IP echo services disagree on this machine's address ({seen}).",
         "Pass --source-ip with the address you connect from.",
     )
+
+
+# An address of the documentation range TEST-NET-3 (RFC 5737): never anyone's, and what the
+# emulator's worlds and the README's examples use. Only ever a stand-in against the emulator.
+DOCUMENTATION_ADDRESS = "203.0.113.7"
+
+
+def emulated_public_ip(
+    fetch: Fetch = http_fetch, services: Sequence[str] | None = None, timeout: float = 3.0
+) -> tuple[str, str]:
+    """This machine's public address for a request to the emulator, and a note to show: offline
+    (no echo service answering, or none agreeing), the documentation address stands in, as the
+    emulated VMs care for no real address. Against Azure, detect_public_ip's error stands."""
+    try:
+        return detect_public_ip(fetch, services, timeout), ""
+    except PublicIpError as err:
+        return DOCUMENTATION_ADDRESS, (
+            f"Emulator: {err.message.rstrip('.')}; requesting for {DOCUMENTATION_ADDRESS} "
+            "(a documentation address) instead. Pass --source-ip to choose another."
+        )

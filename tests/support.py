@@ -39,3 +39,20 @@ class RecordingRunner:
     def run(self, args: list[str]) -> int:
         self.ran.append(args)
         return 0
+
+
+def error_parts(stderr: str) -> tuple[str, str]:
+    """jitctl's error on stderr, checked for its shape: `jitctl: error: MESSAGE`, then, when
+    there is one, `Hint: HINT` on a line of its own; nothing else. Returns (MESSAGE, HINT)."""
+    lines = stderr.splitlines()
+    assert stderr.endswith("\n") and 1 <= len(lines) <= 2, stderr
+    assert lines[0].startswith("jitctl: error: "), stderr
+    assert len(lines) == 1 or lines[1].startswith("Hint: "), stderr
+    hint = lines[1].removeprefix("Hint: ") if len(lines) == 2 else ""
+    return lines[0].removeprefix("jitctl: error: "), hint
+
+
+def one_error(stderr: str) -> bool:
+    """One error, as error_parts reads it (its message line, then its hint line)."""
+    error_parts(stderr)
+    return True

@@ -11,6 +11,7 @@ from jitctl.app import App
 from jitctl.cli.commands import cli
 from jitctl.clouds import cli_default_subscription, resolve_cloud, resolve_subscription
 from jitctl.errors import BadInput
+from tests.support import error_parts
 
 
 def test_named_clouds_and_scopes():
@@ -51,14 +52,35 @@ def test_subscription_order(tmp_path, monkeypatch):
 
 
 def test_no_subscription_is_exit_2_before_any_call(tmp_path, monkeypatch):
+    """Signed in with az, but no default subscription: say how to choose one."""
+    profile = {"subscriptions": [{"id": "s-one", "isDefault": False}]}
+    (tmp_path / "azureProfile.json").write_text(json.dumps(profile), encoding="utf-8")
     monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path))
-    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
     r = CliRunner().invoke(cli, ["list"], obj=App())
     assert r.exit_code == 2
     assert r.stderr == (
-        "jitctl: error: No subscription given. Pass --subscription/-s, set AZURE_SUBSCRIPTION_ID, "
-        "or run 'az account set'.\n"
+        "jitctl: error: No subscription given.\n"
+        "Hint: Pass --subscription/-s, set AZURE_SUBSCRIPTION_ID, or run 'az account set'.\n"
     )
+
+
+@pytest.mark.parametrize("credential", [None, "AZURE_CLIENT_ID", "IDENTITY_ENDPOINT"])
+def test_no_sign_in_at_all_names_the_emulator(tmp_path, monkeypatch, credential):
+    """A first run on a machine that never signed in to Azure: the way to try it offline."""
+    monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path))  # no azureProfile.json there
+    if credential:
+        monkeypatch.setenv(credential, "set")
+    r = CliRunner().invoke(cli, ["list"], obj=App())
+    assert r.exit_code == 2
+    message, hint = error_parts(r.stderr)
+    if credential:  # a credential in the environment: only the subscription is missing
+        assert message == "No subscription given." and "--emulator" not in hint
+    else:
+        assert message == "No subscription given, and no Azure sign-in found."
+        assert hint == (
+            "Run 'az login', or pass --subscription/-s; to try jitctl without Azure, add "
+            "--emulator (or set JITCTL_EMULATOR=1)."
+        )
 
 
 S9 = "00000000-0000-4000-8000-000000000009"

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from jitctl.cli.commands import cli
-from tests.support import RecordingRunner
+from tests.support import RecordingRunner, error_parts, one_error
 
 G = ["-g", "rg-jit-demo"]
 IP = ["--source-ip", "203.0.113.7"]
@@ -217,7 +217,7 @@ def assert_refused_locally(app, backend, args, message, code=2):
     r = invoke(app, args)
     assert r.exit_code == code, (r.exit_code, r.stderr)
     assert "Traceback" not in r.stderr and "unexpected error" not in r.stderr
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("jitctl: error: "), r.stderr
+    assert one_error(r.stderr) and r.stderr.startswith("jitctl: error: "), r.stderr
     assert message in r.stderr, r.stderr
     assert backend.log[before:] == []  # not one ARM call, so certainly no write
     assert app.runner.ran == []
@@ -291,8 +291,7 @@ def test_usage_errors_exit_2_and_no_call(hostile_app, backend, args):
     before = len(backend.log)
     r = invoke(hostile_app, args)
     assert r.exit_code == 2 and "Traceback" not in r.stderr
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("jitctl: error: "), r.stderr
+    assert one_error(r.stderr)
     assert backend.log[before:] == []
 
 
@@ -455,9 +454,11 @@ def test_bad_policy_file(hostile_app, backend, tmp_path, command, content, messa
     assert r.exit_code == 2, (r.exit_code, r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and "unexpected error" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("jitctl: error: ")]
-    assert errors == [r.stderr.splitlines()[-1]] and "problem(s)" in errors[0]
+    ending = r.stderr.splitlines()[-2:]  # the error, then its hint
+    said, _ = error_parts("\n".join(ending) + "\n")
+    assert errors == [ending[0]] and "problem(s)" in said
     problems = (r.stdout if command[1] == "validate" else r.stderr).splitlines()
-    problems = [p for p in problems if not p.startswith("jitctl: error: ")]
+    problems = [p for p in problems if not p.startswith(("jitctl: error: ", "Hint: "))]
     assert problems and all(re.match(rf"{re.escape(str(path))}:\d+: ", p) for p in problems)
     assert any(message in p for p in problems), problems
     assert backend.log[before:] == []

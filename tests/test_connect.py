@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 
+from jitctl.app import App
 from jitctl.cli.commands import cli
 from jitctl.clock import FakeClock
 from jitctl.errors import ExitCode, NotFound
@@ -218,20 +219,20 @@ def test_rdp_without_a_client_exits_4_not_6(connect_app):
     r = invoke(connect_app, "rdp", "vm-win01", *G, "--source-ip", "198.51.100.7")
     assert r.exit_code == ExitCode.NOT_FOUND == 4
     rdp_file = connect_app.data_dir / "rdp" / "vm-win01.rdp"
-    assert r.stderr.splitlines()[-1] == (
-        "jitctl: error: No remote desktop client found (xfreerdp3, xfreerdp or remmina). "
-        f"Install one, or open {rdp_file} yourself (it is written; --no-launch skips this)."
-    )
+    assert r.stderr.splitlines()[-2:] == [
+        "jitctl: error: No remote desktop client found (xfreerdp3, xfreerdp or remmina).",
+        f"Hint: Install one, or open {rdp_file} yourself (it is written; --no-launch skips this).",
+    ]
 
 
 def test_ssh_without_a_client_exits_4(connect_app):
     connect_app.runner = FakeRunner(platform="linux")
     r = invoke(connect_app, "ssh", "vm-lnx01", *G, "--source-ip", "198.51.100.7")
     assert r.exit_code == ExitCode.NOT_FOUND
-    assert r.stderr.splitlines()[-1] == (
-        "jitctl: error: No ssh client found. Install OpenSSH, or use --no-launch and connect "
-        "yourself."
-    )
+    assert r.stderr.splitlines()[-2:] == [
+        "jitctl: error: No ssh client found.",
+        "Hint: Install OpenSSH, or use --no-launch and connect yourself.",
+    ]
 
 
 def test_rdp_no_launch_json(connect_app):
@@ -273,17 +274,31 @@ def test_rdp_timeout_exit_8(connect_app, backend):
     assert connect_app.runner.started == []
 
 
-def test_rdp_offline_without_source_ip(connect_app):
-    def offline(url, timeout):
-        raise OSError("network unreachable")
+def offline(url, timeout):
+    raise OSError("network unreachable")
 
-    connect_app.ip_fetch = offline
-    r = invoke(connect_app, "rdp", "vm-win01", *G)
+
+def test_rdp_offline_without_source_ip_against_azure_is_an_error(connect_app):
+    azure = App(subscription=SUB, subscriptions=(SUB,), ip_fetch=offline, runner=connect_app.runner)
+    r = invoke(azure, "rdp", "vm-win01", *G)  # refused before any call to Azure
     assert r.exit_code == 1
     assert r.stderr == (
         "jitctl: error: Cannot find this machine's public IP address: no echo service answered "
-        "(offline?). Pass --source-ip with your public IPv4 address.\n"
+        "(offline?).\nHint: Pass --source-ip with your public IPv4 address.\n"
     )
+    assert connect_app.runner.started == []
+
+
+def test_rdp_offline_against_the_emulator_requests_for_the_documentation_address(connect_app):
+    connect_app.ip_fetch = offline
+    r = invoke(connect_app, "-o", "json", "rdp", "vm-win01", *G, "--no-launch")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr.splitlines()[0] == (
+        "Emulator: Cannot find this machine's public IP address: no echo service answered "
+        "(offline?); requesting for 203.0.113.7 (a documentation address) instead. Pass "
+        "--source-ip to choose another."
+    )
+    assert json.loads(r.stdout)["ready"]["source"] == "203.0.113.7"
 
 
 def test_status_and_history(connect_app, clock):

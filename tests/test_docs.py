@@ -1,13 +1,19 @@
 """Docs that run: every command line of README.md, EMULATOR.md and every --help example.
 
-Each document's examples run one after another, in document order, against one in-process
-emulator (the `docs` world, a fake clock, a 3 s propagation delay), so they must agree with one
-another. Each must exit 0 (or the code its line documents with `# exit N`), and the main ones
-have their effect checked in the emulator's state.
+Each document's examples run one after another, in document order, as a user runs them: each
+command a new App (a new process, as far as jitctl can tell) in one fresh home folder and
+working folder, in the environment the README documents (`export JITCTL_EMULATOR=1` and
+`jitctl emulator reset --world docs`, from its top), on the real `--emulator` state file
+(JITCTL_EMULATOR_STATE in a temporary folder). Nothing is faked but time (a fake clock, so 3 s
+waits take none), the programs rdp and ssh would start, and the network: this machine is
+offline (the IP echo services refuse), as on a build agent with no internet. Each command must
+exit 0 (or the code its line documents with `# exit N`), and the main ones have their effect
+checked in the emulator's state.
 
 Conventions (README "Commands"): ```sh and ```bat blocks hold examples, ```text blocks hold
 synopses (checked: every option they name exists). In a block where lines start with `$ `, only
 those are commands, the rest is output. A line ending in `\\` continues on the next.
+`export NAME=VALUE` sets NAME for the lines after it; `NAME=VALUE jitctl ...` for that line.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import importlib.util
 import json
 import re
 import shlex
-import warnings
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,25 +32,22 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from jitctl.app import App
 from jitctl.cli.commands import cli
-from jitctl.emulator import Backend, FakeClock, Settings
-from jitctl.emulator.worlds import docs as docs_world
-from jitctl.ids import VmRef
-from jitctl.services.verify import verify
+from tests.docsession import Session, check_effect, environment, new_session
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ("README.md", "EMULATOR.md")
 RUN_BLOCKS = {"sh", "bat"}
 ENV = {"BUILD_ID": "20260105.1"}  # variables the examples use
-ECHO_IP = "203.0.113.7"  # "this machine's public address" for rdp and ssh
+README_SETUP = "export JITCTL_EMULATOR=1"  # the README's block that sets up its examples
 
 # What cannot run offline: a pattern of the whole command, and why. Small on purpose.
 SKIP = {
     r"python3 -m venv .*": "installs into a new virtual environment (the lines at the top)",
-    r"pip install .*": "installs the package from the checkout",
-    r"az .*": "the Azure CLI: needs Azure or a served emulator; not installed in the tests",
-    r"export .*": "shell variables for a served emulator (tests/test_server.py covers serve)",
+    r"(\. \.venv/bin/activate|pip install) .*": "installs or activates the package: the tests "
+    "run in the environment it is installed in",
+    r"az .*|export AZURE_CONFIG_DIR=.*": "the Azure CLI: needs Azure or a served emulator; not "
+    "installed in the tests",
     r"jitctl (emulator serve|tunnel|ssh-proxy)( .*)?": "serves or relays until Ctrl-C or the "
     "connection ends; tests/test_server.py and tests/test_tunnel.py run them on 127.0.0.1",
     r"jitctl demo": "its own world on the real clock (3 s waits) and a public-IP lookup; "
@@ -114,45 +117,6 @@ def help_lines() -> Iterator[Line]:
 # --- running -------------------------------------------------------------------------------
 
 
-class FakeRunner:
-    """Records what rdp and ssh would start: every client is installed, ssh exits 0."""
-
-    platform = "linux"
-
-    def __init__(self) -> None:
-        self.started: list[list[str]] = []
-
-    def which(self, name: str) -> str | None:
-        return f"/usr/bin/{name}"
-
-    def start(self, args: list[str]) -> None:
-        self.started.append(list(args))
-
-    def run(self, args: list[str]) -> int:
-        self.started.append(list(args))
-        return 0
-
-
-@dataclass
-class Session:
-    """One document's run: one emulator, one App, one working folder."""
-
-    app: App
-    backend: Backend
-    runner: FakeRunner
-    cwd: Path
-
-
-def new_session(cwd: Path) -> Session:
-    backend = Backend(settings=Settings(propagation_delay=3), clock=FakeClock())
-    docs_world(backend)
-    runner = FakeRunner()
-    app = App.for_backend(backend)
-    app.runner, app.data_dir, app.interactive = runner, cwd / "data", False
-    app.ip_fetch = lambda url, timeout: ECHO_IP + "\n"
-    return Session(app, backend, runner, cwd)
-
-
 def segments(text: str) -> list[tuple[str, list[str]]]:
     """A shell line as (operator before it, words): operators &&, ||, |, >, ;."""
     lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|>")
@@ -182,15 +146,20 @@ def jq(filters: list[str], document: str) -> list[Any]:
     return values
 
 
-def invoke(session: Session, words: list[str]) -> click.testing.Result:
-    env = {}
+def line_env(session: Session, words: list[str]) -> dict[str, str | None]:
+    """The session's environment with the line's own `NAME=VALUE` prefixes (taken off words)."""
+    env = dict(session.env)
     while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
         key, value = words.pop(0).split("=", 1)
         env[key] = value
+    return env
+
+
+def invoke(session: Session, words: list[str], env: dict[str, str | None]) -> click.testing.Result:
     if words[:2] == ["cmd", "/c"]:
         words = words[2:]
     assert words and Path(words[0]).name == "jitctl", f"not a jitctl command: {words}"
-    return CliRunner().invoke(cli, words[1:], obj=session.app, env=env, catch_exceptions=False)
+    return CliRunner().invoke(cli, words[1:], obj=session.app(), env=env, catch_exceptions=False)
 
 
 def run_line(session: Session, line: Line) -> None:
@@ -205,11 +174,18 @@ def run_line(session: Session, line: Line) -> None:
         if operator in ("", "&&", ";"):
             if skipped(" ".join(words)):
                 continue
-            result = invoke(session, words)
+            if words[0] == "export":  # for the lines after it, as a shell keeps it
+                key, value = words[1].split("=", 1)
+                session.env[key] = value
+                continue
+            env = line_env(session, words)
+            result = invoke(session, words, env)
             assert result.exit_code == expected, (
                 f"{line.where}: {line.text}\nexit {result.exit_code}\n{result.output}"
             )
-            check_effect(session, words, result)
+            if expected == 0:
+                with environment(env):
+                    check_effect(session, words, result)
         elif operator == "||":
             break  # runs only when the command before failed, which the assert above excludes
         elif operator == ">":
@@ -218,98 +194,6 @@ def run_line(session: Session, line: Line) -> None:
         elif operator == "|":
             assert result is not None and words[0] == "jq", f"{line.where}: unknown pipe {words}"
             assert None not in jq(words[1:], result.stdout), line.text
-
-
-# --- effects -------------------------------------------------------------------------------
-
-
-def parse(words: list[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """The command path and its parameters, as click parses them (nothing runs)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # click 8.2 renames protected_args
-        return parse_args(words)
-
-
-def parse_args(words: list[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
-    args = [w for w in words[1:] if not re.fullmatch(r"[A-Z_]+=.*", w)]
-    ctx = cli.make_context("jitctl", list(args), resilient_parsing=True)
-    command: click.Command = cli
-    path: list[str] = []
-    rest = [*ctx.protected_args, *ctx.args]
-    while isinstance(command, click.Group) and rest:
-        sub = command.get_command(ctx, rest[0])
-        if sub is None:
-            break
-        path.append(rest.pop(0))
-        command = sub
-        ctx = command.make_context(path[-1], rest, parent=ctx, resilient_parsing=True)
-        rest = [*getattr(ctx, "protected_args", []), *ctx.args]
-    return tuple(path), dict(ctx.params)
-
-
-def policy_ports(session: Session, ref: VmRef) -> set[int]:
-    gw = session.app.gateway()
-    return {
-        p.number
-        for policy in gw.list_policies(ref.subscription_id, ref.resource_group)
-        for vm in policy.vms
-        if vm.id.lower() == ref.id.lower()
-        for p in vm.ports
-    }
-
-
-def check_effect(session: Session, words: list[str], result: click.testing.Result) -> None:
-    path, params = parse(words)
-    app = session.app
-    group = params.get("resource_group")
-    sub = app.default_subscription()  # also after -s repeated or --all-subscriptions
-
-    def ref(name: str) -> VmRef:
-        return VmRef(sub, group or "", name)
-
-    ports = {int(p) for p in params.get("ports") or ()} or {3389}
-    vms = params.get("vms")  # VM names, or the size of the fleet world (emulator reset --vms)
-    names = [*(vms if isinstance(vms, (list, tuple)) else ()), *(params.get("names") or ())]
-    params["vm"] = names[0] if names else None
-    if path == ("enable",) and not params["dry_run"]:
-        for name in names:
-            assert ports <= policy_ports(session, ref(name)), f"enable: {name} not in the policy"
-    elif path == ("disable",) and not params["dry_run"]:
-        left = policy_ports(session, ref(params["vm"]))
-        assert not (ports & left if params["ports"] else left), "disable: still in the policy"
-    elif path == ("request",):
-        gw = app.gateway()
-        grants = [
-            port
-            for policy in gw.list_policies(sub, group)
-            for request in policy.requests
-            for vm in request.vms
-            if vm.id.lower() == ref(params["vm"]).id.lower()
-            for port in vm.ports
-            if port.source == params["source_ip"] and port.number in ports
-        ]
-        assert grants, "request: no grant in the policy's requests"
-        if params["wait"]:
-            assert verify(gw, ref(params["vm"]), params["source_ip"], sorted(ports)).ok
-    elif path == ("verify",):
-        assert verify(app.gateway(), ref(params["vm"]), params["source_ip"], sorted(ports)).ok
-    elif path in (("rdp",), ("ssh",)) and not params["no_launch"]:
-        program = session.runner.started[-1]
-        assert program[0].endswith("xfreerdp3" if path == ("rdp",) else "ssh"), program
-    elif path == ("policy", "export") and params.get("out"):
-        assert Path(session.cwd / params["out"]).read_text().strip()
-    elif path == ("emulator", "reset"):
-        from jitctl.emulator.store import read_file
-
-        kept = read_file(app_state_file()).settings
-        assert all(getattr(kept, k) == v for k, v in params["settings"].items()), kept
-        assert params["latency"] is None or kept.latency == params["latency"], kept
-
-
-def app_state_file() -> Path:
-    from jitctl.emulator.statefile import emulator_state_file
-
-    return emulator_state_file()
 
 
 # --- the tests -----------------------------------------------------------------------------
@@ -336,34 +220,58 @@ ROWS = [
 
 
 @pytest.fixture(scope="module")
-def sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Session]]:
-    with pytest.MonkeyPatch.context() as mp:
-        import os
+def offline() -> Iterator[str]:
+    """An address where nothing listens (bound, never listening): a connection is refused at
+    once, as when this machine is offline."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{closed.getsockname()[1]}/"
 
-        for key in list(os.environ):
-            if key.startswith(("JITCTL_", "AZURE_", "IDENTITY_")):
-                mp.delenv(key)
-        base = tmp_path_factory.mktemp("docs")
-        mp.setenv("JITCTL_EMULATOR_STATE", str(base / "state" / "emulator.json"))
-        mp.chdir(base)
-        made: dict[str, Session] = {}
-        yield made
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory: pytest.TempPathFactory, offline: str) -> dict[str, Session]:
+    return {}
+
+
+def setup_lines() -> list[Line]:
+    """The README's lines that prepare its examples (at its top): the same for --help's."""
+    readme = DOCS["README.md"]
+    first = next(i for i, x in enumerate(readme) if x.text.startswith(README_SETUP))
+    return [x for x in readme[first - 1 : first + 2]]
 
 
 @pytest.mark.parametrize(("doc", "index"), ROWS)
 def test_example_runs(
-    sessions: dict[str, Session], doc: str, index: int, monkeypatch: pytest.MonkeyPatch
+    sessions: dict[str, Session],
+    doc: str,
+    index: int,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+    offline: str,
 ) -> None:
     if doc not in sessions:
-        cwd = Path.cwd() / doc.strip("-").replace(".", "_")
-        cwd.mkdir()
-        sessions[doc] = new_session(cwd)
+        sessions[doc] = new_session(tmp_path_factory.mktemp(doc.strip("-")), offline)
+        if doc != "README.md":  # set up as the README says, as a reader of --help would
+            monkeypatch.chdir(sessions[doc].cwd)
+            for line in setup_lines():
+                if not skipped(line.text):
+                    run_line(sessions[doc], line)
     session = sessions[doc]
     monkeypatch.chdir(session.cwd)
     line = DOCS[doc][index]
     if reason := skipped(line.text):
         pytest.skip(reason)
     run_line(session, line)
+
+
+def test_the_readme_sets_up_its_examples_at_the_top():
+    """The lines a reader pastes first: activate, JITCTL_EMULATOR=1, the docs world."""
+    assert [x.text.split("#")[0].strip() for x in setup_lines()] == [
+        ". .venv/bin/activate",
+        "export JITCTL_EMULATOR=1",
+        "jitctl emulator reset --world docs",
+    ]
+    assert all(int(x.where.split(":")[1]) < 40 for x in setup_lines())
 
 
 def test_the_documents_have_examples_and_all_commands_are_shown():
@@ -389,6 +297,8 @@ def test_synopsis_lines_name_only_real_options():
         command: click.Command = cli
         ctx = click.Context(cli)
         options = {o for p in cli.params for o in p.opts}
+        while words and (given := next((p for p in cli.params if words[0] in p.opts), None)):
+            words = words[1 if getattr(given, "is_flag", False) else 2 :]  # a global option first
         while isinstance(command, click.Group) and words and command.get_command(ctx, words[0]):
             command = command.get_command(ctx, words.pop(0))  # type: ignore[assignment]
             options |= {o for p in command.params for o in p.opts}

@@ -14,6 +14,7 @@ from jitctl.emulator.overrides import BadSetting, parse
 from jitctl.emulator.server import EmulatorServer
 from jitctl.emulator.settings import Settings
 from jitctl.emulator.store import read_file, reset_file
+from tests.support import one_error
 
 
 def reset(tmp_path, *args: str):
@@ -64,7 +65,7 @@ def test_a_bad_setting_is_exit_2_and_writes_nothing(tmp_path, pair, words):
     result, state = reset(tmp_path, "--set", pair)
     assert result.exit_code == 2
     assert words in result.output and "EMULATOR.md" in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    assert result.stdout == "" and one_error(result.output)
     assert not state.exists()
 
 

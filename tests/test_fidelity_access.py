@@ -24,13 +24,13 @@ def test_an_initiate_accepted_but_never_applied_says_what_wait_saw(run, backend)
     assert r.exit_code == ExitCode.TIMED_OUT
     assert r.stderr == (
         "jitctl: error: Access to vm-win01 was not effective after 20s: Azure says Initiating "
-        "(UserRequested); no allow rule for 203.0.113.7 port 3389 in vm-win01-nsg. "
-        "Granted until 12:00 UTC; check again: "
-        "jitctl verify vm-win01 -g rg-jit-demo --source-ip 203.0.113.7 --wait\n"
+        "(UserRequested); no allow rule for 203.0.113.7 port 3389 in vm-win01-nsg.\n"
+        "Hint: Granted until 12:00 UTC; check again: "
+        "jitctl --emulator verify vm-win01 -g rg-jit-demo --source-ip 203.0.113.7 --wait\n"
     )
     r = run("verify", "vm-win01", *G, *IP, "--wait", "--timeout", "10s")
     assert r.stderr.endswith(  # verify has no grant to speak of: the likely causes instead
-        "in vm-win01-nsg. Azure usually applies a request within a minute; if it stays, look for "
+        "in vm-win01-nsg.\nHint: Azure usually applies a request within a minute; if it stays, look for "
         "a lock (az lock list), the NSG's rule limit, an Azure Policy deny or a deallocated VM.\n"
     )
     assert allow_rules(backend) == []
@@ -45,8 +45,8 @@ def test_an_initiate_that_fails_behind_the_202_shows_failed_and_the_likely_cause
     assert r.exit_code == ExitCode.TIMED_OUT
     assert r.stderr == (
         "jitctl: error: Access to vm-win01 was not effective after 10s: Azure says Failed "
-        "(SecurityRulesLimitReached); no allow rule for 203.0.113.7 port 3389 in vm-win01-nsg. "
-        "Azure could not apply it: look for a lock (az lock list), the NSG's rule limit, an Azure "
+        "(SecurityRulesLimitReached); no allow rule for 203.0.113.7 port 3389 in vm-win01-nsg.\n"
+        "Hint: Azure could not apply it: look for a lock (az lock list), the NSG's rule limit, an Azure "
         "Policy deny or a deallocated VM; mend it, then request again.\n"
     )
     assert "failed (SecurityRulesLimitReached)" in run("history", "vm-win01", *G).stdout
@@ -68,7 +68,8 @@ def test_no_request_in_the_history_is_said_too(run, backend):
     assert r.exit_code == ExitCode.TIMED_OUT
     assert r.stderr == (
         "jitctl: error: Access to vm-win01 was not effective after 5s: no request for port 3389 "
-        "from 203.0.113.7 in the JIT policy's history. Request access for that address and port.\n"
+        "from 203.0.113.7 in the JIT policy's history.\n"
+        "Hint: Request access for that address and port.\n"
     )
 
 

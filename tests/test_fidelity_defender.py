@@ -100,7 +100,7 @@ def test_doctor_names_each_missing_thing_and_exits_6(run, backend):
         "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action, "
         "Microsoft.Security/locations/jitNetworkAccessPolicies/read, "
         "Microsoft.Security/locations/jitNetworkAccessPolicies/*/read. "
-        "Ask for the role 'jitctl role show requester' prints, on rg-jit-demo."
+        "Ask for the role 'jitctl --emulator role show requester' prints, on rg-jit-demo."
     )
     assert lines[4].startswith("warn permissions (admin): missing ")
     assert lines[5].startswith("FAIL public ip: the primary NIC has no public IP address")

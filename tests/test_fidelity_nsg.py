@@ -71,8 +71,8 @@ def test_a_deny_above_the_jit_allow_rule_is_what_verify_and_wait_report(run, bac
     )
     assert r.stderr.endswith(
         " (priority 101) in vm-win01-nsg is there, but port 3389 from 203.0.113.7 is denied by "
-        "rule Deny-Partner (priority 100) of the nic NSG vm-win01-nsg. A rule above JIT's "
-        "decides: remove or narrow it.\n"
+        "rule Deny-Partner (priority 100) of the nic NSG vm-win01-nsg.\n"
+        "Hint: A rule above JIT's decides: remove or narrow it.\n"
     )
     r = run("verify", "vm-win01", *G, *IP)
     assert r.exit_code == ExitCode.NOT_EFFECTIVE

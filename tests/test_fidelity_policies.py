@@ -125,8 +125,8 @@ def test_a_vm_in_several_policies_asks_which_then_the_named_one_is_used(run, bac
     r = run("enable", "vm-win01", *G, "--port", "22")
     assert r.exit_code == ExitCode.BAD_INPUT
     assert r.stderr == (
-        "jitctl: error: VM vm-win01 is in 2 JIT policies (default, vm-win01). "
-        "Choose one with --policy-name NAME.\n"
+        "jitctl: error: VM vm-win01 is in 2 JIT policies (default, vm-win01).\n"
+        "Hint: Choose one with --policy-name NAME.\n"
     )
     assert sum(e.method == "PUT" for e in backend.log) == writes  # nothing written
     r = run("enable", "vm-win01", *G, "--port", "22", "--policy-name", "vm-win01")

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from jitctl.emulator.settings import Fault
+from tests.support import one_error
 
 G = ["-g", "rg-jit-demo"]
 IP = ["--source-ip", "203.0.113.7"]
@@ -244,7 +245,7 @@ def test_usage_errors_are_one_error_document_and_one_line(run, args, kind):
         assert r.exit_code == 2
         assert doc(r) == {"error": {**doc(r)["error"], "exit_code": 2, "kind": kind}}
         assert set(doc(r)["error"]) == ERROR_KEYS
-        assert r.stderr.count("\n") == 1 and r.stderr.startswith("jitctl: error: ")
+        assert one_error(r.stderr) and r.stderr.startswith("jitctl: error: ")
 
 
 def test_azure_error_and_refusal_documents(run, backend):

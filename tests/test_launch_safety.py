@@ -20,7 +20,7 @@ from jitctl.launch import (
 )
 from jitctl.model import PortRule
 from jitctl.services.policies import enable
-from tests.support import RecordingRunner, vm_ref
+from tests.support import RecordingRunner, one_error, vm_ref
 
 HOSTILE_USERS = [
     "azureuser\r\nfull address:s:evil.example:3389",
@@ -187,7 +187,7 @@ def test_cli_refuses_hostile_user_before_any_request(connect_app, backend, comma
     vm = "vm-win01" if command == "rdp" else "vm-lnx01"
     before = len(backend.log)
     r = invoke(connect_app, command, vm, *SRC, "--user", user)
-    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("jitctl: error:")
+    assert r.exit_code == 2 and one_error(r.stderr) and r.stderr.startswith("jitctl: error:")
     assert "\x1b" not in r.stderr and "\r" not in r.stderr
     assert backend.log[before:] == [] and connect_app.runner.ran == []
     assert not (connect_app.data_dir / "rdp").exists()
@@ -202,7 +202,7 @@ def test_hostile_fqdn_from_azure_is_not_launched(connect_app, backend, command):
     vm = "vm-win01" if command == "rdp" else "vm-lnx01"
     r = invoke(connect_app, command, vm, *SRC, "--user", "azureuser")
     assert r.exit_code == 1 and "which is not a host name" in r.stderr
-    *progress, error = r.stderr.splitlines()  # the grant was made; the client is not started
+    *progress, error, _ = r.stderr.splitlines()  # the grant was made; the client is not started
     assert progress[0].startswith("Requested port") and error.startswith("jitctl: error: ")
     assert "\r" not in r.stderr and "\\x0d\\x0a" in error
     assert connect_app.runner.ran == []

@@ -17,7 +17,7 @@ from azure.core.exceptions import HttpResponseError
 
 from jitctl.emulator.jit import iso
 from jitctl.errors import ExitCode
-from tests.support import RG, SUB
+from tests.support import RG, SUB, one_error
 
 G = ["-g", RG]
 LOC = "westeurope"
@@ -387,4 +387,4 @@ def test_a_caller_address_that_is_no_ipv4_address_is_exit_2(tmp_path, value):
     )
     assert r.exit_code == ExitCode.BAD_INPUT
     assert f"caller_address is an IPv4 address or peer, not {value!r}" in r.output
-    assert len(r.output.strip().splitlines()) == 1 and not state.exists()
+    assert r.stdout == "" and one_error(r.output) and not state.exists()

@@ -271,7 +271,7 @@ def test_a_folder_without_policy_files_is_bad_input(tmp_path, app, backend, args
     before = len(backend.log)
     r = invoke(app, *args[:2], str(folder), *args[2:])
     assert (r.exit_code, r.stdout) == (2, "")
-    assert r.stderr == f"jitctl: error: {no_files(folder)}. {NO_FILES_HINT}\n"
+    assert r.stderr == f"jitctl: error: {no_files(folder)}.\nHint: {NO_FILES_HINT}\n"
     if "--prune" not in args:
         assert len(backend.log) == before  # refused before any call to Azure
 
@@ -288,13 +288,13 @@ def test_prune_with_no_files_is_refused_naming_what_it_would_delete(tmp_path, ap
         assert r.stderr == (
             f"jitctl: error: {no_files(folder)}: --prune would remove all 3 VM(s) of 2 JIT "
             "policy(ies) and delete them: default in rg-jit-demo (vm-win01, vm-lnx01); "
-            "jit-vm-win01 in rg-jit-demo (vm-win01). Nothing was changed. Check the path and the "
-            "targets; to delete them on purpose, add --allow-empty-prune.\n"
+            "jit-vm-win01 in rg-jit-demo (vm-win01).\nHint: Nothing was changed. Check the path and "
+            "the targets; to delete them on purpose, add --allow-empty-prune.\n"
         )
     assert not [e for e in backend.log[before:] if e.method in ("PUT", "DELETE")]
     r = invoke(app, "policy", "plan", str(folder), "--allow-empty-prune")
     assert r.exit_code == 2 and r.stderr == (
-        "jitctl: error: --allow-empty-prune goes with --prune. Add --prune, or leave it out.\n"
+        "jitctl: error: --allow-empty-prune goes with --prune.\nHint: Add --prune, or leave it out.\n"
     )
     r = invoke(app, "policy", "apply", str(folder), "--prune", "--allow-empty-prune", "--yes")
     assert r.exit_code == 0 and r.stdout.endswith("Applied with 2 write(s).\n"), r.output
@@ -317,7 +317,8 @@ def test_prune_with_files_that_select_no_vm_is_refused(tmp_path, app, backend, g
     assert (r.exit_code, r.stdout) == (2, "")
     assert r.stderr.startswith(
         f"jitctl: error: The policy files in '{path}' select no VM: --prune would remove all 1 "
-        "VM(s) of 1 JIT policy(ies) and delete them: default in rg-jit-demo (vm-win01). "
+        "VM(s) of 1 JIT policy(ies) and delete them: default in rg-jit-demo (vm-win01).\n"
+        "Hint: Nothing was changed."
     )
     assert gw.get_policy(SUB, RG, "westeurope", "default").vm(vm_ref("vm-win01").id)
     r = invoke(app, "policy", "plan", str(path))  # without --prune: nothing to fear
@@ -330,7 +331,7 @@ def test_a_refusal_names_five_policies_and_counts_the_rest(tmp_path, app, gw):
     r = invoke(app, "policy", "plan", str(tmp_path), "--prune")
     assert r.exit_code == 2
     assert ": --prune would remove all 7 VM(s) of 7 JIT policy(ies) and delete them: " in r.stderr
-    assert "p4 in rg-jit-demo (vm-win01); and 2 more. Nothing was changed." in r.stderr
+    assert "p4 in rg-jit-demo (vm-win01); and 2 more.\nHint: Nothing was changed." in r.stderr
 
 
 def test_export_then_plan_shows_no_change(tmp_path, app, gw):
@@ -392,7 +393,8 @@ def test_conflicting_definitions_name_both_places(tmp_path, app):
     r = invoke(app, "policy", "plan", str(tmp_path))
     assert r.exit_code == 2
     assert r.stderr.replace(str(tmp_path) + "/", "") == (
-        "jitctl: error: b.yaml:4: port 3389 of VM vm-win01 conflicts with a.yaml:4. Define each VM's port once.\n"
+        "jitctl: error: b.yaml:4: port 3389 of VM vm-win01 conflicts with a.yaml:4.\n"
+        "Hint: Define each VM's port once.\n"
     )
 
 

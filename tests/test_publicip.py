@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from jitctl.publicip import PublicIpError, detect_public_ip
+from jitctl.publicip import (
+    DOCUMENTATION_ADDRESS,
+    PublicIpError,
+    detect_public_ip,
+    emulated_public_ip,
+)
 
 URLS = ["https://a.example", "https://b.example", "https://c.example"]
 
@@ -63,3 +68,21 @@ def test_private_or_ipv6_answers_are_not_trusted():
 def test_needs_two_services():
     with pytest.raises(PublicIpError, match="At least two"):
         detect_public_ip(fetcher({}), URLS[:1])
+
+
+def test_against_the_emulator_a_found_address_is_used_without_a_note():
+    f = fetcher({URLS[0]: "198.51.100.7\n", URLS[1]: "198.51.100.7", URLS[2]: "9.9.9.9"})
+    assert emulated_public_ip(f, URLS) == ("198.51.100.7", "")
+
+
+@pytest.mark.parametrize(
+    ("answers", "why"),
+    [
+        ([OSError("offline")] * 3, "no echo service answered"),
+        (["198.51.100.7", "198.51.100.8", "198.51.100.9"], "IP echo services disagree"),
+    ],
+)
+def test_against_the_emulator_the_documentation_address_stands_in(answers, why):
+    address, note = emulated_public_ip(fetcher(dict(zip(URLS, answers, strict=True))), URLS)
+    assert address == DOCUMENTATION_ADDRESS == "203.0.113.7"
+    assert note.startswith("Emulator: ") and why in note and "--source-ip" in note

@@ -278,17 +278,17 @@ def test_stop_removes_the_temporary_folder_with_the_key(tmp_path, monkeypatch):
     [
         (
             "in use",
-            "jitctl: error: Port {port} on 127.0.0.1 cannot be used: Address already in use. "
-            "Pick another with --port, or --port 0 for any free one.",
+            "jitctl: error: Port {port} on 127.0.0.1 cannot be used: Address already in use.\n"
+            "Hint: Pick another with --port, or --port 0 for any free one.",
         ),
         (
             "65536",
-            "jitctl: error: Invalid value for '--port': 65536 is not in the range 0<=x<=65535. "
-            "Run 'jitctl emulator serve --help'.",
+            "jitctl: error: Invalid value for '--port': 65536 is not in the range 0<=x<=65535.\n"
+            "Hint: Run 'jitctl emulator serve --help'.",
         ),
     ],
 )
-def test_serve_on_a_port_it_cannot_have_is_one_line_exit_2(tmp_path, monkeypatch, port, line):
+def test_serve_on_a_port_it_cannot_have_is_one_error_exit_2(tmp_path, monkeypatch, port, line):
     import socket
     import tempfile
 

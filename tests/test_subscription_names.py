@@ -76,8 +76,8 @@ def test_two_subscriptions_of_that_name_are_refused_naming_their_ids(
     r = run("enable", "vm-00001", "-g", "rg-fleet", "-s", "fleet-01")
     assert r.exit_code == 2
     assert r.stderr == (
-        f"jitctl: error: Several subscriptions are named 'fleet-01': {SUBS[1]}, {SUBS[2]}. "
-        "Pass one of these ids instead.\n"
+        f"jitctl: error: Several subscriptions are named 'fleet-01': {SUBS[1]}, {SUBS[2]}.\n"
+        "Hint: Pass one of these ids instead.\n"
     )
     assert not [e for e in served.log if e.method != "GET" and "ResourceGraph" not in e.path]
 
@@ -88,7 +88,7 @@ def test_an_unknown_name_is_exit_2_before_any_write(
     r = run("enable", "vm-00001", "-g", "rg-fleet", "-s", "fleet-99")
     assert r.exit_code == 2
     assert r.stderr == (
-        "jitctl: error: No subscription is named 'fleet-99'. Pass its id, or the name of one "
+        "jitctl: error: No subscription is named 'fleet-99'.\nHint: Pass its id, or the name of one "
         "of the 3 enabled subscription(s) the credential sees.\n"
     )
     assert not [e for e in served.log if e.method != "GET" and "ResourceGraph" not in e.path]

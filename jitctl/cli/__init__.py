@@ -1,6 +1,7 @@
 """The click CLI: parse -> request -> service -> render. Errors are mapped in one place (JitctlGroup):
-jitctl's own, Azure's (translated by jitctl.arm) and click's usage errors alike become one line on
-stderr, the error document on stdout with a structured -o, and the documented exit code.
+jitctl's own, Azure's (translated by jitctl.arm) and click's usage errors alike become an error
+line on stderr and the hint on the next, the error document on stdout with a structured -o, and
+the documented exit code.
 """
 
 from __future__ import annotations
@@ -140,10 +141,11 @@ class JitctlGroup(click.Group):
         except BrokenPipeError:
             raise
         except ResultShown as shown:
-            report(ctx, shown.error.code, shown.error.message, shown.error.hint, shown, False)
+            hint = completed_hint(ctx, shown.error)
+            report(ctx, shown.error.code, shown.error.message, hint, shown, False)
             ctx.exit(int(shown.error.code))
         except JitctlError as err:
-            report(ctx, err.code, err.message, err.hint, err)
+            report(ctx, err.code, err.message, completed_hint(ctx, err), err)
             ctx.exit(int(err.code))
         except KeyboardInterrupt:
             click.echo("jitctl: interrupted", err=True)
@@ -201,10 +203,10 @@ def usage_error(err: click.exceptions.UsageError, argv: Sequence[str]) -> int:
 
 
 def report_line(output: str, code: ExitCode, message: str, hint: str) -> None:
-    from jitctl.cli.output import emit_error, error_line, on_stderr
+    from jitctl.cli.output import emit_error
 
     emit_error(output, code, message, hint)
-    click.echo(on_stderr(error_line(message, hint), "red"), err=True)
+    say_error(message, hint)
 
 
 def report(
@@ -216,7 +218,7 @@ def report(
     document: bool = True,
 ) -> None:
     from jitctl.cli.logs import redact
-    from jitctl.cli.output import emit_error, error_line
+    from jitctl.cli.output import emit_error
     from jitctl.textsafe import printable
 
     app = ctx.obj
@@ -227,9 +229,25 @@ def report(
             click.echo(printable(line), err=True)
     if document:
         emit_error(getattr(app, "output", None) or "table", code, message, hint)
-    from jitctl.cli.output import on_stderr
+    say_error(message, hint)
 
-    click.echo(on_stderr(error_line(message, hint), "red"), err=True)
+
+def completed_hint(ctx: click.Context, err: JitctlError) -> str:
+    """The error's hint with each command line it suggests carrying the global options in
+    force, so that, pasted, it runs where this one did."""
+    from jitctl.cli.globalopts import command_line
+
+    return err.hint_with(lambda command: command_line(ctx.obj, command))
+
+
+def say_error(message: str, hint: str) -> None:
+    """The error on stderr: what is wrong (red on a terminal), then what to do on its own
+    line, so that Azure's words and jitctl's advice never run together."""
+    from jitctl.cli.output import error_line, hint_line, on_stderr
+
+    click.echo(on_stderr(error_line(message), "red"), err=True)
+    if hint:
+        click.echo(hint_line(hint), err=True)
 
 
 def closed_pipe() -> int:

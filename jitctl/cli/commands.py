@@ -25,6 +25,7 @@ from jitctl.cli.output import emit, poll_progress, warn
 from jitctl.cli.paramtypes import DurationType, ProtocolType, SourceType
 from jitctl.cli.root import cli
 from jitctl.cli.several import each_vm
+from jitctl.errors import NotEffective, suggest
 from jitctl.ids import VmRef
 from jitctl.parsing import checkable_address
 
@@ -243,11 +244,19 @@ def request(
             if not err.pending:
                 raise
             until = max(p.end_time for p in granted.ports).astimezone(timezone.utc)
-            again = (
-                f"jitctl verify {ref.name} -g {ref.resource_group} --source-ip {source_ip} --wait"
+            again = suggest(
+                "verify",
+                ref.name,
+                "-g",
+                ref.resource_group,
+                "--source-ip",
+                source_ip,
+                *port_args(numbers),
+                "--wait",
+                subscription=ref.subscription_id,
             )
             raise TimedOut(
-                err.message, f"Granted until {until:%H:%M} UTC; check again: {again}"
+                err.message, f"Granted until {until:%H:%M} UTC; check again: {again}", [again]
             ) from err
         return RequestWait(granted, proof)
 
@@ -347,23 +356,36 @@ def verify(
         try:
             check(result)
         except NotEffective as err:
-            return NotEffective(err.message, what_to_do(result, ref, source_ip, numbers))
+            return what_to_do(err, result, ref, source_ip, numbers)
         return None
 
     each_vm(app, vm, one, judge)
 
 
-def what_to_do(result: Any, ref: VmRef, source_ip: str, ports: Sequence[int]) -> str:
+def port_args(ports: Sequence[int]) -> list[str]:
+    """`--port N` for each port, none for RDP's 3389 alone (the default of verify and request)."""
+    return [] if list(ports) == [3389] else [w for p in ports for w in ("--port", str(p))]
+
+
+def what_to_do(
+    err: NotEffective, result: Any, ref: VmRef, source_ip: str, ports: Sequence[int]
+) -> NotEffective:
     """The next step when verify fails, as a command ready to paste where there is one."""
-    ports_args = "".join(f" --port {p}" for p in ports if p != 3389)
-    if not result.effective:
-        return (
-            f"Request access: jitctl request {ref.name} -g {ref.resource_group} "
-            f"--source-ip {source_ip}{ports_args} --wait"
+    if all(p.evaluation.protected for p in result.ports) and result.effective:
+        return NotEffective(
+            err.message, "Remove or narrow that rule, so that only JIT opens the port."
         )
-    if all(p.evaluation.protected for p in result.ports):
-        return "Remove or narrow that rule, so that only JIT opens the port."
-    return (
-        "Put an NSG on the VM's NIC or subnet, then: "
-        f"jitctl enable {ref.name} -g {ref.resource_group}{ports_args}"
-    )
+    where = (ref.name, "-g", ref.resource_group)
+    if not result.effective:
+        fix = suggest(
+            "request",
+            *where,
+            "--source-ip",
+            source_ip,
+            *port_args(ports),
+            "--wait",
+            subscription=ref.subscription_id,
+        )
+        return NotEffective(err.message, f"Request access: {fix}", [fix])
+    fix = suggest("enable", *where, *port_args(ports), subscription=ref.subscription_id)
+    return NotEffective(err.message, f"Put an NSG on the VM's NIC or subnet, then: {fix}", [fix])

@@ -153,7 +153,7 @@ def ready_access(app: App, req: ConnectRequest) -> Any:
     from jitctl.services.connect import ensure_access
 
     ref = req.vm.one(app)
-    source = req.source_ip or app.public_ip()
+    source = req.source_ip or app.public_ip(lambda note: warn(app, note))
     with vm_must_exist(app, ref), Spinner(f"waiting for access to {ref.name}") as spin:
         return ensure_access(
             app.gateway(),

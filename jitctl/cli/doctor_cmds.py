@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from functools import partial
 from typing import Any
 
 import click
 
 from jitctl.app import App
-from jitctl.cli.globalopts import CONTEXT
+from jitctl.cli.globalopts import CONTEXT, command_line
 from jitctl.cli.options import VmSelection, vm_must_exist, vm_options
 from jitctl.cli.several import each_vm
 from jitctl.ids import VmRef
@@ -25,12 +27,21 @@ def doctor(app: App, vm: VmSelection) -> None:
     Example:
       jitctl doctor vm-win01 -g rg-prod
     """
-    from jitctl.errors import Refused
+    from jitctl.errors import Refused, complete_hint
     from jitctl.services.doctor import diagnose
 
     def one(ref: VmRef) -> Any:
         with vm_must_exist(app, ref):
-            return diagnose(app.gateway(), ref)
+            result = diagnose(app.gateway(), ref)
+        return dataclasses.replace(  # each hint's command with the global options in force
+            result,
+            checks=tuple(
+                dataclasses.replace(
+                    c, hint=complete_hint(c.hint, c.suggested, partial(command_line, app))
+                )
+                for c in result.checks
+            ),
+        )
 
     def judge(ref: VmRef, result: Any) -> Refused | None:
         failed = [c for c in result.checks if c.required and not c.ok]

@@ -129,7 +129,7 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
     from jitctl.emulator.worlds import demo as seed
     from jitctl.errors import NotEffective
     from jitctl.parsing import parse_source
-    from jitctl.publicip import PublicIpError, detect_public_ip
+    from jitctl.publicip import emulated_public_ip
 
     # the App's clock: the real one for a user, a test's fake one (the waits take no time)
     backend = Backend(settings=Settings(propagation_delay=0.0 if fast else 3.0), clock=app.clock)
@@ -139,13 +139,8 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
     if source_ip:
         source = parse_source(source_ip).split("/")[0]
     else:
-        try:
-            source, note = detect_public_ip(timeout=2.0), "This machine's public address."
-        except PublicIpError:
-            source, note = (
-                "203.0.113.7",
-                "Offline: this machine's public address could not be found; using 203.0.113.7.",
-            )
+        source, offline = emulated_public_ip(timeout=2.0)
+        note = offline or "This machine's public address."
     steps = []
     streaming = app.output == "table" and not app.query  # a step at a time, painted on a terminal
     for step in run_demo(demo_app, source, note, progress=spinning):
@@ -325,7 +320,9 @@ def reset(
 
     if latency is not None:
         settings = {**settings, "latency": latency}
-    backend = Backend(settings=Settings(propagation_delay=EMULATED_PROPAGATION, **settings))
+    backend = Backend(
+        settings=Settings(propagation_delay=EMULATED_PROPAGATION, **settings), clock=app.clock
+    )
     seed_world(backend, world, vms, subscriptions)
     from jitctl.cli.output import emit
 

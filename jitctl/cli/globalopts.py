@@ -14,6 +14,7 @@ import click
 
 if TYPE_CHECKING:
     from jitctl.app import App
+    from jitctl.errors import Suggested
 
 OUTPUT_FORMATS = ("json", "jsonc", "yaml", "yamlc", "table", "tsv", "none")
 CLOUDS = ("AzureCloud", "AzureUSGovernment", "AzureChinaCloud")
@@ -247,3 +248,47 @@ def output_in(args: Sequence[str]) -> str:
         if value in OUTPUT_FORMATS:
             found = value
     return found if found in OUTPUT_FORMATS else "table"
+
+
+# --- suggested command lines ---------------------------------------------------------------
+
+
+def command_line(app: Any, command: Suggested) -> str:
+    """A suggested command line with the global options in force (--emulator, --cloud,
+    --arm-endpoint, -s), so that, pasted, it acts where the command that suggested it did."""
+    import shlex
+
+    words = ["jitctl", *where_options(app)]
+    subscription = subscription_for(app, command.subscription)
+    if subscription:
+        words += ["-s", subscription]
+    return shlex.join([*words, *command.words])
+
+
+def where_options(app: Any) -> list[str]:
+    """The global options that say where a command acts, besides -s: --emulator, --cloud and
+    --arm-endpoint as in force (for a command line jitctl suggests or writes for later)."""
+    words = ["--emulator"] if getattr(app, "emulator", False) else []
+    if getattr(app, "cloud", None):
+        words += ["--cloud", app.cloud]
+    if getattr(app, "arm_endpoint", None):
+        words += ["--arm-endpoint", app.arm_endpoint]
+    return words
+
+
+def subscription_for(app: Any, wanted: str | None) -> str | None:
+    """The -s a suggested command needs: the user's own spelling (a name stays a name) when it
+    is the subscription wanted, else the wanted id, or none when the default is the one."""
+    from jitctl.errors import JitctlError
+
+    subs = tuple(getattr(app, "subscriptions", ()) or ())
+    given = subs[0] if len(subs) == 1 and not getattr(app, "all_subscriptions", False) else None
+    if wanted is None:
+        return given
+    try:  # resolved already by the command that failed: no call to Azure here
+        current = app.resolve(given) if given else app.default_subscription()
+    except JitctlError:
+        current = None
+    if current and current.lower() == wanted.lower():
+        return given
+    return wanted

@@ -201,10 +201,17 @@ def poll_progress(app: Any, spin: Any) -> Any:
     return update
 
 
-def error_line(message: str, hint: str) -> str:
+def error_line(message: str) -> str:
     from jitctl.cli.logs import redact
 
-    return printable(redact(f"jitctl: error: {message}" + (f" {hint}" if hint else "")))
+    return printable(redact(f"jitctl: error: {message}"))
+
+
+def hint_line(hint: str) -> str:
+    """What to do, on the line after the error (a command in it is ready to paste)."""
+    from jitctl.cli.logs import redact
+
+    return printable(redact(f"Hint: {hint}"))
 
 
 def colored_stderr() -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +12,7 @@ from jitctl.app import App
 from jitctl.cli.completion import complete_group
 from jitctl.cli.globalopts import CONTEXT
 from jitctl.cli.output import emit, warn
-from jitctl.errors import BadInput, ExitCode
+from jitctl.errors import BadInput, ExitCode, suggest
 from jitctl.textsafe import printable
 
 if TYPE_CHECKING:
@@ -33,9 +32,11 @@ def load(path: Path, prune: bool = False, allow_empty_prune: bool = False) -> li
     if problems:
         for p in problems:
             click.echo(printable(p), err=True)
+        lists = suggest("policy", "validate", printable(str(path)))
         raise BadInput(
             f"{len(problems)} problem(s) in the policy files.",
-            f"Fix them; to list them: jitctl policy validate {shlex.quote(printable(str(path)))}",
+            f"Fix them; to list them: {lists}",
+            [lists],
         )
     if not files and not prune:
         raise no_policy_files(path)

@@ -50,7 +50,7 @@ def each_vm(app: Any, vm: Any, run: Run, judge: Judge | None = None) -> None:
             warn(app, f"jitctl: {o.ref.name}: {note}")
     failed = [o for o in outcomes if o.error is not None]
     if failed:
-        raise ResultShown(summary(failed, len(outcomes)))
+        raise ResultShown(summary(app, failed, len(outcomes)))
 
 
 def _outcome(ref: VmRef, run: Run, judge: Judge | None) -> Outcome:
@@ -89,17 +89,20 @@ def sections(outcomes: list[Outcome], now: Any) -> str:
     return "\n\n".join(parts)
 
 
-def summary(failed: list[Outcome], total: int) -> JitctlError:
+def summary(app: Any, failed: list[Outcome], total: int) -> JitctlError:
     """The error the command ends with: each VM's failure said on stderr first, the count last,
     with the highest of their exit codes."""
     import click
 
-    from jitctl.cli.output import error_line, on_stderr
+    from jitctl.cli.globalopts import command_line
+    from jitctl.cli.output import error_line, hint_line, on_stderr
 
     for o in failed:
         assert o.error is not None
-        line = error_line(f"{o.ref.name}: {o.error.message}", o.error.hint)
-        click.echo(on_stderr(line, "red"), err=True)
+        click.echo(on_stderr(error_line(f"{o.ref.name}: {o.error.message}"), "red"), err=True)
+        hint = o.error.hint_with(lambda command: command_line(app, command))
+        if hint:
+            click.echo(hint_line(hint), err=True)
     worst = max((o.error.code for o in failed if o.error is not None), default=ExitCode.ERROR)
     names = ", ".join(o.ref.name for o in failed)
     error = JitctlError(

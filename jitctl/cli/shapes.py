@@ -18,6 +18,7 @@ from jitctl.textsafe import printable
 JSON_SKIP = {
     "PortRule": ("allowed_source_address_prefix", "allowed_source_address_prefixes"),
     "PolicyPlan": ("desired",),
+    "Check": ("suggested",),  # written into the hint, with the global options in force
 }
 
 

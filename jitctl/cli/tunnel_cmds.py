@@ -15,7 +15,7 @@ import click
 
 from jitctl.app import App
 from jitctl.cli.connect_cmds import ConnectRequest, connect_options, keeper, ready_access
-from jitctl.cli.globalopts import CONTEXT
+from jitctl.cli.globalopts import CONTEXT, where_options
 from jitctl.cli.options import group_option
 from jitctl.cli.output import emit, warn
 from jitctl.cli.paramtypes import PortType
@@ -186,7 +186,7 @@ def proxy_argv(app: App, vm_id: str, port: int, private: bool, keep_alive: bool)
     argv = [sys.executable, "-m", "jitctl", "ssh-proxy", parts["virtualmachines"]]
     argv += ["-g", parts["resourcegroups"], "-s", parts["subscriptions"], "--port", str(port)]
     argv += [flag for flag, on in (("--private", private), ("--keep-alive", keep_alive)) if on]
-    return argv + (["--emulator"] if app.emulator else [])
+    return argv + where_options(app)  # the cloud (or emulator) of this run, for ssh's later ones
 
 
 def _summary(r: Any) -> str:

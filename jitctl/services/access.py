@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jitctl.clock import Clock
-from jitctl.errors import Refused
+from jitctl.errors import Refused, suggest
 from jitctl.gateway import Gateway, InitiatePort
 from jitctl.ids import VmRef, name_of
 from jitctl.model import GrantPort, JitPolicy, PolicyVm, PortRule
@@ -44,10 +44,20 @@ def check_request(
     for number in ports:
         rule = pvm.port(number)
         if rule is None:
+            fix = suggest(
+                "enable",
+                vm_name,
+                "-g",
+                policy.resource_group,
+                "--port",
+                number,
+                subscription=policy.subscription_id,
+            )
             raise Refused(
                 f"Port {number} is not in the JIT policy '{policy.name}' of VM {vm_name} "
                 f"(configured: {configured}).",
-                f"Ask an admin to run: jitctl enable {vm_name} -g {policy.resource_group} --port {number}",
+                f"Ask an admin to run: {fix}",
+                [fix],
             )
         if duration is not None and duration > rule.max_duration:
             raise Refused(

@@ -6,7 +6,14 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from jitctl.errors import ENABLE_DEFENDER, JitctlError, NotSignedIn, VmNotInPolicy
+from jitctl.errors import (
+    ENABLE_DEFENDER,
+    JitctlError,
+    NotSignedIn,
+    Suggested,
+    VmNotInPolicy,
+    suggest,
+)
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of, segments
 from jitctl.model import Permission, Vm
@@ -23,6 +30,7 @@ class Check:
     detail: str
     hint: str = ""
     required: bool = True  # False: reported, but JIT requests work without it
+    suggested: tuple[Suggested, ...] = ()  # the command lines the hint names (not in the JSON)
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,14 @@ def _plan(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
 def _policy(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
     policies = policies_of_vm(gw, ref)
     if not policies:
-        missing = VmNotInPolicy(vm.name, ref.resource_group)
-        return Check("jit policy", False, missing.message.rstrip("."), missing.hint)
+        missing = VmNotInPolicy(vm.name, ref.resource_group, subscription=ref.subscription_id)
+        return Check(
+            "jit policy",
+            False,
+            missing.message.rstrip("."),
+            missing.hint,
+            suggested=missing.suggested,
+        )
     described = "; ".join(
         f"{p.name}: ports {', '.join(str(x.number) for x in v.ports)}"
         for p in policies
@@ -103,12 +117,14 @@ def _permissions(role: str, required: bool) -> Callable[[Gateway, VmRef, Vm], Ch
             if absent:  # only to verify behind Azure Firewall: 'firewall read' tells the effect
                 detail += f" except {', '.join(absent)} (only to verify behind Azure Firewall)"
             return Check(name, True, detail, "", required)
+        shows = suggest("role", "show", role, subscription=ref.subscription_id)
         return Check(
             name,
             False,
             f"missing {', '.join(missing)}",
-            f"Ask for the role 'jitctl role show {role}' prints, on {ref.resource_group}.",
+            f"Ask for the role '{shows}' prints, on {ref.resource_group}.",
             required,
+            (shows,),
         )
 
     return check
@@ -178,5 +194,6 @@ def diagnose(gw: Gateway, ref: VmRef) -> DoctorResult:
         except NotSignedIn:
             raise
         except JitctlError as err:
-            out.append(Check(name, False, f"could not check: {err.message}", err.hint))
+            detail = f"could not check: {err.message}"
+            out.append(Check(name, False, detail, err.hint, suggested=err.suggested))
     return DoctorResult(vm.id, tuple(out))

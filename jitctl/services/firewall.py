@@ -193,8 +193,8 @@ def read_firewall(
 def vm_history(gw: Gateway, ref: VmRef, now: datetime) -> list[Grant]:
     """The VM's requests in its JIT policies, newest first, with their state at `now` (one
     list call)."""
-    from jitctl.services.policies import policies_of_vm
     from jitctl.services.query import grants
+    from jitctl.services.reads import policies_of_vm
 
     found = [g for p in policies_of_vm(gw, ref) for g in grants(p, now) if same_id(g.vm_id, ref.id)]
     return sorted(found, key=lambda g: g.start_time or g.end_time, reverse=True)

@@ -157,5 +157,5 @@ def require_policies(gw: Gateway, ref: VmRef, policy_name: str | None = None) ->
     found = policies_of_vm(gw, ref, policy_name)
     if not found:
         name = policy_name_for(policy_name, ref.name) if policy_name is not None else None
-        raise VmNotInPolicy(ref.name, ref.resource_group, name)
+        raise VmNotInPolicy(ref.name, ref.resource_group, name, ref.subscription_id)
     return found
