@@ -16,11 +16,12 @@ import functools
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from jitctl.arm.errors import azure_errors
 from jitctl.arm.gateway import Connection
 from jitctl.arm.rows import nic_from_row, nsg_from_row, subnets_from_row, vm_from_row
+from jitctl.clock import Clock  # re-exported: callers import it from here
 from jitctl.errors import AzureError
 from jitctl.fleet import Inventory
 from jitctl.model import JitPolicy, Nic, Subscription, Vm
@@ -62,12 +63,6 @@ NETWORKS = (
     "subnets = tostring(properties.subnets), securityRules = tostring(properties.securityRules), "
     "ipAddress = properties.ipAddress"
 )
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-    def sleep(self, seconds: float) -> None: ...
 
 
 def _resets_after(text: str | None) -> float:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
 
+from jitctl.clock import Clock  # re-exported: callers import it from here
 from jitctl.errors import NotEffective, TimedOut
 from jitctl.gateway import Gateway
 from jitctl.ids import VmRef, name_of
@@ -86,12 +85,6 @@ class VerifyResult:
             if self.require_jit and not ev.by_jit:
                 return ev.warnings[-1] if ev.warnings else f"port {p.port} is not gated by JIT"
         return "access is effective"
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-    def sleep(self, seconds: float) -> None: ...
 
 
 def evaluate_path(
