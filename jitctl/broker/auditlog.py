@@ -122,13 +122,15 @@ def verify(conn: Connection) -> LogCheck:
     head = conn.execute(
         select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1)
     ).one()
-    if int(head.seq) != expected_seq - 1:
+    last, written = expected_seq - 1, int(head.seq)
+    if written > last:
+        gone = f"{last + 1}" if written == last + 1 else f"{last + 1}-{written}"
         problems.append(
-            f"event {expected_seq - 1 + 1}-{head.seq} is missing: the log ends at event "
-            f"{expected_seq - 1} but the chain head says {head.seq}: deleted"
-            if int(head.seq) > expected_seq - 1
-            else f"the chain head says {head.seq} but the log goes on to event {expected_seq - 1}"
+            f"event {gone} is missing: the log ends at event {last} but the chain head says "
+            f"{written}: deleted"
         )
+    elif written < last:
+        problems.append(f"the chain head says {written} but the log goes on to event {last}")
     elif head.hash != prev:
         problems.append(f"event {head.seq}: its hash does not match the chain head")
     return LogCheck(count, tuple(problems), str(head.hash))
