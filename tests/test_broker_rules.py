@@ -231,9 +231,9 @@ def test_most_restrictive_entry_wins(tmp_path):
 )
 def test_auto_approve_conditions(tmp_path, at, ports, ticket, outcome, why):
     text = HEAD + textwrap.dedent(
-        """\
+        f"""\
         approvals:
-          - match: {ids: ["%s"]}
+          - match: {{ids: ["{vm().upper()}"]}}
             approvers: ["user:lead@contoso.com"]
             autoApprove:
               ports: [22]
@@ -242,7 +242,6 @@ def test_auto_approve_conditions(tmp_path, at, ports, ticket, outcome, why):
               timezone: Europe/Paris
               ticketPattern: "CHG[0-9]+"
         """
-        % vm().upper()
     )
     d: Decision = rules(tmp_path, text).evaluate(ask(at=at, ports=ports, ticket=ticket))
     assert d.outcome is outcome
@@ -317,3 +316,13 @@ def test_policy_validate_accepts_approvals_and_rejects_bad_ones(tmp_path):
     assert r.stdout.replace(str(good) + "/", "") == (
         "p.yaml:10: approvals[0].minApprovals: Input should be greater than or equal to 1\n"
     )
+
+
+def test_policy_validate_with_approvals_loads_no_database_code(tmp_path):
+    from tests.test_lazy_commands import loaded_after
+
+    (tmp_path / "p.yaml").write_text(ISSUE)
+    modules, out = loaded_after(["policy", "validate", str(tmp_path / "p.yaml")])
+    assert out.strip() == "1 policy file(s) valid."
+    assert "jitctl.broker.ruleschema" in modules
+    assert not [m for m in modules if m.startswith(("sqlalchemy", "alembic", "psycopg"))]

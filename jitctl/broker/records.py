@@ -38,7 +38,7 @@ class RequestRecord:
     approved_by: tuple[str, ...] = ()
 
 
-def record_of(row: Mapping[str, Any], approved_by: tuple[str, ...] = ()) -> RequestRecord:
+def record_of(row: Mapping[Any, Any], approved_by: tuple[str, ...] = ()) -> RequestRecord:
     return RequestRecord(
         id=row["id"],
         state=State(row["state"]),

@@ -193,7 +193,7 @@ class Approval(_Strict):
     """Who may ask for access to the matched VMs, who approves, and on what terms."""
 
     name: str | None = Field(None, description="A label shown by explain and on the pages")
-    match: Match = Field(default_factory=Match)
+    match: Match = Field(default_factory=lambda: Match.model_validate({}))
     requesters: list[str] | None = Field(None, description="Who may ask; leave out for anyone")
     approvers: list[str] | None = Field(None, description="Who may approve (never the requester)")
     minApprovals: StrictInt | None = Field(
