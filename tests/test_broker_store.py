@@ -169,6 +169,8 @@ def test_deny_cancel_and_who_may(store: Store):
         store.decide(a.id, Action.DENY, "ann@contoso.com", {Role.REQUESTER})
     with pytest.raises(NotPermitted):  # someone else's request is not theirs to cancel
         store.decide(a.id, Action.CANCEL, "eve@contoso.com", {Role.REQUESTER})
+    with pytest.raises(NotPermitted):  # an approver never decides their own request
+        store.decide(a.id, Action.DENY, "Ann@contoso.com", {Role.APPROVER, Role.REQUESTER})
     assert (
         store.decide(a.id, Action.DENY, "bob@contoso.com", {Role.APPROVER}, "no").state
         is State.DENIED

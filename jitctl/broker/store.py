@@ -192,12 +192,7 @@ class Store(WorkQueue):
         """deny, cancel, revoke, extend (and the system's moves): check, move, log, notify."""
         with self._tx() as tx:
             rec = self._locked(tx.conn, request_id)
-            if (
-                action is Action.CANCEL
-                and Role.REQUESTER in roles
-                and actor.lower() != rec.requester
-            ):
-                roles = set(roles) - {Role.REQUESTER}
+            roles = _roles_on(rec, actor, roles)
             step = check(action, rec.state, roles)
             self._move(tx, rec, step.target, **values)
             role = next(
@@ -231,3 +226,14 @@ class Store(WorkQueue):
         write = {"jsonl": auditlog.write_jsonl, "csv": auditlog.write_csv}[fmt]
         with self._read() as conn:
             return write(auditlog.rows(conn, since), out)
+
+
+def _roles_on(rec: RequestRecord, actor: str, roles: frozenset[Role] | set[Role]) -> set[Role]:
+    """The roles `actor` holds on this request: the requester role only on their own, the
+    approver role never on their own (no self-approval, self-denial or self-extension)."""
+    mine = actor.lower() == rec.requester
+    return {
+        r
+        for r in roles
+        if not (r is Role.REQUESTER and not mine) and not (r is Role.APPROVER and mine)
+    }
