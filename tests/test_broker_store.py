@@ -35,20 +35,36 @@ from jitctl.errors import Refused
 VM = "/subscriptions/s1/resourceGroups/rg-prod/providers/Microsoft.Compute/virtualMachines/web1"
 
 
+@pytest.fixture(scope="module")
+def pg_template(postgres_server: str) -> Any:
+    """A database migrated once from empty; each test gets a copy (CREATE DATABASE ...
+    TEMPLATE), which is faster than migrating every time."""
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("CREATE DATABASE broker_template"))
+    migrated = Store(
+        open_engine(postgres_server.rsplit("/", 1)[0] + "/broker_template"), SystemClock()
+    )
+    migrated.migrate()
+    migrated.engine.dispose()
+    yield admin
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE broker_template WITH (FORCE)"))
+    admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'broker.sqlite'}"
         return
-    server = request.getfixturevalue("postgres_server")
+    admin = request.getfixturevalue("pg_template")
     name = f"t{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    yield server.rsplit("/", 1)[0] + "/" + name
+        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE broker_template"))
+    yield admin.url.set(database=name).render_as_string(hide_password=False)
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-    admin.dispose()
 
 
 @pytest.fixture
@@ -62,6 +78,10 @@ def store(url: str, clock: FakeClock) -> Any:
     s.migrate()
     yield s
     s.engine.dispose()
+
+
+def ops(upn: str) -> Principal:
+    return Principal(upn, frozenset({"ops"}))
 
 
 def ask(upn: str = "ann@contoso.com", **kw: Any) -> Ask:
@@ -148,18 +168,24 @@ def test_bad_input_stores_nothing_and_a_refusal_only_its_event(store: Store):
 def test_approvals_count_distinct_people_never_the_requester(store: Store):
     rec = store.create(ask(), manual(2))
     with pytest.raises(SelfApproval):
-        store.approve(rec.id, "ANN@contoso.com")
-    first = store.approve(rec.id, "bob@contoso.com", "ok")
+        store.approve(rec.id, ops("ANN@contoso.com"))
+    with pytest.raises(NotPermitted) as err:
+        store.approve(rec.id, Principal("eve@contoso.com", frozenset({"eng"})))
+    assert (
+        str(err.value)
+        == f"eve@contoso.com may not approve request {rec.id}. Its approvers are: group:ops."
+    )
+    first = store.approve(rec.id, ops("bob@contoso.com"), "ok")
     assert (first.state, first.approved_by) == (State.PENDING, ("bob@contoso.com",))
     with pytest.raises(AlreadyReviewed):
-        store.approve(rec.id, "Bob@Contoso.com")
-    second = store.approve(rec.id, "cat@contoso.com")
+        store.approve(rec.id, ops("Bob@Contoso.com"))
+    second = store.approve(rec.id, ops("cat@contoso.com"))
     assert (second.state, second.approved_by) == (
         State.APPROVED,
         ("bob@contoso.com", "cat@contoso.com"),
     )
     with pytest.raises(WrongState):
-        store.approve(rec.id, "dan@contoso.com")
+        store.approve(rec.id, ops("dan@contoso.com"))
     assert store.verify_log().events == 3
 
 
@@ -192,7 +218,7 @@ def test_initiate_claimed_once_reclaimed_when_stale_finished_by_its_holder(
     store: Store, clock: FakeClock
 ):
     rec = store.create(ask(), manual())
-    store.approve(rec.id, "bob@contoso.com")
+    store.approve(rec.id, ops("bob@contoso.com"))
     (claimed,) = store.claim_initiates("replica-a")
     assert (claimed.state, claimed.claimed_by) == (State.ACTIVATING, "replica-a")
     assert store.claim_initiates("replica-b") == []
@@ -353,7 +379,7 @@ def test_racing_approvers_and_replicas_initiate_once(url: str):
         try:
             for rid in ids:
                 with contextlib.suppress(AlreadyReviewed, WrongState):
-                    s.approve(rid, f"approver{n % 4}@contoso.com")
+                    s.approve(rid, ops(f"approver{n % 4}@contoso.com"))
                 got = s.claim_initiates(f"replica-{n}")
                 with lock:
                     claims.extend(r.id for r in got)
@@ -377,3 +403,11 @@ def test_racing_approvers_and_replicas_initiate_once(url: str):
     assert (per["request"], per["approve"], per["review"], per["claim"]) == (6, 6, 6, 6)
     for s in replicas:
         s.engine.dispose()
+
+
+def test_reads_see_a_snapshot_beside_a_writer(store: Store):
+    rec = store.create(ask(), manual())
+    with store.engine.connect() as conn, conn.begin():  # a writer holding its lock
+        conn.execute(requests.update().values(reason="half-done"))
+        assert store.get(rec.id).reason == "hotfix"
+        assert [r.id for r in store.list_requests()] == [rec.id]

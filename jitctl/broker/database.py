@@ -36,6 +36,8 @@ from jitctl.textsafe import printable
 MIGRATE_LOCK = 0x6A697463746C  # pg_advisory_xact_lock key: one replica migrates at a time
 SYSTEM = "broker"
 
+READ_ONLY = "jitctl_read_only"  # execution option: a transaction that only reads
+
 
 def default_url() -> str:
     """SQLite in jitctl's state folder, created 0600 in a 0700 folder (the WAL files SQLite
@@ -62,9 +64,11 @@ def open_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        # Take the write lock first: a deferred transaction that reads then writes fails with
-        # "database is locked" under concurrent writers instead of waiting its turn.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A writer takes the write lock first: a deferred transaction that reads then writes
+        # fails with "database is locked" under concurrent writers instead of waiting its
+        # turn. Readers begin deferred: in WAL mode they read a snapshot beside the writer.
+        reading = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -121,38 +125,46 @@ class Database:
     # --- plumbing -----------------------------------------------------------------------
 
     @contextmanager
-    def _tx(self) -> Iterator[_Tx]:
+    def _unavailable_is_named(self) -> Iterator[None]:
         try:
-            with self.engine.begin() as conn:
-                tx = _Tx(conn, self.clock.now())
-                yield tx
-                auditlog.append(conn, tx.now, tx.events)
-                if tx.notes:
-                    conn.execute(
-                        outbox.insert(),
-                        [
-                            {
-                                "created_at": tx.now,
-                                "request_id": rid,
-                                "kind": n.kind,
-                                "payload": auditlog.canonical_json(n.payload),
-                                "attempts": 0,
-                                "next_attempt_at": tx.now,
-                            }
-                            for rid, n in tx.notes
-                        ],
-                    )
+            yield
         except (OperationalError, InterfaceError, PoolTimeout) as err:
+            cause = type(getattr(err, "orig", None) or err).__name__
             raise StoreUnavailable(
-                f"The broker's database did not answer ({type(getattr(err, 'orig', None) or err).__name__}); "
-                "nothing was written.",
+                f"The broker's database did not answer ({cause}); nothing was written.",
                 "Check that the database is up and reachable, then try again.",
             ) from err
 
     @contextmanager
+    def _tx(self) -> Iterator[_Tx]:
+        with self._unavailable_is_named(), self.engine.begin() as conn:
+            tx = _Tx(conn, self.clock.now())
+            yield tx
+            auditlog.append(conn, tx.now, tx.events)
+            if tx.notes:
+                conn.execute(
+                    outbox.insert(),
+                    [
+                        {
+                            "created_at": tx.now,
+                            "request_id": rid,
+                            "kind": n.kind,
+                            "payload": auditlog.canonical_json(n.payload),
+                            "attempts": 0,
+                            "next_attempt_at": tx.now,
+                        }
+                        for rid, n in tx.notes
+                    ],
+                )
+
+    @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._tx() as tx:
-            yield tx.conn
+        with (
+            self._unavailable_is_named(),
+            self.engine.connect().execution_options(**{READ_ONLY: True}) as conn,
+            conn.begin(),
+        ):
+            yield conn
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic, shipped in the package)."""

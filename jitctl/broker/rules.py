@@ -62,6 +62,14 @@ class Principal:
         return next((s for s in specs or () if self.matches(s)), None)
 
 
+def may_approve(approver_sets: Sequence[Sequence[str]], requester: str, who: Principal) -> bool:
+    """Never the requester, whatever their groups; else one principal of every set (one
+    definition: the rules' answer and the store's check on each approval)."""
+    if not approver_sets or who.upn.lower() == requester.lower():
+        return False
+    return all(who.first_match(s) for s in approver_sets)
+
+
 @dataclass(frozen=True)
 class Ask:
     """A request as the rules see it."""
@@ -141,11 +149,9 @@ class Decision:
 
     def can_approve(self, who: Principal) -> bool:
         """Never the requester, whatever their groups; else one principal of every set."""
-        if self.outcome is not Outcome.NEEDS_APPROVAL or not self.approver_sets:
-            return False
-        if who.upn.lower() == self.requester.lower():
-            return False
-        return all(who.first_match(s) for s in self.approver_sets)
+        return self.outcome is Outcome.NEEDS_APPROVAL and may_approve(
+            self.approver_sets, self.requester, who
+        )
 
 
 @dataclass(frozen=True)

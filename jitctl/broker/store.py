@@ -25,12 +25,13 @@ from jitctl.broker.database import Note, default_url, open_engine
 from jitctl.broker.errors import (
     AlreadyReviewed,
     BadRequestInput,
+    NotPermitted,
     SelfApproval,
 )
 from jitctl.broker.lifecycle import Action, Role, State, check
 from jitctl.broker.models import approvals, requests
 from jitctl.broker.records import RequestRecord, record_of
-from jitctl.broker.rules import Ask, Decision, Outcome
+from jitctl.broker.rules import Ask, Decision, Outcome, Principal, may_approve
 from jitctl.broker.work import WorkQueue
 from jitctl.clock import Clock
 from jitctl.errors import Refused
@@ -133,15 +134,24 @@ class Store(WorkQueue):
         with self._read() as conn:
             return [record_of(r) for r in conn.execute(query).mappings()]
 
-    def approve(self, request_id: str, approver: str, comment: str | None = None) -> RequestRecord:
+    def approve(
+        self, request_id: str, approver: Principal, comment: str | None = None
+    ) -> RequestRecord:
         """One approval by a distinct person; the one that reaches minApprovals approves.
-        The caller has checked that the rules name `approver` for this request."""
-        who = approver.lower()
+        Who may approve was fixed when the request was made (its approver sets), so a rule
+        edited later neither strands nor widens a pending request."""
+        who = approver.upn.lower()
         with self._tx() as tx:
             rec = self._locked(tx.conn, request_id)
             if who == rec.requester:
                 raise SelfApproval(
                     "Nobody approves their own request.", "Ask one of the approvers the rules name."
+                )
+            if not may_approve(rec.approver_sets, rec.requester, approver):
+                wanted = " and ".join(" or ".join(s) for s in rec.approver_sets) or "nobody"
+                raise NotPermitted(
+                    f"{printable(approver.upn)} may not approve request {rec.id}.",
+                    f"Its approvers are: {printable(wanted)}.",
                 )
             check(Action.REVIEW, rec.state, {Role.APPROVER})
             try:
@@ -153,7 +163,7 @@ class Store(WorkQueue):
                     )
             except IntegrityError:
                 raise AlreadyReviewed(
-                    f"{printable(approver)} has already approved request {rec.id}.",
+                    f"{printable(approver.upn)} has already approved request {rec.id}.",
                     "Another approver must approve it.",
                 ) from None
             count = tx.conn.execute(
