@@ -411,3 +411,38 @@ def test_reads_see_a_snapshot_beside_a_writer(store: Store):
         conn.execute(requests.update().values(reason="half-done"))
         assert store.get(rec.id).reason == "hotfix"
         assert [r.id for r in store.list_requests()] == [rec.id]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_replicas_starting_together_migrate_once(kind: str, tmp_path: Any, request: Any):
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    else:
+        server = request.getfixturevalue("postgres_server")
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        name = f"m{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+        url = admin.url.set(database=name).render_as_string(hide_password=False)
+    replicas = [Store(open_engine(url), SystemClock()) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def start(s: Store) -> None:
+        try:
+            s.migrate()
+        except BaseException as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in replicas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert replicas[0].verify_log().ok
+    for s in replicas:
+        s.engine.dispose()
+    if kind == "postgres":
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        admin.dispose()
