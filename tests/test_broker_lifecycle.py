@@ -72,3 +72,17 @@ def test_allowed_actions_are_the_buttons_a_page_shows():
     assert allowed_actions(State.ACTIVE, {R}) == (Action.REVOKE,)
     assert allowed_actions(State.ACTIVE, {A, D}) == (Action.REVOKE, Action.EXTEND)
     assert allowed_actions(State.EXPIRED, {A, D, R, S}) == ()
+
+
+def test_rules_and_lifecycle_are_pure():
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\nimport jitctl.broker.rules, jitctl.broker.lifecycle\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    heavy = ("sqlalchemy", "alembic", "psycopg", "azure", "click", "jitctl.services", "jitctl.cli")
+    assert [m for m in json.loads(out.stdout) if m.startswith(heavy)] == []

@@ -446,3 +446,25 @@ def test_replicas_starting_together_migrate_once(kind: str, tmp_path: Any, reque
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
         admin.dispose()
+
+
+def test_extend_then_revoke_and_export_since(store: Store, clock: FakeClock):
+    rec = store.create(ask(), manual())
+    store.approve(rec.id, ops("bob@contoso.com"))
+    store.claim_initiates("w")
+    store.finish_initiate(rec.id, "w", ok=True, azure={}, ends_at=clock.now() + timedelta(hours=1))
+    clock.advance(minutes=30)
+    later = clock.now() + timedelta(hours=2)
+    with pytest.raises(NotPermitted):  # extending is an approver's or an admin's call
+        store.decide(rec.id, Action.EXTEND, "ann@contoso.com", {Role.REQUESTER}, ends_at=later)
+    assert (
+        store.decide(
+            rec.id, Action.EXTEND, "bob@contoso.com", {Role.APPROVER}, "more time", ends_at=later
+        ).ends_at
+        == later
+    )
+    revoked = store.decide(rec.id, Action.REVOKE, "ann@contoso.com", {Role.REQUESTER}, "done early")
+    assert revoked.state is State.REVOKED
+    buf = io.StringIO()
+    assert store.export_log(buf, since=clock.now()) == 2
+    assert [json.loads(x)["action"] for x in buf.getvalue().splitlines()] == ["extend", "revoke"]
