@@ -273,16 +273,18 @@ def evaluate(rules: Sequence[Rule], ask: Ask) -> Decision:
     ttl = min(ttls) if ttls else DEFAULT_PENDING_TTL
     problems = tuple(_input_problems(matching, ask, max_duration))
 
-    def decide(outcome: Outcome, **kw: object) -> Decision:
+    def decide(outcome: Outcome, sets: tuple[tuple[str, ...], ...] = (), need: int = 0) -> Decision:
         return Decision(
             outcome,
             labels,
+            approver_sets=sets,
+            min_approvals=need,
             max_duration=max_duration,
             pending_ttl=ttl,
             reasons=tuple(reasons),
             problems=problems,
             requester=upn,
-            **kw,  # type: ignore[arg-type]
+            loud=outcome is Outcome.BREAK_GLASS_ALLOWED,
         )
 
     # 1. deny
@@ -311,7 +313,7 @@ def evaluate(rules: Sequence[Rule], ask: Ask) -> Decision:
             reasons.append(f"denied: {_who(ask)} may not break glass under {outside[0]}")
             return decide(Outcome.DENIED)
         reasons.append(f"break-glass allowed for {_who(ask)}: every party is notified")
-        return decide(Outcome.BREAK_GLASS_ALLOWED, loud=True)
+        return decide(Outcome.BREAK_GLASS_ALLOWED)
     # 3. auto-approve
     refusals = [(r, why) for r in gating if (why := _auto_refusal(r.entry.autoApprove, ask))]
     if not refusals:
@@ -333,4 +335,4 @@ def evaluate(rules: Sequence[Rule], ask: Ask) -> Decision:
     need = max(r.entry.minApprovals or 1 for r in gating)
     wanted = " and ".join(" or ".join(s) for s in sets)
     reasons.append(f"needs {need} approval(s) from {wanted}; never from the requester")
-    return decide(Outcome.NEEDS_APPROVAL, approver_sets=sets, min_approvals=need)
+    return decide(Outcome.NEEDS_APPROVAL, sets, need)

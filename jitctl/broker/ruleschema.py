@@ -51,6 +51,10 @@ def _duration(
     return value
 
 
+def _access_duration(value: str | None) -> str | None:
+    return _duration(value)
+
+
 def _pattern(value: str | None) -> str | None:
     if value is not None:
         try:
@@ -134,9 +138,9 @@ class AutoApprove(_Strict):
         None, description="Regular expression the whole ticket matches"
     )
 
-    _requesters = field_validator("requesters")(classmethod(lambda cls, v: _principals(v)))
-    _max = field_validator("maxDuration")(classmethod(lambda cls, v: _duration(v)))
-    _ticket = field_validator("ticketPattern")(classmethod(lambda cls, v: _pattern(v)))
+    _requesters = field_validator("requesters")(staticmethod(_principals))
+    _max = field_validator("maxDuration")(staticmethod(_access_duration))
+    _ticket = field_validator("ticketPattern")(staticmethod(_pattern))
 
     @field_validator("ports", mode="before")
     @classmethod
@@ -186,7 +190,7 @@ class AutoApprove(_Strict):
 class Requesters(_Strict):
     requesters: list[str] = Field(min_length=1)
 
-    _requesters = field_validator("requesters")(classmethod(lambda cls, v: _principals(v)))
+    _requesters = field_validator("requesters")(staticmethod(_principals))
 
 
 class Approval(_Strict):
@@ -213,11 +217,9 @@ class Approval(_Strict):
     )
     deny: Requesters | None = Field(None, description="Who may never ask")
 
-    _requesters = field_validator("requesters", "approvers")(
-        classmethod(lambda cls, v: _principals(v))
-    )
-    _max = field_validator("maxDuration")(classmethod(lambda cls, v: _duration(v)))
-    _ticket = field_validator("ticketPattern")(classmethod(lambda cls, v: _pattern(v)))
+    _requesters = field_validator("requesters", "approvers")(staticmethod(_principals))
+    _max = field_validator("maxDuration")(staticmethod(_access_duration))
+    _ticket = field_validator("ticketPattern")(staticmethod(_pattern))
 
     @field_validator("pendingTtl")
     @classmethod
