@@ -151,7 +151,12 @@ def test_bad_input_stores_nothing_and_a_refusal_only_its_event(store: Store):
         store.create(ask(), manual(problems=("a reason is required by p.yaml:7",)))
     assert str(err.value) == "a reason is required by p.yaml:7. Fix the request and send it again."
     assert counts(store) == (0, 0, 0)
-    denied = Decision(Outcome.DENIED, (), reasons=("denied by p.yaml:17: group:contractors",))
+    denied = Decision(
+        Outcome.DENIED,
+        (),
+        reasons=("denied by p.yaml:17: group:contractors",),
+        problems=("a reason is required by p.yaml:7",),  # refused whatever the input
+    )
     with pytest.raises(Refused, match=r"denied by p\.yaml:17"):
         store.create(ask(), denied)
     assert counts(store) == (0, 1, 0)
@@ -225,8 +230,10 @@ def test_initiate_claimed_once_reclaimed_when_stale_finished_by_its_holder(
     clock.advance(minutes=6)  # replica-a died mid-initiate
     (again,) = store.claim_initiates("replica-b")
     assert again.claimed_by == "replica-b"
+    with pytest.raises(ValueError, match=r"needs its end time"):
+        store.finish_initiate(rec.id, "replica-b", ok=True, azure={})
     with pytest.raises(WrongState, match="claimed by replica-b, not replica-a"):
-        store.finish_initiate(rec.id, "replica-a", ok=True, azure={})
+        store.finish_initiate(rec.id, "replica-a", ok=True, azure={}, ends_at=clock.now())
     ends = clock.now() + timedelta(hours=1)
     active = store.finish_initiate(
         rec.id, "replica-b", ok=True, azure={"status": "Initiated"}, ends_at=ends
@@ -241,6 +248,8 @@ def test_initiate_claimed_once_reclaimed_when_stale_finished_by_its_holder(
         (e["action"], e["actor"], e["to_state"])
         for e in map(json.loads, buf.getvalue().splitlines())
     ]
+    kinds = [n.kind for _, n in store.claim_notes("n", limit=50)]
+    assert kinds == ["request.created", "request.approved", "request.active", "request.expired"]
     assert trail == [
         ("request", "ann@contoso.com", "pending"),
         ("approve", "bob@contoso.com", "approved"),

@@ -81,6 +81,16 @@ class Note:
     payload: dict[str, Any]
 
 
+def note_kind(action: Action, target: State) -> str:
+    """What a notification tells: the state a request reached (request.created, .approved,
+    .denied, .active, .expired...), or request.extended."""
+    if action is Action.EXTEND:
+        return "request.extended"
+    if action is Action.REQUEST and target is State.PENDING:
+        return "request.created"
+    return f"request.{target.value}"
+
+
 @dataclass
 class _Tx:
     conn: Connection

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from jitctl.broker import auditlog
 from jitctl.broker.auditlog import LogCheck
-from jitctl.broker.database import Note, default_url, open_engine
+from jitctl.broker.database import Note, default_url, note_kind, open_engine
 from jitctl.broker.errors import (
     AlreadyReviewed,
     BadRequestInput,
@@ -52,11 +52,8 @@ class Store(WorkQueue):
 
     def create(self, ask: Ask, decision: Decision, source: str | None = None) -> RequestRecord:
         """Store a request the rules let through: pending, or approved at once (auto-approved,
-        break-glass). Bad input stores nothing; a refusal stores only its audit event."""
-        if decision.problems:
-            raise BadRequestInput(
-                "; ".join(decision.problems) + ".", "Fix the request and send it again."
-            )
+        break-glass). A refusal stores only its audit event (whatever the input's problems);
+        bad input stores nothing."""
         who = ask.requester.upn.lower()
         if decision.outcome is Outcome.DENIED:
             with self._tx() as tx:
@@ -77,6 +74,10 @@ class Store(WorkQueue):
             raise Refused(
                 f"Request refused: {decision.reasons[-1]}.",
                 "Ask an approver or an admin about the approval rules.",
+            )
+        if decision.problems:
+            raise BadRequestInput(
+                "; ".join(decision.problems) + ".", "Fix the request and send it again."
             )
         target = State.PENDING if decision.outcome is Outcome.NEEDS_APPROVAL else State.APPROVED
         check(Action.REQUEST, None, {Role.REQUESTER}, target)
@@ -115,11 +116,9 @@ class Store(WorkQueue):
                 "reasons": list(decision.reasons),
             }
             tx.log(rid, who, Role.REQUESTER, Action.REQUEST, None, target, ask.reason, facts)
-            kind = {
-                Outcome.NEEDS_APPROVAL: "request.created",
-                Outcome.AUTO_APPROVED: "request.approved",
-                Outcome.BREAK_GLASS_ALLOWED: "break_glass",
-            }[decision.outcome]
+            # break-glass is announced to everyone, apart from the ordinary notifications
+            loud = decision.outcome is Outcome.BREAK_GLASS_ALLOWED
+            kind = "break_glass" if loud else note_kind(Action.REQUEST, target)
             tx.notify(rid, Note(kind, {"id": rid, "requester": who, **facts, "reason": ask.reason}))
             return record_of(row)
 
@@ -185,7 +184,10 @@ class Store(WorkQueue):
             if target is State.APPROVED:
                 tx.notify(
                     rec.id,
-                    Note("request.approved", {"id": rec.id, "requester": rec.requester, "by": who}),
+                    Note(
+                        note_kind(action, target),
+                        {"id": rec.id, "requester": rec.requester, "by": who},
+                    ),
                 )
         return self.get(request_id)
 
@@ -214,7 +216,7 @@ class Store(WorkQueue):
             tx.notify(
                 rec.id,
                 Note(
-                    f"request.{action.value}",
+                    note_kind(action, step.target),
                     {
                         "id": rec.id,
                         "requester": rec.requester,

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from jitctl.broker.database import SYSTEM, Database, Note
+from jitctl.broker.database import SYSTEM, Database, Note, note_kind
 from jitctl.broker.errors import (
     WrongState,
 )
@@ -87,6 +87,8 @@ class WorkQueue(Database):
     ) -> RequestRecord:
         """activating -> active (Azure took the initiate and access was verified live) or
         failed; only by the replica that holds the claim."""
+        if ok and ends_at is None:
+            raise ValueError("an active request needs its end time (ends_at)")
         action = Action.ACTIVATE if ok else Action.FAIL
         with self._tx() as tx:
             rec = self._locked(tx.conn, request_id)
@@ -110,7 +112,7 @@ class WorkQueue(Database):
             tx.notify(
                 rec.id,
                 Note(
-                    f"request.{step.target.value}",
+                    note_kind(action, step.target),
                     {"id": rec.id, "requester": rec.requester, "reason": reason},
                 ),
             )
@@ -150,7 +152,7 @@ class WorkQueue(Database):
                 tx.notify(
                     rec.id,
                     Note(
-                        f"request.{step.target.value}", {"id": rec.id, "requester": rec.requester}
+                        note_kind(action, step.target), {"id": rec.id, "requester": rec.requester}
                     ),
                 )
                 moved.append((rec.id, step.target))
