@@ -190,17 +190,9 @@ class Database:
             command.upgrade(cfg, "head")
 
     def _locked(self, conn: Connection, request_id: str) -> RequestRecord:
-        row = (
-            conn.execute(select(requests).where(requests.c.id == request_id).with_for_update())
-            .mappings()
-            .first()
-        )
-        if row is None:
-            raise RequestNotFound(
-                f"No access request {printable(request_id)}.",
-                "List them with `jitctl broker list`.",
-            )
-        return record_of(row)
+        """The request, its row locked to the end of the transaction (FOR UPDATE on
+        PostgreSQL; SQLite's write lock is already held)."""
+        return self._fetch(conn, request_id, lock=True)
 
     def _move(self, tx: _Tx, rec: RequestRecord, target: State, **values: Any) -> None:
         """The one conditional write of a transition; a lost race is WrongState."""
@@ -217,21 +209,19 @@ class Database:
 
     def get(self, request_id: str) -> RequestRecord:
         with self._read() as conn:
-            row = (
-                conn.execute(select(requests).where(requests.c.id == request_id)).mappings().first()
+            return self._fetch(conn, request_id)
+
+    def _fetch(self, conn: Connection, request_id: str, *, lock: bool = False) -> RequestRecord:
+        query = select(requests).where(requests.c.id == request_id)
+        row = conn.execute(query.with_for_update() if lock else query).mappings().first()
+        if row is None:
+            raise RequestNotFound(
+                f"No access request {printable(request_id)}.",
+                "Check the id: it is the one the broker gave when the request was made.",
             )
-            if row is None:
-                raise RequestNotFound(
-                    f"No access request {printable(request_id)}.",
-                    "List them with `jitctl broker list`.",
-                )
-            found = (
-                conn.execute(
-                    select(approvals.c.approver)
-                    .where(approvals.c.request_id == request_id)
-                    .order_by(approvals.c.id)
-                )
-                .scalars()
-                .all()
-            )
-            return record_of(row, tuple(found))
+        found = conn.execute(
+            select(approvals.c.approver)
+            .where(approvals.c.request_id == request_id)
+            .order_by(approvals.c.id)
+        ).scalars()
+        return record_of(row, tuple(found))

@@ -189,7 +189,7 @@ class Store(WorkQueue):
                         {"id": rec.id, "requester": rec.requester, "by": who},
                     ),
                 )
-        return self.get(request_id)
+            return self._fetch(tx.conn, rec.id)
 
     def decide(
         self,
@@ -225,7 +225,7 @@ class Store(WorkQueue):
                     },
                 ),
             )
-        return self.get(request_id)
+            return self._fetch(tx.conn, rec.id)
 
     # --- the audit log ----------------------------------------------------------------------
 

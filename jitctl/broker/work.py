@@ -73,7 +73,7 @@ class WorkQueue(Database):
                     data = {"previous_claim": rec.claimed_by} if rec.claimed_by else {}
                     tx.log(rec.id, worker, Role.SYSTEM, action, rec.state, step.target, None, data)
                     claimed.append(rec.id)
-        return [self.get(i) for i in claimed]
+            return [self._fetch(tx.conn, i) for i in claimed]
 
     def finish_initiate(
         self,
@@ -116,7 +116,7 @@ class WorkQueue(Database):
                     {"id": rec.id, "requester": rec.requester, "reason": reason},
                 ),
             )
-        return self.get(request_id)
+            return self._fetch(tx.conn, rec.id)
 
     def sweep(self, *, limit: int = 100) -> list[tuple[str, State]]:
         """Pending requests past their time to live, active ones past their end: closed once,
