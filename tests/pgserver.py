@@ -42,7 +42,7 @@ def throwaway_postgres() -> Iterator[str]:
     data, log, port = folder / "data", folder / "log", _free_port()
 
     def run(*args: str) -> None:
-        subprocess.run([*as_user, *args], cwd="/tmp", check=True, capture_output=True, timeout=60)
+        subprocess.run([*as_user, *args], cwd=folder, check=True, capture_output=True, timeout=60)
 
     try:
         run(
