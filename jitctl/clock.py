@@ -11,6 +11,8 @@ from typing import Protocol
 
 
 class Clock(Protocol):
+    """What every service, the ARM adapter and the broker read time from (one definition)."""
+
     def now(self) -> datetime: ...
 
     def sleep(self, seconds: float) -> None: ...

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from jitctl.approvalschema import Approval
 from jitctl.errors import BadInput
 from jitctl.model import PortRule
 from jitctl.parsing import (
@@ -214,6 +215,9 @@ class PolicyFile(_Strict):
     subscriptions: list[str] | None = None
     defaults: Defaults = Field(default_factory=Defaults)
     targets: list[Target] = Field(min_length=1)
+    approvals: list[Approval] = Field(
+        default_factory=list, description="Approval rules the broker applies (docs/broker.md)"
+    )
 
     @field_validator("subscriptions")
     @classmethod

@@ -71,3 +71,15 @@ def calls(backend: Backend) -> Callable[[], list[str]]:
         return [f"{e.method} {e.path.rsplit('/providers/', 1)[-1]}" for e in new]
 
     return since
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Any:
+    """A throwaway PostgreSQL for the whole session (tests/pgserver.py), or a skip that says
+    what is missing."""
+    from tests.pgserver import pg_bin, throwaway_postgres
+
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL binaries missing: apt-get install postgresql (.ci/run does)")
+    with throwaway_postgres() as url:
+        yield url

@@ -25,6 +25,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "api": ("jitctl.__init__", "jitctl.__main__"),  # the library's lazy names, `python -m`
     "cli": ("jitctl.cli",),
     "app": ("jitctl.app", "jitctl.demo"),  # wires the services to Azure or the emulator
+    "broker": ("jitctl.broker",),  # approvals: rules, lifecycle, store (SQLAlchemy)
     "services": ("jitctl.services",),
     "arm": ("jitctl.arm",),  # the only layer that imports azure-mgmt
     "emulator": ("jitctl.emulator",),
@@ -33,8 +34,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
 # What each layer may import (its own layer included); everything else is upward or sideways.
 MAY_IMPORT: dict[str, set[str]] = {
     "api": {"api", "cli", "app", "services", "root"},
-    "cli": {"cli", "app", "services", "emulator", "root"},
-    "app": {"app", "services", "arm", "emulator", "root"},
+    "cli": {"cli", "app", "broker", "services", "emulator", "root"},
+    "app": {"app", "broker", "services", "arm", "emulator", "root"},
+    "broker": {"broker", "services", "root"},
     "services": {"services", "root"},
     "arm": {"arm", "root"},
     "emulator": {"emulator", "root"},

@@ -14,7 +14,18 @@ import pytest
 from jitctl.cli import JitctlGroup
 from jitctl.cli.root import COMMANDS, cli
 
-HEAVY = ("azure", "pydantic", "jitctl.emulator", "rich", "yaml", "cryptography", "jmespath")
+HEAVY = (
+    "azure",
+    "pydantic",
+    "jitctl.emulator",
+    "rich",
+    "yaml",
+    "cryptography",
+    "jmespath",
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+)
 
 
 def loaded_after(args: list[str]) -> tuple[list[str], str]:

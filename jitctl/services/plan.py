@@ -7,7 +7,6 @@ that changes. Every step is a dict lookup per VM, so 10 times the VMs cost 10 ti
 
 from __future__ import annotations
 
-import fnmatch
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from jitctl.services.planscope import (
     target_subscriptions,
 )
 from jitctl.services.writes import PolicyChange, PolicyKey, WritePolicy, write_merged
+from jitctl.targetmatch import vm_matches
 
 
 @dataclass(frozen=True)
@@ -147,20 +147,13 @@ def _protected_nics(subnets: Sequence[Subnet], nics: Sequence[Nic]) -> set[str]:
 
 
 def _matches(vm: Vm, target: Target) -> bool:
-    seg = segments(vm.id)
-    if (
-        target.resourceGroup
-        and seg.get("resourcegroups", "").lower() != target.resourceGroup.lower()
-    ):
-        return False
-    if target.names and not any(
-        fnmatch.fnmatchcase(vm.name.lower(), g.lower()) for g in target.names
-    ):
-        return False
-    tags = {k.lower(): v for k, v in vm.tags}
-    return all(
-        k.lower() in tags and (v == "*" or tags[k.lower()].lower() == str(v).lower())
-        for k, v in (target.tags or {}).items()
+    return vm_matches(
+        vm.id,
+        vm.tags,
+        name=vm.name,
+        resource_group=target.resourceGroup,
+        names=target.names,
+        tags=target.tags,
     )
 
 

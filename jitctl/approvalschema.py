@@ -1,0 +1,247 @@
+"""The `approvals:` entries of a policy file: their model, checked as the rest of the file is.
+
+policyfile.PolicyFile holds a list of `Approval`; errors come back as `file:line: key: what`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
+from jitctl.errors import BadInput
+from jitctl.parsing import check_resource_group, check_subscription, parse_duration, parse_port
+from jitctl.textsafe import printable
+
+# A pending request waits at least a minute and at most a week for its approvers.
+MIN_PENDING_TTL = timedelta(minutes=1)
+MAX_PENDING_TTL = timedelta(days=7)
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_PRINCIPAL = re.compile(r"(group|user):(\S+)")
+_HOURS = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]|24):([0-5][0-9])")
+
+
+def check_principal(value: str) -> str:
+    if not isinstance(value, str) or not _PRINCIPAL.fullmatch(value.strip()):
+        raise ValueError(
+            f"'{printable(value)}' is not a principal: write 'group:<id or name>' or 'user:<upn>'"
+        )
+    return value.strip()
+
+
+def _principals(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if not value:
+        raise ValueError("list at least one 'group:...' or 'user:...', or leave the key out")
+    return [check_principal(v) for v in value]
+
+
+def _duration(
+    value: str | None, minimum: timedelta | None = None, maximum: timedelta | None = None
+) -> str | None:
+    if value is not None:
+        try:
+            kwargs = {"minimum": minimum, "maximum": maximum} if minimum and maximum else {}
+            parse_duration(str(value), **kwargs)
+        except BadInput as err:
+            raise ValueError(err.one_line()) from None
+    return value
+
+
+def _access_duration(value: str | None) -> str | None:
+    return _duration(value)
+
+
+def _pattern(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise ValueError(f"'{printable(value)}' is not a regular expression: {err}") from None
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Match(_Strict):
+    """Which VMs an entry governs; every key given must hold (no key: every VM of the file's
+    subscriptions, or of every subscription when the file names none)."""
+
+    subscription: str | None = Field(None, description="One subscription id")
+    subscriptions: list[str] | None = Field(None, description="Subscription ids")
+    resourceGroup: str | None = Field(None, description="Resource group name")
+    names: list[str] | None = Field(None, description="VM name globs, e.g. web-*")
+    ids: list[str] | None = Field(None, description="Full VM resource ids")
+    tags: dict[str, str] | None = Field(
+        None, description="Every tag must match (value '*' for any)"
+    )
+
+    @field_validator("subscription")
+    @classmethod
+    def _sub(cls, v: str | None) -> str | None:
+        try:
+            return check_subscription(v) if v is not None else None
+        except BadInput as err:
+            raise ValueError(err.one_line()) from None
+
+    @field_validator("subscriptions")
+    @classmethod
+    def _subs(cls, v: list[str] | None) -> list[str] | None:
+        try:
+            return [check_subscription(s) for s in v] if v is not None else None
+        except BadInput as err:
+            raise ValueError(err.one_line()) from None
+
+    @field_validator("resourceGroup")
+    @classmethod
+    def _group(cls, v: str | None) -> str | None:
+        try:
+            return check_resource_group(v) if v is not None else None
+        except BadInput as err:
+            raise ValueError(err.one_line()) from None
+
+    @field_validator("ids")
+    @classmethod
+    def _ids(cls, v: list[str] | None) -> list[str] | None:
+        for vm_id in v or []:
+            if "/providers/microsoft.compute/virtualmachines/" not in vm_id.lower():
+                raise ValueError(f"'{printable(vm_id)}' is not a virtual machine resource id")
+        return v
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Match:
+        if self.subscription and self.subscriptions:
+            raise ValueError("give 'subscription' or 'subscriptions', not both")
+        return self
+
+    def subscription_ids(self) -> list[str] | None:
+        if self.subscription:
+            return [self.subscription]
+        return self.subscriptions
+
+
+class AutoApprove(_Strict):
+    """Conditions that approve a request without a person; all given must hold."""
+
+    requesters: list[str] | None = Field(None, description="Who is approved automatically")
+    maxDuration: str | None = Field(None, description="Longest duration approved automatically")
+    ports: list[StrictInt] | None = Field(None, description="Every port asked must be listed")
+    hours: str | None = Field(None, description="Time of day, e.g. 08:00-18:00 (may wrap midnight)")
+    days: list[str] | None = Field(None, description="Days of the week: mon..sun")
+    timezone: str = Field("UTC", description="IANA time zone of hours and days")
+    ticketPattern: str | None = Field(
+        None, description="Regular expression the whole ticket matches"
+    )
+
+    _requesters = field_validator("requesters")(staticmethod(_principals))
+    _max = field_validator("maxDuration")(staticmethod(_access_duration))
+    _ticket = field_validator("ticketPattern")(staticmethod(_pattern))
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _ports(cls, v: Any) -> Any:
+        try:
+            return [parse_port(p) for p in v] if isinstance(v, list) else v
+        except BadInput as err:
+            raise ValueError(err.one_line()) from None
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, v: str | None) -> str | None:
+        if v is not None:
+            m = _HOURS.fullmatch(v.strip())
+            if (
+                not m
+                or m.group(1, 2) == m.group(3, 4)
+                or (m.group(3) == "24" and m.group(4) != "00")
+            ):
+                raise ValueError(
+                    f"'{printable(v)}' is not a time window: write HH:MM-HH:MM, e.g. 08:00-18:00"
+                )
+        return v
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: list[str] | None) -> list[str] | None:
+        for day in v or []:
+            if str(day).lower() not in DAYS:
+                raise ValueError(f"'{printable(day)}' is not a day: use {', '.join(DAYS)}")
+        return [d.lower() for d in v] if v is not None else None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"'{printable(v)}' is not an IANA time zone, e.g. Europe/Paris"
+            ) from None
+        return v
+
+
+class Requesters(_Strict):
+    requesters: list[str] = Field(min_length=1)
+
+    _requesters = field_validator("requesters")(staticmethod(_principals))
+
+
+class Approval(_Strict):
+    """Who may ask for access to the matched VMs, who approves, and on what terms."""
+
+    name: str | None = Field(None, description="A label shown by explain and on the pages")
+    match: Match = Field(default_factory=lambda: Match.model_validate({}))
+    requesters: list[str] | None = Field(None, description="Who may ask; leave out for anyone")
+    approvers: list[str] | None = Field(None, description="Who may approve (never the requester)")
+    minApprovals: StrictInt | None = Field(
+        None, ge=1, le=10, description="Distinct approvers needed (default 1)"
+    )
+    maxDuration: str | None = Field(None, description="Longest access that may be asked for")
+    pendingTtl: str | None = Field(
+        None, description="How long a request waits for approval (default 24h)"
+    )
+    reasonRequired: bool = False
+    ticketPattern: str | None = Field(
+        None, description="Regular expression the whole ticket matches"
+    )
+    autoApprove: AutoApprove | None = None
+    breakGlass: Requesters | None = Field(
+        None, description="Who may approve their own request in an emergency"
+    )
+    deny: Requesters | None = Field(None, description="Who may never ask")
+
+    _requesters = field_validator("requesters", "approvers")(staticmethod(_principals))
+    _max = field_validator("maxDuration")(staticmethod(_access_duration))
+    _ticket = field_validator("ticketPattern")(staticmethod(_pattern))
+
+    @field_validator("pendingTtl")
+    @classmethod
+    def _ttl(cls, v: str | None) -> str | None:
+        return _duration(v, MIN_PENDING_TTL, MAX_PENDING_TTL)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Approval:
+        if not (self.approvers or self.autoApprove or self.breakGlass or self.deny):
+            raise ValueError(
+                "say what the entry does: give 'approvers', 'autoApprove', 'breakGlass' or 'deny'"
+            )
+        if self.minApprovals is not None and not self.approvers:
+            raise ValueError("'minApprovals' needs 'approvers'")
+        users = self.approvers or []
+        if (
+            self.minApprovals
+            and all(p.startswith("user:") for p in users)
+            and len({p.lower() for p in users}) < self.minApprovals
+        ):
+            raise ValueError(
+                f"minApprovals {self.minApprovals} can never be met: 'approvers' names "
+                f"{len({p.lower() for p in users})} user(s) and no group"
+            )
+        return self

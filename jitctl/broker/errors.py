@@ -1,0 +1,35 @@
+"""The broker's errors; each is a JitctlError, so the one error mapping gives its exit code."""
+
+from __future__ import annotations
+
+from jitctl.errors import BadInput, Forbidden, JitctlError, NotFound, Refused
+
+
+class WrongState(Refused):
+    """The request is not in a state where this action applies (or another actor moved it
+    first: conditional writes lost the race)."""
+
+
+class NotPermitted(Forbidden):
+    """The actor's role may not take this action (a requester approving, anyone else cancelling)."""
+
+
+class SelfApproval(NotPermitted):
+    """Nobody approves their own request, whatever their groups."""
+
+
+class AlreadyReviewed(Refused):
+    """This approver has already approved this request: approvals count distinct people."""
+
+
+class RequestNotFound(NotFound):
+    pass
+
+
+class BadRequestInput(BadInput):
+    """The rules' input demands are not met (no reason, a ticket that does not match...)."""
+
+
+class StoreUnavailable(JitctlError):
+    """The database did not answer or refused the connection; nothing was written (the
+    transaction rolled back). The API answers 503."""

@@ -1,0 +1,150 @@
+"""The life of an access request: states, the transitions between them, and who may make each.
+
+Pure: the store turns each transition into one conditional UPDATE and one audit event.
+
+    (new) --request--> pending --approve--> approved --claim--> activating --activate--> active
+            (auto/break-glass: straight to approved)                 |                     |
+    pending --review--> pending (an approval below minApprovals)    +--fail--> failed     |
+    pending --deny--> denied      pending --expire_pending--> pending_expired             |
+    pending|approved --cancel--> cancelled                active --expire--> expired      |
+    activating --reclaim--> activating (a broker died mid-initiate)   active --revoke--> revoked
+    active --extend--> active
+
+`activating` exists because the initiate is a call to Azure that can fail or be cut: the
+claim (system, one replica only) is committed before the call, so no two replicas send it; a
+claim left stale by a dead broker is taken again by `reclaim`, whose holder reads the JIT
+policy's history before sending again. `failed` is final: Azure refused the initiate, or access
+never went live; the event holds Azure's answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from jitctl.broker.errors import NotPermitted, WrongState
+
+
+class State(str, Enum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    ACTIVATING = "activating"
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    PENDING_EXPIRED = "pending_expired"
+    FAILED = "failed"
+
+
+class Role(str, Enum):
+    REQUESTER = "requester"  # the person who asked, for their own request
+    APPROVER = "approver"  # a person the rules name for this request; never its requester
+    ADMIN = "admin"  # the broker's operators
+    SYSTEM = "system"  # the broker itself: auto-approval, initiate, sweeps
+
+
+class Action(str, Enum):
+    REQUEST = "request"
+    REVIEW = "review"
+    APPROVE = "approve"
+    DENY = "deny"
+    CANCEL = "cancel"
+    EXPIRE_PENDING = "expire_pending"
+    CLAIM = "claim"
+    RECLAIM = "reclaim"
+    ACTIVATE = "activate"
+    FAIL = "fail"
+    EXPIRE = "expire"
+    REVOKE = "revoke"
+    EXTEND = "extend"
+
+
+FINAL = frozenset(
+    {
+        State.EXPIRED,
+        State.REVOKED,
+        State.DENIED,
+        State.CANCELLED,
+        State.PENDING_EXPIRED,
+        State.FAILED,
+    }
+)
+
+R, A, D, S = Role.REQUESTER, Role.APPROVER, Role.ADMIN, Role.SYSTEM
+
+
+@dataclass(frozen=True)
+class Transition:
+    action: Action
+    source: State | None  # None: the request does not exist yet
+    target: State
+    roles: frozenset[Role]
+
+
+def _t(action: Action, source: State | None, target: State, *roles: Role) -> Transition:
+    return Transition(action, source, target, frozenset(roles))
+
+
+TRANSITIONS: tuple[Transition, ...] = (
+    _t(Action.REQUEST, None, State.PENDING, R),
+    # auto-approved or break-glass: the rules decided at once; the event says which rule
+    _t(Action.REQUEST, None, State.APPROVED, R),
+    _t(Action.REVIEW, State.PENDING, State.PENDING, A),
+    _t(Action.APPROVE, State.PENDING, State.APPROVED, A),
+    _t(Action.DENY, State.PENDING, State.DENIED, A, D),
+    _t(Action.CANCEL, State.PENDING, State.CANCELLED, R, D),
+    _t(Action.CANCEL, State.APPROVED, State.CANCELLED, R, D),
+    _t(Action.EXPIRE_PENDING, State.PENDING, State.PENDING_EXPIRED, S),
+    _t(Action.CLAIM, State.APPROVED, State.ACTIVATING, S),
+    _t(Action.RECLAIM, State.ACTIVATING, State.ACTIVATING, S),
+    _t(Action.ACTIVATE, State.ACTIVATING, State.ACTIVE, S),
+    _t(Action.FAIL, State.ACTIVATING, State.FAILED, S),
+    _t(Action.EXPIRE, State.ACTIVE, State.EXPIRED, S),
+    # Azure has no revoke call: the broker removes the JIT allow rule (network write rights);
+    # connections already open survive until they close.
+    _t(Action.REVOKE, State.ACTIVE, State.REVOKED, R, A, D),
+    _t(Action.EXTEND, State.ACTIVE, State.ACTIVE, A, D),
+)
+
+
+def find(action: Action, source: State | None, target: State | None = None) -> list[Transition]:
+    return [
+        t
+        for t in TRANSITIONS
+        if t.action is action and t.source is source and (target is None or t.target is target)
+    ]
+
+
+def check(
+    action: Action,
+    source: State | None,
+    roles: frozenset[Role] | set[Role],
+    target: State | None = None,
+) -> Transition:
+    """The transition `action` makes from `source` for an actor holding `roles`, or the error
+    that says why not (WrongState: refused; NotPermitted: forbidden)."""
+    found = find(action, source, target)
+    if not found:
+        where = f"it is {source.value}" if source else "it does not exist yet"
+        can = sorted({t.action.value for t in TRANSITIONS if t.source is source})
+        raise WrongState(
+            f"Cannot {action.value} this request: {where}.",
+            f"What can happen to it now: {', '.join(can) or 'nothing (it is closed)'}.",
+        )
+    chosen = next((t for t in found if t.roles & set(roles)), None)
+    if chosen is None:
+        who = " or ".join(sorted(r.value for r in found[0].roles))
+        raise NotPermitted(
+            f"Only the {who} may {action.value} a {source.value if source else 'new'} request.",
+            "Ask someone who holds that role.",
+        )
+    return chosen
+
+
+def allowed_actions(source: State, roles: frozenset[Role] | set[Role]) -> tuple[Action, ...]:
+    """What an actor may do next (the pages show these buttons, and no others)."""
+    return tuple(
+        dict.fromkeys(t.action for t in TRANSITIONS if t.source is source and t.roles & set(roles))
+    )

@@ -1,0 +1,137 @@
+"""The broker's tables (SQLAlchemy Core). The migrations in migrations/versions create them;
+a test checks that the migrated schema and these definitions agree."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+from jitctl.broker.lifecycle import State
+
+GENESIS = "0" * 64  # the hash before the first event
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC on every database (SQLite keeps no offset), read back aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the broker's store: pass an aware one")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+metadata = MetaData()
+STATES = ", ".join(f"'{s.value}'" for s in State)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("requester", String(320), nullable=False),  # upn, lower-case
+    Column("requester_groups", Text, nullable=False),  # JSON list, as the token had them
+    Column("vm_id", String(512), nullable=False),
+    Column("ports", Text, nullable=False),  # JSON list of numbers
+    Column("source", String(64)),
+    Column("duration_s", Integer, nullable=False),
+    Column("reason", Text),
+    Column("ticket", String(200)),
+    Column("break_glass", Boolean, nullable=False),
+    Column("outcome", String(32), nullable=False),  # what the rules said
+    Column("min_approvals", Integer, nullable=False),
+    Column("approver_sets", Text, nullable=False),  # JSON list of lists of principals
+    Column("rules", Text, nullable=False),  # JSON list of file:line labels
+    Column("pending_until", UtcDateTime, nullable=False),
+    Column("ends_at", UtcDateTime),
+    Column("claimed_by", String(200)),
+    Column("claimed_at", UtcDateTime),
+    CheckConstraint(f"state IN ({STATES})", name="ck_requests_state"),
+    Index("ix_requests_state_created", "state", "created_at"),
+    Index("ix_requests_requester", "requester", "created_at"),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(36), ForeignKey("requests.id"), nullable=False),
+    Column("approver", String(320), nullable=False),  # upn, lower-case
+    Column("at", UtcDateTime, nullable=False),
+    Column("comment", Text),
+    UniqueConstraint("request_id", "approver", name="uq_approvals_request_approver"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("request_id", String(36)),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(320), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("from_state", String(20)),
+    Column("to_state", String(20)),
+    Column("reason", Text),
+    Column("data", Text, nullable=False),  # canonical JSON: Azure's answer, the rules' words
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_events_request", "request_id"),
+    Index("ix_events_at", "at"),
+)
+
+# One row (id 1): the last event's number and hash. Writers lock it to append, so the chain
+# stays linear whatever the number of writers, and a deleted last event is still seen.
+chain_head = Table(
+    "chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("request_id", String(36)),
+    Column("kind", String(40), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("claimed_by", String(200)),
+    Column("claimed_at", UtcDateTime),
+    Column("sent_at", UtcDateTime),
+    Column("last_error", Text),
+    Index("ix_outbox_due", "sent_at", "next_attempt_at"),
+)
