@@ -149,7 +149,10 @@ def test_create_writes_request_event_and_notification_together(store: Store, clo
 def test_bad_input_stores_nothing_and_a_refusal_only_its_event(store: Store):
     with pytest.raises(BadRequestInput) as err:
         store.create(ask(), manual(problems=("a reason is required by p.yaml:7",)))
-    assert err.value.one_line() == "a reason is required by p.yaml:7. Fix the request and send it again."
+    assert (
+        err.value.one_line()
+        == "a reason is required by p.yaml:7. Fix the request and send it again."
+    )
     assert counts(store) == (0, 0, 0)
     denied = Decision(
         Outcome.DENIED,
