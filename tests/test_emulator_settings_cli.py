@@ -96,3 +96,10 @@ def test_served_settings_without_a_file_change_the_backend():
     srv = EmulatorServer(Backend())
     srv.change_settings({"initiate_fate": "never"})
     assert srv.backend.settings.initiate_fate == "never"
+
+
+def test_reset_sets_the_propagation_delay_it_has_a_default_for(tmp_path):
+    """--emulator's own delay is a default, not a second value: --set replaces it."""
+    result, state = reset(tmp_path, "--set", "propagation_delay=0")
+    assert result.exit_code == 0, result.output
+    assert read_file(state).settings.propagation_delay == 0

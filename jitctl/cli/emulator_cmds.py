@@ -321,7 +321,8 @@ def reset(
     if latency is not None:
         settings = {**settings, "latency": latency}
     backend = Backend(
-        settings=Settings(propagation_delay=EMULATED_PROPAGATION, **settings), clock=app.clock
+        settings=Settings(**{"propagation_delay": EMULATED_PROPAGATION, **settings}),
+        clock=app.clock,
     )
     seed_world(backend, world, vms, subscriptions)
     from jitctl.cli.output import emit
