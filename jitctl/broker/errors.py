@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jitctl.errors import BadInput, Forbidden, JitctlError, NotFound, Refused
+from jitctl.errors import BadInput, Forbidden, JitctlError, NotFound, NotSignedIn, Refused
 
 
 class WrongState(Refused):
@@ -33,3 +33,8 @@ class BadRequestInput(BadInput):
 class StoreUnavailable(JitctlError):
     """The database did not answer or refused the connection; nothing was written (the
     transaction rolled back). The API answers 503."""
+
+
+class Unauthenticated(NotSignedIn):
+    """No token, or one the broker does not accept (issuer, audience, signature, algorithm,
+    expiry): refused before anything is read or stored. The API answers 401."""
