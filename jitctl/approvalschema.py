@@ -11,8 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from jitctl.errors import BadInput
-from jitctl.parsing import check_resource_group, check_subscription, parse_duration, parse_port
+from jitctl import fieldchecks
 from jitctl.textsafe import printable
 
 # A pending request waits at least a minute and at most a week for its approvers.
@@ -39,20 +38,8 @@ def _principals(value: list[str] | None) -> list[str] | None:
     return [check_principal(v) for v in value]
 
 
-def _duration(
-    value: str | None, minimum: timedelta | None = None, maximum: timedelta | None = None
-) -> str | None:
-    if value is not None:
-        try:
-            kwargs = {"minimum": minimum, "maximum": maximum} if minimum and maximum else {}
-            parse_duration(str(value), **kwargs)
-        except BadInput as err:
-            raise ValueError(err.one_line()) from None
-    return value
-
-
 def _access_duration(value: str | None) -> str | None:
-    return _duration(value)
+    return fieldchecks.duration(value)
 
 
 def _pattern(value: str | None) -> str | None:
@@ -81,37 +68,10 @@ class Match(_Strict):
         None, description="Every tag must match (value '*' for any)"
     )
 
-    @field_validator("subscription")
-    @classmethod
-    def _sub(cls, v: str | None) -> str | None:
-        try:
-            return check_subscription(v) if v is not None else None
-        except BadInput as err:
-            raise ValueError(err.one_line()) from None
-
-    @field_validator("subscriptions")
-    @classmethod
-    def _subs(cls, v: list[str] | None) -> list[str] | None:
-        try:
-            return [check_subscription(s) for s in v] if v is not None else None
-        except BadInput as err:
-            raise ValueError(err.one_line()) from None
-
-    @field_validator("resourceGroup")
-    @classmethod
-    def _group(cls, v: str | None) -> str | None:
-        try:
-            return check_resource_group(v) if v is not None else None
-        except BadInput as err:
-            raise ValueError(err.one_line()) from None
-
-    @field_validator("ids")
-    @classmethod
-    def _ids(cls, v: list[str] | None) -> list[str] | None:
-        for vm_id in v or []:
-            if "/providers/microsoft.compute/virtualmachines/" not in vm_id.lower():
-                raise ValueError(f"'{printable(vm_id)}' is not a virtual machine resource id")
-        return v
+    _sub = field_validator("subscription")(staticmethod(fieldchecks.subscription))
+    _subs = field_validator("subscriptions")(staticmethod(fieldchecks.subscriptions))
+    _group = field_validator("resourceGroup")(staticmethod(fieldchecks.resource_group))
+    _ids = field_validator("ids")(staticmethod(fieldchecks.vm_ids))
 
     @model_validator(mode="after")
     def _one_way(self) -> Match:
@@ -145,10 +105,7 @@ class AutoApprove(_Strict):
     @field_validator("ports", mode="before")
     @classmethod
     def _ports(cls, v: Any) -> Any:
-        try:
-            return [parse_port(p) for p in v] if isinstance(v, list) else v
-        except BadInput as err:
-            raise ValueError(err.one_line()) from None
+        return fieldchecks.ports(v)
 
     @field_validator("hours")
     @classmethod
@@ -224,7 +181,7 @@ class Approval(_Strict):
     @field_validator("pendingTtl")
     @classmethod
     def _ttl(cls, v: str | None) -> str | None:
-        return _duration(v, MIN_PENDING_TTL, MAX_PENDING_TTL)
+        return fieldchecks.duration(v, MIN_PENDING_TTL, MAX_PENDING_TTL)
 
     @model_validator(mode="after")
     def _coherent(self) -> Approval:

@@ -20,19 +20,16 @@ from pydantic import (
     model_validator,
 )
 
+from jitctl import fieldchecks
 from jitctl.approvalschema import Approval
 from jitctl.errors import BadInput
 from jitctl.model import PortRule
 from jitctl.parsing import (
-    check_resource_group,
-    check_subscription,
     format_human_duration,
     is_any_source,
     parse_duration,
-    parse_port,
     parse_protocol,
     parse_source,
-    parse_vm,
 )
 from jitctl.policynames import check_policy_name
 from jitctl.textsafe import printable
@@ -68,22 +65,6 @@ def _check_policy_name(value: str | None) -> str | None:
         raise ValueError(err.message) from None
 
 
-def _check_subscriptions(value: list[str] | None) -> list[str] | None:
-    try:
-        return [check_subscription(s) for s in value] if value is not None else None
-    except BadInput as err:
-        raise ValueError(err.one_line()) from None
-
-
-def _check_duration(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            parse_duration(str(value))
-        except BadInput as err:
-            raise ValueError(err.one_line()) from None
-    return value
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -102,15 +83,12 @@ class PortSpec(_Strict):
     @field_validator("number", mode="before")
     @classmethod
     def _number(cls, v: Any) -> Any:
-        try:
-            return parse_port(v)  # refuses true/false, 22.0, '22x' (pydantic would take some)
-        except BadInput as err:
-            raise ValueError(err.one_line()) from None
+        return fieldchecks.port(v)
 
     @field_validator("maxDuration")
     @classmethod
     def _duration(cls, v: str | None) -> str | None:
-        return _check_duration(v)
+        return fieldchecks.duration(v)
 
     @field_validator("sources")
     @classmethod
@@ -128,7 +106,7 @@ class Defaults(_Strict):
     @field_validator("maxDuration")
     @classmethod
     def _duration(cls, v: str) -> str:
-        return _check_duration(v) or v
+        return fieldchecks.duration(v) or v
 
     @field_validator("policyName")
     @classmethod
@@ -170,30 +148,9 @@ class Target(_Strict):
             else v
         )
 
-    @field_validator("ids")
-    @classmethod
-    def _ids(cls, v: list[str] | None) -> list[str] | None:
-        for vm_id in v or []:
-            if "/providers/microsoft.compute/virtualmachines/" not in vm_id.lower():
-                raise ValueError(f"'{printable(vm_id)}' is not a virtual machine resource id")
-            try:
-                parse_vm(vm_id, resource_group=None, subscription_id=None)
-            except BadInput as err:
-                raise ValueError(err.one_line()) from None
-        return v
-
-    @field_validator("subscriptions")
-    @classmethod
-    def _subscriptions(cls, v: list[str] | None) -> list[str] | None:
-        return _check_subscriptions(v)
-
-    @field_validator("resourceGroup")
-    @classmethod
-    def _group(cls, v: str | None) -> str | None:
-        try:
-            return check_resource_group(v) if v is not None else None
-        except BadInput as err:
-            raise ValueError(err.one_line()) from None
+    _ids = field_validator("ids")(staticmethod(fieldchecks.vm_ids))
+    _subscriptions = field_validator("subscriptions")(staticmethod(fieldchecks.subscriptions))
+    _group = field_validator("resourceGroup")(staticmethod(fieldchecks.resource_group))
 
     @model_validator(mode="after")
     def _one_selector(self) -> Target:
@@ -222,7 +179,7 @@ class PolicyFile(_Strict):
     @field_validator("subscriptions")
     @classmethod
     def _subscriptions(cls, v: list[str] | None) -> list[str] | None:
-        return _check_subscriptions(v)
+        return fieldchecks.subscriptions(v)
 
 
 def json_schema() -> dict[str, Any]:
