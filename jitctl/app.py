@@ -65,14 +65,14 @@ class App:
         return self.interactive
 
     def public_ip(self, note: Callable[[str], None] | None = None) -> str:
-        """This machine's public IPv4 address. Against the emulator, when it cannot be found
-        (offline), the documentation address stands in, and `note` is told so."""
+        """This machine's public IPv4 address. Against the emulator, the documentation address
+        stands in (nothing is looked up), and `note` is told so."""
         from jitctl.publicip import detect_public_ip, emulated_public_ip, http_fetch
 
         if not self.emulator:
             return detect_public_ip(self.ip_fetch or http_fetch)
-        address, said = emulated_public_ip(self.ip_fetch or http_fetch)
-        if said and note is not None:
+        address, said = emulated_public_ip()
+        if note is not None:
             note(said)
         return address
 

@@ -17,6 +17,7 @@ from jitctl.clock import FakeClock
 from jitctl.errors import ExitCode, NotFound
 from jitctl.launch import rdp_command, rdp_file_content, ssh_command, write_rdp_file
 from jitctl.model import JitPolicy, PolicyVm, PortRule
+from jitctl.publicip import EMULATED_NOTE
 from jitctl.services.access import request_access
 from jitctl.services.connect import AccessRequest, ensure_access
 from jitctl.services.policies import enable
@@ -52,7 +53,7 @@ def connect_app(app, backend, tmp_path):
     backend.settings.propagation_delay = 20
     app.runner = FakeRunner(installed={"xfreerdp": "/usr/bin/xfreerdp", "ssh": "/usr/bin/ssh"})
     app.data_dir = tmp_path / "data"
-    app.ip_fetch = lambda url, timeout: "198.51.100.7\n"
+    app.ip_fetch = lambda url, timeout: "198.51.100.7\n"  # never asked on the emulator
     # the set-up write confirms on its own fake clock, so the scenario's clock starts at 09:00
     enable(app.gateway(), [WIN, LNX], [PortRule(3389), PortRule(22)], clock=FakeClock())
     return app
@@ -194,11 +195,9 @@ def test_rdp_launches_xfreerdp_with_the_file(connect_app):
     assert r.exit_code == 0, r.output
     rdp_file = connect_app.data_dir / "rdp" / "vm-win01.rdp"
     assert connect_app.runner.started == [["/usr/bin/xfreerdp", str(rdp_file)]]
-    assert (
-        r.stderr == "Requested port 3389 for 198.51.100.7 until 12:00 UTC.\n"
-    )  # the IP came from the echo services
+    assert r.stderr == f"{EMULATED_NOTE}\nRequested port 3389 for 203.0.113.7 until 12:00 UTC.\n"
     assert r.stdout.splitlines() == [
-        "vm-win01: rdp to 20.61.15.10:3389 (public address), access for 198.51.100.7 until 2026-01-05 12:00 UTC (2h59m left)",
+        "vm-win01: rdp to 20.61.15.10:3389 (public address), access for 203.0.113.7 until 2026-01-05 12:00 UTC (2h59m left)",
         f"  rdp file: {rdp_file}",
         f"  started: /usr/bin/xfreerdp {rdp_file}",
     ]
@@ -294,9 +293,9 @@ def test_rdp_offline_against_the_emulator_requests_for_the_documentation_address
     r = invoke(connect_app, "-o", "json", "rdp", "vm-win01", *G, "--no-launch")
     assert r.exit_code == 0, r.stderr
     assert r.stderr.splitlines()[0] == (
-        "Emulator: Cannot find this machine's public IP address: no echo service answered "
-        "(offline?); requesting for 203.0.113.7 (a documentation address) instead. Pass "
-        "--source-ip to choose another."
+        "Emulator: requesting for 203.0.113.7 (a documentation address: the emulated VMs see no "
+        "real one, so this machine's address is not looked up). Pass --source-ip to choose "
+        "another."
     )
     assert json.loads(r.stdout)["ready"]["source"] == "203.0.113.7"
 
@@ -306,20 +305,20 @@ def test_status_and_history(connect_app, clock):
     r = invoke(connect_app, "status")
     assert r.stdout.splitlines() == [
         "GROUP: rg-jit-demo",  # status over the subscription names the group (folded: one)
-        "VM        PORT  SOURCE        STATE   UNTIL                 LEFT",
-        "vm-win01  3389  198.51.100.7  active  2026-01-05 12:00 UTC  2h59m",
+        "VM        PORT  SOURCE       STATE   UNTIL                 LEFT",
+        "vm-win01  3389  203.0.113.7  active  2026-01-05 12:00 UTC  2h59m",
     ]
     assert invoke(connect_app, "status", "vm-lnx01", *G).stdout == "No active grants.\n"
     r = invoke(connect_app, "history", "vm-win01", *G)
-    assert r.stdout.splitlines() == [  # 104 columns as a table: who and why go under the row
+    assert r.stdout.splitlines() == [  # too wide for 100 columns: who and why go under the row
         "GROUP: rg-jit-demo",
-        "WHEN (UTC)              VM        PORT  SOURCE        STATE",
-        "2026-01-05 09:00-12:00  vm-win01  3389  198.51.100.7  active",
+        "WHEN (UTC)              VM        PORT  SOURCE       STATE",
+        "2026-01-05 09:00-12:00  vm-win01  3389  203.0.113.7  active",
         "  requestor: jitctl-emulator@contoso.com; justification: INC-9",
     ]
     clock.advance(hours=3)
     assert invoke(connect_app, "status", "-g", "rg-jit-demo").stdout == "No active grants.\n"
-    assert "198.51.100.7  expired\n" in invoke(connect_app, "history", "vm-win01", *G).stdout
+    assert "203.0.113.7  expired\n" in invoke(connect_app, "history", "vm-win01", *G).stdout
     assert invoke(connect_app, "history", "vm-ghost", *G).exit_code == 4
 
 

@@ -139,8 +139,7 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
     if source_ip:
         source = parse_source(source_ip).split("/")[0]
     else:
-        source, offline = emulated_public_ip(timeout=2.0)
-        note = offline or "This machine's public address."
+        source, note = emulated_public_ip()
     steps = []
     streaming = app.output == "table" and not app.query  # a step at a time, painted on a terminal
     for step in run_demo(demo_app, source, note, progress=spinning):
