@@ -41,7 +41,7 @@ class App:
     data_dir: Path | None = None  # where .rdp files go (the user's data directory)
     max_parallel: int | None = None  # ARM reads in flight at once; None: JITCTL_MAX_PARALLEL
     as_user: str | None = None  # --as: the emulator's test user the broker commands act as
-    _credential: Any = None
+    azure_credential: Any = None  # a TokenCredential; None: DefaultAzureCredential (tests inject)
     _gateway: Gateway | None = None
     _fleet: Any = None
     _seen: list[tuple[str, str]] | None = None  # (id, name) of the subscriptions ARM lists
@@ -298,7 +298,7 @@ class App:
     def credential(self) -> Any:
         """Azure's DefaultAzureCredential for the cloud in force, made once (ARM and the broker
         share it, so a sign-in is asked for once)."""
-        if self._credential is None:
+        if self.azure_credential is None:
             from azure.identity import DefaultAzureCredential
 
             from jitctl.clouds import resolve_cloud
@@ -307,8 +307,8 @@ class App:
                 self.cloud, self.arm_endpoint or os.environ.get("JITCTL_ARM_ENDPOINT")
             )
             kwargs: dict[str, Any] = {"authority": cloud.authority} if cloud.authority else {}
-            self._credential = DefaultAzureCredential(**kwargs)
-        return self._credential
+            self.azure_credential = DefaultAzureCredential(**kwargs)
+        return self.azure_credential
 
     def access_token(self, scope: str) -> str:
         """A bearer token for `scope` from the App's credential (the broker's API)."""

@@ -58,23 +58,25 @@ def ca_bundle() -> str | None:
 
 
 class HttpsJson:
-    """A JwksSource over requests: short timeouts, the CA bundle from the environment."""
+    """A JwksSource over requests: short timeouts, the CA bundle from the environment (passed
+    with each call: requests would otherwise let REQUESTS_CA_BUNDLE override a session's)."""
 
     def __init__(self, session: Any = None) -> None:
+        self.verify: str | bool = True
         if session is None:
             import requests
 
             session = requests.Session()
-            bundle = ca_bundle()
-            if bundle:
-                session.verify = bundle
+            self.verify = ca_bundle() or True
         self.session = session
 
     def fetch(self, url: str) -> Any:
         import requests
 
         try:
-            response = self.session.get(url, timeout=HTTP_TIMEOUT, allow_redirects=False)
+            response = self.session.get(
+                url, timeout=HTTP_TIMEOUT, allow_redirects=False, verify=self.verify
+            )
         except requests.RequestException as err:
             raise IdentityUnavailable(
                 f"The identity provider did not answer at {printable(url)}: {_reason(err)}.",

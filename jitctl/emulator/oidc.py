@@ -207,11 +207,12 @@ class IdentityProvider:
         extra: dict[str, Any] | None = None,
     ) -> str:
         """An access token for a test user, as the token endpoint would give it (tests, and
-        `jitctl --emulator --as UPN`). `extra` adds or replaces claims (a test's odd token)."""
+        `jitctl --emulator --as UPN`). `extra` adds or replaces claims, or drops those it maps to None (a test's odd token)."""
         user = self.user(upn)
         with self._tx():
             claims = self._claims(user, audience, lifetime)
             claims.update({"scp": "access_as_user", "azp": CLI_APP_ID, **(extra or {})})
+            claims = {k: v for k, v in claims.items() if v is not None}
             return self._sign(claims)
 
     @staticmethod
