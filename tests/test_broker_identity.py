@@ -73,7 +73,7 @@ def b64(data: dict[str, Any]) -> str:
 
 
 def parts(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
-    head, body, sig = token.split(".")
+    _, body, sig = token.split(".")
     return jwt.get_unverified_header(token), json.loads(base64.urlsafe_b64decode(body + "==")), sig
 
 

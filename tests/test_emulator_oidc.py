@@ -91,7 +91,7 @@ def verifier(idp: IdentityProvider, clock):
 
 
 def test_the_picker_lists_every_test_user_and_posts_back_with_the_request(flow):
-    verifier, challenge = pkce()
+    _, challenge = pkce()
     page = flow.authorize(**base_params(challenge))
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     assert re.findall(r'name="login_hint" value="([^"]+)"', page.text) == list(USERS)
