@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import json
 import secrets
 import threading
@@ -25,6 +24,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from jitctl.clock import Clock
 from jitctl.emulator.backend import DEFAULT_TENANT, Backend
+from jitctl.emulator.oidcpages import error_page, user_picker
 
 IN_PROCESS_BASE = "https://login.emulator.invalid"  # the issuer's host when there is no socket
 BROKER_APP_ID = "6a697463-b0c3-4000-8000-00000000b0c3"  # the emulated broker's app registration
@@ -301,10 +301,10 @@ class IdentityProvider:
     def _authorize(self, params: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         redirect = params.get("redirect_uri", "")
         if not params.get("client_id"):
-            return _page(400, "The request names no client_id.")
+            return error_page(400, "The request names no client_id.")
         target = urlsplit(redirect)
         if target.scheme not in ("http", "https") or not target.netloc:
-            return _page(400, "The request's redirect_uri is not an http(s) address.")
+            return error_page(400, "The request's redirect_uri is not an http(s) address.")
 
         def fail(error: str, description: str) -> tuple[int, dict[str, str], bytes]:
             answer = {"error": error, "error_description": description}
@@ -322,7 +322,7 @@ class IdentityProvider:
         hint = params.get("login_hint", "").strip()
         if hint.lower() not in USERS:
             note = f"There is no test user {hint}." if hint else ""
-            return _picker(params, note)
+            return user_picker(params, note, USERS.values())
         code = secrets.token_urlsafe(32)
         expires = self.clock.now() + CODE_LIFETIME
         self._state()["codes"][code] = {
@@ -394,42 +394,3 @@ def _redirect(target: str, params: dict[str, str]) -> tuple[int, dict[str, str],
         {"Location": f"{target}{joiner}{urlencode(params)}", "Cache-Control": "no-store"},
         b"",
     )
-
-
-_STYLE = "body{font-family:sans-serif;margin:2em}button{display:block;margin:.4em 0;padding:.5em}"
-
-
-def _html(status: int, title: str, body: str) -> tuple[int, dict[str, str], bytes]:
-    doc = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{_STYLE}</style></head><body><h1>{title}</h1>{body}</body></html>"
-    )
-    headers = {
-        "Content-Type": "text/html; charset=utf-8",
-        "Cache-Control": "no-store",
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-        "X-Frame-Options": "DENY",
-    }
-    return status, headers, doc.encode("utf-8")
-
-
-def _page(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
-    return _html(status, "Sign-in error", f"<p>{html.escape(message)}</p>")
-
-
-def _picker(params: dict[str, str], note: str) -> tuple[int, dict[str, str], bytes]:
-    """The test users as buttons of one form that posts back to authorize (no JavaScript)."""
-    hidden = "".join(
-        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
-        for k, v in params.items()
-        if k != "login_hint"
-    )
-    buttons = "".join(
-        f'<button type="submit" name="login_hint" value="{html.escape(u.upn)}">'
-        f"{html.escape(u.name)} &lt;{html.escape(u.upn)}&gt; "
-        f"({html.escape(', '.join(u.groups + u.roles))})</button>"
-        for u in USERS.values()
-    )
-    warn = f"<p><strong>{html.escape(note)}</strong></p>" if note else ""
-    body = f'{warn}<p>Sign in to the jitctl emulator as:</p><form method="post">{hidden}{buttons}</form>'
-    return _html(200, "jitctl emulator: sign in", body)
