@@ -228,6 +228,24 @@ def test_the_key_is_kept_in_the_state_file_for_every_process(tmp_path, clock):
         second.close()
 
 
+def test_an_emulator_reset_rolls_the_key(tmp_path, clock):
+    from jitctl.app import App
+    from jitctl.emulator.store import reset_file
+
+    state = tmp_path / "emulator.sqlite"
+    app = App(emulator=True, state_file=state, clock=clock)
+    try:
+        before = app.identity_provider().jwks()["keys"][0]["kid"]
+        token = app.emulator_token("bob@contoso.com", BROKER_APP_ID)
+        assert json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"] == before
+        reset_file(state, Backend())
+        after = claims_of(app.emulator_token("bob@contoso.com", BROKER_APP_ID))
+        assert after["preferred_username"] == "bob@contoso.com"
+        assert app.identity_provider().jwks()["keys"][0]["kid"] != before
+    finally:
+        app.close()
+
+
 def test_over_https_with_the_servers_certificate_trusted(backend, clock, monkeypatch):
     """The real path: the emulator's HTTPS server, the verifier's own HTTPS client trusting
     the CA from SSL_CERT_FILE (as from REQUESTS_CA_BUNDLE), nothing injected."""

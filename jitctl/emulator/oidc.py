@@ -223,6 +223,11 @@ class IdentityProvider:
         return found
 
     def jwks(self) -> dict[str, Any]:
+        """The public keys, as the JWKS endpoint answers them."""
+        with self._tx():
+            return self._jwks()
+
+    def _jwks(self) -> dict[str, Any]:
         keys = []
         for entry in self._state()["keys"]:
             numbers = self._private_key(entry).public_key().public_numbers()
@@ -284,7 +289,7 @@ class IdentityProvider:
             if method == "GET" and tail in ("/v2.0/.well-known/openid-configuration",):
                 return _json(200, self.discovery())
             if method == "GET" and tail == "/discovery/v2.0/keys":
-                return _json(200, self.jwks())
+                return _json(200, self._jwks())
             if tail == "/oauth2/v2.0/authorize" and method in ("GET", "POST"):
                 return self._authorize({**query, **form})
             if tail == "/oauth2/v2.0/token" and method == "POST":
