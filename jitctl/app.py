@@ -12,6 +12,7 @@ from jitctl.clock import Clock, SystemClock
 from jitctl.errors import BadInput
 
 if TYPE_CHECKING:  # the model behind the Gateway costs ~13 ms; --help does not need it
+    from jitctl.broker.identity import TokenVerifier
     from jitctl.gateway import Gateway
 
 EMULATED_PROPAGATION = 3.0  # seconds; Azure takes about a minute
@@ -39,6 +40,8 @@ class App:
     ip_fetch: Any = None  # HTTP GET for the IP echo services; tests inject a fake
     data_dir: Path | None = None  # where .rdp files go (the user's data directory)
     max_parallel: int | None = None  # ARM reads in flight at once; None: JITCTL_MAX_PARALLEL
+    as_user: str | None = None  # --as: the emulator's test user the broker commands act as
+    azure_credential: Any = None  # a TokenCredential; None: DefaultAzureCredential (tests inject)
     _gateway: Gateway | None = None
     _fleet: Any = None
     _seen: list[tuple[str, str]] | None = None  # (id, name) of the subscriptions ARM lists
@@ -98,6 +101,46 @@ class App:
         )
         self.store = open_store(self.state_file, backend, seed=world)
         return backend
+
+    def identity_provider(self) -> Any:
+        """The emulator's OpenID Connect provider (jitctl.emulator.oidc), on this App's state."""
+        from jitctl.emulator.oidc import IdentityProvider
+
+        if self.backend is None:
+            self.backend = self._load_emulator()
+        return IdentityProvider(
+            self.backend, transaction=self.store.request if self.store is not None else None
+        )
+
+    def emulator_token(self, upn: str | None, audience: str) -> str:
+        """A token the emulator signs for one of its test users (`--as`; EMULATOR.md)."""
+        from jitctl.emulator.oidc import DEFAULT_USER, USERS
+
+        who = (upn or DEFAULT_USER).strip().lower()
+        if who not in USERS:
+            raise BadInput(
+                f"--as {upn}: the emulator has no such test user.",
+                f"Use one of: {', '.join(USERS)}.",
+            )
+        token: str = self.identity_provider().mint(who, audience=audience)
+        return token
+
+    def token_verifier(self, issuer: str | None, audience: str | None) -> TokenVerifier:
+        """The broker's check of bearer tokens: against the issuer's keys over HTTPS, or with
+        --emulator against the emulator's identity provider through the in-process transport
+        (the same code either way; issuer and audience default to the emulator's)."""
+        from jitctl.broker.identity import HttpsJson, TokenVerifier
+
+        if not self.emulator:
+            return TokenVerifier(issuer or "", audience or "", clock=self.clock)
+        from jitctl.emulator.oidc import BROKER_APP_ID
+        from jitctl.emulator.transport import emulator_session
+
+        idp = self.identity_provider()
+        source = HttpsJson(emulator_session(idp))
+        return TokenVerifier(
+            issuer or idp.issuer, audience or BROKER_APP_ID, jwks=source, clock=self.clock
+        )
 
     def close(self) -> None:
         """Let go of the --emulator state file; each request already committed its changes."""
@@ -235,12 +278,7 @@ class App:
         cloud = resolve_cloud(
             self.cloud, self.arm_endpoint or os.environ.get("JITCTL_ARM_ENDPOINT")
         )
-        from azure.identity import DefaultAzureCredential
-
-        cred_kwargs: dict[str, Any] = {}
-        if cloud.authority:
-            cred_kwargs["authority"] = cloud.authority
-        credential = DefaultAzureCredential(**cred_kwargs)
+        credential = self.credential()
         from jitctl.clouds import resolve_subscription
 
         try:  # offline (az's profile, the environment): the commands resolve theirs
@@ -256,6 +294,29 @@ class App:
             self.parallel_limit(),
             self.clock,
         )
+
+    def credential(self) -> Any:
+        """Azure's DefaultAzureCredential for the cloud in force, made once (ARM and the broker
+        share it, so a sign-in is asked for once)."""
+        if self.azure_credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            from jitctl.clouds import resolve_cloud
+
+            cloud = resolve_cloud(
+                self.cloud, self.arm_endpoint or os.environ.get("JITCTL_ARM_ENDPOINT")
+            )
+            kwargs: dict[str, Any] = {"authority": cloud.authority} if cloud.authority else {}
+            self.azure_credential = DefaultAzureCredential(**kwargs)
+        return self.azure_credential
+
+    def access_token(self, scope: str) -> str:
+        """A bearer token for `scope` from the App's credential (the broker's API)."""
+        from jitctl.arm.errors import azure_errors
+
+        with azure_errors():
+            token: str = self.credential().get_token(scope).token
+        return token
 
     def parallel_limit(self) -> int:
         if self.max_parallel is None:

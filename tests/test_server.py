@@ -49,6 +49,8 @@ def test_shell_lines_and_private_files(server):
         "export IDENTITY_HEADER",
         "export REQUESTS_CA_BUNDLE",
         "export AZURE_SUBSCRIPTION_ID",
+        "export JITCTL_BROKER_ISSUER",
+        "export JITCTL_BROKER_AUDIENCE",
     ]
     if os.name == "posix":
         key_file = server.cert_path.parent / "emulator-key.pem"

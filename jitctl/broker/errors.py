@@ -38,3 +38,9 @@ class StoreUnavailable(JitctlError):
 class Unauthenticated(NotSignedIn):
     """No token, or one the broker does not accept (issuer, audience, signature, algorithm,
     expiry): refused before anything is read or stored. The API answers 401."""
+
+
+class IdentityUnavailable(StoreUnavailable):
+    """The identity provider's discovery document or keys could not be read, so no token can
+    be checked: the broker cannot serve, as when its database is down (the API answers 503),
+    and the caller's token is not at fault."""

@@ -30,6 +30,7 @@ PER_INVOCATION = {
     "verbose": False,
     "only_show_errors": False,
     "debug": False,
+    "as_user": None,
 }
 
 
@@ -153,6 +154,16 @@ GLOBALS: list[tuple[tuple[str, ...], Callable[[click.Context, App, Any], None], 
             "help": "Run against the built-in Azure emulator (or JITCTL_EMULATOR=1).",
         },
         {"envvar": "JITCTL_EMULATOR"},
+    ),
+    (
+        ("--as", "as_user"),
+        _set("as_user"),
+        {
+            "metavar": "UPN",
+            "help": "With --emulator: the test user the broker commands act as (default "
+            "alice@contoso.com; EMULATOR.md lists them).",
+        },
+        {},
     ),
     (
         ("--only-show-errors",),

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from jitctl.emulator.backend import DEFAULT_TENANT, Backend
+from jitctl.emulator.oidc import BROKER_APP_ID, IdentityProvider
 from jitctl.emulator.responses import Router
 from jitctl.emulator.store import StateStore, StoredRouter, open_store
 from jitctl.files import write_private
@@ -126,6 +127,7 @@ class EmulatorServer:
     def __post_init__(self) -> None:
         self.router: Router | StoredRouter = Router(self.backend)
         self.store: StateStore | None = None
+        self.identity = IdentityProvider(self.backend)  # its base URL is set on start
         self.identity_header = secrets.token_hex(16)
         self._httpd: ThreadingHTTPServer | None = None
         self._own_dir: Path | None = None  # the temporary folder with the key, ours to remove
@@ -150,6 +152,7 @@ class EmulatorServer:
             if self.state_file is not None and self.store is None:
                 self.store = open_store(self.state_file, self.backend)
                 self.router = StoredRouter(Router(self.backend), self.store)
+                self.identity = IdentityProvider(self.backend, transaction=self.store.request)
             directory = self.cert_dir
             if directory is None:
                 directory = self._own_dir = Path(tempfile.mkdtemp(prefix="jitctl-emulator-"))
@@ -164,6 +167,7 @@ class EmulatorServer:
             self.stop()
             raise
         self.port = httpd.server_address[1]
+        self.identity.base_url = self.endpoint
         # a short poll so that stop() returns at once (serve_forever checks shutdown per poll)
         threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -205,6 +209,8 @@ class EmulatorServer:
             f"export IDENTITY_HEADER={self.identity_header}",
             f"export REQUESTS_CA_BUNDLE={self.cert_path}",
             f"export AZURE_SUBSCRIPTION_ID={sub}",
+            f"export JITCTL_BROKER_ISSUER={self.identity.issuer}",
+            f"export JITCTL_BROKER_AUDIENCE={BROKER_APP_ID}",
         ]
 
     def token(self, query: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -244,7 +250,11 @@ def _make_handler(server: EmulatorServer) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length) if length else None
             headers = {k.lower(): v for k, v in self.headers.items()}
             parts = urlsplit(self.path)
-            if parts.path == TOKEN_PATH:
+            if server.identity.handles(parts.path):
+                status, out_headers, payload = server.identity.handle(
+                    self.command, f"{server.endpoint}{self.path}", headers, raw
+                )
+            elif parts.path == TOKEN_PATH:
                 status, body = server.token(
                     {k: v[-1] for k, v in parse_qs(parts.query).items()}, headers
                 )
