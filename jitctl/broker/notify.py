@@ -62,7 +62,7 @@ EVENTS = {
     "request.expired": "Access ended",
     "request.revoked": "Access revoked",
     "request.extended": "Access extended",
-    "break_glass": "BREAK-GLASS access: approved by the requester alone",
+    "break_glass": "Break-glass access, self-approved",
 }
 # The requester hears about their own request from here on (they know they asked).
 TO_REQUESTER = set(EVENTS) - {"request.created"}
@@ -342,8 +342,8 @@ class Notifier:
             if rec.ends_at:
                 add("Until", rec.ends_at.strftime("%Y-%m-%d %H:%M UTC"))
         add("By", p.get("by"))
-        if note.kind != "request.created" or not rec:
-            add("Why", p.get("reason"))
+        if not rec or p.get("reason") != rec.reason:
+            add("Why", p.get("reason"))  # the decision's own words
         add("Request", p.get("id"))
         loud = note.kind == "break_glass"
         what = EVENTS.get(note.kind, note.kind)
