@@ -102,9 +102,7 @@ def last_errors(store: Store) -> list[str | None]:
         return list(conn.execute(select(outbox.c.last_error).order_by(outbox.c.id)).scalars())
 
 
-def test_one_request_reaches_teams_slack_and_json_in_their_shapes(
-    store: Store, receiver: Receiver
-):
+def test_one_request_reaches_teams_slack_and_json_in_their_shapes(store: Store, receiver: Receiver):
     rid = create(store, reason=HOSTILE)
     env = {**hooks(receiver.url, "teams", "slack", "json"), "JITCTL_BROKER_PUBLIC_URL": "https://b"}
     result = Notifier(store, NotifySettings.from_environ(env)).send_due()
@@ -135,7 +133,11 @@ def test_one_request_reaches_teams_slack_and_json_in_their_shapes(
     reason = next(f for f in slack["blocks"][1]["fields"] if f["text"].startswith("*Reason*"))
     assert reason["text"] == "*Reason*\n&lt;!channel&gt; fix \\x1b[31m now"  # no mention
     (plain,) = receiver.bodies("/json/T0/B0/s3cr3t-json")
-    assert (plain["event"], plain["request"]["id"], plain["loud"]) == ("request.created", rid, False)
+    assert (plain["event"], plain["request"]["id"], plain["loud"]) == (
+        "request.created",
+        rid,
+        False,
+    )
     assert plain["facts"]["VM"] == "web1 (rg-prod)"
     assert Notifier(store, NotifySettings.from_environ(env)).send_due().sent == 0  # sent once
 
@@ -181,7 +183,9 @@ def test_a_hanging_receiver_blocks_no_decision_and_times_out(
     decided = store.approve(rid, Principal("bob@contoso.com", frozenset({"ops"})))
     assert decided.state.value == "approved" and time.monotonic() - start < 0.5
     sender.join(5)
-    assert out[0].failed == 1 and out[0].errors[0].endswith("json webhook 1 (127.0.0.1): no answer in time")
+    assert out[0].failed == 1 and out[0].errors[0].endswith(
+        "json webhook 1 (127.0.0.1): no answer in time"
+    )
     receiver.release.set()
     clock.advance(minutes=2)
     assert Notifier(store, settings).send_due().sent == 2  # the request and its approval
@@ -281,8 +285,11 @@ def test_mail_goes_over_starttls_with_login_and_no_secret_is_logged(
             "JITCTL_BROKER_SLACK_WEBHOOK: webhook 1 is not an https:// URL.",
         ),
         (
-            {"JITCTL_BROKER_SMTP_HOST": "mail.contoso.com", "JITCTL_BROKER_SMTP_USER": "u",
-             "JITCTL_BROKER_SMTP_FROM": "b@contoso.com"},
+            {
+                "JITCTL_BROKER_SMTP_HOST": "mail.contoso.com",
+                "JITCTL_BROKER_SMTP_USER": "u",
+                "JITCTL_BROKER_SMTP_FROM": "b@contoso.com",
+            },
             "JITCTL_BROKER_SMTP_USER is set without TLS: the password would cross the network in clear.",
         ),
         (

@@ -5,6 +5,7 @@ sweep; revoke by removing the allow rule."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -23,7 +24,9 @@ from jitctl.emulator import Backend, FakeClock
 from jitctl.emulator.settings import Fault
 from tests.support import RG, SUB
 
-VM = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines/vm-win01"
+VM = (
+    f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines/vm-win01"
+)
 NSG = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/networkSecurityGroups/vm-win01-nsg"
 SOURCE = "203.0.113.7"
 FAST = WorkerSettings(wait_timeout=30, claim_stale_after=timedelta(minutes=10), parallel=2)
@@ -251,3 +254,119 @@ def test_a_request_without_a_source_fails_with_what_to_do(
     (out,) = Worker(store, app.gateway(), clock, name="w1", settings=FAST).run_once().initiated
     assert out.state is State.FAILED and initiates(backend) == []
     assert logged(store, rec.id)[-1]["reason"] == "The request names no source address to let in."
+
+
+def test_two_workers_on_one_postgresql_initiate_each_request_exactly_once(
+    postgres_server: str, backend: Backend, clock: FakeClock, run: Callable[..., Any]
+):
+    """Two replicas (their own engine and gateway) run rounds while approvers race; every
+    request needs two approvals. Each request is initiated once and goes live."""
+    import threading
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    assert run("enable", "vm-win01", "-g", RG, "--port", "3389").exit_code == 0
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    name = f"w{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    stores = [Store(open_engine(url), clock) for _ in range(2)]
+    stores[0].migrate()
+    try:
+        needs_two = Decision(Outcome.NEEDS_APPROVAL, ("p.yaml:3",), (("group:ops",),), 2)
+        asked = Ask(
+            Principal("alice@contoso.com", frozenset()),
+            VM,
+            (3389,),
+            timedelta(hours=1),
+            clock.now(),
+        )
+        ids = [stores[0].create(asked, needs_two, source=SOURCE).id for _ in range(8)]
+        workers = [
+            Worker(s, App.for_backend(backend).gateway(), clock, name=f"r{n}", settings=FAST)
+            for n, s in enumerate(stores)
+        ]
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def approve(n: int) -> None:
+            from jitctl.broker.errors import AlreadyReviewed, WrongState
+
+            for rid in ids:
+                for who in (f"ops{n}@contoso.com", f"ops{n + 1}@contoso.com"):
+                    try:
+                        stores[n % 2].approve(rid, Principal(who, frozenset({"ops"})))
+                    except (AlreadyReviewed, WrongState):
+                        pass
+                    except BaseException as err:
+                        errors.append(err)
+
+        def serve(w: Worker) -> None:
+            try:
+                while not done.is_set():
+                    w.run_once()
+                w.run_once()
+            except BaseException as err:
+                errors.append(err)
+
+        approvers = [threading.Thread(target=approve, args=(n,)) for n in range(4)]
+        replicas = [threading.Thread(target=serve, args=(w,)) for w in workers]
+        for t in replicas + approvers:
+            t.start()
+        for t in approvers:
+            t.join()
+        done.set()
+        for t in replicas:
+            t.join()
+        assert errors == []
+        assert len(initiates(backend)) == len(ids)
+        assert {stores[0].get(i).state for i in ids} == {State.ACTIVE}
+        (policy,) = App.for_backend(backend).gateway().list_policies(SUB, RG)
+        sent = sorted(r.justification or "" for r in policy.requests)
+        assert sent == sorted(f"broker:{i}: alice@contoso.com" for i in ids)
+        assert stores[0].verify_log().ok
+    finally:
+        for s in stores:
+            s.engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def test_run_forever_works_until_stopped_and_stops_a_wait(
+    store: Store, app: App, backend: Backend, clock: FakeClock, enabled: None
+):
+    """serve's loop: a request approved while it runs goes live; a wait in flight ends at
+    stop (its claim stays, for the next start to take over)."""
+    import threading
+
+    class Ticking:  # fake time, but each sleep takes a moment: a wait lasts while we look
+        def now(self) -> Any:
+            return clock.now()
+
+        def sleep(self, seconds: float) -> None:
+            time.sleep(0.005)
+            clock.advance(seconds)
+
+    stop = threading.Event()
+    slow = WorkerSettings(wait_timeout=3600, parallel=2)
+    worker = Worker(store, app.gateway(), Ticking(), name="w1", settings=slow)
+    loop = threading.Thread(target=worker.run_forever, args=(stop, 0.01))
+    loop.start()
+    rec = approved(store, clock)
+    deadline = time.monotonic() + 10
+    while store.get(rec.id).state is not State.ACTIVE and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.get(rec.id).state is State.ACTIVE
+    backend.settings.initiate_fate = "never"  # the next one waits...
+    stuck = approved(store, clock, source="198.51.100.9")
+    while store.get(stuck.id).state is not State.ACTIVATING and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.1)
+    stop.set()  # ...until stopped
+    loop.join(10)
+    assert not loop.is_alive()
+    assert store.get(stuck.id).state is State.ACTIVATING
+    assert [e["action"] for e in logged(store, stuck.id)] == ["request", "claim"]

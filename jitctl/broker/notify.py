@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 import logging
 import random
 import smtplib
@@ -205,17 +204,22 @@ class _Redact(logging.Filter):
     """Keeps the secrets out of every log record of the HTTP stack (httpx names the URL it
     posts to at DEBUG level, and a webhook URL holds its secret)."""
 
-    def __init__(self, secrets: Sequence[str]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if s]
+        self.secrets: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
         if any(s in text for s in self.secrets):
-            for s in self.secrets:
+            for s in sorted(self.secrets, key=len, reverse=True):
                 text = text.replace(s, "<secret>")
             record.msg, record.args = text, ()
         return True
+
+
+_REDACT = _Redact()  # one filter for every notifier of the process
+for _name in ("httpx", "httpcore", log.name):
+    logging.getLogger(_name).addFilter(_REDACT)
 
 
 class Notifier:
@@ -241,9 +245,7 @@ class Notifier:
             timeout=httpx.Timeout(settings.timeout), verify=self._tls, follow_redirects=False
         )
         self.rng = rng or random.Random()
-        redact = _Redact(settings.secrets)
-        for logger in ("httpx", "httpcore", log.name):
-            logging.getLogger(logger).addFilter(redact)
+        _REDACT.secrets.update(settings.secrets)
 
     # --- the round ----------------------------------------------------------------------------
 
@@ -450,11 +452,15 @@ def _teams(msg: Message) -> dict[str, Any]:
         "body": body,
     }
     if msg.link:
-        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open in the broker", "url": msg.link}]
+        card["actions"] = [
+            {"type": "Action.OpenUrl", "title": "Open in the broker", "url": msg.link}
+        ]
     return {
         "type": "message",
         "summary": msg.title,
-        "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}],
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}
+        ],
     }
 
 
@@ -483,4 +489,3 @@ def _slack(msg: Message) -> dict[str, Any]:
             }
         )
     return {"text": text, "blocks": blocks}
-

@@ -7,7 +7,7 @@ another holds), and on both databases a conditional UPDATE whose row count says 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -205,7 +205,7 @@ class WorkQueue(Database):
             tx.conn.execute(outbox.update().where(outbox.c.id == note_id).values(sent_at=tx.now))
 
     def note_failed(
-        self, note_id: int, error: str, retry_in: timedelta, delivered: Sequence[str] = ()
+        self, note_id: int, error: str, retry_in: timedelta, delivered: Iterable[str] = ()
     ) -> None:
         """Try again after `retry_in`; `delivered`: the receivers that took it this time or
         before (a retry goes only to the others)."""

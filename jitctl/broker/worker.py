@@ -185,9 +185,7 @@ class Worker:
         return Round(swept, initiated, released, notes)
 
     def release_due(self) -> tuple[Released, ...]:
-        claimed = self.store.claim_releases(
-            self.name, stale_after=self.settings.claim_stale_after
-        )
+        claimed = self.store.claim_releases(self.name, stale_after=self.settings.claim_stale_after)
         return tuple(r for rec in claimed if (r := self.release(rec)) is not None)
 
     # --- initiate, verify, finish -----------------------------------------------------------
@@ -310,9 +308,7 @@ class Worker:
             return None
         return Released(rec.id, tuple(removed), error)
 
-    def _allow_rules_of(
-        self, rec: RequestRecord, ref: VmRef
-    ) -> list[tuple[Nsg, SecurityRule]]:
+    def _allow_rules_of(self, rec: RequestRecord, ref: VmRef) -> list[tuple[Nsg, SecurityRule]]:
         vm = self.gw.get_vm(ref)
         found: list[tuple[Nsg, SecurityRule]] = []
         seen: set[str] = set()
@@ -322,9 +318,7 @@ class Worker:
                 if nsg is None or nsg.id.lower() in seen:
                     continue
                 seen.add(nsg.id.lower())
-                found += [
-                    (nsg, r) for r in nsg.rules if _opened_by(r, rec, path.private_ip)
-                ]
+                found += [(nsg, r) for r in nsg.rules if _opened_by(r, rec, path.private_ip)]
         return found
 
     # --- serve ------------------------------------------------------------------------------
@@ -400,9 +394,7 @@ def _opened_by(rule: SecurityRule, rec: RequestRecord, private_ip: str) -> bool:
 
 
 def _result_of(policy: JitPolicy, rec: RequestRecord, req: AccessRequest) -> RequestResult:
-    ports: Sequence[GrantPort] = next(
-        (v.ports for v in req.vms if same_id(v.id, rec.vm_id)), ()
-    )
+    ports: Sequence[GrantPort] = next((v.ports for v in req.vms if same_id(v.id, rec.vm_id)), ())
     return RequestResult(
         policy.id, rec.vm_id, tuple(ports), req.start_time, req.requestor, req.justification
     )
