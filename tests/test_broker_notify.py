@@ -173,7 +173,7 @@ def test_a_hanging_receiver_blocks_no_decision_and_times_out(
     rid = create(store)
     receiver.release.clear()  # the receiver holds the request
     settings = NotifySettings.from_environ(
-        {**hooks(receiver.url, "json"), "JITCTL_BROKER_NOTIFY_TIMEOUT": "1"}
+        {**hooks(receiver.url, "json"), "JITCTL_BROKER_NOTIFY_TIMEOUT": "0.3"}
     )
     out: list[Any] = []
     sender = threading.Thread(target=lambda: out.append(Notifier(store, settings).send_due()))

@@ -149,7 +149,9 @@ def _number(environ: Mapping[str, str], var: str, default: float) -> float:
     except ValueError:
         value = -1
     if not 0 < value <= 60:
-        raise BadInput(f"{var} is {text!r}.", f"Give seconds from 1 to 60, e.g. {var}=5.")
+        raise BadInput(
+            f"{var} is {text!r}.", f"Give seconds, more than 0 and at most 60, e.g. {var}=5."
+        )
     return value
 
 
