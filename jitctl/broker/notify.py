@@ -28,7 +28,7 @@ import logging
 import random
 import smtplib
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from jitctl.broker.database import Note
 from jitctl.broker.errors import RequestNotFound
+from jitctl.broker.messages import EVENTS, Message, email_message, recipients, webhook_body
 from jitctl.broker.records import RequestRecord
 from jitctl.broker.work import WorkQueue
 from jitctl.errors import BadInput
@@ -48,23 +49,6 @@ log = logging.getLogger("jitctl.broker.notify")
 
 ENV = "JITCTL_BROKER_"
 WEBHOOK_KINDS = ("teams", "slack", "json")
-
-# What each notification says happened (the store's note kinds).
-EVENTS = {
-    "request.created": "New access request, waiting for approval",
-    "request.approved": "Access request approved",
-    "request.denied": "Access request denied",
-    "request.cancelled": "Access request cancelled",
-    "request.pending_expired": "Access request expired undecided",
-    "request.active": "Access is live",
-    "request.failed": "Access request failed",
-    "request.expired": "Access ended",
-    "request.revoked": "Access revoked",
-    "request.extended": "Access extended",
-    "break_glass": "Break-glass access, self-approved",
-}
-# The requester hears about their own request from here on (they know they asked).
-TO_REQUESTER = set(EVENTS) - {"request.created"}
 
 
 def is_loopback(host: str) -> bool:
@@ -185,17 +169,6 @@ def _smtp(environ: Mapping[str, str]) -> SmtpSettings | None:
 
 
 @dataclass(frozen=True)
-class Message:
-    kind: str
-    title: str
-    facts: tuple[tuple[str, str], ...]
-    loud: bool
-    link: str | None
-    payload: dict[str, Any]
-    requester: str | None
-
-
-@dataclass(frozen=True)
 class SendResult:
     sent: int = 0
     failed: int = 0
@@ -291,7 +264,7 @@ class Notifier:
         smtp = self.settings.smtp
         if smtp:
             mail = Receiver("email", f"{smtp.host}:{smtp.port}", f"e-mail via {smtp.host}")
-            to = recipients(smtp, msg)
+            to = recipients(smtp.to, msg)
             if to and mail.key not in delivered:
                 try:
                     self._mail(smtp, email_message(smtp.sender, to, msg))
@@ -387,107 +360,3 @@ def describe(err: BaseException) -> str:
     if isinstance(err, OSError) and err.strerror:
         return f"{type(err).__name__}: {err.strerror}"
     return type(err).__name__
-
-
-def recipients(smtp: SmtpSettings, msg: Message) -> tuple[str, ...]:
-    """The team's addresses; the requester too about their own request (every time on
-    break-glass: everyone hears of it)."""
-    to = list(smtp.to)
-    who = msg.requester or ""
-    if "@" in who and msg.kind in TO_REQUESTER and who.lower() not in (a.lower() for a in to):
-        to.append(who)
-    return tuple(to)
-
-
-def email_message(sender: str, to: Sequence[str], msg: Message) -> EmailMessage:
-    mail = EmailMessage()
-    mail["Subject"] = ("[BREAK-GLASS] " if msg.loud else "[jitctl] ") + msg.title
-    mail["From"] = sender
-    mail["To"] = ", ".join(to)
-    if msg.loud:
-        mail["Importance"] = "high"
-        mail["X-Priority"] = "1"
-    lines = [msg.title, ""] + [f"{k}: {v}" for k, v in msg.facts]
-    if msg.link:
-        lines += ["", msg.link]
-    mail.set_content("\n".join(lines) + "\n")
-    return mail
-
-
-def _slack_text(text: str) -> str:
-    """Slack's own escaping: a hostile reason cannot write a mention (<!channel>) or a link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def webhook_body(kind: str, msg: Message) -> dict[str, Any]:
-    if kind == "teams":
-        return _teams(msg)
-    if kind == "slack":
-        return _slack(msg)
-    return {
-        "event": msg.kind,
-        "title": msg.title,
-        "loud": msg.loud,
-        "url": msg.link,
-        "facts": dict(msg.facts),
-        "request": msg.payload,
-    }
-
-
-def _teams(msg: Message) -> dict[str, Any]:
-    """An Adaptive Card in a message, as Teams' Workflows webhooks take it."""
-    body: list[dict[str, Any]] = [
-        {
-            "type": "TextBlock",
-            "text": msg.title,
-            "weight": "Bolder",
-            "size": "Medium",
-            "wrap": True,
-            **({"color": "Attention"} if msg.loud else {}),
-        },
-        {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in msg.facts]},
-    ]
-    card: dict[str, Any] = {
-        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-        "type": "AdaptiveCard",
-        "version": "1.4",
-        "body": body,
-    }
-    if msg.link:
-        card["actions"] = [
-            {"type": "Action.OpenUrl", "title": "Open in the broker", "url": msg.link}
-        ]
-    return {
-        "type": "message",
-        "summary": msg.title,
-        "attachments": [
-            {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}
-        ],
-    }
-
-
-def _slack(msg: Message) -> dict[str, Any]:
-    title = _slack_text(msg.title)
-    text = f"<!channel> :rotating_light: {title}" if msg.loud else title
-    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{_slack_text(v)}"} for k, v in msg.facts]
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": msg.title[:150]}}
-    ]
-    if msg.loud:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
-    for start in range(0, len(fields), 10):  # Slack takes at most 10 fields a section
-        blocks.append({"type": "section", "fields": fields[start : start + 10]})
-    if msg.link:
-        blocks.append(
-            {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "text": {"type": "plain_text", "text": "Open in the broker"},
-                        "url": msg.link,
-                    }
-                ],
-            }
-        )
-    return {"text": text, "blocks": blocks}
