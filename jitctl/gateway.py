@@ -51,6 +51,12 @@ class Gateway(Protocol):
 
     def get_public_ip(self, public_ip_id: str) -> PublicIp: ...
 
+    def delete_nsg_rule(self, nsg_id: str, rule_name: str) -> None:
+        """Remove one security rule (a long-running delete, waited for). Azure has no call to
+        end a JIT request early: the broker's revoke removes the allow rule JIT wrote, which
+        needs Microsoft.Network/networkSecurityGroups/securityRules/delete. NotFound: gone."""
+        ...
+
     def find_firewall(self, subscription_id: str, address: str) -> Firewall | None:
         """The Azure Firewall whose public IP has `address`, in any subscription the caller can
         read (one Resource Graph query; the public IPs of `subscription_id` when that fails),

@@ -194,6 +194,12 @@ class AzureGateway:
             pip = self._client("network", sub).public_ip_addresses.get(rg, name)
         return t.public_ip_from_sdk(pip)
 
+    def delete_nsg_rule(self, nsg_id: str, rule_name: str) -> None:
+        sub, rg, name = _rg_name(nsg_id, "networkSecurityGroups")
+        with azure_errors():
+            rules = self._client("network", sub).security_rules
+            rules.begin_delete(rg, name, rule_name).result()
+
     def find_firewall(self, subscription_id: str, address: str) -> Firewall | None:
         """Resource Graph first: one query over every subscription the caller can read (a
         landing zone keeps the firewall in a hub subscription, the VMs in spokes). When it

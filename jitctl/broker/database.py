@@ -79,6 +79,8 @@ class Note:
 
     kind: str
     payload: dict[str, Any]
+    attempts: int = 0  # sends tried before (for the backoff)
+    delivered: tuple[str, ...] = ()  # the receivers that already took it (their keys)
 
 
 def note_kind(action: Action, target: State) -> str:

@@ -74,6 +74,10 @@ requests = Table(
     Column("ends_at", UtcDateTime),
     Column("claimed_by", String(200)),
     Column("claimed_at", UtcDateTime),
+    # revoked: the replica removing the JIT allow rules, and when it had (migration 0002)
+    Column("release_claimed_by", String(200)),
+    Column("release_claimed_at", UtcDateTime),
+    Column("released_at", UtcDateTime),
     CheckConstraint(f"state IN ({STATES})", name="ck_requests_state"),
     Index("ix_requests_state_created", "state", "created_at"),
     Index("ix_requests_requester", "requester", "created_at"),
@@ -133,5 +137,6 @@ outbox = Table(
     Column("claimed_at", UtcDateTime),
     Column("sent_at", UtcDateTime),
     Column("last_error", Text),
+    Column("delivered", Text),  # JSON list of the receivers that took it (migration 0002)
     Index("ix_outbox_due", "sent_at", "next_attempt_at"),
 )

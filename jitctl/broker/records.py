@@ -36,6 +36,7 @@ class RequestRecord:
     claimed_by: str | None = None
     claimed_at: datetime | None = None
     approved_by: tuple[str, ...] = ()
+    released_at: datetime | None = None  # revoked: when the broker had removed the allow rules
 
 
 def record_of(row: Mapping[Any, Any], approved_by: tuple[str, ...] = ()) -> RequestRecord:
@@ -63,4 +64,5 @@ def record_of(row: Mapping[Any, Any], approved_by: tuple[str, ...] = ()) -> Requ
         claimed_by=row.get("claimed_by"),
         claimed_at=row.get("claimed_at"),
         approved_by=approved_by,
+        released_at=row.get("released_at"),
     )

@@ -7,6 +7,7 @@ another holds), and on both databases a conditional UPDATE whose row count says 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,9 @@ from jitctl.broker.errors import (
 from jitctl.broker.lifecycle import Action, Role, State, check
 from jitctl.broker.models import outbox, requests
 from jitctl.broker.records import RequestRecord, record_of
+
+# The event that says what revoking did in Azure (not a transition: the request stays revoked)
+RELEASE = "release"
 
 
 class WorkQueue(Database):
@@ -165,7 +169,13 @@ class WorkQueue(Database):
     ) -> list[tuple[int, Note]]:
         with self._tx() as tx:
             rows = tx.conn.execute(
-                select(outbox.c.id, outbox.c.kind, outbox.c.payload)
+                select(
+                    outbox.c.id,
+                    outbox.c.kind,
+                    outbox.c.payload,
+                    outbox.c.attempts,
+                    outbox.c.delivered,
+                )
                 .where(outbox.c.sent_at.is_(None), outbox.c.next_attempt_at <= tx.now)
                 .order_by(outbox.c.id)
                 .limit(limit)
@@ -177,13 +187,28 @@ class WorkQueue(Database):
                     .where(outbox.c.id == r.id)
                     .values(claimed_by=worker, claimed_at=tx.now, next_attempt_at=tx.now + lease)
                 )
-        return [(int(r.id), Note(r.kind, json.loads(r.payload))) for r in rows]
+        return [
+            (
+                int(r.id),
+                Note(
+                    r.kind,
+                    json.loads(r.payload),
+                    int(r.attempts),
+                    tuple(json.loads(r.delivered or "[]")),
+                ),
+            )
+            for r in rows
+        ]
 
     def note_sent(self, note_id: int) -> None:
         with self._tx() as tx:
             tx.conn.execute(outbox.update().where(outbox.c.id == note_id).values(sent_at=tx.now))
 
-    def note_failed(self, note_id: int, error: str, retry_in: timedelta) -> None:
+    def note_failed(
+        self, note_id: int, error: str, retry_in: timedelta, delivered: Iterable[str] = ()
+    ) -> None:
+        """Try again after `retry_in`; `delivered`: the receivers that took it this time or
+        before (a retry goes only to the others)."""
         with self._tx() as tx:
             tx.conn.execute(
                 outbox.update()
@@ -192,5 +217,74 @@ class WorkQueue(Database):
                     attempts=outbox.c.attempts + 1,
                     last_error=error[:500],
                     next_attempt_at=tx.now + retry_in,
+                    delivered=json.dumps(sorted(set(delivered))),
                 )
             )
+
+    # --- a revoked request's allow rules --------------------------------------------------
+
+    def claim_releases(
+        self, worker: str, *, limit: int = 10, stale_after: timedelta = timedelta(minutes=5)
+    ) -> list[RequestRecord]:
+        """Revoked requests whose JIT allow rules the broker has not removed yet (or whose
+        remover died: its claim went stale), each claimed by one replica."""
+        with self._tx() as tx:
+            stale = tx.now - stale_after
+            rows = (
+                tx.conn.execute(
+                    select(requests)
+                    .where(
+                        requests.c.state == State.REVOKED.value,
+                        requests.c.released_at.is_(None),
+                        requests.c.release_claimed_at.is_(None)
+                        | (requests.c.release_claimed_at < stale),
+                    )
+                    .order_by(requests.c.updated_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+                .mappings()
+                .all()
+            )
+            claimed = []
+            for row in rows:
+                before = row["release_claimed_at"]
+                done = tx.conn.execute(
+                    requests.update()
+                    .where(
+                        requests.c.id == row["id"],
+                        requests.c.released_at.is_(None),
+                        requests.c.release_claimed_at == before
+                        if before
+                        else requests.c.release_claimed_at.is_(None),
+                    )
+                    .values(release_claimed_by=worker, release_claimed_at=tx.now)
+                )
+                if done.rowcount == 1:
+                    claimed.append(row["id"])
+            return [self._fetch(tx.conn, i) for i in claimed]
+
+    def finish_release(
+        self, request_id: str, worker: str, *, reason: str, data: dict[str, Any]
+    ) -> RequestRecord:
+        """Record what removing the allow rules did (one event), by the claim's holder."""
+        with self._tx() as tx:
+            done = tx.conn.execute(
+                requests.update()
+                .where(
+                    requests.c.id == request_id,
+                    requests.c.state == State.REVOKED.value,
+                    requests.c.released_at.is_(None),
+                    requests.c.release_claimed_by == worker,
+                )
+                .values(released_at=tx.now)
+            )
+            if done.rowcount != 1:
+                raise WrongState(
+                    f"Request {request_id} is not revoked and held by {worker} for release.",
+                    "Leave it to the replica that holds the claim.",
+                )
+            tx.log(
+                request_id, worker, Role.SYSTEM, RELEASE, State.REVOKED, State.REVOKED, reason, data
+            )
+            return self._fetch(tx.conn, request_id)

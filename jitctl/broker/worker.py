@@ -1,0 +1,432 @@
+"""The broker's worker: the Azure side of approved requests, and the clean-up around them.
+
+One round (`Worker.run_once`): close what is due (`store.sweep`: pending past its time to
+live, active past its end), initiate what was approved, remove the allow rules of revoked
+requests, and send the notifications due. `run_forever` does the same on a timer for
+`jitctl broker serve`, the initiates on a small thread pool so that one slow wait does not
+hold the others, the notifications on a thread of their own so that a slow receiver holds
+nothing.
+
+Exactly once: a request is claimed (store: one replica wins) before its initiate is sent. A
+broker killed between the claim and the initiate, or during the wait, leaves a claim that goes
+stale; whichever replica reclaims it first reads the JIT policy's request history and, when
+the initiate is there (its justification starts `broker:<request id>:`), waits on that grant
+instead of sending another.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from jitctl.broker.errors import StoreUnavailable, WrongState
+from jitctl.broker.lifecycle import State
+from jitctl.broker.notify import Notifier, SendResult
+from jitctl.broker.records import RequestRecord
+from jitctl.broker.store import Store
+from jitctl.clock import Clock
+from jitctl.errors import JitctlError, NotFound, Unavailable
+from jitctl.gateway import Gateway
+from jitctl.ids import VmRef, same_id, segments
+from jitctl.model import AccessRequest, GrantPort, JitPolicy, Nsg, SecurityRule
+from jitctl.nsgeval import is_jit_rule
+from jitctl.parsing import MAX_JUSTIFICATION
+from jitctl.services.access import RequestResult, find_policy, initiate_checked
+from jitctl.services.firewall import firewall_address
+from jitctl.services.topology import read_nsgs, read_path
+from jitctl.services.verify import VerifyResult, wait_until_effective
+from jitctl.textsafe import printable
+
+log = logging.getLogger("jitctl.broker.worker")
+
+MARK = "broker:"  # the justification of every initiate the broker sends: broker:<id>: ...
+
+# What revoking does, in the words every release event and the docs use.
+REVOKE_NOTE = (
+    "Azure has no call to end a JIT request early: the broker removed the JIT allow rule from "
+    "the VM's network security groups. Connections already open survive until they close, and "
+    "the JIT policy's request history still lists the request until its end time."
+)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """wait_timeout: how long access may take to go live after the initiate (Azure: about a
+    minute, no promise). claim_stale_after: when another replica may take over a claim; longer
+    than an initiate and its wait, so a live replica's claim is never taken."""
+
+    wait_timeout: float = 180.0
+    claim_stale_after: timedelta = timedelta(minutes=10)
+    batch: int = 10
+    parallel: int = 4
+
+
+@dataclass(frozen=True)
+class Initiated:
+    """What one claimed request came to: active (verified live) or failed, and why."""
+
+    request_id: str
+    state: State
+    detail: str
+    resent: bool = True  # False: the policy's history held our initiate; not sent again
+
+
+@dataclass(frozen=True)
+class Released:
+    request_id: str
+    removed: tuple[str, ...]  # "<nsg name>/<rule name>"
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Round:
+    swept: tuple[tuple[str, State], ...] = ()
+    initiated: tuple[Initiated, ...] = ()
+    released: tuple[Released, ...] = ()
+    notes: SendResult | None = None
+
+
+def worker_name() -> str:
+    """This replica's name in claims and events: host, process, and a random part."""
+    return f"broker@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def justification(rec: RequestRecord) -> str:
+    """`broker:<id>: <requester>: <reason>`: Azure's history names the broker as requestor,
+    so the person goes in the text, escaped and cut to Azure's length."""
+    text = f"{MARK}{rec.id}: {rec.requester}: {printable(rec.reason or '')}".rstrip(": ")
+    return text[:MAX_JUSTIFICATION]
+
+
+def sent_before(policy: JitPolicy, rec: RequestRecord) -> AccessRequest | None:
+    """This request's initiate in the policy's history, when a broker already sent it."""
+    mark = f"{MARK}{rec.id}:"
+    for req in reversed(policy.requests):
+        text = req.justification or ""
+        if (text == mark[:-1] or text.startswith(mark)) and any(
+            same_id(v.id, rec.vm_id) for v in req.vms
+        ):
+            return req
+    return None
+
+
+def vm_ref(vm_id: str) -> VmRef:
+    seg = segments(vm_id)
+    return VmRef(seg["subscriptions"], seg["resourcegroups"], seg["virtualmachines"])
+
+
+class Stopped(Exception):
+    """The worker was told to stop during a wait; the claim stays, to be taken over."""
+
+
+@dataclass
+class _StoppableClock:
+    """The worker's clock: sleeps end early (raising Stopped) once stop is set."""
+
+    inner: Clock
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def now(self) -> datetime:
+        return self.inner.now()
+
+    def sleep(self, seconds: float) -> None:
+        while seconds > 0:
+            if self.stop.is_set():
+                raise Stopped()
+            step = min(seconds, 0.5)
+            self.inner.sleep(step)
+            seconds -= step
+        if self.stop.is_set():
+            raise Stopped()
+
+
+class Worker:
+    """`gateway`: the broker's own Azure identity (it holds the initiate right; requesters do
+    not). `notifier`: None sends nothing (the outbox keeps the notifications)."""
+
+    def __init__(
+        self,
+        store: Store,
+        gateway: Gateway,
+        clock: Clock,
+        *,
+        name: str | None = None,
+        notifier: Notifier | None = None,
+        settings: WorkerSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.gw = gateway
+        self.clock = _StoppableClock(clock)
+        self.name = name or worker_name()
+        self.notifier = notifier
+        self.settings = settings or WorkerSettings()
+
+    # --- one round ----------------------------------------------------------------------------
+
+    def run_once(self) -> Round:
+        """Sweep, initiate every claimed request (side by side) and wait for each, release
+        revoked requests, send the notifications due; what happened."""
+        swept = tuple(self.store.sweep())
+        claimed = self.store.claim_initiates(
+            self.name, limit=self.settings.batch, stale_after=self.settings.claim_stale_after
+        )
+        with ThreadPoolExecutor(max(1, self.settings.parallel), "jitctl-broker") as pool:
+            initiated = tuple(pool.map(self.initiate, claimed))
+        released = self.release_due()
+        notes = self.notifier.send_due() if self.notifier else None
+        return Round(swept, initiated, released, notes)
+
+    def release_due(self) -> tuple[Released, ...]:
+        claimed = self.store.claim_releases(self.name, stale_after=self.settings.claim_stale_after)
+        return tuple(r for rec in claimed if (r := self.release(rec)) is not None)
+
+    # --- initiate, verify, finish -----------------------------------------------------------
+
+    def initiate(self, rec: RequestRecord) -> Initiated:
+        """The initiate of one claimed request (unless the history holds it), the wait until
+        access is live, and the store's finish: active, or failed with Azure's answer."""
+        ref = vm_ref(rec.vm_id)
+        answer: dict[str, Any] = {}
+        resent = True
+        try:
+            if not rec.source:
+                raise JitctlError(
+                    "The request names no source address to let in.",
+                    "Ask again with the address to connect from (--source-ip).",
+                )
+            policy, pvm = find_policy(self.gw, ref, rec.ports, None)
+            earlier = sent_before(policy, rec)
+            if earlier is not None:
+                resent = False
+                granted = _result_of(policy, rec, earlier)
+                answer["note"] = (
+                    "The policy's request history holds this request's initiate (a broker "
+                    "stopped after sending it): not sent again."
+                )
+            else:
+                granted = initiate_checked(
+                    self.gw,
+                    policy,
+                    pvm,
+                    rec.source,
+                    self.clock.now(),
+                    rec.ports,
+                    rec.duration,
+                    justification(rec),
+                    clock=self.clock,
+                )
+            answer["request"] = _grant_json(granted)
+            proof, polls = wait_until_effective(
+                self.gw,
+                ref,
+                rec.source.split("/")[0],
+                self.clock,
+                rec.ports,
+                self.settings.wait_timeout,
+                firewall=pvm.public_ip_address or firewall_address(self.gw, ref),
+            )
+        except Stopped:
+            log.info("stopped while initiating %s; the claim will be taken over", rec.id)
+            return Initiated(rec.id, State.ACTIVATING, "stopped", resent)
+        except JitctlError as err:
+            answer["error"] = {"type": type(err).__name__, "message": err.message}
+            if err.hint:
+                answer["error"]["hint"] = err.hint
+            return self._finish(rec, ok=False, azure=answer, reason=err.message, resent=resent)
+        answer["verification"] = _proof_json(proof, polls)
+        ends = max(p.end_time for p in granted.ports)
+        return self._finish(rec, ok=True, azure=answer, ends_at=ends, resent=resent)
+
+    def _finish(
+        self,
+        rec: RequestRecord,
+        *,
+        ok: bool,
+        azure: dict[str, Any],
+        ends_at: datetime | None = None,
+        reason: str | None = None,
+        resent: bool = True,
+    ) -> Initiated:
+        try:
+            done = self.store.finish_initiate(
+                rec.id, self.name, ok=ok, azure=azure, ends_at=ends_at, reason=reason
+            )
+        except WrongState as err:  # our claim went stale and another replica took it
+            log.warning("request %s: %s", rec.id, err.message)
+            return Initiated(rec.id, State.ACTIVATING, err.message, resent)
+        detail = "access verified live" if ok else (reason or "failed")
+        return Initiated(rec.id, done.state, detail, resent)
+
+    # --- revoke: remove the allow rules -------------------------------------------------------
+
+    def release(self, rec: RequestRecord) -> Released | None:
+        """Remove the JIT allow rules this request opened (same VM, port, source) from every
+        NSG on the VM's paths; the release event says what was removed and what was not. None:
+        Azure did not answer; the claim goes stale and is tried again."""
+        ref = vm_ref(rec.vm_id)
+        data: dict[str, Any] = {"note": REVOKE_NOTE}
+        removed: list[str] = []
+        error: str | None = None
+        try:
+            for nsg, rule in self._allow_rules_of(rec, ref):
+                try:
+                    self.gw.delete_nsg_rule(nsg.id, rule.name)
+                except NotFound:
+                    continue  # expired or removed meanwhile: gone either way
+                removed.append(f"{nsg.name}/{rule.name}")
+            fw = firewall_address(self.gw, ref)
+            if fw:
+                data["firewall"] = (
+                    f"The VM is reached through Azure Firewall {fw}: its JIT DNAT rule was not "
+                    "removed and lets the source in until the request's end time."
+                )
+        except Unavailable as err:
+            log.warning("request %s: releasing failed (%s); will try again", rec.id, err.message)
+            return None
+        except JitctlError as err:  # e.g. Forbidden: no network write right
+            error = err.message
+            data["error"] = {"type": type(err).__name__, "message": err.message, "hint": err.hint}
+        data["removed"] = removed
+        if error:
+            reason = f"The allow rules were not removed: {error}"
+        elif removed:
+            reason = f"Removed {len(removed)} JIT allow rule(s); open connections survive."
+        else:
+            reason = "No JIT allow rule for this request was left to remove."
+        try:
+            self.store.finish_release(rec.id, self.name, reason=reason, data=data)
+        except WrongState as err:
+            log.warning("request %s: %s", rec.id, err.message)
+            return None
+        return Released(rec.id, tuple(removed), error)
+
+    def _allow_rules_of(self, rec: RequestRecord, ref: VmRef) -> list[tuple[Nsg, SecurityRule]]:
+        vm = self.gw.get_vm(ref)
+        found: list[tuple[Nsg, SecurityRule]] = []
+        seen: set[str] = set()
+        for nic in vm.nics:
+            path = read_path(self.gw, vm, nic.id)
+            for nsg in read_nsgs(self.gw, path):
+                if nsg is None or nsg.id.lower() in seen:
+                    continue
+                seen.add(nsg.id.lower())
+                found += [(nsg, r) for r in nsg.rules if _opened_by(r, rec, path.private_ip)]
+        return found
+
+    # --- serve ------------------------------------------------------------------------------
+
+    def run_forever(self, stop_event: threading.Event, interval: float = 2.0) -> None:
+        """Rounds every `interval` seconds until `stop_event` is set: initiates on a pool
+        (a free slot takes the next claim), notifications on a thread of their own. A
+        database that does not answer is logged and tried again next round."""
+        self.clock.stop = stop_event
+        notes = (
+            threading.Thread(
+                target=self._loop,
+                args=(stop_event, interval, self.notifier.send_due),
+                name="jitctl-broker-notify",
+                daemon=True,
+            )
+            if self.notifier
+            else None
+        )
+        if notes:
+            notes.start()
+        busy: set[Future[Initiated]] = set()
+        pool = ThreadPoolExecutor(max(1, self.settings.parallel), "jitctl-broker")
+        try:
+
+            def one_round() -> None:
+                nonlocal busy
+                self.store.sweep()
+                busy = {f for f in busy if not f.done()}
+                free = self.settings.parallel - len(busy)
+                if free > 0:
+                    for rec in self.store.claim_initiates(
+                        self.name, limit=free, stale_after=self.settings.claim_stale_after
+                    ):
+                        busy.add(pool.submit(self.initiate, rec))
+                self.release_due()
+
+            self._loop(stop_event, interval, one_round)
+        finally:
+            pool.shutdown(wait=True)  # the waits end at once: the clock raises Stopped
+            if notes:
+                notes.join()
+
+    @staticmethod
+    def _loop(stop: threading.Event, interval: float, step: Callable[[], Any]) -> None:
+        while not stop.is_set():
+            try:
+                step()
+            except StoreUnavailable as err:
+                log.warning("%s", err.message)
+            except Exception:  # a round's bug must not end the service
+                log.exception("broker worker round failed")
+            stop.wait(interval)
+
+
+def _opened_by(rule: SecurityRule, rec: RequestRecord, private_ip: str) -> bool:
+    """A JIT allow rule for this request: inbound, to the VM's address, one of its ports,
+    from its source (as Azure writes it: with or without /32)."""
+    if not (is_jit_rule(rule) and rule.access.lower() == "allow"):
+        return False
+    if rule.direction.lower() != "inbound":
+        return False
+    sources = {s.removesuffix("/32") for s in (*rule.source_address_prefixes,) if s}
+    if rule.source_address_prefix:
+        sources.add(rule.source_address_prefix.removesuffix("/32"))
+    if (rec.source or "").removesuffix("/32") not in sources:
+        return False
+    dests = {*rule.destination_address_prefixes, rule.destination_address_prefix or ""}
+    if private_ip not in dests:
+        return False
+    ports = {*rule.destination_port_ranges, rule.destination_port_range or ""}
+    return any(str(p) in ports for p in rec.ports)
+
+
+def _result_of(policy: JitPolicy, rec: RequestRecord, req: AccessRequest) -> RequestResult:
+    ports: Sequence[GrantPort] = next((v.ports for v in req.vms if same_id(v.id, rec.vm_id)), ())
+    return RequestResult(
+        policy.id, rec.vm_id, tuple(ports), req.start_time, req.requestor, req.justification
+    )
+
+
+def _grant_json(g: RequestResult) -> dict[str, Any]:
+    return {
+        "policy": g.policy_id,
+        "start": g.start_time.isoformat() if g.start_time else None,
+        "requestor": g.requestor,
+        "justification": g.justification,
+        "ports": [
+            {
+                "number": p.number,
+                "source": p.source,
+                "end": p.end_time.isoformat(),
+                "status": p.status,
+                **({"mapped_port": p.mapped_port} if p.mapped_port else {}),
+            }
+            for p in g.ports
+        ],
+        **({"notes": list(g.notes)} if g.notes else {}),
+    }
+
+
+def _proof_json(v: VerifyResult, polls: int) -> dict[str, Any]:
+    return {
+        "effective": v.effective,
+        "verified": v.verified,
+        "polls": polls,
+        "source": v.source_ip,
+        "private_ip": v.private_ip,
+        "ports": [{"port": p.port, "effective": p.effective} for p in v.ports],
+        **({"trust": note} if (note := v.trust_note()) else {}),
+    }
