@@ -39,6 +39,7 @@ class App:
     ip_fetch: Any = None  # HTTP GET for the IP echo services; tests inject a fake
     data_dir: Path | None = None  # where .rdp files go (the user's data directory)
     max_parallel: int | None = None  # ARM reads in flight at once; None: JITCTL_MAX_PARALLEL
+    broker_http: Any = None  # an httpx.Client for the broker's API; tests pass an in-process one
     _gateway: Gateway | None = None
     _fleet: Any = None
     _seen: list[tuple[str, str]] | None = None  # (id, name) of the subscriptions ARM lists

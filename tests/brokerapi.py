@@ -54,6 +54,7 @@ PEOPLE = {
 }
 VMS = {  # what the VM lookup knows: name -> tags
     "web1": (),
+    "vm-web01": (),
     "pci1": (("env", "pci"),),
 }
 ASK = {
