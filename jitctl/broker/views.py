@@ -24,11 +24,9 @@ from jitctl.broker.records import RequestRecord
 from jitctl.broker.rules import Decision, Outcome, Principal, may_approve
 from jitctl.errors import (
     BadInput,
-    ExitCode,
     Forbidden,
     JitctlError,
     NotFound,
-    NotSignedIn,
     Refused,
 )
 from jitctl.ids import name_of, segments
@@ -44,7 +42,6 @@ ERRORS: tuple[tuple[type[JitctlError], int, str], ...] = (
     (AlreadyReviewed, 409, "already_reviewed"),
     (Refused, 403, "refused"),  # what is left of Refused: the rules said no
     (Unauthenticated, 401, "unauthenticated"),
-    (NotSignedIn, 401, "unauthenticated"),
     (RequestNotFound, 404, "not_found"),
     (NotFound, 404, "not_found"),
     (BadInput, 400, "bad_input"),
@@ -71,8 +68,8 @@ def error_answer(err: JitctlError) -> tuple[int, dict[str, Any]]:
     status, code = next(
         ((s, c) for cls, s, c in ERRORS if isinstance(err, cls)), (502, "upstream_error")
     )
-    if status == 502 and err.code is ExitCode.ERROR:
-        status, code = 502, "azure_error"
+    # what is left is the broker's own trouble with Azure (its sign-in included): not the
+    # caller's token, so never a 401
     return status, error_body(code, err.message, err.hint)
 
 
