@@ -51,9 +51,7 @@ def test_every_endpoint_refuses_a_missing_or_bad_token_before_anything(broker, m
     rid = broker.ask()["id"]
     events = broker.store.verify_log().events
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    answer = broker.http.request(
-        method, "/api/v1" + path.format(id=rid), headers=headers, json=ASK
-    )
+    answer = broker.http.request(method, "/api/v1" + path.format(id=rid), headers=headers, json=ASK)
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"] == "Bearer"
     assert answer.json()["error"]["code"] == "unauthenticated"
@@ -171,7 +169,10 @@ def test_cancel_deny_revoke_extend_by_role(broker):
     broker.activate(rid)
     shown = broker.call("ann", "GET", f"/requests/{rid}").json()
     assert shown["state"] == "active" and shown["actions"] == ["revoke"]
-    assert broker.call("ann", "POST", f"/requests/{rid}/extend", json={"duration": "1h"}).status_code == 403
+    assert (
+        broker.call("ann", "POST", f"/requests/{rid}/extend", json={"duration": "1h"}).status_code
+        == 403
+    )
     over = broker.call("olga", "POST", f"/requests/{rid}/extend", json={"duration": "4h"})
     assert over.status_code == 400 and "maximum 3h" in over.json()["error"]["message"]
     broker.clock.advance(minutes=30)
@@ -194,7 +195,12 @@ def test_explain_for_the_caller_and_for_another_user_with_groups(broker):
         "ann",
         "POST",
         "/explain",
-        json={"vm": "pci1", "resource_group": "rg-prod", "as_user": "x@contoso.com", "groups": ["contractors", "engineers"]},
+        json={
+            "vm": "pci1",
+            "resource_group": "rg-prod",
+            "as_user": "x@contoso.com",
+            "groups": ["contractors", "engineers"],
+        },
     ).json()
     assert other["would"] == "refused" and other["requester"] == "x@contoso.com"
     assert stored(broker) == 0
@@ -226,8 +232,13 @@ def test_the_log_is_for_admins_and_auditors_as_jsonl_or_csv_since_a_time(broker)
 def test_scope_all_is_everything_for_an_admin_and_an_unknown_scope_is_bad_input(broker):
     broker.ask("ann")
     broker.ask("ben")
-    assert len(broker.call("adam", "GET", "/requests", params={"scope": "all"}).json()["requests"]) == 2
-    assert len(broker.call("ann", "GET", "/requests", params={"scope": "all"}).json()["requests"]) == 1
+    assert (
+        len(broker.call("adam", "GET", "/requests", params={"scope": "all"}).json()["requests"])
+        == 2
+    )
+    assert (
+        len(broker.call("ann", "GET", "/requests", params={"scope": "all"}).json()["requests"]) == 1
+    )
     assert broker.call("ann", "GET", "/requests", params={"scope": "yours"}).status_code == 400
     assert broker.call("ann", "GET", "/requests", params={"limit": "0"}).status_code == 400
 
@@ -236,7 +247,11 @@ def test_a_database_that_does_not_answer_is_503_and_the_probe_says_so(tmp_path):
     store = Store(open_engine(f"sqlite:///{tmp_path / 'missing' / 'broker.sqlite'}"), FakeClock())
     app = create_app(store, lambda: rules_in(tmp_path), FakeVerifier(), Settings())
     http = httpx.Client(transport=InProcess(app), base_url="http://127.0.0.1")
-    answer = http.post("/api/v1/requests", headers={"Authorization": "Bearer tok-ann"}, json={**ASK, "subscription": "s1"})
+    answer = http.post(
+        "/api/v1/requests",
+        headers={"Authorization": "Bearer tok-ann"},
+        json={**ASK, "subscription": "s1"},
+    )
     assert answer.status_code == 503
     assert answer.json()["error"]["code"] == "store_unavailable"
     assert "nothing was written" in answer.json()["error"]["message"]
@@ -246,7 +261,10 @@ def test_a_database_that_does_not_answer_is_503_and_the_probe_says_so(tmp_path):
 def test_the_probe_needs_no_token_and_says_nothing_else(broker):
     answer = broker.http.get("/healthz")
     assert answer.status_code == 200 and answer.json() == {"status": "ok"}
-    assert broker.call("ann", "GET", "/healthz").json() == {"status": "ok", "you": "ann@contoso.com"}
+    assert broker.call("ann", "GET", "/healthz").json() == {
+        "status": "ok",
+        "you": "ann@contoso.com",
+    }
 
 
 def test_an_unexpected_error_is_a_plain_500_without_internals(tmp_path, broker):

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from jitctl.app import App
 from jitctl.cli.commands import cli
 from jitctl.clock import FakeClock
-from tests.brokerapi import Broker, InProcess
+from tests.brokerapi import Broker
 
 URL = "http://127.0.0.1:8765"
 
@@ -54,7 +54,9 @@ def test_request_approve_show_as_json_documents(jitctl, broker):
     assert json.loads(approved.stdout)["state"] == "approved"
     shown = jitctl("ann", "broker", "show", doc["id"])
     assert shown.exit_code == 0
-    assert "approved by  olga@contoso.com" in shown.stdout and "state        approved" in shown.stdout
+    assert (
+        "approved by  olga@contoso.com" in shown.stdout and "state        approved" in shown.stdout
+    )
 
 
 def test_http_errors_come_back_as_jitctls_exit_codes(jitctl, broker):
@@ -80,7 +82,9 @@ def test_http_errors_come_back_as_jitctls_exit_codes(jitctl, broker):
 
 def test_a_token_goes_over_plain_http_only_to_a_loopback_address(jitctl, broker):
     sent: list[httpx.Request] = []
-    spy = httpx.Client(transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(500)))
+    spy = httpx.Client(
+        transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(500))
+    )
     app = App(clock=broker.clock, broker_http=spy)
     for url in ("http://broker.example.com", "http://10.0.0.5:8080", "ftp://127.0.0.1"):
         got = CliRunner().invoke(
@@ -110,7 +114,16 @@ def test_list_scopes_and_the_table(jitctl, broker):
     assert [d["requester"] for d in mine] == ["ann@contoso.com"]
     pending = jitctl("olga", "broker", "list", "--pending")
     lines = pending.stdout.splitlines()
-    assert lines[0].split() == ["ID", "STATE", "REQUESTER", "VM", "PORTS", "DURATION", "CREATED", "REASON"]
+    assert lines[0].split() == [
+        "ID",
+        "STATE",
+        "REQUESTER",
+        "VM",
+        "PORTS",
+        "DURATION",
+        "CREATED",
+        "REASON",
+    ]
     assert len(lines) == 3 and all("pending" in x for x in lines[1:])
 
 
@@ -118,7 +131,9 @@ def test_wait_polls_until_active_and_says_so(jitctl, broker, monkeypatch):
     made = jitctl("otto", *REQUEST, *TICKET, "-o", "json")  # auto-approved
     rid = json.loads(made.stdout)["id"]
     broker.activate(rid)
-    waited = jitctl("otto", *REQUEST[:-2], "--reason", "again", *TICKET, "--wait", "--timeout", "5s")
+    waited = jitctl(
+        "otto", *REQUEST[:-2], "--reason", "again", *TICKET, "--wait", "--timeout", "5s"
+    )
     assert waited.exit_code == 8 and "still approved" in waited.stderr  # nobody initiates it
     assert broker.clock.slept == [1.0, 2.0, 3.0]
 
@@ -154,8 +169,18 @@ def test_log_verify_csv_jsonl_and_explain(jitctl, broker):
     broken = jitctl("adam", "broker", "log", "--verify")
     assert broken.exit_code == 1 and "content was changed" in broken.stdout
     told = jitctl(
-        "ann", "broker", "explain", "pci1", "-g", "rg-prod", "--as-user", "x@contoso.com",
-        "--group", "contractors", "--group", "engineers",
+        "ann",
+        "broker",
+        "explain",
+        "pci1",
+        "-g",
+        "rg-prod",
+        "--as-user",
+        "x@contoso.com",
+        "--group",
+        "contractors",
+        "--group",
+        "engineers",
     )
     assert told.exit_code == 0 and told.stdout.startswith("x@contoso.com: would be refused")
 
@@ -180,9 +205,19 @@ def test_broker_examples_in_help_run(jitctl, broker):
         if words[:2] in (["broker", "extend"], ["broker", "revoke"]):
             jitctl("olga", "broker", "approve", rid)
             broker.activate(rid)
-        who = "olga" if words[1] in ("approve", "deny", "extend") else "adam" if words[1] == "log" else "ann"
+        who = (
+            "olga"
+            if words[1] in ("approve", "deny", "extend")
+            else "adam"
+            if words[1] == "log"
+            else "ann"
+        )
         if words[1] == "request":
-            words += ["--source-ip", "203.0.113.7", "--ticket", "INC42"] if "--ticket" not in words else ["--source-ip", "203.0.113.7"]
+            words += (
+                ["--source-ip", "203.0.113.7", "--ticket", "INC42"]
+                if "--ticket" not in words
+                else ["--source-ip", "203.0.113.7"]
+            )
         got = jitctl(who, *[w for w in words if w != "--wait"])
         assert got.exit_code == 0, (text, got.output)
         ran += 1

@@ -57,7 +57,9 @@ def test_serve_refuses_what_it_cannot_run_before_touching_the_database(tmp_path)
 
 def test_migrate_makes_the_schema(tmp_path):
     db = tmp_path / "m.sqlite"
-    got = CliRunner().invoke(cli, ["broker", "migrate", "--db", f"sqlite:///{db}", "-o", "json"], obj=App())
+    got = CliRunner().invoke(
+        cli, ["broker", "migrate", "--db", f"sqlite:///{db}", "-o", "json"], obj=App()
+    )
     assert got.exit_code == 0 and '"migrated": true' in got.stdout
     import sqlite3
 
@@ -83,10 +85,25 @@ def test_a_real_uvicorn_process_serves_the_api_and_stops_on_sigterm(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JITCTL_", "AZURE_"))}
-    env.update(JITCTL_EMULATOR_STATE=str(tmp_path / "emulator.json"), PYTHONPATH=str(ROOT), JITCTL_BROKER_LOG_LEVEL="warning")
+    env.update(
+        JITCTL_EMULATOR_STATE=str(tmp_path / "emulator.json"),
+        PYTHONPATH=str(ROOT),
+        JITCTL_BROKER_LOG_LEVEL="warning",
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, f"sqlite:///{tmp_path / 'b.sqlite'}", str(tmp_path), str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            SERVER,
+            f"sqlite:///{tmp_path / 'b.sqlite'}",
+            str(tmp_path),
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         api = BrokerClient(f"http://127.0.0.1:{port}", lambda: "tok-ann")
@@ -99,7 +116,9 @@ def test_a_real_uvicorn_process_serves_the_api_and_stops_on_sigterm(tmp_path):
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(0.1)
-        made = api.call("POST", "/requests", {**ASK, "vm": "vm-win01", "resource_group": "rg-jit-demo"})
+        made = api.call(
+            "POST", "/requests", {**ASK, "vm": "vm-win01", "resource_group": "rg-jit-demo"}
+        )
         assert made["state"] == "pending" and made["subscription"] == DEMO_SUBSCRIPTION
         proc.send_signal(signal.SIGHUP)  # re-reads the policies; the server goes on
         assert api.call("GET", f"/requests/{made['id']}")["id"] == made["id"]

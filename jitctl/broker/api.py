@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -50,7 +50,7 @@ class Verifier(Protocol):
 
 @dataclass(frozen=True)
 class Settings:
-    access: Access = Access()
+    access: Access = field(default_factory=Access)
     subscription: str | None = None  # for VMs named without one
     # The VM's tags (rules may match on them) by resource id; raises NotFound for no such VM.
     # None: no lookup, rules see no tags.
@@ -185,7 +185,7 @@ class Api:
         self.store.ping()
         return {"status": "ok", "you": call.who.upn}
 
-    def _ask(self, who: Principal, new: bodies.NewRequest) -> Ask:
+    def _ask(self, who: Principal, new: bodies.Target) -> Ask:
         """The request as the rules see it: the VM (its tags read), ports, duration (default
         an hour, or the rules' maximum when that is shorter)."""
         vm_id = new.vm_id(self.settings.subscription)

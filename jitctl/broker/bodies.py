@@ -171,7 +171,9 @@ def since(value: str | None, now: datetime) -> datetime | None:
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         try:
-            return now - parse_duration(text, minimum=timedelta(seconds=1), maximum=timedelta(days=3660))
+            return now - parse_duration(
+                text, minimum=timedelta(seconds=1), maximum=timedelta(days=3660)
+            )
         except BadInput:
             raise BadInput(
                 f"since '{printable(value)}' is neither a time nor a duration.",

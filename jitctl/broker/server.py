@@ -72,7 +72,9 @@ class FolderRules:
             except BadInput as err:
                 log.error("policy files not reloaded, the rules in force stay: %s", err.message)
                 return False
-            log.info("approval rules reloaded from %s: %d entries", self.folder, len(self.rules.rules))
+            log.info(
+                "approval rules reloaded from %s: %d entries", self.folder, len(self.rules.rules)
+            )
             return True
 
     def __call__(self) -> RuleSet:
@@ -103,7 +105,9 @@ def check_tls(config: ServeConfig) -> None:
             raise BadInput(f"No file {path}.", "Give the PEM file's path.")
 
 
-def start_worker(store: Any, app: Any, stop: threading.Event, interval: float) -> threading.Thread | None:
+def start_worker(
+    store: Any, app: Any, stop: threading.Event, interval: float
+) -> threading.Thread | None:
     """The worker (initiates, sweeps, notifications) in a thread, when this jitctl has one:
     `jitctl.broker.worker.Worker(store, app)` with `run_forever(stop, interval)`."""
     if importlib.util.find_spec("jitctl.broker.worker") is None:

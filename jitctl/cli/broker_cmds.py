@@ -3,19 +3,16 @@ client of the broker's JSON API); and run one (serve, migrate)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import click
 
 from jitctl.app import App
+from jitctl.cli.broker_calls import client
 from jitctl.cli.globalopts import CONTEXT
 from jitctl.cli.output import emit
 from jitctl.cli.paramtypes import PortType
-
-STEPS = (1.0, 2.0, 3.0, 5.0)  # seconds between looks while --wait waits
 
 
 def broker_option(f: Any) -> Any:
@@ -26,19 +23,6 @@ def broker_option(f: Any) -> Any:
         metavar="URL",
         help="The broker's URL (else JITCTL_BROKER_URL); plain http only to a loopback address.",
     )(f)
-
-
-def client(app: App, url: str | None) -> Any:
-    from jitctl.broker.client import BrokerClient
-    from jitctl.broker.client_auth import broker_token
-    from jitctl.errors import BadInput
-
-    if not url:
-        raise BadInput(
-            "No broker given.", "Pass --broker URL or set JITCTL_BROKER_URL to the broker's URL."
-        )
-    audience = os.environ.get("JITCTL_BROKER_AUDIENCE", "")
-    return BrokerClient(url, lambda: broker_token(app, audience), app.broker_http)
 
 
 def show_request(app: App, doc: dict[str, Any]) -> None:
@@ -61,12 +45,18 @@ def broker() -> None:
 @broker.command(context_settings=CONTEXT)
 @click.argument("vm")
 @click.option("-g", "--resource-group", required=True, help="The VM's resource group.")
-@click.option("--port", "ports", multiple=True, type=PortType(), help="Port (repeatable; default 3389).")
+@click.option(
+    "--port", "ports", multiple=True, type=PortType(), help="Port (repeatable; default 3389)."
+)
 @click.option("--duration", help="How long (90m, 1h, PT1H); default 1h, or the rules' maximum.")
 @click.option("--reason", required=True, help="Why; shown to the approvers and kept in the log.")
 @click.option("--ticket", help="A ticket id, when the rules ask for one.")
 @click.option("--source-ip", help="The address to let in (default: this machine's public IPv4).")
-@click.option("--break-glass", is_flag=True, help="Approve it yourself, where the rules allow; everyone is told.")
+@click.option(
+    "--break-glass",
+    is_flag=True,
+    help="Approve it yourself, where the rules allow; everyone is told.",
+)
 @click.option("--wait", is_flag=True, help="Then wait until access is live and verified.")
 @click.option("--timeout", default="10m", show_default=True, help="With --wait: how long.")
 @broker_option
@@ -91,6 +81,7 @@ def request(
     Example:
       jitctl broker request vm-web01 -g rg-prod --port 22 --duration 1h --reason "deploy" --wait
     """
+    from jitctl.cli.broker_calls import wait_active
     from jitctl.parsing import parse_duration
 
     api = client(app, broker_url)
@@ -110,37 +101,6 @@ def request(
     if wait:
         doc = wait_active(app, api, doc, limit.total_seconds())
     show_request(app, doc)
-
-
-def wait_active(app: App, api: Any, doc: dict[str, Any], limit: float) -> dict[str, Any]:
-    """Until the broker says active (Azure took the initiate and verify found access live),
-    or a state that will never get there."""
-    from jitctl.cli.output import warn
-    from jitctl.errors import NotEffective, Refused, TimedOut
-
-    waited, step = 0.0, 0
-    said = False
-    while doc["state"] in ("pending", "approved", "activating"):
-        if doc["state"] == "pending" and not said:
-            warn(app, f"jitctl: waiting for approval of request {doc['id']}")
-            said = True
-        if waited >= limit:
-            raise TimedOut(
-                f"Request {doc['id']} is still {doc['state']}.",
-                f"See where it is with: jitctl broker show {doc['id']}",
-            )
-        pause = STEPS[min(step, len(STEPS) - 1)]
-        app.clock.sleep(pause)
-        waited, step = waited + pause, step + 1
-        doc = api.call("GET", f"/requests/{doc['id']}")
-    if doc["state"] == "active":
-        return doc
-    if doc["state"] == "failed":
-        raise NotEffective(
-            f"Request {doc['id']} failed: Azure refused the initiate or access never went live.",
-            f"The log has Azure's answer: jitctl broker show {doc['id']}",
-        )
-    raise Refused(f"Request {doc['id']} is {doc['state']}.", "Ask again, or ask an approver why.")
 
 
 @broker.command(name="list", context_settings=CONTEXT)
@@ -271,7 +231,11 @@ def _log_output(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 @broker.command(context_settings=CONTEXT)
 @click.option("--since", metavar="T", help="From this time (ISO 8601) or this long ago (24h, 7d).")
-@click.option("--verify", is_flag=True, help="Check the hash chain: exit 0 only if no row was changed or deleted.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Check the hash chain: exit 0 only if no row was changed or deleted.",
+)
 @click.option(
     "-o",
     "--output",
@@ -319,8 +283,15 @@ def log(app: App, since: str | None, verify: bool, fmt: str | None, broker_url: 
 @click.argument("vm")
 @click.option("-g", "--resource-group", required=True, help="The VM's resource group.")
 @click.option("--as-user", help="Whose request (default: you, with your token's groups).")
-@click.option("--group", "groups", multiple=True, help="A group of --as-user (repeatable): only their token has them.")
-@click.option("--port", "ports", multiple=True, type=PortType(), help="Port (repeatable; default 3389).")
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    help="A group of --as-user (repeatable): only their token has them.",
+)
+@click.option(
+    "--port", "ports", multiple=True, type=PortType(), help="Port (repeatable; default 3389)."
+)
 @click.option("--duration", help="How long (default 1h).")
 @click.option("--reason", help="As the request would give it.")
 @click.option("--ticket", help="As the request would give it.")
@@ -392,16 +363,49 @@ def migrate(app: App, db: str | None) -> None:
 
 @broker.command(context_settings=CONTEXT)
 @DB
-@click.option("--policies", "policies", default="policies", show_default=True, type=click.Path(), help="The policy folder; re-read on change and on SIGHUP.")
+@click.option(
+    "--policies",
+    "policies",
+    default="policies",
+    show_default=True,
+    type=click.Path(),
+    help="The policy folder; re-read on change and on SIGHUP.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", "listen", default=8080, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--tls-cert", type=click.Path(), help="PEM certificate: serve HTTPS (with --tls-key).")
+@click.option(
+    "--tls-cert", type=click.Path(), help="PEM certificate: serve HTTPS (with --tls-key)."
+)
 @click.option("--tls-key", type=click.Path(), help="PEM private key of --tls-cert.")
-@click.option("--issuer", envvar="JITCTL_BROKER_ISSUER", help="OIDC issuer whose tokens are accepted (else JITCTL_BROKER_ISSUER).")
-@click.option("--audience", envvar="JITCTL_BROKER_AUDIENCE", help="The tokens' audience: the broker's app id (else JITCTL_BROKER_AUDIENCE).")
-@click.option("--client-id", envvar="JITCTL_BROKER_CLIENT_ID", help="The web pages' OIDC client id (else JITCTL_BROKER_CLIENT_ID).")
-@click.option("--admin", "admins", multiple=True, envvar="JITCTL_BROKER_ADMINS", help="group:NAME or user:UPN who run the broker (repeatable; else JITCTL_BROKER_ADMINS, space-separated).")
-@click.option("--auditor", "auditors", multiple=True, envvar="JITCTL_BROKER_AUDITORS", help="group:NAME or user:UPN who may read the log (repeatable).")
+@click.option(
+    "--issuer",
+    envvar="JITCTL_BROKER_ISSUER",
+    help="OIDC issuer whose tokens are accepted (else JITCTL_BROKER_ISSUER).",
+)
+@click.option(
+    "--audience",
+    envvar="JITCTL_BROKER_AUDIENCE",
+    help="The tokens' audience: the broker's app id (else JITCTL_BROKER_AUDIENCE).",
+)
+@click.option(
+    "--client-id",
+    envvar="JITCTL_BROKER_CLIENT_ID",
+    help="The web pages' OIDC client id (else JITCTL_BROKER_CLIENT_ID).",
+)
+@click.option(
+    "--admin",
+    "admins",
+    multiple=True,
+    envvar="JITCTL_BROKER_ADMINS",
+    help="group:NAME or user:UPN who run the broker (repeatable; else JITCTL_BROKER_ADMINS, space-separated).",
+)
+@click.option(
+    "--auditor",
+    "auditors",
+    multiple=True,
+    envvar="JITCTL_BROKER_AUDITORS",
+    help="group:NAME or user:UPN who may read the log (repeatable).",
+)
 @click.pass_obj
 def serve(app: App, **options: Any) -> None:
     """Run the approval broker: the JSON API, and the worker that opens approved access.

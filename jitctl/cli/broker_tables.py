@@ -42,7 +42,10 @@ def request_text(doc: dict[str, Any], now: datetime) -> str:
         ["approvers", f"{approvers} ({doc['min_approvals']} needed)" if doc["approvers"] else "-"],
         ["approved by", ", ".join(doc["approved_by"]) or "-"],
         ["created", _when(doc["created_at"])],
-        ["pending until" if doc["state"] == "pending" else "ends", _when(doc["pending_until"] if doc["state"] == "pending" else doc["ends_at"], now)],
+        [
+            "pending until" if doc["state"] == "pending" else "ends",
+            _when(doc["pending_until"] if doc["state"] == "pending" else doc["ends_at"], now),
+        ],
         ["you may", ", ".join(doc["actions"]) or "-"],
     ]
     return table(rows, ["FIELD", "VALUE"])
