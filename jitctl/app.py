@@ -42,6 +42,7 @@ class App:
     max_parallel: int | None = None  # ARM reads in flight at once; None: JITCTL_MAX_PARALLEL
     as_user: str | None = None  # --as: the emulator's test user the broker commands act as
     azure_credential: Any = None  # a TokenCredential; None: DefaultAzureCredential (tests inject)
+    broker_http: Any = None  # an httpx.Client for the broker's API; tests pass an in-process one
     _gateway: Gateway | None = None
     _fleet: Any = None
     _seen: list[tuple[str, str]] | None = None  # (id, name) of the subscriptions ARM lists

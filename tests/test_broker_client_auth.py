@@ -80,7 +80,10 @@ def test_no_sign_in_is_exit_3_with_what_to_do():
     with pytest.raises(NotSignedIn) as err:
         broker_token(azure_app(credential), BROKER_APP_ID)
     assert err.value.code == ExitCode.NOT_SIGNED_IN
-    assert err.value.message == "Not signed in to Azure: no credential was found."
+    assert err.value.message == (
+        "No token for the broker: not signed in to Azure: no credential was found."
+    )
+    assert "JITCTL_BROKER_TOKEN" in err.value.hint and "--emulator --as" in err.value.hint
 
 
 def test_as_without_the_emulator_is_bad_input():

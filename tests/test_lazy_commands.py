@@ -25,6 +25,11 @@ HEAVY = (
     "sqlalchemy",
     "alembic",
     "psycopg",
+    "httpx",
+    "starlette",
+    "uvicorn",
+    "jwt",
+    "jinja2",
 )
 
 

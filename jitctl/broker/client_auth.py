@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
-from jitctl.errors import BadInput
+from jitctl.errors import BadInput, NotSignedIn
 
 TOKEN_ENV = "JITCTL_BROKER_TOKEN"
 
@@ -52,4 +52,11 @@ def broker_token(app: TokenApp, audience: str) -> str:
             "--as picks a test user of the emulator; against Entra ID your sign-in says who you are.",
             "Add --emulator, or drop --as (sign in as the other user with az login instead).",
         )
-    return app.access_token(scope_for(audience))
+    try:
+        return app.access_token(scope_for(audience))
+    except NotSignedIn as err:
+        raise NotSignedIn(
+            f"No token for the broker: {err.message[:1].lower()}{err.message[1:]}",
+            f"Sign in to Entra ID ({err.hint.rstrip('.')}), set {TOKEN_ENV} to a bearer token "
+            "for the broker, or use the emulator (--emulator --as UPN).",
+        ) from err

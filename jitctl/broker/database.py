@@ -209,6 +209,11 @@ class Database:
                 "Show it again and decide on what it is now.",
             )
 
+    def ping(self) -> None:
+        """One round trip: StoreUnavailable when the database does not answer."""
+        with self._read() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
     def get(self, request_id: str) -> RequestRecord:
         with self._read() as conn:
             return self._fetch(conn, request_id)

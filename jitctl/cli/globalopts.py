@@ -201,7 +201,9 @@ def _callback(apply: Callable[[click.Context, App, Any], None]) -> Callable[...,
     return callback
 
 
-def global_params(root: bool) -> list[click.Parameter]:
+def global_params(root: bool, taken: frozenset[str] = frozenset()) -> list[click.Parameter]:
+    """The global options, less those whose names a command declares itself (`broker log`
+    has its own -o, which also takes csv)."""
     return [
         GlobalOption(
             list(decls),
@@ -211,6 +213,7 @@ def global_params(root: bool) -> list[click.Parameter]:
             **(root_only if root else {}),
         )
         for decls, apply, kwargs, root_only in GLOBALS
+        if not taken & set(decls)
     ]
 
 
@@ -234,7 +237,8 @@ def _format_options(self: click.Command, ctx: click.Context, formatter: Any) -> 
 def install_globals(command: click.Command, root: bool = False) -> None:
     """Give a command (and, for a group, each of its commands) the global options."""
     if not any(isinstance(p, GlobalOption) for p in command.params):
-        command.params.extend(global_params(root))
+        taken = frozenset(o for p in command.params for o in getattr(p, "opts", ()))
+        command.params.extend(global_params(root, taken))
         command.format_options = types.MethodType(_format_options, command)  # type: ignore[method-assign]
     if isinstance(command, click.Group):
         for sub in command.commands.values():

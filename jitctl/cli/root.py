@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "jitctl.cli.audit_cmds:audit",
         "Audit JIT over subscriptions: unprotected VMs, rules that bypass JIT, wide policies.",
     ),
+    "broker": (
+        "jitctl.cli.broker_cmds:broker",
+        "Access through an approval broker: request, approve, deny, and the audit log.",
+    ),
     "completion": (
         "jitctl.cli.completion_cmds:completion",
         "Print the shell completion script for bash, zsh, fish or PowerShell.",

@@ -1,0 +1,352 @@
+"""The broker's JSON API under /api/v1/ (Starlette): create, list, show and decide requests,
+explain the rules, read and verify the audit log.
+
+Every endpoint takes a bearer token, checked by the verifier before anything is read or
+stored. The API writes only the store: approving moves a request to `approved`, and the
+worker sends the initiate. Errors are mapped in one place (views.error_answer) to
+`{"error": {"code", "message", "hint"}}`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from jitctl.broker import bodies
+from jitctl.broker.errors import Unauthenticated
+from jitctl.broker.lifecycle import Action, Role, State
+from jitctl.broker.rules import Ask, Principal, RuleSet
+from jitctl.broker.store import Store
+from jitctl.broker.views import (
+    Access,
+    decision_json,
+    error_answer,
+    error_body,
+    request_json,
+    visible,
+)
+from jitctl.errors import BadInput, JitctlError, NotFound
+from jitctl.textsafe import printable
+
+log = logging.getLogger("jitctl.broker.api")
+
+MAX_BODY = 64 * 1024  # a request is a few hundred bytes; more is not one
+
+
+class Verifier(Protocol):
+    """What checks a bearer token (jitctl.broker.identity.TokenVerifier)."""
+
+    def verify(self, token: str) -> Principal: ...
+
+
+@dataclass(frozen=True)
+class Settings:
+    access: Access = field(default_factory=Access)
+    subscription: str | None = None  # for VMs named without one
+    # The VM's tags (rules may match on them) by resource id; raises NotFound for no such VM.
+    # None: no lookup, rules see no tags.
+    vm_tags: Callable[[str], tuple[tuple[str, str], ...]] | None = None
+    list_limit: int = 100
+
+
+@dataclass(frozen=True)
+class Call:
+    """One authenticated API call, as a handler sees it."""
+
+    who: Principal
+    body: dict[str, Any]
+    params: dict[str, str]
+    path: dict[str, str]
+
+
+Handler = Callable[[Call], Any]
+
+
+def create_app(
+    store: Store, rules_source: Callable[[], RuleSet], verifier: Verifier, settings: Settings
+) -> Starlette:
+    api = Api(store, rules_source, settings)
+    routes = [
+        Route("/healthz", _probe(store), methods=["GET"]),
+        *(
+            Route(f"/api/v1{path}", _endpoint(verifier, handler, status), methods=[method])
+            for method, path, handler, status in api.table()
+        ),
+    ]
+    return Starlette(routes=routes)
+
+
+def _probe(store: Store) -> Callable[[Request], Awaitable[Response]]:
+    """A liveness probe for a load balancer: no token (a probe has none), says nothing but
+    whether the database answers."""
+
+    async def probe(request: Request) -> Response:
+        try:
+            await run_in_threadpool(store.ping)
+        except JitctlError as err:
+            status, body = error_answer(err)
+            return JSONResponse(body, status)
+        return JSONResponse({"status": "ok"})
+
+    return probe
+
+
+def _token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(
+            "No bearer token.", "Send 'Authorization: Bearer <token>' (jitctl broker does)."
+        )
+    return token.strip()
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    if request.method != "POST":
+        return {}
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise BadInput("The request body is too large.", f"Send at most {MAX_BODY} bytes.")
+    if not raw.strip():
+        return {}
+    import json
+
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise BadInput("The request body is not JSON.", "Send a JSON object.") from None
+    if not isinstance(data, dict):
+        raise BadInput("The request body is not a JSON object.", "Send a JSON object.")
+    return data
+
+
+def _endpoint(
+    verifier: Verifier, handler: Handler, status: int
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            token = _token(request)
+            # the verifier may fetch the issuer's keys: off the event loop
+            who = await run_in_threadpool(verifier.verify, token)
+            call = Call(who, await _body(request), dict(request.query_params), request.path_params)
+            result = await run_in_threadpool(handler, call)
+        except JitctlError as err:
+            code, body = error_answer(err)
+            headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+            return JSONResponse(body, code, headers=headers)
+        except Exception:  # unexpected: logged here, a plain 500 out (no internals leak)
+            log.exception("unexpected error in %s %s", request.method, request.url.path)
+            return JSONResponse(
+                error_body("internal", "The broker failed unexpectedly.", "See its log."), 500
+            )
+        if isinstance(result, Response):
+            return result
+        return JSONResponse(result, status)
+
+    return endpoint
+
+
+class Api:
+    def __init__(
+        self, store: Store, rules_source: Callable[[], RuleSet], settings: Settings
+    ) -> None:
+        self.store = store
+        self.rules = rules_source
+        self.settings = settings
+        self.access = settings.access
+
+    def table(self) -> list[tuple[str, str, Handler, int]]:
+        return [
+            ("GET", "/healthz", self.healthz, 200),
+            ("POST", "/requests", self.create, 201),
+            ("GET", "/requests", self.list, 200),
+            ("GET", "/requests/{id}", self.show, 200),
+            ("POST", "/requests/{id}/approve", self.approve, 200),
+            ("POST", "/requests/{id}/deny", self.deny, 200),
+            ("POST", "/requests/{id}/cancel", self.decide(Action.CANCEL), 200),
+            ("POST", "/requests/{id}/revoke", self.decide(Action.REVOKE), 200),
+            ("POST", "/requests/{id}/extend", self.extend, 200),
+            ("POST", "/explain", self.explain, 200),
+            ("GET", "/log", self.log, 200),
+            ("GET", "/log/verify", self.verify_log, 200),
+        ]
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def healthz(self, call: Call) -> dict[str, Any]:
+        self.store.ping()
+        return {"status": "ok", "you": call.who.upn}
+
+    def _ask(self, who: Principal, new: bodies.Target) -> Ask:
+        """The request as the rules see it: the VM (its tags read), ports, duration (default
+        an hour, or the rules' maximum when that is shorter)."""
+        vm_id = new.vm_id(self.settings.subscription)
+        tags = self.settings.vm_tags(vm_id) if self.settings.vm_tags else ()
+        base = Ask(
+            requester=who,
+            vm_id=vm_id,
+            ports=new.ports,
+            duration=new.duration or bodies.DEFAULT_DURATION,
+            at=self.store.clock.now(),
+            vm_tags=tags,
+            reason=new.reason,
+            ticket=new.ticket,
+            break_glass=new.break_glass,
+        )
+        if new.duration is None:
+            limit = self.rules().evaluate(base).max_duration
+            if limit is not None and limit < base.duration:
+                return Ask(**{**base.__dict__, "duration": limit})
+        return base
+
+    def create(self, call: Call) -> dict[str, Any]:
+        new = bodies.parse(bodies.NewRequest, call.body)
+        if new.source is None:
+            raise BadInput(
+                "No source address: the broker opens the port for one address.",
+                "Send 'source' (jitctl broker request sends this machine's public address).",
+            )
+        ask = self._ask(call.who, new)
+        decision = self.rules().evaluate(ask)
+        rec = self.store.create(ask, decision, new.source)
+        return request_json(rec, call.who, self.access)
+
+    def list(self, call: Call) -> dict[str, Any]:
+        scope = call.params.get("scope", "mine")
+        limit = bodies.limit(call.params.get("limit"), self.settings.list_limit)
+        who = call.who
+        if scope == "mine":
+            found = self.store.list_requests(requester=who.upn, limit=limit)
+        elif scope == "pending":
+            pending = self.store.list_requests(states=[State.PENDING], limit=limit * 10)
+            found = [
+                r
+                for r in pending
+                if self.access.roles(r, who) & {Role.APPROVER, Role.ADMIN}
+                and Role.REQUESTER not in self.access.roles(r, who)
+            ][:limit]
+        elif scope == "all":
+            found = visible(self.store.list_requests(limit=limit * 10), who, self.access)[:limit]
+        else:
+            raise BadInput(f"Unknown scope '{printable(scope)}'.", "Use mine, pending or all.")
+        return {
+            "scope": scope,
+            "requests": [request_json(r, who, self.access) for r in found],
+        }
+
+    def _visible(self, call: Call) -> Any:
+        rec = self.store.get(call.path["id"])
+        if not self.access.may_see(rec, call.who):  # as if it did not exist: ids do not leak
+            raise NotFound(
+                f"No access request {printable(rec.id)}.",
+                "Check the id: it is the one the broker gave when the request was made.",
+            )
+        return rec
+
+    def show(self, call: Call) -> dict[str, Any]:
+        return request_json(self._visible(call), call.who, self.access)
+
+    def approve(self, call: Call) -> dict[str, Any]:
+        body = bodies.parse(bodies.Comment, call.body)
+        rec = self._visible(call)
+        done = self.store.approve(rec.id, call.who, body.comment)
+        return request_json(done, call.who, self.access)
+
+    def deny(self, call: Call) -> dict[str, Any]:
+        body = bodies.parse(bodies.Reason, call.body)
+        return self._decide(call, Action.DENY, body.reason)
+
+    def decide(self, action: Action) -> Handler:
+        def handler(call: Call) -> dict[str, Any]:
+            body = bodies.parse(bodies.Comment, call.body)
+            return self._decide(call, action, body.comment)
+
+        return handler
+
+    def _decide(
+        self, call: Call, action: Action, reason: str | None, **values: Any
+    ) -> dict[str, Any]:
+        rec = self._visible(call)
+        roles = self.access.roles(rec, call.who)
+        data = {"ends_at": values["ends_at"].isoformat()} if "ends_at" in values else None
+        done = self.store.decide(rec.id, action, call.who.upn, roles, reason, data, **values)
+        return request_json(done, call.who, self.access)
+
+    def extend(self, call: Call) -> dict[str, Any]:
+        """A new end, `duration` from now, within the rules' maximum (read again now: an
+        extension is a new grant). The worker sends the initiate that makes it true in Azure."""
+        body = bodies.parse(bodies.Extension, call.body)
+        rec = self._visible(call)
+        ask = Ask(
+            requester=Principal(rec.requester, frozenset(rec.requester_groups)),
+            vm_id=rec.vm_id,
+            ports=rec.ports,
+            duration=body.duration,
+            at=self.store.clock.now(),
+            vm_tags=self.settings.vm_tags(rec.vm_id) if self.settings.vm_tags else (),
+            reason=rec.reason,
+            ticket=rec.ticket,
+        )
+        limit = self.rules().evaluate(ask).max_duration
+        if limit is not None and body.duration > limit:
+            raise BadInput(
+                f"An extension of {bodies.human(body.duration)} is over the rules' maximum "
+                f"{bodies.human(limit)}.",
+                f"Extend by {bodies.human(limit)} or less.",
+            )
+        ends = self.store.clock.now() + body.duration
+        return self._decide(call, Action.EXTEND, body.comment, ends_at=ends)
+
+    # --- the rules --------------------------------------------------------------------------
+
+    def explain(self, call: Call) -> dict[str, Any]:
+        """What would happen to a request by `as_user` (default: the caller, with the token's
+        groups; another user with the groups given, since only their token has theirs)."""
+        body = bodies.parse(bodies.Explain, call.body)
+        who = call.who
+        if body.as_user and body.as_user.lower() != who.upn.lower():
+            who = Principal(body.as_user, frozenset(body.groups or ()))
+        elif body.groups is not None:
+            who = Principal(who.upn, frozenset(body.groups))
+        ask = self._ask(who, body)
+        return decision_json(self.rules().evaluate(ask), ask.vm_id, who.upn)
+
+    # --- the audit log ----------------------------------------------------------------------
+
+    def _auditor(self, call: Call) -> None:
+        if not self.access.reads_log(call.who):
+            from jitctl.broker.errors import NotPermitted
+
+            raise NotPermitted(
+                f"{printable(call.who.upn)} may not read the broker's audit log.",
+                "Ask a broker admin; auditors are set with JITCTL_BROKER_AUDITORS.",
+            )
+
+    def log(self, call: Call) -> Response:
+        self._auditor(call)
+        fmt = call.params.get("format", "jsonl")
+        if fmt not in ("jsonl", "csv"):
+            raise BadInput(f"Unknown log format '{printable(fmt)}'.", "Use jsonl or csv.")
+        since = bodies.since(call.params.get("since"), self.store.clock.now())
+        out = io.StringIO()
+        self.store.export_log(out, fmt, since)
+        media = "application/x-ndjson" if fmt == "jsonl" else "text/csv; charset=utf-8"
+        return Response(out.getvalue(), 200, media_type=media)
+
+    def verify_log(self, call: Call) -> dict[str, Any]:
+        self._auditor(call)
+        check = self.store.verify_log()
+        return {
+            "ok": check.ok,
+            "events": check.events,
+            "problems": list(check.problems),
+            "head_hash": check.head_hash,
+        }

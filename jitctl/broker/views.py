@@ -1,0 +1,193 @@
+"""What the broker's API says: a request as JSON, a decision as JSON, who holds which role on a
+request, and the one mapping of errors to HTTP answers. No web framework here, so the pages
+and the JSON API share these shapes and the CLI's client reads them back by the same codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from jitctl.broker.errors import (
+    AlreadyReviewed,
+    NotPermitted,
+    RequestNotFound,
+    SelfApproval,
+    StoreUnavailable,
+    Unauthenticated,
+    WrongState,
+)
+from jitctl.broker.lifecycle import Action, Role, allowed_actions
+from jitctl.broker.records import RequestRecord
+from jitctl.broker.rules import Decision, Outcome, Principal, may_approve
+from jitctl.errors import (
+    BadInput,
+    Forbidden,
+    JitctlError,
+    NotFound,
+    Refused,
+)
+from jitctl.ids import name_of, segments
+from jitctl.parsing import format_iso_duration
+
+# error class -> (HTTP status, the machine-readable code); the first class that matches wins,
+# so the specific ones come first. The CLI's client maps each code back to its error class.
+ERRORS: tuple[tuple[type[JitctlError], int, str], ...] = (
+    (SelfApproval, 403, "self_approval"),
+    (NotPermitted, 403, "forbidden"),
+    (Forbidden, 403, "forbidden"),
+    (WrongState, 409, "wrong_state"),
+    (AlreadyReviewed, 409, "already_reviewed"),
+    (Refused, 403, "refused"),  # what is left of Refused: the rules said no
+    (Unauthenticated, 401, "unauthenticated"),
+    (RequestNotFound, 404, "not_found"),
+    (NotFound, 404, "not_found"),
+    (BadInput, 400, "bad_input"),
+    (StoreUnavailable, 503, "store_unavailable"),
+)
+# code -> the class the client raises (the exit code follows from it)
+CODES: dict[str, type[JitctlError]] = {
+    "self_approval": SelfApproval,
+    "forbidden": NotPermitted,
+    "wrong_state": WrongState,
+    "already_reviewed": AlreadyReviewed,
+    "refused": Refused,
+    "unauthenticated": Unauthenticated,
+    "not_found": RequestNotFound,
+    "bad_input": BadInput,
+    "store_unavailable": StoreUnavailable,
+}
+# What people do to a request through the API (the system's moves are the worker's).
+PEOPLE_ACTIONS = (Action.APPROVE, Action.DENY, Action.CANCEL, Action.REVOKE, Action.EXTEND)
+
+
+def error_answer(err: JitctlError) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and the JSON body for one of jitctl's errors."""
+    status, code = next(
+        ((s, c) for cls, s, c in ERRORS if isinstance(err, cls)), (502, "upstream_error")
+    )
+    # what is left is the broker's own trouble with Azure (its sign-in included): not the
+    # caller's token, so never a 401
+    return status, error_body(code, err.message, err.hint)
+
+
+def error_body(code: str, message: str, hint: str = "") -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "hint": hint}}
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who runs the broker (admins) and who may read its whole record (auditors), as
+    principals (`group:<id or name>`, `user:<upn>`)."""
+
+    admins: tuple[str, ...] = ()
+    auditors: tuple[str, ...] = ()
+
+    def is_admin(self, who: Principal) -> bool:
+        return who.first_match(self.admins) is not None
+
+    def reads_log(self, who: Principal) -> bool:
+        return self.is_admin(who) or who.first_match(self.auditors) is not None
+
+    def roles(self, rec: RequestRecord, who: Principal) -> set[Role]:
+        """The roles `who` holds on `rec`: requester on their own only, approver as the
+        request's approver sets say (never on their own), admin as configured."""
+        roles = set()
+        if who.upn.lower() == rec.requester:
+            roles.add(Role.REQUESTER)
+        if may_approve(rec.approver_sets, rec.requester, who):
+            roles.add(Role.APPROVER)
+        if self.is_admin(who):
+            roles.add(Role.ADMIN)
+        return roles
+
+    def may_see(self, rec: RequestRecord, who: Principal) -> bool:
+        return bool(self.roles(rec, who)) or self.reads_log(who)
+
+
+def utc(at: datetime | None) -> str | None:
+    if at is None:
+        return None
+    return at.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def actions_for(rec: RequestRecord, who: Principal, roles: set[Role]) -> list[str]:
+    """The buttons `who` gets: approve while pending (once per approver), and what the
+    lifecycle lets their roles do."""
+    allowed = set(allowed_actions(rec.state, roles))
+    if Action.REVIEW in allowed:
+        allowed.add(Action.APPROVE)
+    if who.upn.lower() in rec.approved_by:
+        allowed.discard(Action.APPROVE)
+    return [a.value for a in PEOPLE_ACTIONS if a in allowed]
+
+
+def request_json(rec: RequestRecord, who: Principal, access: Access) -> dict[str, Any]:
+    seg = segments(rec.vm_id)
+    roles = access.roles(rec, who)
+    return {
+        "id": rec.id,
+        "state": rec.state.value,
+        "requester": rec.requester,
+        "vm": name_of(rec.vm_id),
+        "resource_group": seg.get("resourcegroups"),
+        "subscription": seg.get("subscriptions"),
+        "vm_id": rec.vm_id,
+        "ports": list(rec.ports),
+        "source": rec.source,
+        "duration": format_iso_duration(rec.duration),
+        "reason": rec.reason,
+        "ticket": rec.ticket,
+        "break_glass": rec.break_glass,
+        "outcome": rec.outcome,
+        "rules": list(rec.rules),
+        "min_approvals": rec.min_approvals,
+        "approvers": [list(s) for s in rec.approver_sets],
+        "approved_by": list(rec.approved_by),
+        "created_at": utc(rec.created_at),
+        "updated_at": utc(rec.updated_at),
+        "pending_until": utc(rec.pending_until),
+        "ends_at": utc(rec.ends_at),
+        "your_roles": sorted(r.value for r in roles),
+        "actions": actions_for(rec, who, roles),
+    }
+
+
+WOULD = {
+    Outcome.DENIED: "refused",
+    Outcome.AUTO_APPROVED: "approved",
+    Outcome.BREAK_GLASS_ALLOWED: "approved",
+    Outcome.NEEDS_APPROVAL: "pending",
+}
+
+
+def decision_json(decision: Decision, vm_id: str, requester: str) -> dict[str, Any]:
+    """What would happen to a request (`broker explain`): refused, bad input (its problems),
+    approved at once, or pending until approvers the rules name approve it."""
+    would = WOULD[decision.outcome]
+    if would != "refused" and decision.problems:
+        would = "bad_input"
+    return {
+        "requester": requester,
+        "vm_id": vm_id,
+        "would": would,
+        "outcome": decision.outcome.value,
+        "rules": list(decision.rules),
+        "reasons": list(decision.reasons),
+        "problems": list(decision.problems),
+        "approvers": [list(s) for s in decision.approver_sets],
+        "min_approvals": decision.min_approvals,
+        "max_duration": format_iso_duration(decision.max_duration)
+        if decision.max_duration
+        else None,
+        "pending_ttl": format_iso_duration(decision.pending_ttl),
+        "loud": decision.loud,
+    }
+
+
+def visible(
+    records: Sequence[RequestRecord], who: Principal, access: Access
+) -> list[RequestRecord]:
+    return [r for r in records if access.may_see(r, who)]

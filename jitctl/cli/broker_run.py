@@ -1,0 +1,92 @@
+"""Running a broker: its store, rules, verifier and worker wired from the command line."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from jitctl.app import App
+from jitctl.errors import BadInput
+
+
+def run_migrate(app: App, db: str | None) -> dict[str, Any]:
+    from jitctl.broker.store import Store
+
+    store = Store.open(db, app.clock)
+    try:
+        store.migrate()
+    finally:
+        store.engine.dispose()
+    return {"migrated": True, "database": store.engine.url.render_as_string(hide_password=True)}
+
+
+def verifier_for(app: App, issuer: str | None, audience: str | None) -> Any:
+    """Tokens checked against the issuer's keys; with --emulator the emulator is the issuer
+    (its identity provider, the same checking code)."""
+    if not app.emulator and (not issuer or not audience):
+        raise BadInput(
+            "The broker needs the issuer and the audience of the tokens it accepts.",
+            "Pass --issuer and --audience (or set JITCTL_BROKER_ISSUER and "
+            "JITCTL_BROKER_AUDIENCE); with --emulator the emulator is the issuer.",
+        )
+    return app.token_verifier(issuer, audience)
+
+
+def principals(values: tuple[str, ...]) -> tuple[str, ...]:
+    """group:NAME / user:UPN, repeated or space-separated (as an environment variable gives them)."""
+    out = tuple(p for v in values for p in v.split())
+    bad = [p for p in out if not p.startswith(("group:", "user:"))]
+    if bad:
+        raise BadInput(f"'{bad[0]}' is not a principal.", "Write group:NAME or user:UPN.")
+    return out
+
+
+def run_serve(
+    app: App,
+    db: str | None,
+    policies: str,
+    host: str,
+    listen: int,
+    tls_cert: str | None,
+    tls_key: str | None,
+    issuer: str | None,
+    audience: str | None,
+    client_id: str | None,
+    admins: tuple[str, ...],
+    auditors: tuple[str, ...],
+    verifier: Any = None,
+) -> None:
+    from jitctl.broker.api import Settings, create_app
+    from jitctl.broker.server import FolderRules, ServeConfig, check_tls, serve, start_worker
+    from jitctl.broker.store import Store
+    from jitctl.broker.views import Access
+
+    config = ServeConfig(
+        host, listen, Path(tls_cert) if tls_cert else None, Path(tls_key) if tls_key else None
+    )
+    check_tls(config)  # every check that needs nothing else, before the database is touched
+    access = Access(principals(admins), principals(auditors))
+    rules = FolderRules(Path(policies))
+    verifier = verifier or verifier_for(app, issuer, audience)
+    store = Store.open(db, app.clock)
+    store.migrate()
+
+    def tags(vm_id: str) -> tuple[tuple[str, str], ...]:
+        from jitctl.parsing import parse_vm
+
+        ref = parse_vm(vm_id, resource_group=None, subscription_id=None)
+        return app.gateway().get_vm(ref).tags
+
+    settings = Settings(access=access, subscription=app.default_subscription(), vm_tags=tags)
+    stop = threading.Event()
+    try:
+        serve(
+            create_app(store, rules, verifier, settings),
+            config,
+            rules,
+            lambda: start_worker(store, app.gateway(), app.clock, stop, config.worker_interval),
+        )
+    finally:
+        stop.set()
+        store.engine.dispose()

@@ -1,0 +1,134 @@
+"""`broker serve`'s parts: the rules re-read on change and on SIGHUP, the command's own checks,
+and one real uvicorn process answering over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from jitctl.app import App
+from jitctl.broker.client import BrokerClient
+from jitctl.broker.server import FolderRules
+from jitctl.cli.commands import cli
+from jitctl.emulator.seeder import DEMO_SUBSCRIPTION
+from tests.brokerapi import ASK, POLICY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_rules_are_reread_on_change_and_a_broken_change_keeps_the_rules_in_force(tmp_path):
+    (tmp_path / "a.yaml").write_text(POLICY)
+    ticks = [0.0]
+    rules = FolderRules(tmp_path, monotonic=lambda: ticks[0])
+    assert len(rules().rules) == 2
+    (tmp_path / "a.yaml").write_text(POLICY.replace("group:contractors", "group:interns"))
+    deny = lambda: rules().rules[1].entry.deny.requesters  # noqa: E731
+    assert deny() == ["group:contractors"]  # not looked at yet
+    ticks[0] = 5.0
+    assert deny() == ["group:interns"]  # changed: read again
+    (tmp_path / "a.yaml").write_text("approvals: [{match: 3}]\n")
+    assert rules.reload() is False and len(rules().rules) == 2  # broken: the old rules stay
+
+
+def test_serve_refuses_what_it_cannot_run_before_touching_the_database(tmp_path):
+    (tmp_path / "p.yaml").write_text(POLICY)
+    db = tmp_path / "b.sqlite"
+    for args, words in [
+        (["--tls-cert", str(tmp_path / "c.pem")], "--tls-cert and --tls-key go together"),
+        (["--issuer", "https://login.example"], "needs the issuer and the audience"),
+        (["--admin", "jit-admins", "--issuer", "i", "--audience", "a"], "is not a principal"),
+        (["--policies", str(tmp_path / "none")], "neither a policy file nor a folder"),
+    ]:
+        got = CliRunner().invoke(
+            cli,
+            ["broker", "serve", "--db", f"sqlite:///{db}", "--policies", str(tmp_path), *args],
+            obj=App(),
+        )
+        assert got.exit_code == 2 and words in got.stderr, (args, got.output)
+    assert not db.exists()
+
+
+def test_migrate_makes_the_schema(tmp_path):
+    db = tmp_path / "m.sqlite"
+    got = CliRunner().invoke(
+        cli, ["broker", "migrate", "--db", f"sqlite:///{db}", "-o", "json"], obj=App()
+    )
+    assert got.exit_code == 0 and '"migrated": true' in got.stdout
+    import sqlite3
+
+    tables = {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master")}
+    assert {"requests", "events", "approvals", "outbox", "chain_head"} <= tables
+
+
+SERVER = """
+import sys
+from jitctl.app import App
+from jitctl.cli.broker_run import run_serve
+from tests.brokerapi import FakeVerifier
+run_serve(App(emulator=True), db=sys.argv[1], policies=sys.argv[2], host="127.0.0.1", listen=int(sys.argv[3]),
+          tls_cert=None, tls_key=None, issuer=None, audience=None, client_id=None,
+          admins=("group:broker-admins",), auditors=(), verifier=FakeVerifier())
+"""
+
+
+def test_a_real_uvicorn_process_serves_the_api_and_stops_on_sigterm(tmp_path):
+    demo = POLICY.replace(ASK_SUB, DEMO_SUBSCRIPTION).replace("rg-prod", "rg-jit-demo")
+    (tmp_path / "p.yaml").write_text(demo)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JITCTL_", "AZURE_"))}
+    env.update(
+        JITCTL_EMULATOR_STATE=str(tmp_path / "emulator.json"),
+        PYTHONPATH=str(ROOT),
+        JITCTL_BROKER_LOG_LEVEL="warning",
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SERVER,
+            f"sqlite:///{tmp_path / 'b.sqlite'}",
+            str(tmp_path),
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        api = BrokerClient(f"http://127.0.0.1:{port}", lambda: "tok-ann")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert api.call("GET", "/healthz")["you"] == "ann@contoso.com"
+                break
+            except Exception:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        made = api.call(
+            "POST", "/requests", {**ASK, "vm": "vm-win01", "resource_group": "rg-jit-demo"}
+        )
+        assert made["state"] == "pending" and made["subscription"] == DEMO_SUBSCRIPTION
+        proc.send_signal(signal.SIGHUP)  # re-reads the policies; the server goes on
+        assert api.call("GET", f"/requests/{made['id']}")["id"] == made["id"]
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught (its default)
+        assert proc.wait(timeout=20) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+ASK_SUB = "00000000-0000-0000-0000-000000000001"
