@@ -468,13 +468,14 @@ def test_extend_then_revoke_and_export_since(store: Store, clock: FakeClock):
     clock.advance(minutes=30)
     later = clock.now() + timedelta(hours=2)
     with pytest.raises(NotPermitted):  # extending is an approver's or an admin's call
-        store.decide(rec.id, Action.EXTEND, "ann@contoso.com", {Role.REQUESTER}, ends_at=later)
-    assert (
-        store.decide(
-            rec.id, Action.EXTEND, "bob@contoso.com", {Role.APPROVER}, "more time", ends_at=later
-        ).ends_at
-        == later
+        store.decide(rec.id, Action.EXTEND, "ann@contoso.com", {Role.REQUESTER}, extend_to=later)
+    extended = store.decide(
+        rec.id, Action.EXTEND, "bob@contoso.com", {Role.APPROVER}, "more time", extend_to=later
     )
+    # the end stays Azure's until the worker's new initiate is granted
+    assert (extended.extend_to, extended.ends_at) == (later, clock.now() + timedelta(minutes=30))
+    assert [r.id for r in store.claim_extends("w")] == [rec.id]
+    assert store.claim_extends("w2") == []  # one replica sends it
     revoked = store.decide(rec.id, Action.REVOKE, "ann@contoso.com", {Role.REQUESTER}, "done early")
     assert revoked.state is State.REVOKED
     buf = io.StringIO()

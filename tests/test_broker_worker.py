@@ -370,3 +370,83 @@ def test_run_forever_works_until_stopped_and_stops_a_wait(
     assert not loop.is_alive()
     assert store.get(stuck.id).state is State.ACTIVATING
     assert [e["action"] for e in logged(store, stuck.id)] == ["request", "claim"]
+
+
+def extended_by_admin(store: Store, rec: RequestRecord, end: Any) -> RequestRecord:
+    return store.decide(
+        rec.id, Action.EXTEND, "carol@contoso.com", {Role.ADMIN}, "more time", extend_to=end
+    )
+
+
+def test_an_extension_sends_a_new_initiate_and_takes_azures_new_end(
+    store: Store, app: App, backend: Backend, clock: FakeClock, enabled: None
+):
+    rec = approved(store, clock)
+    first_end = clock.now() + timedelta(hours=1)
+    worker = Worker(store, app.gateway(), clock, name="w1", settings=FAST)
+    worker.run_once()
+    clock.advance(minutes=30)
+    new_end = clock.now() + timedelta(hours=2)
+    decided = extended_by_admin(store, rec, new_end)
+    assert (decided.ends_at, decided.extend_to) == (first_end, new_end)  # not Azure's yet
+    (out,) = worker.run_once().extended
+    assert (out.ok, out.ends_at, out.resent) == (True, new_end, True)
+    assert len(initiates(backend)) == 2
+    (policy,) = app.gateway().list_policies(SUB, RG)
+    older, newer = policy.requests[-2:]
+    assert (older.vms[0].ports[0].status, older.vms[0].ports[0].status_reason) == (
+        "Revoked",
+        "NewerRequestInitiated",
+    )
+    assert newer.justification == justification(rec)
+    assert newer.vms[0].ports[0].end_time == new_end
+    after = store.get(rec.id)
+    assert (after.state, after.ends_at, after.extend_to) == (State.ACTIVE, new_end, None)
+    assert len(allow_rules(backend)) == 1  # the newer grant's rule replaced the older one
+    last = logged(store, rec.id)[-1]
+    assert (last["action"], last["actor"], last["to_state"]) == ("extended", "w1", "active")
+    assert last["data"]["azure"]["verification"]["effective"] is True
+    assert worker.run_once().extended == ()  # once
+    clock.advance(minutes=31)  # past the first end: still active, as in Azure
+    assert worker.run_once().swept == () and store.get(rec.id).state is State.ACTIVE
+
+
+def test_an_extension_azure_refuses_keeps_the_earlier_end_and_the_sweep_closes_it(
+    store: Store, app: App, backend: Backend, clock: FakeClock, enabled: None
+):
+    rec = approved(store, clock)
+    worker = Worker(store, app.gateway(), clock, name="w1", settings=FAST)
+    worker.run_once()
+    first_end = store.get(rec.id).ends_at
+    extended_by_admin(store, rec, clock.now() + timedelta(hours=5))  # over the policy's 3h
+    (out,) = worker.run_once().extended
+    assert (out.ok, out.detail) == (
+        False,
+        "Duration 5h exceeds the maximum of 3h for port 3389 of VM vm-win01.",
+    )
+    assert len(initiates(backend)) == 1
+    after = store.get(rec.id)
+    assert (after.ends_at, after.extend_to) == (first_end, None)
+    last = logged(store, rec.id)[-1]
+    assert (last["action"], last["data"]["azure"]["error"]["type"]) == ("extend_failed", "Refused")
+    clock.advance(hours=1, seconds=1)
+    assert worker.run_once().swept == ((rec.id, State.EXPIRED),)
+
+
+def test_a_broker_killed_after_sending_an_extension_does_not_send_it_again(
+    store: Store, app: App, backend: Backend, clock: FakeClock, enabled: None
+):
+    rec = approved(store, clock)
+    Worker(store, app.gateway(), clock, name="w1", settings=FAST).run_once()
+    new_end = clock.now() + timedelta(hours=2)
+    extended_by_admin(store, rec, new_end)
+    with pytest.raises(Crash):
+        Worker(store, DiesAfterInitiate(app.gateway()), clock, name="w2", settings=FAST).run_once()
+    assert len(initiates(backend)) == 2 and store.get(rec.id).ends_at != new_end
+    worker = Worker(store, app.gateway(), clock, name="w3", settings=FAST)
+    assert worker.run_once().extended == ()  # a live claim is left alone
+    clock.advance(minutes=11)
+    (out,) = worker.run_once().extended
+    assert (out.ok, out.resent) == (True, False)
+    assert len(initiates(backend)) == 2  # the history held it: not sent again
+    assert store.get(rec.id).ends_at == new_end

@@ -276,7 +276,7 @@ class Api:
     ) -> dict[str, Any]:
         rec = self._visible(call)
         roles = self.access.roles(rec, call.who)
-        data = {"ends_at": values["ends_at"].isoformat()} if "ends_at" in values else None
+        data = {"extend_to": values["extend_to"].isoformat()} if "extend_to" in values else None
         done = self.store.decide(rec.id, action, call.who.upn, roles, reason, data, **values)
         return request_json(done, call.who, self.access)
 
@@ -303,7 +303,15 @@ class Api:
                 f"Extend by {bodies.human(limit)} or less.",
             )
         ends = self.store.clock.now() + body.duration
-        return self._decide(call, Action.EXTEND, body.comment, ends_at=ends)
+        # ends_at stays Azure's end until the worker's new initiate is granted and verified
+        return self._decide(
+            call,
+            Action.EXTEND,
+            body.comment,
+            extend_to=ends,
+            extend_claimed_by=None,
+            extend_claimed_at=None,
+        )
 
     # --- the rules --------------------------------------------------------------------------
 

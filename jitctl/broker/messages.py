@@ -20,6 +20,7 @@ EVENTS = {
     "request.expired": "Access ended",
     "request.revoked": "Access revoked",
     "request.extended": "Access extended",
+    "request.extend_failed": "Extension not granted: access ends at the earlier time",
     "break_glass": "Break-glass access, self-approved",
 }
 # The requester hears about their own request from here on (they know they asked).

@@ -78,6 +78,10 @@ requests = Table(
     Column("release_claimed_by", String(200)),
     Column("release_claimed_at", UtcDateTime),
     Column("released_at", UtcDateTime),
+    # active: an extension decided but not yet granted by Azure, and who sends it (0003)
+    Column("extend_to", UtcDateTime),
+    Column("extend_claimed_by", String(200)),
+    Column("extend_claimed_at", UtcDateTime),
     CheckConstraint(f"state IN ({STATES})", name="ck_requests_state"),
     Index("ix_requests_state_created", "state", "created_at"),
     Index("ix_requests_requester", "requester", "created_at"),

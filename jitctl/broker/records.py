@@ -37,6 +37,7 @@ class RequestRecord:
     claimed_at: datetime | None = None
     approved_by: tuple[str, ...] = ()
     released_at: datetime | None = None  # revoked: when the broker had removed the allow rules
+    extend_to: datetime | None = None  # active: an extension Azure has not granted yet
 
 
 def record_of(row: Mapping[Any, Any], approved_by: tuple[str, ...] = ()) -> RequestRecord:
@@ -65,4 +66,5 @@ def record_of(row: Mapping[Any, Any], approved_by: tuple[str, ...] = ()) -> Requ
         claimed_at=row.get("claimed_at"),
         approved_by=approved_by,
         released_at=row.get("released_at"),
+        extend_to=row.get("extend_to"),
     )

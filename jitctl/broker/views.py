@@ -150,6 +150,7 @@ def request_json(rec: RequestRecord, who: Principal, access: Access) -> dict[str
         "updated_at": utc(rec.updated_at),
         "pending_until": utc(rec.pending_until),
         "ends_at": utc(rec.ends_at),
+        "extending_to": utc(rec.extend_to),  # decided, not yet granted by Azure
         "your_roles": sorted(r.value for r in roles),
         "actions": actions_for(rec, who, roles),
     }

@@ -23,6 +23,9 @@ from jitctl.broker.records import RequestRecord, record_of
 
 # The event that says what revoking did in Azure (not a transition: the request stays revoked)
 RELEASE = "release"
+# The events that say what Azure made of an extension's initiate (the request stays active)
+EXTENDED = "extended"
+EXTEND_FAILED = "extend_failed"
 
 
 class WorkQueue(Database):
@@ -288,3 +291,109 @@ class WorkQueue(Database):
                 request_id, worker, Role.SYSTEM, RELEASE, State.REVOKED, State.REVOKED, reason, data
             )
             return self._fetch(tx.conn, request_id)
+
+    # --- an extension: a new initiate for the new end ---------------------------------------
+
+    def claim_extends(
+        self, worker: str, *, limit: int = 10, stale_after: timedelta = timedelta(minutes=5)
+    ) -> list[RequestRecord]:
+        """Active requests with an extension Azure has not granted yet (or whose sender died:
+        its claim went stale), each claimed by one replica."""
+        with self._tx() as tx:
+            stale = tx.now - stale_after
+            rows = (
+                tx.conn.execute(
+                    select(requests)
+                    .where(
+                        requests.c.state == State.ACTIVE.value,
+                        requests.c.extend_to.is_not(None),
+                        requests.c.extend_claimed_at.is_(None)
+                        | (requests.c.extend_claimed_at < stale),
+                    )
+                    .order_by(requests.c.updated_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+                .mappings()
+                .all()
+            )
+            claimed = []
+            for row in rows:
+                before = row["extend_claimed_at"]
+                done = tx.conn.execute(
+                    requests.update()
+                    .where(
+                        requests.c.id == row["id"],
+                        requests.c.state == State.ACTIVE.value,
+                        requests.c.extend_claimed_at == before
+                        if before
+                        else requests.c.extend_claimed_at.is_(None),
+                    )
+                    .values(extend_claimed_by=worker, extend_claimed_at=tx.now)
+                )
+                if done.rowcount == 1:
+                    claimed.append(row["id"])
+            return [self._fetch(tx.conn, i) for i in claimed]
+
+    def finish_extend(
+        self,
+        request_id: str,
+        worker: str,
+        extend_to: datetime,
+        *,
+        ok: bool,
+        azure: dict[str, Any],
+        ends_at: datetime | None = None,
+        reason: str | None = None,
+    ) -> RequestRecord:
+        """Record what Azure made of the extension `extend_to` (one event): granted, `ends_at`
+        becomes Azure's end; refused, the end stays as Azure has it. An extension decided
+        meanwhile (a newer `extend_to`) stays to be sent."""
+        if ok and ends_at is None:
+            raise ValueError("a granted extension needs Azure's end time (ends_at)")
+        with self._tx() as tx:
+            rec = self._locked(tx.conn, request_id)
+            if rec.state is not State.ACTIVE or rec.extend_to is None:
+                raise WrongState(
+                    f"Request {rec.id} is {rec.state.value}, with no extension to finish.",
+                    "Nothing to do: it ended meanwhile.",
+                )
+            values: dict[str, Any] = {"extend_claimed_by": None, "extend_claimed_at": None}
+            if rec.extend_to == extend_to:
+                values["extend_to"] = None
+            if ok:
+                values["ends_at"] = ends_at
+            done = tx.conn.execute(
+                requests.update()
+                .where(
+                    requests.c.id == rec.id,
+                    requests.c.state == State.ACTIVE.value,
+                    requests.c.extend_claimed_by == worker,
+                )
+                .values(version=rec.version + 1, updated_at=tx.now, **values)
+            )
+            if done.rowcount != 1:
+                raise WrongState(
+                    f"Request {rec.id}'s extension is not held by {worker}.",
+                    "Leave it to the replica that holds the claim.",
+                )
+            action = EXTENDED if ok else EXTEND_FAILED
+            tx.log(
+                rec.id,
+                worker,
+                Role.SYSTEM,
+                action,
+                State.ACTIVE,
+                State.ACTIVE,
+                reason,
+                {"extend_to": extend_to.isoformat(), "azure": azure},
+            )
+            if not ok:
+                tx.notify(
+                    rec.id,
+                    Note(
+                        "request.extend_failed",
+                        {"id": rec.id, "requester": rec.requester, "reason": reason},
+                    ),
+                )
+            return self._fetch(tx.conn, rec.id)

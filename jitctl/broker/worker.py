@@ -21,13 +21,22 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from jitctl.broker.azureside import (
+    grant_json,
+    justification,
+    proof_json,
+    result_of,
+    sent_before,
+    vm_ref,
+)
 from jitctl.broker.errors import StoreUnavailable, WrongState
+from jitctl.broker.extension import extend_in_azure
 from jitctl.broker.lifecycle import State
 from jitctl.broker.notify import Notifier, SendResult
 from jitctl.broker.records import RequestRecord
@@ -35,19 +44,15 @@ from jitctl.broker.store import Store
 from jitctl.clock import Clock
 from jitctl.errors import JitctlError, NotFound, Unavailable
 from jitctl.gateway import Gateway
-from jitctl.ids import VmRef, same_id, segments
-from jitctl.model import AccessRequest, GrantPort, JitPolicy, Nsg, SecurityRule
+from jitctl.ids import VmRef
+from jitctl.model import Nsg, SecurityRule
 from jitctl.nsgeval import is_jit_rule
-from jitctl.parsing import MAX_JUSTIFICATION
-from jitctl.services.access import RequestResult, find_policy, initiate_checked
+from jitctl.services.access import find_policy, initiate_checked
 from jitctl.services.firewall import firewall_address
 from jitctl.services.topology import read_nsgs, read_path
-from jitctl.services.verify import VerifyResult, wait_until_effective
-from jitctl.textsafe import printable
+from jitctl.services.verify import wait_until_effective
 
 log = logging.getLogger("jitctl.broker.worker")
-
-MARK = "broker:"  # the justification of every initiate the broker sends: broker:<id>: ...
 
 # What revoking does, in the words every release event and the docs use.
 REVOKE_NOTE = (
@@ -87,40 +92,28 @@ class Released:
 
 
 @dataclass(frozen=True)
+class Extended:
+    """What one extension came to: granted (`ends_at`: Azure's new end) or not, and why."""
+
+    request_id: str
+    ok: bool
+    detail: str
+    ends_at: datetime | None = None
+    resent: bool = True
+
+
+@dataclass(frozen=True)
 class Round:
     swept: tuple[tuple[str, State], ...] = ()
     initiated: tuple[Initiated, ...] = ()
     released: tuple[Released, ...] = ()
     notes: SendResult | None = None
+    extended: tuple[Extended, ...] = ()
 
 
 def worker_name() -> str:
     """This replica's name in claims and events: host, process, and a random part."""
     return f"broker@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def justification(rec: RequestRecord) -> str:
-    """`broker:<id>: <requester>: <reason>`: Azure's history names the broker as requestor,
-    so the person goes in the text, escaped and cut to Azure's length."""
-    text = f"{MARK}{rec.id}: {rec.requester}: {printable(rec.reason or '')}".rstrip(": ")
-    return text[:MAX_JUSTIFICATION]
-
-
-def sent_before(policy: JitPolicy, rec: RequestRecord) -> AccessRequest | None:
-    """This request's initiate in the policy's history, when a broker already sent it."""
-    mark = f"{MARK}{rec.id}:"
-    for req in reversed(policy.requests):
-        text = req.justification or ""
-        if (text == mark[:-1] or text.startswith(mark)) and any(
-            same_id(v.id, rec.vm_id) for v in req.vms
-        ):
-            return req
-    return None
-
-
-def vm_ref(vm_id: str) -> VmRef:
-    seg = segments(vm_id)
-    return VmRef(seg["subscriptions"], seg["resourcegroups"], seg["virtualmachines"])
 
 
 class Stopped(Exception):
@@ -181,12 +174,44 @@ class Worker:
         with ThreadPoolExecutor(max(1, self.settings.parallel), "jitctl-broker") as pool:
             initiated = tuple(pool.map(self.initiate, claimed))
         released = self.release_due()
+        extended = self.extend_due()
         notes = self.notifier.send_due() if self.notifier else None
-        return Round(swept, initiated, released, notes)
+        return Round(swept, initiated, released, notes, extended)
 
     def release_due(self) -> tuple[Released, ...]:
         claimed = self.store.claim_releases(self.name, stale_after=self.settings.claim_stale_after)
         return tuple(r for rec in claimed if (r := self.release(rec)) is not None)
+
+    def extend_due(self) -> tuple[Extended, ...]:
+        claimed = self.store.claim_extends(self.name, stale_after=self.settings.claim_stale_after)
+        return tuple(e for rec in claimed if (e := self.extend(rec)) is not None)
+
+    def extend(self, rec: RequestRecord) -> Extended | None:
+        """The new initiate of one claimed extension, the wait until Azure applied it and
+        access is live, and the store's record of Azure's end. None: stopped, or the claim
+        was lost (it is taken over, not re-sent)."""
+        end = rec.extend_to
+        if end is None:
+            return None
+        try:
+            out = extend_in_azure(self.gw, self.clock, rec, end, self.settings.wait_timeout)
+        except Stopped:
+            log.info("stopped while extending %s; the claim will be taken over", rec.id)
+            return None
+        try:
+            self.store.finish_extend(
+                rec.id,
+                self.name,
+                end,
+                ok=out.ok,
+                azure=out.azure,
+                ends_at=out.ends_at,
+                reason=out.reason,
+            )
+        except WrongState as err:
+            log.warning("request %s: %s", rec.id, err.message)
+            return None
+        return Extended(rec.id, out.ok, out.reason, out.ends_at, out.resent)
 
     # --- initiate, verify, finish -----------------------------------------------------------
 
@@ -206,7 +231,7 @@ class Worker:
             earlier = sent_before(policy, rec)
             if earlier is not None:
                 resent = False
-                granted = _result_of(policy, rec, earlier)
+                granted = result_of(policy, rec, earlier)
                 answer["note"] = (
                     "The policy's request history holds this request's initiate (a broker "
                     "stopped after sending it): not sent again."
@@ -223,7 +248,7 @@ class Worker:
                     justification(rec),
                     clock=self.clock,
                 )
-            answer["request"] = _grant_json(granted)
+            answer["request"] = grant_json(granted)
             proof, polls = wait_until_effective(
                 self.gw,
                 ref,
@@ -241,7 +266,7 @@ class Worker:
             if err.hint:
                 answer["error"]["hint"] = err.hint
             return self._finish(rec, ok=False, azure=answer, reason=err.message, resent=resent)
-        answer["verification"] = _proof_json(proof, polls)
+        answer["verification"] = proof_json(proof, polls)
         ends = max(p.end_time for p in granted.ports)
         return self._finish(rec, ok=True, azure=answer, ends_at=ends, resent=resent)
 
@@ -355,6 +380,7 @@ class Worker:
                     ):
                         busy.add(pool.submit(self.initiate, rec))
                 self.release_due()
+                self.extend_due()
 
             self._loop(stop_event, interval, one_round)
         finally:
@@ -391,42 +417,3 @@ def _opened_by(rule: SecurityRule, rec: RequestRecord, private_ip: str) -> bool:
         return False
     ports = {*rule.destination_port_ranges, rule.destination_port_range or ""}
     return any(str(p) in ports for p in rec.ports)
-
-
-def _result_of(policy: JitPolicy, rec: RequestRecord, req: AccessRequest) -> RequestResult:
-    ports: Sequence[GrantPort] = next((v.ports for v in req.vms if same_id(v.id, rec.vm_id)), ())
-    return RequestResult(
-        policy.id, rec.vm_id, tuple(ports), req.start_time, req.requestor, req.justification
-    )
-
-
-def _grant_json(g: RequestResult) -> dict[str, Any]:
-    return {
-        "policy": g.policy_id,
-        "start": g.start_time.isoformat() if g.start_time else None,
-        "requestor": g.requestor,
-        "justification": g.justification,
-        "ports": [
-            {
-                "number": p.number,
-                "source": p.source,
-                "end": p.end_time.isoformat(),
-                "status": p.status,
-                **({"mapped_port": p.mapped_port} if p.mapped_port else {}),
-            }
-            for p in g.ports
-        ],
-        **({"notes": list(g.notes)} if g.notes else {}),
-    }
-
-
-def _proof_json(v: VerifyResult, polls: int) -> dict[str, Any]:
-    return {
-        "effective": v.effective,
-        "verified": v.verified,
-        "polls": polls,
-        "source": v.source_ip,
-        "private_ip": v.private_ip,
-        "ports": [{"port": p.port, "effective": p.effective} for p in v.ports],
-        **({"trust": note} if (note := v.trust_note()) else {}),
-    }
