@@ -39,6 +39,23 @@ ROLES: dict[str, dict[str, Any]] = {
             *FIREWALL_READ,
         ],
     },
+    # The approval broker's own identity (a managed identity): it alone holds the initiate
+    # right; requesters hold none. Revoking removes the JIT allow rule (Azure has no revoke
+    # call), hence the one network write: deleting a security rule, nothing else.
+    "broker": {
+        "Name": "JIT Approval Broker (jitctl)",
+        "Description": "The jitctl approval broker's identity: initiate JIT requests once they "
+        "are approved, verify them live (VMs, NICs, NSGs, subnets, public IPs; Azure Firewall "
+        "and Resource Graph behind a firewall), and on revoke delete the request's JIT allow "
+        "rule from the NSGs. Requesters then need no Azure role at all.",
+        "Actions": [
+            "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action",
+            *READ,
+            *FIREWALL_READ,
+            "Microsoft.Network/networkSecurityGroups/securityRules/read",
+            "Microsoft.Network/networkSecurityGroups/securityRules/delete",
+        ],
+    },
     "admin": {
         "Name": "JIT Policy Administrator (jitctl)",
         "Description": "Configure Just-In-Time VM access policies (enable, disable, policies as "

@@ -72,6 +72,7 @@ def test_doctor_all_in_place_is_one_ok_line_each_and_exit_0(run):
         "ok   nsg path: no subnet NSG, NIC NSG vm-win01-nsg (to 10.10.1.4)",
         "ok   permissions (requester): every action of 'jitctl role show requester'",
         "ok   permissions (admin): every action of 'jitctl role show admin'",
+        "ok   permissions (broker): every action of 'jitctl role show broker'",
         "ok   public ip: 20.61.15.10 (vm-win01-pip)",
         "ok   firewall read: no Azure Firewall in front (no JIT policy names one)",
     ]
@@ -103,7 +104,16 @@ def test_doctor_names_each_missing_thing_and_exits_6(run, backend):
         "Ask for the role 'jitctl --emulator role show requester' prints, on rg-jit-demo."
     )
     assert lines[4].startswith("warn permissions (admin): missing ")
-    assert lines[5].startswith("FAIL public ip: the primary NIC has no public IP address")
+    assert lines[5] == (
+        "warn permissions (broker): missing "
+        "Microsoft.Security/locations/jitNetworkAccessPolicies/initiate/action, "
+        "Microsoft.Security/locations/jitNetworkAccessPolicies/read, "
+        "Microsoft.Security/locations/jitNetworkAccessPolicies/*/read, "
+        "Microsoft.Network/networkSecurityGroups/securityRules/delete "
+        "(needed only by the identity an approval broker runs as). "
+        "Ask for the role 'jitctl --emulator role show broker' prints, on rg-jit-demo."
+    )
+    assert lines[6].startswith("FAIL public ip: the primary NIC has no public IP address")
     assert r.stderr.startswith(
         "jitctl: error: 4 check(s) failed for vm-win01: defender plan: Defender for Servers is off"
     )
@@ -119,6 +129,7 @@ def test_doctor_json_is_the_checks(run):
         "nsg path",
         "permissions (requester)",
         "permissions (admin)",
+        "permissions (broker)",
         "public ip",
         "firewall read",
     ]

@@ -446,7 +446,27 @@ def test_role_show(app):
     assert admin["AssignableScopes"] == ["/subscriptions/x/resourceGroups/y"]
 
 
-@pytest.mark.parametrize("kind", ["requester", "admin"])
+def test_role_show_broker_is_the_requesters_plus_deleting_a_security_rule(app):
+    """The broker initiates and verifies as a requester does, and on revoke deletes the JIT
+    allow rule; no other write (not the NSG itself, not JIT policies)."""
+    from jitctl.roles import ROLES
+
+    r = invoke(app, "role", "show", "broker", "--scope", "/subscriptions/x")
+    role = json.loads(r.stdout)
+    assert r.exit_code == 0 and role["Name"] == "JIT Approval Broker (jitctl)"
+    assert role["AssignableScopes"] == ["/subscriptions/x"]
+    extra = set(role["Actions"]) - set(ROLES["requester"]["Actions"])
+    assert extra == {
+        "Microsoft.Network/networkSecurityGroups/securityRules/read",
+        "Microsoft.Network/networkSecurityGroups/securityRules/delete",
+    }
+    assert set(ROLES["requester"]["Actions"]) <= set(role["Actions"])
+    writes = [a for a in role["Actions"] if a.rsplit("/", 1)[1] in ("write", "delete", "*")]
+    assert writes == ["Microsoft.Network/networkSecurityGroups/securityRules/delete"]
+    assert "Microsoft.ResourceGraph/resources/read" in role["Actions"]
+
+
+@pytest.mark.parametrize("kind", ["requester", "admin", "broker"])
 def test_shipped_role_files_match_role_show(kind):
     from jitctl.roles import role_definition
 

@@ -224,11 +224,11 @@ def schema(app: App) -> None:
 
 @click.group(context_settings=CONTEXT)
 def role() -> None:
-    """Least-privilege custom role definitions for JIT requesters and policy admins."""
+    """Least-privilege custom role definitions for JIT requesters, policy admins and the broker."""
 
 
 @role.command(context_settings=CONTEXT)
-@click.argument("kind", type=click.Choice(["requester", "admin"]))
+@click.argument("kind", type=click.Choice(["requester", "admin", "broker"]))
 @click.option(
     "--scope",
     "scopes",
@@ -243,6 +243,7 @@ def show(app: App, kind: str, scopes: tuple[str, ...]) -> None:
     \b
     Example:
       jitctl role show requester > requester.json && az role definition create --role-definition @requester.json
+      jitctl role show broker --scope /subscriptions/00000000-0000-0000-0000-000000000000
     """
     from jitctl.roles import role_definition
 

@@ -106,6 +106,10 @@ def _nsg_path(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
     return Check("nsg path", True, f"{', '.join(levels)} (to {path.private_ip})")
 
 
+# Roles whose absence is only a note for most callers: who needs them.
+ONLY_FOR = {"broker": " (needed only by the identity an approval broker runs as)"}
+
+
 def _permissions(role: str, required: bool) -> Callable[[Gateway, VmRef, Vm], Check]:
     def check(gw: Gateway, ref: VmRef, vm: Vm) -> Check:
         perms = gw.list_permissions(ref.subscription_id, ref.resource_group)
@@ -121,7 +125,7 @@ def _permissions(role: str, required: bool) -> Callable[[Gateway, VmRef, Vm], Ch
         return Check(
             name,
             False,
-            f"missing {', '.join(missing)}",
+            f"missing {', '.join(missing)}{ONLY_FOR.get(role, '')}",
             f"Ask for the role '{shows}' prints, on {ref.resource_group}.",
             required,
             (shows,),
@@ -179,6 +183,7 @@ CHECKS: tuple[tuple[str, Callable[[Gateway, VmRef, Vm], Check]], ...] = (
     ("nsg path", _nsg_path),
     ("permissions (requester)", _permissions("requester", True)),
     ("permissions (admin)", _permissions("admin", False)),
+    ("permissions (broker)", _permissions("broker", False)),
     ("public ip", _public_ip),
     ("firewall read", _firewall),
 )
