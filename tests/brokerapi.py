@@ -3,7 +3,6 @@ verifier that knows a few tokens (the real one checks JWTs; the API needs only i
 
 from __future__ import annotations
 
-import asyncio
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import httpx
 
 from jitctl.broker.api import Settings, create_app
 from jitctl.broker.errors import Unauthenticated
+from jitctl.broker.inprocess import InProcess
 from jitctl.broker.rules import Principal, RuleSet
 from jitctl.broker.store import Store, open_engine
 from jitctl.broker.views import Access
@@ -66,22 +66,6 @@ ASK = {
     "ticket": "INC42",
     "source": "203.0.113.7",
 }
-
-
-class InProcess(httpx.BaseTransport):
-    """httpx's ASGI transport for a synchronous client: each request runs the app in a fresh
-    event loop, as the CLI's client runs one request at a time."""
-
-    def __init__(self, app: Any) -> None:
-        self.inner = httpx.ASGITransport(app=app)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        async def once() -> httpx.Response:
-            answer = await self.inner.handle_async_request(request)
-            body = await answer.aread()
-            return httpx.Response(answer.status_code, headers=answer.headers, content=body)
-
-        return asyncio.run(once())
 
 
 class FakeVerifier:

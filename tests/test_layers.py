@@ -24,7 +24,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "jitctl"
 LAYERS: dict[str, tuple[str, ...]] = {
     "api": ("jitctl.__init__", "jitctl.__main__"),  # the library's lazy names, `python -m`
     "cli": ("jitctl.cli",),
-    "app": ("jitctl.app", "jitctl.demo"),  # wires the services to Azure or the emulator
+    "app": (
+        "jitctl.app",
+        "jitctl.demo",
+        "jitctl.brokerdemo",
+    ),  # wires the services to Azure or the emulator
     "broker": ("jitctl.broker",),  # approvals: rules, lifecycle, store (SQLAlchemy)
     "services": ("jitctl.services",),
     "arm": ("jitctl.arm",),  # the only layer that imports azure-mgmt

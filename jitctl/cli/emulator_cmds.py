@@ -112,13 +112,21 @@ def seed_world(backend: Any, world: str, vms: int | None, subscriptions: int | N
 @click.option(
     "--fast", is_flag=True, help="No propagation delay (Azure takes ~1 minute, the demo 3 s)."
 )
+@click.option(
+    "--broker",
+    "with_broker",
+    is_flag=True,
+    help="The approval flow instead: a broker in-process, alice asks, bob approves, the "
+    "broker initiates, access is verified, the audit log is printed.",
+)
 @click.pass_obj
-def demo(app: App, source_ip: str | None, fast: bool) -> None:
+def demo(app: App, source_ip: str | None, fast: bool, with_broker: bool) -> None:
     """Walk through enable -> request -> wait -> verify on a fresh emulated world. No Azure needed.
 
     \b
     Example:
       jitctl demo
+      jitctl demo --broker --fast --source-ip 203.0.113.7
     """
     from jitctl.cli.output import emit
     from jitctl.cli.progress import spinning
@@ -140,6 +148,10 @@ def demo(app: App, source_ip: str | None, fast: bool) -> None:
         source = parse_source(source_ip).split("/")[0]
     else:
         source, note = emulated_public_ip()
+    if with_broker:
+        from jitctl.cli import broker_demo
+
+        return broker_demo.run(app, source, fast)
     steps = []
     streaming = app.output == "table" and not app.query  # a step at a time, painted on a terminal
     for step in run_demo(demo_app, source, note, progress=spinning):
