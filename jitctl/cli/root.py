@@ -70,7 +70,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "role": (
         "jitctl.cli.policy_cmds:role",
-        "Least-privilege custom role definitions for JIT requesters and policy admins.",
+        "Least-privilege custom role definitions for JIT requesters, policy admins and the broker.",
     ),
     "show": (
         "jitctl.cli.commands:show",
