@@ -72,17 +72,27 @@ Handler = Callable[[Call], Any]
 
 
 def create_app(
-    store: Store, rules_source: Callable[[], RuleSet], verifier: Verifier, settings: Settings
+    store: Store,
+    rules_source: Callable[[], RuleSet],
+    verifier: Verifier,
+    settings: Settings,
+    pages: Any = None,
 ) -> Starlette:
+    """The API; with `pages` (jitctl.broker.pages.PagesConfig) the web pages beside it."""
     api = Api(store, rules_source, settings)
-    routes = [
+    routes: list[Any] = [
         Route("/healthz", _probe(store), methods=["GET"]),
         *(
             Route(f"/api/v1{path}", _endpoint(verifier, handler, status), methods=[method])
             for method, path, handler, status in api.table()
         ),
     ]
-    return Starlette(routes=routes)
+    if pages is None:
+        return Starlette(routes=routes)
+    from jitctl.broker.pages import Pages
+
+    web = Pages(api, verifier, pages)
+    return Starlette(routes=[*routes, *web.routes()], middleware=web.middleware())
 
 
 def _probe(store: Store) -> Callable[[Request], Awaitable[Response]]:

@@ -123,13 +123,30 @@ class Store(WorkQueue):
             return record_of(row)
 
     def list_requests(
-        self, *, states: Sequence[State] = (), requester: str | None = None, limit: int = 100
+        self,
+        *,
+        states: Sequence[State] = (),
+        requester: str | None = None,
+        limit: int = 100,
+        before: tuple[datetime, str] | None = None,
     ) -> list[RequestRecord]:
-        query = select(requests).order_by(requests.c.created_at.desc()).limit(limit)
+        """Newest first; `before` (the last row's created_at and id) pages on: a cursor, so a
+        page deep in 10,000 requests costs what the first does."""
+        query = (
+            select(requests)
+            .order_by(requests.c.created_at.desc(), requests.c.id.desc())
+            .limit(limit)
+        )
         if states:
             query = query.where(requests.c.state.in_([s.value for s in states]))
         if requester:
             query = query.where(requests.c.requester == requester.lower())
+        if before is not None:
+            at, rid = before
+            query = query.where(
+                (requests.c.created_at < at)
+                | ((requests.c.created_at == at) & (requests.c.id < rid))
+            )
         with self._read() as conn:
             return [record_of(r) for r in conn.execute(query).mappings()]
 
@@ -232,6 +249,13 @@ class Store(WorkQueue):
     def verify_log(self) -> LogCheck:
         with self._read() as conn:
             return auditlog.verify(conn)
+
+    def events_of(self, request_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The audit trail of some requests, oldest first (the pages show it)."""
+        if not request_ids:
+            return []
+        with self._read() as conn:
+            return list(auditlog.rows(conn, request_ids=request_ids))
 
     def export_log(self, out: TextIO, fmt: str = "jsonl", since: datetime | None = None) -> int:
         """Write the events as JSON Lines or CSV; returns how many."""
