@@ -74,9 +74,13 @@ class Browser:
 
 
 def ask(asgi: Any, app: App, upn: str = "alice@contoso.com", **changes: Any) -> dict[str, Any]:
-    """A request made through the API with the emulator's token for `upn`."""
+    """A request made through the API with the emulator's token for `upn`; `asgi` is the app,
+    or the address of a server running it."""
     token = app.identity_provider().mint(upn)
-    with httpx.Client(transport=InProcess(asgi), base_url=BASE) as http:
+    where: dict[str, Any] = (
+        {"base_url": asgi} if isinstance(asgi, str) else {"transport": InProcess(asgi), "base_url": BASE}
+    )
+    with httpx.Client(**where) as http:
         made = http.post(
             "/api/v1/requests",
             json={**DEMO_ASK, **changes},
