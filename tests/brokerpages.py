@@ -78,7 +78,9 @@ def ask(asgi: Any, app: App, upn: str = "alice@contoso.com", **changes: Any) -> 
     or the address of a server running it."""
     token = app.identity_provider().mint(upn)
     where: dict[str, Any] = (
-        {"base_url": asgi} if isinstance(asgi, str) else {"transport": InProcess(asgi), "base_url": BASE}
+        {"base_url": asgi}
+        if isinstance(asgi, str)
+        else {"transport": InProcess(asgi), "base_url": BASE}
     )
     with httpx.Client(**where) as http:
         made = http.post(

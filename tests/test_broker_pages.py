@@ -80,8 +80,10 @@ def sign_in(browser: Any, base: str, name: str) -> Any:
 def test_the_approver_signs_in_approves_and_sees_access_live(
     served: Any, browser: Any, app: App, tmp_path: Path
 ) -> None:
-    base, asgi, store = served
-    enabled = CliRunner().invoke(cli, ["enable", "vm-win01", "-g", "rg-jit-demo", "--port", "3389"], obj=app)
+    base, _, store = served
+    enabled = CliRunner().invoke(
+        cli, ["enable", "vm-win01", "-g", "rg-jit-demo", "--port", "3389"], obj=app
+    )
     assert enabled.exit_code == 0, enabled.output
     made = ask(base, app, reason="patch <b>now</b> <script>document.title='owned'</script>")
 
@@ -97,7 +99,9 @@ def test_the_approver_signs_in_approves_and_sees_access_live(
     bob.wait_for_url(f"{base}/requests/{made['id']}")
     assert "Approve: the request is now approved." in bob.inner_text("p.flash")
 
-    done = Worker(store, app.gateway(), app.clock, name="w1", settings=WorkerSettings(wait_timeout=30)).run_once()
+    done = Worker(
+        store, app.gateway(), app.clock, name="w1", settings=WorkerSettings(wait_timeout=30)
+    ).run_once()
     assert [(o.request_id, o.state) for o in done.initiated] == [(made["id"], State.ACTIVE)]
     assert store.get(made["id"]).state is State.ACTIVE
     bob.reload()
@@ -112,7 +116,7 @@ def test_the_approver_signs_in_approves_and_sees_access_live(
 def test_the_requester_finds_no_approve_button_and_a_forged_post_is_refused(
     served: Any, browser: Any, app: App, tmp_path: Path
 ) -> None:
-    base, asgi, store = served
+    base, _, store = served
     made = ask(base, app)
     alice = sign_in(browser, base, "Alice Engineer")
     assert alice.locator(f"tr.request[data-id='{made['id']}']").count() == 0
