@@ -153,3 +153,23 @@ def test_signing_out_ends_the_session(web: tuple[Any, Store]) -> None:
     out = bob.post("/auth/logout")
     assert out.status_code == 200 and "signed out" in out.text
     assert bob.get("/pending").status_code == 303
+
+
+def test_pages_follow_a_cursor_through_every_request_once(
+    tmp_path: Any, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asgi, _ = build(tmp_path, app, monkeypatch, page_size=3)
+    made = []
+    for _ in range(7):
+        made.append(ask(asgi, app)["id"])  # the same instant: the id breaks the tie
+    bob = Browser(asgi)
+    bob.sign_in("bob@contoso.com")
+    seen: list[list[str]] = []
+    path: str | None = "/pending"
+    while path:
+        html = bob.get(path).text
+        seen.append(re.findall(r'<tr class="request" data-id="([^"]+)"', html))
+        older = re.search(r'href="(/pending\?older=[^"]+)"', html)
+        path = older.group(1).replace("&amp;", "&") if older else None
+    assert [len(p) for p in seen] == [3, 3, 1]
+    assert sorted(i for p in seen for i in p) == sorted(made)

@@ -45,7 +45,7 @@ log = logging.getLogger("jitctl.broker.pages")
 
 SESSION_COOKIE = "jitctl_broker"
 SESSION_AGE = 8 * 3600  # a working day; the token inside expires sooner and is checked
-BATCH = 500  # rows read at a time while looking for a page's worth the person may see
+BATCH = 500  # at most this many rows read at a time, looking for a page the person may see
 HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": (
@@ -232,18 +232,20 @@ class Pages:
         size = self.config.page_size
         cursor = _cursor(request.query_params.get("older"))
         found: list[RequestRecord] = []
+        limit = size + 1  # most rows are the person's to see: read a page first, then more
         while len(found) <= size:
             batch = self.store.list_requests(
-                states=states, requester=requester, limit=BATCH, before=cursor
+                states=states, requester=requester, limit=limit, before=cursor
             )
             for rec in batch:
                 if keep(rec):
                     found.append(rec)
                     if len(found) > size:
                         break
-            if len(batch) < BATCH or not batch:
+            if len(batch) < limit:
                 break
             cursor = (batch[-1].created_at, batch[-1].id)
+            limit = min(limit * 4, BATCH)
         rows = found[:size]
         more = len(found) > size
         older = f"{rows[-1].created_at.isoformat()}|{rows[-1].id}" if more and rows else None
