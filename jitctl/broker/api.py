@@ -48,6 +48,13 @@ class Verifier(Protocol):
     def verify(self, token: str) -> Principal: ...
 
 
+class WebPages(Protocol):
+    """Pages served beside the API (jitctl.broker.pages.PagesConfig): their routes and the
+    middleware they need (the session), on the API's own handlers."""
+
+    def attach(self, api: Api, verifier: Verifier) -> tuple[list[Any], list[Any]]: ...
+
+
 @dataclass(frozen=True)
 class Settings:
     access: Access = field(default_factory=Access)
@@ -76,7 +83,7 @@ def create_app(
     rules_source: Callable[[], RuleSet],
     verifier: Verifier,
     settings: Settings,
-    pages: Any = None,
+    pages: WebPages | None = None,
 ) -> Starlette:
     """The API; with `pages` (jitctl.broker.pages.PagesConfig) the web pages beside it."""
     api = Api(store, rules_source, settings)
@@ -89,10 +96,8 @@ def create_app(
     ]
     if pages is None:
         return Starlette(routes=routes)
-    from jitctl.broker.pages import Pages
-
-    web = Pages(api, verifier, pages)
-    return Starlette(routes=[*routes, *web.routes()], middleware=web.middleware())
+    more, middleware = pages.attach(api, verifier)
+    return Starlette(routes=[*routes, *more], middleware=middleware)
 
 
 def _probe(store: Store) -> Callable[[Request], Awaitable[Response]]:

@@ -74,6 +74,11 @@ class PagesConfig:
     page_size: int = 50
     extra_routes: tuple[BaseRoute, ...] = ()  # e.g. the emulator's sign-in, with --emulator
 
+    def attach(self, api: Api, verifier: Verifier) -> tuple[list[Any], list[Any]]:
+        """The pages' routes and middleware on the API's handlers (create_app's `pages`)."""
+        pages = Pages(api, verifier, self)
+        return list(pages.routes()), list(pages.middleware())
+
 
 def _templates() -> Any:
     from jinja2 import Environment, PackageLoader, select_autoescape
