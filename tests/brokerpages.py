@@ -25,7 +25,9 @@ DEMO_ASK = {**ASK, "vm": "vm-win01", "resource_group": "rg-jit-demo", "ports": [
 BASE = "http://127.0.0.1:8765"
 
 
-def build(tmp_path: Path, app: App, monkeypatch: Any, page_size: int = 50) -> tuple[Any, Store]:
+def build(
+    tmp_path: Path, app: App, monkeypatch: Any, page_size: int = 50, https: bool = False
+) -> tuple[Any, Store]:
     """The ASGI app (API and pages) and its store."""
     monkeypatch.setenv("JITCTL_BROKER_SESSION_SECRET", "test-secret-" + "x" * 32)
     store = make_store(tmp_path, app.clock)
@@ -38,7 +40,7 @@ def build(tmp_path: Path, app: App, monkeypatch: Any, page_size: int = 50) -> tu
     settings = Settings(
         access=Access(admins=("group:broker-admins",)), subscription=DEMO_SUBSCRIPTION, vm_tags=tags
     )
-    pages = pages_config(app, verifier, None, https=False, exposure=exposure_reader(app))
+    pages = pages_config(app, verifier, None, https=https, exposure=exposure_reader(app))
     pages = dataclasses.replace(pages, page_size=page_size)
     return create_app(store, lambda: rules, verifier, settings, pages), store
 

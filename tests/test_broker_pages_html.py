@@ -173,3 +173,11 @@ def test_pages_follow_a_cursor_through_every_request_once(
         path = older.group(1).replace("&amp;", "&") if older else None
     assert [len(p) for p in seen] == [3, 3, 1]
     assert sorted(i for p in seen for i in p) == sorted(made)
+
+
+def test_over_https_the_session_cookie_is_secure(
+    tmp_path: Any, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asgi, _ = build(tmp_path, app, monkeypatch, https=True)
+    back = Browser(asgi).sign_in("bob@contoso.com")
+    assert "; secure" in back.headers["set-cookie"].lower()
