@@ -48,8 +48,8 @@ def build(
 class Browser:
     """A person with a cookie jar, on the in-process app (no JavaScript, as a form post)."""
 
-    def __init__(self, asgi: Any) -> None:
-        self.http = httpx.Client(transport=InProcess(asgi), base_url=BASE)
+    def __init__(self, asgi: Any, base: str = BASE) -> None:
+        self.http = httpx.Client(transport=InProcess(asgi), base_url=base)
 
     def sign_in(self, upn: str, next_page: str = "/pending") -> httpx.Response:
         start = self.http.get("/auth/login", params={"next": next_page})

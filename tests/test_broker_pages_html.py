@@ -179,5 +179,8 @@ def test_over_https_the_session_cookie_is_secure(
     tmp_path: Any, app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asgi, _ = build(tmp_path, app, monkeypatch, https=True)
-    back = Browser(asgi).sign_in("bob@contoso.com")
+    back = Browser(asgi, "https://127.0.0.1:8765").sign_in("bob@contoso.com")
     assert "; secure" in back.headers["set-cookie"].lower()
+    # a browser keeps a Secure cookie off plain HTTP: the sign-in cannot finish there
+    start = Browser(asgi).http.get("/auth/login")
+    assert "; secure" in start.headers["set-cookie"].lower()
