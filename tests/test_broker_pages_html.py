@@ -160,19 +160,24 @@ def test_pages_follow_a_cursor_through_every_request_once(
 ) -> None:
     asgi, _ = build(tmp_path, app, monkeypatch, page_size=3)
     made = []
-    for _ in range(7):
-        made.append(ask(asgi, app)["id"])  # the same instant: the id breaks the tie
+    for i in range(7):  # four made in one instant, then three in another: ties span pages
+        if i == 4:
+            app.clock.advance(5)
+        made.append(ask(asgi, app)["id"])
     bob = Browser(asgi)
     bob.sign_in("bob@contoso.com")
-    seen: list[list[str]] = []
-    path: str | None = "/pending"
-    while path:
-        html = bob.get(path).text
-        seen.append(re.findall(r'<tr class="request" data-id="([^"]+)"', html))
-        older = re.search(r'href="(/pending\?older=[^"]+)"', html)
-        path = older.group(1).replace("&amp;", "&") if older else None
-    assert [len(p) for p in seen] == [3, 3, 1]
-    assert sorted(i for p in seen for i in p) == sorted(made)
+    for first in ("/pending", "/history"):
+        seen: list[list[str]] = []
+        path: str | None = first
+        while path:
+            html = bob.get(path).text
+            seen.append(re.findall(r'<tr class="request" data-id="([^"]+)"', html))
+            older = re.search(rf'href="({first}\?older=[^"]+)"', html)
+            path = older.group(1).replace("&amp;", "&") if older else None
+        assert [len(p) for p in seen] == [3, 3, 1], first
+        shown = [i for p in seen for i in p]
+        assert sorted(shown) == sorted(made)
+        assert set(shown[:3]) == set(made[4:])  # newest first
 
 
 def test_over_https_the_session_cookie_is_secure(

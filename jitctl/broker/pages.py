@@ -235,25 +235,31 @@ class Pages:
         """A page of the requests `keep` lets through, newest first, and the cursor of the
         next page (None: no more). Reads BATCH rows at a time through the store's index."""
         size = self.config.page_size
-        cursor = _cursor(request.query_params.get("older"))
+        # the position after the last row read: its time, and how many rows of that very
+        # time were read (requests made in one instant page on without a gap or a repeat)
+        at, skip = _cursor(request.query_params.get("older"))
         found: list[RequestRecord] = []
+        page_end: tuple[datetime | None, int] = (at, skip)
         limit = size + 1  # most rows are the person's to see: read a page first, then more
         while len(found) <= size:
             batch = self.store.list_requests(
-                states=states, requester=requester, limit=limit, before=cursor
+                states=states, requester=requester, limit=limit, until=at, offset=skip
             )
             for rec in batch:
+                at, skip = (at, skip + 1) if rec.created_at == at else (rec.created_at, 1)
                 if keep(rec):
                     found.append(rec)
-                    if len(found) > size:
+                    if len(found) == size:
+                        page_end = (at, skip)
+                    elif len(found) > size:
                         break
             if len(batch) < limit:
                 break
-            cursor = (batch[-1].created_at, batch[-1].id)
             limit = min(limit * 4, BATCH)
         rows = found[:size]
-        more = len(found) > size
-        older = f"{rows[-1].created_at.isoformat()}|{rows[-1].id}" if more and rows else None
+        older = None
+        if len(found) > size and page_end[0] is not None:
+            older = f"{page_end[0].isoformat()}|{page_end[1]}"
         return rows, older
 
     def _rows(self, recs: list[RequestRecord], who: Principal) -> list[dict[str, Any]]:
@@ -348,12 +354,12 @@ def _local(target: str | None) -> str:
     return target
 
 
-def _cursor(text: str | None) -> tuple[datetime, str] | None:
+def _cursor(text: str | None) -> tuple[datetime | None, int]:
     if not text:
-        return None
-    at, _, rid = text.partition("|")
+        return None, 0
+    at, _, seen = text.partition("|")
     try:
-        return datetime.fromisoformat(at), rid
+        return datetime.fromisoformat(at), max(int(seen), 0)
     except ValueError:
         raise BadInput(
             "The page's 'older' cursor is not one.", "Follow the page's links."

@@ -128,25 +128,21 @@ class Store(WorkQueue):
         states: Sequence[State] = (),
         requester: str | None = None,
         limit: int = 100,
-        before: tuple[datetime, str] | None = None,
+        until: datetime | None = None,
+        offset: int = 0,
     ) -> list[RequestRecord]:
-        """Newest first; `before` (the last row's created_at and id) pages on: a cursor, so a
-        page deep in 10,000 requests costs what the first does."""
-        query = (
-            select(requests)
-            .order_by(requests.c.created_at.desc(), requests.c.id.desc())
-            .limit(limit)
-        )
+        """Newest first. `until` (created at or before) and `offset` (rows of that very
+        instant already seen) page on through the (state, created_at) index: a page deep in
+        10,000 requests costs what the first does."""
+        query = select(requests).order_by(requests.c.created_at.desc()).limit(limit)
         if states:
             query = query.where(requests.c.state.in_([s.value for s in states]))
         if requester:
             query = query.where(requests.c.requester == requester.lower())
-        if before is not None:
-            at, rid = before
-            query = query.where(
-                (requests.c.created_at < at)
-                | ((requests.c.created_at == at) & (requests.c.id < rid))
-            )
+        if until is not None:
+            query = query.where(requests.c.created_at <= until)
+        if offset:
+            query = query.offset(offset)
         with self._read() as conn:
             return [record_of(r) for r in conn.execute(query).mappings()]
 
