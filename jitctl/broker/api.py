@@ -48,6 +48,13 @@ class Verifier(Protocol):
     def verify(self, token: str) -> Principal: ...
 
 
+class WebPages(Protocol):
+    """Pages served beside the API (jitctl.broker.pages.PagesConfig): their routes and the
+    middleware they need (the session), on the API's own handlers."""
+
+    def attach(self, api: Api, verifier: Verifier) -> tuple[list[Any], list[Any]]: ...
+
+
 @dataclass(frozen=True)
 class Settings:
     access: Access = field(default_factory=Access)
@@ -72,17 +79,25 @@ Handler = Callable[[Call], Any]
 
 
 def create_app(
-    store: Store, rules_source: Callable[[], RuleSet], verifier: Verifier, settings: Settings
+    store: Store,
+    rules_source: Callable[[], RuleSet],
+    verifier: Verifier,
+    settings: Settings,
+    pages: WebPages | None = None,
 ) -> Starlette:
+    """The API; with `pages` (jitctl.broker.pages.PagesConfig) the web pages beside it."""
     api = Api(store, rules_source, settings)
-    routes = [
+    routes: list[Any] = [
         Route("/healthz", _probe(store), methods=["GET"]),
         *(
             Route(f"/api/v1{path}", _endpoint(verifier, handler, status), methods=[method])
             for method, path, handler, status in api.table()
         ),
     ]
-    return Starlette(routes=routes)
+    if pages is None:
+        return Starlette(routes=routes)
+    more, middleware = pages.attach(api, verifier)
+    return Starlette(routes=[*routes, *more], middleware=middleware)
 
 
 def _probe(store: Store) -> Callable[[Request], Awaitable[Response]]:

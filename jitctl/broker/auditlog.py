@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TextIO
@@ -136,10 +136,14 @@ def verify(conn: Connection) -> LogCheck:
     return LogCheck(count, tuple(problems), str(head.hash))
 
 
-def rows(conn: Connection, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+def rows(
+    conn: Connection, since: datetime | None = None, request_ids: Sequence[str] | None = None
+) -> Iterator[dict[str, Any]]:
     query = select(events).order_by(events.c.seq)
     if since is not None:
         query = query.where(events.c.at >= since)
+    if request_ids is not None:
+        query = query.where(events.c.request_id.in_(list(request_ids)))
     for row in conn.execute(query).mappings():
         out = {k: row[k] for k in (*FIELDS, "prev_hash", "hash")}
         out["at"] = utc_text(row["at"])

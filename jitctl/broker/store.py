@@ -123,13 +123,26 @@ class Store(WorkQueue):
             return record_of(row)
 
     def list_requests(
-        self, *, states: Sequence[State] = (), requester: str | None = None, limit: int = 100
+        self,
+        *,
+        states: Sequence[State] = (),
+        requester: str | None = None,
+        limit: int = 100,
+        until: datetime | None = None,
+        offset: int = 0,
     ) -> list[RequestRecord]:
+        """Newest first. `until` (created at or before) and `offset` (rows of that very
+        instant already seen) page on through the (state, created_at) index: a page deep in
+        10,000 requests costs what the first does."""
         query = select(requests).order_by(requests.c.created_at.desc()).limit(limit)
         if states:
             query = query.where(requests.c.state.in_([s.value for s in states]))
         if requester:
             query = query.where(requests.c.requester == requester.lower())
+        if until is not None:
+            query = query.where(requests.c.created_at <= until)
+        if offset:
+            query = query.offset(offset)
         with self._read() as conn:
             return [record_of(r) for r in conn.execute(query).mappings()]
 
@@ -232,6 +245,13 @@ class Store(WorkQueue):
     def verify_log(self) -> LogCheck:
         with self._read() as conn:
             return auditlog.verify(conn)
+
+    def events_of(self, request_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The audit trail of some requests, oldest first (the pages show it)."""
+        if not request_ids:
+            return []
+        with self._read() as conn:
+            return list(auditlog.rows(conn, request_ids=request_ids))
 
     def export_log(self, out: TextIO, fmt: str = "jsonl", since: datetime | None = None) -> int:
         """Write the events as JSON Lines or CSV; returns how many."""

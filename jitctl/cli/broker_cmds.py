@@ -392,7 +392,8 @@ def migrate(app: App, db: str | None) -> None:
 @click.option(
     "--client-id",
     envvar="JITCTL_BROKER_CLIENT_ID",
-    help="The web pages' OIDC client id (else JITCTL_BROKER_CLIENT_ID).",
+    help="The web pages' OIDC client id; its redirect URI is <broker>/auth/callback "
+    "(else JITCTL_BROKER_CLIENT_ID; without it, and without --emulator, no pages).",
 )
 @click.option(
     "--admin",
@@ -410,7 +411,8 @@ def migrate(app: App, db: str | None) -> None:
 )
 @click.pass_obj
 def serve(app: App, **options: Any) -> None:
-    """Run the approval broker: the JSON API, and the worker that opens approved access.
+    """Run the approval broker: the JSON API, the web pages, and the worker that opens
+    approved access.
 
     \b
     Example:

@@ -61,6 +61,7 @@ def run_serve(
     from jitctl.broker.server import FolderRules, ServeConfig, check_tls, serve, start_worker
     from jitctl.broker.store import Store
     from jitctl.broker.views import Access
+    from jitctl.cli.broker_web import exposure_reader, pages_config
 
     config = ServeConfig(
         host, listen, Path(tls_cert) if tls_cert else None, Path(tls_key) if tls_key else None
@@ -79,10 +80,13 @@ def run_serve(
         return app.gateway().get_vm(ref).tags
 
     settings = Settings(access=access, subscription=app.default_subscription(), vm_tags=tags)
+    pages = pages_config(
+        app, verifier, client_id, https=config.tls_cert is not None, exposure=exposure_reader(app)
+    )
     stop = threading.Event()
     try:
         serve(
-            create_app(store, rules, verifier, settings),
+            create_app(store, rules, verifier, settings, pages),
             config,
             rules,
             lambda: start_worker(store, app.gateway(), app.clock, stop, config.worker_interval),

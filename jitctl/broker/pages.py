@@ -1,0 +1,381 @@
+"""The broker's web pages, served by the API's app: pending requests to decide, my requests,
+the history with each request's audit trail; approve, deny, cancel and revoke as plain HTML
+forms (POST, then a redirect), so they work without JavaScript.
+
+- Sign-in: OpenID Connect code + PKCE (signin.py); the access token is kept in the session and
+  checked by the API's TokenVerifier on every page, so an expired token signs the person out.
+- Session: Starlette's SessionMiddleware, a cookie signed with the server's secret
+  (itsdangerous), HttpOnly, SameSite=Lax, Secure when the broker is served over HTTPS.
+- CSRF: a random token per session, in a hidden field of every form, checked on every POST
+  (403 without it). SameSite=Lax alone would leave same-site subdomains able to post.
+- What a person may do is decided by the API's own handlers (one definition): the pages call
+  them with the signed-in principal, so a requester's POST to approve their own request
+  answers 403 here as in the API.
+- Jinja2 with autoescape: a requester's reason, ticket or VM name is text, never markup.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from jitctl.broker.api import Api, Call, Verifier
+from jitctl.broker.errors import NotPermitted, Unauthenticated
+from jitctl.broker.lifecycle import Action, Role, State
+from jitctl.broker.records import RequestRecord
+from jitctl.broker.rules import Principal
+from jitctl.broker.signin import OidcClient
+from jitctl.broker.views import error_answer, request_json, visible
+from jitctl.broker.vmexposure import VmExposure
+from jitctl.errors import BadInput, JitctlError
+
+log = logging.getLogger("jitctl.broker.pages")
+
+SESSION_COOKIE = "jitctl_broker"
+SESSION_AGE = 8 * 3600  # a working day; the token inside expires sooner and is checked
+BATCH = 500  # at most this many rows read at a time, looking for a page the person may see
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+FORMS = {  # what a button posts -> the API handler's action and the body's text field
+    "approve": "comment",
+    "deny": "reason",
+    "cancel": "comment",
+    "revoke": "comment",
+}
+
+
+@dataclass(frozen=True)
+class PagesConfig:
+    oidc: OidcClient
+    secret: str  # signs the session cookie; replicas share it (JITCTL_BROKER_SESSION_SECRET)
+    public_url: str | None = None  # the broker's address as browsers see it
+    https_only: bool = False  # the cookie's Secure flag
+    exposure: Callable[[str], VmExposure] | None = None
+    page_size: int = 50
+    extra_routes: tuple[BaseRoute, ...] = ()  # e.g. the emulator's sign-in, with --emulator
+
+    def attach(self, api: Api, verifier: Verifier) -> tuple[list[Any], list[Any]]:
+        """The pages' routes and middleware on the API's handlers (create_app's `pages`)."""
+        pages = Pages(api, verifier, self)
+        return list(pages.routes()), list(pages.middleware())
+
+
+def _templates() -> Any:
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(
+        loader=PackageLoader("jitctl.broker", "templates"),
+        autoescape=select_autoescape(["html"], default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = lambda at: at.strftime("%Y-%m-%d %H:%M UTC") if at else ""
+    return env
+
+
+class Pages:
+    def __init__(self, api: Api, verifier: Verifier, config: PagesConfig) -> None:
+        self.api = api
+        self.store = api.store
+        self.access = api.access
+        self.verifier = verifier
+        self.config = config
+        self.env = _templates()
+
+    def middleware(self) -> list[Middleware]:
+        return [
+            Middleware(
+                SessionMiddleware,
+                secret_key=self.config.secret,
+                session_cookie=SESSION_COOKIE,
+                max_age=SESSION_AGE,
+                same_site="lax",
+                https_only=self.config.https_only,
+            )
+        ]
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", lambda _: RedirectResponse("/pending", 303)),
+            Route("/auth/login", self.login),
+            Route("/auth/callback", self.callback),
+            Route("/auth/logout", self.logout, methods=["POST"]),
+            Route("/pending", self._page("pending.html", self.pending)),
+            Route("/mine", self._page("mine.html", self.mine)),
+            Route("/history", self._page("history.html", self.history)),
+            Route("/requests/{id}", self._page("request.html", self.detail)),
+            Route("/requests/{id}/{action}", self.act, methods=["POST"]),
+            *self.config.extra_routes,
+        ]
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _render(self, request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
+        session = request.scope.get("session", {})
+        html = self.env.get_template(name).render(
+            csrf=session.get("csrf", ""), flash=session.pop("flash", None), **ctx
+        )
+        return HTMLResponse(html, status, headers=HEADERS)
+
+    def _error(self, request: Request, err: JitctlError, who: Principal | None) -> Response:
+        status, body = error_answer(err)
+        return self._render(request, "error.html", status, who=who, error=body["error"])
+
+    def _who(self, request: Request) -> Principal | None:
+        token = request.session.get("token")
+        if not token:
+            return None
+        try:
+            return self.verifier.verify(token)
+        except Unauthenticated:  # expired, or the issuer rolled its keys: sign in again
+            request.session.clear()
+            return None
+
+    def _page(
+        self, template: str, build: Callable[[Principal, Request], dict[str, Any]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def page(request: Request) -> Response:
+            who = None
+            try:
+                who = await run_in_threadpool(self._who, request)
+                if who is None:
+                    target = request.url.path + (
+                        f"?{request.url.query}" if request.url.query else ""
+                    )
+                    return RedirectResponse(f"/auth/login?next={quote(target)}", 303)
+                ctx = await run_in_threadpool(build, who, request)
+            except JitctlError as err:
+                return self._error(request, err, who)
+            return self._render(request, template, who=who, **ctx)
+
+        return page
+
+    def _redirect_uri(self, request: Request) -> str:
+        base = self.config.public_url or str(request.base_url)
+        return base.rstrip("/") + "/auth/callback"
+
+    # --- sign-in --------------------------------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        try:
+            started = await run_in_threadpool(self.config.oidc.start, self._redirect_uri(request))
+        except JitctlError as err:
+            return self._error(request, err, None)
+        request.session["signin"] = {
+            "state": started.state,
+            "verifier": started.verifier,
+            "next": _local(request.query_params.get("next")),
+        }
+        return RedirectResponse(started.url, 303, headers={"Cache-Control": "no-store"})
+
+    async def callback(self, request: Request) -> Response:
+        pending = request.session.pop("signin", None)
+        params = request.query_params
+        try:
+            if params.get("error"):
+                raise Unauthenticated(
+                    f"The sign-in failed: {params.get('error_description') or params['error']}.",
+                    "Sign in again.",
+                )
+            state = params.get("state", "")
+            if not pending or not secrets.compare_digest(state, pending["state"]):
+                raise Unauthenticated(
+                    "This sign-in was not started here, or was already used.", "Sign in again."
+                )
+            token = await run_in_threadpool(
+                self.config.oidc.exchange,
+                params.get("code", ""),
+                pending["verifier"],
+                self._redirect_uri(request),
+            )
+            who = await run_in_threadpool(self.verifier.verify, token)
+        except JitctlError as err:
+            return self._error(request, err, None)
+        request.session.clear()  # a new session: nothing from before the sign-in carries over
+        request.session.update(token=token, csrf=secrets.token_urlsafe(32))
+        log.info("signed in to the pages: %s", who.upn)
+        return RedirectResponse(pending["next"], 303)
+
+    async def logout(self, request: Request) -> Response:
+        form = await request.form()
+        if not _csrf_ok(request, form.get("csrf")):
+            return _forbidden(request, self)
+        request.session.clear()
+        return self._render(request, "signed_out.html", who=None)
+
+    # --- pages ----------------------------------------------------------------------------------
+
+    def _scan(
+        self,
+        request: Request,
+        keep: Callable[[RequestRecord], bool],
+        states: tuple[State, ...] = (),
+        requester: str | None = None,
+    ) -> tuple[list[RequestRecord], str | None]:
+        """A page of the requests `keep` lets through, newest first, and the cursor of the
+        next page (None: no more). Reads BATCH rows at a time through the store's index."""
+        size = self.config.page_size
+        # the position after the last row read: its time, and how many rows of that very
+        # time were read (requests made in one instant page on without a gap or a repeat)
+        at, skip = _cursor(request.query_params.get("older"))
+        found: list[RequestRecord] = []
+        page_end: tuple[datetime | None, int] = (at, skip)
+        limit = size + 1  # most rows are the person's to see: read a page first, then more
+        while len(found) <= size:
+            batch = self.store.list_requests(
+                states=states, requester=requester, limit=limit, until=at, offset=skip
+            )
+            for rec in batch:
+                at, skip = (at, skip + 1) if rec.created_at == at else (rec.created_at, 1)
+                if keep(rec):
+                    found.append(rec)
+                    if len(found) == size:
+                        page_end = (at, skip)
+                    elif len(found) > size:
+                        break
+            if len(batch) < limit:
+                break
+            limit = min(limit * 4, BATCH)
+        rows = found[:size]
+        older = None
+        if len(found) > size and page_end[0] is not None:
+            older = f"{page_end[0].isoformat()}|{page_end[1]}"
+        return rows, older
+
+    def _rows(self, recs: list[RequestRecord], who: Principal) -> list[dict[str, Any]]:
+        asked = {
+            e["request_id"]: e["data"]
+            for e in self.store.events_of([r.id for r in recs])
+            if e["action"] == Action.REQUEST.value
+        }
+        rows = []
+        for rec in recs:
+            row = request_json(rec, who, self.access)
+            row["created"] = rec.created_at
+            row["reasons"] = asked.get(rec.id, {}).get("reasons", [])
+            rows.append(row)
+        return rows
+
+    def _exposure(self, vm_ids: list[str]) -> dict[str, VmExposure]:
+        if self.config.exposure is None:
+            return {}
+        return {vm_id: self.config.exposure(vm_id) for vm_id in dict.fromkeys(vm_ids)}
+
+    def pending(self, who: Principal, request: Request) -> dict[str, Any]:
+        def mine_to_decide(rec: RequestRecord) -> bool:
+            roles = self.access.roles(rec, who)
+            return bool(roles & {Role.APPROVER, Role.ADMIN}) and Role.REQUESTER not in roles
+
+        recs, older = self._scan(request, mine_to_decide, states=(State.PENDING,))
+        return {
+            "tab": "pending",
+            "rows": self._rows(recs, who),
+            "exposure": self._exposure([r.vm_id for r in recs]),
+            "older": older,
+        }
+
+    def mine(self, who: Principal, request: Request) -> dict[str, Any]:
+        recs, older = self._scan(request, lambda _: True, requester=who.upn)
+        return {"tab": "mine", "rows": self._rows(recs, who), "older": older}
+
+    def history(self, who: Principal, request: Request) -> dict[str, Any]:
+        recs, older = self._scan(request, lambda r: bool(visible([r], who, self.access)))
+        return {"tab": "history", "rows": self._rows(recs, who), "older": older}
+
+    def detail(self, who: Principal, request: Request) -> dict[str, Any]:
+        shown = self.api.show(Call(who, {}, {}, {"id": request.path_params["id"]}))
+        rec = self.store.get(shown["id"])
+        events = self.store.events_of([rec.id])
+        return {
+            "tab": "",
+            "row": self._rows([rec], who)[0],
+            "events": events,
+            "exposure": self._exposure([rec.vm_id]),
+        }
+
+    # --- decisions --------------------------------------------------------------------------
+
+    async def act(self, request: Request) -> Response:
+        form = await request.form()
+        if not _csrf_ok(request, form.get("csrf")):
+            return _forbidden(request, self)
+        action = request.path_params["action"]
+        rid = request.path_params["id"]
+        who = None
+        try:
+            who = await run_in_threadpool(self._who, request)
+            if who is None:
+                raise Unauthenticated("You are not signed in.", "Sign in, then try again.")
+            if action not in FORMS:
+                raise BadInput(f"No action '{action[:20]}'.", "Use the page's buttons.")
+            text = str(form.get("text") or "").strip()
+            body = {FORMS[action]: text} if text else {}
+            call = Call(who, body, {}, {"id": rid})
+            handler = {
+                "approve": self.api.approve,
+                "deny": self.api.deny,
+                "cancel": self.api.decide(Action.CANCEL),
+                "revoke": self.api.decide(Action.REVOKE),
+            }[action]
+            done = await run_in_threadpool(handler, call)
+        except JitctlError as err:
+            return self._error(request, err, who)
+        request.session["flash"] = f"{action.capitalize()}: the request is now {done['state']}."
+        return RedirectResponse(f"/requests/{quote(rid)}", 303)
+
+
+def _local(target: str | None) -> str:
+    """Only a path on this site: a sign-in never sends anyone elsewhere (open redirects)."""
+    if not target:
+        return "/pending"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/pending"
+    return target
+
+
+def _cursor(text: str | None) -> tuple[datetime | None, int]:
+    if not text:
+        return None, 0
+    at, _, seen = text.partition("|")
+    try:
+        return datetime.fromisoformat(at), max(int(seen), 0)
+    except ValueError:
+        raise BadInput(
+            "The page's 'older' cursor is not one.", "Follow the page's links."
+        ) from None
+
+
+def _csrf_ok(request: Request, sent: Any) -> bool:
+    expected = request.session.get("csrf")
+    if not isinstance(expected, str) or not expected or not isinstance(sent, str):
+        return False
+    return secrets.compare_digest(sent.encode(), expected.encode())
+
+
+def _forbidden(request: Request, pages: Pages) -> Response:
+    err = NotPermitted(
+        "The form's anti-forgery token is missing or stale.",
+        "Reload the page and submit the form again.",
+    )
+    return pages._error(request, err, None)

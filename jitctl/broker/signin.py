@@ -1,0 +1,175 @@
+"""Sign-in for the broker's pages: OpenID Connect authorization code with PKCE (S256) against
+the broker's issuer (Entra ID in production, the emulator offline).
+
+The issuer's discovery document names the endpoints (its `issuer` must be the configured one);
+the browser goes to the authorization endpoint, comes back to the broker's `/auth/callback`
+with a code, and the broker trades the code (and the PKCE verifier, which never left it) for
+tokens. The access token is then checked by the API's TokenVerifier: one check of who
+someone is, for the pages and the API alike. No cryptography here beyond the SHA-256 that
+RFC 7636 defines the S256 challenge with.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from jitctl.broker.errors import IdentityUnavailable, Unauthenticated
+from jitctl.textsafe import printable
+
+TIMEOUT = 10.0  # seconds for the issuer's discovery and token answers
+
+
+@dataclass(frozen=True)
+class Started:
+    """A sign-in under way: where to send the browser, and what the session keeps for the
+    callback (the state, and the PKCE verifier that only the broker holds)."""
+
+    url: str
+    state: str
+    verifier: str
+
+
+def challenge_of(verifier: str) -> str:
+    """RFC 7636's S256: BASE64URL(SHA256(verifier)), unpadded."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+def scope_for(audience: str) -> str:
+    """The ID token's scopes and the API's: the access token is for the broker's audience."""
+    resource = audience if "://" in audience else f"api://{audience}"
+    return f"openid profile email {resource}/.default"
+
+
+class OidcClient:
+    """The broker as an OIDC client of its issuer. `http` is an httpx.Client (a test or the
+    in-process emulator gives one with its own transport); `authorize_url` replaces the
+    discovery document's authorization endpoint when browsers reach the issuer elsewhere than
+    the broker does."""
+
+    def __init__(
+        self,
+        issuer: str,
+        client_id: str,
+        audience: str,
+        *,
+        http: Any = None,
+        client_secret: str | None = None,
+        authorize_url: str | None = None,
+    ) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.client_id = client_id
+        self.audience = audience
+        self.client_secret = client_secret
+        self.authorize_url = authorize_url
+        self._http = http
+        self._lock = threading.Lock()
+        self._endpoints: dict[str, str] | None = None
+
+    def _client(self) -> Any:
+        if self._http is None:
+            import httpx
+
+            from jitctl.broker.identity import ca_bundle
+
+            self._http = httpx.Client(timeout=TIMEOUT, verify=ca_bundle() or True)
+        return self._http
+
+    def _json(self, method: str, url: str, **kw: Any) -> tuple[int, Any]:
+        import httpx
+
+        try:
+            answer = self._client().request(method, url, **kw)
+        except httpx.HTTPError as err:
+            raise IdentityUnavailable(
+                f"The identity provider did not answer at {printable(url)}: {type(err).__name__}.",
+                "Check --issuer (JITCTL_BROKER_ISSUER) and the broker's network.",
+            ) from None
+        try:
+            return answer.status_code, answer.json()
+        except ValueError:
+            raise IdentityUnavailable(
+                f"The identity provider's answer at {printable(url)} is not JSON "
+                f"(HTTP {answer.status_code}).",
+                "Check --issuer (JITCTL_BROKER_ISSUER).",
+            ) from None
+
+    def endpoints(self) -> dict[str, str]:
+        """The authorization and token endpoints, from discovery (read once)."""
+        with self._lock:
+            if self._endpoints is None:
+                url = f"{self.issuer}/.well-known/openid-configuration"
+                status, doc = self._json("GET", url)
+                ok = status == 200 and isinstance(doc, dict)
+                if not ok or str(doc.get("issuer", "")).rstrip("/") != self.issuer:
+                    raise IdentityUnavailable(
+                        f"The discovery document at {printable(url)} is not this issuer's.",
+                        "Give --issuer (JITCTL_BROKER_ISSUER) exactly as the tokens' `iss`.",
+                    )
+                found = {k: doc.get(k) for k in ("authorization_endpoint", "token_endpoint")}
+                if not all(isinstance(v, str) and v for v in found.values()):
+                    raise IdentityUnavailable(
+                        f"The discovery document at {printable(url)} names no authorization "
+                        "or token endpoint.",
+                        "Check --issuer (JITCTL_BROKER_ISSUER).",
+                    )
+                self._endpoints = {k: str(v) for k, v in found.items()}
+            return self._endpoints
+
+    def start(self, redirect_uri: str) -> Started:
+        """Where the browser signs in: a fresh state and PKCE verifier each time."""
+        state = secrets.token_urlsafe(24)
+        verifier = secrets.token_urlsafe(48)  # 64 characters: RFC 7636 asks 43 to 128
+        target = self.authorize_url or self.endpoints()["authorization_endpoint"]
+        query = urlencode(
+            {
+                "client_id": self.client_id,
+                "response_type": "code",
+                "redirect_uri": redirect_uri,
+                "response_mode": "query",
+                "scope": scope_for(self.audience),
+                "state": state,
+                "code_challenge": challenge_of(verifier),
+                "code_challenge_method": "S256",
+            }
+        )
+        joiner = "&" if urlsplit(target).query else "?"
+        return Started(f"{target}{joiner}{query}", state, verifier)
+
+    def exchange(self, code: str, verifier: str, redirect_uri: str) -> str:
+        """The access token for a code (one use); the caller verifies it."""
+        form = {
+            "grant_type": "authorization_code",
+            "client_id": self.client_id,
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+            "scope": scope_for(self.audience),
+        }
+        if self.client_secret:
+            form["client_secret"] = self.client_secret
+        status, body = self._json(
+            "POST",
+            self.endpoints()["token_endpoint"],
+            data=form,
+            headers={"Accept": "application/json"},
+        )
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if status != 200 or not isinstance(token, str):
+            error = (
+                body.get("error_description") or body.get("error")
+                if isinstance(body, dict)
+                else None
+            )
+            raise Unauthenticated(
+                f"The identity provider refused the sign-in: {printable(str(error or status))}.",
+                "Sign in again; if it keeps failing, check the broker's --client-id and its "
+                "redirect URI (<broker>/auth/callback) in the app registration.",
+            )
+        return token

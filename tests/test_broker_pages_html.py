@@ -1,0 +1,191 @@
+"""The broker's web pages without a browser: who may see and do what (anonymous, requester,
+approver, admin, another engineer), CSRF, the sign-in's checks, escaping, and the cookie."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from jitctl.app import App
+from jitctl.broker.lifecycle import State
+from jitctl.broker.store import Store
+from tests.brokerpages import Browser, ask, build
+
+
+@pytest.fixture
+def web(tmp_path: Any, app: App, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Store]:
+    return build(tmp_path, app, monkeypatch)
+
+
+def as_user(web: tuple[Any, Store], upn: str) -> Browser:
+    person = Browser(web[0])
+    person.sign_in(upn)
+    return person
+
+
+def buttons(html: str) -> list[str]:
+    return re.findall(r'data-action="(\w+)"', html)
+
+
+def test_anonymous_is_sent_to_sign_in_and_cannot_post(web: tuple[Any, Store], app: App) -> None:
+    asgi, store = web
+    made = ask(asgi, app)
+    anon = Browser(asgi)
+    for path in ("/", "/pending", "/mine", "/history", f"/requests/{made['id']}"):
+        got = anon.get(path)
+        assert got.status_code == 303, path
+        if path != "/":
+            assert got.headers["location"] == f"/auth/login?next={path}"
+    posted = anon.post(f"/requests/{made['id']}/approve", csrf=None)
+    assert posted.status_code == 403 and "anti-forgery token" in posted.text
+    assert store.get(made["id"]).state is State.PENDING
+
+
+def test_the_requester_gets_no_approve_button_and_a_post_to_approve_is_403(
+    web: tuple[Any, Store], app: App
+) -> None:
+    asgi, store = web
+    made = ask(asgi, app)
+    alice = as_user(web, "alice@contoso.com")
+    assert made["id"] not in alice.get("/pending").text  # never hers to decide
+    mine = alice.get("/mine")
+    assert made["id"] in mine.text and buttons(mine.text) == ["cancel"]
+    detail = alice.get(f"/requests/{made['id']}")
+    assert detail.status_code == 200 and buttons(detail.text) == ["cancel"]
+    refused = alice.post(f"/requests/{made['id']}/approve", text="lgtm")
+    assert refused.status_code == 403 and "(self_approval)" in refused.text
+    assert store.get(made["id"]).state is State.PENDING
+    cancelled = alice.post(f"/requests/{made['id']}/cancel")
+    assert cancelled.status_code == 303
+    assert store.get(made["id"]).state is State.CANCELLED
+
+
+def test_the_approver_sees_the_request_with_the_rules_words_and_the_vm_exposure_and_approves(
+    web: tuple[Any, Store], app: App
+) -> None:
+    asgi, store = web
+    made = ask(asgi, app)
+    bob = as_user(web, "bob@contoso.com")
+    pending = bob.get("/pending").text
+    assert made["id"] in pending and buttons(pending) == ["approve", "deny"]
+    assert "needs 1 approval(s) from group:ops-leads or user:lead@contoso.com" in pending
+    assert "not-in-policy: vm-win01 is in no JIT policy." in pending  # audit's finding
+    no_token = bob.post(f"/requests/{made['id']}/approve", csrf=None)
+    wrong = bob.post(f"/requests/{made['id']}/approve", csrf="forged")
+    assert no_token.status_code == wrong.status_code == 403
+    assert store.get(made["id"]).state is State.PENDING
+    done = bob.post(f"/requests/{made['id']}/approve", text="ok for INC42")
+    assert done.status_code == 303 and done.headers["location"] == f"/requests/{made['id']}"
+    assert store.get(made["id"]).state is State.APPROVED
+    detail = bob.get(done.headers["location"]).text
+    assert "Approve: the request is now approved." in detail
+    trail = re.findall(r"<td>(request|approve)</td>", detail)
+    assert trail == ["request", "approve"] and "ok for INC42" in detail
+    assert made["id"] not in bob.get("/pending").text
+
+
+def test_the_admin_may_deny_with_a_reason_but_not_approve(web: tuple[Any, Store], app: App) -> None:
+    asgi, store = web
+    made = ask(asgi, app)
+    carol = as_user(web, "carol@contoso.com")
+    assert buttons(carol.get("/pending").text) == ["deny", "cancel"]
+    assert carol.post(f"/requests/{made['id']}/approve").status_code == 403
+    no_reason = carol.post(f"/requests/{made['id']}/deny")
+    assert no_reason.status_code == 400 and store.get(made["id"]).state is State.PENDING
+    assert carol.post(f"/requests/{made['id']}/deny", text="not now").status_code == 303
+    assert store.get(made["id"]).state is State.DENIED
+    assert made["id"] in carol.get("/history").text
+
+
+def test_another_engineer_neither_sees_nor_decides_a_request(
+    web: tuple[Any, Store], app: App
+) -> None:
+    asgi, store = web
+    made = ask(asgi, app)
+    dave = as_user(web, "dave@contoso.com")
+    for path in ("/pending", "/mine", "/history"):
+        assert made["id"] not in dave.get(path).text
+    assert dave.get(f"/requests/{made['id']}").status_code == 404
+    assert dave.post(f"/requests/{made['id']}/approve").status_code == 404
+    assert store.get(made["id"]).state is State.PENDING
+
+
+def test_hostile_text_is_shown_as_text(web: tuple[Any, Store], app: App) -> None:
+    asgi, _ = web
+    made = ask(asgi, app, reason='<script>alert(1)</script><img src=x onerror="alert(2)">')
+    html = as_user(web, "bob@contoso.com").get(f"/requests/{made['id']}").text
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert (
+        "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=&#34;alert(2)&#34;&gt;" in html
+    )
+
+
+def test_the_session_cookie_is_httponly_and_samesite_and_the_pages_forbid_framing(
+    web: tuple[Any, Store],
+) -> None:
+    person = Browser(web[0])
+    back = person.sign_in("bob@contoso.com")
+    cookie = back.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "secure" not in cookie
+    page = person.get("/pending")
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none'
+
+
+def test_a_callback_this_broker_did_not_start_is_refused_and_next_stays_on_the_site(
+    web: tuple[Any, Store],
+) -> None:
+    stranger = Browser(web[0])
+    got = stranger.get("/auth/callback?code=abc&state=made-up")
+    assert got.status_code == 401 and "not started here" in got.text
+    assert stranger.get("/pending").status_code == 303  # still signed out
+    person = Browser(web[0])
+    assert person.sign_in("bob@contoso.com", "https://evil.example/").headers["location"] == (
+        "/pending"
+    )
+
+
+def test_signing_out_ends_the_session(web: tuple[Any, Store]) -> None:
+    bob = as_user(web, "bob@contoso.com")
+    assert bob.post("/auth/logout", csrf=None).status_code == 403
+    out = bob.post("/auth/logout")
+    assert out.status_code == 200 and "signed out" in out.text
+    assert bob.get("/pending").status_code == 303
+
+
+def test_pages_follow_a_cursor_through_every_request_once(
+    tmp_path: Any, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asgi, _ = build(tmp_path, app, monkeypatch, page_size=3)
+    made = []
+    for i in range(7):  # four made in one instant, then three in another: ties span pages
+        if i == 4:
+            app.clock.advance(5)
+        made.append(ask(asgi, app)["id"])
+    bob = Browser(asgi)
+    bob.sign_in("bob@contoso.com")
+    for first in ("/pending", "/history"):
+        seen: list[list[str]] = []
+        path: str | None = first
+        while path:
+            html = bob.get(path).text
+            seen.append(re.findall(r'<tr class="request" data-id="([^"]+)"', html))
+            older = re.search(rf'href="({first}\?older=[^"]+)"', html)
+            path = older.group(1).replace("&amp;", "&") if older else None
+        assert [len(p) for p in seen] == [3, 3, 1], first
+        shown = [i for p in seen for i in p]
+        assert sorted(shown) == sorted(made)
+        assert set(shown[:3]) == set(made[4:])  # newest first
+
+
+def test_over_https_the_session_cookie_is_secure(
+    tmp_path: Any, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asgi, _ = build(tmp_path, app, monkeypatch, https=True)
+    back = Browser(asgi, "https://127.0.0.1:8765").sign_in("bob@contoso.com")
+    assert "; secure" in back.headers["set-cookie"].lower()
+    # a browser keeps a Secure cookie off plain HTTP: the sign-in cannot finish there
+    start = Browser(asgi).http.get("/auth/login")
+    assert "; secure" in start.headers["set-cookie"].lower()
