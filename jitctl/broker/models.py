@@ -78,6 +78,8 @@ requests = Table(
     Column("release_claimed_by", String(200)),
     Column("release_claimed_at", UtcDateTime),
     Column("released_at", UtcDateTime),
+    # active: where to connect and the verify proof, as JSON (migration 0003)
+    Column("access", Text),
     CheckConstraint(f"state IN ({STATES})", name="ck_requests_state"),
     Index("ix_requests_state_created", "state", "created_at"),
     Index("ix_requests_requester", "requester", "created_at"),

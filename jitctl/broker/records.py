@@ -37,6 +37,8 @@ class RequestRecord:
     claimed_at: datetime | None = None
     approved_by: tuple[str, ...] = ()
     released_at: datetime | None = None  # revoked: when the broker had removed the allow rules
+    # active: where to connect ({"connect": [...], "verification": {...}}), as the worker found
+    access: Mapping[str, Any] | None = None
 
 
 def record_of(row: Mapping[Any, Any], approved_by: tuple[str, ...] = ()) -> RequestRecord:
@@ -65,4 +67,5 @@ def record_of(row: Mapping[Any, Any], approved_by: tuple[str, ...] = ()) -> Requ
         claimed_at=row.get("claimed_at"),
         approved_by=approved_by,
         released_at=row.get("released_at"),
+        access=json.loads(row["access"]) if row.get("access") else None,
     )

@@ -30,6 +30,7 @@ from typing import Any
 from jitctl.broker.errors import StoreUnavailable, WrongState
 from jitctl.broker.lifecycle import State
 from jitctl.broker.notify import Notifier, SendResult
+from jitctl.broker.reach import connect_json, proof_json
 from jitctl.broker.records import RequestRecord
 from jitctl.broker.store import Store
 from jitctl.clock import Clock
@@ -42,7 +43,7 @@ from jitctl.parsing import MAX_JUSTIFICATION
 from jitctl.services.access import RequestResult, find_policy, initiate_checked
 from jitctl.services.firewall import firewall_address
 from jitctl.services.topology import read_nsgs, read_path
-from jitctl.services.verify import VerifyResult, wait_until_effective
+from jitctl.services.verify import wait_until_effective
 from jitctl.textsafe import printable
 
 log = logging.getLogger("jitctl.broker.worker")
@@ -241,9 +242,13 @@ class Worker:
             if err.hint:
                 answer["error"]["hint"] = err.hint
             return self._finish(rec, ok=False, azure=answer, reason=err.message, resent=resent)
-        answer["verification"] = _proof_json(proof, polls)
+        answer["verification"] = proof_json(proof, polls)
         ends = max(p.end_time for p in granted.ports)
-        return self._finish(rec, ok=True, azure=answer, ends_at=ends, resent=resent)
+        reach = {
+            "verification": answer["verification"],
+            "connect": connect_json(self.gw, pvm, proof, granted.ports),
+        }
+        return self._finish(rec, ok=True, azure=answer, ends_at=ends, resent=resent, access=reach)
 
     def _finish(
         self,
@@ -254,10 +259,11 @@ class Worker:
         ends_at: datetime | None = None,
         reason: str | None = None,
         resent: bool = True,
+        access: dict[str, Any] | None = None,
     ) -> Initiated:
         try:
             done = self.store.finish_initiate(
-                rec.id, self.name, ok=ok, azure=azure, ends_at=ends_at, reason=reason
+                rec.id, self.name, ok=ok, azure=azure, ends_at=ends_at, reason=reason, access=access
             )
         except WrongState as err:  # our claim went stale and another replica took it
             log.warning("request %s: %s", rec.id, err.message)
@@ -417,16 +423,4 @@ def _grant_json(g: RequestResult) -> dict[str, Any]:
             for p in g.ports
         ],
         **({"notes": list(g.notes)} if g.notes else {}),
-    }
-
-
-def _proof_json(v: VerifyResult, polls: int) -> dict[str, Any]:
-    return {
-        "effective": v.effective,
-        "verified": v.verified,
-        "polls": polls,
-        "source": v.source_ip,
-        "private_ip": v.private_ip,
-        "ports": [{"port": p.port, "effective": p.effective} for p in v.ports],
-        **({"trust": note} if (note := v.trust_note()) else {}),
     }
