@@ -20,6 +20,7 @@ from jitctl.cli.options import (
 from jitctl.cli.output import emit, poll_progress, warn
 from jitctl.cli.paramtypes import DurationType, PortType, SourceType
 from jitctl.cli.several import each_vm
+from jitctl.errors import BadInput
 from jitctl.ids import VmRef
 
 if TYPE_CHECKING:
@@ -179,6 +180,8 @@ def ready_access(app: App, req: ConnectRequest) -> Any:
         from jitctl.cli.broker_calls import broker_ready
 
         return broker_ready(app, req)
+    if req.ticket:
+        raise BadInput("--ticket is for the broker's rules.", "Add --via-broker, or leave it out.")
     ref = req.vm.one(app)
     source = req.source_ip or app.public_ip(lambda note: warn(app, note))
     with vm_must_exist(app, ref), Spinner(f"waiting for access to {ref.name}") as spin:
