@@ -20,6 +20,7 @@ from jitctl.broker.worker import Worker, WorkerSettings
 from jitctl.cli.commands import cli
 from jitctl.clock import FakeClock
 from jitctl.emulator.worlds import LOOPBACK_GROUP
+from jitctl.errors import NotEffective
 from jitctl.ids import VmRef
 from jitctl.model import PortRule
 from jitctl.services.policies import enable
@@ -276,3 +277,70 @@ def test_direct_overrides_the_env_default(broker, tmp_path, server, app):
     got = jitctl(app, "otto", "ssh", *at(server, "--direct", "--no-launch"))
     assert got.exit_code == 0, got.output
     assert broker.store.list_requests(limit=10) == []
+
+
+def test_broker_request_wait_prints_the_proof_as_request_wait_does(broker, tmp_path, server, app):
+    """`broker request --wait`: once active, the request and the broker's verify verdict,
+    the same line `jitctl verify` writes for that grant; exit 0 as it is effective."""
+    mine = requester(broker, tmp_path)
+    port = str(server.port)
+    args = ["broker", "request", "vm-local", "-g", LOOPBACK_GROUP, "--port", port]
+    got = jitctl(mine, "otto", *args, "--reason", "INC42", "--source-ip", SOURCE, "--wait")
+    assert got.exit_code == 0, got.output
+    direct = CliRunner().invoke(cli, ["verify", *at(server)], obj=app, catch_exceptions=False)
+    assert direct.exit_code == 0, direct.output
+    verdict = direct.stdout.splitlines()[0]
+    assert verdict == f"EFFECTIVE: {SOURCE} -> vm-local 127.0.0.1:{port}/tcp"
+    lines = got.stdout.splitlines()
+    assert lines[-1] == verdict and "state        active" in got.stdout
+    doc = json.loads(
+        jitctl(
+            mine, "otto", "broker", "show", broker.store.list_requests(limit=1)[0].id, "-o", "json"
+        ).stdout
+    )
+    assert doc["access"]["verification"]["effective"] is True
+    assert doc["access"]["connect"] == [
+        {"port": server.port, "host": "127.0.0.1", "connect_port": server.port, "via": "public"}
+    ]
+
+
+def test_broker_request_wait_exits_non_zero_when_the_proof_is_not_effective(
+    broker, tmp_path, server
+):
+    """An active request whose stored proof says not effective (a broker that got it wrong,
+    or a document edited in the store) is no exit 0."""
+    mine = requester(broker, tmp_path)
+    got = jitctl(
+        mine,
+        "otto",
+        "broker",
+        "request",
+        *at(server)[:3],
+        "--port",
+        str(server.port),
+        "--reason",
+        "x",
+        "--source-ip",
+        SOURCE,
+        "--wait",
+        "-o",
+        "json",
+    )
+    assert got.exit_code == 0, got.output
+    rid = json.loads(got.stdout)["id"]
+    from jitctl.broker.models import requests
+
+    doc = json.loads(got.stdout)
+    doc["access"]["verification"]["effective"] = False
+    doc["access"]["verification"]["ports"][0]["effective"] = False
+    with broker.store.engine.begin() as conn:
+        conn.execute(
+            requests.update().where(requests.c.id == rid).values(access=json.dumps(doc["access"]))
+        )
+    from jitctl.cli.broker_calls import show_live
+
+    app = requester(broker, tmp_path)
+    app.output = "json"
+    with pytest.raises(NotEffective) as err:
+        show_live(app, json.loads(jitctl(mine, "otto", "broker", "show", rid, "-o", "json").stdout))
+    assert rid in err.value.hint

@@ -81,3 +81,26 @@ def via_target(app: App, sel: Any) -> tuple[str, str, str | None]:
     if not given or not group:
         raise BadInput("Name the VM and its resource group.", "Give VM -g RESOURCE_GROUP.")
     return given, group, app.subscription
+
+
+def show_live(app: App, doc: dict[str, Any]) -> None:
+    """An active request and the broker's verify proof, as `request --wait` shows a grant and
+    its proof: exit 0 only when the proof says access is effective."""
+    from jitctl.cli.broker_tables import proof_text, request_text
+    from jitctl.cli.output import emit, warn
+    from jitctl.errors import NotEffective
+
+    proof = (doc.get("access") or {}).get("verification")
+    if proof is None:
+        raise NotEffective(
+            f"The broker says request {doc['id']} is active but shows no proof that it is live.",
+            f"Upgrade the broker, or check yourself: jitctl broker show {doc['id']}",
+        )
+    if proof.get("trust"):  # the firewall could not be read: the verdict is Azure's grant
+        warn(app, f"warning: {proof['trust']}.")
+    emit(app, doc, lambda: request_text(doc, app.clock.now()) + "\n" + proof_text(proof))
+    if not proof["effective"]:
+        raise NotEffective(
+            f"Request {doc['id']} is active, but the broker's verify found it not effective.",
+            f"See what it found: jitctl broker show {doc['id']} -o json",
+        )
