@@ -351,7 +351,9 @@ def test_the_readmes_via_broker_examples_run(broker, tmp_path, server):
     the loopback world's VM and the in-process broker."""
     from tests.test_docs import markdown_lines, segments
 
-    lines = [x.text for x in markdown_lines("README.md") if "--via-broker" in x.text]
+    lines = [
+        x.text for x in markdown_lines("README.md") if x.block == "sh" and "--via-broker" in x.text
+    ]
     assert len(lines) >= 2
     for text in lines:
         words = segments(text)[0][1][1:]
