@@ -114,12 +114,18 @@ def make_store(tmp_path: Path, clock: FakeClock) -> Store:
 class Broker:
     """The API in-process, with a way to call it as each person."""
 
-    def __init__(self, tmp_path: Path, clock: FakeClock) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        clock: FakeClock,
+        policy: str = POLICY,
+        options: Settings | None = None,
+    ) -> None:
         self.clock = clock
         self.store = make_store(tmp_path, clock)
-        ruleset = rules_in(tmp_path)
+        ruleset = rules_in(tmp_path, policy)
         self.verifier = FakeVerifier()
-        self.app = create_app(self.store, lambda: ruleset, self.verifier, settings())
+        self.app = create_app(self.store, lambda: ruleset, self.verifier, options or settings())
         self.http = httpx.Client(transport=InProcess(self.app), base_url="http://127.0.0.1:8765")
 
     def call(self, who: str | None, method: str, path: str, **kw: Any) -> Any:

@@ -12,7 +12,6 @@ from jitctl.ids import VmRef, same_id, segments
 from jitctl.model import AccessRequest, GrantPort, JitPolicy
 from jitctl.parsing import MAX_JUSTIFICATION
 from jitctl.services.access import RequestResult
-from jitctl.services.verify import VerifyResult
 from jitctl.textsafe import printable
 
 MARK = "broker:"  # the justification of every initiate the broker sends: broker:<id>: ...
@@ -66,16 +65,4 @@ def grant_json(g: RequestResult) -> dict[str, Any]:
             for p in g.ports
         ],
         **({"notes": list(g.notes)} if g.notes else {}),
-    }
-
-
-def proof_json(v: VerifyResult, polls: int) -> dict[str, Any]:
-    return {
-        "effective": v.effective,
-        "verified": v.verified,
-        "polls": polls,
-        "source": v.source_ip,
-        "private_ip": v.private_ip,
-        "ports": [{"port": p.port, "effective": p.effective} for p in v.ports],
-        **({"trust": note} if (note := v.trust_note()) else {}),
     }

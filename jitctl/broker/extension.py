@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from jitctl.broker.azureside import MARK, grant_json, justification, proof_json, result_of, vm_ref
+from jitctl.broker.azureside import MARK, grant_json, justification, result_of, vm_ref
+from jitctl.broker.reach import proof_json
 from jitctl.broker.records import RequestRecord
 from jitctl.clock import Clock
 from jitctl.errors import JitctlError, TimedOut

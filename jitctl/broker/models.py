@@ -82,6 +82,8 @@ requests = Table(
     Column("extend_to", UtcDateTime),
     Column("extend_claimed_by", String(200)),
     Column("extend_claimed_at", UtcDateTime),
+    # active: where to connect and the verify proof, as JSON (migration 0004)
+    Column("access", Text),
     CheckConstraint(f"state IN ({STATES})", name="ck_requests_state"),
     Index("ix_requests_state_created", "state", "created_at"),
     Index("ix_requests_requester", "requester", "created_at"),

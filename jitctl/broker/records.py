@@ -38,6 +38,8 @@ class RequestRecord:
     approved_by: tuple[str, ...] = ()
     released_at: datetime | None = None  # revoked: when the broker had removed the allow rules
     extend_to: datetime | None = None  # active: an extension Azure has not granted yet
+    # active: where to connect ({"connect": [...], "verification": {...}}), as the worker found
+    access: Mapping[str, Any] | None = None
 
 
 def record_of(row: Mapping[Any, Any], approved_by: tuple[str, ...] = ()) -> RequestRecord:
@@ -67,4 +69,5 @@ def record_of(row: Mapping[Any, Any], approved_by: tuple[str, ...] = ()) -> Requ
         approved_by=approved_by,
         released_at=row.get("released_at"),
         extend_to=row.get("extend_to"),
+        access=json.loads(row["access"]) if row.get("access") else None,
     )

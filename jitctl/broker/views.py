@@ -19,7 +19,7 @@ from jitctl.broker.errors import (
     Unauthenticated,
     WrongState,
 )
-from jitctl.broker.lifecycle import Action, Role, allowed_actions
+from jitctl.broker.lifecycle import Action, Role, State, allowed_actions
 from jitctl.broker.records import RequestRecord
 from jitctl.broker.rules import Decision, Outcome, Principal, may_approve
 from jitctl.errors import (
@@ -153,6 +153,9 @@ def request_json(rec: RequestRecord, who: Principal, access: Access) -> dict[str
         "extending_to": utc(rec.extend_to),  # decided, not yet granted by Azure
         "your_roles": sorted(r.value for r in roles),
         "actions": actions_for(rec, who, roles),
+        # while active, where to connect and the verify proof (None otherwise): the requester's
+        # `--via-broker` connects with it, holding no Azure right to read the VM
+        "access": dict(rec.access) if rec.access and rec.state is State.ACTIVE else None,
     }
 
 

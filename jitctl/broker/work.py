@@ -91,9 +91,11 @@ class WorkQueue(Database):
         azure: dict[str, Any],
         ends_at: datetime | None = None,
         reason: str | None = None,
+        access: dict[str, Any] | None = None,
     ) -> RequestRecord:
         """activating -> active (Azure took the initiate and access was verified live) or
-        failed; only by the replica that holds the claim."""
+        failed; only by the replica that holds the claim. `access`: where to connect and the
+        proof, kept on the request for the requester's client."""
         if ok and ends_at is None:
             raise ValueError("an active request needs its end time (ends_at)")
         action = Action.ACTIVATE if ok else Action.FAIL
@@ -105,7 +107,8 @@ class WorkQueue(Database):
                     f"Request {rec.id} is claimed by {rec.claimed_by}, not {worker}.",
                     "Leave it to the replica that holds the claim.",
                 )
-            self._move(tx, rec, step.target, ends_at=ends_at)
+            kept = json.dumps(access, sort_keys=True) if ok and access else None
+            self._move(tx, rec, step.target, ends_at=ends_at, access=kept)
             tx.log(
                 rec.id,
                 worker,

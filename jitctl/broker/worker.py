@@ -30,7 +30,6 @@ from typing import Any
 from jitctl.broker.azureside import (
     grant_json,
     justification,
-    proof_json,
     result_of,
     sent_before,
     vm_ref,
@@ -39,6 +38,7 @@ from jitctl.broker.errors import StoreUnavailable, WrongState
 from jitctl.broker.extension import extend_in_azure
 from jitctl.broker.lifecycle import State
 from jitctl.broker.notify import Notifier, SendResult
+from jitctl.broker.reach import connect_json, proof_json
 from jitctl.broker.records import RequestRecord
 from jitctl.broker.store import Store
 from jitctl.clock import Clock
@@ -268,7 +268,11 @@ class Worker:
             return self._finish(rec, ok=False, azure=answer, reason=err.message, resent=resent)
         answer["verification"] = proof_json(proof, polls)
         ends = max(p.end_time for p in granted.ports)
-        return self._finish(rec, ok=True, azure=answer, ends_at=ends, resent=resent)
+        reach = {
+            "verification": answer["verification"],
+            "connect": connect_json(self.gw, pvm, proof, granted.ports),
+        }
+        return self._finish(rec, ok=True, azure=answer, ends_at=ends, resent=resent, access=reach)
 
     def _finish(
         self,
@@ -279,10 +283,11 @@ class Worker:
         ends_at: datetime | None = None,
         reason: str | None = None,
         resent: bool = True,
+        access: dict[str, Any] | None = None,
     ) -> Initiated:
         try:
             done = self.store.finish_initiate(
-                rec.id, self.name, ok=ok, azure=azure, ends_at=ends_at, reason=reason
+                rec.id, self.name, ok=ok, azure=azure, ends_at=ends_at, reason=reason, access=access
             )
         except WrongState as err:  # our claim went stale and another replica took it
             log.warning("request %s: %s", rec.id, err.message)

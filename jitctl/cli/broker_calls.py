@@ -8,8 +8,6 @@ from typing import Any
 
 from jitctl.app import App
 
-STEPS = (1.0, 2.0, 3.0, 5.0)  # seconds between looks while --wait waits
-
 
 def client(app: App, url: str | None) -> Any:
     from jitctl.broker.client import BrokerClient
@@ -25,31 +23,84 @@ def client(app: App, url: str | None) -> Any:
 
 
 def wait_active(app: App, api: Any, doc: dict[str, Any], limit: float) -> dict[str, Any]:
-    """Until the broker says active (Azure took the initiate and verify found access live),
-    or a state that will never get there."""
+    """Until the broker says active (jitctl.broker.via.wait_active), notes on stderr."""
+    from jitctl.broker.via import wait_active as wait
     from jitctl.cli.output import warn
-    from jitctl.errors import NotEffective, Refused, TimedOut
 
-    waited, step = 0.0, 0
-    said = False
-    while doc["state"] in ("pending", "approved", "activating"):
-        if doc["state"] == "pending" and not said:
-            warn(app, f"jitctl: waiting for approval of request {doc['id']}")
-            said = True
-        if waited >= limit:
-            raise TimedOut(
-                f"Request {doc['id']} is still {doc['state']}.",
-                f"See where it is with: jitctl broker show {doc['id']}",
-            )
-        pause = STEPS[min(step, len(STEPS) - 1)]
-        app.clock.sleep(pause)
-        waited, step = waited + pause, step + 1
-        doc = api.call("GET", f"/requests/{doc['id']}")
-    if doc["state"] == "active":
-        return doc
-    if doc["state"] == "failed":
-        raise NotEffective(
-            f"Request {doc['id']} failed: Azure refused the initiate or access never went live.",
-            f"The log has Azure's answer: jitctl broker show {doc['id']}",
+    return wait(api, doc, limit, app.clock, lambda msg: warn(app, msg))
+
+
+def broker_ready(app: App, req: Any) -> Any:
+    """`--via-broker`: access through the broker (jitctl.broker.via), for a ConnectRequest;
+    where to connect comes back as the broker found it (no Azure call from here)."""
+    from jitctl.broker.via import BrokerAsk, ready
+    from jitctl.cli.output import warn
+    from jitctl.errors import BadInput
+
+    if req.keep_alive:
+        raise BadInput(
+            "--keep-alive cannot renew access through the broker (an extension is an approver's).",
+            "Ask for a longer --duration, or ask an approver: jitctl broker extend ID --duration D",
         )
-    raise Refused(f"Request {doc['id']} is {doc['state']}.", "Ask again, or ask an approver why.")
+    if req.policy_name:
+        raise BadInput(
+            "--policy-name is the broker's choice with --via-broker.", "Leave out --policy-name."
+        )
+    vm, group, subscription = via_target(app, req.vm)
+    source = req.source_ip or app.public_ip(lambda note: warn(app, note))
+    ask = BrokerAsk(
+        vm,
+        group,
+        subscription,
+        req.port,
+        source,
+        req.justification,
+        req.ticket,
+        req.duration,
+        req.min_remaining,
+        req.timeout,
+        req.private,
+    )
+    return ready(client(app, req.broker_url), ask, app.clock, lambda msg: warn(app, msg))
+
+
+def via_target(app: App, sel: Any) -> tuple[str, str, str | None]:
+    """The VM as the broker is asked for it: name, group and subscription (none: the
+    broker's), read from the options alone, since a requester may see no subscription."""
+    from jitctl.clouds import default_resource_group
+    from jitctl.errors import BadInput
+    from jitctl.ids import segments
+
+    given = sel.given[0] if sel.given else ""
+    if given.lower().startswith("/subscriptions/"):
+        parts = segments(given)
+        if "virtualmachines" in parts and "resourcegroups" in parts:
+            return parts["virtualmachines"], parts["resourcegroups"], parts["subscriptions"]
+        raise BadInput(f"'{given}' is not a VM id.", "Give a VM name and -g, or the VM's id.")
+    group = sel.resource_group or default_resource_group()
+    if not given or not group:
+        raise BadInput("Name the VM and its resource group.", "Give VM -g RESOURCE_GROUP.")
+    return given, group, app.subscription
+
+
+def show_live(app: App, doc: dict[str, Any]) -> None:
+    """An active request and the broker's verify proof, as `request --wait` shows a grant and
+    its proof: exit 0 only when the proof says access is effective."""
+    from jitctl.cli.broker_tables import proof_text, request_text
+    from jitctl.cli.output import emit, warn
+    from jitctl.errors import NotEffective
+
+    proof = (doc.get("access") or {}).get("verification")
+    if proof is None:
+        raise NotEffective(
+            f"The broker says request {doc['id']} is active but shows no proof that it is live.",
+            f"Upgrade the broker, or check yourself: jitctl broker show {doc['id']}",
+        )
+    if proof.get("trust"):  # the firewall could not be read: the verdict is Azure's grant
+        warn(app, f"warning: {proof['trust']}.")
+    emit(app, doc, lambda: request_text(doc, app.clock.now()) + "\n" + proof_text(proof))
+    if not proof["effective"]:
+        raise NotEffective(
+            f"Request {doc['id']} is active, but the broker's verify found it not effective.",
+            f"See what it found: jitctl broker show {doc['id']} -o json",
+        )

@@ -81,7 +81,7 @@ def request(
     Example:
       jitctl broker request vm-web01 -g rg-prod --port 22 --duration 1h --reason "deploy" --wait
     """
-    from jitctl.cli.broker_calls import wait_active
+    from jitctl.cli.broker_calls import show_live, wait_active
     from jitctl.parsing import parse_duration
 
     api = client(app, broker_url)
@@ -98,9 +98,11 @@ def request(
         "break_glass": break_glass,
     }
     doc = api.call("POST", "/requests", {k: v for k, v in body.items() if v is not None})
-    if wait:
-        doc = wait_active(app, api, doc, limit.total_seconds())
-    show_request(app, doc)
+    if not wait:
+        show_request(app, doc)
+        return
+    doc = wait_active(app, api, doc, limit.total_seconds())
+    show_live(app, doc)
 
 
 @broker.command(name="list", context_settings=CONTEXT)

@@ -51,6 +51,22 @@ def request_text(doc: dict[str, Any], now: datetime) -> str:
     return table(rows, ["FIELD", "VALUE"])
 
 
+def proof_text(proof: dict[str, Any]) -> str:
+    """The broker's verify proof, one verdict line per port as `jitctl verify` writes it."""
+    lines = []
+    for p in proof["ports"]:
+        fw = p.get("firewall")
+        verdict = "EFFECTIVE" if p["effective"] else "NOT EFFECTIVE"
+        if fw and not fw["verified"] and p["effective"]:
+            verdict = "GRANTED, NOT VERIFIED"
+        via = f"Azure Firewall {fw['address']} -> " if fw else ""
+        lines.append(
+            f"{verdict}: {proof['source']} -> {via}{proof['vm']} {proof['private_ip']}:"
+            f"{p['port']}/tcp"
+        )
+    return "\n".join(lines)
+
+
 def requests_table(docs: list[dict[str, Any]], now: datetime) -> str:
     if not docs:
         return "No requests."

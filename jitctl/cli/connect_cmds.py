@@ -20,6 +20,7 @@ from jitctl.cli.options import (
 from jitctl.cli.output import emit, poll_progress, warn
 from jitctl.cli.paramtypes import DurationType, PortType, SourceType
 from jitctl.cli.several import each_vm
+from jitctl.errors import BadInput
 from jitctl.ids import VmRef
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ class ConnectRequest:
     launch: bool
     policy_name: str | None
     keep_alive: bool = False
+    via_broker: bool = False  # ask the approval broker; hold no Azure right
+    broker_url: str | None = None
+    ticket: str | None = None
 
     def access(self, ref: VmRef, source: str) -> AccessRequest:
         """What the service is handed: the VM resolved and the source known."""
@@ -118,6 +122,22 @@ def connect_options(default_port: int, client: bool = True) -> Callable[[Any], A
         ),
         click.option("--policy-name", help="Use this JIT policy when several cover the VM."),
         click.option("--keep-alive", is_flag=True, help=KEEP_ALIVE_HELP),
+        click.option(
+            "--via-broker/--direct",
+            envvar="JITCTL_VIA_BROKER",
+            default=False,
+            help="Ask the approval broker for access (no Azure rights needed; "
+            "--justification is the reason) instead of Azure directly; default "
+            "JITCTL_VIA_BROKER.",
+        ),
+        click.option(
+            "--broker",
+            "broker_url",
+            envvar="JITCTL_BROKER_URL",
+            metavar="URL",
+            help="With --via-broker: the broker's URL (else JITCTL_BROKER_URL).",
+        ),
+        click.option("--ticket", help="With --via-broker: a ticket id, when the rules ask one."),
     ]
 
     def decorate(f: Any) -> Any:
@@ -137,6 +157,9 @@ def connect_options(default_port: int, client: bool = True) -> Callable[[Any], A
                 launch=not o.pop("no_launch", False),
                 policy_name=o.pop("policy_name"),
                 keep_alive=o.pop("keep_alive"),
+                via_broker=o.pop("via_broker"),
+                broker_url=o.pop("broker_url"),
+                ticket=o.pop("ticket"),
             )
             return f(*args, req=req, **o)
 
@@ -148,10 +171,17 @@ def connect_options(default_port: int, client: bool = True) -> Callable[[Any], A
 
 
 def ready_access(app: App, req: ConnectRequest) -> Any:
-    """Source, then reuse-or-request, then wait until effective (spinner on a terminal)."""
+    """Source, then reuse-or-request, then wait until effective (spinner on a terminal);
+    with --via-broker, all of it by the broker."""
     from jitctl.cli.progress import Spinner
     from jitctl.services.connect import ensure_access
 
+    if req.via_broker:
+        from jitctl.cli.broker_calls import broker_ready
+
+        return broker_ready(app, req)
+    if req.ticket:
+        raise BadInput("--ticket is for the broker's rules.", "Add --via-broker, or leave it out.")
     ref = req.vm.one(app)
     source = req.source_ip or app.public_ip(lambda note: warn(app, note))
     with vm_must_exist(app, ref), Spinner(f"waiting for access to {ref.name}") as spin:

@@ -66,9 +66,12 @@ def public_host(gw: Gateway, public_ip_id: str) -> str | None:
     return pip.fqdn or pip.ip_address
 
 
-def _target(
+def connect_target(
     gw: Gateway, pvm: PolicyVm, result: VerifyResult, port: int, private: bool, mapped: int | None
 ) -> tuple[str, int, str]:
+    """Where a client connects once access is live: (host, port, via), via "private",
+    "firewall" (its address and the DNAT's mapped port) or "public"; Refused when the VM has
+    no public address to connect to."""
     if private:
         return result.private_ip, port, "private"
     if pvm.public_ip_address:  # behind Azure Firewall: the firewall's address and the DNAT port
@@ -148,7 +151,7 @@ def ensure_access(
     trust = result.trust_note()
     if trust:  # the firewall could not be read: say so once, the result says it too
         say(f"warning: {trust}.")
-    host, connect_port, via = _target(gw, pvm, result, port, req.private, mapped)
+    host, connect_port, via = connect_target(gw, pvm, result, port, req.private, mapped)
     return AccessReady(
         pvm.id, port, source, end, grant is not None, request, result, host, connect_port, via
     )

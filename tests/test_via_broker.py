@@ -1,0 +1,364 @@
+"""`rdp`, `ssh`, `ssh-proxy`, `tunnel --via-broker`: a requester without Azure rights connects
+in one command. The broker's API in-process (tests/brokerapi.py) with its worker on the
+emulator (the loopback world: vm-local answers at 127.0.0.1), the launcher faked."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from jitctl.app import App
+from jitctl.broker.api import Settings
+from jitctl.broker.views import Access
+from jitctl.broker.worker import Worker, WorkerSettings
+from jitctl.cli.commands import cli
+from jitctl.clock import FakeClock
+from jitctl.emulator.worlds import LOOPBACK_GROUP
+from jitctl.errors import NotEffective
+from jitctl.ids import VmRef
+from jitctl.model import PortRule
+from jitctl.services.policies import enable
+from tests.brokerapi import Broker
+from tests.support import SUB
+from tests.test_connect import FakeRunner
+from tests.test_tunnel import Server, answer, talk
+
+URL = "http://127.0.0.1:8765"
+SOURCE = "198.51.100.7"
+LOCAL = VmRef(SUB, LOOPBACK_GROUP, "vm-local")
+RULES = f"subscriptions: [{SUB}]\n" + textwrap.dedent(
+    f"""\
+    targets:
+      - resourceGroup: {LOOPBACK_GROUP}
+        names: ['*']
+        ports: [22]
+    approvals:
+      - match: {{resourceGroup: {LOOPBACK_GROUP}}}
+        requesters: ["group:engineers", "group:oncall"]
+        approvers: ["group:ops-leads"]
+        reasonRequired: true
+        autoApprove: {{requesters: ["group:oncall"], maxDuration: 1h}}
+    """
+)
+FAST = WorkerSettings(wait_timeout=30, claim_stale_after=timedelta(minutes=10), parallel=1)
+
+
+@pytest.fixture
+def world() -> str:
+    return "loopback"
+
+
+@pytest.fixture
+def server() -> Any:
+    s = Server()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def broker(tmp_path: Path, app: App, clock: FakeClock, server: Server) -> Any:
+    enable(app.gateway(), [LOCAL], [PortRule(server.port), PortRule(22)], clock=clock)
+    options = Settings(access=Access(admins=("group:broker-admins",)), subscription=SUB)
+    b = Broker(tmp_path, clock, RULES, options)
+    b.worker = Worker(b.store, app.gateway(), clock, name="w1", settings=FAST)  # type: ignore[attr-defined]
+    yield b
+    b.close()
+
+
+class WorkingClock(FakeClock):
+    """The requester's clock: while they wait, the broker's worker does a round (and `then`,
+    if given, plays a person deciding)."""
+
+    def __init__(self, broker: Broker, then: Any = None) -> None:
+        super().__init__()
+        self.broker, self.then = broker, then
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if self.then is not None:
+            self.then()
+        self.broker.worker.run_once()  # type: ignore[attr-defined]
+
+
+def requester(broker: Broker, tmp_path: Path, clock: FakeClock | None = None) -> App:
+    """A requester's jitctl: the broker's API and nothing of Azure (no gateway, no backend)."""
+    return App(
+        clock=clock or WorkingClock(broker),
+        broker_http=broker.http,
+        runner=FakeRunner(),
+        data_dir=tmp_path / "data",
+    )
+
+
+def jitctl(app: App, who: str, *args: str, **kw: Any) -> Any:
+    env = {"JITCTL_BROKER_TOKEN": f"tok-{who}", "JITCTL_BROKER_URL": URL, "JITCTL_VIA_BROKER": "1"}
+    return CliRunner().invoke(cli, list(args), obj=app, env=env, **kw)
+
+
+def at(server: Server, *more: str, source: str = SOURCE) -> list[str]:
+    port = str(server.port)
+    return ["vm-local", "-g", LOOPBACK_GROUP, "--source-ip", source, "--port", port, *more]
+
+
+def test_rdp_via_the_broker_asks_waits_and_writes_the_rdp_file_for_the_brokers_address(
+    broker, tmp_path, server, backend
+):
+    app = requester(broker, tmp_path)
+    got = jitctl(
+        app, "otto", "rdp", *at(server, "--justification", "INC42", "--no-launch"), "-o", "json"
+    )
+    assert got.exit_code == 0, got.output
+    ready = json.loads(got.stdout)["ready"]
+    assert (ready["connect_host"], ready["connect_port"], ready["via"]) == (
+        "127.0.0.1",
+        server.port,
+        "public",
+    )
+    assert ready["reused"] is False and ready["verification"]["effective"] is True
+    (rec,) = broker.store.list_requests(limit=10)
+    assert (rec.state.value, rec.requester, rec.source, rec.ports) == (
+        "active",
+        "otto@contoso.com",
+        SOURCE,
+        (server.port,),
+    )
+    assert ready["request_id"] == rec.id
+    rdp = (tmp_path / "data" / "rdp" / "vm-local.rdp").read_text()
+    assert f"full address:s:127.0.0.1:{server.port}" in rdp
+    initiates = [e for e in backend.log if e.path.endswith("/initiate")]
+    assert len(initiates) == 1
+    # the same VM, port and source again: the active grant is reused, nothing asked or sent
+    again = jitctl(app, "otto", "rdp", *at(server, "--justification", "x", "--no-launch"))
+    assert again.exit_code == 0, again.output
+    assert "(reused grant)" in again.stdout and "Reusing broker request" in again.stderr
+    assert len(broker.store.list_requests(limit=10)) == 1
+    assert len([e for e in backend.log if e.path.endswith("/initiate")]) == 1
+    # another source is another grant
+    other = jitctl(
+        app,
+        "otto",
+        "rdp",
+        *at(server, "--no-launch", "--justification", "y", source="198.51.100.8"),
+    )
+    assert other.exit_code == 0, other.output
+    assert len(broker.store.list_requests(limit=10)) == 2
+
+
+def test_the_direct_path_and_the_broker_agree_on_where_to_connect(broker, tmp_path, server, app):
+    via = jitctl(
+        requester(broker, tmp_path),
+        "otto",
+        "ssh",
+        *at(server, "--justification", "a", "--no-launch"),
+        "-o",
+        "json",
+    )
+    assert via.exit_code == 0, via.output
+    app.data_dir = tmp_path / "direct"
+    direct = CliRunner().invoke(cli, ["ssh", *at(server, "--no-launch"), "-o", "json"], obj=app)
+    assert direct.exit_code == 0, direct.output
+    mine, theirs = json.loads(via.stdout), json.loads(direct.stdout)
+    assert mine["command"] == theirs["command"]
+    assert theirs["ready"]["reused"] is True  # the grant the broker opened, seen directly
+
+
+def test_ssh_via_the_broker_runs_ssh_and_exits_with_its_status(broker, tmp_path, server):
+    app = requester(broker, tmp_path)
+    app.runner = FakeRunner(installed={"ssh": "/usr/bin/ssh"}, status=3)
+    got = jitctl(app, "otto", "ssh", *at(server, "--justification", "a", "--user", "azureuser"))
+    assert got.exit_code == 3, got.output
+    assert app.runner.ran == [["/usr/bin/ssh", "-p", str(server.port), "--", "azureuser@127.0.0.1"]]
+
+
+def test_ssh_proxy_via_the_broker_relays_to_the_vm(broker, tmp_path, server):
+    app = requester(broker, tmp_path)
+    got = jitctl(app, "otto", "ssh-proxy", *at(server, "--justification", "a"), input=b"hello")
+    assert got.exit_code == 0, got.output
+    assert got.stdout_bytes == answer(b"hello")
+
+
+class CtrlC(WorkingClock):
+    """The worker's rounds while waiting; once the tunnel is up (the first sleep after
+    access), a client talks through it and Ctrl-C follows."""
+
+    def __init__(self, broker: Broker, port: int) -> None:
+        super().__init__(broker)
+        self.port, self.said = port, []
+
+    def sleep(self, seconds: float) -> None:
+        if self.broker.store.list_requests(limit=1)[0].state.value == "active":
+            self.said.append(talk(self.port, b"db query"))
+            raise KeyboardInterrupt
+        super().sleep(seconds)
+
+
+def test_tunnel_via_the_broker_forwards_to_the_vm(broker, tmp_path, server):
+    from tests.test_tunnel import free_port
+
+    local = free_port()
+    clock = CtrlC(broker, local)
+    app = requester(broker, tmp_path, clock)
+    got = jitctl(
+        app,
+        "otto",
+        "tunnel",
+        *at(server, "--justification", "a", "--local-port", str(local)),
+        "-o",
+        "json",
+    )
+    assert got.exit_code == 0, got.output
+    assert clock.said == [answer(b"db query")]
+    doc = json.loads(got.stdout)
+    assert (doc["remote_host"], doc["remote_port"]) == ("127.0.0.1", server.port)
+
+
+def test_pending_past_the_timeout_exits_8_with_the_request_id_and_what_to_do(
+    broker, tmp_path, server
+):
+    app = requester(broker, tmp_path)
+    got = jitctl(
+        app, "ann", "rdp", *at(server, "--justification", "a", "--no-launch", "--timeout", "3s")
+    )
+    assert got.exit_code == 8, got.output
+    (rec,) = broker.store.list_requests(limit=10)
+    assert rec.state.value == "pending"
+    assert f"waiting for approval of request {rec.id}" in got.stderr
+    assert got.stderr.endswith(
+        f"jitctl: error: Request {rec.id} is still pending.\n"
+        f"Hint: See where it is with: jitctl broker show {rec.id}\n"
+    )
+
+
+def test_approved_while_waiting_then_connects(broker, tmp_path, server):
+    def approve() -> None:
+        for rec in broker.store.list_requests(limit=10):
+            if rec.state.value == "pending":
+                broker.call("olga", "POST", f"/requests/{rec.id}/approve", json={})
+
+    app = requester(broker, tmp_path, WorkingClock(broker, approve))
+    got = jitctl(app, "ann", "ssh", *at(server, "--justification", "a", "--no-launch"))
+    assert got.exit_code == 0, got.output
+    assert got.stdout.startswith(f"vm-local: ssh to 127.0.0.1:{server.port} (public address)")
+
+
+def test_denied_exits_6_and_nothing_is_connected(broker, tmp_path, server, backend):
+    def deny() -> None:
+        rec = broker.store.list_requests(limit=1)[0]
+        broker.call("olga", "POST", f"/requests/{rec.id}/deny", json={"reason": "use staging"})
+
+    app = requester(broker, tmp_path, WorkingClock(broker, deny))
+    app.runner = FakeRunner(installed={"ssh": "/usr/bin/ssh"})
+    got = jitctl(app, "ann", "ssh", *at(server, "--justification", "a"))
+    assert got.exit_code == 6, got.output
+    assert "is denied" in got.stderr and app.runner.ran == []
+    assert not [e for e in backend.log if e.path.endswith("/initiate")]
+
+
+def test_bad_combinations_are_bad_input_before_anything_is_asked(broker, tmp_path, server):
+    app = requester(broker, tmp_path)
+    keep = jitctl(app, "otto", "ssh", *at(server, "--justification", "a", "--keep-alive"))
+    assert keep.exit_code == 2 and "jitctl broker extend" in keep.stderr
+    no_reason = jitctl(app, "otto", "ssh", *at(server, "--no-launch"))
+    assert no_reason.exit_code == 2, no_reason.output
+    ticket = CliRunner().invoke(cli, ["ssh", *at(server, "--ticket", "INC1")], obj=app)
+    assert ticket.exit_code == 2 and "--via-broker" in ticket.stderr
+    assert broker.store.list_requests(limit=10) == []
+
+
+def test_direct_overrides_the_env_default(broker, tmp_path, server, app):
+    """JITCTL_VIA_BROKER=1 makes the broker the default; --direct asks Azure itself."""
+    app.data_dir = tmp_path / "direct"
+    got = jitctl(app, "otto", "ssh", *at(server, "--direct", "--no-launch"))
+    assert got.exit_code == 0, got.output
+    assert broker.store.list_requests(limit=10) == []
+
+
+def test_broker_request_wait_prints_the_proof_as_request_wait_does(broker, tmp_path, server, app):
+    """`broker request --wait`: once active, the request and the broker's verify verdict,
+    the same line `jitctl verify` writes for that grant; exit 0 as it is effective."""
+    mine = requester(broker, tmp_path)
+    port = str(server.port)
+    args = ["broker", "request", "vm-local", "-g", LOOPBACK_GROUP, "--port", port]
+    got = jitctl(mine, "otto", *args, "--reason", "INC42", "--source-ip", SOURCE, "--wait")
+    assert got.exit_code == 0, got.output
+    direct = CliRunner().invoke(cli, ["verify", *at(server)], obj=app, catch_exceptions=False)
+    assert direct.exit_code == 0, direct.output
+    verdict = direct.stdout.splitlines()[0]
+    assert verdict == f"EFFECTIVE: {SOURCE} -> vm-local 127.0.0.1:{port}/tcp"
+    lines = got.stdout.splitlines()
+    assert lines[-1] == verdict and "state        active" in got.stdout
+    doc = json.loads(
+        jitctl(
+            mine, "otto", "broker", "show", broker.store.list_requests(limit=1)[0].id, "-o", "json"
+        ).stdout
+    )
+    assert doc["access"]["verification"]["effective"] is True
+    assert doc["access"]["connect"] == [
+        {"port": server.port, "host": "127.0.0.1", "connect_port": server.port, "via": "public"}
+    ]
+
+
+def test_broker_request_wait_exits_non_zero_when_the_proof_is_not_effective(
+    broker, tmp_path, server
+):
+    """An active request whose stored proof says not effective (a broker that got it wrong,
+    or a document edited in the store) is no exit 0."""
+    mine = requester(broker, tmp_path)
+    got = jitctl(
+        mine,
+        "otto",
+        "broker",
+        "request",
+        *at(server)[:3],
+        "--port",
+        str(server.port),
+        "--reason",
+        "x",
+        "--source-ip",
+        SOURCE,
+        "--wait",
+        "-o",
+        "json",
+    )
+    assert got.exit_code == 0, got.output
+    rid = json.loads(got.stdout)["id"]
+    from jitctl.broker.models import requests
+
+    doc = json.loads(got.stdout)
+    doc["access"]["verification"]["effective"] = False
+    doc["access"]["verification"]["ports"][0]["effective"] = False
+    with broker.store.engine.begin() as conn:
+        conn.execute(
+            requests.update().where(requests.c.id == rid).values(access=json.dumps(doc["access"]))
+        )
+    from jitctl.cli.broker_calls import show_live
+
+    app = requester(broker, tmp_path)
+    app.output = "json"
+    with pytest.raises(NotEffective) as err:
+        show_live(app, json.loads(jitctl(mine, "otto", "broker", "show", rid, "-o", "json").stdout))
+    assert rid in err.value.hint
+
+
+def test_the_readmes_via_broker_examples_run(broker, tmp_path, server):
+    """README's `--via-broker` lines (tests/test_docs.py skips them: they need a broker), on
+    the loopback world's VM and the in-process broker."""
+    from tests.test_docs import markdown_lines, segments
+
+    lines = [
+        x.text for x in markdown_lines("README.md") if x.block == "sh" and "--via-broker" in x.text
+    ]
+    assert len(lines) >= 2
+    for text in lines:
+        words = segments(text)[0][1][1:]
+        words = [{"vm-web01": "vm-local", "rg-prod": LOOPBACK_GROUP}.get(w, w) for w in words]
+        words += ["--source-ip", SOURCE, "--port", str(server.port)]
+        got = jitctl(requester(broker, tmp_path), "otto", *words)
+        assert got.exit_code == 0, (text, got.output)
+        assert f"to 127.0.0.1:{server.port} (public address)" in got.stdout
