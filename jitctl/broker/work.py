@@ -234,41 +234,8 @@ class WorkQueue(Database):
     ) -> list[RequestRecord]:
         """Revoked requests whose JIT allow rules the broker has not removed yet (or whose
         remover died: its claim went stale), each claimed by one replica."""
-        with self._tx() as tx:
-            stale = tx.now - stale_after
-            rows = (
-                tx.conn.execute(
-                    select(requests)
-                    .where(
-                        requests.c.state == State.REVOKED.value,
-                        requests.c.released_at.is_(None),
-                        requests.c.release_claimed_at.is_(None)
-                        | (requests.c.release_claimed_at < stale),
-                    )
-                    .order_by(requests.c.updated_at)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-                .mappings()
-                .all()
-            )
-            claimed = []
-            for row in rows:
-                before = row["release_claimed_at"]
-                done = tx.conn.execute(
-                    requests.update()
-                    .where(
-                        requests.c.id == row["id"],
-                        requests.c.released_at.is_(None),
-                        requests.c.release_claimed_at == before
-                        if before
-                        else requests.c.release_claimed_at.is_(None),
-                    )
-                    .values(release_claimed_by=worker, release_claimed_at=tx.now)
-                )
-                if done.rowcount == 1:
-                    claimed.append(row["id"])
-            return [self._fetch(tx.conn, i) for i in claimed]
+        due = (requests.c.state == State.REVOKED.value) & requests.c.released_at.is_(None)
+        return self._claim_side_work(due, "release", worker, limit, stale_after)
 
     def finish_release(
         self, request_id: str, worker: str, *, reason: str, data: dict[str, Any]
@@ -302,17 +269,22 @@ class WorkQueue(Database):
     ) -> list[RequestRecord]:
         """Active requests with an extension Azure has not granted yet (or whose sender died:
         its claim went stale), each claimed by one replica."""
+        due = (requests.c.state == State.ACTIVE.value) & requests.c.extend_to.is_not(None)
+        return self._claim_side_work(due, "extend", worker, limit, stale_after)
+
+    def _claim_side_work(
+        self, due: Any, kind: str, worker: str, limit: int, stale_after: timedelta
+    ) -> list[RequestRecord]:
+        """Claim the rows `due` selects for one kind of work (`<kind>_claimed_by/_at`): rows no
+        replica holds, or whose claim went stale; each by a conditional UPDATE on the claim
+        seen, so two replicas never both hold one."""
+        at, by = requests.c[f"{kind}_claimed_at"], f"{kind}_claimed_by"
         with self._tx() as tx:
             stale = tx.now - stale_after
             rows = (
                 tx.conn.execute(
                     select(requests)
-                    .where(
-                        requests.c.state == State.ACTIVE.value,
-                        requests.c.extend_to.is_not(None),
-                        requests.c.extend_claimed_at.is_(None)
-                        | (requests.c.extend_claimed_at < stale),
-                    )
+                    .where(due, at.is_(None) | (at < stale))
                     .order_by(requests.c.updated_at)
                     .limit(limit)
                     .with_for_update(skip_locked=True)
@@ -322,17 +294,13 @@ class WorkQueue(Database):
             )
             claimed = []
             for row in rows:
-                before = row["extend_claimed_at"]
+                before = row[at.name]
                 done = tx.conn.execute(
                     requests.update()
                     .where(
-                        requests.c.id == row["id"],
-                        requests.c.state == State.ACTIVE.value,
-                        requests.c.extend_claimed_at == before
-                        if before
-                        else requests.c.extend_claimed_at.is_(None),
+                        requests.c.id == row["id"], due, at == before if before else at.is_(None)
                     )
-                    .values(extend_claimed_by=worker, extend_claimed_at=tx.now)
+                    .values({by: worker, at.name: tx.now})
                 )
                 if done.rowcount == 1:
                     claimed.append(row["id"])
