@@ -10,14 +10,15 @@ jitctl's verify proves it, and the audit log is read back and its hash chain che
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from jitctl.app import App
-from jitctl.demo import DemoStep, Progress
+from jitctl.demo import DemoStep, Progress, timed_step
 from jitctl.ids import VmRef
 from jitctl.model import PortRule
 
@@ -105,16 +106,7 @@ def run_broker_demo(
     gw = app.gateway()
     ref = VmRef(DEMO_SUBSCRIPTION, DEMO_GROUP, VM)
 
-    def step(title: str, fn: Callable[[], Any], note: str = "") -> DemoStep:
-        calls, start = app.arm_calls() or 0, app.clock.now()
-        result = fn()
-        return DemoStep(
-            title,
-            (app.arm_calls() or 0) - calls,
-            (app.clock.now() - start).total_seconds(),
-            result,
-            note,
-        )
+    step = partial(timed_step, app)
 
     with tempfile.TemporaryDirectory(prefix="jitctl-broker-demo-") as tmp:
         yield step(

@@ -28,6 +28,19 @@ class DemoStep:
     note: str = ""
 
 
+def timed_step(app: App, title: str, fn: Callable[[], Any], note: str = "") -> DemoStep:
+    """Run one step of a demo: its result, and what it cost in ARM calls and seconds."""
+    calls, start = app.arm_calls() or 0, app.clock.now()
+    result = fn()
+    return DemoStep(
+        title,
+        (app.arm_calls() or 0) - calls,
+        (app.clock.now() - start).total_seconds(),
+        result,
+        note,
+    )
+
+
 def snapshot(nsg: Nsg) -> NsgSnapshot:
     rows = []
     for r in sorted(nsg.rules, key=lambda r: r.priority):
@@ -65,16 +78,7 @@ def run_demo(
         for n in ("vm-win01-nsg", "snet-linux-nsg")
     ]
 
-    def step(title: str, fn: Callable[[], Any], note: str = "") -> DemoStep:
-        calls, start = app.arm_calls() or 0, app.clock.now()
-        result = fn()
-        return DemoStep(
-            title,
-            (app.arm_calls() or 0) - calls,
-            (app.clock.now() - start).total_seconds(),
-            result,
-            note,
-        )
+    step = partial(timed_step, app)
 
     yield step(
         "NSG rules before",
