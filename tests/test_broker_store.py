@@ -481,3 +481,28 @@ def test_extend_then_revoke_and_export_since(store: Store, clock: FakeClock):
     buf = io.StringIO()
     assert store.export_log(buf, since=clock.now()) == 2
     assert [json.loads(x)["action"] for x in buf.getvalue().splitlines()] == ["extend", "revoke"]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"states": (State.PENDING,)}, {"requester": "ann@contoso.com"}],
+    ids=["history", "pending", "mine"],
+)
+def test_each_page_reads_newest_first_through_an_index(tmp_path: Any, kw: dict[str, Any]):
+    """The history page, the pending page and "my requests" read newest first: each must walk
+    an index, not sort the whole table (a page of 10,000 requests would cost all of them)."""
+    s = Store(open_engine(f"sqlite:///{tmp_path / 'b.sqlite'}"), FakeClock())
+    s.migrate()
+    seen: list[str] = []
+
+    def plan(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM requests" in statement:
+            rows = cursor.connection.execute(f"EXPLAIN QUERY PLAN {statement}", params)
+            seen.append(" / ".join(str(r[-1]) for r in rows))
+
+    event.listen(s.engine, "before_cursor_execute", plan)
+    s.list_requests(limit=26, **kw)
+    assert seen, "no query of the requests table"
+    assert "USING INDEX ix_requests_" in seen[-1], seen[-1]
+    assert "TEMP B-TREE" not in seen[-1], seen[-1]
+    s.engine.dispose()

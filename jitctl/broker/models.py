@@ -87,6 +87,7 @@ requests = Table(
     CheckConstraint(f"state IN ({STATES})", name="ck_requests_state"),
     Index("ix_requests_state_created", "state", "created_at"),
     Index("ix_requests_requester", "requester", "created_at"),
+    Index("ix_requests_created", "created_at"),  # every state, newest first (0005)
 )
 
 approvals = Table(
