@@ -189,3 +189,18 @@ def test_over_https_the_session_cookie_is_secure(
     # a browser keeps a Secure cookie off plain HTTP: the sign-in cannot finish there
     start = Browser(asgi).http.get("/auth/login")
     assert "; secure" in start.headers["set-cookie"].lower()
+
+
+def test_durations_read_as_people_write_them_and_times_one_way(
+    web: tuple[Any, Store], app: App
+) -> None:
+    """The pages show 1h (not Azure's PT1H) and every time as 'YYYY-MM-DD HH:MM:SS UTC': the
+    row, the end of the pending time to live and each event of the trail."""
+    asgi, _ = web
+    made = ask(asgi, app)
+    detail = as_user(web, "bob@contoso.com").get(f"/requests/{made['id']}").text
+    assert "<td>1h</td>" in detail and "PT1H" not in detail
+    now = app.clock.now().strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert re.findall(r"<td>(\d{4}-\d\d-\d\d[^<]*)</td>", detail) == [now]  # the request event
+    assert "Undecided requests expire " in detail
+    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:", detail)  # no raw ISO text anywhere

@@ -261,7 +261,7 @@ class Api:
         rec = self.store.get(call.path["id"])
         if not self.access.may_see(rec, call.who):  # as if it did not exist: ids do not leak
             raise NotFound(
-                f"No access request {printable(rec.id)}.",
+                f"No access request '{printable(rec.id)}'.",
                 "Check the id: it is the one the broker gave when the request was made.",
             )
         return rec

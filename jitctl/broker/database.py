@@ -223,7 +223,7 @@ class Database:
         row = conn.execute(query.with_for_update() if lock else query).mappings().first()
         if row is None:
             raise RequestNotFound(
-                f"No access request {printable(request_id)}.",
+                f"No access request '{printable(request_id)}'.",
                 "Check the id: it is the one the broker gave when the request was made.",
             )
         found = conn.execute(

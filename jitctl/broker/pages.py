@@ -20,7 +20,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -40,6 +40,7 @@ from jitctl.broker.signin import OidcClient
 from jitctl.broker.views import error_answer, request_json, visible
 from jitctl.broker.vmexposure import VmExposure
 from jitctl.errors import BadInput, JitctlError
+from jitctl.parsing import format_human_duration, parse_iso_duration
 
 log = logging.getLogger("jitctl.broker.pages")
 
@@ -89,8 +90,19 @@ def _templates() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["when"] = lambda at: at.strftime("%Y-%m-%d %H:%M UTC") if at else ""
+    env.filters["when"] = _when
+    env.filters["span"] = lambda iso: format_human_duration(parse_iso_duration(iso)) if iso else ""
     return env
+
+
+def _when(at: datetime | str | None) -> str:
+    """One way to show a time on every page (rows, ends, the trail), to the second, in UTC:
+    the store gives datetimes, the API's JSON ISO 8601 text."""
+    if not at:
+        return ""
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class Pages:
