@@ -308,3 +308,21 @@ def test_settings_that_would_leak_or_cannot_work_are_bad_input(env: dict[str, st
 def test_no_receiver_configured_drains_the_outbox(store: Store):
     create(store)
     assert Notifier(store, NotifySettings.from_environ({})).send_due().sent == 1
+
+
+def test_webhooks_trust_the_same_ca_file_as_sign_in_when_both_variables_are_set(
+    tmp_path: Any,
+) -> None:
+    """REQUESTS_CA_BUNDLE before SSL_CERT_FILE, for the identity provider and for receivers:
+    one choice, so a private CA set for one is never ignored by the other."""
+    from jitctl.broker.identity import ca_bundle
+    from jitctl.broker.notify import tls_context
+    from jitctl.emulator.server import self_signed_cert
+
+    cert, _ = self_signed_cert(tmp_path)
+    environ = {"REQUESTS_CA_BUNDLE": str(cert), "SSL_CERT_FILE": str(tmp_path / "absent.pem")}
+    assert ca_bundle(environ) == str(cert)
+    trusted = tls_context(environ).get_ca_certs()
+    assert [dict(x[0] for x in c["subject"]).get("commonName") for c in trusted] == [
+        "jitctl emulator"
+    ]

@@ -18,7 +18,7 @@ import ipaddress
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -47,11 +47,13 @@ class JwksSource(Protocol):
     def fetch(self, url: str) -> Any: ...
 
 
-def ca_bundle() -> str | None:
-    """The CA file outbound HTTPS trusts, as the rest of jitctl (azure-core's requests) does:
-    REQUESTS_CA_BUNDLE, else SSL_CERT_FILE, else the system's (certifi's) store."""
+def ca_bundle(environ: Mapping[str, str] | None = None) -> str | None:
+    """The CA file outbound HTTPS trusts (the identity provider, webhooks, SMTP), as the rest
+    of jitctl (azure-core's requests) does: REQUESTS_CA_BUNDLE, else SSL_CERT_FILE, else the
+    system's (certifi's) store."""
+    environ = os.environ if environ is None else environ
     for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        value = os.environ.get(name, "").strip()
+        value = environ.get(name, "").strip()
         if value:
             return value
     return None

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from jitctl.broker.database import Note
 from jitctl.broker.errors import RequestNotFound
+from jitctl.broker.identity import ca_bundle
 from jitctl.broker.messages import EVENTS, Message, email_message, recipients, webhook_body
 from jitctl.broker.records import RequestRecord
 from jitctl.broker.work import WorkQueue
@@ -61,9 +62,8 @@ def is_loopback(host: str) -> bool:
 
 
 def tls_context(environ: Mapping[str, str]) -> ssl.SSLContext:
-    """Outbound TLS trusts SSL_CERT_FILE or REQUESTS_CA_BUNDLE when set, as the rest of jitctl."""
-    cafile = environ.get("SSL_CERT_FILE") or environ.get("REQUESTS_CA_BUNDLE") or None
-    return ssl.create_default_context(cafile=cafile)
+    """Outbound TLS trusts the CA file the rest of jitctl trusts (identity.ca_bundle)."""
+    return ssl.create_default_context(cafile=ca_bundle(environ))
 
 
 @dataclass(frozen=True)
