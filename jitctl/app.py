@@ -43,6 +43,9 @@ class App:
     as_user: str | None = None  # --as: the emulator's test user the broker commands act as
     azure_credential: Any = None  # a TokenCredential; None: DefaultAzureCredential (tests inject)
     broker_http: Any = None  # an httpx.Client for the broker's API; tests pass an in-process one
+    serve_broker: Any = (
+        None  # runs `broker serve` (server.serve: uvicorn); tests keep it in-process
+    )
     _gateway: Gateway | None = None
     _fleet: Any = None
     _seen: list[tuple[str, str]] | None = None  # (id, name) of the subscriptions ARM lists
@@ -114,8 +117,9 @@ class App:
         )
 
     def emulator_token(self, upn: str | None, audience: str) -> str:
-        """A token the emulator signs for one of its test users (`--as`; EMULATOR.md)."""
-        from jitctl.emulator.oidc import DEFAULT_USER, USERS
+        """A token the emulator signs for one of its test users (`--as`; EMULATOR.md), to
+        `audience`, else to the emulated broker's app (what `broker serve` accepts there)."""
+        from jitctl.emulator.oidc import BROKER_APP_ID, DEFAULT_USER, USERS
 
         who = (upn or DEFAULT_USER).strip().lower()
         if who not in USERS:
@@ -123,7 +127,7 @@ class App:
                 f"--as {upn}: the emulator has no such test user.",
                 f"Use one of: {', '.join(USERS)}.",
             )
-        token: str = self.identity_provider().mint(who, audience=audience)
+        token: str = self.identity_provider().mint(who, audience=audience or BROKER_APP_ID)
         return token
 
     def token_verifier(self, issuer: str | None, audience: str | None) -> TokenVerifier:

@@ -24,7 +24,7 @@ WIDTH = 100
 # A session's order; commands not named here follow, alphabetically (a test checks none is lost).
 ORDER = (  # noqa: SIM905 (one line of words reads better than 22 quoted strings)
     "enable disable show list request verify rdp ssh ssh-proxy ssh-config tunnel status history doctor policy export validate plan "
-    "apply schema audit role demo emulator reset serve broker approve deny cancel revoke extend "
+    "apply schema audit role demo broker emulator reset serve approve deny cancel revoke extend "
     "log explain migrate completion"
 ).split()
 

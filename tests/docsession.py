@@ -1,28 +1,35 @@
 """A user's shell for the docs' examples (tests/test_docs.py): a fresh home folder, the
-environment, the emulator's state file; and the effect each main example must have had there.
+environment, the emulator's state file, the broker `jitctl broker serve` started; and the
+effect each main example must have had there.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 from click.testing import Result
 
 from jitctl.app import App
+from jitctl.broker.inprocess import InProcess
 from jitctl.cli.commands import cli
 from jitctl.clock import FakeClock
 from jitctl.ids import VmRef
 from jitctl.services.verify import verify
 
 OFFLINE_ADDRESS = "203.0.113.7"  # what rdp and ssh request for when offline, on the emulator
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN = "carol@contoso.com"  # the emulator's broker admin (EMULATOR.md): reads any request
 
 
 class FakeRunner:
@@ -44,6 +51,74 @@ class FakeRunner:
         return 0
 
 
+class BrokerHost:
+    """`jitctl broker serve` as the docs run it (App.serve_broker): the API answers at the
+    address it would listen on, in-process (elsewhere nothing listens: connection refused),
+    and its worker does a round whenever a client waits and after each command line, as a
+    served broker's worker does every 2 seconds while a person types the next line."""
+
+    def __init__(self) -> None:
+        self.served: Any = None  # jitctl.broker.server.ServedBroker
+        self.serving: App | None = None  # the App of the `broker serve` that runs
+        self._api: InProcess | None = None
+        self.http = httpx.Client(transport=_Listening(self))
+
+    def start(self, app: App, served: Any) -> None:
+        self.serving, self.served, self._api = app, served, InProcess(served.asgi)
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        config = self.served.config if self.served else None
+        host = {"localhost": "127.0.0.1"}.get(request.url.host, request.url.host)
+        listening = config is not None and (
+            (host, request.url.port or 80) == (config.host, config.port)
+            and request.url.scheme == ("https" if config.tls_cert else "http")
+        )
+        if not listening or self._api is None:
+            raise httpx.ConnectError("connection refused", request=request)
+        return self._api.handle_request(request)
+
+    def catch_up(self) -> None:
+        if self.served is not None:
+            self.served.worker.run_once()
+
+
+class _Listening(httpx.BaseTransport):
+    def __init__(self, host: BrokerHost) -> None:
+        self.host = host
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self.host.answer(request)
+
+
+class WorkingClock(FakeClock):
+    """The session's clock (the emulator's too): a client's wait is the broker's worker's
+    time to do a round (the worker's own waits only move the clock)."""
+
+    def __init__(self, broker: BrokerHost) -> None:
+        super().__init__()
+        self.broker, self.busy = broker, False
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if not self.busy:
+            self.busy = True
+            try:
+                self.broker.catch_up()
+            finally:
+                self.busy = False
+
+
+class ShellApp(App):
+    """One command's App, as its process has it: the one serving the broker runs on in the
+    background, its emulator state file open, after its command line has returned."""
+
+    host: BrokerHost | None = None
+
+    def close(self) -> None:
+        if self.host is None or self.host.serving is not self:
+            super().close()
+
+
 @dataclass
 class Session:
     """One document's run: a home folder, a working folder and an environment, as a user's
@@ -53,20 +128,29 @@ class Session:
     cwd: Path
     runner: FakeRunner
     clock: FakeClock
+    broker: BrokerHost
+    variables: dict[str, str] = field(default_factory=dict)  # the shell's own: ID=$(...)
 
     def app(self) -> App:
-        """A new App for each command, as a new process would make (only its clock and
-        the programs it starts are the test's)."""
-        return App(clock=self.clock, runner=self.runner, interactive=False)
+        """A new App for each command, as a new process would make (only its clock, the
+        programs it starts and the broker's listening are the test's)."""
+        app = ShellApp(
+            clock=self.clock, runner=self.runner, interactive=False, broker_http=self.broker.http
+        )
+        app.host = self.broker
+        app.serve_broker = lambda served: self.broker.start(app, served)
+        return app
 
 
 def new_session(base: Path, offline: str) -> Session:
     """A fresh home folder and nothing of the caller's environment (conftest clears JITCTL_*,
     AZURE_*, IDENTITY_*), a state file in a temporary folder, and no way out to the internet:
-    the IP echo services are at `offline`, where nothing listens."""
+    the IP echo services are at `offline`, where nothing listens. The working folder is a
+    checkout's as far as the docs go: it has `policies/examples/`."""
     home, cwd = base / "home", base / "work"
     home.mkdir()
     cwd.mkdir()
+    shutil.copytree(ROOT / "policies" / "examples", cwd / "policies" / "examples")
     env: dict[str, str | None] = {
         "HOME": str(home),
         "USERPROFILE": str(home),
@@ -76,7 +160,8 @@ def new_session(base: Path, offline: str) -> Session:
         **{name: None for name in XDG},
         **{name: None for name in PROXIES},
     }
-    return Session(env, cwd, FakeRunner(), FakeClock())
+    broker = BrokerHost()
+    return Session(env, cwd, FakeRunner(), WorkingClock(broker), broker)
 
 
 XDG = ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
@@ -150,7 +235,7 @@ def check_effect(session: Session, words: list[str], result: Result) -> None:
     ports = {int(p) for p in params.get("ports") or ()} or {3389}
     vms = params.get("vms")  # VM names, or the size of the fleet world (emulator reset --vms)
     names = [*(vms if isinstance(vms, (list, tuple)) else ()), *(params.get("names") or ())]
-    params["vm"] = names[0] if names else None
+    params["vm"] = names[0] if names else params.get("vm")
     if path == ("enable",) and not params["dry_run"]:
         for name in names:
             assert ports <= policy_ports(app, ref(name)), f"enable: {name} not in the policy"
@@ -184,12 +269,67 @@ def check_effect(session: Session, words: list[str], result: Result) -> None:
             assert program[0].endswith("xfreerdp3" if path == ("rdp",) else "ssh"), program
     elif path == ("policy", "export") and params.get("out"):
         assert Path(session.cwd / params["out"]).read_text().strip()
+    elif path[:1] == ("broker",):
+        broker_effect(session, app, path[1], params, result.stdout)
     elif path == ("emulator", "reset"):
         from jitctl.emulator.store import read_file
 
         kept = read_file(params["state"] or app_state_file()).settings
         assert all(getattr(kept, k) == v for k, v in params["settings"].items()), kept
         assert params["latency"] is None or kept.latency == params["latency"], kept
+
+
+# What each broker command leaves behind, once the broker's worker did its round: the
+# request's state, and whether the VM lets its source in (jitctl's own verify, from outside).
+BROKER_EFFECTS = {
+    "approve": ("active", True),
+    "extend": ("active", True),
+    "revoke": ("revoked", False),
+    "deny": ("denied", None),
+    "cancel": ("cancelled", None),
+}
+
+
+def broker_effect(
+    session: Session, app: App, command: str, params: dict[str, Any], said: str
+) -> None:
+    if command == "serve":
+        assert session.broker.served is not None, "broker serve: nothing served"
+        return
+    if command == "request" and params["wait"]:
+        (request_id,) = set(re.findall(r"\b[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}\b", said))
+        doc = read_request(session, app, params["broker_url"], request_id)
+    elif command in BROKER_EFFECTS:
+        doc = read_request(session, app, params["broker_url"], params["request_id"])
+    else:
+        return
+    state, live = BROKER_EFFECTS.get(command, ("active", True))
+    assert doc["state"] == state, f"broker {command}: {doc['id']} is {doc['state']}"
+    if command == "extend":  # Azure took the new initiate: the new end, nothing in between
+        from jitctl.parsing import parse_duration
+
+        ends = datetime.fromisoformat(doc["ends_at"].replace("Z", "+00:00"))
+        wanted = app.clock.now() + parse_duration(params["duration"])
+        assert doc["extending_to"] is None and ends > wanted - timedelta(minutes=1), doc
+    if live is not None:
+        ref = VmRef(doc["subscription"], doc["resource_group"], doc["vm"])
+        found = verify(app.gateway(), ref, doc["source"], doc["ports"], now=app.clock.now())
+        assert found.ok is live, f"broker {command}: access {'not ' * live}effective: {found}"
+
+
+def admin_client(session: Session, app: App, url: str | None) -> Any:
+    """The broker's API as its admin reads it (the emulator signs the token)."""
+    from jitctl.broker.client import BrokerClient
+    from jitctl.emulator.oidc import BROKER_APP_ID
+
+    where = url or os.environ["JITCTL_BROKER_URL"]
+    return BrokerClient(
+        where, lambda: app.emulator_token(ADMIN, BROKER_APP_ID), session.broker.http
+    )
+
+
+def read_request(session: Session, app: App, url: str | None, request_id: str) -> Any:
+    return admin_client(session, app, url).call("GET", f"/requests/{request_id}")
 
 
 def app_state_file() -> Path:

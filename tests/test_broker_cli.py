@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import click
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -183,43 +182,3 @@ def test_log_verify_csv_jsonl_and_explain(jitctl, broker):
         "engineers",
     )
     assert told.exit_code == 0 and told.stdout.startswith("x@contoso.com: would be refused")
-
-
-def test_broker_examples_in_help_run(jitctl, broker):
-    """Each --help example of `jitctl broker` (tests/test_docs.py skips them: they need a
-    broker), run against the in-process one, the example's id replaced by a real one."""
-    from tests.test_docs import gen_commands, segments
-
-    lines = [
-        text
-        for path, command, _ in gen_commands.commands()
-        if path[:1] == ("broker",) and path[1:2] not in (("serve",), ("migrate",))
-        for text in gen_commands.examples(command)
-    ]
-    assert len(lines) >= 10
-    ran = 0
-    for text in lines:
-        words = segments(text)[0][1][1:]
-        rid = json.loads(jitctl("ann", *REQUEST, *TICKET, "-o", "json").stdout)["id"]
-        words = [rid if w.startswith("0b7c") else w for w in words]
-        if words[:2] in (["broker", "extend"], ["broker", "revoke"]):
-            jitctl("olga", "broker", "approve", rid)
-            broker.activate(rid)
-        who = (
-            "olga"
-            if words[1] in ("approve", "deny", "extend")
-            else "adam"
-            if words[1] == "log"
-            else "ann"
-        )
-        if words[1] == "request":
-            words += (
-                ["--source-ip", "203.0.113.7", "--ticket", "INC42"]
-                if "--ticket" not in words
-                else ["--source-ip", "203.0.113.7"]
-            )
-        got = jitctl(who, *[w for w in words if w != "--wait"])
-        assert got.exit_code == 0, (text, got.output)
-        ran += 1
-    assert ran == len(lines)
-    assert isinstance(cli, click.Group)

@@ -29,6 +29,14 @@ def test_on_the_emulator_the_default_user_is_alice(app):
     )
 
 
+def test_on_the_emulator_no_audience_means_the_emulated_brokers(app):
+    """`jitctl --emulator broker ...` without JITCTL_BROKER_AUDIENCE: the token is for the
+    broker `broker serve` runs on the emulator (its app id), not one without an audience."""
+    token = broker_token(app, "")
+    verifier = app.token_verifier(None, None)
+    assert verifier.verify(token) == Principal("alice@contoso.com", frozenset({"engineers"}))
+
+
 def test_the_global_as_picks_the_test_user(app, run):
     result = run("--emulator", "--as", "dave@contoso.com", "list", "-o", "none")
     assert result.exit_code == 0, result.output

@@ -13,7 +13,15 @@ checked in the emulator's state.
 Conventions (README "Commands"): ```sh and ```bat blocks hold examples, ```text blocks hold
 synopses (checked: every option they name exists). In a block where lines start with `$ `, only
 those are commands, the rest is output. A line ending in `\\` continues on the next.
-`export NAME=VALUE` sets NAME for the lines after it; `NAME=VALUE jitctl ...` for that line.
+`export NAME=VALUE` sets NAME for the lines after it; `NAME=VALUE jitctl ...` for that line;
+`NAME=$(jitctl ...)` keeps the command's output in $NAME; `jitctl broker serve ... &` starts the
+broker in the background (tests/docsession.py: its API answers in-process at the address it
+listens on, and its worker does its rounds against the emulator).
+
+The --help examples run in one more session, set up as the README sets up its examples (and
+its broker); a `jitctl broker` example runs as the person it is for (the requester, an approver,
+the admin: who a --help line leaves to the reader's sign-in), on a request made for it when
+it names one.
 """
 
 from __future__ import annotations
@@ -50,11 +58,18 @@ SKIP = {
     "installed in the tests",
     r"jitctl (emulator serve|tunnel|ssh-proxy)( .*)?": "serves or relays until Ctrl-C or the "
     "connection ends; tests/test_server.py and tests/test_tunnel.py run them on 127.0.0.1",
-    r"jitctl (broker .*|.* --via-broker.*)": "needs a broker to answer (serve, an identity "
-    "provider); tests/test_broker_cli.py and tests/test_via_broker.py run each example "
-    "against one in-process",
+    r"jitctl broker serve .*--issuer https://login\.microsoftonline\.com/.*": "signs people in "
+    "with a team's Entra ID (TENANT, its app registration): needs Azure; the emulator's "
+    "`broker serve` line runs",
     r"jitctl demo": "its own world on the real clock (3 s waits) and a public-IP lookup; "
     "demo --fast --source-ip runs",
+}
+
+# What the docs name that this machine has not, and what stands in for it: the same command on
+# something at hand. Small on purpose.
+STAND_INS = {
+    r"postgresql\+psycopg://\S+": "sqlite:///broker-migrate.sqlite",  # no PostgreSQL server here:
+    # migrate runs the same migrations on SQLite (tests/test_broker_store.py on PostgreSQL)
 }
 
 
@@ -120,17 +135,19 @@ def help_lines() -> Iterator[Line]:
 # --- running -------------------------------------------------------------------------------
 
 
-def segments(text: str) -> list[tuple[str, list[str]]]:
-    """A shell line as (operator before it, words): operators &&, ||, |, >, ;."""
+def segments(text: str, variables: dict[str, str] | None = None) -> list[tuple[str, list[str]]]:
+    """A shell line as (operator before it, words): operators &&, ||, |, >, ;, & (after a
+    command: in the background). $NAME is the shell's variable, else the environment's."""
+    known = {**ENV, **(variables or {})}
     lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|>")
     lexer.whitespace_split = True
     lexer.commenters = "#"
     parts: list[tuple[str, list[str]]] = [("", [])]
     for token in lexer:
-        if token in ("&&", "||", "|", ">", ";"):
+        if token in ("&&", "||", "|", ">", ";", "&"):
             parts.append((token, []))
         else:
-            parts[-1][1].append(re.sub(r"\$(\w+)", lambda m: ENV[m.group(1)], token))
+            parts[-1][1].append(re.sub(r"\$(\w+)", lambda m: known[m.group(1)], token))
     return parts
 
 
@@ -165,16 +182,26 @@ def invoke(session: Session, words: list[str], env: dict[str, str | None]) -> cl
     return CliRunner().invoke(cli, words[1:], obj=session.app(), env=env, catch_exceptions=False)
 
 
-def run_line(session: Session, line: Line) -> None:
+def run_line(session: Session, line: Line) -> str | None:
     if re.fullmatch(r"(\w+=\$\(jq -r \S+ \S+\);?\s*)+", line.text):  # host=$(jq -r .a f); ...
         for _, path, name in re.findall(r"(\w+)=\$\(jq -r (\S+) (\S+)\)", line.text):
             assert jq([path], (session.cwd / name).read_text()) != [None], line.text
         return
-    expected = int(m.group(1)) if (m := re.search(r"#\s*exit (\d+)\s*$", line.text)) else 0
-    parts = segments(line.text)
+    if kept := re.fullmatch(r"(\w+)=\$\((jitctl .*)\)", line.text):  # ID=$(jitctl ... -o tsv)
+        out = run_line(session, Line(line.where, kept.group(2), line.block))
+        assert out and out.strip() and "\n" not in out.strip(), f"{line.where}: {out!r}"
+        session.variables[kept.group(1)] = out.strip()
+        return
+    text = line.text
+    for pattern, stand_in in STAND_INS.items():
+        text = re.sub(pattern, stand_in, text)
+    expected = int(m.group(1)) if (m := re.search(r"#\s*exit (\d+)\s*$", text)) else 0
+    parts = segments(text, session.variables)
     result = None
     for operator, words in parts:
-        if operator in ("", "&&", ";"):
+        if operator == "&" and not words:
+            continue  # the command before runs in the background (broker serve: BrokerHost)
+        if operator in ("", "&&", ";", "&"):
             if skipped(" ".join(words)):
                 continue
             if words[0] == "export":  # for the lines after it, as a shell keeps it
@@ -186,6 +213,8 @@ def run_line(session: Session, line: Line) -> None:
             assert result.exit_code == expected, (
                 f"{line.where}: {line.text}\nexit {result.exit_code}\n{result.output}"
             )
+            with environment(env):
+                session.broker.catch_up()  # the served broker's worker, while one types on
             if expected == 0:
                 with environment(env):
                     check_effect(session, words, result)
@@ -197,6 +226,7 @@ def run_line(session: Session, line: Line) -> None:
         elif operator == "|":
             assert result is not None and words[0] == "jq", f"{line.where}: unknown pipe {words}"
             assert None not in jq(words[1:], result.stdout), line.text
+    return result.stdout if result is not None else None
 
 
 # --- the tests -----------------------------------------------------------------------------
@@ -243,6 +273,56 @@ def setup_lines() -> list[Line]:
     return [x for x in readme[first - 1 : first + 2]]
 
 
+def broker_setup_lines() -> list[Line]:
+    """The README's lines that start its broker and point the CLI at it: for --help's too."""
+    readme = DOCS["README.md"]
+    first = next(i for i, x in enumerate(readme) if x.text.startswith("jitctl broker serve "))
+    assert readme[first + 1].text.startswith("export JITCTL_BROKER_URL="), readme[first + 1]
+    return readme[first : first + 2]
+
+
+# Who a --help example of `jitctl broker` is for (a --help line leaves it to the reader's
+# sign-in; on the emulator, --as): the requester, else these.
+HELP_READERS = {
+    "approve": "bob@contoso.com",  # an ops lead, the rules' approver
+    "deny": "bob@contoso.com",
+    "extend": "bob@contoso.com",
+    "list": "bob@contoso.com",  # list --pending: what waits for him
+    "explain": "bob@contoso.com",
+    "log": "carol@contoso.com",  # the broker's admin
+}
+REQUESTER, ON_CALL = "alice@contoso.com", "dave@contoso.com"  # dave's requests: approved at once
+REQUEST_ID = r"0b7c1e52-4f0e-4d5a-9a53-2f1d1a3f9e10"  # the id the --help examples show
+STATE_FOR = {"revoke": "active", "extend": "active"}  # else a pending request
+
+
+def as_reader(session: Session, line: Line) -> Line:
+    """A --help example of `jitctl broker` as its reader runs it: as the person it is for, on
+    a request of theirs in the state the command acts on (made now, as the README makes one)."""
+    words = line.text.split()
+    if words[:2] != ["jitctl", "broker"] or words[2] in ("serve", "migrate"):
+        return line
+    who = HELP_READERS.get(words[2], ON_CALL if "--wait" in words else REQUESTER)
+    text = line.text.replace("jitctl broker", f"jitctl --as {who} broker", 1)
+    if REQUEST_ID in text:
+        text = text.replace(REQUEST_ID, new_request(session, STATE_FOR.get(words[2], "pending")))
+    return Line(line.where, text, line.block)
+
+
+def new_request(session: Session, state: str) -> str:
+    asked = (
+        f"jitctl --as {REQUESTER} broker request vm-lnx01 -g rg-prod --port 22 "
+        '--reason "deploy INC42" --ticket INC42 --query id -o tsv'
+    )
+    request_id = (run_line(session, Line("new request", asked, "sh")) or "").strip()
+    if state == "active":  # approved, and the broker's worker opened it (run_line: a round)
+        run_line(
+            session,
+            Line("approve", f"jitctl --as bob@contoso.com broker approve {request_id}", "sh"),
+        )
+    return request_id
+
+
 @pytest.mark.parametrize(("doc", "index"), ROWS)
 def test_example_runs(
     sessions: dict[str, Session],
@@ -256,7 +336,7 @@ def test_example_runs(
         sessions[doc] = new_session(tmp_path_factory.mktemp(doc.strip("-")), offline)
         if doc != "README.md":  # set up as the README says, as a reader of --help would
             monkeypatch.chdir(sessions[doc].cwd)
-            for line in setup_lines():
+            for line in [*setup_lines(), *broker_setup_lines()]:
                 if not skipped(line.text):
                     run_line(sessions[doc], line)
     session = sessions[doc]
@@ -264,7 +344,7 @@ def test_example_runs(
     line = DOCS[doc][index]
     if reason := skipped(line.text):
         pytest.skip(reason)
-    run_line(session, line)
+    run_line(session, as_reader(session, line) if doc == "--help" else line)
 
 
 def test_the_readme_sets_up_its_examples_at_the_top():

@@ -102,7 +102,7 @@ def test_validate_reports_every_problem_with_its_line(tmp_path, app):
 
 def test_validate_ok_and_examples_are_valid(app):
     r = invoke(app, "policy", "validate", str(ROOT / "policies" / "examples"))
-    assert r.exit_code == 0 and r.stdout == "3 policy file(s) valid.\n"
+    assert r.exit_code == 0 and r.stdout == "4 policy file(s) valid.\n"
 
 
 def test_schema_file_is_current():

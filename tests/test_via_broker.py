@@ -344,21 +344,3 @@ def test_broker_request_wait_exits_non_zero_when_the_proof_is_not_effective(
     with pytest.raises(NotEffective) as err:
         show_live(app, json.loads(jitctl(mine, "otto", "broker", "show", rid, "-o", "json").stdout))
     assert rid in err.value.hint
-
-
-def test_the_readmes_via_broker_examples_run(broker, tmp_path, server):
-    """README's `--via-broker` lines (tests/test_docs.py skips them: they need a broker), on
-    the loopback world's VM and the in-process broker."""
-    from tests.test_docs import markdown_lines, segments
-
-    lines = [
-        x.text for x in markdown_lines("README.md") if x.block == "sh" and "--via-broker" in x.text
-    ]
-    assert len(lines) >= 2
-    for text in lines:
-        words = segments(text)[0][1][1:]
-        words = [{"vm-web01": "vm-local", "rg-prod": LOOPBACK_GROUP}.get(w, w) for w in words]
-        words += ["--source-ip", SOURCE, "--port", str(server.port)]
-        got = jitctl(requester(broker, tmp_path), "otto", *words)
-        assert got.exit_code == 0, (text, got.output)
-        assert f"to 127.0.0.1:{server.port} (public address)" in got.stdout

@@ -103,12 +103,10 @@ def check_tls(config: ServeConfig) -> None:
             raise BadInput(f"No file {path}.", "Give the PEM file's path.")
 
 
-def start_worker(
-    store: Any, gateway: Any, clock: Any, stop: threading.Event, interval: float
-) -> threading.Thread:
-    """The worker (initiates, sweeps, revoke clean-up, notifications) in a thread, acting in
-    Azure with the broker's own identity (`gateway`); notifications as the environment
-    configures them (docs/broker.md)."""
+def make_worker(store: Any, gateway: Any, clock: Any) -> Any:
+    """The worker (initiates, sweeps, revoke clean-up, notifications), acting in Azure with the
+    broker's own identity (`gateway`); notifications as the environment configures them
+    (docs/broker.md)."""
     from jitctl.broker.notify import Notifier, NotifySettings
     from jitctl.broker.worker import Worker, worker_name
 
@@ -116,21 +114,30 @@ def start_worker(
     notifier = Notifier(
         store, NotifySettings.from_environ(os.environ), name=name, environ=os.environ
     )
-    worker = Worker(store, gateway, clock, name=name, notifier=notifier)
-    thread = threading.Thread(
-        target=worker.run_forever, args=(stop, interval), name="jitctl-broker-worker", daemon=True
-    )
-    thread.start()
-    return thread
+    return Worker(store, gateway, clock, name=name, notifier=notifier)
 
 
-def serve(asgi: Any, config: ServeConfig, rules: FolderRules, on_start: Callable[[], Any]) -> None:
-    """Run uvicorn until SIGINT/SIGTERM; SIGHUP re-reads the policy folder."""
+@dataclass(frozen=True)
+class ServedBroker:
+    """What `broker serve` runs: the API (an ASGI app), the worker beside it, and the rules to
+    re-read on SIGHUP. `serve` runs them on uvicorn and a thread; the docs' tests answer the
+    API in-process and run the worker's rounds themselves."""
+
+    asgi: Any
+    worker: Any  # jitctl.broker.worker.Worker
+    rules: FolderRules
+    config: ServeConfig
+
+
+def serve(broker: ServedBroker) -> None:
+    """Run uvicorn until SIGINT/SIGTERM, the worker in a thread beside it; SIGHUP re-reads the
+    policy folder."""
     import uvicorn
 
+    config = broker.config
     check_tls(config)
     uv = uvicorn.Config(
-        asgi,
+        broker.asgi,
         host=config.host,
         port=config.port,
         ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
@@ -140,6 +147,15 @@ def serve(asgi: Any, config: ServeConfig, rules: FolderRules, on_start: Callable
         server_header=False,
     )
     if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda *_: rules.reload())
-    on_start()
-    uvicorn.Server(uv).run()
+        signal.signal(signal.SIGHUP, lambda *_: broker.rules.reload())
+    stop = threading.Event()
+    threading.Thread(
+        target=broker.worker.run_forever,
+        args=(stop, config.worker_interval),
+        name="jitctl-broker-worker",
+        daemon=True,
+    ).start()
+    try:
+        uvicorn.Server(uv).run()
+    finally:
+        stop.set()

@@ -37,8 +37,8 @@ def broker() -> None:
 
     \b
     Example:
-      jitctl broker request vm-web01 -g rg-prod --port 22 --reason "deploy INC42" --ticket INC42
-      jitctl broker approve 0b7c... --comment "ok for the deploy"
+      jitctl broker request vm-lnx01 -g rg-prod --port 22 --reason "deploy INC42" --ticket INC42
+      jitctl broker approve 0b7c1e52-4f0e-4d5a-9a53-2f1d1a3f9e10 --comment "ok for the deploy"
     """
 
 
@@ -79,7 +79,8 @@ def request(
 
     \b
     Example:
-      jitctl broker request vm-web01 -g rg-prod --port 22 --duration 1h --reason "deploy" --wait
+      jitctl broker request vm-lnx01 -g rg-prod --port 22 --duration 1h --reason "deploy INC42" \\
+        --ticket INC42 --wait
     """
     from jitctl.cli.broker_calls import show_live, wait_active
     from jitctl.parsing import parse_duration
@@ -319,7 +320,7 @@ def explain(
 
     \b
     Example:
-      jitctl broker explain vm-web01 -g rg-prod --as-user ann@contoso.com --group engineers
+      jitctl broker explain vm-lnx01 -g rg-prod --as-user dave@contoso.com --group engineers --group oncall --port 22 --reason "restart nginx" --ticket INC47
     """
     from jitctl.cli.broker_tables import decision_text
 
@@ -417,7 +418,8 @@ def serve(app: App, **options: Any) -> None:
     approved access.
 
     \b
-    Example:
+    Examples (the emulator's identity provider signs the tokens, then Entra ID's):
+      jitctl broker serve --policies policies/examples/rg-prod-approvals.yaml --admin group:broker-admins
       jitctl broker serve --policies policies --issuer https://login.microsoftonline.com/TENANT/v2.0 \\
         --audience 11111111-2222-3333-4444-555555555555 --admin group:jit-admins
     """

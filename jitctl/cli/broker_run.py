@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,8 @@ def run_serve(
     verifier: Any = None,
 ) -> None:
     from jitctl.broker.api import Settings, create_app
-    from jitctl.broker.server import FolderRules, ServeConfig, check_tls, serve, start_worker
+    from jitctl.broker.server import FolderRules, ServeConfig, ServedBroker, check_tls, make_worker
+    from jitctl.broker.server import serve as run_uvicorn
     from jitctl.broker.store import Store
     from jitctl.broker.views import Access
     from jitctl.cli.broker_web import exposure_reader, pages_config
@@ -83,14 +83,15 @@ def run_serve(
     pages = pages_config(
         app, verifier, client_id, https=config.tls_cert is not None, exposure=exposure_reader(app)
     )
-    stop = threading.Event()
+    serve = app.serve_broker or run_uvicorn
     try:
         serve(
-            create_app(store, rules, verifier, settings, pages),
-            config,
-            rules,
-            lambda: start_worker(store, app.gateway(), app.clock, stop, config.worker_interval),
+            ServedBroker(
+                create_app(store, rules, verifier, settings, pages),
+                make_worker(store, app.gateway(), app.clock),
+                rules,
+                config,
+            )
         )
     finally:
-        stop.set()
         store.engine.dispose()
