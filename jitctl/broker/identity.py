@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -213,6 +214,26 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         """The Principal a bearer token speaks for, or Unauthenticated (IdentityUnavailable
         when the issuer cannot be read: the token could not be checked at all)."""
+        return principal_of(self.claims(token, self.audiences()))
+
+    def check_id_token(self, token: str, client_id: str, nonce: str) -> dict[str, Any]:
+        """The claims of a sign-in's ID token (OIDC Core 3.1.3.7): signed by the issuer, for
+        this client, in date, and carrying the nonce this sign-in sent. A token issued for
+        another sign-in (replayed, or injected with a stolen code) has another nonce."""
+        claims = self.claims(token, [client_id])
+        got = claims.get("nonce")
+        if not isinstance(got, str) or not secrets.compare_digest(
+            got.encode("utf-8"), nonce.encode("utf-8")
+        ):
+            raise Unauthenticated(
+                "The sign-in's ID token was not issued for this sign-in (its nonce differs): "
+                "it is replayed or was slipped in.",
+                "Sign in again from the broker's page.",
+            )
+        return claims
+
+    def claims(self, token: str, audiences: list[str]) -> dict[str, Any]:
+        """The claims of a JWT signed by the issuer's key, for one of `audiences`, in date."""
         import jwt
 
         token = (token or "").strip()
@@ -249,7 +270,7 @@ class TokenVerifier:
                 token,
                 key=key,
                 algorithms=[alg],
-                audience=self.audiences(),
+                audience=audiences,
                 issuer=self.issuer,
                 options={
                     "require": ["exp", "iat", "iss", "aud"],
@@ -281,7 +302,7 @@ class TokenVerifier:
                 f"The token was refused: {printable(str(err))}.", WHERE_TOKENS_COME_FROM
             ) from None
         self._check_times(claims)
-        return principal_of(claims)
+        return dict(claims)
 
     def _check_times(self, claims: dict[str, Any]) -> None:
         now = self.clock.now().timestamp()
