@@ -128,7 +128,7 @@ def connect_options(default_port: int, client: bool = True) -> Callable[[Any], A
             default=False,
             help="Ask the approval broker for access (no Azure rights needed; "
             "--justification is the reason) instead of Azure directly; default "
-            "JITCTL_VIA_BROKER.",
+            "JITCTL_VIA_BROKER, else via-broker in the config file.",
         ),
         click.option(
             "--broker",
