@@ -50,7 +50,7 @@ SKIP = {
     "installed in the tests",
     r"jitctl (emulator serve|tunnel|ssh-proxy)( .*)?": "serves or relays until Ctrl-C or the "
     "connection ends; tests/test_server.py and tests/test_tunnel.py run them on 127.0.0.1",
-    r"jitctl (broker .*|.* --via-broker.*)": "needs a broker to answer (serve, an identity "
+    r"jitctl (broker .*|(?!ssh-config ).* --via-broker.*)": "needs a broker to answer (serve, an identity "
     "provider); tests/test_broker_cli.py and tests/test_via_broker.py run each example "
     "against one in-process",
     r"jitctl demo": "its own world on the real clock (3 s waits) and a public-IP lookup; "
