@@ -15,7 +15,6 @@ named by its application id. Groups are the `groups` claim and the app `roles` t
 from __future__ import annotations
 
 import ipaddress
-import os
 import secrets
 import threading
 import time
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit
 
 from jitctl.broker.errors import IdentityUnavailable, Unauthenticated
 from jitctl.broker.rules import Principal
+from jitctl.cabundle import ca_bundle
 from jitctl.clock import Clock, SystemClock
 from jitctl.errors import BadInput
 from jitctl.textsafe import printable
@@ -46,16 +46,6 @@ class JwksSource(Protocol):
     production; a test or the in-process emulator passes a session with its own transport."""
 
     def fetch(self, url: str) -> Any: ...
-
-
-def ca_bundle() -> str | None:
-    """The CA file outbound HTTPS trusts, as the rest of jitctl (azure-core's requests) does:
-    REQUESTS_CA_BUNDLE, else SSL_CERT_FILE, else the system's (certifi's) store."""
-    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
-    return None
 
 
 class HttpsJson:

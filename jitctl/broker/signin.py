@@ -96,9 +96,9 @@ class OidcClient:
         if self._http is None:
             import httpx
 
-            from jitctl.broker.identity import ca_bundle
+            from jitctl.cabundle import httpx_verify
 
-            self._http = httpx.Client(timeout=TIMEOUT, verify=ca_bundle() or True)
+            self._http = httpx.Client(timeout=TIMEOUT, verify=httpx_verify())
         return self._http
 
     def _json(self, method: str, url: str, **kw: Any) -> tuple[int, Any]:
