@@ -241,3 +241,34 @@ def test_over_https_the_session_cookie_is_secure(
     # a browser keeps a Secure cookie off plain HTTP: the sign-in cannot finish there
     start = Browser(asgi).http.get("/auth/login")
     assert "; secure" in start.headers["set-cookie"].lower()
+
+
+def test_pages_on_a_verifier_that_cannot_check_id_tokens_refuse_every_sign_in(
+    tmp_path: Any, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verifier for the API alone (a test's fake, a library user's own) serves the API, but
+    no one signs in to the pages without the ID token's nonce checked."""
+    from jitctl.broker.api import Settings, create_app
+    from jitctl.broker.views import Access
+    from jitctl.cli.broker_web import pages_config
+    from tests.brokerapi import FakeVerifier, make_store, rules_in
+    from tests.brokerpages import DEMO_POLICY
+
+    monkeypatch.setenv("JITCTL_BROKER_SESSION_SECRET", "test-secret-" + "x" * 32)
+    fake = FakeVerifier()
+    pages = pages_config(app, fake, None, https=False)
+    rules = rules_in(tmp_path, DEMO_POLICY)
+    asgi = create_app(
+        make_store(tmp_path, app.clock),
+        lambda: rules,
+        fake,
+        Settings(access=Access(admins=("group:broker-admins",))),
+        pages,
+    )
+    person = Browser(asgi)
+    start = person.get("/auth/login").headers["location"]
+    back = person.get(start + "&login_hint=bob@contoso.com").headers["location"]
+    got = person.get(back)
+    assert got.status_code == 503
+    assert "cannot check a sign-in&#39;s ID token" in got.text
+    assert person.get("/pending").status_code == 303 and fake.seen == []

@@ -34,7 +34,7 @@ from starlette.routing import BaseRoute, Route
 from jitctl.broker.api import Api, Call, Verifier
 from jitctl.broker.errors import Unauthenticated
 from jitctl.broker.lifecycle import Action, Role, State
-from jitctl.broker.pagesauth import SignIn, SignInVerifier, csrf_ok
+from jitctl.broker.pagesauth import SignIn, csrf_ok
 from jitctl.broker.records import RequestRecord
 from jitctl.broker.rules import Principal
 from jitctl.broker.signin import OidcClient
@@ -77,8 +77,6 @@ class PagesConfig:
 
     def attach(self, api: Api, verifier: Verifier) -> tuple[list[Any], list[Any]]:
         """The pages' routes and middleware on the API's handlers (create_app's `pages`)."""
-        if not isinstance(verifier, SignInVerifier):
-            raise TypeError("the pages need a verifier that checks ID tokens (TokenVerifier)")
         pages = Pages(api, verifier, self)
         return list(pages.routes()), list(pages.middleware())
 
@@ -99,7 +97,7 @@ def _templates() -> Any:
 class Pages(SignIn):
     config: PagesConfig
 
-    def __init__(self, api: Api, verifier: SignInVerifier, config: PagesConfig) -> None:
+    def __init__(self, api: Api, verifier: Verifier, config: PagesConfig) -> None:
         self.api = api
         self.store = api.store
         self.access = api.access

@@ -13,10 +13,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from jitctl.broker.errors import NotPermitted, Unauthenticated
+from jitctl.broker.errors import IdentityUnavailable, NotPermitted, Unauthenticated
 from jitctl.errors import JitctlError
 
 if TYPE_CHECKING:
+    from jitctl.broker.api import Verifier
     from jitctl.broker.rules import Principal
     from jitctl.broker.signin import OidcClient
 
@@ -28,10 +29,8 @@ TOKENS_BUDGET = 2900
 
 
 @runtime_checkable
-class SignInVerifier(Protocol):
-    """The API's verifier, which also checks a sign-in's ID token (identity.TokenVerifier)."""
-
-    def verify(self, token: str) -> Principal: ...
+class IdTokenChecker(Protocol):
+    """A verifier that also checks a sign-in's ID token (identity.TokenVerifier)."""
 
     def check_id_token(self, token: str, client_id: str, nonce: str) -> dict[str, Any]: ...
 
@@ -50,7 +49,7 @@ class SignIn:
     """/auth/login, /auth/callback, /auth/logout and /auth/signed-out."""
 
     config: SignInSettings
-    verifier: SignInVerifier
+    verifier: Verifier
 
     # the Pages class's own
     _error: Callable[[Request, JitctlError, Principal | None], Response]
@@ -102,6 +101,11 @@ class SignIn:
                 pending["verifier"],
                 self._redirect_uri(request),
             )
+            if not isinstance(self.verifier, IdTokenChecker):  # a verifier of the API alone
+                raise IdentityUnavailable(
+                    "This broker's token verifier cannot check a sign-in's ID token.",
+                    "Run the broker with its own verifier (--issuer and --audience).",
+                )
             await run_in_threadpool(
                 self.verifier.check_id_token,
                 tokens.id_token,
