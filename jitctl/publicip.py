@@ -32,9 +32,19 @@ def services_from_env() -> tuple[str, ...]:
 
 
 def http_fetch(url: str, timeout: float) -> str:
-    import requests
+    """One echo service's answer (httpx, jitctl's HTTP client; proxies from the environment,
+    the CA file as the rest of jitctl finds it)."""
+    import httpx
 
-    resp = requests.get(url, timeout=timeout, headers={"User-Agent": "jitctl"})
+    from jitctl.cabundle import httpx_verify
+
+    resp = httpx.get(
+        url,
+        timeout=timeout,
+        headers={"User-Agent": "jitctl"},
+        verify=httpx_verify(),
+        follow_redirects=True,
+    )
     resp.raise_for_status()
     return resp.text[:100]
 

@@ -26,9 +26,15 @@ BASE = "http://127.0.0.1:8765"
 
 
 def build(
-    tmp_path: Path, app: App, monkeypatch: Any, page_size: int = 50, https: bool = False
+    tmp_path: Path,
+    app: App,
+    monkeypatch: Any,
+    page_size: int = 50,
+    https: bool = False,
+    end_session: bool = True,
 ) -> tuple[Any, Store]:
-    """The ASGI app (API and pages) and its store."""
+    """The ASGI app (API and pages) and its store; without `end_session`, the issuer names no
+    end_session_endpoint (sign-out is the broker's alone)."""
     monkeypatch.setenv("JITCTL_BROKER_SESSION_SECRET", "test-secret-" + "x" * 32)
     store = make_store(tmp_path, app.clock)
     rules = rules_in(tmp_path, DEMO_POLICY)
@@ -42,6 +48,9 @@ def build(
     )
     pages = pages_config(app, verifier, None, https=https, exposure=exposure_reader(app))
     pages = dataclasses.replace(pages, page_size=page_size)
+    if not end_session:
+        pages.oidc.end_session_url = None
+        pages.oidc.endpoints().pop("end_session_endpoint")
     return create_app(store, lambda: rules, verifier, settings, pages), store
 
 

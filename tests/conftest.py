@@ -14,15 +14,19 @@ from jitctl.emulator.worlds import WORLDS
 
 @pytest.fixture(autouse=True)
 def no_az_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    """The caller's settings stay out of tests: jitctl's own (JITCTL_*), Azure's and az's
-    (AZURE_*: credentials, output format, default group, az config), a managed identity's
-    (IDENTITY_*, MSI_*) and the terminal's (COLUMNS, NO_COLOR)."""
+    """The caller's settings stay out of tests: jitctl's own (JITCTL_*, and its config file),
+    Azure's and az's (AZURE_*: credentials, output format, default group, az config), a
+    managed identity's (IDENTITY_*, MSI_*) and the terminal's (COLUMNS, NO_COLOR)."""
     import os
 
     prefixes = ("JITCTL_", "AZURE_", "IDENTITY_", "MSI_")
     for name in [n for n in os.environ if n.startswith(prefixes)] + ["COLUMNS", "NO_COLOR"]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path / "azure-config"))
+    # nor the user's jitctl config file (~/.config/jitctl/config.toml): an empty one instead
+    empty = tmp_path / "jitctl-config.toml"
+    empty.write_text("")
+    monkeypatch.setenv("JITCTL_CONFIG", str(empty))
 
 
 @pytest.fixture

@@ -315,8 +315,8 @@ def test_webhooks_trust_the_same_ca_file_as_sign_in_when_both_variables_are_set(
 ) -> None:
     """REQUESTS_CA_BUNDLE before SSL_CERT_FILE, for the identity provider and for receivers:
     one choice, so a private CA set for one is never ignored by the other."""
-    from jitctl.broker.identity import ca_bundle
     from jitctl.broker.notify import tls_context
+    from jitctl.cabundle import ca_bundle
     from jitctl.emulator.server import self_signed_cert
 
     cert, _ = self_signed_cert(tmp_path)

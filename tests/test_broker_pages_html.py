@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import pytest
 
 from jitctl.app import App
 from jitctl.broker.lifecycle import State
 from jitctl.broker.store import Store
-from tests.brokerpages import Browser, ask, build
+from jitctl.emulator.oidc import BROKER_APP_ID
+from tests.brokerpages import BASE, Browser, ask, build
 
 
 @pytest.fixture
@@ -147,12 +150,61 @@ def test_a_callback_this_broker_did_not_start_is_refused_and_next_stays_on_the_s
     )
 
 
-def test_signing_out_ends_the_session(web: tuple[Any, Store]) -> None:
+def test_signing_out_ends_the_session_here_and_at_the_identity_provider(
+    web: tuple[Any, Store],
+) -> None:
     bob = as_user(web, "bob@contoso.com")
     assert bob.post("/auth/logout", csrf=None).status_code == 403
     out = bob.post("/auth/logout")
-    assert out.status_code == 200 and "signed out" in out.text
+    assert out.status_code == 303
+    target = urlsplit(out.headers["location"])
+    assert target.path == "/emulator/logout"  # the emulator's end_session_endpoint, relayed
+    query = {k: v[0] for k, v in parse_qs(target.query).items()}
+    assert query["post_logout_redirect_uri"] == f"{BASE}/auth/signed-out"
+    assert query["client_id"] == BROKER_APP_ID
+    hint = jwt.decode(query["id_token_hint"], options={"verify_signature": False})
+    assert (hint["aud"], hint["preferred_username"]) == (BROKER_APP_ID, "bob@contoso.com")
+    assert bob.get("/pending").status_code == 303  # the broker's session is over already
+    at_idp = bob.get(out.headers["location"])
+    assert at_idp.status_code == 302 and at_idp.headers["location"] == f"{BASE}/auth/signed-out"
+    back = bob.get(at_idp.headers["location"])
+    assert back.status_code == 200 and "You are signed out of the broker." in back.text
+
+
+def test_with_an_issuer_without_end_session_sign_out_is_the_brokers_alone(
+    tmp_path: Any, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asgi, _ = build(tmp_path, app, monkeypatch, end_session=False)
+    bob = as_user((asgi, None), "bob@contoso.com")  # type: ignore[arg-type]
+    out = bob.post("/auth/logout")
+    assert out.status_code == 200 and "You are signed out of the broker." in out.text
     assert bob.get("/pending").status_code == 303
+
+
+def test_an_id_token_with_another_nonce_is_refused_and_signs_no_one_in(
+    web: tuple[Any, Store],
+) -> None:
+    """The browser's sign-in sent one nonce; the code it comes back with was issued to a
+    sign-in with another (a code injected from elsewhere): state and PKCE pass, the nonce
+    does not."""
+    person = Browser(web[0])
+    swapped = lambda url, nonce: url.replace(f"nonce={nonce}", "nonce=someone-elses")  # noqa: E731
+    dropped = lambda url, nonce: url.replace(f"&nonce={nonce}", "")  # noqa: E731
+    for forge in (swapped, dropped):
+        start = person.get("/auth/login").headers["location"]
+        nonce = parse_qs(urlsplit(start).query)["nonce"][0]
+        assert forge(start, nonce) != start
+        picked = person.get(forge(start, nonce) + "&login_hint=bob@contoso.com")
+        assert picked.status_code == 302, picked.text
+        got = person.get(picked.headers["location"])
+        assert got.status_code == 401
+        assert "not issued for this sign-in (its nonce differs)" in got.text
+        assert person.get("/pending").status_code == 303  # no session
+    picked = person.get(
+        person.get("/auth/login").headers["location"] + "&login_hint=bob@contoso.com"
+    )
+    assert person.get(picked.headers["location"]).status_code == 303  # untouched: signed in
+    assert person.get("/pending").status_code == 200
 
 
 def test_pages_follow_a_cursor_through_every_request_once(
@@ -204,3 +256,34 @@ def test_durations_read_as_people_write_them_and_times_one_way(
     assert re.findall(r"<td>(\d{4}-\d\d-\d\d[^<]*)</td>", detail) == [now]  # the request event
     assert "Undecided requests expire " in detail
     assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:", detail)  # no raw ISO text anywhere
+
+
+def test_pages_on_a_verifier_that_cannot_check_id_tokens_refuse_every_sign_in(
+    tmp_path: Any, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verifier for the API alone (a test's fake, a library user's own) serves the API, but
+    no one signs in to the pages without the ID token's nonce checked."""
+    from jitctl.broker.api import Settings, create_app
+    from jitctl.broker.views import Access
+    from jitctl.cli.broker_web import pages_config
+    from tests.brokerapi import FakeVerifier, make_store, rules_in
+    from tests.brokerpages import DEMO_POLICY
+
+    monkeypatch.setenv("JITCTL_BROKER_SESSION_SECRET", "test-secret-" + "x" * 32)
+    fake = FakeVerifier()
+    pages = pages_config(app, fake, None, https=False)
+    rules = rules_in(tmp_path, DEMO_POLICY)
+    asgi = create_app(
+        make_store(tmp_path, app.clock),
+        lambda: rules,
+        fake,
+        Settings(access=Access(admins=("group:broker-admins",))),
+        pages,
+    )
+    person = Browser(asgi)
+    start = person.get("/auth/login").headers["location"]
+    back = person.get(start + "&login_hint=bob@contoso.com").headers["location"]
+    got = person.get(back)
+    assert got.status_code == 503
+    assert "cannot check a sign-in&#39;s ID token" in got.text
+    assert person.get("/pending").status_code == 303 and fake.seen == []

@@ -290,3 +290,39 @@ def test_over_https_with_the_servers_certificate_trusted(backend, clock, monkeyp
         )
     finally:
         server.stop()
+
+
+def test_logout_checks_the_hint_and_sends_the_browser_back_with_its_state(flow, idp):
+    end = flow.doc["end_session_endpoint"]
+    assert end == f"{idp.base_url}/{idp.issuer.split('/')[-2]}/oauth2/v2.0/logout"
+    back = "http://127.0.0.1:8080/auth/signed-out"
+    hint = idp.mint("bob@contoso.com")  # aud: the broker's app id
+    out = flow.s.get(
+        end,
+        params={"post_logout_redirect_uri": back, "id_token_hint": hint, "state": "s-9"},
+        allow_redirects=False,
+    )
+    assert out.status_code == 302 and out.headers["Location"] == back + "?state=s-9"
+    by_client = flow.s.get(
+        end, params={"post_logout_redirect_uri": back, "client_id": "c-1"}, allow_redirects=False
+    )
+    assert by_client.status_code == 302 and by_client.headers["Location"] == back
+    head, body, sig = hint.split(".")
+    forged = f"{head}.{body[:-4]}AAAA.{sig}"
+    refusals = {
+        "The id_token_hint is not a token this provider issued.": {"id_token_hint": forged},
+        "The id_token_hint was issued to another client_id.": {
+            "id_token_hint": hint,
+            "client_id": "another-client",
+        },
+        "post_logout_redirect_uri needs client_id or id_token_hint.": {},
+        "The post_logout_redirect_uri is not an http(s) address.": {"client_id": "c-1"},
+    }
+    for message, params in refusals.items():
+        target = "javascript:alert(1)" if "http(s)" in message else back
+        page = flow.s.get(
+            end, params={"post_logout_redirect_uri": target, **params}, allow_redirects=False
+        )
+        assert page.status_code == 400 and message in page.text, message
+    plain = flow.s.get(end, allow_redirects=False)
+    assert plain.status_code == 200 and "You are signed out." in plain.text

@@ -214,3 +214,30 @@ def test_group_and_all_subscriptions_exclude_each_other(ssh_app, home):
     assert r.exit_code == 2
     r = invoke(ssh_app, "-o", "json", "ssh-config", "--all-subscriptions", "--dry-run")
     assert json.loads(r.stdout)["hosts"] == ["vm-lnx01"]
+
+
+def proxy_line(home) -> str:
+    text = (home / ".ssh" / "config").read_text()
+    return next(x for x in text.splitlines() if "ProxyCommand" in x).strip()
+
+
+def test_via_broker_writes_proxy_commands_that_ask_the_broker_quoted(
+    ssh_app, home, tmp_path, monkeypatch
+):
+    url = "https://jit.contoso.com/team a?x=1&y=%41"
+    r = invoke(ssh_app, "ssh-config", "-g", "rg-jit-demo", "--via-broker", "--broker", url)
+    assert r.exit_code == 0, r.output
+    argv = [sys.executable, "-m", "jitctl", "ssh-proxy", "vm-lnx01", "-g", "rg-jit-demo", "-s"]
+    argv += [SUB, "--port", "22", "--via-broker", "--broker", url, "--emulator"]
+    assert proxy_line(home) == "ProxyCommand " + shlex.join(argv).replace("%", "%%")
+    assert shlex.split(proxy_line(home).replace("%%", "%"))[1:] == argv
+    # from the config file, and --direct (or JITCTL_VIA_BROKER=0) over it
+    path = tmp_path / "config.toml"
+    path.write_text("[ssh-config]\nvia-broker = true\n")
+    monkeypatch.setenv("JITCTL_CONFIG", str(path))
+    assert invoke(ssh_app, "ssh-config", "-g", "rg-jit-demo").exit_code == 0
+    assert proxy_line(home) == "ProxyCommand " + proxy("vm-lnx01", "rg-jit-demo").replace(
+        "--emulator", "--via-broker --emulator"
+    )
+    assert invoke(ssh_app, "ssh-config", "-g", "rg-jit-demo", "--direct").exit_code == 0
+    assert proxy_line(home) == "ProxyCommand " + proxy("vm-lnx01", "rg-jit-demo")

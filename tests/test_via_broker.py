@@ -4,6 +4,7 @@ emulator (the loopback world: vm-local answers at 127.0.0.1), the launcher faked
 
 from __future__ import annotations
 
+import itertools
 import json
 import textwrap
 from datetime import timedelta
@@ -262,8 +263,6 @@ def test_denied_exits_6_and_nothing_is_connected(broker, tmp_path, server, backe
 
 def test_bad_combinations_are_bad_input_before_anything_is_asked(broker, tmp_path, server):
     app = requester(broker, tmp_path)
-    keep = jitctl(app, "otto", "ssh", *at(server, "--justification", "a", "--keep-alive"))
-    assert keep.exit_code == 2 and "jitctl broker extend" in keep.stderr
     no_reason = jitctl(app, "otto", "ssh", *at(server, "--no-launch"))
     assert no_reason.exit_code == 2, no_reason.output
     ticket = CliRunner().invoke(cli, ["ssh", *at(server, "--ticket", "INC1")], obj=app)
@@ -344,3 +343,121 @@ def test_broker_request_wait_exits_non_zero_when_the_proof_is_not_effective(
     with pytest.raises(NotEffective) as err:
         show_live(app, json.loads(jitctl(mine, "otto", "broker", "show", rid, "-o", "json").stdout))
     assert rid in err.value.hint
+
+
+class Spawning(FakeRunner):
+    """ssh as a child that runs until the requester's clock reaches `until`."""
+
+    def __init__(self, clock: FakeClock, until: Any) -> None:
+        super().__init__(installed={"ssh": "/usr/bin/ssh"})
+        self.clock, self.until, self.spawned = clock, until, []
+
+    def spawn(self, args: list[str]) -> Any:
+        self.spawned.append(args)
+        clock, until = self.clock, self.until
+
+        class Child:
+            def poll(self) -> int | None:
+                return None if clock.now() < until else 0
+
+            def wait(self) -> int:
+                return 0
+
+        return Child()
+
+
+class SharedClock(WorkingClock):
+    """The requester's clock is the broker's (and Azure's), a minute a look."""
+
+    def __init__(self, broker: Broker, shared: FakeClock, then: Any = None) -> None:
+        super().__init__(broker, then)
+        self.shared = shared
+
+    def now(self) -> Any:
+        return self.shared.now()
+
+    def sleep(self, seconds: float) -> None:
+        self.shared.sleep(max(seconds, 60.0))
+        if self.then is not None:
+            self.then()
+        self.broker.worker.run_once()  # type: ignore[attr-defined]
+
+
+def initiates(backend: Any) -> int:
+    return len([e for e in backend.log if e.path.endswith("/initiate")])
+
+
+def test_keep_alive_via_the_broker_renews_with_new_requests_the_rules_auto_approve(
+    broker, tmp_path, server, clock, backend
+):
+    mine = SharedClock(broker, clock)
+    start = mine.now()
+    app = requester(broker, tmp_path, mine)
+    app.runner = Spawning(mine, start + timedelta(minutes=50))
+    args = at(server, "--justification", "INC42", "--duration", "30m", "--keep-alive")
+    got = jitctl(app, "otto", "ssh", *args)
+    assert got.exit_code == 0, got.output
+    recs = sorted(broker.store.list_requests(limit=10), key=lambda r: r.created_at)
+    assert [r.state.value for r in recs] == ["expired", "active", "active"]  # at 50 min
+    assert {(r.reason, r.source, r.ports) for r in recs} == {("INC42", SOURCE, (server.port,))}
+    assert initiates(backend) == 3  # each renewal is a newer initiate, superseding the older
+    renewed = [x for x in got.stderr.splitlines() if x.startswith("Renewed access")]
+    assert renewed == [
+        f"Renewed access to vm-local until {r.ends_at:%H:%M} UTC (broker request {r.id})."
+        for r in recs[1:]
+    ]
+    # asked 10 minutes before each end (max(3 min, min(10 min, half the grant)))
+    for older, newer in itertools.pairwise(recs):
+        early = older.ends_at - newer.created_at
+        assert timedelta(minutes=9) <= early <= timedelta(minutes=10), early
+    assert "Client ended; keep-alive stopped after 2 renewal(s)." in got.stderr
+
+
+@pytest.mark.parametrize("approver", [None, "deny"])
+def test_keep_alive_via_the_broker_says_when_the_renewal_waits_and_ends_cleanly(
+    broker, tmp_path, server, clock, backend, approver
+):
+    first: list[str] = []
+
+    def decide() -> None:
+        recs = sorted(broker.store.list_requests(limit=10), key=lambda r: r.created_at)
+        if recs and recs[0].state.value == "pending":  # the first request: approved
+            first.append(recs[0].id)
+            broker.call("olga", "POST", f"/requests/{recs[0].id}/approve", json={})
+        elif len(recs) == 2 and recs[1].state.value == "pending" and approver == "deny":
+            broker.call("olga", "POST", f"/requests/{recs[1].id}/deny", json={"reason": "no"})
+
+    mine = SharedClock(broker, clock, decide)
+    app = requester(broker, tmp_path, mine)
+    app.runner = Spawning(mine, mine.now() + timedelta(minutes=45))
+    args = at(server, "--justification", "INC42", "--duration", "30m", "--keep-alive")
+    got = jitctl(app, "ann", "ssh", *args)
+    assert got.exit_code == 0, got.output
+    recs = sorted(broker.store.list_requests(limit=10), key=lambda r: r.created_at)
+    assert len(recs) == 2 and recs[0].id == first[0]  # asked once again, never more
+    renewal = recs[1]
+    assert initiates(backend) == 1
+    lines = got.stderr.splitlines()
+    assert f"Asked the broker to renew access: request {renewal.id} is pending." in lines
+    end = recs[0].ends_at
+    if approver is None:
+        assert renewal.state.value == "cancelled"
+        assert (
+            f"Renewal request {renewal.id} waits for approval (the rules ask for it); access "
+            f"lasts until {end:%H:%M} UTC. Approvers: jitctl broker approve {renewal.id}"
+        ) in lines
+        assert (
+            f"Access to vm-local ended at {end:%H:%M} UTC before renewal request {renewal.id} "
+            "was approved: new connections are refused; established ones stay."
+        ) in lines
+        assert f"Cancelled renewal request {renewal.id}: access ended." in lines
+    else:
+        assert renewal.state.value == "denied"
+        assert (
+            f"Renewal request {renewal.id} is denied: access to vm-local ends at {end:%H:%M} "
+            "UTC; not asking again."
+        ) in lines
+        assert (
+            f"Access to vm-local ended at {end:%H:%M} UTC: new connections are refused; "
+            "established ones stay."
+        ) in lines

@@ -15,15 +15,16 @@ named by its application id. Groups are the `groups` claim and the app `roles` t
 from __future__ import annotations
 
 import ipaddress
-import os
+import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from jitctl.broker.errors import IdentityUnavailable, Unauthenticated
 from jitctl.broker.rules import Principal
+from jitctl.cabundle import ca_bundle
 from jitctl.clock import Clock, SystemClock
 from jitctl.errors import BadInput
 from jitctl.textsafe import printable
@@ -45,18 +46,6 @@ class JwksSource(Protocol):
     production; a test or the in-process emulator passes a session with its own transport."""
 
     def fetch(self, url: str) -> Any: ...
-
-
-def ca_bundle(environ: Mapping[str, str] | None = None) -> str | None:
-    """The CA file outbound HTTPS trusts (the identity provider, webhooks, SMTP), as the rest
-    of jitctl (azure-core's requests) does: REQUESTS_CA_BUNDLE, else SSL_CERT_FILE, else the
-    system's (certifi's) store."""
-    environ = os.environ if environ is None else environ
-    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        value = environ.get(name, "").strip()
-        if value:
-            return value
-    return None
 
 
 class HttpsJson:
@@ -215,6 +204,26 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         """The Principal a bearer token speaks for, or Unauthenticated (IdentityUnavailable
         when the issuer cannot be read: the token could not be checked at all)."""
+        return principal_of(self.claims(token, self.audiences()))
+
+    def check_id_token(self, token: str, client_id: str, nonce: str) -> dict[str, Any]:
+        """The claims of a sign-in's ID token (OIDC Core 3.1.3.7): signed by the issuer, for
+        this client, in date, and carrying the nonce this sign-in sent. A token issued for
+        another sign-in (replayed, or injected with a stolen code) has another nonce."""
+        claims = self.claims(token, [client_id])
+        got = claims.get("nonce")
+        if not isinstance(got, str) or not secrets.compare_digest(
+            got.encode("utf-8"), nonce.encode("utf-8")
+        ):
+            raise Unauthenticated(
+                "The sign-in's ID token was not issued for this sign-in (its nonce differs): "
+                "it is replayed or was slipped in.",
+                "Sign in again from the broker's page.",
+            )
+        return claims
+
+    def claims(self, token: str, audiences: list[str]) -> dict[str, Any]:
+        """The claims of a JWT signed by the issuer's key, for one of `audiences`, in date."""
         import jwt
 
         token = (token or "").strip()
@@ -251,7 +260,7 @@ class TokenVerifier:
                 token,
                 key=key,
                 algorithms=[alg],
-                audience=self.audiences(),
+                audience=audiences,
                 issuer=self.issuer,
                 options={
                     "require": ["exp", "iat", "iss", "aud"],
@@ -283,7 +292,7 @@ class TokenVerifier:
                 f"The token was refused: {printable(str(err))}.", WHERE_TOKENS_COME_FROM
             ) from None
         self._check_times(claims)
-        return principal_of(claims)
+        return dict(claims)
 
     def _check_times(self, claims: dict[str, Any]) -> None:
         now = self.clock.now().timestamp()

@@ -37,10 +37,10 @@ from urllib.parse import urlsplit
 
 from jitctl.broker.database import Note
 from jitctl.broker.errors import RequestNotFound
-from jitctl.broker.identity import ca_bundle
 from jitctl.broker.messages import EVENTS, Message, email_message, recipients, webhook_body
 from jitctl.broker.records import RequestRecord
 from jitctl.broker.work import WorkQueue
+from jitctl.cabundle import ca_bundle
 from jitctl.errors import BadInput
 from jitctl.ids import name_of, segments
 from jitctl.parsing import format_human_duration
@@ -62,7 +62,7 @@ def is_loopback(host: str) -> bool:
 
 
 def tls_context(environ: Mapping[str, str]) -> ssl.SSLContext:
-    """Outbound TLS trusts the CA file the rest of jitctl trusts (identity.ca_bundle)."""
+    """Outbound TLS trusts the CA file the rest of jitctl trusts (cabundle.ca_bundle)."""
     return ssl.create_default_context(cafile=ca_bundle(environ))
 
 

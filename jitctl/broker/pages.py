@@ -2,8 +2,9 @@
 the history with each request's audit trail; approve, deny, cancel and revoke as plain HTML
 forms (POST, then a redirect), so they work without JavaScript.
 
-- Sign-in: OpenID Connect code + PKCE (signin.py); the access token is kept in the session and
-  checked by the API's TokenVerifier on every page, so an expired token signs the person out.
+- Sign-in: OpenID Connect code + PKCE + nonce (signin.py); the access token is kept in the
+  session and checked by the API's TokenVerifier on every page, so an expired token signs the
+  person out. Sign-out ends the issuer's session too when it has an end_session_endpoint.
 - Session: Starlette's SessionMiddleware, a cookie signed with the server's secret
   (itsdangerous), HttpOnly, SameSite=Lax, Secure when the broker is served over HTTPS.
 - CSRF: a random token per session, in a hidden field of every form, checked on every POST
@@ -17,12 +18,11 @@ forms (POST, then a redirect), so they work without JavaScript.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -32,8 +32,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from jitctl.broker.api import Api, Call, Verifier
-from jitctl.broker.errors import NotPermitted, Unauthenticated
+from jitctl.broker.errors import Unauthenticated
 from jitctl.broker.lifecycle import Action, Role, State
+from jitctl.broker.pagesauth import SignIn, csrf_ok
 from jitctl.broker.records import RequestRecord
 from jitctl.broker.rules import Principal
 from jitctl.broker.signin import OidcClient
@@ -105,7 +106,9 @@ def _when(at: datetime | str | None) -> str:
     return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-class Pages:
+class Pages(SignIn):
+    config: PagesConfig
+
     def __init__(self, api: Api, verifier: Verifier, config: PagesConfig) -> None:
         self.api = api
         self.store = api.store
@@ -132,6 +135,7 @@ class Pages:
             Route("/auth/login", self.login),
             Route("/auth/callback", self.callback),
             Route("/auth/logout", self.logout, methods=["POST"]),
+            Route("/auth/signed-out", self.signed_out),
             Route("/pending", self._page("pending.html", self.pending)),
             Route("/mine", self._page("mine.html", self.mine)),
             Route("/history", self._page("history.html", self.history)),
@@ -181,59 +185,6 @@ class Pages:
             return self._render(request, template, who=who, **ctx)
 
         return page
-
-    def _redirect_uri(self, request: Request) -> str:
-        base = self.config.public_url or str(request.base_url)
-        return base.rstrip("/") + "/auth/callback"
-
-    # --- sign-in --------------------------------------------------------------------------------
-
-    async def login(self, request: Request) -> Response:
-        try:
-            started = await run_in_threadpool(self.config.oidc.start, self._redirect_uri(request))
-        except JitctlError as err:
-            return self._error(request, err, None)
-        request.session["signin"] = {
-            "state": started.state,
-            "verifier": started.verifier,
-            "next": _local(request.query_params.get("next")),
-        }
-        return RedirectResponse(started.url, 303, headers={"Cache-Control": "no-store"})
-
-    async def callback(self, request: Request) -> Response:
-        pending = request.session.pop("signin", None)
-        params = request.query_params
-        try:
-            if params.get("error"):
-                raise Unauthenticated(
-                    f"The sign-in failed: {params.get('error_description') or params['error']}.",
-                    "Sign in again.",
-                )
-            state = params.get("state", "")
-            if not pending or not secrets.compare_digest(state, pending["state"]):
-                raise Unauthenticated(
-                    "This sign-in was not started here, or was already used.", "Sign in again."
-                )
-            token = await run_in_threadpool(
-                self.config.oidc.exchange,
-                params.get("code", ""),
-                pending["verifier"],
-                self._redirect_uri(request),
-            )
-            who = await run_in_threadpool(self.verifier.verify, token)
-        except JitctlError as err:
-            return self._error(request, err, None)
-        request.session.clear()  # a new session: nothing from before the sign-in carries over
-        request.session.update(token=token, csrf=secrets.token_urlsafe(32))
-        log.info("signed in to the pages: %s", who.upn)
-        return RedirectResponse(pending["next"], 303)
-
-    async def logout(self, request: Request) -> Response:
-        form = await request.form()
-        if not _csrf_ok(request, form.get("csrf")):
-            return _forbidden(request, self)
-        request.session.clear()
-        return self._render(request, "signed_out.html", who=None)
 
     # --- pages ----------------------------------------------------------------------------------
 
@@ -329,8 +280,8 @@ class Pages:
 
     async def act(self, request: Request) -> Response:
         form = await request.form()
-        if not _csrf_ok(request, form.get("csrf")):
-            return _forbidden(request, self)
+        if not csrf_ok(request, form.get("csrf")):
+            return self.forbidden(request)
         action = request.path_params["action"]
         rid = request.path_params["id"]
         who = None
@@ -356,16 +307,6 @@ class Pages:
         return RedirectResponse(f"/requests/{quote(rid)}", 303)
 
 
-def _local(target: str | None) -> str:
-    """Only a path on this site: a sign-in never sends anyone elsewhere (open redirects)."""
-    if not target:
-        return "/pending"
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return "/pending"
-    return target
-
-
 def _cursor(text: str | None) -> tuple[datetime | None, int]:
     if not text:
         return None, 0
@@ -376,18 +317,3 @@ def _cursor(text: str | None) -> tuple[datetime | None, int]:
         raise BadInput(
             "The page's 'older' cursor is not one.", "Follow the page's links."
         ) from None
-
-
-def _csrf_ok(request: Request, sent: Any) -> bool:
-    expected = request.session.get("csrf")
-    if not isinstance(expected, str) or not expected or not isinstance(sent, str):
-        return False
-    return secrets.compare_digest(sent.encode(), expected.encode())
-
-
-def _forbidden(request: Request, pages: Pages) -> Response:
-    err = NotPermitted(
-        "The form's anti-forgery token is missing or stale.",
-        "Reload the page and submit the form again.",
-    )
-    return pages._error(request, err, None)

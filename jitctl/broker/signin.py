@@ -7,6 +7,13 @@ with a code, and the broker trades the code (and the PKCE verifier, which never 
 tokens. The access token is then checked by the API's TokenVerifier: one check of who
 someone is, for the pages and the API alike. No cryptography here beyond the SHA-256 that
 RFC 7636 defines the S256 challenge with.
+
+A random `nonce` goes with each authorize request and must come back in the ID token (OIDC
+Core 3.1.2.1, 3.1.3.7): PKCE binds the code to this broker, the nonce binds the ID token to
+this browser's sign-in, so a token from another sign-in cannot be slipped in.
+
+Sign-out ends the session at the issuer too when its discovery document names an
+`end_session_endpoint` (RP-Initiated Logout 1.0; Entra ID has one), else only the broker's.
 """
 
 from __future__ import annotations
@@ -28,11 +35,22 @@ TIMEOUT = 10.0  # seconds for the issuer's discovery and token answers
 @dataclass(frozen=True)
 class Started:
     """A sign-in under way: where to send the browser, and what the session keeps for the
-    callback (the state, and the PKCE verifier that only the broker holds)."""
+    callback (the state, the PKCE verifier that only the broker holds, and the nonce the ID
+    token must carry)."""
 
     url: str
     state: str
     verifier: str
+    nonce: str
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """What the token endpoint gave for a code: the access token (for the API's verifier) and
+    the ID token (its nonce checked against the sign-in's; kept as the sign-out's hint)."""
+
+    access_token: str
+    id_token: str
 
 
 def challenge_of(verifier: str) -> str:
@@ -62,12 +80,14 @@ class OidcClient:
         http: Any = None,
         client_secret: str | None = None,
         authorize_url: str | None = None,
+        end_session_url: str | None = None,
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.client_id = client_id
         self.audience = audience
         self.client_secret = client_secret
         self.authorize_url = authorize_url
+        self.end_session_url = end_session_url
         self._http = http
         self._lock = threading.Lock()
         self._endpoints: dict[str, str] | None = None
@@ -76,9 +96,9 @@ class OidcClient:
         if self._http is None:
             import httpx
 
-            from jitctl.broker.identity import ca_bundle
+            from jitctl.cabundle import httpx_verify
 
-            self._http = httpx.Client(timeout=TIMEOUT, verify=ca_bundle() or True)
+            self._http = httpx.Client(timeout=TIMEOUT, verify=httpx_verify())
         return self._http
 
     def _json(self, method: str, url: str, **kw: Any) -> tuple[int, Any]:
@@ -120,11 +140,15 @@ class OidcClient:
                         "Check --issuer (JITCTL_BROKER_ISSUER).",
                     )
                 self._endpoints = {k: str(v) for k, v in found.items()}
+                logout = doc.get("end_session_endpoint")  # optional: not every issuer has one
+                if isinstance(logout, str) and logout.startswith(("https://", "http://")):
+                    self._endpoints["end_session_endpoint"] = logout
             return self._endpoints
 
     def start(self, redirect_uri: str) -> Started:
-        """Where the browser signs in: a fresh state and PKCE verifier each time."""
+        """Where the browser signs in: a fresh state, PKCE verifier and nonce each time."""
         state = secrets.token_urlsafe(24)
+        nonce = secrets.token_urlsafe(24)
         verifier = secrets.token_urlsafe(48)  # 64 characters: RFC 7636 asks 43 to 128
         target = self.authorize_url or self.endpoints()["authorization_endpoint"]
         query = urlencode(
@@ -135,15 +159,31 @@ class OidcClient:
                 "response_mode": "query",
                 "scope": scope_for(self.audience),
                 "state": state,
+                "nonce": nonce,
                 "code_challenge": challenge_of(verifier),
                 "code_challenge_method": "S256",
             }
         )
         joiner = "&" if urlsplit(target).query else "?"
-        return Started(f"{target}{joiner}{query}", state, verifier)
+        return Started(f"{target}{joiner}{query}", state, verifier, nonce)
 
-    def exchange(self, code: str, verifier: str, redirect_uri: str) -> str:
-        """The access token for a code (one use); the caller verifies it."""
+    def logout_url(self, post_logout_redirect_uri: str, id_token: str | None) -> str | None:
+        """Where the browser ends its session at the issuer (RP-Initiated Logout 1.0), coming
+        back to `post_logout_redirect_uri`; None when the issuer names no end_session_endpoint
+        (then only the broker's session ends)."""
+        target = self.end_session_url
+        if target is None:
+            target = self.endpoints().get("end_session_endpoint")
+            if target is None:
+                return None
+        params = {"post_logout_redirect_uri": post_logout_redirect_uri, "client_id": self.client_id}
+        if id_token:
+            params["id_token_hint"] = id_token
+        joiner = "&" if urlsplit(target).query else "?"
+        return f"{target}{joiner}{urlencode(params)}"
+
+    def exchange(self, code: str, verifier: str, redirect_uri: str) -> Tokens:
+        """The tokens for a code (one use); the caller verifies them."""
         form = {
             "grant_type": "authorization_code",
             "client_id": self.client_id,
@@ -161,7 +201,14 @@ class OidcClient:
             headers={"Accept": "application/json"},
         )
         token = body.get("access_token") if isinstance(body, dict) else None
-        if status != 200 or not isinstance(token, str):
+        id_token = body.get("id_token") if isinstance(body, dict) else None
+        if status == 200 and isinstance(token, str) and not isinstance(id_token, str):
+            # the scope asks `openid`: an answer without an ID token is no OIDC sign-in
+            raise Unauthenticated(
+                "The identity provider gave no ID token for the sign-in.",
+                "Check that the broker's --issuer is an OpenID Connect provider.",
+            )
+        if status != 200 or not isinstance(token, str) or not isinstance(id_token, str):
             error = (
                 body.get("error_description") or body.get("error")
                 if isinstance(body, dict)
@@ -172,4 +219,4 @@ class OidcClient:
                 "Sign in again; if it keeps failing, check the broker's --client-id and its "
                 "redirect URI (<broker>/auth/callback) in the app registration.",
             )
-        return token
+        return Tokens(token, id_token)

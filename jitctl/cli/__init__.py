@@ -55,11 +55,33 @@ class JitctlGroup(click.Group):
             command = getattr(importlib.import_module(module), attribute)
             if cmd_name not in self.commands:  # importing may have registered it already
                 self.add_command(command, cmd_name)
-        return self.commands.get(cmd_name)
+        found = self.commands.get(cmd_name)
+        if found is not None and ctx.parent is None and not ctx.resilient_parsing:
+            self.config_defaults(ctx, cmd_name, found)
+        return found
+
+    def config_defaults(self, ctx: click.Context, name: str, command: click.Command) -> None:
+        """The user's config file (jitctl.cli.configfile) as click's default_map of the
+        command about to run: read when a command is named, so `jitctl --help` reads none."""
+        from jitctl.cli.configfile import Defaults, load, option_names
+
+        if "jitctl.config" not in ctx.meta:
+            path, doc = load()
+            ctx.meta["jitctl.config"] = (
+                Defaults(path, doc, self.knows, lambda: option_names(self.load_all()))
+                if doc
+                else None
+            )
+        defaults = ctx.meta["jitctl.config"]
+        if defaults is not None:
+            ctx.default_map = {**(ctx.default_map or {}), name: defaults.for_command(name, command)}
+
+    def knows(self, name: str) -> bool:
+        return name in self.commands or name in self.lazy_commands
 
     def load_all(self) -> dict[str, click.Command]:
         """Every command, loaded (for the docs generator and tests that walk all commands)."""
-        ctx = click.Context(self)
+        ctx = click.Context(self, resilient_parsing=True)  # loads only: no config file read
         for name in self.list_commands(ctx):
             self.get_command(ctx, name)
         return dict(self.commands)

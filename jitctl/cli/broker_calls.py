@@ -33,22 +33,26 @@ def wait_active(app: App, api: Any, doc: dict[str, Any], limit: float) -> dict[s
 def broker_ready(app: App, req: Any) -> Any:
     """`--via-broker`: access through the broker (jitctl.broker.via), for a ConnectRequest;
     where to connect comes back as the broker found it (no Azure call from here)."""
-    from jitctl.broker.via import BrokerAsk, ready
+    from jitctl.broker.via import ready
+    from jitctl.cli.output import warn
+
+    ask = broker_ask(app, req)
+    return ready(client(app, req.broker_url), ask, app.clock, lambda msg: warn(app, msg))
+
+
+def broker_ask(app: App, req: Any) -> Any:
+    """What to ask the broker for, from a ConnectRequest (the source found once)."""
+    from jitctl.broker.via import BrokerAsk
     from jitctl.cli.output import warn
     from jitctl.errors import BadInput
 
-    if req.keep_alive:
-        raise BadInput(
-            "--keep-alive cannot renew access through the broker (an extension is an approver's).",
-            "Ask for a longer --duration, or ask an approver: jitctl broker extend ID --duration D",
-        )
     if req.policy_name:
         raise BadInput(
             "--policy-name is the broker's choice with --via-broker.", "Leave out --policy-name."
         )
     vm, group, subscription = via_target(app, req.vm)
     source = req.source_ip or app.public_ip(lambda note: warn(app, note))
-    ask = BrokerAsk(
+    return BrokerAsk(
         vm,
         group,
         subscription,
@@ -61,7 +65,31 @@ def broker_ready(app: App, req: Any) -> Any:
         req.timeout,
         req.private,
     )
-    return ready(client(app, req.broker_url), ask, app.clock, lambda msg: warn(app, msg))
+
+
+def broker_keeper(
+    app: App,
+    req: Any,
+    ready: Any,
+    on_moved: Any = None,
+    on_readdressed: Any = None,
+) -> Any:
+    """--keep-alive --via-broker: renewals asked of the broker (jitctl.broker.viakeep)."""
+    import dataclasses
+
+    from jitctl.broker.viakeep import BrokerKeepAlive
+    from jitctl.cli.output import warn
+
+    ask = dataclasses.replace(broker_ask(app, req), source=ready.source)
+    return BrokerKeepAlive(
+        client(app, req.broker_url),
+        ask,
+        app.clock,
+        ready,
+        lambda msg: warn(app, msg),
+        on_moved,
+        on_readdressed,
+    )
 
 
 def via_target(app: App, sel: Any) -> tuple[str, str, str | None]:

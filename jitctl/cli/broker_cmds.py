@@ -395,7 +395,8 @@ def migrate(app: App, db: str | None) -> None:
 @click.option(
     "--client-id",
     envvar="JITCTL_BROKER_CLIENT_ID",
-    help="The web pages' OIDC client id; its redirect URI is <broker>/auth/callback "
+    help="The web pages' OIDC client id; its redirect URIs are <broker>/auth/callback and "
+    "<broker>/auth/signed-out "
     "(else JITCTL_BROKER_CLIENT_ID; without it, and without --emulator, no pages).",
 )
 @click.option(

@@ -14,6 +14,7 @@ from jitctl.app import App
 log = logging.getLogger("jitctl.broker")
 
 EMULATOR_AUTHORIZE = "/emulator/authorize"
+EMULATOR_LOGOUT = "/emulator/logout"
 
 
 class IdpTransport:
@@ -34,9 +35,9 @@ class IdpTransport:
         pass
 
 
-def emulator_signin_route(idp: Any) -> Any:
-    """The emulator's sign-in page on the broker's own address: the in-process issuer has
-    no address a browser could open. Only with --emulator."""
+def emulator_signin_routes(idp: Any) -> tuple[Any, ...]:
+    """The emulator's sign-in and sign-out pages on the broker's own address: the in-process
+    issuer has no address a browser could open. Only with --emulator."""
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import Response
@@ -44,15 +45,21 @@ def emulator_signin_route(idp: Any) -> Any:
 
     from jitctl.emulator.backend import DEFAULT_TENANT
 
-    async def authorize(request: Request) -> Response:
-        raw = await request.body()
-        url = f"{idp.base_url}/{DEFAULT_TENANT}/oauth2/v2.0/authorize?{request.url.query}"
-        status, headers, body = await run_in_threadpool(
-            idp.handle, request.method, url, dict(request.headers), raw
-        )
-        return Response(body, status, headers=headers)
+    def relay(endpoint: str) -> Any:
+        async def answer(request: Request) -> Response:
+            raw = await request.body()
+            url = f"{idp.base_url}/{DEFAULT_TENANT}/oauth2/v2.0/{endpoint}?{request.url.query}"
+            status, headers, body = await run_in_threadpool(
+                idp.handle, request.method, url, dict(request.headers), raw
+            )
+            return Response(body, status, headers=headers)
 
-    return Route(EMULATOR_AUTHORIZE, authorize, methods=["GET", "POST"])
+        return answer
+
+    return (
+        Route(EMULATOR_AUTHORIZE, relay("authorize"), methods=["GET", "POST"]),
+        Route(EMULATOR_LOGOUT, relay("logout"), methods=["GET", "POST"]),
+    )
 
 
 def pages_config(
@@ -77,8 +84,9 @@ def pages_config(
             getattr(verifier, "audience", BROKER_APP_ID),
             http=httpx.Client(transport=IdpTransport(idp), timeout=10.0),  # type: ignore[arg-type]
             authorize_url=EMULATOR_AUTHORIZE,
+            end_session_url=EMULATOR_LOGOUT,
         )
-        extra = (emulator_signin_route(idp),)
+        extra = emulator_signin_routes(idp)
     elif not client_id:
         log.warning("no --client-id (JITCTL_BROKER_CLIENT_ID): the web pages are off")
         return None

@@ -66,7 +66,8 @@ class ConnectRequest:
 
 KEEP_ALIVE_HELP = (
     "While the client runs, request again before the grant ends (same duration, within the "
-    "policy's maximum, same justification); stop when it exits."
+    "policy's maximum, same justification; with --via-broker, a new broker request its rules "
+    "decide); stop when it exits."
 )
 
 
@@ -128,7 +129,7 @@ def connect_options(default_port: int, client: bool = True) -> Callable[[Any], A
             default=False,
             help="Ask the approval broker for access (no Azure rights needed; "
             "--justification is the reason) instead of Azure directly; default "
-            "JITCTL_VIA_BROKER.",
+            "JITCTL_VIA_BROKER, else via-broker in the config file.",
         ),
         click.option(
             "--broker",
@@ -206,16 +207,26 @@ def keeper(
     `on_readdressed(host)` when the VM's public address changed (a dynamic IP)."""
     from jitctl.services.keepalive import KeepAlive
 
-    ref = req.vm.one(app)
-    access = req.access(ref, ready.source).checked()
-    keep = KeepAlive(app.gateway(), access, app.clock, ready.end_time, lambda msg: warn(app, msg))
-    if ready.via == "firewall":
-        keep.mapped_port, keep.on_moved = ready.connect_port, on_moved
-    if ready.via == "public":
-        keep.connect_host, keep.on_readdressed = ready.connect_host, on_readdressed
+    keep: Any
+    if req.via_broker:  # renewals are asked of the broker, whose rules decide them
+        from jitctl.cli.broker_calls import broker_keeper
+
+        keep = broker_keeper(app, req, ready, on_moved, on_readdressed)
+        name = ready.vm_name
+    else:
+        ref = req.vm.one(app)
+        name = ref.name
+        access = req.access(ref, ready.source).checked()
+        keep = KeepAlive(
+            app.gateway(), access, app.clock, ready.end_time, lambda msg: warn(app, msg)
+        )
+        if ready.via == "firewall":
+            keep.mapped_port, keep.on_moved = ready.connect_port, on_moved
+        if ready.via == "public":
+            keep.connect_host, keep.on_readdressed = ready.connect_host, on_readdressed
 
     def run(running: Callable[[], bool]) -> Any:
-        warn(app, f"Keeping access to {ref.name} open while the client runs.")
+        warn(app, f"Keeping access to {name} open while the client runs.")
         report = keep.run(running)
         if not report.ended:
             renewed = sum(r.until is not None for r in report.renewals)

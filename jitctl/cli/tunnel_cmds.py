@@ -178,14 +178,25 @@ def tunnel(app: App, req: ConnectRequest, local_port: int, rdp: bool) -> None:
         fwd.close()
 
 
-def proxy_argv(app: App, vm_id: str, port: int, private: bool, keep_alive: bool) -> list[str]:
+def proxy_argv(
+    app: App,
+    vm_id: str,
+    port: int,
+    private: bool,
+    keep_alive: bool,
+    via_broker: bool = False,
+    broker_url: str | None = None,
+) -> list[str]:
     """This jitctl (its absolute path), as ssh will run it for the VM."""
     from jitctl.ids import segments
 
     parts = segments(vm_id)
     argv = [sys.executable, "-m", "jitctl", "ssh-proxy", parts["virtualmachines"]]
     argv += ["-g", parts["resourcegroups"], "-s", parts["subscriptions"], "--port", str(port)]
-    argv += [flag for flag, on in (("--private", private), ("--keep-alive", keep_alive)) if on]
+    flags = (("--private", private), ("--keep-alive", keep_alive), ("--via-broker", via_broker))
+    argv += [flag for flag, on in flags if on]
+    if via_broker and broker_url:
+        argv += ["--broker", broker_url]
     return argv + where_options(app)  # the cloud (or emulator) of this run, for ssh's later ones
 
 
@@ -219,6 +230,20 @@ def _summary(r: Any) -> str:
 @click.option("--user", help="User for every entry (default: ssh's own).")
 @click.option("--private", is_flag=True, help="Connect to the private IPs (VPN or peering).")
 @click.option("--keep-alive", is_flag=True, help="ProxyCommand with --keep-alive.")
+@click.option(
+    "--via-broker/--direct",
+    envvar="JITCTL_VIA_BROKER",
+    default=False,
+    help="ProxyCommand with --via-broker: ssh gets access through the approval broker "
+    "(default JITCTL_VIA_BROKER, else via-broker in the config file).",
+)
+@click.option(
+    "--broker",
+    "broker_url",
+    metavar="URL",
+    help="With --via-broker: the broker's URL, written into the ProxyCommand (else ssh-proxy "
+    "reads JITCTL_BROKER_URL or the config file when ssh runs it).",
+)
 @click.option("--dry-run", is_flag=True, help="Show the change; write nothing.")
 @click.pass_obj
 def ssh_config(
@@ -230,6 +255,8 @@ def ssh_config(
     user: str | None,
     private: bool,
     keep_alive: bool,
+    via_broker: bool,
+    broker_url: str | None,
     dry_run: bool,
 ) -> None:
     """Host entries for plain `ssh VM`: one per VM in a JIT policy with the port, via ssh-proxy.
@@ -258,7 +285,7 @@ def ssh_config(
     result = update(
         config.expanduser().absolute() if config else default_config(),
         found,
-        lambda vm_id: proxy_argv(app, vm_id, port, private, keep_alive),
+        lambda vm_id: proxy_argv(app, vm_id, port, private, keep_alive, via_broker, broker_url),
         user,
         app.get_runner().platform,
         file.expanduser().absolute() if file else None,

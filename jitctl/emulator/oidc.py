@@ -1,6 +1,7 @@
 """The emulator as an OpenID Connect provider, shaped like Entra ID's v2.0 endpoints: discovery,
 JWKS, authorize (authorization code + PKCE S256, a plain HTML picker of the test users, or
-`login_hint`) and token, signing real RS256 JWTs for named test users and groups.
+`login_hint`; the `nonce` echoed into the ID token), token, and logout (RP-Initiated Logout
+1.0's end_session_endpoint), signing real RS256 JWTs for named test users and groups.
 
 The signing key lives in the emulator state (`state["identity"]`), so the HTTPS server, the
 in-process transport and every `jitctl --emulator` process sign with one key, and `emulator
@@ -17,14 +18,14 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from jitctl.clock import Clock
 from jitctl.emulator.backend import DEFAULT_TENANT, Backend
-from jitctl.emulator.oidcpages import error_page, user_picker
+from jitctl.emulator.oidcpages import error_page, json_answer, redirect, signed_out, user_picker
+from jitctl.emulator.oidcusers import USERS, TestUser
 
 IN_PROCESS_BASE = "https://login.emulator.invalid"  # the issuer's host when there is no socket
 BROKER_APP_ID = "6a697463-b0c3-4000-8000-00000000b0c3"  # the emulated broker's app registration
@@ -32,58 +33,6 @@ CLI_APP_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"  # az's public client id, as
 DEFAULT_USER = "alice@contoso.com"
 TOKEN_LIFETIME = timedelta(hours=1)  # Entra's access tokens live 60-90 minutes
 CODE_LIFETIME = timedelta(minutes=10)  # Entra: authorization codes last 10 minutes
-
-
-@dataclass(frozen=True)
-class TestUser:
-    upn: str
-    name: str
-    oid: str
-    groups: tuple[str, ...] = ()
-    roles: tuple[str, ...] = ()  # app roles, in the token's `roles` claim
-
-
-# Groups are named as the rules name them; real Entra tokens carry group object ids unless the
-# app registration emits names (EMULATOR.md says so).
-USERS: dict[str, TestUser] = {
-    u.upn: u
-    for u in (
-        TestUser(
-            "alice@contoso.com",
-            "Alice Engineer",
-            "a11ce000-0000-4000-8000-0000000000a1",
-            ("engineers",),
-        ),
-        TestUser(
-            "bob@contoso.com", "Bob Lead", "b0b00000-0000-4000-8000-0000000000b0", ("ops-leads",)
-        ),
-        TestUser(
-            "carol@contoso.com",
-            "Carol Admin",
-            "ca201000-0000-4000-8000-0000000000c0",
-            ("broker-admins",),
-            ("admin",),
-        ),
-        TestUser(
-            "dave@contoso.com",
-            "Dave Oncall",
-            "da7e0000-0000-4000-8000-0000000000d0",
-            ("engineers", "oncall"),
-        ),
-        TestUser(
-            "erin@contoso.com",
-            "Erin SRE",
-            "e2140000-0000-4000-8000-0000000000e0",
-            ("engineers", "sre"),
-        ),
-        TestUser(
-            "mallory@contoso.com",
-            "Mallory Contractor",
-            "3a110000-0000-4000-8000-000000000030",
-            ("engineers", "contractors"),
-        ),
-    )
-}
 
 
 class OidcError(Exception):
@@ -249,6 +198,7 @@ class IdentityProvider:
             "authorization_endpoint": f"{tenant}/oauth2/v2.0/authorize",
             "token_endpoint": f"{tenant}/oauth2/v2.0/token",
             "jwks_uri": f"{tenant}/discovery/v2.0/keys",
+            "end_session_endpoint": f"{tenant}/oauth2/v2.0/logout",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code"],
@@ -287,27 +237,29 @@ class IdentityProvider:
         method = method.upper()
         with self._tx():
             if method == "GET" and tail in ("/v2.0/.well-known/openid-configuration",):
-                return _json(200, self.discovery())
+                return json_answer(200, self.discovery())
             if method == "GET" and tail == "/discovery/v2.0/keys":
-                return _json(200, self._jwks())
+                return json_answer(200, self._jwks())
+            if tail == "/oauth2/v2.0/logout" and method in ("GET", "POST"):
+                return self._logout({**query, **form})
             if tail == "/oauth2/v2.0/authorize" and method in ("GET", "POST"):
                 return self._authorize({**query, **form})
             if tail == "/oauth2/v2.0/token" and method == "POST":
                 try:
-                    return _json(200, self._token(form))
+                    return json_answer(200, self._token(form))
                 except OidcError as err:
-                    return _json(
+                    return json_answer(
                         err.status, {"error": err.error, "error_description": err.description}
                     )
-        return _json(
+        return json_answer(
             404, {"error": "not_found", "error_description": f"No such endpoint: {parts.path}"}
         )
 
     def _authorize(self, params: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-        redirect = params.get("redirect_uri", "")
+        target_url = params.get("redirect_uri", "")
         if not params.get("client_id"):
             return error_page(400, "The request names no client_id.")
-        target = urlsplit(redirect)
+        target = urlsplit(target_url)
         if target.scheme not in ("http", "https") or not target.netloc:
             return error_page(400, "The request's redirect_uri is not an http(s) address.")
 
@@ -315,7 +267,7 @@ class IdentityProvider:
             answer = {"error": error, "error_description": description}
             if "state" in params:
                 answer["state"] = params["state"]
-            return _redirect(redirect, answer)
+            return redirect(target_url, answer)
 
         if params.get("response_type") != "code":
             return fail("unsupported_response_type", "Only response_type=code is supported.")
@@ -333,7 +285,7 @@ class IdentityProvider:
         self._state()["codes"][code] = {
             "upn": hint.lower(),
             "client_id": params["client_id"],
-            "redirect_uri": redirect,
+            "redirect_uri": target_url,
             "challenge": params["code_challenge"],
             "scope": params.get("scope", ""),
             "nonce": params.get("nonce"),
@@ -342,7 +294,53 @@ class IdentityProvider:
         answer = {"code": code}
         if "state" in params:
             answer["state"] = params["state"]
-        return _redirect(redirect, answer)
+        return redirect(target_url, answer)
+
+    def _logout(self, params: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """RP-Initiated Logout 1.0: the emulator keeps no sign-in session of its own, so this
+        checks what a real provider checks (the hint is its own token, for the client named)
+        and sends the browser back to `post_logout_redirect_uri`, with `state`."""
+        back = params.get("post_logout_redirect_uri", "")
+        client = params.get("client_id", "")
+        hint = params.get("id_token_hint", "")
+        if hint:
+            try:
+                claims = self._hint_claims(hint)
+            except ValueError:
+                return error_page(400, "The id_token_hint is not a token this provider issued.")
+            if client and claims.get("aud") != client:
+                return error_page(400, "The id_token_hint was issued to another client_id.")
+            client = client or str(claims.get("aud", ""))
+        if not back:
+            return signed_out()
+        if not client:  # the spec: a redirect needs the client named by client_id or the hint
+            return error_page(400, "post_logout_redirect_uri needs client_id or id_token_hint.")
+        parts = urlsplit(back)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return error_page(400, "The post_logout_redirect_uri is not an http(s) address.")
+        return redirect(back, {"state": params["state"]} if "state" in params else {})
+
+    def _hint_claims(self, token: str) -> dict[str, Any]:
+        """The claims of a token signed with one of this provider's keys (expiry not checked:
+        a hint may be an expired ID token, as the spec allows). ValueError otherwise."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        try:
+            head, body, sig = token.split(".")
+            header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+            claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+            entry = next(k for k in self._state()["keys"] if k["kid"] == header.get("kid"))
+            signature = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+            self._private_key(entry).public_key().verify(
+                signature, f"{head}.{body}".encode("ascii"), padding.PKCS1v15(), hashes.SHA256()
+            )
+        except (ValueError, StopIteration, InvalidSignature, UnicodeError) as err:
+            raise ValueError("not this provider's token") from err
+        if not isinstance(claims, dict) or claims.get("iss") != self.issuer:
+            raise ValueError("not this provider's token")
+        return claims
 
     def _token(self, form: dict[str, str]) -> dict[str, Any]:
         if form.get("grant_type") != "authorization_code":
@@ -385,17 +383,3 @@ class IdentityProvider:
             "access_token": self._sign(access),
             "id_token": self._sign(id_claims),
         }
-
-
-def _json(status: int, body: Any) -> tuple[int, dict[str, str], bytes]:
-    headers = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
-    return status, headers, json.dumps(body).encode()
-
-
-def _redirect(target: str, params: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-    joiner = "&" if urlsplit(target).query else "?"
-    return (
-        302,
-        {"Location": f"{target}{joiner}{urlencode(params)}", "Cache-Control": "no-store"},
-        b"",
-    )

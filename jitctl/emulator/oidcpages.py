@@ -1,10 +1,13 @@
-"""The emulator's sign-in pages: plain HTML, no JavaScript, every value escaped."""
+"""The emulator's sign-in pages (plain HTML, no JavaScript, every value escaped) and its JSON
+and redirect answers."""
 
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 _STYLE = "body{font-family:sans-serif;margin:2em}button{display:block;margin:.4em 0;padding:.5em}"
 
@@ -45,3 +48,18 @@ def user_picker(
     warn = f"<p><strong>{html.escape(note)}</strong></p>" if note else ""
     body = f'{warn}<p>Sign in to the jitctl emulator as:</p><form method="post">{hidden}{buttons}</form>'
     return _html(200, "jitctl emulator: sign in", body)
+
+
+def signed_out() -> tuple[int, dict[str, str], bytes]:
+    return _html(200, "jitctl emulator: signed out", "<p>You are signed out.</p>")
+
+
+def json_answer(status: int, body: Any) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
+    return status, headers, json.dumps(body).encode()
+
+
+def redirect(target: str, params: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    if params:
+        target += ("&" if urlsplit(target).query else "?") + urlencode(params)
+    return 302, {"Location": target, "Cache-Control": "no-store"}, b""
