@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import re
 import socket
@@ -37,6 +38,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,7 @@ approvals:
     maxDuration: 3h
     reasonRequired: true
 """
+JITCTL = [sys.executable, "-m", "jitctl", "--emulator"]
 JUSTIFICATION = re.compile(r"^broker:([0-9a-f-]{36}):")
 
 
@@ -145,10 +148,10 @@ def served(db: str, folder: Path, emulator: Emulator, replicas: int = 1) -> Iter
         JITCTL_BROKER_SESSION_SECRET="benchmark-" + "s" * 32,
     )
     ports = [free_port() for _ in range(replicas)]
+    serve = [*JITCTL, "broker", "serve", "--db", db, "--policies", str(policies)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "jitctl", "--emulator", "broker", "serve", "--db", db]
-            + ["--policies", str(policies), "--port", str(port), "--admin", "group:broker-admins"],
+            [*serve, "--port", str(port), "--admin", "group:broker-admins"],
             cwd=folder,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -197,8 +200,14 @@ class Timed:
 
 
 async def _run(
-    calls: list[Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]], clients: int
+    calls: list[Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]],
+    clients: int,
+    every: float | None,
 ) -> Timed:
+    """`clients` at once over `calls`. every=None: each sends its next call as soon as its last
+    is answered (saturation). every=S: each sends one call every S seconds (their starts
+    spread over S), and a call's latency counts from when it was due, so a broker falling
+    behind shows in the figures (no coordinated omission)."""
     ms: list[float] = [0.0] * len(calls)
     answers: list[Any] = [None] * len(calls)
     statuses: Counter[int] = Counter()
@@ -206,25 +215,31 @@ async def _run(
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
     async with httpx.AsyncClient(limits=limits, timeout=60) as http:
+        began = time.perf_counter()
 
-        async def client() -> None:
+        async def client(k: int) -> None:
+            due = began + (every * k / clients if every else 0.0)
             for i in todo:
-                start = time.perf_counter()
+                if every:
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                start = due if every else time.perf_counter()
                 answer = await calls[i](http)
                 ms[i] = (time.perf_counter() - start) * 1000
                 statuses[answer.status_code] += 1
                 with contextlib.suppress(ValueError):
                     answers[i] = answer.json()
+                due += every or 0.0
 
-        start = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-    return Timed(ms, statuses, answers, time.perf_counter() - start)
+        await asyncio.gather(*(client(k) for k in range(clients)))
+    return Timed(ms, statuses, answers, time.perf_counter() - began)
 
 
 def run(
-    calls: list[Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]], clients: int
+    calls: list[Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]],
+    clients: int,
+    every: float | None = None,
 ) -> Timed:
-    return asyncio.run(_run(calls, clients))
+    return asyncio.run(_run(calls, clients, every))
 
 
 def creates(url: str, token: str, n: int, first: int = 0) -> list[Any]:
@@ -264,8 +279,9 @@ def wait_for_initiates(emulator: Emulator, n: int, timeout: float) -> list[tuple
 
 
 def pct(values: list[float], p: float) -> float:
+    """The nearest-rank percentile: the smallest value with p% of them at or below it."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def row(name: str, ms: list[float], target: float, extra: str = "") -> str:
@@ -274,24 +290,30 @@ def row(name: str, ms: list[float], target: float, extra: str = "") -> str:
     return f"| {name} | {len(ms)} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {target:.0f} | {verdict} |{extra}"
 
 
-def api_latency(db: str, folder: Path, emulator: Emulator, n: int, clients: int) -> list[str]:
-    """create then approve, `n` each at `clients` at once (after a warm-up of each)."""
+def api_latency(
+    db: str, folder: Path, emulator: Emulator, n: int, clients: int, every: float | None
+) -> list[str]:
+    """create then approve, `n` each, `clients` at once (after a warm-up of each)."""
     with served(db, folder, emulator) as (url,):
         requester, approver = emulator.token(REQUESTER), emulator.token(APPROVER)
         warm = run(creates(url, requester, clients, first=n), clients)
         run(approves([url], approver, ids_of(warm)), clients)
-        made = run(creates(url, requester, n), clients)
-        decided = run(approves([url], approver, ids_of(made)), clients)
+        wait_for_initiates(emulator, clients, 60)  # the warm-up's initiates done: a quiet start
+        made = run(creates(url, requester, n), clients, every)
+        decided = run(approves([url], approver, ids_of(made)), clients, every)
+    load = f"each a call every {every:g} s" if every else "back to back"
     out = []
     for name, timed in (("create", made), ("approve", decided)):
         ok = timed.statuses[201 if name == "create" else 200]
-        rate = f" {len(timed.ms) / timed.wall:.0f}/s, {ok}/{len(timed.ms)} ok |"
+        rate = f" {load}: {len(timed.ms) / timed.wall:.0f}/s, {ok}/{len(timed.ms)} ok |"
         out.append(row(name, timed.ms, TARGETS["api"], rate))
     return out
 
 
-def approval_to_initiate(db: str, folder: Path, emulator: Emulator, n: int) -> tuple[str, int]:
-    """`n` approvals one after another (a second apart, as people approve); for each, the
+def approval_to_initiate(
+    db: str, folder: Path, emulator: Emulator, n: int, gap: float = 1.0
+) -> tuple[str, int]:
+    """`n` approvals one after another (`gap` seconds apart, as people approve); for each, the
     time from the approve call to its initiate at the emulator. Returns the row and how many
     initiates reached the emulator for the `n` requests (exactly `n` is right)."""
     with served(db, folder, emulator) as (url,):
@@ -306,7 +328,7 @@ def approval_to_initiate(db: str, folder: Path, emulator: Emulator, n: int) -> t
                 sent[rid] = time.time()
                 http.post(f"/api/v1/requests/{rid}/approve", json={}).raise_for_status()
                 answered.append((time.time() - sent[rid]) * 1000)
-                time.sleep(1.0)
+                time.sleep(gap)
         seen = [(rid, at) for rid, at in wait_for_initiates(emulator, n, 30) if rid in sent]
     ms = [(at.timestamp() - sent[rid]) * 1000 for rid, at in seen]
     extra = (
@@ -349,7 +371,10 @@ def signed_in(url: str, upn: str) -> httpx.Client:
 
 def pending_page(db: str, folder: Path, emulator: Emulator, stored: int, loads: int) -> str:
     seed_requests(db, stored)
-    with served(db, folder, emulator) as (url,), signed_in(url, APPROVER) as browser:
+    with (
+        served(db, folder, emulator) as (url,),
+        contextlib.closing(signed_in(url, APPROVER)) as browser,
+    ):
         first = browser.get("/pending")  # warm-up: the VM's exposure is read once, then kept
         rows = first.text.count('name="csrf"')
         ms = []
@@ -415,13 +440,27 @@ def databases(postgres: bool) -> Iterator[list[tuple[str, Callable[[Path], Any]]
         yield [*dbs, ("PostgreSQL", fresh)]
 
 
-HEAD = "| what | calls | p50 ms | p95 ms | p99 ms | target p99 ms | verdict | notes |\n|---|---|---|---|---|---|---|---|"
+HEAD = (
+    "| what | calls | p50 ms | p95 ms | p99 ms | target p99 ms | verdict | notes |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
+
+
+def fresh_world(fresh: Callable[[Path], str], measure: Callable[[str, Path, Emulator], Any]) -> Any:
+    """`measure(db, folder, emulator)` on a fresh database, emulator and folder."""
+    with tempfile.TemporaryDirectory(prefix="jitctl-broker-bench-") as tmp:
+        emulator = Emulator(Path(tmp))
+        try:
+            return measure(fresh(Path(tmp)), Path(tmp), emulator)
+        finally:
+            emulator.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests: a smoke run")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients")
+    parser.add_argument("--every", type=float, default=1.0, help="paced run: seconds per call")
     parser.add_argument("--requests", type=int, help="creates and approves measured (1000)")
     parser.add_argument("--stored", type=int, help="requests stored for the pending page (10000)")
     parser.add_argument("--initiates", type=int, help="approvals timed to their initiate (20)")
@@ -432,47 +471,40 @@ def main() -> None:
     n = opts.requests or (200 if opts.quick else 1000)
     stored = opts.stored or (1000 if opts.quick else 10_000)
     initiates = opts.initiates or (5 if opts.quick else 20)
+    clients = opts.clients
 
-    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {opts.clients} clients\n")
+    def say(what: str) -> None:
+        print(f"... {what}", file=sys.stderr, flush=True)
+
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {clients} clients\n")
+    parts: dict[str, list[str]] = {"api": [], "initiate": [], "page": [], "replicas": []}
     with databases(not opts.no_postgres) as dbs:
-        results: dict[str, list[str]] = {"api": [], "initiate": [], "page": [], "replicas": []}
         for name, fresh in dbs:
-            for part in ("api", "initiate", "page"):
-                with tempfile.TemporaryDirectory(prefix="jitctl-broker-bench-") as tmp:
-                    folder = Path(tmp)
-                    emulator = Emulator(folder)
-                    db = fresh(folder)
-                    if part == "api":
-                        lines = api_latency(db, folder, emulator, n, opts.clients)
-                    elif part == "initiate":
-                        lines = [approval_to_initiate(db, folder, emulator, initiates)[0]]
-                    else:
-                        lines = [pending_page(db, folder, emulator, stored, 30)]
-                    emulator.close()
-                results[part] += [line.replace("| ", f"| {name}: ", 1) for line in lines]
+            for every in (None, opts.every):
+                say(f"{name}: API, {'back to back' if every is None else 'paced'}")
+                load = partial(api_latency, n=n, clients=clients, every=every)
+                lines = fresh_world(fresh, load)
+                parts["api"] += [f"| {name}: {line[2:]}" for line in lines]
+            say(f"{name}: approval -> initiate")
+            line = fresh_world(fresh, lambda d, f, e: approval_to_initiate(d, f, e, initiates)[0])
+            parts["initiate"].append(f"| {name}: {line[2:]}")
+            say(f"{name}: the pending page")
+            line = fresh_world(fresh, lambda d, f, e: pending_page(d, f, e, stored, 30))
+            parts["page"].append(f"| {name}: {line[2:]}")
             if name == "PostgreSQL":
-                with tempfile.TemporaryDirectory(prefix="jitctl-broker-bench-") as tmp:
-                    emulator = Emulator(Path(tmp))
-                    line, _, _ = two_replicas(
-                        fresh(Path(tmp)),
-                        Path(tmp),
-                        emulator,
-                        opts.contested,
-                        opts.approvals,
-                        opts.clients,
-                    )
-                    emulator.close()
-                results["replicas"].append(line)
-    print(f"## API at {opts.clients} concurrent clients\n\n{HEAD}")
-    print("\n".join(results["api"]))
-    print(f"\n## Approval -> initiate\n\n{HEAD}")
-    print("\n".join(results["initiate"]))
-    print(f"\n## The pending page\n\n{HEAD}")
-    print("\n".join(results["page"]))
+                say("PostgreSQL: two replicas")
+                race = partial(
+                    two_replicas, requests=opts.contested, approvals=opts.approvals, clients=clients
+                )
+                line = fresh_world(fresh, race)[0]
+                parts["replicas"].append(line)
+    print(f"## API, {clients} concurrent clients\n\n{HEAD}\n" + "\n".join(parts["api"]))
+    print(f"\n## Approval -> initiate\n\n{HEAD}\n" + "\n".join(parts["initiate"]))
+    print(f"\n## The pending page\n\n{HEAD}\n" + "\n".join(parts["page"]))
     print("\n## Two replicas on one PostgreSQL\n")
     print("| what | approve answers | initiates | distinct requests | wanted | verdict |")
     print("|---|---|---|---|---|---|")
-    print("\n".join(results["replicas"]) or "| (no PostgreSQL) | | | | | |")
+    print("\n".join(parts["replicas"]) or "| (no PostgreSQL) | | | | | |")
 
 
 if __name__ == "__main__":

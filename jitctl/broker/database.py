@@ -7,10 +7,10 @@ does not answer is `StoreUnavailable` with the transaction rolled back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
-import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +39,10 @@ MIGRATE_LOCK = 0x6A697463746C  # pg_advisory_xact_lock key: one replica migrates
 SYSTEM = "broker"
 
 READ_ONLY = "jitctl_read_only"
-WORK_STATES = (State.APPROVED, State.REVOKED)  # states the worker acts on (initiate, release)  # execution option: a transaction that only reads
+WORK_STATES = (
+    State.APPROVED,
+    State.REVOKED,
+)  # states the worker acts on (initiate, release)  # execution option: a transaction that only reads
 
 
 def default_url() -> str:
