@@ -51,13 +51,13 @@ from jitctl.app import App  # noqa: E402
 from jitctl.emulator.backend import Backend  # noqa: E402
 from jitctl.emulator.bodies import parse_time  # noqa: E402
 from jitctl.emulator.oidc import BROKER_APP_ID  # noqa: E402
-from jitctl.emulator.seeder import DEMO_GROUP, DEMO_SUBSCRIPTION, Seeder  # noqa: E402
+from jitctl.emulator.seeder import DEMO_GROUP, DEMO_SUBSCRIPTION, Seeder, subnet_id  # noqa: E402
 from jitctl.emulator.settings import Settings  # noqa: E402
 from jitctl.emulator.store import open_store, read_file  # noqa: E402
 from jitctl.emulator.worlds import demo  # noqa: E402
 
 REQUESTER, APPROVER = "alice@contoso.com", "bob@contoso.com"
-VM, PORT = "vm-win01", 3389
+VM, VMS, PORT = "vm-bench", 50, 3389
 TARGETS = {"api": 50.0, "initiate": 100.0, "page": 100.0}  # ms, issue 22
 RULES = f"""\
 subscriptions: [{DEMO_SUBSCRIPTION}]
@@ -78,14 +78,23 @@ JUSTIFICATION = re.compile(r"^broker:([0-9a-f-]{36}):")
 
 
 def world(b: Backend) -> None:
-    """The demo world with JIT enabled on its VMs (what an admin does before the broker)."""
+    """The demo world and VMS VMs more, each with its NSG and JIT enabled (what an admin does
+    before the broker). The requests go round the VMs, as a team's do: one VM's JIT request
+    history (which every initiate reads) stays as short as it is in use."""
     demo(b)
-    Seeder(b).jit_policy("default", {VM: [PORT], "vm-lnx01": [22]})
+    s = Seeder(b)
+    vnet = s.vnet("bench-vnet", "10.99.0.0/16", {"snet": ("10.99.0.0/16", None)})
+    for i in range(VMS):
+        nic = s.nic(
+            f"{VM}{i}-nic", subnet_id(vnet, "snet"), f"10.99.0.{i + 4}", nsg=s.nsg(f"{VM}{i}-nsg")
+        )
+        s.vm(f"{VM}{i}", [nic])
+        s.jit_policy(f"{VM}{i}-jit", {f"{VM}{i}": [PORT]})
 
 
 def ask(i: int) -> dict[str, Any]:
     return {
-        "vm": VM,
+        "vm": f"{VM}{i % VMS}",
         "resource_group": DEMO_GROUP,
         "ports": [PORT],
         "duration": "1h",
@@ -149,30 +158,35 @@ def served(db: str, folder: Path, emulator: Emulator, replicas: int = 1) -> Iter
     )
     ports = [free_port() for _ in range(replicas)]
     serve = [*JITCTL, "broker", "serve", "--db", db, "--policies", str(policies)]
-    procs = [
-        subprocess.Popen(
-            [*serve, "--port", str(port), "--admin", "group:broker-admins"],
-            cwd=folder,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(folder / f"broker-{port}.log", "w"),  # noqa: SIM115
-        )
-        for port in ports
-    ]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
-    try:
-        for url, proc in zip(urls, procs, strict=True):
-            _wait_up(url, proc, folder)
-        yield urls
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with contextlib.ExitStack() as logs:
+        procs = [
+            subprocess.Popen(
+                [*serve, "--port", str(port), "--admin", "group:broker-admins"],
+                cwd=folder,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=logs.enter_context(open(folder / f"broker-{port}.log", "w")),
+            )
+            for port in ports
+        ]
+        try:
+            for url, proc in zip(urls, procs, strict=True):
+                _wait_up(url, proc, folder)
+            yield urls
+        finally:
+            _stop(procs)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _wait_up(url: str, proc: subprocess.Popen[bytes], folder: Path) -> None:
@@ -223,11 +237,15 @@ async def _run(
                 if every:
                     await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 start = due if every else time.perf_counter()
-                answer = await calls[i](http)
+                try:
+                    answer = await calls[i](http)
+                except httpx.TransportError:  # counted as status 0 (not ok); the run goes on
+                    statuses[0] += 1
+                else:
+                    statuses[answer.status_code] += 1
+                    with contextlib.suppress(ValueError):
+                        answers[i] = answer.json()
                 ms[i] = (time.perf_counter() - start) * 1000
-                statuses[answer.status_code] += 1
-                with contextlib.suppress(ValueError):
-                    answers[i] = answer.json()
                 due += every or 0.0
 
         await asyncio.gather(*(client(k) for k in range(clients)))
@@ -351,8 +369,9 @@ def seed_requests(db: str, n: int) -> None:
     store = Store.open(db, SystemClock())
     store.migrate()
     who = Principal(REQUESTER, frozenset({"engineers"}))
-    vm_id = f"/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/{DEMO_GROUP}/providers/Microsoft.Compute/virtualMachines/{VM}"
+    group = f"/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/{DEMO_GROUP}"
     for i in range(n):
+        vm_id = f"{group}/providers/Microsoft.Compute/virtualMachines/{ask(i)['vm']}"
         one = Ask(who, vm_id, (PORT,), timedelta(hours=1), store.clock.now(), reason=f"seed {i}")
         store.create(one, rules.evaluate(one), ask(i)["source"])
     store.engine.dispose()

@@ -47,7 +47,7 @@ def test_two_replicas_racing_on_approvals_send_one_initiate_per_request(bench, t
         gw = App(emulator=True, state_file=emulator.state).gateway()
         ref = vm_ref(
             f"/subscriptions/{bench.DEMO_SUBSCRIPTION}/resourceGroups/{bench.DEMO_GROUP}"
-            f"/providers/Microsoft.Compute/virtualMachines/{bench.VM}"
+            f"/providers/Microsoft.Compute/virtualMachines/{bench.VM}0"
         )
         policy, pvm = find_policy(gw, ref, (bench.PORT,), None)
         now = SystemClock().now()
