@@ -379,10 +379,9 @@ class Worker:
 
             def one_round() -> None:
                 nonlocal busy
-                self.store.sweep()
                 busy = {f for f in busy if not f.done()}
                 free = self.settings.parallel - len(busy)
-                if free > 0:
+                if free > 0:  # first: an approval's initiate waits for no sweep
                     for rec in self.store.claim_initiates(
                         self.name, limit=free, stale_after=self.settings.claim_stale_after
                     ):
@@ -390,6 +389,7 @@ class Worker:
                         # a slot set free takes the next approved request at once
                         job.add_done_callback(lambda _: self.store.work_ready.set())
                         busy.add(job)
+                self.store.sweep()
                 self.release_due()
                 self.extend_due()
 
