@@ -372,6 +372,43 @@ def test_run_forever_works_until_stopped_and_stops_a_wait(
     assert [e["action"] for e in logged(store, stuck.id)] == ["request", "claim"]
 
 
+def test_an_approval_is_initiated_at_once_not_at_the_next_tick(
+    store: Store, app: App, backend: Backend, clock: FakeClock, enabled: None
+):
+    """serve's loop wakes when an approval commits: with an hour between ticks, the second
+    approved request is still initiated within moments (issue 22: approval -> initiate sent
+    <= 100 ms)."""
+    import threading
+
+    class Ticking:
+        def now(self) -> Any:
+            return clock.now()
+
+        def sleep(self, seconds: float) -> None:
+            time.sleep(0.005)
+            clock.advance(seconds)
+
+    def active_soon(rec: RequestRecord) -> State:
+        deadline = time.monotonic() + 10
+        while store.get(rec.id).state is not State.ACTIVE and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return store.get(rec.id).state
+
+    stop = threading.Event()
+    worker = Worker(store, app.gateway(), Ticking(), name="w1", settings=FAST)
+    loop = threading.Thread(target=worker.run_forever, args=(stop, 3600.0))
+    loop.start()
+    try:
+        assert active_soon(approved(store, clock)) is State.ACTIVE  # the first round's
+        time.sleep(0.3)  # the rounds it caused are over: the next tick is an hour away
+        assert active_soon(approved(store, clock, source="198.51.100.9")) is State.ACTIVE
+    finally:
+        stop.set()
+        loop.join(10)
+    assert not loop.is_alive()  # stopped within moments, though a tick was an hour away
+    assert len(initiates(backend)) == 2
+
+
 def extended_by_admin(store: Store, rec: RequestRecord, end: Any) -> RequestRecord:
     return store.decide(
         rec.id, Action.EXTEND, "carol@contoso.com", {Role.ADMIN}, "more time", extend_to=end

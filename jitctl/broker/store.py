@@ -105,6 +105,7 @@ class Store(WorkQueue):
                 "pending_until": tx.now + decision.pending_ttl,
             }
             tx.conn.execute(requests.insert().values(**row))
+            tx.work = target is State.APPROVED  # auto-approved or break-glass: initiate now
             facts = {
                 "vm_id": ask.vm_id,
                 "ports": list(ask.ports),

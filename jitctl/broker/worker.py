@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,6 +54,8 @@ from jitctl.services.topology import read_nsgs, read_path
 from jitctl.services.verify import wait_until_effective
 
 log = logging.getLogger("jitctl.broker.worker")
+
+STOP_CHECK = 0.2  # seconds: how soon a worker waiting for work notices it was told to stop
 
 # What revoking does, in the words every release event and the docs use.
 REVOKE_NOTE = (
@@ -376,33 +379,58 @@ class Worker:
 
             def one_round() -> None:
                 nonlocal busy
-                self.store.sweep()
                 busy = {f for f in busy if not f.done()}
                 free = self.settings.parallel - len(busy)
-                if free > 0:
+                if free > 0:  # first: an approval's initiate waits for no sweep
                     for rec in self.store.claim_initiates(
                         self.name, limit=free, stale_after=self.settings.claim_stale_after
                     ):
-                        busy.add(pool.submit(self.initiate, rec))
+                        job = pool.submit(self.initiate, rec)
+                        # a slot set free takes the next approved request at once
+                        job.add_done_callback(lambda _: self.store.work_ready.set())
+                        busy.add(job)
+                self.store.sweep()
                 self.release_due()
                 self.extend_due()
 
-            self._loop(stop_event, interval, one_round)
+            self._loop(stop_event, interval, one_round, self.store.work_ready)
         finally:
             pool.shutdown(wait=True)  # the waits end at once: the clock raises Stopped
             if notes:
                 notes.join()
 
     @staticmethod
-    def _loop(stop: threading.Event, interval: float, step: Callable[[], Any]) -> None:
+    def _loop(
+        stop: threading.Event,
+        interval: float,
+        step: Callable[[], Any],
+        wake: threading.Event | None = None,
+    ) -> None:
+        """`step` every `interval` seconds until `stop`; with `wake`, also as soon as it is
+        set (the store sets it when an approval, a revoke or an extension commits)."""
         while not stop.is_set():
+            if wake is not None:
+                wake.clear()  # before the round: work committed during it starts another
             try:
                 step()
             except StoreUnavailable as err:
                 log.warning("%s", err.message)
             except Exception:  # a round's bug must not end the service
                 log.exception("broker worker round failed")
-            stop.wait(interval)
+            if wake is None:
+                stop.wait(interval)
+            else:
+                _pause(stop, wake, interval)
+
+
+def _pause(stop: threading.Event, wake: threading.Event, interval: float) -> None:
+    """Until `interval` has passed, `wake` is set or `stop` is (looked at every STOP_CHECK
+    seconds: one Event cannot wait on two)."""
+    deadline = time.monotonic() + interval
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0 or wake.wait(min(left, STOP_CHECK)):
+            return
 
 
 def _opened_by(rule: SecurityRule, rec: RequestRecord, private_ip: str) -> bool:
