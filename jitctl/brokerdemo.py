@@ -68,12 +68,12 @@ class DemoBroker:
 
 def start_broker(app: App, folder: Path, subscription: str, group: str) -> DemoBroker:
     from jitctl.broker.api import Settings, create_app
+    from jitctl.broker.azureside import VmTags
     from jitctl.broker.inprocess import client_for
     from jitctl.broker.server import FolderRules
     from jitctl.broker.store import Store
     from jitctl.broker.views import Access
     from jitctl.broker.worker import Worker, WorkerSettings
-    from jitctl.parsing import parse_vm
 
     (folder / "policies").mkdir()
     (folder / "policies" / "approvals.yaml").write_text(rules_yaml(subscription, group))
@@ -81,11 +81,10 @@ def start_broker(app: App, folder: Path, subscription: str, group: str) -> DemoB
     store.migrate()
     gw = app.gateway()
 
-    def tags(vm_id: str) -> tuple[tuple[str, str], ...]:
-        return gw.get_vm(parse_vm(vm_id, resource_group=None, subscription_id=None)).tags
-
     settings = Settings(
-        access=Access(admins=("group:broker-admins",)), subscription=subscription, vm_tags=tags
+        access=Access(admins=("group:broker-admins",)),
+        subscription=subscription,
+        vm_tags=VmTags(gw),
     )
     asgi = create_app(
         store, FolderRules(folder / "policies"), app.token_verifier(None, None), settings

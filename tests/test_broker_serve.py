@@ -132,3 +132,37 @@ def test_a_real_uvicorn_process_serves_the_api_and_stops_on_sigterm(tmp_path):
 
 
 ASK_SUB = "00000000-0000-0000-0000-000000000001"
+
+
+def test_no_worker_serves_the_api_alone_and_the_vm_tags_are_read_once_per_burst(tmp_path, app: App):
+    """`serve --no-worker`: an API replica (the worker runs on another); by default the worker
+    runs beside the API. A burst of creates for one VM reads its tags from Azure once."""
+    (tmp_path / "p.yaml").write_text(POLICY)
+    served: list[object] = []
+    app.serve_broker = served.append
+    base = ["broker", "serve", "--db", f"sqlite:///{tmp_path / 'b.sqlite'}"]
+    for flag in ("--no-worker", "--worker"):
+        got = CliRunner().invoke(cli, [*base, "--policies", str(tmp_path), flag], obj=app)
+        assert got.exit_code == 0, got.output
+    assert served[0].worker is None and served[1].worker is not None  # type: ignore[attr-defined]
+
+    from jitctl.broker.azureside import VmTags
+
+    calls: list[str] = []
+
+    class Counting:
+        def get_vm(self, ref):  # type: ignore[no-untyped-def]
+            calls.append(ref.name)
+            return app.gateway().get_vm(ref)
+
+    vm = (
+        f"/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/rg-jit-demo"
+        "/providers/Microsoft.Compute/virtualMachines/vm-win01"
+    )
+    ticks = [0.0]
+    tags = VmTags(Counting(), ttl=30, monotonic=lambda: ticks[0])
+    assert tags(vm) == tags(vm.upper()) == tags(vm)
+    assert calls == ["vm-win01"]
+    ticks[0] = 31.0
+    tags(vm)
+    assert calls == ["vm-win01", "vm-win01"]  # kept no longer than ttl

@@ -1,16 +1,18 @@
 """What the broker sends to Azure and how it reads Azure's answers back: the justification
 that marks its initiates, finding one in a policy's history (after a broker died mid-way), and
-the JSON its events keep of a grant and of the proof that access is live."""
+the JSON its events keep of a grant and of the proof that access is live, and the VM's tags
+the rules read."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from jitctl.broker.records import RequestRecord
 from jitctl.ids import VmRef, same_id, segments
 from jitctl.model import AccessRequest, GrantPort, JitPolicy
-from jitctl.parsing import MAX_JUSTIFICATION
+from jitctl.parsing import MAX_JUSTIFICATION, parse_vm
 from jitctl.services.access import RequestResult
 from jitctl.textsafe import printable
 
@@ -66,3 +68,29 @@ def grant_json(g: RequestResult) -> dict[str, Any]:
         ],
         **({"notes": list(g.notes)} if g.notes else {}),
     }
+
+
+class VmTags:
+    """The VM's tags as the rules read them when a request is made or explained (reading them
+    also proves the VM exists), through one gateway, each kept `ttl` seconds: a burst of
+    requests for one VM reads Azure once. A tag changed in Azure counts within `ttl`; a VM
+    that cannot be read is never kept (the next request asks again)."""
+
+    def __init__(
+        self, gateway: Any, ttl: float = 30.0, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.gateway = gateway
+        self.ttl = ttl
+        self.monotonic = monotonic
+        self._kept: dict[str, tuple[float, tuple[tuple[str, str], ...]]] = {}
+
+    def __call__(self, vm_id: str) -> tuple[tuple[str, str], ...]:
+        key = vm_id.lower()
+        kept = self._kept.get(key)
+        now = self.monotonic()
+        if kept is not None and now - kept[0] < self.ttl:
+            return kept[1]
+        ref = parse_vm(vm_id, resource_group=None, subscription_id=None)
+        tags = tuple(self.gateway.get_vm(ref).tags)
+        self._kept[key] = (now, tags)
+        return tags

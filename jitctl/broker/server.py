@@ -124,7 +124,7 @@ class ServedBroker:
     API in-process and run the worker's rounds themselves."""
 
     asgi: Any
-    worker: Any  # jitctl.broker.worker.Worker
+    worker: Any  # jitctl.broker.worker.Worker; None: the API alone (serve --no-worker)
     rules: FolderRules
     config: ServeConfig
 
@@ -149,12 +149,13 @@ def serve(broker: ServedBroker) -> None:
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda *_: broker.rules.reload())
     stop = threading.Event()
-    threading.Thread(
-        target=broker.worker.run_forever,
-        args=(stop, config.worker_interval),
-        name="jitctl-broker-worker",
-        daemon=True,
-    ).start()
+    if broker.worker is not None:
+        threading.Thread(
+            target=broker.worker.run_forever,
+            args=(stop, config.worker_interval),
+            name="jitctl-broker-worker",
+            daemon=True,
+        ).start()
     try:
         uvicorn.Server(uv).run()
     finally:

@@ -413,6 +413,14 @@ def migrate(app: App, db: str | None) -> None:
     envvar="JITCTL_BROKER_AUDITORS",
     help="group:NAME or user:UPN who may read the log (repeatable).",
 )
+@click.option(
+    "--worker/--no-worker",
+    default=True,
+    envvar="JITCTL_BROKER_WORKER",
+    show_default=True,
+    help="Run the worker (initiates, verifies, sweeps, revokes, notifies) beside the API. "
+    "--no-worker serves the API and pages alone: run at least one replica with it.",
+)
 @click.pass_obj
 def serve(app: App, **options: Any) -> None:
     """Run the approval broker: the JSON API, the web pages, and the worker that opens

@@ -54,9 +54,11 @@ def run_serve(
     client_id: str | None,
     admins: tuple[str, ...],
     auditors: tuple[str, ...],
+    worker: bool = True,
     verifier: Any = None,
 ) -> None:
     from jitctl.broker.api import Settings, create_app
+    from jitctl.broker.azureside import VmTags
     from jitctl.broker.server import FolderRules, ServeConfig, ServedBroker, check_tls, make_worker
     from jitctl.broker.server import serve as run_uvicorn
     from jitctl.broker.store import Store
@@ -73,13 +75,10 @@ def run_serve(
     store = Store.open(db, app.clock)
     store.migrate()
 
-    def tags(vm_id: str) -> tuple[tuple[str, str], ...]:
-        from jitctl.parsing import parse_vm
-
-        ref = parse_vm(vm_id, resource_group=None, subscription_id=None)
-        return app.gateway().get_vm(ref).tags
-
-    settings = Settings(access=access, subscription=app.default_subscription(), vm_tags=tags)
+    gateway = app.gateway()
+    settings = Settings(
+        access=access, subscription=app.default_subscription(), vm_tags=VmTags(gateway)
+    )
     pages = pages_config(
         app, verifier, client_id, https=config.tls_cert is not None, exposure=exposure_reader(app)
     )
@@ -88,7 +87,7 @@ def run_serve(
         serve(
             ServedBroker(
                 create_app(store, rules, verifier, settings, pages),
-                make_worker(store, app.gateway(), app.clock),
+                make_worker(store, gateway, app.clock) if worker else None,
                 rules,
                 config,
             )
