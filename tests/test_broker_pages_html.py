@@ -287,3 +287,34 @@ def test_pages_on_a_verifier_that_cannot_check_id_tokens_refuse_every_sign_in(
     assert got.status_code == 503
     assert "cannot check a sign-in&#39;s ID token" in got.text
     assert person.get("/pending").status_code == 303 and fake.seen == []
+
+
+def _cookie_session(person: Browser) -> dict[str, Any]:
+    """The session cookie's content (signed, not encrypted: anyone holding it can read it)."""
+    import base64
+    import json
+
+    raw = person.http.cookies["jitctl_broker"].split(".")[0]
+    return dict(json.loads(base64.b64decode(raw + "=" * (-len(raw) % 4))))
+
+
+def test_the_cookie_holds_no_token_and_a_copied_cookie_dies_with_the_sign_out(
+    web: tuple[Any, Store], app: App
+) -> None:
+    """The sign-in lives in the database: the cookie holds a random id and the form token
+    (an Entra ID token with 200 groups would not fit a cookie, and no bearer token leaks
+    with one). Signing out ends it for every copy of the cookie; so does the token's expiry."""
+    asgi, _ = web
+    bob = as_user(web, "bob@contoso.com")
+    assert set(_cookie_session(bob)) == {"sid", "csrf"}
+    assert len(bob.http.cookies["jitctl_broker"]) < 300
+    copy = Browser(asgi)
+    copy.http.cookies.set("jitctl_broker", bob.http.cookies["jitctl_broker"])
+    assert copy.get("/pending").status_code == 200  # the same sign-in, until it ends
+    assert bob.post("/auth/logout").status_code == 303
+    assert copy.get("/pending").status_code == 303  # signed out everywhere
+
+    again = as_user(web, "bob@contoso.com")
+    assert again.get("/pending").status_code == 200
+    app.clock.advance(hours=8, seconds=1)  # past the token's expiry (and a working day)
+    assert again.get("/pending").status_code == 303

@@ -190,6 +190,13 @@ class Database:
             self.work_ready.set()
 
     @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A transaction outside the requests' lifecycle (the pages' sign-ins): no event, no
+        notification; a database that does not answer is StoreUnavailable, as elsewhere."""
+        with self._unavailable_is_named(), self._writer, self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
     def _read(self) -> Iterator[Connection]:
         with (
             self._unavailable_is_named(),

@@ -147,3 +147,16 @@ outbox = Table(
     Column("delivered", Text),  # JSON list of the receivers that took it (migration 0002)
     Index("ix_outbox_due", "sent_at", "next_attempt_at"),
 )
+
+# The web pages' sign-ins (migration 0008): the browser's cookie holds the id alone, so a token
+# with hundreds of groups never outgrows a cookie and no bearer token travels in one.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),  # sha256 of the cookie's random id
+    Column("principal", Text, nullable=False),  # JSON: who signed in, as the token said
+    Column("id_token", Text),  # for sign-out at the issuer (id_token_hint)
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),  # the access token's expiry
+    Index("ix_web_sessions_expires", "expires_at"),
+)

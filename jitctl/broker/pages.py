@@ -2,9 +2,9 @@
 the history with each request's audit trail; approve, deny, cancel and revoke as plain HTML
 forms (POST, then a redirect), so they work without JavaScript.
 
-- Sign-in: OpenID Connect code + PKCE + nonce (signin.py); the access token is kept in the
-  session and checked by the API's TokenVerifier on every page, so an expired token signs the
-  person out. Sign-out ends the issuer's session too when it has an end_session_endpoint.
+- Sign-in: OpenID Connect code + PKCE + nonce (signin.py); the access token is checked by the
+  API's TokenVerifier once, and who it names is kept in the database until the token's expiry
+  (websessions.py: the cookie holds a random id), so an expired token signs the person out. Sign-out ends the issuer's session too when it has an end_session_endpoint.
 - Session: Starlette's SessionMiddleware, a cookie signed with the server's secret
   (itsdangerous), HttpOnly, SameSite=Lax, Secure when the broker is served over HTTPS.
 - CSRF: a random token per session, in a hidden field of every form, checked on every POST
@@ -40,6 +40,7 @@ from jitctl.broker.rules import Principal
 from jitctl.broker.signin import OidcClient
 from jitctl.broker.views import error_answer, request_json, visible
 from jitctl.broker.vmexposure import VmExposure
+from jitctl.broker.websessions import WebSessions
 from jitctl.errors import BadInput, JitctlError
 from jitctl.parsing import format_human_duration, parse_iso_duration
 
@@ -115,6 +116,7 @@ class Pages(SignIn):
         self.access = api.access
         self.verifier = verifier
         self.config = config
+        self.sessions = WebSessions(api.store)
         self.env = _templates()
 
     def middleware(self) -> list[Middleware]:
@@ -158,14 +160,13 @@ class Pages(SignIn):
         return self._render(request, "error.html", status, who=who, error=body["error"])
 
     def _who(self, request: Request) -> Principal | None:
-        token = request.session.get("token")
-        if not token:
+        sid = request.session.get("sid")
+        if not sid:
             return None
-        try:
-            return self.verifier.verify(token)
-        except Unauthenticated:  # expired, or the issuer rolled its keys: sign in again
+        who = self.sessions.find(str(sid))
+        if who is None:  # signed out, or the token it came with expired: sign in again
             request.session.clear()
-            return None
+        return who
 
     def _page(
         self, template: str, build: Callable[[Principal, Request], dict[str, Any]]

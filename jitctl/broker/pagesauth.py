@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -20,12 +21,24 @@ if TYPE_CHECKING:
     from jitctl.broker.api import Verifier
     from jitctl.broker.rules import Principal
     from jitctl.broker.signin import OidcClient
+    from jitctl.broker.store import Store
+    from jitctl.broker.websessions import WebSessions
 
 log = logging.getLogger("jitctl.broker.pages")
 
-# The session is one signed cookie, and browsers drop a cookie over 4 KB (base64 makes the JSON
-# a third longer): the ID token (only a hint for the sign-out) is kept when both tokens fit.
-TOKENS_BUDGET = 2900
+SIGNED_IN_AT_MOST = timedelta(hours=8)  # a working day, whatever a token's own lifetime
+
+
+def _expiry(access_token: str, now: datetime) -> datetime:
+    """Until when a sign-in holds: the (already verified) access token's `exp`, at most a
+    working day."""
+    import jwt
+
+    exp = jwt.decode(access_token, options={"verify_signature": False}).get("exp")
+    latest = now + SIGNED_IN_AT_MOST
+    if not isinstance(exp, (int, float)):
+        return latest
+    return min(datetime.fromtimestamp(exp, timezone.utc), latest)
 
 
 @runtime_checkable
@@ -50,6 +63,8 @@ class SignIn:
 
     config: SignInSettings
     verifier: Verifier
+    store: Store
+    sessions: WebSessions
 
     # the Pages class's own
     _error: Callable[[Request, JitctlError, Principal | None], Response]
@@ -113,12 +128,12 @@ class SignIn:
                 str(pending.get("nonce", "")),
             )
             who = await run_in_threadpool(self.verifier.verify, tokens.access_token)
+            until = _expiry(tokens.access_token, self.store.clock.now())
+            sid = await run_in_threadpool(self.sessions.open, who, until, tokens.id_token)
         except JitctlError as err:
             return self._error(request, err, None)
         request.session.clear()  # a new session: nothing from before the sign-in carries over
-        request.session.update(token=tokens.access_token, csrf=secrets.token_urlsafe(32))
-        if len(tokens.access_token) + len(tokens.id_token) <= TOKENS_BUDGET:
-            request.session["id_token"] = tokens.id_token
+        request.session.update(sid=sid, csrf=secrets.token_urlsafe(32))
         log.info("signed in to the pages: %s", who.upn)
         return RedirectResponse(pending["next"], 303)
 
@@ -126,8 +141,14 @@ class SignIn:
         form = await request.form()
         if not csrf_ok(request, form.get("csrf")):
             return self.forbidden(request)
-        id_token = request.session.get("id_token")
+        sid = request.session.get("sid")
         request.session.clear()
+        id_token = None
+        if sid:
+            try:
+                id_token = await run_in_threadpool(self.sessions.close, str(sid))
+            except JitctlError as err:  # the cookie is gone: the browser is signed out here
+                log.warning("sign-in not removed from the database: %s", err.message)
         back = self._redirect_uri(request, "/auth/signed-out")
         try:
             target = await run_in_threadpool(self.config.oidc.logout_url, back, id_token)
