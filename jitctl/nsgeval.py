@@ -163,7 +163,14 @@ def is_internet(
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None = None
 ) -> bool:
     """The Internet tag: outside the VNet and private ranges (documentation ranges count)."""
-    return not any(ip in n for n in (*_vnet(flow), *_NOT_INTERNET))
+    return not any(ip in n for n in _not_internet(flow.vnet_prefixes if flow else ()))
+
+
+@functools.lru_cache(maxsize=1024)  # audit asks it for every piece of the source space
+def _not_internet(
+    vnet_prefixes: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return (*(_network(p) for p in vnet_prefixes), *_PRIVATE, *_NOT_INTERNET)
 
 
 def source_within(source: str, allowed: Sequence[str]) -> bool:
@@ -246,13 +253,20 @@ def source_ranges(nsgs: Iterable[Nsg | None], flow: Flow) -> list[tuple[int, int
 
 def _in_ports(port: int, ranges: Iterable[str]) -> bool:
     for r in ranges:
-        r = r.strip()
-        if r in ("*", ""):
-            return True
-        low, _, high = r.partition("-")
-        if int(low) <= port <= int(high or low):
+        bounds = _port_range(r)
+        if bounds is None or bounds[0] <= port <= bounds[1]:
             return True
     return False
+
+
+@functools.lru_cache(maxsize=4096)  # a fleet's rules repeat a few ranges thousands of times
+def _port_range(text: str) -> tuple[int, int] | None:
+    """'22' -> (22, 22), '1024-65535' -> (1024, 65535); None for any port."""
+    r = text.strip()
+    if r in ("*", ""):
+        return None
+    low, _, high = r.partition("-")
+    return int(low), int(high or low)
 
 
 def _listed(single: str | None, many: Sequence[str]) -> list[str]:
@@ -279,12 +293,31 @@ def unjudged(rule: SecurityRule) -> tuple[str, ...]:
     return tuple(out)
 
 
-def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
+def applies_to(rule: SecurityRule, port: int, protocol: str) -> bool:
+    """Is it an inbound rule for this protocol and destination port (whatever the addresses)?"""
     if rule.direction.lower() != "inbound":
         return False
-    if rule.protocol not in ("*", "Any") and rule.protocol.lower() != flow.protocol.lower():
+    if rule.protocol not in ("*", "Any") and rule.protocol.lower() != protocol.lower():
         return False
-    if not _in_ports(flow.port, _listed(rule.destination_port_range, rule.destination_port_ranges)):
+    return _in_ports(port, _listed(rule.destination_port_range, rule.destination_port_ranges))
+
+
+def destination_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
+    """Does the rule's destination (prefixes or application security groups) take in the
+    flow's? It does not depend on the flow's source."""
+    if rule.destination_asgs:
+        return any(
+            a.lower() in {x.lower() for x in flow.destination_asgs} for a in rule.destination_asgs
+        )
+    dst = _address(flow.destination_ip)
+    dst_prefixes = _listed(rule.destination_address_prefix, rule.destination_address_prefixes)
+    return any(
+        p.lower() == "virtualnetwork" or _in_prefix(dst, p, flow, notes) for p in dst_prefixes
+    )
+
+
+def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
+    if not applies_to(rule, flow.port, flow.protocol):
         return False
     if _limits_source_ports(rule):
         notes.append(
@@ -292,7 +325,6 @@ def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
         )
         return False
     src = _address(flow.source_ip)
-    dst = _address(flow.destination_ip)
     if rule.source_asgs:
         return False  # an address outside Azure is in no application security group
     if not any(
@@ -300,14 +332,7 @@ def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
         for p in _listed(rule.source_address_prefix, rule.source_address_prefixes)
     ):
         return False
-    if rule.destination_asgs:
-        return any(
-            a.lower() in {x.lower() for x in flow.destination_asgs} for a in rule.destination_asgs
-        )
-    dst_prefixes = _listed(rule.destination_address_prefix, rule.destination_address_prefixes)
-    return any(
-        p.lower() == "virtualnetwork" or _in_prefix(dst, p, flow, notes) for p in dst_prefixes
-    )
+    return destination_matches(rule, flow, notes)
 
 
 def inbound_rules(nsg: Nsg) -> list[SecurityRule]:

@@ -21,6 +21,7 @@ from jitctl.model import Nic, Nsg, SecurityRule, Subnet
 from jitctl.nsgeval import (
     Evaluation,
     Flow,
+    applies_to,
     evaluate,
     is_internet,
     is_jit_rule,
@@ -160,9 +161,9 @@ def _address_key(prefix: str) -> str | None:
     return str(net.network_address) if net.num_addresses == 1 else None
 
 
-def _view(nsg: Nsg, anywhere: Sequence[tuple[SecurityRule, SecurityRule]], port: int) -> _PortView:
-    probe = Flow("0.0.0.0", "0.0.0.0", port, "Tcp")
-    kept = tuple(rule for rule, wide in anywhere if rule_matches(wide, probe, []))
+def _view(nsg: Nsg, port: int) -> _PortView:
+    # an address outside Azure is in no application security group: such a rule never matches
+    kept = tuple(r for r in nsg.rules if applies_to(r, port, "Tcp") and not r.source_asgs)
     general: list[SecurityRule] = []
     by_address: dict[str, list[SecurityRule]] = {}
     for rule in kept:
@@ -185,26 +186,12 @@ def _opens(rule: SecurityRule) -> bool:
     return rule.access.lower() == "allow" and not is_jit_rule(rule)
 
 
-def _anywhere(rule: SecurityRule) -> SecurityRule:
-    return dataclasses.replace(
-        rule,
-        source_address_prefix="*",
-        source_address_prefixes=(),
-        destination_address_prefix="*",
-        destination_address_prefixes=(),
-        destination_asgs=(),
-        source_port_range="*",
-        source_port_ranges=(),
-    )
-
-
 @dataclass
 class Memo:
     """What the checks of many VMs reuse: each NSG's view of a port."""
 
     views: dict[tuple[str, int], _PortView] = field(default_factory=dict)
     opens: dict[str, bool] = field(default_factory=dict)
-    anywhere: dict[str, list[tuple[SecurityRule, SecurityRule]]] = field(default_factory=dict)
 
     def may_open(self, nsg: Nsg | None) -> bool:
         """Has the NSG an inbound allow rule that is not JIT's, on any port?"""
@@ -220,9 +207,7 @@ class Memo:
             return None
         key = (nsg.id.lower(), port)
         if key not in self.views:
-            if key[0] not in self.anywhere:  # for every port: dataclasses.replace is slow
-                self.anywhere[key[0]] = [(r, _anywhere(r)) for r in nsg.rules]
-            self.views[key] = _view(nsg, self.anywhere[key[0]], port)
+            self.views[key] = _view(nsg, port)
         return self.views[key]
 
 
