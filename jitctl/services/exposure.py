@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,9 @@ from jitctl.nsgeval import (
     Evaluation,
     Flow,
     applies_to,
+    destination_matches,
     evaluate,
+    inbound_rules,
     is_internet,
     is_jit_rule,
     rule_matches,
@@ -134,21 +137,73 @@ class Unjudged:
     reasons: tuple[str, ...]
 
 
+Case = tuple[tuple[Exposure, ...], tuple[Unjudged, ...]]  # what one path lets in on one port
+
+
+def path_exposures(subnet_nsg: Nsg | None, nic_nsg: Nsg | None, flow: Flow) -> Case:
+    """Each set of rules on the path that lets Internet addresses past JIT to the flow's
+    destination and port (whatever the flow's source), with all it lets in; and the rules
+    that may."""
+    openers = [r for n in (subnet_nsg, nic_nsg) if n for r in n.rules if _opens(r)]
+    found = _through(flow.port, subnet_nsg, nic_nsg, openers, flow)
+    doubts = []
+    for level, nsg, other in (("subnet", subnet_nsg, nic_nsg), ("nic", nic_nsg, subnet_nsg)):
+        if nsg is None or (other is not None and not any(_opens(r) for r in other.rules)):
+            continue  # the other NSG lets no Internet address in past JIT on this port
+        for rule in nsg.rules:
+            reasons = unjudged(rule) if _opens(rule) else ()
+            if reasons:
+                doubts.append(Unjudged(flow.port, level, nsg.id, rule, reasons))
+    return tuple(found), tuple(doubts)
+
+
+def _on_port(rule: SecurityRule, port: int) -> bool:
+    """Can the rule match a TCP flow from outside Azure to the port (whatever the addresses)?
+    One from an application security group cannot: such an address is in none."""
+    return applies_to(rule, port, "Tcp") and not rule.source_asgs
+
+
+def _opens(rule: SecurityRule) -> bool:
+    return rule.access.lower() == "allow" and not is_jit_rule(rule)
+
+
 @dataclass(frozen=True)
-class _PortView:
-    """An NSG less the rules that match no TCP flow to a port whatever its source and
-    destination: evaluating it decides as the whole NSG does. Its rules that name only single
-    destination addresses (JIT's, one per VM of a shared NSG) are indexed by that address."""
+class _Index:
+    """An NSG read for the checks of many VMs: its rules that name only single destination
+    addresses (JIT's, one per VM of a shared NSG) are indexed by that address."""
 
     nsg: Nsg
-    openers: bool  # has an allow rule that is not JIT's (only such opens a port past JIT)
+    openers: tuple[SecurityRule, ...]  # allow rules not JIT's: only such open a port past JIT
     general: tuple[SecurityRule, ...]
     by_address: Mapping[str, tuple[SecurityRule, ...]]
 
-    def at(self, destination: str) -> Nsg:
-        """Less the rules for other single addresses too (a fraction of JIT's on a shared NSG)."""
-        kept = self.general + self.by_address.get(_address_key(destination) or "", ())
-        return dataclasses.replace(self.nsg, rules=kept)
+    def opens(self, port: int) -> bool:
+        return any(_on_port(r, port) for r in self.openers)
+
+    def at(self, address: str, port: int) -> Nsg:
+        """The NSG less the rules that match no TCP flow to `address` and `port` whatever
+        its source: evaluating it decides as the whole NSG does."""
+        rules = self.general + self.by_address.get(address, ())
+        return dataclasses.replace(self.nsg, rules=tuple(r for r in rules if _on_port(r, port)))
+
+
+def _index(nsg: Nsg) -> _Index:
+    general: list[SecurityRule] = []
+    by_address: dict[str, list[SecurityRule]] = {}
+    for rule in nsg.rules:
+        listed = rule.destination_address_prefixes or (rule.destination_address_prefix or "*",)
+        keys = {_address_key(p) for p in listed}
+        if rule.destination_asgs or None in keys:
+            general.append(rule)
+            continue
+        for key in keys:
+            by_address.setdefault(str(key), []).append(rule)
+    return _Index(
+        nsg,
+        tuple(r for r in nsg.rules if _opens(r)),
+        tuple(general),
+        {k: tuple(v) for k, v in by_address.items()},
+    )
 
 
 @functools.lru_cache(maxsize=16384)  # JIT's rules of a shared NSG, read for each port
@@ -161,54 +216,72 @@ def _address_key(prefix: str) -> str | None:
     return str(net.network_address) if net.num_addresses == 1 else None
 
 
-def _view(nsg: Nsg, port: int) -> _PortView:
-    # an address outside Azure is in no application security group: such a rule never matches
-    kept = tuple(r for r in nsg.rules if applies_to(r, port, "Tcp") and not r.source_asgs)
-    general: list[SecurityRule] = []
-    by_address: dict[str, list[SecurityRule]] = {}
-    for rule in kept:
-        listed = rule.destination_address_prefixes or (rule.destination_address_prefix or "*",)
-        keys = {_address_key(p) for p in listed}
-        if rule.destination_asgs or None in keys:
-            general.append(rule)
-            continue
-        for key in keys:
-            by_address.setdefault(str(key), []).append(rule)
-    return _PortView(
-        dataclasses.replace(nsg, rules=kept),
-        any(_opens(r) for r in kept),
-        tuple(general),
-        {k: tuple(v) for k, v in by_address.items()},
-    )
-
-
-def _opens(rule: SecurityRule) -> bool:
-    return rule.access.lower() == "allow" and not is_jit_rule(rule)
-
-
 @dataclass
 class Memo:
-    """What the checks of many VMs reuse: each NSG's view of a port."""
+    """What the checks of many VMs reuse: each NSG's index, and the answer for each distinct
+    case (the NSGs on the path, the port, what of the destination their rules read), which
+    `case` computes once."""
 
-    views: dict[tuple[str, int], _PortView] = field(default_factory=dict)
-    opens: dict[str, bool] = field(default_factory=dict)
+    case: Callable[[Nsg | None, Nsg | None, Flow], Case] = path_exposures
+    _seen: dict[str, tuple[Nsg, int]] = field(default_factory=dict, init=False, repr=False)
+    _serials: Iterator[int] = field(default_factory=itertools.count, init=False, repr=False)
+    _indexes: dict[int, _Index] = field(default_factory=dict, init=False, repr=False)
+    _opens: dict[int, bool] = field(default_factory=dict, init=False, repr=False)
+    _cases: dict[tuple[Any, ...], Case] = field(default_factory=dict, init=False, repr=False)
+
+    def _key(self, nsg: Nsg) -> int:
+        """The NSG's id and its content: an NSG read again with other rules gets a new key,
+        so that it is never answered from what its old rules said."""
+        low = nsg.id.lower()
+        seen = self._seen.get(low)
+        if seen is None or (seen[0] is not nsg and seen[0] != nsg):
+            seen = self._seen[low] = (nsg, next(self._serials))
+        return seen[1]
 
     def may_open(self, nsg: Nsg | None) -> bool:
         """Has the NSG an inbound allow rule that is not JIT's, on any port?"""
         if nsg is None:
             return False
-        key = nsg.id.lower()
-        if key not in self.opens:
-            self.opens[key] = any(_opens(r) and r.direction.lower() == "inbound" for r in nsg.rules)
-        return self.opens[key]
+        key = self._key(nsg)
+        if key not in self._opens:
+            self._opens[key] = any(
+                _opens(r) and r.direction.lower() == "inbound" for r in nsg.rules
+            )
+        return self._opens[key]
 
-    def view(self, nsg: Nsg | None, port: int) -> _PortView | None:
-        if nsg is None:
-            return None
-        key = (nsg.id.lower(), port)
-        if key not in self.views:
-            self.views[key] = _view(nsg, port)
-        return self.views[key]
+    def index(self, nsg: Nsg) -> _Index:
+        key = self._key(nsg)
+        if key not in self._indexes:
+            self._indexes[key] = _index(nsg)
+        return self._indexes[key]
+
+    def answer(self, nsgs: Sequence[Nsg | None], address: str, port: int, flow: Flow) -> Case:
+        """What the path lets in on the port, computed once for every VM that shares the case."""
+        indexes = [self.index(n) if n else None for n in nsgs]
+        subnet_nsg, nic_nsg = (i.at(address, port) if i else None for i in indexes)
+        key = (
+            tuple(self._key(n) if n else None for n in nsgs),
+            tuple(address if i and address in i.by_address else "" for i in indexes),
+            port,
+            flow.vnet_prefixes,  # the VirtualNetwork and Internet tags read them
+            _destination((subnet_nsg, nic_nsg), flow),
+        )
+        if key not in self._cases:
+            self._cases[key] = self.case(subnet_nsg, nic_nsg, flow)
+        return self._cases[key]
+
+
+def _destination(
+    nsgs: Iterable[Nsg | None], flow: Flow
+) -> tuple[tuple[bool, tuple[str, ...]], ...]:
+    """All that the rules read of the flow's destination: which rules take it in (with what
+    they note on the way); two VMs that agree on this are judged alike."""
+    out = []
+    for nsg in nsgs:
+        for rule in inbound_rules(nsg) if nsg else ():
+            notes: list[str] = []
+            out.append((destination_matches(rule, flow, notes), tuple(notes)))
+    return tuple(out)
 
 
 def exposures(
@@ -224,23 +297,16 @@ def exposures(
     if cfg is None or not cfg.private_ip or not any(memo.may_open(n) for n in nsgs):
         return [], []  # an Internet address gets in by an allow rule: JIT's, or none past JIT
     prefixes = subnet.address_prefixes if subnet else ()
+    address = _address_key(cfg.private_ip) or ""
     out: list[Exposure] = []
-    doubts = []
+    doubts: list[Unjudged] = []
     for port in ports:
-        views = [memo.view(nsg, port) for nsg in nsgs]
-        if not any(v and v.openers for v in views):
+        if not any(n and memo.index(n).opens(port) for n in nsgs):
             continue
-        subnet_nsg, nic_nsg = (v.at(cfg.private_ip) if v else None for v in views)
-        openers = [r for n in (subnet_nsg, nic_nsg) if n for r in n.rules if _opens(r)]
         flow = Flow("0.0.0.0", cfg.private_ip, port, "Tcp", cfg.asg_ids, prefixes)
-        out += _through(port, subnet_nsg, nic_nsg, openers, flow)
-        for level, nsg, other in (("subnet", subnet_nsg, nic_nsg), ("nic", nic_nsg, subnet_nsg)):
-            if nsg is None or (other is not None and not any(_opens(r) for r in other.rules)):
-                continue  # the other NSG lets no Internet address in past JIT on this port
-            for rule in nsg.rules:
-                reasons = unjudged(rule) if _opens(rule) else ()
-                if reasons:
-                    doubts.append(Unjudged(port, level, nsg.id, rule, reasons))
+        found, unsure = memo.answer(nsgs, address, port, flow)
+        out += found
+        doubts += unsure
     return out, doubts
 
 
