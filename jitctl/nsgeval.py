@@ -12,7 +12,7 @@ import functools
 import ipaddress
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from jitctl.model import Nsg, SecurityRule
@@ -45,6 +45,7 @@ _NOT_INTERNET = (
     ),
 )
 _IPV4_END = 2**32
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 DEFAULT_INBOUND_RULES = (
     SecurityRule(
@@ -160,31 +161,36 @@ def _in_prefix(
         return False
 
 
-def is_internet(
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None = None
-) -> bool:
+def is_internet(ip: IPAddress, flow: Flow | None = None) -> bool:
     """The Internet tag: outside the VNet and private ranges (documentation ranges count)."""
-    vnet = flow.vnet_prefixes if flow else ()
-    if ip.version == 4:  # audit asks for every piece of the source space: a search, not a scan
-        firsts, lasts = _not_internet_v4(vnet)
-        at = bisect.bisect_right(firsts, int(ip)) - 1
-        return at < 0 or int(ip) > lasts[at]
+    if ip.version == 4:
+        return not _in_space(int(ip), _v4_space(flow.vnet_prefixes if flow else (), True))
     return not any(ip in n for n in (*_vnet(flow), *_NOT_INTERNET))
 
 
+# audit asks the tags of every piece of the source space: a search, not a scan of networks
 @functools.lru_cache(maxsize=1024)
-def _not_internet_v4(vnet_prefixes: tuple[str, ...]) -> tuple[list[int], list[int]]:
-    """What the Internet tag leaves out, as sorted disjoint IPv4 ranges: (firsts, lasts)."""
-    nets = (*(_network(p) for p in vnet_prefixes), *_PRIVATE, *_NOT_INTERNET)
+def _v4_space(vnet_prefixes: tuple[str, ...], not_internet: bool) -> tuple[list[int], list[int]]:
+    """The VirtualNetwork tag's IPv4 addresses, or all that the Internet tag leaves out, as
+    sorted disjoint ranges: (firsts, lasts)."""
+    nets = (*(_network(p) for p in vnet_prefixes), *_PRIVATE)
     merged: list[list[int]] = []
     for first, last in sorted(
-        (int(n.network_address), int(n.broadcast_address)) for n in nets if n.version == 4
+        (int(n.network_address), int(n.broadcast_address))
+        for n in (*nets, *(_NOT_INTERNET if not_internet else ()))
+        if n.version == 4
     ):
         if merged and first <= merged[-1][1] + 1:
             merged[-1][1] = max(merged[-1][1], last)
         else:
             merged.append([first, last])
     return [m[0] for m in merged], [m[1] for m in merged]
+
+
+def _in_space(address: int, space: tuple[list[int], list[int]]) -> bool:
+    firsts, lasts = space
+    at = bisect.bisect_right(firsts, address) - 1
+    return at >= 0 and address <= lasts[at]
 
 
 def source_within(source: str, allowed: Sequence[str]) -> bool:
@@ -222,7 +228,9 @@ def _vnet(flow: Flow | None) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Netw
     return (*(_network(p) for p in (flow.vnet_prefixes if flow else ())), *_PRIVATE)
 
 
-def _in_vnet(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None) -> bool:
+def _in_vnet(ip: IPAddress, flow: Flow | None) -> bool:
+    if ip.version == 4:
+        return _in_space(int(ip), _v4_space(flow.vnet_prefixes if flow else (), False))
     return any(ip in n for n in _vnet(flow))
 
 
@@ -330,23 +338,46 @@ def destination_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> boo
     )
 
 
-def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
+@dataclass(frozen=True)
+class FlowRule:
+    """A rule as it reads a flow whatever the flow's source (read once, for every source
+    audit tries): what it notes first, the source prefixes it takes (None: it matches no
+    flow like this one), whether its destination takes the flow's in, and what that notes."""
+
+    rule: SecurityRule
+    notes: tuple[str, ...] = ()
+    sources: tuple[str, ...] | None = None
+    destination: bool = False
+    destination_notes: tuple[str, ...] = ()
+
+    def matches(self, source: IPAddress, flow: Flow, notes: list[str]) -> bool:
+        notes.extend(self.notes)
+        if self.sources is None or not any(
+            _in_prefix(source, p, flow, notes) for p in self.sources
+        ):
+            return False
+        notes.extend(self.destination_notes)
+        return self.destination
+
+
+def flow_rule(rule: SecurityRule, flow: Flow) -> FlowRule | None:
+    """None: the rule matches no flow like this one, from any source, and notes nothing."""
     if not applies_to(rule, flow.port, flow.protocol):
-        return False
+        return None
     if _limits_source_ports(rule):
-        notes.append(
-            f"rule {rule.name} limits source ports; the client's port is unknown, assumed not to match"
-        )
-        return False
-    src = _address(flow.source_ip)
+        note = f"rule {rule.name} limits source ports; the client's port is unknown, assumed not to match"
+        return FlowRule(rule, (note,))
     if rule.source_asgs:
-        return False  # an address outside Azure is in no application security group
-    if not any(
-        _in_prefix(src, p, flow, notes)
-        for p in _listed(rule.source_address_prefix, rule.source_address_prefixes)
-    ):
-        return False
-    return destination_matches(rule, flow, notes)
+        return None  # an address outside Azure is in no application security group
+    notes: list[str] = []
+    destination = destination_matches(rule, flow, notes)
+    sources = tuple(_listed(rule.source_address_prefix, rule.source_address_prefixes))
+    return FlowRule(rule, (), sources, destination, tuple(notes))
+
+
+def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
+    read = flow_rule(rule, flow)
+    return read is not None and read.matches(_address(flow.source_ip), flow, notes)
 
 
 def inbound_rules(nsg: Nsg) -> list[SecurityRule]:
@@ -358,22 +389,24 @@ def inbound_rules(nsg: Nsg) -> list[SecurityRule]:
     )
 
 
-def evaluate_nsg(level: str, nsg: Nsg | None, flow: Flow) -> LevelVerdict:
+def _verdict(
+    level: str, nsg: Nsg | None, rules: Sequence[FlowRule], source: IPAddress, flow: Flow
+) -> LevelVerdict:
     if nsg is None:
         return LevelVerdict(level, None, True, None)
     notes: list[str] = []
-    ordered = inbound_rules(nsg)
-    for i, rule in enumerate(ordered):
-        if rule_matches(rule, flow, notes):
+    for i, read in enumerate(rules):
+        if read.matches(source, flow, notes):
+            rule = read.rule
             preempted = None
             if rule.access.lower() == "allow":
                 preempted = next(
                     (
-                        r
-                        for r in ordered[i + 1 :]
-                        if is_jit_rule(r)
-                        and r.access.lower() == "deny"
-                        and rule_matches(r, flow, [])
+                        r.rule
+                        for r in rules[i + 1 :]
+                        if is_jit_rule(r.rule)
+                        and r.rule.access.lower() == "deny"
+                        and r.matches(source, flow, [])
                     ),
                     None,
                 )
@@ -389,12 +422,35 @@ def evaluate_nsg(level: str, nsg: Nsg | None, flow: Flow) -> LevelVerdict:
     return LevelVerdict(level, nsg.id, False, None, notes=tuple(dict.fromkeys(notes)))
 
 
+def evaluator(
+    subnet_nsg: Nsg | None, nic_nsg: Nsg | None, flow: Flow
+) -> Callable[[IPAddress], Evaluation]:
+    """evaluate() of the flow from a given source: the rules are read once for all that does
+    not depend on the source (audit evaluates a path from every piece of the address space)."""
+    levels = tuple(
+        (level, nsg, tuple(r for r in (flow_rule(x, flow) for x in inbound_rules(nsg)) if r))
+        if nsg
+        else (level, None, ())
+        for level, nsg in (("subnet", subnet_nsg), ("nic", nic_nsg))
+    )
+
+    def evaluate_from(source: IPAddress) -> Evaluation:
+        if source.version != 4:
+            raise ValueError("JIT access is IPv4 only")
+        return _evaluation(
+            tuple(_verdict(level, nsg, rules, source, flow) for level, nsg, rules in levels),
+            flow.port,
+        )
+
+    return evaluate_from
+
+
 def evaluate(subnet_nsg: Nsg | None, nic_nsg: Nsg | None, flow: Flow) -> Evaluation:
     """Subnet NSG first, then NIC NSG; both must allow."""
-    ip = ipaddress.ip_address(flow.source_ip)
-    if ip.version != 4:
-        raise ValueError("JIT access is IPv4 only")
-    levels = (evaluate_nsg("subnet", subnet_nsg, flow), evaluate_nsg("nic", nic_nsg, flow))
+    return evaluator(subnet_nsg, nic_nsg, flow)(ipaddress.ip_address(flow.source_ip))
+
+
+def _evaluation(levels: tuple[LevelVerdict, ...], port: int) -> Evaluation:
     result = Evaluation(all(v.allowed for v in levels), levels)
     warnings = [n for v in levels for n in v.notes]
     if not result.protected:
@@ -406,6 +462,6 @@ def evaluate(subnet_nsg: Nsg | None, nic_nsg: Nsg | None, flow: Flow) -> Evaluat
             if v.rule and v.nsg_id
         )
         warnings.append(
-            f"JIT is bypassed for port {flow.port}: access is allowed by {rules}, not by a JIT rule"
+            f"JIT is bypassed for port {port}: access is allowed by {rules}, not by a JIT rule"
         )
     return Evaluation(result.allowed, levels, tuple(warnings))

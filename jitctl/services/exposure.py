@@ -24,11 +24,11 @@ from jitctl.nsgeval import (
     Flow,
     applies_to,
     destination_matches,
-    evaluate,
+    evaluator,
+    flow_rule,
     inbound_rules,
     is_internet,
     is_jit_rule,
-    rule_matches,
     unjudged,
 )
 from jitctl.nsgeval import source_ranges as cut_sources
@@ -314,12 +314,14 @@ def _through(
     port: int, subnet_nsg: Nsg | None, nic_nsg: Nsg | None, openers: list[SecurityRule], flow: Flow
 ) -> list[Exposure]:
     cut = cut_sources((subnet_nsg, nic_nsg), flow)
+    evaluate_from = evaluator(subnet_nsg, nic_nsg, flow)
+    opening = [r for r in (flow_rule(o, flow) for o in openers) if r]
     groups: dict[tuple[Any, ...], tuple[Evaluation, list[Range]]] = {}
     for first, last in cut:
-        flow = dataclasses.replace(flow, source_ip=str(ipaddress.IPv4Address(first)))
-        if not any(rule_matches(r, flow, []) for r in openers):
+        source = ipaddress.IPv4Address(first)
+        if not any(r.matches(source, flow, []) for r in opening):
             continue  # past JIT, only a rule that is not JIT's lets an Internet address in
-        ev = evaluate(subnet_nsg, nic_nsg, flow)
+        ev = evaluate_from(source)
         if ev.bypassed:
             rules = tuple((v.level, v.nsg_id, v.rule.name) for v in ev.levels if v.rule)
             seen, ranges = groups.get(rules, (ev, []))
