@@ -192,11 +192,11 @@ def _index(nsg: Nsg) -> _Index:
     by_address: dict[str, list[SecurityRule]] = {}
     for rule in nsg.rules:
         listed = rule.destination_address_prefixes or (rule.destination_address_prefix or "*",)
-        keys = {_address_key(p) for p in listed}
+        keys = [_address_key(p) for p in listed]
         if rule.destination_asgs or None in keys:
             general.append(rule)
             continue
-        for key in keys:
+        for key in dict.fromkeys(keys):
             by_address.setdefault(str(key), []).append(rule)
     return _Index(
         nsg,
@@ -206,14 +206,21 @@ def _index(nsg: Nsg) -> _Index:
     )
 
 
-@functools.lru_cache(maxsize=16384)  # JIT's rules of a shared NSG, read for each port
+@functools.lru_cache(maxsize=65536)  # JIT's rules name each VM's address, on every port
 def _address_key(prefix: str) -> str | None:
     """The one address a destination prefix names ('10.0.0.4', '10.0.0.4/32'), else None."""
-    try:
-        net = ipaddress.ip_network(prefix.strip(), strict=False)
+    text, _, length = prefix.strip().partition("/")
+    try:  # an address parses in a third of the time a network takes
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
-    return str(net.network_address) if net.num_addresses == 1 else None
+    if length and length != str(address.max_prefixlen):
+        try:
+            net = ipaddress.ip_network(prefix.strip(), strict=False)
+        except ValueError:
+            return None
+        return str(net.network_address) if net.num_addresses == 1 else None
+    return str(address)
 
 
 @dataclass
