@@ -180,11 +180,16 @@ class _Index:
     def opens(self, port: int) -> bool:
         return any(_on_port(r, port) for r in self.openers)
 
-    def at(self, address: str, port: int) -> Nsg:
-        """The NSG less the rules that match no TCP flow to `address` and `port` whatever
-        its source: evaluating it decides as the whole NSG does."""
-        rules = self.general + self.by_address.get(address, ())
-        return dataclasses.replace(self.nsg, rules=tuple(r for r in rules if _on_port(r, port)))
+    on_port: dict[int, tuple[SecurityRule, ...]] = field(default_factory=dict, compare=False)
+
+    def at(self, address: str, port: int) -> tuple[Nsg, bool]:
+        """The NSG less the rules that match no TCP flow to `address` and `port` whatever its
+        source (evaluating it decides as the whole NSG does); and whether rules for that
+        address alone are in it (if not, it is the same for every address)."""
+        if port not in self.on_port:
+            self.on_port[port] = tuple(r for r in self.general if _on_port(r, port))
+        own = tuple(r for r in self.by_address.get(address, ()) if _on_port(r, port))
+        return dataclasses.replace(self.nsg, rules=self.on_port[port] + own), bool(own)
 
 
 def _index(nsg: Nsg) -> _Index:
@@ -264,11 +269,11 @@ class Memo:
 
     def answer(self, nsgs: Sequence[Nsg | None], address: str, port: int, flow: Flow) -> Case:
         """What the path lets in on the port, computed once for every VM that shares the case."""
-        indexes = [self.index(n) if n else None for n in nsgs]
-        subnet_nsg, nic_nsg = (i.at(address, port) if i else None for i in indexes)
+        views = [self.index(n).at(address, port) if n else (None, False) for n in nsgs]
+        subnet_nsg, nic_nsg = (nsg for nsg, _ in views)
         key = (
             tuple(self._key(n) if n else None for n in nsgs),
-            tuple(address if i and address in i.by_address else "" for i in indexes),
+            tuple(address if own else "" for _, own in views),
             port,
             flow.vnet_prefixes,  # the VirtualNetwork and Internet tags read them
             _destination((subnet_nsg, nic_nsg), flow),
