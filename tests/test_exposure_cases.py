@@ -49,7 +49,8 @@ def seed(b: Backend) -> None:
     ):
         nsg = s.nsg(f"{name}-nsg", [rule("Allow-Partner", 100, "3389", source)])
         s.vm(name, [s.nic(f"{name}-nic", subnet_id(vnet, "snet-nic"), ip, nsg=nsg)])
-    s.jit_policy("default", {"vm-s2": [3389]})  # its JIT deny rule: in the subnet NSG, for it
+    # their JIT deny rules: in the subnet NSG, one for each, alike but for names and addresses
+    s.jit_policy("default", {"vm-s2": [3389], "vm-s3": [3389]})
 
 
 class Counted:
@@ -113,11 +114,11 @@ def test_vms_the_rules_tell_apart_get_their_own_answer(
 
 def test_each_distinct_case_is_computed_once(audited: tuple[AuditResult, Counted]) -> None:
     """17 checks (vm-s1..s4 and vm-p1 on 22, 3389 and 5985, where the shared NSG has rules
-    that are not JIT's; vm-a and vm-b on 3389), 10 cases: 3389 for s1, s3 and s4 (vm-s2 has
-    a JIT rule of its own), for s2, for p1 (another VNet); 22 for s1, s2 and s3, for s4
-    (outside the rule's destination), for p1; 5985 for s1..s4, for p1; one for each NIC NSG."""
+    that are not JIT's; vm-a and vm-b on 3389), 11 cases: 3389 for s1 and s4, for s2 and for
+    s3 (each with a JIT rule of its own), for p1 (another VNet); 22 for s1, s2 and s3, for s4
+    (outside the rule's destination), for p1; 5985 for s1..s4, for p1; one per NIC NSG."""
     _, counted = audited
-    assert counted.calls == 10
+    assert counted.calls == 11
 
 
 def nic(name: str, ip: str, nsg: Nsg) -> Nic:
