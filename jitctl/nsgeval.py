@@ -7,7 +7,6 @@ rules are taken by ascending priority and the first that matches decides; the de
 
 from __future__ import annotations
 
-import bisect
 import functools
 import ipaddress
 import itertools
@@ -16,6 +15,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from jitctl.model import Nsg, SecurityRule
+from jitctl.nsgtags import (
+    AZURE_LOAD_BALANCER,
+    NOT_INTERNET,
+    IPAddress,
+    Network,
+    in_internet,
+    in_virtual_network,
+    network,
+    virtual_network,
+)
 from jitctl.parsing import EVERY_ADDRESS, INTERNET, wide_open
 
 # Since May 2023 "MicrosoftDefenderForCloud-JITRule"; before, "SecurityCenter-JITRule".
@@ -26,26 +35,7 @@ JIT_RULE_NAME = re.compile(
 )
 JIT_DESCRIPTION = re.compile(r"^(?:MDC|ASC) JIT Network Access rule", re.IGNORECASE)
 
-AZURE_LOAD_BALANCER = ipaddress.ip_network("168.63.129.16/32")
-_PRIVATE = tuple(
-    ipaddress.ip_network(n)
-    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
-)
-# Besides the virtual network, the Internet tag leaves out Azure's load balancer and what
-# ipaddress calls loopback, link-local, multicast or unspecified (as ranges, so that audit can
-# split the address space where the tag's answer changes).
-_NOT_INTERNET = (
-    AZURE_LOAD_BALANCER,
-    *(
-        ipaddress.ip_network(n)
-        for n in (
-            *("0.0.0.0/32", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4"),
-            *("::/128", "::1/128", "fe80::/10", "ff00::/8"),
-        )
-    ),
-)
 _IPV4_END = 2**32
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 DEFAULT_INBOUND_RULES = (
     SecurityRule(
@@ -79,13 +69,7 @@ DEFAULT_INBOUND_RULES = (
 
 
 @functools.lru_cache(maxsize=16384)
-def _network(prefix: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """A prefix's network, parsed once (an audit evaluates the same rules for many VMs)."""
-    return ipaddress.ip_network(prefix, strict=False)
-
-
-@functools.lru_cache(maxsize=16384)
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def _address(text: str) -> IPAddress:
     return ipaddress.ip_address(text)
 
 
@@ -140,9 +124,7 @@ class Evaluation:
         return self.allowed and self.protected and not self.by_jit
 
 
-def _in_prefix(
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: str, flow: Flow, notes: list[str]
-) -> bool:
+def _in_prefix(ip: IPAddress, prefix: str, flow: Flow, notes: list[str]) -> bool:
     p = prefix.strip()
     low = p.lower()
     kind = wide_open(p)
@@ -151,11 +133,11 @@ def _in_prefix(
     if kind == INTERNET:
         return is_internet(ip, flow)
     if low == "virtualnetwork":
-        return _in_vnet(ip, flow)
+        return in_virtual_network(ip, flow.vnet_prefixes)
     if low == "azureloadbalancer":
         return ip in AZURE_LOAD_BALANCER
     try:
-        return ip in _network(p)
+        return ip in network(p)
     except ValueError:
         notes.append(f"service tag '{p}' cannot be resolved offline; assumed not to match")
         return False
@@ -163,34 +145,7 @@ def _in_prefix(
 
 def is_internet(ip: IPAddress, flow: Flow | None = None) -> bool:
     """The Internet tag: outside the VNet and private ranges (documentation ranges count)."""
-    if ip.version == 4:
-        return not _in_space(int(ip), _v4_space(flow.vnet_prefixes if flow else (), True))
-    return not any(ip in n for n in (*_vnet(flow), *_NOT_INTERNET))
-
-
-# audit asks the tags of every piece of the source space: a search, not a scan of networks
-@functools.lru_cache(maxsize=1024)
-def _v4_space(vnet_prefixes: tuple[str, ...], not_internet: bool) -> tuple[list[int], list[int]]:
-    """The VirtualNetwork tag's IPv4 addresses, or all that the Internet tag leaves out, as
-    sorted disjoint ranges: (firsts, lasts)."""
-    nets = (*(_network(p) for p in vnet_prefixes), *_PRIVATE)
-    merged: list[list[int]] = []
-    for first, last in sorted(
-        (int(n.network_address), int(n.broadcast_address))
-        for n in (*nets, *(_NOT_INTERNET if not_internet else ()))
-        if n.version == 4
-    ):
-        if merged and first <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], last)
-        else:
-            merged.append([first, last])
-    return [m[0] for m in merged], [m[1] for m in merged]
-
-
-def _in_space(address: int, space: tuple[list[int], list[int]]) -> bool:
-    firsts, lasts = space
-    at = bisect.bisect_right(firsts, address) - 1
-    return at >= 0 and address <= lasts[at]
+    return in_internet(ip, flow.vnet_prefixes if flow else ())
 
 
 def source_within(source: str, allowed: Sequence[str]) -> bool:
@@ -222,21 +177,7 @@ def source_within(source: str, allowed: Sequence[str]) -> bool:
     return False
 
 
-def _vnet(flow: Flow | None) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    # The VirtualNetwork tag covers the VNet, peered VNets and on-premises ranges behind a
-    # gateway; without reading those, private ranges stand for it.
-    return (*(_network(p) for p in (flow.vnet_prefixes if flow else ())), *_PRIVATE)
-
-
-def _in_vnet(ip: IPAddress, flow: Flow | None) -> bool:
-    if ip.version == 4:
-        return _in_space(int(ip), _v4_space(flow.vnet_prefixes if flow else (), False))
-    return any(ip in n for n in _vnet(flow))
-
-
-def _deciding_networks(
-    prefix: str, flow: Flow
-) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def _deciding_networks(prefix: str, flow: Flow) -> tuple[Network, ...]:
     """The networks whose membership decides whether a source matches `prefix`, as
     _in_prefix reads it ('*' and a tag it cannot resolve: none, the answer never changes)."""
     p = prefix.strip()
@@ -244,13 +185,13 @@ def _deciding_networks(
     if kind == EVERY_ADDRESS:
         return ()
     if kind == INTERNET:
-        return (*_vnet(flow), *_NOT_INTERNET)
+        return (*virtual_network(flow.vnet_prefixes), *NOT_INTERNET)
     if p.lower() == "virtualnetwork":
-        return _vnet(flow)
+        return virtual_network(flow.vnet_prefixes)
     if p.lower() == "azureloadbalancer":
         return (AZURE_LOAD_BALANCER,)
     try:
-        return (_network(p),)
+        return (network(p),)
     except ValueError:
         return ()
 
@@ -373,11 +314,6 @@ def flow_rule(rule: SecurityRule, flow: Flow) -> FlowRule | None:
     destination = destination_matches(rule, flow, notes)
     sources = tuple(_listed(rule.source_address_prefix, rule.source_address_prefixes))
     return FlowRule(rule, (), sources, destination, tuple(notes))
-
-
-def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
-    read = flow_rule(rule, flow)
-    return read is not None and read.matches(_address(flow.source_ip), flow, notes)
 
 
 def inbound_rules(nsg: Nsg) -> list[SecurityRule]:
