@@ -3,9 +3,14 @@ sample.
 
 The source space is cut where any rule on the path (subnet NSG, then NIC NSG) or the Internet
 tag changes its answer (jitctl.nsgeval.source_ranges); within a range one address stands for
-all, and verify's own evaluation (jitctl.nsgeval.evaluate) of it decides. The ranges a bypass
-admits are grouped by the rules that decide, level by level, and named as Azure admins write
-sources: any address, Internet, or the real prefixes, less what rules before them take.
+all, and verify's own evaluation (jitctl.nsgeval.evaluator, evaluate for many sources) of it
+decides. The ranges a bypass admits are grouped by the rules that decide, level by level, and
+named as Azure admins write sources: any address, Internet, or the real prefixes, less what
+rules before them take.
+
+The answer depends on the VM only through its path, so it is computed once per case (Memo):
+the NSGs on the path (by id and content), the port, the VM's address where rules name it
+alone (JIT's), what the other rules read of the destination, and the VNet's prefixes.
 """
 
 from __future__ import annotations
