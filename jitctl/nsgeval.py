@@ -290,6 +290,8 @@ class FlowRule:
     sources: tuple[str, ...] | None = None
     destination: bool = False
     destination_notes: tuple[str, ...] = ()
+    allows: bool = False
+    jit: bool = False
 
     def matches(self, source: IPAddress, flow: Flow, notes: list[str]) -> bool:
         notes.extend(self.notes)
@@ -307,13 +309,17 @@ def flow_rule(rule: SecurityRule, flow: Flow) -> FlowRule | None:
         return None
     if _limits_source_ports(rule):
         note = f"rule {rule.name} limits source ports; the client's port is unknown, assumed not to match"
-        return FlowRule(rule, (note,))
+        return FlowRule(rule, (note,), allows=_allows(rule), jit=is_jit_rule(rule))
     if rule.source_asgs:
         return None  # an address outside Azure is in no application security group
     notes: list[str] = []
     destination = destination_matches(rule, flow, notes)
     sources = tuple(_listed(rule.source_address_prefix, rule.source_address_prefixes))
-    return FlowRule(rule, (), sources, destination, tuple(notes))
+    return FlowRule(rule, (), sources, destination, tuple(notes), _allows(rule), is_jit_rule(rule))
+
+
+def _allows(rule: SecurityRule) -> bool:
+    return rule.access.lower() == "allow"
 
 
 def inbound_rules(nsg: Nsg) -> list[SecurityRule]:
@@ -333,25 +339,22 @@ def _verdict(
     notes: list[str] = []
     for i, read in enumerate(rules):
         if read.matches(source, flow, notes):
-            rule = read.rule
             preempted = None
-            if rule.access.lower() == "allow":
+            if read.allows:
                 preempted = next(
                     (
                         r.rule
                         for r in rules[i + 1 :]
-                        if is_jit_rule(r.rule)
-                        and r.rule.access.lower() == "deny"
-                        and r.matches(source, flow, [])
+                        if r.jit and r.rule.access.lower() == "deny" and r.matches(source, flow, [])
                     ),
                     None,
                 )
             return LevelVerdict(
                 level,
                 nsg.id,
-                rule.access.lower() == "allow",
-                rule,
-                is_jit_rule(rule),
+                read.allows,
+                read.rule,
+                read.jit,
                 preempted,
                 tuple(dict.fromkeys(notes)),
             )
