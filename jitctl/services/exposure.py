@@ -181,11 +181,11 @@ class _Index:
     openers: tuple[SecurityRule, ...]  # allow rules not JIT's: only such open a port past JIT
     general: tuple[SecurityRule, ...]
     by_address: Mapping[str, tuple[SecurityRule, ...]]
+    # the general rules that may match on a port, found when a VM's check first asks
+    on_port: dict[int, tuple[SecurityRule, ...]] = field(default_factory=dict, compare=False)
 
     def opens(self, port: int) -> bool:
         return any(_on_port(r, port) for r in self.openers)
-
-    on_port: dict[int, tuple[SecurityRule, ...]] = field(default_factory=dict, compare=False)
 
     def at(self, address: str, port: int) -> tuple[Nsg, bool]:
         """The NSG less the rules that match no TCP flow to `address` and `port` whatever its
