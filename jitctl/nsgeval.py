@@ -11,10 +11,20 @@ import functools
 import ipaddress
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from jitctl.model import Nsg, SecurityRule
+from jitctl.nsgtags import (
+    AZURE_LOAD_BALANCER,
+    NOT_INTERNET,
+    IPAddress,
+    Network,
+    in_internet,
+    in_virtual_network,
+    network,
+    virtual_network,
+)
 from jitctl.parsing import EVERY_ADDRESS, INTERNET, wide_open
 
 # Since May 2023 "MicrosoftDefenderForCloud-JITRule"; before, "SecurityCenter-JITRule".
@@ -25,24 +35,6 @@ JIT_RULE_NAME = re.compile(
 )
 JIT_DESCRIPTION = re.compile(r"^(?:MDC|ASC) JIT Network Access rule", re.IGNORECASE)
 
-AZURE_LOAD_BALANCER = ipaddress.ip_network("168.63.129.16/32")
-_PRIVATE = tuple(
-    ipaddress.ip_network(n)
-    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
-)
-# Besides the virtual network, the Internet tag leaves out Azure's load balancer and what
-# ipaddress calls loopback, link-local, multicast or unspecified (as ranges, so that audit can
-# split the address space where the tag's answer changes).
-_NOT_INTERNET = (
-    AZURE_LOAD_BALANCER,
-    *(
-        ipaddress.ip_network(n)
-        for n in (
-            *("0.0.0.0/32", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4"),
-            *("::/128", "::1/128", "fe80::/10", "ff00::/8"),
-        )
-    ),
-)
 _IPV4_END = 2**32
 
 DEFAULT_INBOUND_RULES = (
@@ -77,13 +69,7 @@ DEFAULT_INBOUND_RULES = (
 
 
 @functools.lru_cache(maxsize=16384)
-def _network(prefix: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """A prefix's network, parsed once (an audit evaluates the same rules for many VMs)."""
-    return ipaddress.ip_network(prefix, strict=False)
-
-
-@functools.lru_cache(maxsize=16384)
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def _address(text: str) -> IPAddress:
     return ipaddress.ip_address(text)
 
 
@@ -138,9 +124,7 @@ class Evaluation:
         return self.allowed and self.protected and not self.by_jit
 
 
-def _in_prefix(
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: str, flow: Flow, notes: list[str]
-) -> bool:
+def _in_prefix(ip: IPAddress, prefix: str, flow: Flow, notes: list[str]) -> bool:
     p = prefix.strip()
     low = p.lower()
     kind = wide_open(p)
@@ -149,21 +133,19 @@ def _in_prefix(
     if kind == INTERNET:
         return is_internet(ip, flow)
     if low == "virtualnetwork":
-        return _in_vnet(ip, flow)
+        return in_virtual_network(ip, flow.vnet_prefixes)
     if low == "azureloadbalancer":
         return ip in AZURE_LOAD_BALANCER
     try:
-        return ip in _network(p)
+        return ip in network(p)
     except ValueError:
         notes.append(f"service tag '{p}' cannot be resolved offline; assumed not to match")
         return False
 
 
-def is_internet(
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None = None
-) -> bool:
+def is_internet(ip: IPAddress, flow: Flow | None = None) -> bool:
     """The Internet tag: outside the VNet and private ranges (documentation ranges count)."""
-    return not any(ip in n for n in (*_vnet(flow), *_NOT_INTERNET))
+    return in_internet(ip, flow.vnet_prefixes if flow else ())
 
 
 def source_within(source: str, allowed: Sequence[str]) -> bool:
@@ -195,19 +177,7 @@ def source_within(source: str, allowed: Sequence[str]) -> bool:
     return False
 
 
-def _vnet(flow: Flow | None) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    # The VirtualNetwork tag covers the VNet, peered VNets and on-premises ranges behind a
-    # gateway; without reading those, private ranges stand for it.
-    return (*(_network(p) for p in (flow.vnet_prefixes if flow else ())), *_PRIVATE)
-
-
-def _in_vnet(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, flow: Flow | None) -> bool:
-    return any(ip in n for n in _vnet(flow))
-
-
-def _deciding_networks(
-    prefix: str, flow: Flow
-) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def _deciding_networks(prefix: str, flow: Flow) -> tuple[Network, ...]:
     """The networks whose membership decides whether a source matches `prefix`, as
     _in_prefix reads it ('*' and a tag it cannot resolve: none, the answer never changes)."""
     p = prefix.strip()
@@ -215,13 +185,13 @@ def _deciding_networks(
     if kind == EVERY_ADDRESS:
         return ()
     if kind == INTERNET:
-        return (*_vnet(flow), *_NOT_INTERNET)
+        return (*virtual_network(flow.vnet_prefixes), *NOT_INTERNET)
     if p.lower() == "virtualnetwork":
-        return _vnet(flow)
+        return virtual_network(flow.vnet_prefixes)
     if p.lower() == "azureloadbalancer":
         return (AZURE_LOAD_BALANCER,)
     try:
-        return (_network(p),)
+        return (network(p),)
     except ValueError:
         return ()
 
@@ -246,13 +216,20 @@ def source_ranges(nsgs: Iterable[Nsg | None], flow: Flow) -> list[tuple[int, int
 
 def _in_ports(port: int, ranges: Iterable[str]) -> bool:
     for r in ranges:
-        r = r.strip()
-        if r in ("*", ""):
-            return True
-        low, _, high = r.partition("-")
-        if int(low) <= port <= int(high or low):
+        bounds = _port_range(r)
+        if bounds is None or bounds[0] <= port <= bounds[1]:
             return True
     return False
+
+
+@functools.lru_cache(maxsize=4096)  # a fleet's rules repeat a few ranges thousands of times
+def _port_range(text: str) -> tuple[int, int] | None:
+    """'22' -> (22, 22), '1024-65535' -> (1024, 65535); None for any port."""
+    r = text.strip()
+    if r in ("*", ""):
+        return None
+    low, _, high = r.partition("-")
+    return int(low), int(high or low)
 
 
 def _listed(single: str | None, many: Sequence[str]) -> list[str]:
@@ -279,35 +256,70 @@ def unjudged(rule: SecurityRule) -> tuple[str, ...]:
     return tuple(out)
 
 
-def rule_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
+def applies_to(rule: SecurityRule, port: int, protocol: str) -> bool:
+    """Is it an inbound rule for this protocol and destination port (whatever the addresses)?"""
     if rule.direction.lower() != "inbound":
         return False
-    if rule.protocol not in ("*", "Any") and rule.protocol.lower() != flow.protocol.lower():
+    if rule.protocol not in ("*", "Any") and rule.protocol.lower() != protocol.lower():
         return False
-    if not _in_ports(flow.port, _listed(rule.destination_port_range, rule.destination_port_ranges)):
-        return False
-    if _limits_source_ports(rule):
-        notes.append(
-            f"rule {rule.name} limits source ports; the client's port is unknown, assumed not to match"
-        )
-        return False
-    src = _address(flow.source_ip)
-    dst = _address(flow.destination_ip)
-    if rule.source_asgs:
-        return False  # an address outside Azure is in no application security group
-    if not any(
-        _in_prefix(src, p, flow, notes)
-        for p in _listed(rule.source_address_prefix, rule.source_address_prefixes)
-    ):
-        return False
+    return _in_ports(port, _listed(rule.destination_port_range, rule.destination_port_ranges))
+
+
+def destination_matches(rule: SecurityRule, flow: Flow, notes: list[str]) -> bool:
+    """Does the rule's destination (prefixes or application security groups) take in the
+    flow's? It does not depend on the flow's source."""
     if rule.destination_asgs:
         return any(
             a.lower() in {x.lower() for x in flow.destination_asgs} for a in rule.destination_asgs
         )
+    dst = _address(flow.destination_ip)
     dst_prefixes = _listed(rule.destination_address_prefix, rule.destination_address_prefixes)
     return any(
         p.lower() == "virtualnetwork" or _in_prefix(dst, p, flow, notes) for p in dst_prefixes
     )
+
+
+@dataclass(frozen=True)
+class FlowRule:
+    """A rule as it reads a flow whatever the flow's source (read once, for every source
+    audit tries): what it notes first, the source prefixes it takes (None: it matches no
+    flow like this one), whether its destination takes the flow's in, and what that notes."""
+
+    rule: SecurityRule
+    notes: tuple[str, ...] = ()
+    sources: tuple[str, ...] | None = None
+    destination: bool = False
+    destination_notes: tuple[str, ...] = ()
+    allows: bool = False
+    jit: bool = False
+
+    def matches(self, source: IPAddress, flow: Flow, notes: list[str]) -> bool:
+        notes.extend(self.notes)
+        if self.sources is None or not any(
+            _in_prefix(source, p, flow, notes) for p in self.sources
+        ):
+            return False
+        notes.extend(self.destination_notes)
+        return self.destination
+
+
+def flow_rule(rule: SecurityRule, flow: Flow) -> FlowRule | None:
+    """None: the rule matches no flow like this one, from any source, and notes nothing."""
+    if not applies_to(rule, flow.port, flow.protocol):
+        return None
+    if _limits_source_ports(rule):
+        note = f"rule {rule.name} limits source ports; the client's port is unknown, assumed not to match"
+        return FlowRule(rule, (note,), allows=_allows(rule), jit=is_jit_rule(rule))
+    if rule.source_asgs:
+        return None  # an address outside Azure is in no application security group
+    notes: list[str] = []
+    destination = destination_matches(rule, flow, notes)
+    sources = tuple(_listed(rule.source_address_prefix, rule.source_address_prefixes))
+    return FlowRule(rule, (), sources, destination, tuple(notes), _allows(rule), is_jit_rule(rule))
+
+
+def _allows(rule: SecurityRule) -> bool:
+    return rule.access.lower() == "allow"
 
 
 def inbound_rules(nsg: Nsg) -> list[SecurityRule]:
@@ -319,43 +331,65 @@ def inbound_rules(nsg: Nsg) -> list[SecurityRule]:
     )
 
 
-def evaluate_nsg(level: str, nsg: Nsg | None, flow: Flow) -> LevelVerdict:
+def _verdict(
+    level: str, nsg: Nsg | None, rules: Sequence[FlowRule], source: IPAddress, flow: Flow
+) -> LevelVerdict:
     if nsg is None:
         return LevelVerdict(level, None, True, None)
     notes: list[str] = []
-    ordered = inbound_rules(nsg)
-    for i, rule in enumerate(ordered):
-        if rule_matches(rule, flow, notes):
+    for i, read in enumerate(rules):
+        if read.matches(source, flow, notes):
             preempted = None
-            if rule.access.lower() == "allow":
+            if read.allows:
                 preempted = next(
                     (
-                        r
-                        for r in ordered[i + 1 :]
-                        if is_jit_rule(r)
-                        and r.access.lower() == "deny"
-                        and rule_matches(r, flow, [])
+                        r.rule
+                        for r in rules[i + 1 :]
+                        if r.jit and r.rule.access.lower() == "deny" and r.matches(source, flow, [])
                     ),
                     None,
                 )
             return LevelVerdict(
                 level,
                 nsg.id,
-                rule.access.lower() == "allow",
-                rule,
-                is_jit_rule(rule),
+                read.allows,
+                read.rule,
+                read.jit,
                 preempted,
                 tuple(dict.fromkeys(notes)),
             )
     return LevelVerdict(level, nsg.id, False, None, notes=tuple(dict.fromkeys(notes)))
 
 
+def evaluator(
+    subnet_nsg: Nsg | None, nic_nsg: Nsg | None, flow: Flow
+) -> Callable[[IPAddress], Evaluation]:
+    """evaluate() of the flow from a given source: the rules are read once for all that does
+    not depend on the source (audit evaluates a path from every piece of the address space)."""
+    levels = tuple(
+        (level, nsg, tuple(r for r in (flow_rule(x, flow) for x in inbound_rules(nsg)) if r))
+        if nsg
+        else (level, None, ())
+        for level, nsg in (("subnet", subnet_nsg), ("nic", nic_nsg))
+    )
+
+    def evaluate_from(source: IPAddress) -> Evaluation:
+        if source.version != 4:
+            raise ValueError("JIT access is IPv4 only")
+        return _evaluation(
+            tuple(_verdict(level, nsg, rules, source, flow) for level, nsg, rules in levels),
+            flow.port,
+        )
+
+    return evaluate_from
+
+
 def evaluate(subnet_nsg: Nsg | None, nic_nsg: Nsg | None, flow: Flow) -> Evaluation:
     """Subnet NSG first, then NIC NSG; both must allow."""
-    ip = ipaddress.ip_address(flow.source_ip)
-    if ip.version != 4:
-        raise ValueError("JIT access is IPv4 only")
-    levels = (evaluate_nsg("subnet", subnet_nsg, flow), evaluate_nsg("nic", nic_nsg, flow))
+    return evaluator(subnet_nsg, nic_nsg, flow)(ipaddress.ip_address(flow.source_ip))
+
+
+def _evaluation(levels: tuple[LevelVerdict, ...], port: int) -> Evaluation:
     result = Evaluation(all(v.allowed for v in levels), levels)
     warnings = [n for v in levels for n in v.notes]
     if not result.protected:
@@ -367,6 +401,6 @@ def evaluate(subnet_nsg: Nsg | None, nic_nsg: Nsg | None, flow: Flow) -> Evaluat
             if v.rule and v.nsg_id
         )
         warnings.append(
-            f"JIT is bypassed for port {flow.port}: access is allowed by {rules}, not by a JIT rule"
+            f"JIT is bypassed for port {port}: access is allowed by {rules}, not by a JIT rule"
         )
     return Evaluation(result.allowed, levels, tuple(warnings))

@@ -202,8 +202,9 @@ def _policy_findings(policy: JitPolicy, entry: PolicyVm) -> list[Finding]:
     return out
 
 
-def audit_inventory(inv: Inventory, now: datetime) -> AuditResult:
-    """Every VM of the inventory, every entry of its policies; findings most severe first."""
+def audit_inventory(inv: Inventory, now: datetime, memo: Memo | None = None) -> AuditResult:
+    """Every VM of the inventory, every entry of its policies; findings most severe first.
+    VMs whose NSG paths are alike share their exposure checks (in `memo`, a new one if none)."""
     vm_ids = {vm.id.lower() for vm in inv.vms}
     entries: dict[str, tuple[JitPolicy, PolicyVm]] = {}
     findings: list[Finding] = []
@@ -237,7 +238,7 @@ def audit_inventory(inv: Inventory, now: datetime) -> AuditResult:
                 )
             )
     vms = []
-    memo = Memo()
+    memo = memo if memo is not None else Memo()
     for vm in sorted(inv.vms, key=lambda v: v.id.lower()):
         found = entries.get(vm.id.lower())
         missing = [ref.id for ref in vm.nics if inv.nic(ref.id) is None]

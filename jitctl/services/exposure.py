@@ -3,9 +3,14 @@ sample.
 
 The source space is cut where any rule on the path (subnet NSG, then NIC NSG) or the Internet
 tag changes its answer (jitctl.nsgeval.source_ranges); within a range one address stands for
-all, and verify's own evaluation (jitctl.nsgeval.evaluate) of it decides. The ranges a bypass
-admits are grouped by the rules that decide, level by level, and named as Azure admins write
-sources: any address, Internet, or the real prefixes, less what rules before them take.
+all, and verify's own evaluation (jitctl.nsgeval.evaluator, evaluate for many sources) of it
+decides. The ranges a bypass admits are grouped by the rules that decide, level by level, and
+named as Azure admins write sources: any address, Internet, or the real prefixes, less what
+rules before them take.
+
+The answer depends on the VM only through its path, so it is computed once per case (Memo):
+the NSGs on the path (by id and content), the port, the VM's address where rules name it
+alone (JIT's), what the other rules read of the destination, and the VNet's prefixes.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +27,13 @@ from jitctl.model import Nic, Nsg, SecurityRule, Subnet
 from jitctl.nsgeval import (
     Evaluation,
     Flow,
-    evaluate,
+    applies_to,
+    destination_matches,
+    evaluator,
+    flow_rule,
+    inbound_rules,
     is_internet,
     is_jit_rule,
-    rule_matches,
     unjudged,
 )
 from jitctl.nsgeval import source_ranges as cut_sources
@@ -133,97 +142,163 @@ class Unjudged:
     reasons: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class _PortView:
-    """An NSG less the rules that match no TCP flow to a port whatever its source and
-    destination: evaluating it decides as the whole NSG does. Its rules that name only single
-    destination addresses (JIT's, one per VM of a shared NSG) are indexed by that address."""
-
-    nsg: Nsg
-    openers: bool  # has an allow rule that is not JIT's (only such opens a port past JIT)
-    general: tuple[SecurityRule, ...]
-    by_address: Mapping[str, tuple[SecurityRule, ...]]
-
-    def at(self, destination: str) -> Nsg:
-        """Less the rules for other single addresses too (a fraction of JIT's on a shared NSG)."""
-        kept = self.general + self.by_address.get(_address_key(destination) or "", ())
-        return dataclasses.replace(self.nsg, rules=kept)
+Case = tuple[tuple[Exposure, ...], tuple[Unjudged, ...]]  # what one path lets in on one port
 
 
-@functools.lru_cache(maxsize=16384)  # JIT's rules of a shared NSG, read for each port
-def _address_key(prefix: str) -> str | None:
-    """The one address a destination prefix names ('10.0.0.4', '10.0.0.4/32'), else None."""
-    try:
-        net = ipaddress.ip_network(prefix.strip(), strict=False)
-    except ValueError:
-        return None
-    return str(net.network_address) if net.num_addresses == 1 else None
+def path_exposures(subnet_nsg: Nsg | None, nic_nsg: Nsg | None, flow: Flow) -> Case:
+    """Each set of rules on the path that lets Internet addresses past JIT to the flow's
+    destination and port (whatever the flow's source), with all it lets in; and the rules
+    that may."""
+    openers = [r for n in (subnet_nsg, nic_nsg) if n for r in n.rules if _opens(r)]
+    found = _through(flow.port, subnet_nsg, nic_nsg, openers, flow)
+    doubts = []
+    for level, nsg, other in (("subnet", subnet_nsg, nic_nsg), ("nic", nic_nsg, subnet_nsg)):
+        if nsg is None or (other is not None and not any(_opens(r) for r in other.rules)):
+            continue  # the other NSG lets no Internet address in past JIT on this port
+        for rule in nsg.rules:
+            reasons = unjudged(rule) if _opens(rule) else ()
+            if reasons:
+                doubts.append(Unjudged(flow.port, level, nsg.id, rule, reasons))
+    return tuple(found), tuple(doubts)
 
 
-def _view(nsg: Nsg, anywhere: Sequence[tuple[SecurityRule, SecurityRule]], port: int) -> _PortView:
-    probe = Flow("0.0.0.0", "0.0.0.0", port, "Tcp")
-    kept = tuple(rule for rule, wide in anywhere if rule_matches(wide, probe, []))
-    general: list[SecurityRule] = []
-    by_address: dict[str, list[SecurityRule]] = {}
-    for rule in kept:
-        listed = rule.destination_address_prefixes or (rule.destination_address_prefix or "*",)
-        keys = {_address_key(p) for p in listed}
-        if rule.destination_asgs or None in keys:
-            general.append(rule)
-            continue
-        for key in keys:
-            by_address.setdefault(str(key), []).append(rule)
-    return _PortView(
-        dataclasses.replace(nsg, rules=kept),
-        any(_opens(r) for r in kept),
-        tuple(general),
-        {k: tuple(v) for k, v in by_address.items()},
-    )
+def _on_port(rule: SecurityRule, port: int) -> bool:
+    """Can the rule match a TCP flow from outside Azure to the port (whatever the addresses)?
+    One from an application security group cannot: such an address is in none."""
+    return applies_to(rule, port, "Tcp") and not rule.source_asgs
 
 
 def _opens(rule: SecurityRule) -> bool:
     return rule.access.lower() == "allow" and not is_jit_rule(rule)
 
 
-def _anywhere(rule: SecurityRule) -> SecurityRule:
-    return dataclasses.replace(
-        rule,
-        source_address_prefix="*",
-        source_address_prefixes=(),
-        destination_address_prefix="*",
-        destination_address_prefixes=(),
-        destination_asgs=(),
-        source_port_range="*",
-        source_port_ranges=(),
+@dataclass(frozen=True)
+class _Index:
+    """An NSG read for the checks of many VMs: its rules that name only single destination
+    addresses (JIT's, one per VM of a shared NSG) are indexed by that address."""
+
+    nsg: Nsg
+    openers: tuple[SecurityRule, ...]  # allow rules not JIT's: only such open a port past JIT
+    general: tuple[SecurityRule, ...]
+    by_address: Mapping[str, tuple[SecurityRule, ...]]
+    # the general rules that may match on a port, found when a VM's check first asks
+    on_port: dict[int, tuple[SecurityRule, ...]] = field(default_factory=dict, compare=False)
+
+    def opens(self, port: int) -> bool:
+        return any(_on_port(r, port) for r in self.openers)
+
+    def at(self, address: str, port: int) -> tuple[Nsg, bool]:
+        """The NSG less the rules that match no TCP flow to `address` and `port` whatever its
+        source (evaluating it decides as the whole NSG does); and whether rules for that
+        address alone are in it (if not, it is the same for every address)."""
+        if port not in self.on_port:
+            self.on_port[port] = tuple(r for r in self.general if _on_port(r, port))
+        own = tuple(r for r in self.by_address.get(address, ()) if _on_port(r, port))
+        return dataclasses.replace(self.nsg, rules=self.on_port[port] + own), bool(own)
+
+
+def _index(nsg: Nsg) -> _Index:
+    general: list[SecurityRule] = []
+    by_address: dict[str, list[SecurityRule]] = {}
+    for rule in nsg.rules:
+        listed = rule.destination_address_prefixes or (rule.destination_address_prefix or "*",)
+        keys = [_address_key(p) for p in listed]
+        if rule.destination_asgs or None in keys:
+            general.append(rule)
+            continue
+        for key in dict.fromkeys(keys):
+            by_address.setdefault(str(key), []).append(rule)
+    return _Index(
+        nsg,
+        tuple(r for r in nsg.rules if _opens(r)),
+        tuple(general),
+        {k: tuple(v) for k, v in by_address.items()},
     )
+
+
+@functools.lru_cache(maxsize=65536)  # JIT's rules name each VM's address, on every port
+def _address_key(prefix: str) -> str | None:
+    """The one address a destination prefix names ('10.0.0.4', '10.0.0.4/32'), else None."""
+    text, _, length = prefix.strip().partition("/")
+    try:  # an address parses in a third of the time a network takes
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if length and length != str(address.max_prefixlen):
+        try:
+            net = ipaddress.ip_network(prefix.strip(), strict=False)
+        except ValueError:
+            return None
+        return str(net.network_address) if net.num_addresses == 1 else None
+    return str(address)
 
 
 @dataclass
 class Memo:
-    """What the checks of many VMs reuse: each NSG's view of a port."""
+    """What the checks of many VMs reuse: each NSG's index, and the answer for each distinct
+    case (the NSGs on the path, the port, what of the destination their rules read), which
+    `case` computes once."""
 
-    views: dict[tuple[str, int], _PortView] = field(default_factory=dict)
-    opens: dict[str, bool] = field(default_factory=dict)
-    anywhere: dict[str, list[tuple[SecurityRule, SecurityRule]]] = field(default_factory=dict)
+    case: Callable[[Nsg | None, Nsg | None, Flow], Case] = path_exposures
+    _seen: dict[str, tuple[Nsg, int]] = field(default_factory=dict, init=False, repr=False)
+    _serials: Iterator[int] = field(default_factory=itertools.count, init=False, repr=False)
+    _indexes: dict[int, _Index] = field(default_factory=dict, init=False, repr=False)
+    _opens: dict[int, bool] = field(default_factory=dict, init=False, repr=False)
+    _cases: dict[tuple[Any, ...], Case] = field(default_factory=dict, init=False, repr=False)
+
+    def _key(self, nsg: Nsg) -> int:
+        """The NSG's id and its content: an NSG read again with other rules gets a new key,
+        so that it is never answered from what its old rules said."""
+        low = nsg.id.lower()
+        seen = self._seen.get(low)
+        if seen is None or (seen[0] is not nsg and seen[0] != nsg):
+            seen = self._seen[low] = (nsg, next(self._serials))
+        return seen[1]
 
     def may_open(self, nsg: Nsg | None) -> bool:
         """Has the NSG an inbound allow rule that is not JIT's, on any port?"""
         if nsg is None:
             return False
-        key = nsg.id.lower()
-        if key not in self.opens:
-            self.opens[key] = any(_opens(r) and r.direction.lower() == "inbound" for r in nsg.rules)
-        return self.opens[key]
+        key = self._key(nsg)
+        if key not in self._opens:
+            self._opens[key] = any(
+                _opens(r) and r.direction.lower() == "inbound" for r in nsg.rules
+            )
+        return self._opens[key]
 
-    def view(self, nsg: Nsg | None, port: int) -> _PortView | None:
-        if nsg is None:
-            return None
-        key = (nsg.id.lower(), port)
-        if key not in self.views:
-            if key[0] not in self.anywhere:  # for every port: dataclasses.replace is slow
-                self.anywhere[key[0]] = [(r, _anywhere(r)) for r in nsg.rules]
-            self.views[key] = _view(nsg, self.anywhere[key[0]], port)
-        return self.views[key]
+    def index(self, nsg: Nsg) -> _Index:
+        key = self._key(nsg)
+        if key not in self._indexes:
+            self._indexes[key] = _index(nsg)
+        return self._indexes[key]
+
+    def answer(self, nsgs: Sequence[Nsg | None], address: str, port: int, flow: Flow) -> Case:
+        """What the path lets in on the port, computed once for every VM that shares the case."""
+        views = [self.index(n).at(address, port) if n else (None, False) for n in nsgs]
+        subnet_nsg, nic_nsg = (nsg for nsg, _ in views)
+        key = (
+            tuple(self._key(n) if n else None for n in nsgs),
+            tuple(address if own else "" for _, own in views),
+            port,
+            flow.vnet_prefixes,  # the VirtualNetwork and Internet tags read them
+            _destination((subnet_nsg, nic_nsg), flow),
+        )
+        if key not in self._cases:
+            self._cases[key] = self.case(subnet_nsg, nic_nsg, flow)
+        return self._cases[key]
+
+
+def _destination(
+    nsgs: Iterable[Nsg | None], flow: Flow
+) -> tuple[tuple[bool, tuple[str, ...]], ...]:
+    """All that the rules read of the flow's destination: which rules take it in (with what
+    they note on the way); two VMs that agree on this are judged alike."""
+    out = []
+    for nsg in nsgs:
+        for rule in inbound_rules(nsg) if nsg else ():
+            notes: list[str] = []
+            out.append((destination_matches(rule, flow, notes), tuple(notes)))
+    return tuple(out)
 
 
 def exposures(
@@ -239,23 +314,16 @@ def exposures(
     if cfg is None or not cfg.private_ip or not any(memo.may_open(n) for n in nsgs):
         return [], []  # an Internet address gets in by an allow rule: JIT's, or none past JIT
     prefixes = subnet.address_prefixes if subnet else ()
+    address = _address_key(cfg.private_ip) or ""
     out: list[Exposure] = []
-    doubts = []
+    doubts: list[Unjudged] = []
     for port in ports:
-        views = [memo.view(nsg, port) for nsg in nsgs]
-        if not any(v and v.openers for v in views):
+        if not any(n and memo.index(n).opens(port) for n in nsgs):
             continue
-        subnet_nsg, nic_nsg = (v.at(cfg.private_ip) if v else None for v in views)
-        openers = [r for n in (subnet_nsg, nic_nsg) if n for r in n.rules if _opens(r)]
         flow = Flow("0.0.0.0", cfg.private_ip, port, "Tcp", cfg.asg_ids, prefixes)
-        out += _through(port, subnet_nsg, nic_nsg, openers, flow)
-        for level, nsg, other in (("subnet", subnet_nsg, nic_nsg), ("nic", nic_nsg, subnet_nsg)):
-            if nsg is None or (other is not None and not any(_opens(r) for r in other.rules)):
-                continue  # the other NSG lets no Internet address in past JIT on this port
-            for rule in nsg.rules:
-                reasons = unjudged(rule) if _opens(rule) else ()
-                if reasons:
-                    doubts.append(Unjudged(port, level, nsg.id, rule, reasons))
+        found, unsure = memo.answer(nsgs, address, port, flow)
+        out += found
+        doubts += unsure
     return out, doubts
 
 
@@ -263,12 +331,14 @@ def _through(
     port: int, subnet_nsg: Nsg | None, nic_nsg: Nsg | None, openers: list[SecurityRule], flow: Flow
 ) -> list[Exposure]:
     cut = cut_sources((subnet_nsg, nic_nsg), flow)
+    evaluate_from = evaluator(subnet_nsg, nic_nsg, flow)
+    opening = [r for r in (flow_rule(o, flow) for o in openers) if r]
     groups: dict[tuple[Any, ...], tuple[Evaluation, list[Range]]] = {}
     for first, last in cut:
-        flow = dataclasses.replace(flow, source_ip=str(ipaddress.IPv4Address(first)))
-        if not any(rule_matches(r, flow, []) for r in openers):
+        source = ipaddress.IPv4Address(first)
+        if not any(r.matches(source, flow, []) for r in opening):
             continue  # past JIT, only a rule that is not JIT's lets an Internet address in
-        ev = evaluate(subnet_nsg, nic_nsg, flow)
+        ev = evaluate_from(source)
         if ev.bypassed:
             rules = tuple((v.level, v.nsg_id, v.rule.name) for v in ev.levels if v.rule)
             seen, ranges = groups.get(rules, (ev, []))
