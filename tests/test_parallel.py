@@ -272,3 +272,20 @@ def test_max_parallel_bounds_the_reads_in_flight(monkeypatch, setting, peak):
     gw.parallel([partial(gw.list_vms, fleet_subscription(i)) for i in range(4)])
     assert gw.budget.peak == peak  # 4 lists: the default (16) runs all four at once
     app.close()
+
+
+def test_warm_builds_the_clients_a_grant_needs_once_before_any_call():
+    """A server warms its gateway before it answers: the security, network and compute
+    clients exist (the SDKs imported), and a later call of this thread builds none again."""
+    made: list[tuple[str, str]] = []
+
+    def factory(kind, sub):
+        made.append((kind, sub))
+        return SimpleNamespace()
+
+    gw = AzureGateway(Connection(object(), "s"), factory=factory)
+    gw.warm("sub-1")
+    assert made == [("security", "sub-1"), ("network", "sub-1"), ("compute", "sub-1")]
+    gw._client("compute", "SUB-1")
+    gw.warm()  # its own subscription
+    assert made[3:] == [("security", "s"), ("network", "s"), ("compute", "s")]

@@ -76,6 +76,8 @@ def run_serve(
     store.migrate()
 
     gateway = app.gateway()
+    if hasattr(gateway, "warm"):  # the SDKs imported before the first approval needs them
+        gateway.warm(app.default_subscription())
     settings = Settings(
         access=access, subscription=app.default_subscription(), vm_tags=VmTags(gateway)
     )
