@@ -384,7 +384,7 @@ def test_synopsis_lines_name_only_real_options():
             words = words[1 if getattr(given, "is_flag", False) else 2 :]  # a global option first
         while isinstance(command, click.Group) and words and command.get_command(ctx, words[0]):
             command = command.get_command(ctx, words.pop(0))  # type: ignore[assignment]
-            options |= {o for p in command.params for o in p.opts}
+            options |= {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
         named = set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", " ".join(words)))
         assert named <= options | {"--help"}, f"{line.where}: unknown {named - options}"
 
