@@ -220,6 +220,7 @@ class Api:
             reason=new.reason,
             ticket=new.ticket,
             break_glass=new.break_glass,
+            source=new.source,
         )
         if new.duration is None:
             limit = self.rules().evaluate(base).max_duration
@@ -314,6 +315,7 @@ class Api:
             vm_tags=self.settings.vm_tags(rec.vm_id) if self.settings.vm_tags else (),
             reason=rec.reason,
             ticket=rec.ticket,
+            source=rec.source,
         )
         limit = self.rules().evaluate(ask).max_duration
         if limit is not None and body.duration > limit:

@@ -301,6 +301,10 @@ def log(app: App, since: str | None, verify: bool, fmt: str | None, broker_url: 
 @click.option("--reason", help="As the request would give it.")
 @click.option("--ticket", help="As the request would give it.")
 @click.option("--break-glass", is_flag=True, help="As a break-glass request.")
+@click.option(
+    "--source-ip",
+    help="The address or range to let in, where the rules limit it (left out: not checked).",
+)
 @broker_option
 @click.pass_obj
 def explain(
@@ -314,6 +318,7 @@ def explain(
     reason: str | None,
     ticket: str | None,
     break_glass: bool,
+    source_ip: str | None,
     broker_url: str | None,
 ) -> None:
     """What the rules would do with a request, and who could approve it. Stores nothing.
@@ -335,6 +340,7 @@ def explain(
         "reason": reason,
         "ticket": ticket,
         "break_glass": break_glass,
+        "source": source_ip,
     }
     doc = client(app, broker_url).call(
         "POST", "/explain", {k: v for k, v in body.items() if v is not None}
