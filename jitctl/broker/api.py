@@ -24,7 +24,7 @@ from starlette.routing import Route
 from jitctl.broker import bodies
 from jitctl.broker.errors import Unauthenticated
 from jitctl.broker.lifecycle import Action, Role, State
-from jitctl.broker.rules import Ask, Principal, RuleSet
+from jitctl.broker.rules import Ask, Principal, RuleSet, rules_document
 from jitctl.broker.store import Store
 from jitctl.broker.views import (
     Access,
@@ -195,6 +195,7 @@ class Api:
             ("POST", "/requests/{id}/revoke", self.decide(Action.REVOKE), 200),
             ("POST", "/requests/{id}/extend", self.extend, 200),
             ("POST", "/explain", self.explain, 200),
+            ("GET", "/rules", self.rules_in_force, 200),
             ("GET", "/log", self.log, 200),
             ("GET", "/log/verify", self.verify_log, 200),
         ]
@@ -349,14 +350,20 @@ class Api:
         ask = self._ask(who, body)
         return decision_json(self.rules().evaluate(ask), ask.vm_id, who.upn)
 
+    def rules_in_force(self, call: Call) -> dict[str, Any]:
+        """The approval rules this broker runs, for `policy plan --broker` (Azure stores none):
+        its admins' and auditors' to read, as the log is."""
+        self._auditor(call, "approval rules")
+        return {"rules": rules_document(self.rules().rules)}
+
     # --- the audit log ----------------------------------------------------------------------
 
-    def _auditor(self, call: Call) -> None:
+    def _auditor(self, call: Call, what: str = "audit log") -> None:
         if not self.access.reads_log(call.who):
             from jitctl.broker.errors import NotPermitted
 
             raise NotPermitted(
-                f"{printable(call.who.upn)} may not read the broker's audit log.",
+                f"{printable(call.who.upn)} may not read the broker's {what}.",
                 "Ask a broker admin; auditors are set with JITCTL_BROKER_AUDITORS.",
             )
 

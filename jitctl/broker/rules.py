@@ -374,3 +374,23 @@ def evaluate(rules: Sequence[Rule], ask: Ask) -> Decision:
     wanted = " and ".join(" or ".join(s) for s in sets)
     reasons.append(f"needs {need} approval(s) from {wanted}; never from the requester")
     return decide(Outcome.NEEDS_APPROVAL, sets, need)
+
+
+def rule_id(rule: Rule) -> str:
+    """How a plan knows an entry across folders and machines: its file's name (not its path,
+    which differs between a checkout and the broker's image) and its name or place."""
+    path = rule.origin.rsplit(":", 1)[0]
+    return f"{path.replace(chr(92), '/').rsplit('/', 1)[-1]}: {rule.entry.name or rule.key}"
+
+
+def rules_document(rules: Sequence[Rule]) -> list[dict[str, object]]:
+    """The rules as JSON (GET /api/v1/rules, and a plan's side of the comparison): each entry
+    as written, less what is left to its default."""
+    return [
+        {
+            "entry": rule_id(r),
+            "origin": r.origin,
+            "rule": r.entry.model_dump(mode="json", exclude_defaults=True, exclude_none=True),
+        }
+        for r in rules
+    ]
