@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ from starlette.routing import Route
 from jitctl.broker import bodies
 from jitctl.broker.errors import Unauthenticated
 from jitctl.broker.lifecycle import Action, Role, State
+from jitctl.broker.records import RequestRecord
 from jitctl.broker.rules import Ask, Principal, RuleSet, rules_document
 from jitctl.broker.store import Store
 from jitctl.broker.views import (
@@ -259,10 +260,7 @@ class Api:
             found = visible(self.store.list_requests(limit=limit * 10), who, self.access)[:limit]
         else:
             raise BadInput(f"Unknown scope '{printable(scope)}'.", "Use mine, pending or all.")
-        return {
-            "scope": scope,
-            "requests": [request_json(r, who, self.access) for r in found],
-        }
+        return {"scope": scope, "requests": [*self.docs(found, who)]}
 
     def _visible(self, call: Call) -> Any:
         rec = self.store.get(call.path["id"])
@@ -274,7 +272,13 @@ class Api:
         return rec
 
     def show(self, call: Call) -> dict[str, Any]:
-        return request_json(self._visible(call), call.who, self.access)
+        return self.docs([self._visible(call)], call.who)[0]
+
+    def docs(self, recs: Sequence[RequestRecord], who: Principal) -> Sequence[dict[str, Any]]:
+        """The requests as JSON; the revoked ones' audit trails say what revoking did."""
+        released = [r.id for r in recs if r.state is State.REVOKED and r.released_at]
+        events = self.store.events_of(released)
+        return [request_json(r, who, self.access, events) for r in recs]
 
     def approve(self, call: Call) -> dict[str, Any]:
         body = bodies.parse(bodies.Comment, call.body)
