@@ -74,7 +74,7 @@ def approvals_plan(
 ) -> ApprovalsPlan | None:
     """The files' `approvals:` against the broker's rules or another folder's; None, with a
     note when the files have some, when neither is given (Azure stores no approval rule)."""
-    from jitctl.services.approvalsplan import compare_files, folder_rules
+    from jitctl.broker.rulesplan import compare_files, folder_rules
 
     if broker_url and baseline:
         raise BadInput(

@@ -11,14 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from jitctl.broker.rules import RuleSet, rules_document
-from jitctl.textsafe import printable
-
-if TYPE_CHECKING:
-    from jitctl.policyfile import LoadedFile
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -60,7 +53,8 @@ def _same(a: Any, b: Any) -> bool:
 def compare(
     files: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]], source: str
 ) -> ApprovalsPlan:
-    """The changes from `baseline` to `files`, both as rules_document's entries."""
+    """The changes from `baseline` to `files`, both as entries `{entry, origin, rule}`
+    (jitctl.broker.rules.rules_document, the broker's GET /api/v1/rules)."""
     before = {e["entry"]: e for e in baseline}
     after = {e["entry"]: e for e in files}
     changes = []
@@ -84,26 +78,3 @@ def compare(
             keys = tuple(KeyChange(k, v, None) for k, v in sorted(flatten(doc["rule"]).items()))
             changes.append(ApprovalChange("remove", name, doc["origin"], keys))
     return ApprovalsPlan(source, len(files), tuple(changes))
-
-
-def compare_files(
-    files: Sequence[LoadedFile], baseline: Sequence[Mapping[str, Any]], source: str
-) -> ApprovalsPlan:
-    """The files' entries against `baseline` (rules_document's entries)."""
-    return compare(rules_document(RuleSet.from_files(files).rules), baseline, source)
-
-
-def folder_rules(path: Path) -> list[dict[str, Any]]:
-    """The entries of the policy files at `path`, as the broker would run them; bad files are
-    bad input, as for the files planned."""
-    from jitctl.errors import BadInput
-    from jitctl.policyfile import load_all
-
-    files, problems = load_all(path)
-    if problems:
-        raise BadInput(
-            f"The approvals baseline {printable(str(path))} has {len(problems)} problem(s): "
-            f"{printable(str(problems[0]))}",
-            f"Fix it, or compare with another: jitctl policy validate {printable(str(path))}",
-        )
-    return rules_document(RuleSet.from_files(files).rules)
