@@ -42,6 +42,41 @@ def _access_duration(value: str | None) -> str | None:
     return fieldchecks.duration(value)
 
 
+def _widest(value: Any) -> Any:
+    """A prefix length, 1..32, written 28 or '/28'."""
+    if value is None:
+        return None
+    text = str(value).strip() if isinstance(value, (int, str)) and value is not True else ""
+    text = text.removeprefix("/")
+    if not text.isdigit() or not 1 <= int(text) <= 32:
+        raise ValueError(
+            f"'{printable(value)}' is not a prefix length: write /32 (one address) to /1"
+        )
+    return int(text)
+
+
+def _prefixes(value: list[str] | None) -> list[str] | None:
+    """IPv4 ranges (CIDR) or addresses, in their canonical spelling."""
+    import ipaddress
+
+    if value is None:
+        return None
+    if not value:
+        raise ValueError("list at least one range such as 203.0.113.0/24, or leave the key out")
+    out = []
+    for v in value:
+        try:
+            net = ipaddress.ip_network(str(v).strip(), strict=False)
+        except ValueError:
+            raise ValueError(
+                f"'{printable(v)}' is not an IPv4 address or range such as 203.0.113.0/24"
+            ) from None
+        if net.version != 4:
+            raise ValueError(f"'{printable(v)}' is IPv6: Just-In-Time access takes IPv4 only")
+        out.append(str(net))
+    return out
+
+
 def _pattern(value: str | None) -> str | None:
     if value is not None:
         try:
@@ -97,10 +132,20 @@ class AutoApprove(_Strict):
     ticketPattern: str | None = Field(
         None, description="Regular expression the whole ticket matches"
     )
+    sourcePrefixes: list[str] | None = Field(
+        None, description="The request's source must lie within one of these IPv4 ranges"
+    )
+    widestSource: int | None = Field(
+        None,
+        description="Widest source approved automatically, as a prefix length (default /32: "
+        "one address; /28: up to 16 addresses)",
+    )
 
     _requesters = field_validator("requesters")(staticmethod(_principals))
     _max = field_validator("maxDuration")(staticmethod(_access_duration))
     _ticket = field_validator("ticketPattern")(staticmethod(_pattern))
+    _sources = field_validator("sourcePrefixes")(staticmethod(_prefixes))
+    _wide = field_validator("widestSource", mode="before")(staticmethod(_widest))
 
     @field_validator("ports", mode="before")
     @classmethod
@@ -168,6 +213,14 @@ class Approval(_Strict):
     ticketPattern: str | None = Field(
         None, description="Regular expression the whole ticket matches"
     )
+    sourcePrefixes: list[str] | None = Field(
+        None, description="Every request's source must lie within one of these IPv4 ranges"
+    )
+    widestSource: int | None = Field(
+        None,
+        description="Widest source that may be asked for, as a prefix length (e.g. /24; "
+        "default: any the request allows)",
+    )
     autoApprove: AutoApprove | None = None
     breakGlass: Requesters | None = Field(
         None, description="Who may approve their own request in an emergency"
@@ -177,6 +230,8 @@ class Approval(_Strict):
     _requesters = field_validator("requesters", "approvers")(staticmethod(_principals))
     _max = field_validator("maxDuration")(staticmethod(_access_duration))
     _ticket = field_validator("ticketPattern")(staticmethod(_pattern))
+    _sources = field_validator("sourcePrefixes")(staticmethod(_prefixes))
+    _wide = field_validator("widestSource", mode="before")(staticmethod(_widest))
 
     @field_validator("pendingTtl")
     @classmethod

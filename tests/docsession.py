@@ -305,6 +305,8 @@ def broker_effect(
         return
     state, live = BROKER_EFFECTS.get(command, ("active", True))
     assert doc["state"] == state, f"broker {command}: {doc['id']} is {doc['state']}"
+    if command == "revoke":  # the worker removed the JIT allow rule, and the request says so
+        assert doc["release"]["status"] == "done" and doc["release"]["removed"], doc["release"]
     if command == "extend":  # Azure took the new initiate: the new end, nothing in between
         from jitctl.parsing import parse_duration
 

@@ -281,3 +281,18 @@ def test_an_unexpected_error_is_a_plain_500_without_internals(tmp_path, broker):
     answer = http.post("/api/v1/requests", headers={"Authorization": "Bearer tok-ann"}, json=ASK)
     assert answer.status_code == 500 and "secret" not in answer.text
     assert answer.json()["error"]["code"] == "internal"
+
+
+def test_an_auto_approved_request_opens_one_address_a_range_waits_for_a_person(broker):
+    wide = broker.ask("otto", source="128.0.0.0/1")
+    assert (wide["state"], wide["outcome"]) == ("pending", "needs_approval")
+    one = broker.ask("otto", source="198.51.100.7")
+    assert (one["state"], one["outcome"]) == ("approved", "auto_approved")
+    said = broker.call(
+        "otto", "POST", "/explain", json={**ASK, "source": "10.0.0.0/8", "reason": "x"}
+    ).json()
+    assert said["would"] == "pending"
+    assert (
+        "not auto-approved by approvals.yaml:7 (approvals[0]): source 10.0.0.0/8 is wider than /32 "
+        "(autoApprove.widestSource, default: one address)"
+    ) in said["reasons"]

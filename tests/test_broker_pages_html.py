@@ -318,3 +318,38 @@ def test_the_cookie_holds_no_token_and_a_copied_cookie_dies_with_the_sign_out(
     assert again.get("/pending").status_code == 200
     app.clock.advance(hours=8, seconds=1)  # past the token's expiry (and a working day)
     assert again.get("/pending").status_code == 303
+
+
+def test_a_revoked_request_page_says_what_the_release_did_in_azure(
+    web: tuple[Any, Store], app: App
+) -> None:
+    """The real worker against the emulator: revoked is not yet closed in Azure (pending),
+    then the page names the JIT allow rule it removed, and no longer says when access ends."""
+    from click.testing import CliRunner
+
+    from jitctl.broker.worker import Worker, WorkerSettings
+    from jitctl.cli.commands import cli
+
+    asgi, store = web
+    enabled = CliRunner().invoke(
+        cli, ["enable", "vm-win01", "-g", "rg-jit-demo", "--port", "3389"], obj=app
+    )
+    assert enabled.exit_code == 0, enabled.output
+    made = ask(asgi, app)
+    bob = as_user(web, "bob@contoso.com")
+    assert bob.post(f"/requests/{made['id']}/approve", text="ok").status_code == 303
+    worker = Worker(
+        store, app.gateway(), app.clock, name="w1", settings=WorkerSettings(wait_timeout=30)
+    )
+    worker.run_once()
+    assert store.get(made["id"]).state is State.ACTIVE
+    assert "Access ends" in bob.get(f"/requests/{made['id']}").text
+    assert bob.post(f"/requests/{made['id']}/revoke", text="done").status_code == 303
+    page = bob.get(f"/requests/{made['id']}").text
+    assert "Release: pending: the broker has not removed the JIT allow rules yet" in page
+    worker.run_once()
+    page = bob.get(f"/requests/{made['id']}").text
+    found = re.search(r"Release: done: Removed 1 JIT allow rule\(s\)[^<]*\(removed ([^)]+)\)", page)
+    assert found and found.group(1).startswith("vm-win01-nsg/MicrosoftDefenderForCloud-JITRule")
+    assert "Access ends" not in page
+    assert "release: done" in bob.get("/history").text

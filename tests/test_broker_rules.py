@@ -326,3 +326,65 @@ def test_policy_validate_with_approvals_loads_no_database_code(tmp_path):
     assert out.strip() == "1 policy file(s) valid."
     assert "jitctl.approvalschema" in modules
     assert not [m for m in modules if m.startswith(("sqlalchemy", "alembic", "psycopg"))]
+
+
+def test_auto_approval_takes_one_address_unless_the_rule_allows_a_range(tmp_path):
+    """No person sees an auto-approved request: by default it opens the port for one address;
+    `autoApprove.widestSource` and `sourcePrefixes` allow ranges, and where they lie."""
+    rs = rules(tmp_path)
+    oncall = ("o@contoso.com", "oncall")
+    assert rs.evaluate(ask(*oncall, source="203.0.113.7")).outcome is Outcome.AUTO_APPROVED
+    wide = rs.evaluate(ask(*oncall, source="128.0.0.0/1"))
+    assert wide.outcome is Outcome.NEEDS_APPROVAL and not wide.problems
+    assert (
+        "not auto-approved by p.yaml:7 (approvals[0]): source 128.0.0.0/1 is wider than /32 "
+        "(autoApprove.widestSource, default: one address)"
+    ) in wide.reasons
+    ranged = ISSUE.replace(
+        "maxDuration: 1h}",
+        'maxDuration: 1h, widestSource: /28, sourcePrefixes: ["203.0.113.0/24"]}',
+    )
+    rs = rules(tmp_path, ranged)
+    assert rs.evaluate(ask(*oncall, source="203.0.113.16/28")).outcome is Outcome.AUTO_APPROVED
+    d = rs.evaluate(ask(*oncall, source="203.0.113.0/27"))
+    assert d.outcome is Outcome.NEEDS_APPROVAL
+    assert d.reasons[-2].endswith(
+        "source 203.0.113.0/27 is wider than /28 (autoApprove.widestSource)"
+    )
+    d = rs.evaluate(ask(*oncall, source="198.51.100.7"))
+    assert d.outcome is Outcome.NEEDS_APPROVAL
+    assert d.reasons[-2].endswith(
+        "source 198.51.100.7 is not within autoApprove.sourcePrefixes ['203.0.113.0/24']"
+    )
+
+
+def test_an_entry_limits_every_requests_source_as_a_problem(tmp_path):
+    limited = ISSUE.replace(
+        "reasonRequired: true",
+        'reasonRequired: true\n    sourcePrefixes: ["198.51.100.0/24"]\n    widestSource: 24',
+    )
+    rs = rules(tmp_path, limited)
+    assert not rs.evaluate(ask("a@contoso.com", "engineers", source="198.51.100.9")).problems
+    assert rs.evaluate(ask("a@contoso.com", "engineers", source="10.0.0.0/8")).problems == (
+        "source 10.0.0.0/8 is wider than /24 (widestSource of p.yaml:7 (approvals[0]))",
+    )
+    assert rs.evaluate(ask("a@contoso.com", "engineers", source="203.0.113.7")).problems == (
+        "source 203.0.113.7 is not within sourcePrefixes of p.yaml:7 (approvals[0]) "
+        "['198.51.100.0/24']",
+    )
+
+
+def test_source_limits_are_checked_in_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        HEAD
+        + "approvals:\n  - approvers: ['group:g']\n    widestSource: 33\n"
+        + "    sourcePrefixes: [10.0.0.0/33, '2001:db8::/32']\n"
+        + "    autoApprove: {widestSource: /0}\n"
+    )
+    _, problems = load_file(path, "bad.yaml")
+    assert [str(p) for p in problems] == [
+        "bad.yaml:8: approvals[0].widestSource: '33' is not a prefix length: write /32 (one address) to /1",
+        "bad.yaml:9: approvals[0].sourcePrefixes: '10.0.0.0/33' is not an IPv4 address or range such as 203.0.113.0/24",
+        "bad.yaml:10: approvals[0].autoApprove.widestSource: '/0' is not a prefix length: write /32 (one address) to /1",
+    ]

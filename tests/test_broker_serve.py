@@ -166,3 +166,31 @@ def test_no_worker_serves_the_api_alone_and_the_vm_tags_are_read_once_per_burst(
     ticks[0] = 31.0
     tags(vm)
     assert calls == ["vm-win01", "vm-win01"]  # kept no longer than ttl
+
+
+def test_pages_on_an_address_others_reach_need_a_shared_session_secret(
+    tmp_path, app: App, monkeypatch
+):
+    """Behind a load balancer each replica with a random key of its own breaks every sign-in
+    that lands on another replica: serve refuses it (exit 2, nothing touched); on loopback a
+    random key is enough (one process, one user)."""
+    (tmp_path / "p.yaml").write_text(POLICY)
+    db = tmp_path / "b.sqlite"
+    served: list[object] = []
+    app.serve_broker = served.append
+    base = ["broker", "serve", "--db", f"sqlite:///{db}", "--policies", str(tmp_path)]
+    for host in ("0.0.0.0", "broker.internal", "::"):
+        got = CliRunner().invoke(cli, [*base, "--host", host], obj=app)
+        assert got.exit_code == 2, got.output
+        assert got.stderr.splitlines()[0] == (
+            f"jitctl: error: The web pages on {host} need a session secret shared by every replica: "
+            "set JITCTL_BROKER_SESSION_SECRET (e.g. `openssl rand -base64 32`)."
+        )
+    assert not db.exists() and not served
+    for host in ("127.0.0.1", "localhost", "::1"):
+        got = CliRunner().invoke(cli, [*base, "--host", host], obj=app)
+        assert got.exit_code == 0, got.output
+    monkeypatch.setenv("JITCTL_BROKER_SESSION_SECRET", "s" * 44)
+    got = CliRunner().invoke(cli, [*base, "--host", "0.0.0.0"], obj=app)
+    assert got.exit_code == 0, got.output
+    assert len(served) == 4

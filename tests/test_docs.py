@@ -302,7 +302,8 @@ def as_reader(session: Session, line: Line) -> Line:
     words = line.text.split()
     if words[:2] != ["jitctl", "broker"] or words[2] in ("serve", "migrate"):
         return line
-    who = HELP_READERS.get(words[2], ON_CALL if "--wait" in words else REQUESTER)
+    on_call = words[2] == "request" and "--wait" in words  # approved at once: no approver
+    who = HELP_READERS.get(words[2], ON_CALL if on_call else REQUESTER)
     text = line.text.replace("jitctl broker", f"jitctl --as {who} broker", 1)
     if REQUEST_ID in text:
         text = text.replace(REQUEST_ID, new_request(session, STATE_FOR.get(words[2], "pending")))

@@ -216,7 +216,9 @@ def test_policy_commands_shapes(run, tmp_path):
         "changed",
         "gone",
         "out_of_scope",
+        "approvals",  # null: not compared (no --broker, no --approvals-baseline)
     }
+    assert plan["approvals"] is None
     assert set(plan["policies"][0]) == {"policy_id", "changes", "exists", "key", "remove"}
     applied = doc(run("policy", "apply", str(path), "--yes", "-o", "json"))
     assert set(applied) == {"plan", "policies", "writes"} and applied["writes"] == 1

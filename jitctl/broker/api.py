@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,7 +24,8 @@ from starlette.routing import Route
 from jitctl.broker import bodies
 from jitctl.broker.errors import Unauthenticated
 from jitctl.broker.lifecycle import Action, Role, State
-from jitctl.broker.rules import Ask, Principal, RuleSet
+from jitctl.broker.records import RequestRecord
+from jitctl.broker.rules import Ask, Principal, RuleSet, rules_document
 from jitctl.broker.store import Store
 from jitctl.broker.views import (
     Access,
@@ -195,6 +196,7 @@ class Api:
             ("POST", "/requests/{id}/revoke", self.decide(Action.REVOKE), 200),
             ("POST", "/requests/{id}/extend", self.extend, 200),
             ("POST", "/explain", self.explain, 200),
+            ("GET", "/rules", self.rules_in_force, 200),
             ("GET", "/log", self.log, 200),
             ("GET", "/log/verify", self.verify_log, 200),
         ]
@@ -220,6 +222,7 @@ class Api:
             reason=new.reason,
             ticket=new.ticket,
             break_glass=new.break_glass,
+            source=new.source,
         )
         if new.duration is None:
             limit = self.rules().evaluate(base).max_duration
@@ -257,10 +260,7 @@ class Api:
             found = visible(self.store.list_requests(limit=limit * 10), who, self.access)[:limit]
         else:
             raise BadInput(f"Unknown scope '{printable(scope)}'.", "Use mine, pending or all.")
-        return {
-            "scope": scope,
-            "requests": [request_json(r, who, self.access) for r in found],
-        }
+        return {"scope": scope, "requests": [*self.docs(found, who)]}
 
     def _visible(self, call: Call) -> Any:
         rec = self.store.get(call.path["id"])
@@ -272,7 +272,13 @@ class Api:
         return rec
 
     def show(self, call: Call) -> dict[str, Any]:
-        return request_json(self._visible(call), call.who, self.access)
+        return self.docs([self._visible(call)], call.who)[0]
+
+    def docs(self, recs: Sequence[RequestRecord], who: Principal) -> Sequence[dict[str, Any]]:
+        """The requests as JSON; the revoked ones' audit trails say what revoking did."""
+        released = [r.id for r in recs if r.state is State.REVOKED and r.released_at]
+        events = self.store.events_of(released)
+        return [request_json(r, who, self.access, events) for r in recs]
 
     def approve(self, call: Call) -> dict[str, Any]:
         body = bodies.parse(bodies.Comment, call.body)
@@ -314,6 +320,7 @@ class Api:
             vm_tags=self.settings.vm_tags(rec.vm_id) if self.settings.vm_tags else (),
             reason=rec.reason,
             ticket=rec.ticket,
+            source=rec.source,
         )
         limit = self.rules().evaluate(ask).max_duration
         if limit is not None and body.duration > limit:
@@ -347,14 +354,20 @@ class Api:
         ask = self._ask(who, body)
         return decision_json(self.rules().evaluate(ask), ask.vm_id, who.upn)
 
+    def rules_in_force(self, call: Call) -> dict[str, Any]:
+        """The approval rules this broker runs, for `policy plan --broker` (Azure stores none):
+        its admins' and auditors' to read, as the log is."""
+        self._auditor(call, "approval rules")
+        return {"rules": rules_document(self.rules().rules)}
+
     # --- the audit log ----------------------------------------------------------------------
 
-    def _auditor(self, call: Call) -> None:
+    def _auditor(self, call: Call, what: str = "audit log") -> None:
         if not self.access.reads_log(call.who):
             from jitctl.broker.errors import NotPermitted
 
             raise NotPermitted(
-                f"{printable(call.who.upn)} may not read the broker's audit log.",
+                f"{printable(call.who.upn)} may not read the broker's {what}.",
                 "Ask a broker admin; auditors are set with JITCTL_BROKER_AUDITORS.",
             )
 

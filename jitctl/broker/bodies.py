@@ -53,6 +53,13 @@ class Target(_Body):
     reason: str | None = None
     ticket: str | None = None
     break_glass: bool = False
+    source: str | None = None  # explain: optional; the rules may limit it
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source(cls, v: Any) -> Any:
+        # one address or range: JIT opens the port for it; the whole Internet is not asked
+        return parse_source(v) if isinstance(v, str) else v
 
     @field_validator("ports", mode="before")
     @classmethod
@@ -91,13 +98,7 @@ class Target(_Body):
 
 
 class NewRequest(Target):
-    source: str | None = None
-
-    @field_validator("source", mode="before")
-    @classmethod
-    def _source(cls, v: Any) -> Any:
-        # one address or range: JIT opens the port for it; the whole Internet is not asked
-        return parse_source(v) if isinstance(v, str) else v
+    """A request to store: the API refuses one without `source` (with what to send)."""
 
 
 class Explain(Target):

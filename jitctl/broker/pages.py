@@ -227,14 +227,11 @@ class Pages(SignIn):
         return rows, older
 
     def _rows(self, recs: list[RequestRecord], who: Principal) -> list[dict[str, Any]]:
-        asked = {
-            e["request_id"]: e["data"]
-            for e in self.store.events_of([r.id for r in recs])
-            if e["action"] == Action.REQUEST.value
-        }
+        events = self.store.events_of([r.id for r in recs])
+        asked = {e["request_id"]: e["data"] for e in events if e["action"] == Action.REQUEST.value}
         rows = []
         for rec in recs:
-            row = request_json(rec, who, self.access)
+            row = request_json(rec, who, self.access, events)
             row["created"] = rec.created_at
             row["reasons"] = asked.get(rec.id, {}).get("reasons", [])
             rows.append(row)

@@ -8,18 +8,22 @@ several `approvals:` entries match a VM, the most restrictive wins (docs/broker.
 - every entry that lists `requesters` must name the requester (its `autoApprove` and
   `breakGlass` requesters count as requesters);
 - durations: the smallest `maxDuration`, the smallest `pendingTtl`; a reason if any entry
-  requires one; the ticket must match every `ticketPattern`;
+  requires one; the ticket must match every `ticketPattern`; the source must lie within every
+  `sourcePrefixes` and be no wider than every `widestSource`;
 - an entry that gates access (it has `approvers`, `autoApprove` or `breakGlass`) must let the
   request through: break-glass only when every gating entry lists the requester under
   `breakGlass`; auto-approval only when every gating entry's `autoApprove` holds; else an
   approver must satisfy every gating entry's `approvers`, and the largest `minApprovals` counts.
+  Auto-approval takes one source address unless `autoApprove.widestSource` allows a range: no
+  person sees an auto-approved request, so it must not open a port to half the Internet.
   A gating entry that names no approvers and whose other ways do not hold refuses the request.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from enum import Enum
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
     from jitctl.policyfile import LoadedFile
 
 DEFAULT_PENDING_TTL = timedelta(hours=24)
+AUTO_WIDEST_SOURCE = 32  # autoApprove's default: one address, unless the rule allows a range
 MAX_TICKET = 200  # a ticket id, not a document: keeps a bad pattern's work bounded
 
 
@@ -83,6 +88,8 @@ class Ask:
     reason: str | None = None
     ticket: str | None = None
     break_glass: bool = False
+    # the address or range to let in; None: not given (explain), source conditions unchecked
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +199,27 @@ def _ticket_problem(pattern: str, ticket: str | None, where: str) -> str | None:
     return None
 
 
+def _source_problem(
+    source: str | None,
+    prefixes: Sequence[str] | None,
+    widest: int | None,
+    key: Callable[[str], str],
+) -> str | None:
+    """Why `source` breaks `prefixes` (it must lie within one) or `widest` (a prefix length);
+    `key` names a key where it is written."""
+    if source is None:
+        return None
+    net = ipaddress.ip_network(source, strict=False)
+    if widest is not None and net.prefixlen < widest:
+        return f"source {source} is wider than /{widest} ({key('widestSource')})"
+    if prefixes and not any(
+        isinstance(net, ipaddress.IPv4Network) and net.subnet_of(ipaddress.IPv4Network(p))
+        for p in prefixes
+    ):
+        return f"source {source} is not within {key('sourcePrefixes')} {list(prefixes)}"
+    return None
+
+
 def _within_hours(auto: AutoApprove, at: datetime) -> str | None:
     """Why `at` is outside the auto-approval window, or None when inside."""
     from zoneinfo import ZoneInfo
@@ -227,7 +255,11 @@ def _auto_refusal(auto: AutoApprove | None, ask: Ask) -> str | None:
         return f"port(s) {extra} not in autoApprove.ports {auto.ports}"
     if auto.ticketPattern and _ticket_problem(auto.ticketPattern, ask.ticket, "autoApprove"):
         return f"the ticket does not match autoApprove.ticketPattern {auto.ticketPattern}"
-    return _within_hours(auto, ask.at)
+    widest = AUTO_WIDEST_SOURCE if auto.widestSource is None else auto.widestSource
+    wide = _source_problem(ask.source, auto.sourcePrefixes, widest, "autoApprove.{}".format)
+    if wide and auto.widestSource is None and "wider" in wide:
+        wide = wide[:-1] + ", default: one address)"
+    return wide or _within_hours(auto, ask.at)
 
 
 def _input_problems(rules: Sequence[Rule], ask: Ask, max_duration: timedelta | None) -> list[str]:
@@ -243,6 +275,12 @@ def _input_problems(rules: Sequence[Rule], ask: Ask, max_duration: timedelta | N
             found = _ticket_problem(r.entry.ticketPattern, ask.ticket, r.label)
             if found:
                 problems.append(found)
+    for r in rules:
+        found = _source_problem(
+            ask.source, r.entry.sourcePrefixes, r.entry.widestSource, f"{{}} of {r.label}".format
+        )
+        if found:
+            problems.append(found)
     if max_duration is not None and ask.duration > max_duration:
         problems.append(
             f"duration {format_human_duration(ask.duration)} is over the rules' maximum "
@@ -336,3 +374,23 @@ def evaluate(rules: Sequence[Rule], ask: Ask) -> Decision:
     wanted = " and ".join(" or ".join(s) for s in sets)
     reasons.append(f"needs {need} approval(s) from {wanted}; never from the requester")
     return decide(Outcome.NEEDS_APPROVAL, sets, need)
+
+
+def rule_id(rule: Rule) -> str:
+    """How a plan knows an entry across folders and machines: its file's name (not its path,
+    which differs between a checkout and the broker's image) and its name or place."""
+    path = rule.origin.rsplit(":", 1)[0]
+    return f"{path.replace(chr(92), '/').rsplit('/', 1)[-1]}: {rule.entry.name or rule.key}"
+
+
+def rules_document(rules: Sequence[Rule]) -> list[dict[str, object]]:
+    """The rules as JSON (GET /api/v1/rules, and a plan's side of the comparison): each entry
+    as written, less what is left to its default."""
+    return [
+        {
+            "entry": rule_id(r),
+            "origin": r.origin,
+            "rule": r.entry.model_dump(mode="json", exclude_defaults=True, exclude_none=True),
+        }
+        for r in rules
+    ]

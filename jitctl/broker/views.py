@@ -5,7 +5,7 @@ and the JSON API share these shapes and the CLI's client reads them back by the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -124,7 +124,49 @@ def actions_for(rec: RequestRecord, who: Principal, roles: set[Role]) -> list[st
     return [a.value for a in PEOPLE_ACTIONS if a in allowed]
 
 
-def request_json(rec: RequestRecord, who: Principal, access: Access) -> dict[str, Any]:
+RELEASE = "release"  # the worker's event once it removed (or failed to) the allow rules
+
+
+def release_of(rec: RequestRecord, events: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """What revoking did in Azure (None: not revoked): `pending` until the worker removed the
+    JIT allow rules (the source may still get in), then `done` (rules removed), `not_needed`
+    (none was left) or `failed` (not removed, or an Azure Firewall DNAT rule still lets the
+    source in until the grant's end), as the release event of `events` says."""
+    if rec.state is not State.REVOKED:
+        return None
+    if rec.released_at is None:
+        return {
+            "status": "pending",
+            "at": None,
+            "removed": [],
+            "detail": "the broker has not removed the JIT allow rules yet: the source may "
+            "still get in",
+        }
+    done = next(
+        (e for e in reversed(events) if e["request_id"] == rec.id and e["action"] == RELEASE),
+        None,
+    )
+    data = dict(done["data"]) if done else {}
+    removed = list(data.get("removed", []))
+    if done is None:
+        status, detail = "unknown", "the release event is not at hand: see the audit log"
+    elif data.get("error"):
+        status, detail = "failed", str(data["error"].get("message", done["reason"]))
+    elif data.get("firewall"):
+        status, detail = "failed", str(data["firewall"])
+    else:
+        status, detail = ("done" if removed else "not_needed"), str(done["reason"])
+    return {"status": status, "at": utc(rec.released_at), "removed": removed, "detail": detail}
+
+
+def request_json(
+    rec: RequestRecord,
+    who: Principal,
+    access: Access,
+    events: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """A request as the API and the pages show it; `events` (its audit trail) say what a
+    revoke did in Azure."""
     seg = segments(rec.vm_id)
     roles = access.roles(rec, who)
     return {
@@ -156,6 +198,7 @@ def request_json(rec: RequestRecord, who: Principal, access: Access) -> dict[str
         # while active, where to connect and the verify proof (None otherwise): the requester's
         # `--via-broker` connects with it, holding no Azure right to read the VM
         "access": dict(rec.access) if rec.access and rec.state is State.ACTIVE else None,
+        "release": release_of(rec, events),
     }
 
 

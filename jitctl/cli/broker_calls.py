@@ -30,6 +30,25 @@ def wait_active(app: App, api: Any, doc: dict[str, Any], limit: float) -> dict[s
     return wait(api, doc, limit, app.clock, lambda msg: warn(app, msg))
 
 
+def wait_released(app: App, api: Any, doc: dict[str, Any], limit: float) -> dict[str, Any]:
+    """Until the broker's worker has removed a revoked request's JIT allow rules (or failed
+    to); still pending after `limit` seconds: TimedOut, with the id."""
+    from jitctl.errors import TimedOut
+
+    waited = 0.0
+    while (doc.get("release") or {}).get("status") == "pending":
+        if waited >= limit:
+            raise TimedOut(
+                f"Request {doc['id']} is revoked, but the broker has not removed its JIT allow "
+                "rules yet.",
+                f"See where it is with: jitctl broker show {doc['id']}",
+            )
+        app.clock.sleep(2.0)  # the worker looks for work every 2 s
+        waited += 2.0
+        doc = api.call("GET", f"/requests/{doc['id']}")
+    return doc
+
+
 def broker_ready(app: App, req: Any) -> Any:
     """`--via-broker`: access through the broker (jitctl.broker.via), for a ConnectRequest;
     where to connect comes back as the broker found it (no Azure call from here)."""

@@ -195,18 +195,43 @@ def cancel(app: App, request_id: str, broker_url: str | None) -> None:
 
 @broker.command(context_settings=CONTEXT)
 @ID
+@click.option(
+    "--wait", is_flag=True, help="Then wait until the broker removed the JIT allow rules."
+)
+@click.option("--timeout", default="2m", show_default=True, help="With --wait: how long.")
 @broker_option
 @click.pass_obj
-def revoke(app: App, request_id: str, broker_url: str | None) -> None:
+def revoke(app: App, request_id: str, wait: bool, timeout: str, broker_url: str | None) -> None:
     """End active access early; connections already open survive until they close.
 
-    The broker's worker removes the JIT allow rule from the NSGs (Azure has no revoke call).
+    The broker's worker removes the JIT allow rule from the NSGs (Azure has no revoke call):
+    until then `release` is pending. With --wait: until it is done, then what it removed; exit
+    7 when the rules were not removed (or an Azure Firewall still lets the source in).
 
     \b
     Example:
-      jitctl broker revoke 0b7c1e52-4f0e-4d5a-9a53-2f1d1a3f9e10
+      jitctl broker revoke 0b7c1e52-4f0e-4d5a-9a53-2f1d1a3f9e10 --wait
     """
-    act(app, broker_url, request_id, "/revoke")
+    from jitctl.cli.broker_calls import wait_released
+    from jitctl.parsing import parse_duration
+
+    limit = parse_duration(timeout, minimum=timedelta(seconds=1), maximum=timedelta(days=1))
+    api = client(app, broker_url)
+    doc = api.call("POST", f"/requests/{request_id}/revoke")
+    if wait:
+        doc = wait_released(app, api, doc, limit.total_seconds())
+    show_request(app, doc)
+    if wait:
+        from jitctl.errors import NotEffective
+
+        release = doc["release"] or {}
+        if release.get("status") not in ("done", "not_needed"):
+            raise NotEffective(
+                f"Request {doc['id']} is revoked but its access was not removed: "
+                f"{release.get('detail', 'no release')}.",
+                "Remove the JIT allow rule by hand, or give the broker network write rights "
+                "(jitctl role show broker).",
+            )
 
 
 @broker.command(context_settings=CONTEXT)
@@ -301,6 +326,10 @@ def log(app: App, since: str | None, verify: bool, fmt: str | None, broker_url: 
 @click.option("--reason", help="As the request would give it.")
 @click.option("--ticket", help="As the request would give it.")
 @click.option("--break-glass", is_flag=True, help="As a break-glass request.")
+@click.option(
+    "--source-ip",
+    help="The address or range to let in, where the rules limit it (left out: not checked).",
+)
 @broker_option
 @click.pass_obj
 def explain(
@@ -314,6 +343,7 @@ def explain(
     reason: str | None,
     ticket: str | None,
     break_glass: bool,
+    source_ip: str | None,
     broker_url: str | None,
 ) -> None:
     """What the rules would do with a request, and who could approve it. Stores nothing.
@@ -335,6 +365,7 @@ def explain(
         "reason": reason,
         "ticket": ticket,
         "break_glass": break_glass,
+        "source": source_ip,
     }
     doc = client(app, broker_url).call(
         "POST", "/explain", {k: v for k, v in body.items() if v is not None}

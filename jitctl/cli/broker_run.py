@@ -63,12 +63,13 @@ def run_serve(
     from jitctl.broker.server import serve as run_uvicorn
     from jitctl.broker.store import Store
     from jitctl.broker.views import Access
-    from jitctl.cli.broker_web import exposure_reader, pages_config
+    from jitctl.cli.broker_web import check_session_secret, exposure_reader, pages_config
 
     config = ServeConfig(
         host, listen, Path(tls_cert) if tls_cert else None, Path(tls_key) if tls_key else None
     )
     check_tls(config)  # every check that needs nothing else, before the database is touched
+    check_session_secret(app, client_id, host)
     access = Access(principals(admins), principals(auditors))
     rules = FolderRules(Path(policies))
     verifier = verifier or verifier_for(app, issuer, audience)

@@ -42,13 +42,33 @@ def request_text(doc: dict[str, Any], now: datetime) -> str:
         ["approvers", f"{approvers} ({doc['min_approvals']} needed)" if doc["approvers"] else "-"],
         ["approved by", ", ".join(doc["approved_by"]) or "-"],
         ["created", _when(doc["created_at"])],
-        [
-            "pending until" if doc["state"] == "pending" else "ends",
-            _when(doc["pending_until"] if doc["state"] == "pending" else doc["ends_at"], now),
-        ],
+        *_end_rows(doc, now),
         ["you may", ", ".join(doc["actions"]) or "-"],
     ]
     return table(rows, ["FIELD", "VALUE"])
+
+
+OPEN = ("pending", "approved", "activating", "active")
+
+
+def _end_rows(doc: dict[str, Any], now: datetime) -> list[list[str]]:
+    """When it ends (time left only while it can still be used), and what a revoke did."""
+    state = doc["state"]
+    if state == "pending":
+        return [["pending until", _when(doc["pending_until"], now)]]
+    if state in OPEN:
+        return [["ends", _when(doc["ends_at"], now)]]
+    if state != "revoked":
+        return [["ended" if state == "expired" else "ends", _when(doc["ends_at"])]]
+    return [["revoked", _when(doc["updated_at"])], ["release", release_text(doc["release"])]]
+
+
+def release_text(release: dict[str, Any] | None) -> str:
+    if not release:
+        return "-"
+    status = release["status"].replace("_", " ")
+    removed = f" (removed {', '.join(release['removed'])})" if release["removed"] else ""
+    return f"{status}: {release['detail']}{removed}"
 
 
 def proof_text(proof: dict[str, Any]) -> str:

@@ -62,6 +62,37 @@ def emulator_signin_routes(idp: Any) -> tuple[Any, ...]:
     )
 
 
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to any interface
+
+
+def check_session_secret(app: App, client_id: str | None, host: str) -> None:
+    """Refuse to serve pages signed with a random key on an address others reach: behind a
+    load balancer each replica would sign with its own key, and a sign-in made on one replica
+    would fail on the next (nor would a restart keep anyone signed in)."""
+    from jitctl.errors import BadInput
+
+    pages = app.emulator or bool(client_id)
+    if pages and not is_loopback(host) and not _secret():
+        raise BadInput(
+            f"The web pages on {host} need a session secret shared by every replica: "
+            "set JITCTL_BROKER_SESSION_SECRET (e.g. `openssl rand -base64 32`).",
+            "Set JITCTL_BROKER_SESSION_SECRET to the same random value on every replica, "
+            "or serve on 127.0.0.1.",
+        )
+
+
+def _secret() -> str:
+    return os.environ.get("JITCTL_BROKER_SESSION_SECRET", "").strip()
+
+
 def pages_config(
     app: App, verifier: Any, client_id: str | None, https: bool, exposure: Any = None
 ) -> Any:
@@ -72,7 +103,7 @@ def pages_config(
     from jitctl.broker.signin import OidcClient
 
     public = os.environ.get("JITCTL_BROKER_PUBLIC_URL", "").strip() or None
-    secret = os.environ.get("JITCTL_BROKER_SESSION_SECRET", "").strip()
+    secret = _secret()
     extra: tuple[Any, ...] = ()
     if app.emulator:
         from jitctl.emulator.oidc import BROKER_APP_ID
@@ -98,7 +129,7 @@ def pages_config(
             client_secret=os.environ.get("JITCTL_BROKER_CLIENT_SECRET") or None,
         )
     if not secret:
-        # sessions then end when this process does, and replicas do not share them
+        # loopback only (check_session_secret): sessions end when this process does
         log.warning("JITCTL_BROKER_SESSION_SECRET is not set: a random one signs the sessions")
         secret = secrets.token_urlsafe(32)
     return PagesConfig(

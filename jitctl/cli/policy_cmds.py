@@ -16,6 +16,7 @@ from jitctl.errors import BadInput, ExitCode, suggest
 from jitctl.textsafe import printable
 
 if TYPE_CHECKING:
+    from jitctl.services.approvalsplan import ApprovalsPlan
     from jitctl.services.plan import Plan
 
 PATH = click.argument("path", required=False, default="policies", type=click.Path(path_type=Path))
@@ -43,11 +44,21 @@ def load(path: Path, prune: bool = False, allow_empty_prune: bool = False) -> li
     return files
 
 
-def planned(app: App, path: Path, prune: bool, allow_empty_prune: bool) -> Plan:
+def planned(
+    app: App,
+    path: Path,
+    prune: bool,
+    allow_empty_prune: bool,
+    broker_url: str | None = None,
+    baseline: Path | None = None,
+) -> Plan:
+    import dataclasses
+
     from jitctl.services.plan import make_plan
 
     files = load(path, prune, allow_empty_prune)
-    return make_plan(
+    approvals = approvals_plan(app, files, broker_url, baseline)  # before Azure: fails fast
+    result = make_plan(
         app.gateway(),
         files,
         app.subscription_ids(),
@@ -55,6 +66,35 @@ def planned(app: App, path: Path, prune: bool, allow_empty_prune: bool) -> Plan:
         allow_empty_prune=allow_empty_prune,
         source=f"'{printable(str(path))}'",
     )
+    return dataclasses.replace(result, approvals=approvals)
+
+
+def approvals_plan(
+    app: App, files: list, broker_url: str | None, baseline: Path | None
+) -> ApprovalsPlan | None:
+    """The files' `approvals:` against the broker's rules or another folder's; None, with a
+    note when the files have some, when neither is given (Azure stores no approval rule)."""
+    from jitctl.broker.rulesplan import compare_files, folder_rules
+
+    if broker_url and baseline:
+        raise BadInput(
+            "--broker and --approvals-baseline both name the approvals to compare with.",
+            "Give one.",
+        )
+    if baseline is not None:
+        return compare_files(files, folder_rules(baseline), f"the files in {baseline}")
+    if broker_url:
+        from jitctl.cli.broker_calls import client
+
+        running = client(app, broker_url).call("GET", "/rules")["rules"]
+        return compare_files(files, running, f"the broker at {broker_url}")
+    if any(f.model.approvals for f in files):
+        warn(
+            app,
+            "approvals: not compared (Azure stores no approval rule): pass --broker URL for the "
+            "running broker's rules, or --approvals-baseline DIR.",
+        )
+    return None
 
 
 ALLOW_EMPTY_PRUNE = click.option(
@@ -106,15 +146,37 @@ def validate(app: App, path: Path) -> None:
     is_flag=True,
     help="Exit 0 when nothing changes, 10 when something does (2 stays bad input).",
 )
+@click.option(
+    "--broker",
+    "broker_url",
+    metavar="URL",
+    help="Also compare the files' approvals: with the rules this broker runs (an admin's or "
+    "auditor's token).",
+)
+@click.option(
+    "--approvals-baseline",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="Also compare the files' approvals: with the policy files in DIR (e.g. the main "
+    "branch's).",
+)
 @click.pass_context
 def plan(
-    ctx: click.Context, path: Path, prune: bool, allow_empty_prune: bool, detailed_exitcode: bool
+    ctx: click.Context,
+    path: Path,
+    prune: bool,
+    allow_empty_prune: bool,
+    detailed_exitcode: bool,
+    broker_url: str | None,
+    approvals_baseline: Path | None,
 ) -> None:
-    """Show, per JIT policy, the VMs and ports to add, change and remove.
+    """Show, per JIT policy, the VMs and ports to add, change and remove; with --broker or
+    --approvals-baseline, the approval rules to add, change and remove too.
 
     \b
     Without subscriptions: in its file, a target selects VMs in each chosen subscription
-    (-s repeated, --all-subscriptions; else the default one).
+    (-s repeated, --all-subscriptions; else the default one). Azure stores no approval rule:
+    --broker compares the files' approvals: with what the running broker enforces.
 
     \b
     Examples:
@@ -122,7 +184,7 @@ def plan(
       jitctl policy plan policies/ --all-subscriptions --prune
     """
     app: App = ctx.obj
-    result = planned(app, path, prune, allow_empty_prune)
+    result = planned(app, path, prune, allow_empty_prune, broker_url, approvals_baseline)
     emit(app, result)
     if detailed_exitcode and result.changed:
         ctx.exit(int(ExitCode.CHANGES_PENDING))

@@ -96,12 +96,46 @@ def plan_text(plan: Any) -> str:
         lines.extend(f"  {name_of(v)}" for v in plan.out_of_scope)
     total = sum(len(p.changes) for p in plan.policies)
     policies = sum(1 for p in plan.policies if p.changes)
-    lines.append(
-        f"Plan: {total} port change(s) in {policies} JIT policy(ies)."
-        if total
-        else "No changes. The JIT policies match the files."
-    )
+    rules = plan.approvals
+    lines.extend(_approval_lines(rules))
+    if rules is None:
+        lines.append(
+            f"Plan: {total} port change(s) in {policies} JIT policy(ies)."
+            if total
+            else "No changes. The JIT policies match the files."
+        )
+    elif total or rules.changes:
+        lines.append(
+            f"Plan: {total} port change(s) in {policies} JIT policy(ies), "
+            f"{len(rules.changes)} approval rule change(s)."
+        )
+    else:
+        lines.append(
+            f"No changes. The JIT policies and the approvals of {rules.baseline} match the files."
+        )
     return "\n".join(lines)
+
+
+def _value(v: Any) -> str:
+    return "(unset)" if v is None else json.dumps(v) if not isinstance(v, str) else v
+
+
+def _approval_lines(rules: Any) -> list[str]:
+    """Per entry (+ added, ~ changed, - removed), each key that changes: old -> new."""
+    if rules is None or not rules.changes:
+        return []
+    lines = [f"Approval rules against {rules.baseline}:"]
+    for c in rules.changes:
+        mark = {"add": "+", "change": "~", "remove": "-"}[c.action]
+        lines.append(f"  {mark} {c.entry} ({c.origin})")
+        for k in c.keys:
+            text = {
+                "add": _value(k.after),
+                "remove": _value(k.before),
+                "change": f"{_value(k.before)} -> {_value(k.after)}",
+            }[c.action]
+            lines.append(f"      {k.key}: {text}")
+    return lines
 
 
 def apply_text(result: Any) -> str:

@@ -21,6 +21,7 @@ from jitctl.model import JitPolicy, Nic, PortRule, Subnet, Vm
 from jitctl.policyfile import LoadedFile, Target, port_rule
 from jitctl.policymerge import PortChange, same_rule, set_ports
 from jitctl.policynames import policy_name_for
+from jitctl.services.approvalsplan import ApprovalsPlan
 from jitctl.services.planscope import (
     in_scope,
     prune_scope,
@@ -56,10 +57,14 @@ class Plan:
     gone: tuple[str, ...] = ()  # VM ids in JIT policies whose VM was deleted: always removed
     # VM ids in JIT policies outside the files' scope (prune_scope): left alone, even by --prune
     out_of_scope: tuple[str, ...] = ()
+    # the files' `approvals:` against a baseline (Azure stores none); None: not compared
+    approvals: ApprovalsPlan | None = None
 
     @property
     def changed(self) -> bool:
-        return any(p.changes for p in self.policies)
+        return any(p.changes for p in self.policies) or bool(
+            self.approvals and self.approvals.changes
+        )
 
 
 @dataclass(frozen=True)
