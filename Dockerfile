@@ -15,6 +15,8 @@ COPY policies /policies
 USER broker
 EXPOSE 8080
 # Settings from the environment: JITCTL_BROKER_DB (a secret), JITCTL_BROKER_ISSUER,
-# JITCTL_BROKER_AUDIENCE, JITCTL_BROKER_CLIENT_ID, JITCTL_BROKER_ADMINS, and AZURE_CLIENT_ID
-# for the user-assigned managed identity that holds `jitctl role show broker`.
+# JITCTL_BROKER_AUDIENCE, JITCTL_BROKER_CLIENT_ID, JITCTL_BROKER_ADMINS,
+# JITCTL_BROKER_SESSION_SECRET (a secret, the same on every replica: serve refuses web pages
+# on 0.0.0.0 without it), JITCTL_BROKER_PUBLIC_URL, and AZURE_CLIENT_ID for the user-assigned
+# managed identity that holds `jitctl role show broker`.
 CMD ["jitctl", "broker", "serve", "--policies", "/policies", "--host", "0.0.0.0", "--port", "8080"]
