@@ -398,7 +398,12 @@ def test_keep_alive_via_the_broker_renews_with_new_requests_the_rules_auto_appro
     got = jitctl(app, "otto", "ssh", *args)
     assert got.exit_code == 0, got.output
     recs = sorted(broker.store.list_requests(limit=10), key=lambda r: r.created_at)
-    assert [r.state.value for r in recs] == ["expired", "active", "active"]  # at 50 min
+    # at 50 min: each renewal's newer initiate superseded the older grant in Azure
+    assert [r.state.value for r in recs] == ["expired", "expired", "active"]
+    ended = broker.store.events_of([recs[1].id])[-1]
+    assert ended["action"] == "expire"
+    assert ended["reason"].startswith(f"Superseded by request {recs[2].id} at ")
+    assert ended["reason"].endswith("Z (Azure: NewerRequestInitiated).")
     assert {(r.reason, r.source, r.ports) for r in recs} == {("INC42", SOURCE, (server.port,))}
     assert initiates(backend) == 3  # each renewal is a newer initiate, superseding the older
     renewed = [x for x in got.stderr.splitlines() if x.startswith("Renewed access")]

@@ -57,20 +57,22 @@ def own(policy: JitPolicy, rec: RequestRecord) -> list[AccessRequest]:
 
 def newer_applied(policy: JitPolicy, rec: RequestRecord, number: int) -> AccessRequest | None:
     """The newest initiate for this VM and port that is not this request's, was sent after
-    this request's last one, and that Azure applied (so it superseded ours), if any."""
+    this request's last one, and that Azure applied (so it superseded ours), if any. Sent
+    after: a later start time, or the same one and later in the history."""
+    order = {id(r): (_start(r), i) for i, r in enumerate(policy.requests)}
     mine = own(policy, rec)
     if not mine:
         return None
-    last = max(_start(r) for r in mine)
+    last = max(order[id(r)] for r in mine)
     found = [
         r
         for r in policy.requests
         if broker_id(r) != rec.id
-        and _start(r) > last
+        and order[id(r)] > last
         and (p := _port(r, rec.vm_id, number)) is not None
         and p.status.lower() not in NOT_APPLIED
     ]
-    return max(found, key=_start, default=None)
+    return max(found, key=lambda r: order[id(r)], default=None)
 
 
 def superseded_ports(policy: JitPolicy, rec: RequestRecord) -> dict[int, AccessRequest]:

@@ -151,7 +151,8 @@ class WorkQueue(SideWork):
                     requests.c.state == State.ACTIVATING.value,
                     requests.c.claimed_by == worker,
                 )
-                .values(claimed_at=tx.now - stale_after + retry_in)
+                # a second older still: stale means older than `stale_after`, not as old
+                .values(claimed_at=tx.now - stale_after + retry_in - timedelta(seconds=1))
             )
             if done.rowcount != 1:
                 return False
