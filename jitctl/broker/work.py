@@ -33,8 +33,9 @@ class WorkQueue(SideWork):
     def claim_initiates(
         self, worker: str, *, limit: int = 10, stale_after: timedelta = timedelta(minutes=5)
     ) -> list[RequestRecord]:
-        """Approved requests (and claims a dead broker left) for `worker` to initiate, each
-        claimed by one replica only: SKIP LOCKED on PostgreSQL, a conditional UPDATE on both."""
+        """Approved requests (and claims a dead broker left, or a replica let go) for `worker`
+        to initiate, each claimed by one replica only: SKIP LOCKED on PostgreSQL, a
+        conditional UPDATE on both."""
         with self._tx() as tx:
             stale = tx.now - stale_after
             rows = (
@@ -76,8 +77,13 @@ class WorkQueue(SideWork):
                     )
                 )
                 if done.rowcount == 1:
-                    data = {"previous_claim": rec.claimed_by} if rec.claimed_by else {}
-                    tx.log(rec.id, worker, Role.SYSTEM, action, rec.state, step.target, None, data)
+                    # a claim let go with no holder is a recheck, not a takeover: no event
+                    # (a grant Azure is slow to apply is looked at every 30 s for hours)
+                    if action is Action.CLAIM or rec.claimed_by:
+                        data = {"previous_claim": rec.claimed_by} if rec.claimed_by else {}
+                        tx.log(
+                            rec.id, worker, Role.SYSTEM, action, rec.state, step.target, None, data
+                        )
                     claimed.append(rec.id)
             return [self._fetch(tx.conn, i) for i in claimed]
 
@@ -138,11 +144,14 @@ class WorkQueue(SideWork):
         stale_after: timedelta,
         reason: str | None = None,
         data: dict[str, Any] | None = None,
+        holder: bool = True,
     ) -> bool:
         """Give up `worker`'s claim on an activating request so that any replica takes it
         again after `retry_in` (0: at the next round) instead of after `stale_after`: the
-        claim is dated as if taken `stale_after - retry_in` ago. `reason`: an event says why
-        (activating -> activating). False: the claim was not `worker`'s any more."""
+        claim is dated as if taken `stale_after - retry_in` ago. `holder`: keep `worker`'s
+        name on it (taking it is a `reclaim` event naming it); without, taking it again is a
+        silent recheck. `reason`: an event says why (activating -> activating). False: the
+        claim was not `worker`'s any more."""
         with self._tx() as tx:
             done = tx.conn.execute(
                 requests.update()
@@ -152,7 +161,10 @@ class WorkQueue(SideWork):
                     requests.c.claimed_by == worker,
                 )
                 # a second older still: stale means older than `stale_after`, not as old
-                .values(claimed_at=tx.now - stale_after + retry_in - timedelta(seconds=1))
+                .values(
+                    claimed_at=tx.now - stale_after + retry_in - timedelta(seconds=1),
+                    claimed_by=worker if holder else None,
+                )
             )
             if done.rowcount != 1:
                 return False

@@ -175,8 +175,10 @@ class Steps:
             return self._not_live(rec, answer, err, resent)
         except Unavailable as err:  # sent or not, the history read next time says which
             log.warning("request %s: Azure did not answer (%s); trying again", rec.id, err.message)
-            self._let_go(rec, self.settings.retry_after)
-            return Initiated(rec.id, State.ACTIVATING, f"Azure did not answer: {err.message}")
+            self._let_go(rec, self.settings.retry_after, holder=False)
+            return Initiated(
+                rec.id, State.ACTIVATING, f"Azure did not answer: {err.message}", resent
+            )
         except JitctlError as err:  # refused, no policy, no rights: final
             answer["error"] = _error_json(err)
             return self._finish(rec, ok=False, azure=answer, reason=err.message, resent=resent)
@@ -234,7 +236,7 @@ class Steps:
                 "keeps checking until access is live, Azure's history says Failed, or the "
                 "request's end time passes."
             )
-        self._let_go(rec, self.settings.recheck_every, reason, {"azure": answer})
+        self._let_go(rec, self.settings.recheck_every, reason, {"azure": answer}, holder=False)
         return Initiated(rec.id, State.ACTIVATING, reason or "not live yet", resent)
 
     def _let_go(
@@ -243,6 +245,7 @@ class Steps:
         retry_in: timedelta,
         reason: str | None = None,
         data: dict[str, Any] | None = None,
+        holder: bool = True,
     ) -> None:
         self.store.let_go(
             rec.id,
@@ -251,6 +254,7 @@ class Steps:
             stale_after=self.settings.claim_stale_after,
             reason=reason,
             data=data,
+            holder=holder,
         )
 
     def _finish(
