@@ -136,6 +136,41 @@ def test_revoking_a_superseded_request_leaves_the_newer_grants_rule_and_says_so(
     ]
 
 
+class NewerGrantMeanwhile:
+    """The broker's gateway; right after the release reads the policy's history, someone's
+    newer request from the same address is applied (Azure moves on between two reads)."""
+
+    def __init__(self, gw: Any, newer: Callable[[], Any]) -> None:
+        self.gw, self.newer = gw, newer
+
+    def list_policies(self, *args: Any) -> Any:
+        policies = self.gw.list_policies(*args)
+        newer, self.newer = self.newer, lambda: None
+        newer()
+        return policies
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gw, name)
+
+
+def test_a_newer_grant_applied_during_the_release_keeps_its_rule(
+    store: Store, app: App, backend: Backend, clock: FakeClock, enabled: None, run: Any
+):
+    alice = approved(store, clock)
+    Worker(store, app.gateway(), clock, name="w1", settings=FAST).run_once()
+    store.decide(alice.id, Action.REVOKE, "alice@contoso.com", {Role.REQUESTER}, "done")
+    clock.advance(seconds=20)
+
+    def newer() -> None:
+        got = run("request", "vm-win01", "-g", RG, "--port", "3389", "--source-ip", SOURCE)
+        assert got.exit_code == 0, got.stderr
+
+    racing = NewerGrantMeanwhile(app.gateway(), newer)
+    (released,) = Worker(store, racing, clock, name="w1", settings=FAST).run_once().released
+    (kept,) = allow_rules(backend)  # the newer grant's rule stays
+    assert kept not in {r.split("/")[1] for r in released.removed}  # only the older one went
+
+
 # --- 2. access applied after the wait ----------------------------------------------------------
 
 

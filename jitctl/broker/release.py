@@ -76,9 +76,12 @@ def release_in_azure(gw: Gateway, rec: RequestRecord) -> Outcome:
     ref = vm_ref(rec.vm_id)
     out = Outcome()
     try:
+        # the NSGs before the history: a newer grant applied in between has removed the rule
+        # read here (the delete finds nothing) and its own rule, named anew, is not in the list
+        found = _allow_rules_of(gw, rec, ref, rec.ports)
         out.left = _held_by_newer(gw, rec, ref)
         ports = tuple(n for n in rec.ports if n not in out.left)
-        for nsg, rule in _allow_rules_of(gw, rec, ref, ports) if ports else ():
+        for nsg, rule in [(n, r) for n, r, ip in found if opened_by(r, rec, ip, ports)]:
             try:
                 gw.delete_nsg_rule(nsg.id, rule.name)
             except NotFound:
@@ -122,9 +125,11 @@ def _named(req: AccessRequest) -> str:
 
 def _allow_rules_of(
     gw: Gateway, rec: RequestRecord, ref: VmRef, ports: tuple[int, ...]
-) -> list[tuple[Nsg, SecurityRule]]:
+) -> list[tuple[Nsg, SecurityRule, str]]:
+    """The JIT allow rules for this request's source and `ports`, each with its NSG and the
+    private address of the path it guards."""
     vm = gw.get_vm(ref)
-    found: list[tuple[Nsg, SecurityRule]] = []
+    found: list[tuple[Nsg, SecurityRule, str]] = []
     seen: set[str] = set()
     for nic in vm.nics:
         path = read_path(gw, vm, nic.id)
@@ -132,7 +137,8 @@ def _allow_rules_of(
             if nsg is None or nsg.id.lower() in seen:
                 continue
             seen.add(nsg.id.lower())
-            found += [(nsg, r) for r in nsg.rules if opened_by(r, rec, path.private_ip, ports)]
+            ip = path.private_ip
+            found += [(nsg, r, ip) for r in nsg.rules if opened_by(r, rec, ip, ports)]
     return found
 
 
