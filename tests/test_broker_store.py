@@ -365,14 +365,30 @@ def test_notes_retry_with_backoff_until_sent(store: Store, clock: FakeClock):
     store.create(ask(), manual())
     ((note_id, _),) = store.claim_notes("w1")
     assert store.claim_notes("w2") == []  # leased to w1
-    store.note_failed(note_id, "receiver down", timedelta(seconds=30))
+    assert store.note_failed(note_id, "w1", "receiver down", timedelta(seconds=30))
     clock.advance(seconds=29)
     assert store.claim_notes("w2") == []
     clock.advance(seconds=1)
     assert [i for i, _ in store.claim_notes("w2")] == [note_id]
-    store.note_sent(note_id)
+    assert store.note_sent(note_id, "w2")
     clock.advance(minutes=5)
     assert store.claim_notes("w3") == []
+
+
+def test_a_delivery_that_outlived_its_lease_records_nothing_over_the_new_holder(
+    store: Store, clock: FakeClock
+):
+    store.create(ask(), manual())
+    ((note_id, _),) = store.claim_notes("w1", lease=timedelta(minutes=1))
+    clock.advance(minutes=2)  # w1 is still delivering; its lease ran out
+    assert [i for i, _ in store.claim_notes("w2")] == [note_id]
+    assert store.note_failed(note_id, "w1", "late timeout", timedelta(hours=1)) is False
+    assert store.note_sent(note_id, "w1") is False  # w2 holds it: its record counts
+    with store.engine.connect() as conn:
+        row = conn.execute(select(outbox).where(outbox.c.id == note_id)).mappings().one()
+    assert (row["attempts"], row["sent_at"], row["claimed_by"]) == (0, None, "w2")
+    assert store.note_sent(note_id, "w2") is True
+    assert store.note_sent(note_id, "w2") is False  # once
 
 
 def test_racing_approvers_and_replicas_initiate_once(url: str):

@@ -398,7 +398,12 @@ def test_keep_alive_via_the_broker_renews_with_new_requests_the_rules_auto_appro
     got = jitctl(app, "otto", "ssh", *args)
     assert got.exit_code == 0, got.output
     recs = sorted(broker.store.list_requests(limit=10), key=lambda r: r.created_at)
-    assert [r.state.value for r in recs] == ["expired", "active", "active"]  # at 50 min
+    # at 50 min: each renewal's newer initiate superseded the older grant in Azure
+    assert [r.state.value for r in recs] == ["expired", "expired", "active"]
+    ended = broker.store.events_of([recs[1].id])[-1]
+    assert ended["action"] == "expire"
+    assert ended["reason"].startswith(f"Superseded by request {recs[2].id} at ")
+    assert ended["reason"].endswith("Z (Azure: NewerRequestInitiated).")
     assert {(r.reason, r.source, r.ports) for r in recs} == {("INC42", SOURCE, (server.port,))}
     assert initiates(backend) == 3  # each renewal is a newer initiate, superseding the older
     renewed = [x for x in got.stderr.splitlines() if x.startswith("Renewed access")]
@@ -461,3 +466,60 @@ def test_keep_alive_via_the_broker_says_when_the_renewal_waits_and_ends_cleanly(
             f"Access to vm-local ended at {end:%H:%M} UTC: new connections are refused; "
             "established ones stay."
         ) in lines
+
+
+def broker_request(app: App, server: Server, *more: str) -> Any:
+    port = str(server.port)
+    return jitctl(
+        app,
+        "otto",
+        "broker",
+        "request",
+        "vm-local",
+        "-g",
+        LOOPBACK_GROUP,
+        "--port",
+        port,
+        "--reason",
+        "INC42",
+        "--source-ip",
+        SOURCE,
+        "--wait",
+        *more,
+    )
+
+
+def test_broker_request_wait_says_azure_has_not_applied_it_yet_and_later_it_goes_live(
+    broker, tmp_path, server, clock, backend
+):
+    """Azure took the initiate and applies it after the wait (no SLA): `--wait` exits 8 saying
+    so, not 7; the broker keeps checking, and the request goes live when Azure applies it."""
+    backend.settings.propagation_delay = 600
+    app = requester(broker, tmp_path, SharedClock(broker, clock))
+    got = broker_request(app, server, "--timeout", "10s")  # each look: a minute, a round
+    (rec,) = broker.store.list_requests(limit=5)
+    assert (got.exit_code, rec.state.value) == (8, "activating")
+    assert got.stderr.endswith(
+        f"jitctl: error: Request {rec.id} is still activating: the broker sent the initiate "
+        "(or is sending it) and access is not live yet; Azure promises no time to apply it, and "
+        "the broker keeps checking until access is live, Azure says it failed, or its end time "
+        f"passes.\nHint: See where it is with: jitctl broker show {rec.id}\n"
+    )
+    clock.advance(minutes=10)  # Azure has applied it by now
+    broker.worker.run_once()
+    assert broker.store.get(rec.id).state.value == "active"
+    assert initiates(backend) == 1
+
+
+def test_broker_request_wait_exits_7_when_azure_could_not_apply_it(
+    broker, tmp_path, server, clock, backend
+):
+    backend.settings.initiate_fate = "fail"
+    app = requester(broker, tmp_path, SharedClock(broker, clock))
+    got = broker_request(app, server, "--timeout", "10s")
+    (rec,) = broker.store.list_requests(limit=5)
+    assert (got.exit_code, rec.state.value) == (7, "failed")
+    assert got.stderr.endswith(
+        f"jitctl: error: Request {rec.id} failed: Azure refused the initiate or could not "
+        f"apply it.\nHint: The log has Azure's answer: jitctl broker show {rec.id}\n"
+    )

@@ -8,13 +8,17 @@ Pure: the store turns each transition into one conditional UPDATE and one audit 
     pending --deny--> denied      pending --expire_pending--> pending_expired             |
     pending|approved --cancel--> cancelled                active --expire--> expired      |
     activating --reclaim--> activating (a broker died mid-initiate)   active --revoke--> revoked
+    activating --expire--> expired (Azure never applied it in its window)
     active --extend--> active
 
 `activating` exists because the initiate is a call to Azure that can fail or be cut: the
 claim (system, one replica only) is committed before the call, so no two replicas send it; a
 claim left stale by a dead broker is taken again by `reclaim`, whose holder reads the JIT
-policy's history before sending again. `failed` is final: Azure refused the initiate, or access
-never went live; the event holds Azure's answer.
+policy's history before sending again. Once Azure took the initiate, a request whose access is
+not live yet stays `activating` (Azure promises no time to apply it): rounds keep checking
+until it is live (active), Azure's history says Failed (failed), or its end passes (expired).
+`failed` is final: Azure refused the initiate or could not apply it; the event holds Azure's
+answer.
 """
 
 from __future__ import annotations
@@ -101,6 +105,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t(Action.RECLAIM, State.ACTIVATING, State.ACTIVATING, S),
     _t(Action.ACTIVATE, State.ACTIVATING, State.ACTIVE, S),
     _t(Action.FAIL, State.ACTIVATING, State.FAILED, S),
+    # sent, never live in its window: Azure applied nothing before its end, or ended it first
+    _t(Action.EXPIRE, State.ACTIVATING, State.EXPIRED, S),
     _t(Action.EXPIRE, State.ACTIVE, State.EXPIRED, S),
     # Azure has no revoke call: the broker removes the JIT allow rule (network write rights);
     # connections already open survive until they close.

@@ -237,10 +237,12 @@ class Notifier:
                 text = "; ".join(problems)
                 errors.append(f"note {note_id}: {text}")
                 log.warning("notification %s not delivered: %s", note_id, text)
-                self.store.note_failed(note_id, text, self.backoff(note.attempts), delivered)
+                self.store.note_failed(
+                    note_id, self.name, text, self.backoff(note.attempts), delivered
+                )
             else:
                 sent += 1
-                self.store.note_sent(note_id)
+                self.store.note_sent(note_id, self.name)
         return SendResult(sent, failed, tuple(errors))
 
     def backoff(self, attempts: int) -> timedelta:

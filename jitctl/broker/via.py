@@ -19,6 +19,14 @@ from jitctl.parsing import format_iso_duration
 
 STEPS = (1.0, 2.0, 3.0, 5.0)  # seconds between looks while waiting for the broker
 WAITING = ("pending", "approved", "activating")
+# what a request still waiting means, said when a wait runs out
+STILL = {
+    "activating": (
+        ": the broker sent the initiate (or is sending it) and access is not live yet; Azure "
+        "promises no time to apply it, and the broker keeps checking until access is live, "
+        "Azure says it failed, or its end time passes"
+    )
+}
 
 
 class BrokerApi(Protocol):
@@ -91,7 +99,8 @@ def wait_active(
 ) -> dict[str, Any]:
     """Until the broker says active (Azure took the initiate and verify found access live),
     or a state that will never get there: denied, cancelled, expired undecided (Refused),
-    failed (NotEffective); still waiting after `limit` seconds: TimedOut, with the id."""
+    failed, or ended before it was live (NotEffective); still waiting after `limit` seconds:
+    TimedOut, with the id and what the state means."""
     waited, step = 0.0, 0
     said = False
     while doc["state"] in WAITING:
@@ -100,7 +109,7 @@ def wait_active(
             said = True
         if waited >= limit:
             raise TimedOut(
-                f"Request {doc['id']} is still {doc['state']}.",
+                f"Request {doc['id']} is still {doc['state']}{STILL.get(doc['state'], '')}.",
                 f"See where it is with: jitctl broker show {doc['id']}",
             )
         pause = STEPS[min(step, len(STEPS) - 1)]
@@ -111,8 +120,14 @@ def wait_active(
         return doc
     if doc["state"] == "failed":
         raise NotEffective(
-            f"Request {doc['id']} failed: Azure refused the initiate or access never went live.",
+            f"Request {doc['id']} failed: Azure refused the initiate or could not apply it.",
             f"The log has Azure's answer: jitctl broker show {doc['id']}",
+        )
+    if doc["state"] == "expired":  # it was waiting: it ended before it was ever live
+        raise NotEffective(
+            f"Request {doc['id']} ended before access went live: Azure had not applied it by "
+            "its end time, or a newer request for the VM and port superseded it.",
+            f"The log says which: jitctl broker show {doc['id']}",
         )
     raise Refused(f"Request {doc['id']} is {doc['state']}.", "Ask again, or ask an approver why.")
 

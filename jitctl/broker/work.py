@@ -1,4 +1,5 @@
-"""Work any replica may take: initiates to send, requests to expire, notifications to send.
+"""Work any replica may take: initiates to send, requests to expire, notifications to send
+(and, in SideWork, the allow rules of revoked requests and extensions).
 
 Each item goes to one replica: `FOR UPDATE SKIP LOCKED` on PostgreSQL (replicas skip rows
 another holds), and on both databases a conditional UPDATE whose row count says who won.
@@ -13,29 +14,28 @@ from typing import Any
 
 from sqlalchemy import select
 
-from jitctl.broker.database import SYSTEM, Database, Note, note_kind
+from jitctl.broker.database import SYSTEM, Note, note_kind
 from jitctl.broker.errors import (
     WrongState,
 )
 from jitctl.broker.lifecycle import Action, Role, State, check
 from jitctl.broker.models import outbox, requests
 from jitctl.broker.records import RequestRecord, record_of
+from jitctl.broker.sidework import SideWork
 
-# The event that says what revoking did in Azure (not a transition: the request stays revoked)
-RELEASE = "release"
-# The events that say what Azure made of an extension's initiate (the request stays active)
-EXTENDED = "extended"
-EXTEND_FAILED = "extend_failed"
+# The event that says Azure took the initiate but access is not live yet (stays activating)
+WAITING = "waiting"
 
 
-class WorkQueue(Database):
+class WorkQueue(SideWork):
     # --- work any replica may take ----------------------------------------------------------
 
     def claim_initiates(
         self, worker: str, *, limit: int = 10, stale_after: timedelta = timedelta(minutes=5)
     ) -> list[RequestRecord]:
-        """Approved requests (and claims a dead broker left) for `worker` to initiate, each
-        claimed by one replica only: SKIP LOCKED on PostgreSQL, a conditional UPDATE on both."""
+        """Approved requests (and claims a dead broker left, or a replica let go) for `worker`
+        to initiate, each claimed by one replica only: SKIP LOCKED on PostgreSQL, a
+        conditional UPDATE on both."""
         with self._tx() as tx:
             stale = tx.now - stale_after
             rows = (
@@ -77,8 +77,13 @@ class WorkQueue(Database):
                     )
                 )
                 if done.rowcount == 1:
-                    data = {"previous_claim": rec.claimed_by} if rec.claimed_by else {}
-                    tx.log(rec.id, worker, Role.SYSTEM, action, rec.state, step.target, None, data)
+                    # a claim let go with no holder is a recheck, not a takeover: no event
+                    # (a grant Azure is slow to apply is looked at every 30 s for hours)
+                    if action is Action.CLAIM or rec.claimed_by:
+                        data = {"previous_claim": rec.claimed_by} if rec.claimed_by else {}
+                        tx.log(
+                            rec.id, worker, Role.SYSTEM, action, rec.state, step.target, None, data
+                        )
                     claimed.append(rec.id)
             return [self._fetch(tx.conn, i) for i in claimed]
 
@@ -92,13 +97,15 @@ class WorkQueue(Database):
         ends_at: datetime | None = None,
         reason: str | None = None,
         access: dict[str, Any] | None = None,
+        expired: bool = False,
     ) -> RequestRecord:
-        """activating -> active (Azure took the initiate and access was verified live) or
-        failed; only by the replica that holds the claim. `access`: where to connect and the
+        """activating -> active (Azure took the initiate and access was verified live),
+        failed, or (`expired`) expired: its end passed, or Azure ended it, before it was ever
+        live; only by the replica that holds the claim. `access`: where to connect and the
         proof, kept on the request for the requester's client."""
         if ok and ends_at is None:
             raise ValueError("an active request needs its end time (ends_at)")
-        action = Action.ACTIVATE if ok else Action.FAIL
+        action = Action.ACTIVATE if ok else Action.EXPIRE if expired else Action.FAIL
         with self._tx() as tx:
             rec = self._locked(tx.conn, request_id)
             step = check(action, rec.state, {Role.SYSTEM})
@@ -128,9 +135,77 @@ class WorkQueue(Database):
             )
             return self._fetch(tx.conn, rec.id)
 
+    def let_go(
+        self,
+        request_id: str,
+        worker: str,
+        *,
+        retry_in: timedelta,
+        stale_after: timedelta,
+        reason: str | None = None,
+        data: dict[str, Any] | None = None,
+        holder: bool = True,
+    ) -> bool:
+        """Give up `worker`'s claim on an activating request so that any replica takes it
+        again after `retry_in` (0: at the next round) instead of after `stale_after`: the
+        claim is dated as if taken `stale_after - retry_in` ago. `holder`: keep `worker`'s
+        name on it (taking it is a `reclaim` event naming it); without, taking it again is a
+        silent recheck. `reason`: an event says why (activating -> activating). False: the
+        claim was not `worker`'s any more."""
+        with self._tx() as tx:
+            done = tx.conn.execute(
+                requests.update()
+                .where(
+                    requests.c.id == request_id,
+                    requests.c.state == State.ACTIVATING.value,
+                    requests.c.claimed_by == worker,
+                )
+                # a second older still: stale means older than `stale_after`, not as old
+                .values(
+                    claimed_at=tx.now - stale_after + retry_in - timedelta(seconds=1),
+                    claimed_by=worker if holder else None,
+                )
+            )
+            if done.rowcount != 1:
+                return False
+            if reason:
+                tx.log(
+                    request_id,
+                    worker,
+                    Role.SYSTEM,
+                    WAITING,
+                    State.ACTIVATING,
+                    State.ACTIVATING,
+                    reason,
+                    data,
+                )
+            return True
+
+    def close_ended(
+        self, request_id: str, reason: str, data: dict[str, Any]
+    ) -> RequestRecord | None:
+        """active -> expired because Azure ended the grant before its end time (a newer
+        request for the same VM and port superseded it, say). None: no longer active, or an
+        extension is in flight (finishing it says what Azure granted)."""
+        with self._tx() as tx:
+            rec = self._locked(tx.conn, request_id)
+            if rec.state is not State.ACTIVE or rec.extend_to is not None:
+                return None
+            step = check(Action.EXPIRE, rec.state, {Role.SYSTEM})
+            self._move(tx, rec, step.target)
+            tx.log(rec.id, SYSTEM, Role.SYSTEM, Action.EXPIRE, rec.state, step.target, reason, data)
+            tx.notify(
+                rec.id,
+                Note(
+                    note_kind(Action.EXPIRE, step.target),
+                    {"id": rec.id, "requester": rec.requester, "reason": reason},
+                ),
+            )
+            return self._fetch(tx.conn, rec.id)
+
     def sweep(self, *, limit: int = 100) -> list[tuple[str, State]]:
-        """Pending requests past their time to live, active ones past their end: closed once,
-        by whichever replica gets there first."""
+        """Pending requests past their time to live, active ones past their end (unless an
+        extension is in flight): closed once, by whichever replica gets there first."""
         moved: list[tuple[str, State]] = []
         with self._tx() as tx:
             due = (
@@ -144,6 +219,9 @@ class WorkQueue(Database):
                         | (
                             (requests.c.state == State.ACTIVE.value)
                             & (requests.c.ends_at <= tx.now)
+                            # an extension in flight: Azure may be granting the new end now;
+                            # finishing it sets the end (or clears it, and then this closes it)
+                            & requests.c.extend_to.is_(None)
                         )
                     )
                     .order_by(requests.c.created_at)
@@ -206,19 +284,30 @@ class WorkQueue(Database):
             for r in rows
         ]
 
-    def note_sent(self, note_id: int) -> None:
+    def note_sent(self, note_id: int, worker: str) -> bool:
+        """Record a delivery, only while `worker` holds the note's lease: a delivery that
+        outlived its lease (another replica took the note) is not recorded over its work.
+        False: not recorded."""
         with self._tx() as tx:
-            tx.conn.execute(outbox.update().where(outbox.c.id == note_id).values(sent_at=tx.now))
+            done = tx.conn.execute(
+                outbox.update().where(*_holding(note_id, worker)).values(sent_at=tx.now)
+            )
+            return done.rowcount == 1
 
     def note_failed(
-        self, note_id: int, error: str, retry_in: timedelta, delivered: Iterable[str] = ()
-    ) -> None:
+        self,
+        note_id: int,
+        worker: str,
+        error: str,
+        retry_in: timedelta,
+        delivered: Iterable[str] = (),
+    ) -> bool:
         """Try again after `retry_in`; `delivered`: the receivers that took it this time or
-        before (a retry goes only to the others)."""
+        before (a retry goes only to the others). Only while `worker` holds the lease."""
         with self._tx() as tx:
-            tx.conn.execute(
+            done = tx.conn.execute(
                 outbox.update()
-                .where(outbox.c.id == note_id)
+                .where(*_holding(note_id, worker))
                 .values(
                     attempts=outbox.c.attempts + 1,
                     last_error=error[:500],
@@ -226,145 +315,10 @@ class WorkQueue(Database):
                     delivered=json.dumps(sorted(set(delivered))),
                 )
             )
+            return done.rowcount == 1
 
-    # --- a revoked request's allow rules --------------------------------------------------
 
-    def claim_releases(
-        self, worker: str, *, limit: int = 10, stale_after: timedelta = timedelta(minutes=5)
-    ) -> list[RequestRecord]:
-        """Revoked requests whose JIT allow rules the broker has not removed yet (or whose
-        remover died: its claim went stale), each claimed by one replica."""
-        due = (requests.c.state == State.REVOKED.value) & requests.c.released_at.is_(None)
-        return self._claim_side_work(due, "release", worker, limit, stale_after)
-
-    def finish_release(
-        self, request_id: str, worker: str, *, reason: str, data: dict[str, Any]
-    ) -> RequestRecord:
-        """Record what removing the allow rules did (one event), by the claim's holder."""
-        with self._tx() as tx:
-            done = tx.conn.execute(
-                requests.update()
-                .where(
-                    requests.c.id == request_id,
-                    requests.c.state == State.REVOKED.value,
-                    requests.c.released_at.is_(None),
-                    requests.c.release_claimed_by == worker,
-                )
-                .values(released_at=tx.now)
-            )
-            if done.rowcount != 1:
-                raise WrongState(
-                    f"Request {request_id} is not revoked and held by {worker} for release.",
-                    "Leave it to the replica that holds the claim.",
-                )
-            tx.log(
-                request_id, worker, Role.SYSTEM, RELEASE, State.REVOKED, State.REVOKED, reason, data
-            )
-            return self._fetch(tx.conn, request_id)
-
-    # --- an extension: a new initiate for the new end ---------------------------------------
-
-    def claim_extends(
-        self, worker: str, *, limit: int = 10, stale_after: timedelta = timedelta(minutes=5)
-    ) -> list[RequestRecord]:
-        """Active requests with an extension Azure has not granted yet (or whose sender died:
-        its claim went stale), each claimed by one replica."""
-        due = (requests.c.state == State.ACTIVE.value) & requests.c.extend_to.is_not(None)
-        return self._claim_side_work(due, "extend", worker, limit, stale_after)
-
-    def _claim_side_work(
-        self, due: Any, kind: str, worker: str, limit: int, stale_after: timedelta
-    ) -> list[RequestRecord]:
-        """Claim the rows `due` selects for one kind of work (`<kind>_claimed_by/_at`): rows no
-        replica holds, or whose claim went stale; each by a conditional UPDATE on the claim
-        seen, so two replicas never both hold one."""
-        at, by = requests.c[f"{kind}_claimed_at"], f"{kind}_claimed_by"
-        with self._tx() as tx:
-            stale = tx.now - stale_after
-            rows = (
-                tx.conn.execute(
-                    select(requests)
-                    .where(due, at.is_(None) | (at < stale))
-                    .order_by(requests.c.updated_at)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-                .mappings()
-                .all()
-            )
-            claimed = []
-            for row in rows:
-                before = row[at.name]
-                done = tx.conn.execute(
-                    requests.update()
-                    .where(
-                        requests.c.id == row["id"], due, at == before if before else at.is_(None)
-                    )
-                    .values({by: worker, at.name: tx.now})
-                )
-                if done.rowcount == 1:
-                    claimed.append(row["id"])
-            return [self._fetch(tx.conn, i) for i in claimed]
-
-    def finish_extend(
-        self,
-        request_id: str,
-        worker: str,
-        extend_to: datetime,
-        *,
-        ok: bool,
-        azure: dict[str, Any],
-        ends_at: datetime | None = None,
-        reason: str | None = None,
-    ) -> RequestRecord:
-        """Record what Azure made of the extension `extend_to` (one event): granted, `ends_at`
-        becomes Azure's end; refused, the end stays as Azure has it. An extension decided
-        meanwhile (a newer `extend_to`) stays to be sent."""
-        if ok and ends_at is None:
-            raise ValueError("a granted extension needs Azure's end time (ends_at)")
-        with self._tx() as tx:
-            rec = self._locked(tx.conn, request_id)
-            if rec.state is not State.ACTIVE or rec.extend_to is None:
-                raise WrongState(
-                    f"Request {rec.id} is {rec.state.value}, with no extension to finish.",
-                    "Nothing to do: it ended meanwhile.",
-                )
-            values: dict[str, Any] = {"extend_claimed_by": None, "extend_claimed_at": None}
-            if rec.extend_to == extend_to:
-                values["extend_to"] = None
-            if ok:
-                values["ends_at"] = ends_at
-            done = tx.conn.execute(
-                requests.update()
-                .where(
-                    requests.c.id == rec.id,
-                    requests.c.state == State.ACTIVE.value,
-                    requests.c.extend_claimed_by == worker,
-                )
-                .values(version=rec.version + 1, updated_at=tx.now, **values)
-            )
-            if done.rowcount != 1:
-                raise WrongState(
-                    f"Request {rec.id}'s extension is not held by {worker}.",
-                    "Leave it to the replica that holds the claim.",
-                )
-            action = EXTENDED if ok else EXTEND_FAILED
-            tx.log(
-                rec.id,
-                worker,
-                Role.SYSTEM,
-                action,
-                State.ACTIVE,
-                State.ACTIVE,
-                reason,
-                {"extend_to": extend_to.isoformat(), "azure": azure},
-            )
-            if not ok:
-                tx.notify(
-                    rec.id,
-                    Note(
-                        "request.extend_failed",
-                        {"id": rec.id, "requester": rec.requester, "reason": reason},
-                    ),
-                )
-            return self._fetch(tx.conn, rec.id)
+def _holding(note_id: int, worker: str) -> tuple[Any, ...]:
+    """An unsent note `worker` still holds: no other replica took it over since (a lease
+    that ran out with nobody taking the note over still counts: the delivery happened)."""
+    return (outbox.c.id == note_id, outbox.c.sent_at.is_(None), outbox.c.claimed_by == worker)
