@@ -14,7 +14,6 @@ named by its application id. Groups are the `groups` claim and the app `roles` t
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import threading
 import time
@@ -27,6 +26,7 @@ from jitctl.broker.rules import Principal
 from jitctl.cabundle import ca_bundle
 from jitctl.clock import Clock, SystemClock
 from jitctl.errors import BadInput
+from jitctl.loopback import is_loopback
 from jitctl.textsafe import printable
 
 ALGORITHMS = ("RS256", "ES256")
@@ -99,12 +99,7 @@ def _reason(err: Exception) -> str:
 def check_issuer_url(issuer: str) -> str:
     """An issuer is an https URL (plain http only on a loopback address, for tests)."""
     parts = urlsplit(issuer.strip())
-    loopback = False
-    host = parts.hostname or ""
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
+    loopback = is_loopback(parts.hostname or "")
     if not parts.netloc or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
         raise BadInput(
             f"The issuer {printable(issuer)!r} is not an https URL.",
