@@ -74,3 +74,92 @@ def test_the_client_trusts_requests_ca_bundle_as_the_azure_sdk_does(https_broker
 )
 def test_one_loopback_rule(host, loopback):
     assert is_loopback(host) is loopback
+
+
+# --- what error lines and --debug hide: credentials, never words --------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The bearer token is not a JWT.",
+        "The bearer token is not a signed JWT.",
+        "Send 'Authorization: Bearer <token>' (jitctl broker does).",
+        "No session secret: give --session-secret or JITCTL_BROKER_SESSION_SECRET.",
+        "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-prod/providers/"
+        "Microsoft.Compute/virtualMachines/MyVeryLongVmName-Westeurope-001",
+        "event 2: hash " + "ab12" * 16,
+        "request 6f1c2d3e-4b5a-4c6d-8e9f-0a1b2c3d4e5f is approved",
+    ],
+)
+def test_redaction_leaves_ordinary_text_alone(text):
+    from jitctl.cli.logs import redact
+
+    assert redact(text) == text
+
+
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlX2hlcmU"
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        (f"token {JWT} refused", "token <redacted-jwt> refused"),
+        ("Authorization: Bearer tok-ann", "Authorization: <redacted>"),
+        ('{"access_token": "abc", "x": 1}', '{"access_token": "<redacted>", "x": 1}'),
+        ("Bearer abcdefghijklmnopqrstuvwxyz012345", "Bearer <redacted>"),
+        ("client_secret=Xk98Q~abcDEF", "client_secret=<redacted>"),
+        ("key Xk98Q~abcDEFghiJKLmnoPQRstuVWXyz0123456789 end", "key <redacted> end"),
+    ],
+)
+def test_redaction_hides_what_looks_like_a_credential(text, redacted):
+    from jitctl.cli.logs import redact
+
+    assert redact(text) == redacted
+
+
+def test_a_refused_token_reads_in_plain_words_and_debug_shows_no_token(
+    tmp_path, backend, clock, monkeypatch
+):
+    """The real verifier's words reach the terminal intact; the token itself never does."""
+    import httpx
+    from click.testing import CliRunner
+
+    from jitctl.app import App
+    from jitctl.broker.api import create_app
+    from jitctl.broker.identity import HttpsJson, TokenVerifier
+    from jitctl.broker.inprocess import InProcess
+    from jitctl.cli.commands import cli
+    from jitctl.emulator.oidc import BROKER_APP_ID, IdentityProvider
+    from jitctl.emulator.transport import emulator_session
+    from tests.brokerapi import make_store, rules_in, settings
+
+    idp = IdentityProvider(backend)
+    store = make_store(tmp_path, clock)
+    verifier = TokenVerifier(
+        idp.issuer, BROKER_APP_ID, jwks=HttpsJson(emulator_session(idp)), clock=clock
+    )
+    ruleset = rules_in(tmp_path)
+    http = httpx.Client(
+        transport=InProcess(create_app(store, lambda: ruleset, verifier, settings())),
+        base_url="http://127.0.0.1:8765",
+    )
+    monkeypatch.setenv("JITCTL_BROKER_URL", "http://127.0.0.1:8765")
+
+    def run(token: str, *args: str) -> Any:
+        monkeypatch.setenv("JITCTL_BROKER_TOKEN", token)
+        return CliRunner().invoke(cli, list(args), obj=App(clock=clock, broker_http=http))
+
+    try:
+        plain = run("not-a-jwt", "broker", "list")
+        assert plain.stderr.splitlines()[0] == (
+            "jitctl: error: The bearer token is not a signed JWT."
+        )
+        token = idp.mint("alice@contoso.com", audience="another-app")
+        debug = run(token, "--debug", "broker", "list")
+        assert debug.exit_code == plain.exit_code != 0
+        assert f"The token is not for this broker (audience {BROKER_APP_ID})." in debug.stderr
+        assert not any(part in debug.stderr + debug.stdout for part in token.split("."))
+    finally:
+        http.close()
+        store.engine.dispose()
