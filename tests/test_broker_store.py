@@ -264,9 +264,7 @@ def test_initiate_claimed_once_reclaimed_when_stale_finished_by_its_holder(
 
 
 def test_failed_initiate_and_pending_time_to_live(store: Store, clock: FakeClock):
-    auto = Decision(
-        Outcome.AUTO_APPROVED, ("r",), pending_ttl=timedelta(hours=1), requester="ann@contoso.com"
-    )
+    auto = Decision(Outcome.AUTO_APPROVED, ("r",), pending_ttl=timedelta(hours=1))
     rec = store.create(ask(), auto)
     assert rec.state is State.APPROVED
     store.claim_initiates("w")

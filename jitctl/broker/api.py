@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from jitctl.broker import bodies
-from jitctl.broker.errors import Unauthenticated
+from jitctl.broker.errors import Unauthenticated, no_such_request
 from jitctl.broker.lifecycle import Action, Role, State
 from jitctl.broker.rules import Ask, Principal, RuleSet
 from jitctl.broker.store import Store
@@ -34,7 +34,7 @@ from jitctl.broker.views import (
     request_json,
     visible,
 )
-from jitctl.errors import BadInput, JitctlError, NotFound
+from jitctl.errors import BadInput, JitctlError
 from jitctl.textsafe import printable
 
 log = logging.getLogger("jitctl.broker.api")
@@ -265,10 +265,7 @@ class Api:
     def _visible(self, call: Call) -> Any:
         rec = self.store.get(call.path["id"])
         if not self.access.may_see(rec, call.who):  # as if it did not exist: ids do not leak
-            raise NotFound(
-                f"No access request '{printable(rec.id)}'.",
-                "Check the id: it is the one the broker gave when the request was made.",
-            )
+            raise no_such_request(rec.id)
         return rec
 
     def show(self, call: Call) -> dict[str, Any]:

@@ -140,18 +140,7 @@ class Decision:
     pending_ttl: timedelta = DEFAULT_PENDING_TTL
     reasons: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
-    requester: str = ""
     loud: bool = False  # break-glass: tell everyone
-
-    @property
-    def approvers(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(p for s in self.approver_sets for p in s))
-
-    def can_approve(self, who: Principal) -> bool:
-        """Never the requester, whatever their groups; else one principal of every set."""
-        return self.outcome is Outcome.NEEDS_APPROVAL and may_approve(
-            self.approver_sets, self.requester, who
-        )
 
 
 @dataclass(frozen=True)
@@ -253,13 +242,11 @@ def _input_problems(rules: Sequence[Rule], ask: Ask, max_duration: timedelta | N
 
 def evaluate(rules: Sequence[Rule], ask: Ask) -> Decision:
     matching = [r for r in rules if r.matches(ask)]
-    upn = ask.requester.upn
     if not matching:
         return Decision(
             Outcome.DENIED,
             (),
             reasons=(f"no approvals rule matches {_vm(ask)}: the broker grants nothing unruled",),
-            requester=upn,
         )
     labels = tuple(r.label for r in matching)
     reasons = [f"{_vm(ask)} is governed by {', '.join(labels)}"]
@@ -283,7 +270,6 @@ def evaluate(rules: Sequence[Rule], ask: Ask) -> Decision:
             pending_ttl=ttl,
             reasons=tuple(reasons),
             problems=problems,
-            requester=upn,
             loud=outcome is Outcome.BREAK_GLASS_ALLOWED,
         )
 
