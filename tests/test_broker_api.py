@@ -281,3 +281,34 @@ def test_an_unexpected_error_is_a_plain_500_without_internals(tmp_path, broker):
     answer = http.post("/api/v1/requests", headers={"Authorization": "Bearer tok-ann"}, json=ASK)
     assert answer.status_code == 500 and "secret" not in answer.text
     assert answer.json()["error"]["code"] == "internal"
+
+
+def test_lists_find_requests_past_any_window_and_page_on_with_a_cursor(broker):
+    """A list reads on until its page is full (it once read the newest limit*10 rows only):
+    one request of ben's and one eve may decide, under 25 newer ones neither may see or decide."""
+    bens = broker.ask("ben")["id"]
+    broker.clock.advance(seconds=1)
+    anns = broker.ask("ann")["id"]
+    for _ in range(25):
+        broker.clock.advance(seconds=1)
+        broker.ask("eve")
+    params = {"scope": "all", "limit": "2"}
+    found = broker.call("ben", "GET", "/requests", params=params).json()
+    assert [r["id"] for r in found["requests"]] == [bens]
+    assert found["older"] is None
+    pending = broker.call("eve", "GET", "/requests", params={"scope": "pending", "limit": "1"})
+    assert [r["id"] for r in pending.json()["requests"]] == [anns]
+    # an admin pages through all 27, newest first, each once, by the answers' cursors
+    seen: list[str] = []
+    older: str | None = None
+    while True:
+        page = broker.call(
+            "adam", "GET", "/requests", params={**params, **({"older": older} if older else {})}
+        ).json()
+        seen += [r["id"] for r in page["requests"]]
+        older = page["older"]
+        if older is None:
+            break
+    assert len(seen) == len(set(seen)) == 27 and seen[-2:] == [anns, bens]
+    bad = broker.call("adam", "GET", "/requests", params={"older": "2026-01-01T00:00:00|1"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_input"

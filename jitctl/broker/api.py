@@ -24,6 +24,8 @@ from starlette.routing import Route
 from jitctl.broker import bodies
 from jitctl.broker.errors import Unauthenticated, no_such_request
 from jitctl.broker.lifecycle import Action, Role, State
+from jitctl.broker.paging import Page, scan
+from jitctl.broker.records import RequestRecord
 from jitctl.broker.rules import Ask, Principal, RuleSet
 from jitctl.broker.store import Store
 from jitctl.broker.views import (
@@ -32,7 +34,6 @@ from jitctl.broker.views import (
     error_answer,
     error_body,
     request_json,
-    visible,
 )
 from jitctl.errors import BadInput, JitctlError
 from jitctl.textsafe import printable
@@ -240,27 +241,32 @@ class Api:
         return request_json(rec, call.who, self.access)
 
     def list(self, call: Call) -> dict[str, Any]:
+        """A page of requests, newest first; `older` (the answer's cursor) asks the next."""
         scope = call.params.get("scope", "mine")
         limit = bodies.limit(call.params.get("limit"), self.settings.list_limit)
-        who = call.who
-        if scope == "mine":
-            found = self.store.list_requests(requester=who.upn, limit=limit)
-        elif scope == "pending":
-            pending = self.store.list_requests(states=[State.PENDING], limit=limit * 10)
-            found = [
-                r
-                for r in pending
-                if self.access.roles(r, who) & {Role.APPROVER, Role.ADMIN}
-                and Role.REQUESTER not in self.access.roles(r, who)
-            ][:limit]
-        elif scope == "all":
-            found = visible(self.store.list_requests(limit=limit * 10), who, self.access)[:limit]
-        else:
-            raise BadInput(f"Unknown scope '{printable(scope)}'.", "Use mine, pending or all.")
+        page = self.page(call.who, scope, limit, call.params.get("older"))
         return {
             "scope": scope,
-            "requests": [request_json(r, who, self.access) for r in found],
+            "requests": [request_json(r, call.who, self.access) for r in page.rows],
+            "older": page.older,
         }
+
+    def page(self, who: Principal, scope: str, size: int, cursor: str | None) -> Page:
+        """The requests of a scope, as the API lists them and the pages show them: mine;
+        pending ones `who` may decide (never their own); all they may see."""
+        if scope == "mine":
+            return scan(self.store, lambda _: True, size, cursor, requester=who.upn)
+        if scope == "pending":
+
+            def to_decide(rec: RequestRecord) -> bool:
+                return bool(self.access.roles(rec, who) & {Role.APPROVER, Role.ADMIN}) and (
+                    Role.REQUESTER not in self.access.roles(rec, who)
+                )
+
+            return scan(self.store, to_decide, size, cursor, states=(State.PENDING,))
+        if scope == "all":
+            return scan(self.store, lambda r: self.access.may_see(r, who), size, cursor)
+        raise BadInput(f"Unknown scope '{printable(scope)}'.", "Use mine, pending or all.")
 
     def _visible(self, call: Call) -> Any:
         rec = self.store.get(call.path["id"])
