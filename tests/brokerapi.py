@@ -50,6 +50,9 @@ PEOPLE = {
     "otto": Principal("otto@contoso.com", frozenset({"engineers", "oncall"})),
     "mal": Principal("mal@contoso.com", frozenset({"engineers", "contractors"})),
     "adam": Principal("adam@contoso.com", frozenset({"broker-admins"})),
+    # requesters who also run the broker (and one who also approves others' requests)
+    "ada": Principal("ada@contoso.com", frozenset({"engineers", "broker-admins"})),
+    "max": Principal("max@contoso.com", frozenset({"engineers", "ops-leads", "broker-admins"})),
     "audrey": Principal("audrey@contoso.com", frozenset({"auditors"})),
 }
 VMS = {  # what the VM lookup knows: name -> tags

@@ -157,7 +157,11 @@ def test_cancel_deny_revoke_extend_by_role(broker):
     rid = broker.ask("ann")["id"]
     assert broker.call("olga", "POST", f"/requests/{rid}/cancel").status_code == 403
     answer = broker.call("ann", "POST", f"/requests/{rid}/deny", json={"reason": "no"})
-    assert answer.status_code == 403 and answer.json()["error"]["code"] == "forbidden"
+    assert answer.status_code == 403 and answer.json()["error"] == {
+        "code": "self_approval",
+        "message": "Nobody denies their own request, admins included.",
+        "hint": "Cancel it instead (jitctl broker cancel ID).",
+    }
     no_reason = broker.call("olga", "POST", f"/requests/{rid}/deny", json={})
     assert no_reason.status_code == 400 and "reason" in no_reason.json()["error"]["message"]
     assert broker.call("ann", "POST", f"/requests/{rid}/cancel").json()["state"] == "cancelled"

@@ -13,6 +13,7 @@ import io
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -22,9 +23,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from jitctl.broker import bodies
-from jitctl.broker.errors import Unauthenticated, no_such_request
-from jitctl.broker.lifecycle import Action, Role, State
-from jitctl.broker.paging import Page, scan
+from jitctl.broker.errors import NotPermitted, Unauthenticated, no_such_request
+from jitctl.broker.lifecycle import Action, check, held_roles
+from jitctl.broker.paging import Page, scope_page
 from jitctl.broker.records import RequestRecord
 from jitctl.broker.rules import Ask, Principal, RuleSet
 from jitctl.broker.store import Store
@@ -34,8 +35,10 @@ from jitctl.broker.views import (
     error_answer,
     error_body,
     request_json,
+    utc,
 )
 from jitctl.errors import BadInput, JitctlError
+from jitctl.parsing import MAX_DURATION
 from jitctl.textsafe import printable
 
 log = logging.getLogger("jitctl.broker.api")
@@ -252,21 +255,8 @@ class Api:
         }
 
     def page(self, who: Principal, scope: str, size: int, cursor: str | None) -> Page:
-        """The requests of a scope, as the API lists them and the pages show them: mine;
-        pending ones `who` may decide (never their own); all they may see."""
-        if scope == "mine":
-            return scan(self.store, lambda _: True, size, cursor, requester=who.upn)
-        if scope == "pending":
-
-            def to_decide(rec: RequestRecord) -> bool:
-                return bool(self.access.roles(rec, who) & {Role.APPROVER, Role.ADMIN}) and (
-                    Role.REQUESTER not in self.access.roles(rec, who)
-                )
-
-            return scan(self.store, to_decide, size, cursor, states=(State.PENDING,))
-        if scope == "all":
-            return scan(self.store, lambda r: self.access.may_see(r, who), size, cursor)
-        raise BadInput(f"Unknown scope '{printable(scope)}'.", "Use mine, pending or all.")
+        """The requests of a scope, as the API lists them and the pages show them."""
+        return scope_page(self.store, self.access, who, scope, size, cursor)
 
     def _visible(self, call: Call) -> Any:
         rec = self.store.get(call.path["id"])
@@ -280,7 +270,7 @@ class Api:
     def approve(self, call: Call) -> dict[str, Any]:
         body = bodies.parse(bodies.Comment, call.body)
         rec = self._visible(call)
-        done = self.store.approve(rec.id, call.who, body.comment)
+        done = self.store.approve(rec.id, call.who, body.comment, self.access.roles(rec, call.who))
         return request_json(done, call.who, self.access)
 
     def deny(self, call: Call) -> dict[str, Any]:
@@ -308,12 +298,20 @@ class Api:
         extension is a new grant). The worker sends the initiate that makes it true in Azure."""
         body = bodies.parse(bodies.Extension, call.body)
         rec = self._visible(call)
+        now = self.store.clock.now()
+        # who and when first (the store checks again as it writes): the rules come after
+        own = call.who.upn.lower() == rec.requester
+        check(
+            Action.EXTEND,
+            rec.state,
+            held_roles(self.access.roles(rec, call.who), own, Action.EXTEND),
+        )
         ask = Ask(
             requester=Principal(rec.requester, frozenset(rec.requester_groups)),
             vm_id=rec.vm_id,
             ports=rec.ports,
             duration=body.duration,
-            at=self.store.clock.now(),
+            at=now,
             vm_tags=self.settings.vm_tags(rec.vm_id) if self.settings.vm_tags else (),
             reason=rec.reason,
             ticket=rec.ticket,
@@ -325,7 +323,9 @@ class Api:
                 f"{bodies.human(limit)}.",
                 f"Extend by {bodies.human(limit)} or less.",
             )
-        ends = self.store.clock.now() + body.duration
+        ends = now + body.duration
+        if rec.min_approvals > 1:
+            self._within_agreed(rec, ends, limit or MAX_DURATION)
         # ends_at stays Azure's end until the worker's new initiate is granted and verified
         return self._decide(
             call,
@@ -335,6 +335,31 @@ class Api:
             extend_claimed_by=None,
             extend_claimed_at=None,
         )
+
+    def _within_agreed(self, rec: RequestRecord, ends: datetime, longest: timedelta) -> None:
+        """An extension is one person's decision: on a grant that took minApprovals >= 2
+        people, it may not take the grant past `longest` (the rules' maxDuration, else Azure's
+        24 h) from when access first went live; longer takes a new request, approved as
+        this one was."""
+        live = next(
+            (e["at"] for e in self.store.events_of([rec.id]) if e["action"] == Action.ACTIVATE),
+            None,
+        )
+        start = datetime.fromisoformat(live.replace("Z", "+00:00")) if live else rec.created_at
+        cap = start + longest
+        if ends > cap:
+            left = max(cap - self.store.clock.now(), timedelta(0))
+            more = (
+                f"Extend by {bodies.human(left)} or less, or ask"
+                if left >= timedelta(minutes=1)
+                else "Ask"
+            )
+            raise NotPermitted(
+                f"Request {rec.id} took {rec.min_approvals} approvals: one person's extension "
+                f"may not take it past {bodies.human(longest)} from its start "
+                f"({utc(cap)}).",
+                f"{more} a new request (jitctl broker request), which its approvers decide.",
+            )
 
     # --- the rules --------------------------------------------------------------------------
 
@@ -354,8 +379,6 @@ class Api:
 
     def _auditor(self, call: Call) -> None:
         if not self.access.reads_log(call.who):
-            from jitctl.broker.errors import NotPermitted
-
             raise NotPermitted(
                 f"{printable(call.who.upn)} may not read the broker's audit log.",
                 "Ask a broker admin; auditors are set with JITCTL_BROKER_AUDITORS.",

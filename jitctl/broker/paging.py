@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from jitctl.broker.lifecycle import State
+from jitctl.broker.lifecycle import Role, State
 from jitctl.broker.records import RequestRecord
+from jitctl.broker.rules import Principal
+from jitctl.broker.views import Access
 from jitctl.errors import BadInput
+from jitctl.textsafe import printable
 
 BATCH = 500  # at most this many rows read at a time, looking for a page the person may see
 
@@ -35,6 +38,25 @@ class Lister(Protocol):
 class Page:
     rows: list[RequestRecord]
     older: str | None  # the cursor of the next page; None: no more
+
+
+def scope_page(
+    lister: Lister, access: Access, who: Principal, scope: str, size: int, cursor: str | None
+) -> Page:
+    """A page of a scope: mine; pending ones `who` may decide (never their own); all they may
+    see (admins and auditors: every one)."""
+    if scope == "mine":
+        return scan(lister, lambda _: True, size, cursor, requester=who.upn)
+    if scope == "pending":
+
+        def to_decide(rec: RequestRecord) -> bool:
+            roles = access.roles(rec, who)
+            return bool(roles & {Role.APPROVER, Role.ADMIN}) and Role.REQUESTER not in roles
+
+        return scan(lister, to_decide, size, cursor, states=(State.PENDING,))
+    if scope == "all":
+        return scan(lister, lambda r: access.may_see(r, who), size, cursor)
+    raise BadInput(f"Unknown scope '{printable(scope)}'.", "Use mine, pending or all.")
 
 
 def scan(

@@ -26,9 +26,8 @@ from jitctl.broker.errors import (
     AlreadyReviewed,
     BadRequestInput,
     NotPermitted,
-    SelfApproval,
 )
-from jitctl.broker.lifecycle import Action, Role, State, check
+from jitctl.broker.lifecycle import Action, Role, State, check, held_roles
 from jitctl.broker.models import approvals, requests
 from jitctl.broker.records import RequestRecord, record_of
 from jitctl.broker.rules import Ask, Decision, Outcome, Principal, may_approve
@@ -148,25 +147,27 @@ class Store(WorkQueue):
             return [record_of(r) for r in conn.execute(query).mappings()]
 
     def approve(
-        self, request_id: str, approver: Principal, comment: str | None = None
+        self,
+        request_id: str,
+        approver: Principal,
+        comment: str | None = None,
+        roles: frozenset[Role] | set[Role] = frozenset(),
     ) -> RequestRecord:
         """One approval by a distinct person; the one that reaches minApprovals approves.
         Who may approve was fixed when the request was made (its approver sets), so a rule
-        edited later neither strands nor widens a pending request."""
+        edited later neither strands nor widens a pending request. `roles`: what else the
+        approver holds (an admin), for the hint of a refusal."""
         who = approver.upn.lower()
         with self._tx() as tx:
             rec = self._locked(tx.conn, request_id)
-            if who == rec.requester:
-                raise SelfApproval(
-                    "Nobody approves their own request.", "Ask one of the approvers the rules name."
-                )
+            held = _roles_on(rec, who, {*roles, Role.APPROVER}, Action.APPROVE)
             if not may_approve(rec.approver_sets, rec.requester, approver):
                 wanted = " and ".join(" or ".join(s) for s in rec.approver_sets) or "nobody"
                 raise NotPermitted(
                     f"{printable(approver.upn)} may not approve request {rec.id}.",
                     f"Its approvers are: {printable(wanted)}.",
                 )
-            check(Action.REVIEW, rec.state, {Role.APPROVER})
+            check(Action.REVIEW, rec.state, held, verb=Action.APPROVE)
             try:
                 with tx.conn.begin_nested():
                     tx.conn.execute(
@@ -218,7 +219,7 @@ class Store(WorkQueue):
         """deny, cancel, revoke, extend (and the system's moves): check, move, log, notify."""
         with self._tx() as tx:
             rec = self._locked(tx.conn, request_id)
-            roles = _roles_on(rec, actor, roles)
+            roles = _roles_on(rec, actor, roles, action)
             step = check(action, rec.state, roles)
             self._move(tx, rec, step.target, **values)
             role = next(
@@ -261,12 +262,8 @@ class Store(WorkQueue):
             return write(auditlog.rows(conn, since), out)
 
 
-def _roles_on(rec: RequestRecord, actor: str, roles: frozenset[Role] | set[Role]) -> set[Role]:
-    """The roles `actor` holds on this request: the requester role only on their own, the
-    approver role never on their own (no self-approval, self-denial or self-extension)."""
-    mine = actor.lower() == rec.requester
-    return {
-        r
-        for r in roles
-        if not (r is Role.REQUESTER and not mine) and not (r is Role.APPROVER and mine)
-    }
+def _roles_on(
+    rec: RequestRecord, actor: str, roles: frozenset[Role] | set[Role], action: Action
+) -> set[Role]:
+    """The roles `actor` holds on this request for `action` (lifecycle.held_roles)."""
+    return held_roles(roles, actor.lower() == rec.requester, action)
