@@ -261,6 +261,33 @@ def test_one_persons_extension_keeps_a_two_person_grant_within_max_duration(brok
     assert again.status_code == 200
 
 
+def test_who_is_who_goes_by_the_tokens_object_id_not_the_name(tmp_path):
+    """ivy asks; renamed (same oid, new name) she still may not approve her own request, and
+    oz renamed is still one approver of two; yet oz, holding the name ivy had, is not ivy."""
+    two = POLICY.replace("minApprovals: 1", "minApprovals: 2")
+    b = Broker(tmp_path, FakeClock(), two)
+    try:
+        rid = b.ask("ivy")["id"]
+        assert b.store.get(rid).requester_oid == "1c0ffee0-0000-4000-8000-000000000001"
+        before = snapshot(b)
+        own = b.call("ivy2", "POST", f"/requests/{rid}/approve", json={})
+        assert (own.status_code, own.json()["error"]["code"]) == (403, "self_approval")
+        shown = b.call("ivy2", "GET", f"/requests/{rid}").json()
+        assert (shown["your_roles"], shown["actions"]) == (["requester"], ["cancel"])
+        assert snapshot(b) == before
+        assert b.call("oz", "POST", f"/requests/{rid}/approve", json={}).status_code == 200
+        again = b.call("oz2", "POST", f"/requests/{rid}/approve", json={})
+        assert (again.status_code, again.json()["error"]["code"]) == (409, "already_reviewed")
+        assert b.store.get(rid).state.value == "pending"
+        # the name alone makes nobody the requester: oz under ivy's old name is an approver
+        other = b.ask("ivy")["id"]
+        roles = b.call("oz3", "GET", f"/requests/{other}").json()["your_roles"]
+        assert roles == ["approver"]
+        assert b.call("oz3", "POST", f"/requests/{other}/approve", json={}).status_code == 200
+    finally:
+        b.close()
+
+
 def test_an_approver_listed_twice_counts_once(broker, tmp_path):
     """minApprovals counts distinct people: the same approver twice is not two approvals."""
     two = POLICY.replace("minApprovals: 1", "minApprovals: 2")

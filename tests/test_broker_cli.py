@@ -117,7 +117,11 @@ def test_no_broker_and_no_token_are_said_plainly(broker):
     app = App(clock=broker.clock, broker_http=broker.http)
     no_url = CliRunner().invoke(cli, ["broker", "list"], obj=app)
     assert no_url.exit_code == 2 and "Pass --broker URL" in no_url.stderr
-    no_token = CliRunner().invoke(cli, ["broker", "list", "--broker", URL], obj=app)
+    no_audience = CliRunner().invoke(cli, ["broker", "list", "--broker", URL], obj=app)
+    assert no_audience.exit_code == 2 and "--broker-audience" in no_audience.stderr
+    no_token = CliRunner().invoke(
+        cli, ["broker", "list", "--broker", URL, "--broker-audience", "api://jit-broker"], obj=app
+    )
     assert no_token.exit_code == 3 and "JITCTL_BROKER_TOKEN" in no_token.stderr
 
 

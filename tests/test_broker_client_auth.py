@@ -153,9 +153,9 @@ def test_broker_audience_from_the_option_the_environment_or_the_config_file(tmp_
         none = run()
         assert none.exit_code == 2 and none.stderr == (
             "jitctl: error: No broker audience: jitctl cannot ask Entra ID for a token to the "
-            "broker.\nHint: Pass --broker-audience (or set JITCTL_BROKER_AUDIENCE, or "
-            "broker-audience in the config file) to the broker's application (client) id, as "
-            "`broker serve --audience`.\n"
+            "broker.\nHint: Pass --broker-audience (or JITCTL_BROKER_AUDIENCE, or broker-audience "
+            "in the config file): the broker's application (client) id, as `broker serve "
+            "--audience`; or set JITCTL_BROKER_TOKEN to a token for the broker.\n"
         )
         assert broker.verifier.seen == [] and not credential.get_token.called
         assert run("--broker-audience", BROKER_APP_ID).exit_code == 0

@@ -290,7 +290,7 @@ class Api:
         rec = self._visible(call)
         roles = self.access.roles(rec, call.who)
         data = {"extend_to": values["extend_to"].isoformat()} if "extend_to" in values else None
-        done = self.store.decide(rec.id, action, call.who.upn, roles, reason, data, **values)
+        done = self.store.decide(rec.id, action, call.who, roles, reason, data, **values)
         return request_json(done, call.who, self.access)
 
     def extend(self, call: Call) -> dict[str, Any]:
@@ -300,7 +300,7 @@ class Api:
         rec = self._visible(call)
         now = self.store.clock.now()
         # who and when first (the store checks again as it writes): the rules come after
-        own = call.who.upn.lower() == rec.requester
+        own = call.who.same_as(rec.requester, rec.requester_oid)
         check(
             Action.EXTEND,
             rec.state,

@@ -57,8 +57,9 @@ def broker_token(app: TokenApp, audience: str) -> str:
     if not audience.strip():
         raise BadInput(
             "No broker audience: jitctl cannot ask Entra ID for a token to the broker.",
-            "Pass --broker-audience (or set JITCTL_BROKER_AUDIENCE, or broker-audience in the "
-            "config file) to the broker's application (client) id, as `broker serve --audience`.",
+            "Pass --broker-audience (or JITCTL_BROKER_AUDIENCE, or broker-audience in the config "
+            "file): the broker's application (client) id, as `broker serve --audience`; or set "
+            f"{TOKEN_ENV} to a token for the broker.",
         )
     try:
         return app.access_token(scope_for(audience))

@@ -7,9 +7,11 @@ PyJWT's, with an allowlist of algorithms (RS256, ES256: never `none`, never HS*,
 a public key serve as an HMAC secret); `iss` and `aud` must be this broker's; `exp`, `nbf` and
 `iat` are read on the broker's clock with a small leeway for clock skew.
 
-The user is the token's `upn`, else `preferred_username`, else `email` (Entra v1 tokens carry
-`upn`, v2 tokens `preferred_username`); an app-only token (a pipeline's service principal) is
-named by its application id. Groups are the `groups` claim and the app `roles` together.
+The user is named by the token's `upn`, else `preferred_username`, else `email` (Entra v1
+tokens carry `upn`, v2 tokens `preferred_username`); an app-only token (a pipeline's service
+principal) by its application id. Names are for display and `user:` rules: who is who goes by
+the immutable object id (`oid`, kept with the tenant's `tid`), as Microsoft advises. Groups
+are the `groups` claim and the app `roles` together.
 """
 
 from __future__ import annotations
@@ -355,7 +357,10 @@ def principal_of(claims: dict[str, Any]) -> Principal:
         if not isinstance(value, list) or not all(_text(v) for v in value):
             raise Unauthenticated(f"The token's {claim!r} claim is not a list of names.", "")
         groups.update(value)
-    return Principal(upn=str(name).strip(), groups=frozenset(groups))
+    ids = {c: str(claims[c]).strip() for c in ("oid", "tid") if _text(claims.get(c))}
+    return Principal(
+        upn=str(name).strip(), groups=frozenset(groups), oid=ids.get("oid"), tid=ids.get("tid")
+    )
 
 
 def _text(value: Any) -> bool:

@@ -89,6 +89,8 @@ class Store(WorkQueue):
                 "state": target.value,
                 "version": 1,
                 "requester": who,
+                "requester_oid": ask.requester.oid,
+                "requester_tid": ask.requester.tid,
                 "requester_groups": json.dumps(sorted(ask.requester.groups)),
                 "vm_id": ask.vm_id,
                 "ports": json.dumps(list(ask.ports)),
@@ -160,26 +162,42 @@ class Store(WorkQueue):
         who = approver.upn.lower()
         with self._tx() as tx:
             rec = self._locked(tx.conn, request_id)
-            held = _roles_on(rec, who, {*roles, Role.APPROVER}, Action.APPROVE)
-            if not may_approve(rec.approver_sets, rec.requester, approver):
+            held = _roles_on(rec, approver, {*roles, Role.APPROVER}, Action.APPROVE)
+            if not may_approve(rec.approver_sets, rec.requester, approver, rec.requester_oid):
                 wanted = " and ".join(" or ".join(s) for s in rec.approver_sets) or "nobody"
                 raise NotPermitted(
                     f"{printable(approver.upn)} may not approve request {rec.id}.",
                     f"Its approvers are: {printable(wanted)}.",
                 )
             check(Action.REVIEW, rec.state, held, verb=Action.APPROVE)
+            already = AlreadyReviewed(
+                f"{printable(approver.upn)} has already approved request {rec.id}.",
+                "Another approver must approve it.",
+            )
+            # distinct people by object id: a renamed approver is still the one who approved
+            if (
+                approver.oid
+                and tx.conn.execute(
+                    select(approvals.c.id).where(
+                        approvals.c.request_id == rec.id,
+                        func.lower(approvals.c.approver_oid) == approver.oid.lower(),
+                    )
+                ).first()
+            ):
+                raise already
             try:
                 with tx.conn.begin_nested():
                     tx.conn.execute(
                         approvals.insert().values(
-                            request_id=rec.id, approver=who, at=tx.now, comment=comment
+                            request_id=rec.id,
+                            approver=who,
+                            approver_oid=approver.oid,
+                            at=tx.now,
+                            comment=comment,
                         )
                     )
             except IntegrityError:
-                raise AlreadyReviewed(
-                    f"{printable(approver.upn)} has already approved request {rec.id}.",
-                    "Another approver must approve it.",
-                ) from None
+                raise already from None
             count = tx.conn.execute(
                 select(func.count()).select_from(approvals).where(approvals.c.request_id == rec.id)
             ).scalar_one()
@@ -210,16 +228,20 @@ class Store(WorkQueue):
         self,
         request_id: str,
         action: Action,
-        actor: str,
+        actor: str | Principal,
         roles: frozenset[Role] | set[Role],
         reason: str | None = None,
         data: dict[str, Any] | None = None,
         **values: Any,
     ) -> RequestRecord:
-        """deny, cancel, revoke, extend (and the system's moves): check, move, log, notify."""
+        """deny, cancel, revoke, extend (and the system's moves): check, move, log, notify.
+        `actor`: the person (their object id decides whether the request is theirs), or a
+        name."""
+        person = actor if isinstance(actor, Principal) else Principal(actor)
+        actor = person.upn
         with self._tx() as tx:
             rec = self._locked(tx.conn, request_id)
-            roles = _roles_on(rec, actor, roles, action)
+            roles = _roles_on(rec, person, roles, action)
             step = check(action, rec.state, roles)
             self._move(tx, rec, step.target, **values)
             role = next(
@@ -263,7 +285,7 @@ class Store(WorkQueue):
 
 
 def _roles_on(
-    rec: RequestRecord, actor: str, roles: frozenset[Role] | set[Role], action: Action
+    rec: RequestRecord, actor: Principal, roles: frozenset[Role] | set[Role], action: Action
 ) -> set[Role]:
     """The roles `actor` holds on this request for `action` (lifecycle.held_roles)."""
-    return held_roles(roles, actor.lower() == rec.requester, action)
+    return held_roles(roles, actor.same_as(rec.requester, rec.requester_oid), action)

@@ -92,11 +92,11 @@ class Access:
         """The roles `who` holds on `rec`: on their own, requester alone (lifecycle.roles_on);
         on another's, approver as the request's approver sets say, admin as configured."""
         roles = set()
-        if may_approve(rec.approver_sets, rec.requester, who):
+        if may_approve(rec.approver_sets, rec.requester, who, rec.requester_oid):
             roles.add(Role.APPROVER)
         if self.is_admin(who):
             roles.add(Role.ADMIN)
-        return roles_on(roles, who.upn.lower() == rec.requester)
+        return roles_on(roles, who.same_as(rec.requester, rec.requester_oid))
 
     def may_see(self, rec: RequestRecord, who: Principal) -> bool:
         return bool(self.roles(rec, who)) or self.reads_log(who)
