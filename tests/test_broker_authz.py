@@ -210,6 +210,8 @@ def test_an_admin_is_only_the_requester_of_their_own_request(broker, endpoint, w
         broker.activate(rid)
     shown = broker.call(who, "GET", f"/requests/{rid}").json()
     assert shown["your_roles"] == ["requester"]
+    pending = broker.call(who, "GET", "/requests", params={"scope": "pending"}).json()
+    assert rid not in [r["id"] for r in pending["requests"]]  # not theirs to decide
     assert shown["actions"] == (["revoke"] if state == "active" else ["cancel"])
     before = snapshot(broker)
     answer = broker.call(who, method, path.format(id=rid), json=body)
