@@ -89,6 +89,9 @@ def test_one_loopback_rule(host, loopback):
         "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-prod/providers/"
         "Microsoft.Compute/virtualMachines/MyVeryLongVmName-Westeurope-001",
         "event 2: hash " + "ab12" * 16,
+        "denied by rule MicrosoftDefenderForCloud-JITRule_-1804758302_4F9C2AE6A13D4F8C9A8E38E3C1A5"
+        "B1F1 (priority 4096)",
+        "VM MyVeryLongVirtualMachineName0001-WestEurope-Production is stopped",
         "request 6f1c2d3e-4b5a-4c6d-8e9f-0a1b2c3d4e5f is approved",
     ],
 )
@@ -109,7 +112,7 @@ JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlX2hlcmU"
         ('{"access_token": "abc", "x": 1}', '{"access_token": "<redacted>", "x": 1}'),
         ("Bearer abcdefghijklmnopqrstuvwxyz012345", "Bearer <redacted>"),
         ("client_secret=Xk98Q~abcDEF", "client_secret=<redacted>"),
-        ("key Xk98Q~abcDEFghiJKLmnoPQRstuVWXyz0123456789 end", "key <redacted> end"),
+        ("key Xk98Q~aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z end", "key <redacted> end"),
     ],
 )
 def test_redaction_hides_what_looks_like_a_credential(text, redacted):

@@ -31,15 +31,17 @@ _WORDISH = re.compile(r"[A-Za-z]*[0-9]*|[0-9]+[A-Za-z]*")
 
 
 def _opaque(run: str) -> bool:
-    """Random-looking: upper and lower case and digits, and not made of words and numbers
-    (a VM named MyVeryLongVmName-Westeurope-001, a resource id's parts, a lower-case GUID or
-    a hex hash are left alone)."""
-    if not (any(c.isupper() for c in run) and any(c.islower() for c in run)):
-        return False
-    if not any(c.isdigit() for c in run):
-        return False
-    parts = [p for p in re.split(r"[-_/+=~]", run) if p]
-    return not all(_WORDISH.fullmatch(p) for p in parts)
+    """Random-looking: a long stretch mixing upper and lower case and digits, and not a word
+    with a number (a JIT rule's MicrosoftDefenderForCloud-JITRule_<number>_<HEX>, a VM named
+    MyVeryLongVmName001, a resource id's parts, a GUID or a hex hash are left alone)."""
+    return any(
+        len(part) >= 16
+        and not _WORDISH.fullmatch(part)
+        and any(c.isupper() for c in part)
+        and any(c.islower() for c in part)
+        and any(c.isdigit() for c in part)
+        for part in re.split(r"[-_/+=~]", run)
+    )
 
 
 def redact(text: str) -> str:
