@@ -41,6 +41,8 @@ POLICY = f"subscriptions: [{SUB}]\n" + textwrap.dedent(
         deny: {requesters: ["group:contractors"]}
     """
 )
+OID_IVY = "1c0ffee0-0000-4000-8000-000000000001"
+OID_OZ = "1c0ffee0-0000-4000-8000-000000000002"
 PEOPLE = {
     "ann": Principal("ann@contoso.com", frozenset({"engineers"})),
     "ben": Principal("ben@contoso.com", frozenset({"engineers"})),
@@ -50,6 +52,16 @@ PEOPLE = {
     "otto": Principal("otto@contoso.com", frozenset({"engineers", "oncall"})),
     "mal": Principal("mal@contoso.com", frozenset({"engineers", "contractors"})),
     "adam": Principal("adam@contoso.com", frozenset({"broker-admins"})),
+    # requesters who also run the broker (and one who also approves others' requests)
+    "ada": Principal("ada@contoso.com", frozenset({"engineers", "broker-admins"})),
+    "max": Principal("max@contoso.com", frozenset({"engineers", "ops-leads", "broker-admins"})),
+    # the same people as their tokens' object ids say, under a name changed since (or a
+    # preferred_username someone set): who is who goes by the oid
+    "ivy": Principal("ivy@contoso.com", frozenset({"engineers", "ops-leads"}), oid=OID_IVY),
+    "ivy2": Principal("ivy.new@contoso.com", frozenset({"ops-leads"}), oid=OID_IVY),
+    "oz": Principal("oz@contoso.com", frozenset({"ops-leads"}), oid=OID_OZ),
+    "oz2": Principal("oz.renamed@contoso.com", frozenset({"ops-leads"}), oid=OID_OZ.upper()),
+    "oz3": Principal("ivy@contoso.com", frozenset({"ops-leads"}), oid=OID_OZ),  # took ivy's name
     "audrey": Principal("audrey@contoso.com", frozenset({"auditors"})),
 }
 VMS = {  # what the VM lookup knows: name -> tags

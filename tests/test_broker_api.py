@@ -157,7 +157,11 @@ def test_cancel_deny_revoke_extend_by_role(broker):
     rid = broker.ask("ann")["id"]
     assert broker.call("olga", "POST", f"/requests/{rid}/cancel").status_code == 403
     answer = broker.call("ann", "POST", f"/requests/{rid}/deny", json={"reason": "no"})
-    assert answer.status_code == 403 and answer.json()["error"]["code"] == "forbidden"
+    assert answer.status_code == 403 and answer.json()["error"] == {
+        "code": "self_approval",
+        "message": "Nobody denies their own request, admins included.",
+        "hint": "Cancel it instead (jitctl broker cancel ID).",
+    }
     no_reason = broker.call("olga", "POST", f"/requests/{rid}/deny", json={})
     assert no_reason.status_code == 400 and "reason" in no_reason.json()["error"]["message"]
     assert broker.call("ann", "POST", f"/requests/{rid}/cancel").json()["state"] == "cancelled"
@@ -296,3 +300,34 @@ def test_an_auto_approved_request_opens_one_address_a_range_waits_for_a_person(b
         "not auto-approved by approvals.yaml:7 (approvals[0]): source 10.0.0.0/8 is wider than /32 "
         "(autoApprove.widestSource, default: one address)"
     ) in said["reasons"]
+
+
+def test_lists_find_requests_past_any_window_and_page_on_with_a_cursor(broker):
+    """A list reads on until its page is full (it once read the newest limit*10 rows only):
+    one request of ben's and one eve may decide, under 25 newer ones neither may see or decide."""
+    bens = broker.ask("ben")["id"]
+    broker.clock.advance(seconds=1)
+    anns = broker.ask("ann")["id"]
+    for _ in range(25):
+        broker.clock.advance(seconds=1)
+        broker.ask("eve")
+    params = {"scope": "all", "limit": "2"}
+    found = broker.call("ben", "GET", "/requests", params=params).json()
+    assert [r["id"] for r in found["requests"]] == [bens]
+    assert found["older"] is None
+    pending = broker.call("eve", "GET", "/requests", params={"scope": "pending", "limit": "1"})
+    assert [r["id"] for r in pending.json()["requests"]] == [anns]
+    # an admin pages through all 27, newest first, each once, by the answers' cursors
+    seen: list[str] = []
+    older: str | None = None
+    while True:
+        page = broker.call(
+            "adam", "GET", "/requests", params={**params, **({"older": older} if older else {})}
+        ).json()
+        seen += [r["id"] for r in page["requests"]]
+        older = page["older"]
+        if older is None:
+            break
+    assert len(seen) == len(set(seen)) == 27 and seen[-2:] == [anns, bens]
+    bad = broker.call("adam", "GET", "/requests", params={"older": "2026-01-01T00:00:00|1"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_input"

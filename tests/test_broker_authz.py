@@ -182,6 +182,114 @@ def test_no_self_approval_by_any_path(broker):
     assert broker.store.get(rid).approved_by == ("olga@contoso.com",)
 
 
+# endpoint -> (the request's state first, status) for a requester who is also an admin (and,
+# for max, an approver of others' requests): on their own request they are its requester only
+OWN: dict[str, tuple[str, int]] = {
+    "show": ("pending", 200),
+    "approve": ("pending", 403),
+    "deny": ("pending", 403),
+    "cancel": ("pending", 200),
+    "revoke": ("active", 200),
+    "extend": ("active", 403),
+    "log": ("pending", 200),
+    "log_verify": ("pending", 200),
+}
+
+
+@pytest.mark.parametrize("who", ["ada", "max"])
+@pytest.mark.parametrize("endpoint", list(OWN))
+def test_an_admin_is_only_the_requester_of_their_own_request(broker, endpoint, who):
+    """The reviewer's case: an engineer and broker admin got 200 extending their own grant.
+    On one's own request every role but requester goes: no approving, denying or extending it
+    (403 self_approval, nothing stored); cancel and revoke stay theirs, as its requester."""
+    method, path, body, _, _ = MATRIX[endpoint]
+    state, status = OWN[endpoint]
+    rid = broker.ask(who)["id"]
+    if state == "active":
+        assert broker.call("olga", "POST", f"/requests/{rid}/approve", json={}).status_code == 200
+        broker.activate(rid)
+    shown = broker.call(who, "GET", f"/requests/{rid}").json()
+    assert shown["your_roles"] == ["requester"]
+    pending = broker.call(who, "GET", "/requests", params={"scope": "pending"}).json()
+    assert rid not in [r["id"] for r in pending["requests"]]  # not theirs to decide
+    assert shown["actions"] == (["revoke"] if state == "active" else ["cancel"])
+    before = snapshot(broker)
+    answer = broker.call(who, method, path.format(id=rid), json=body)
+    assert answer.status_code == status, answer.text
+    if status == 403:
+        assert answer.json()["error"]["code"] == "self_approval"
+        assert snapshot(broker) == before
+    # on another's request the same person keeps the admin role (and max the approver's)
+    other = broker.ask("ann")["id"]
+    roles = broker.call(who, "GET", f"/requests/{other}").json()["your_roles"]
+    assert roles == (["admin", "approver"] if who == "max" else ["admin"])
+
+
+def test_one_persons_extension_keeps_a_two_person_grant_within_max_duration(broker, tmp_path):
+    """minApprovals 2, maxDuration 3h: one approver (or an admin) may extend, but not past 3h
+    from when access went live; longer is a new request, which two people decide."""
+    two = POLICY.replace("minApprovals: 1", "minApprovals: 2")
+    (tmp_path / "two").mkdir()
+    b = Broker(tmp_path / "two", broker.clock, two)
+    rid = b.ask("ann")["id"]
+    b.clock.advance(minutes=10)  # the cap counts from access live, not from the asking
+    for who in ("olga", "lead"):
+        assert b.call(who, "POST", f"/requests/{rid}/approve", json={}).status_code == 200
+    b.activate(rid)  # live at 09:10, until 10:10
+    b.clock.advance(minutes=50)
+    first = b.call("olga", "POST", f"/requests/{rid}/extend", json={"duration": "2h"})
+    assert first.status_code == 200 and first.json()["extending_to"] == "2026-01-05T12:00:00Z"
+    b.clock.advance(hours=1)  # 11:00; the cap is 12:10
+    before = snapshot(b)
+    for who in ("olga", "adam"):
+        over = b.call(who, "POST", f"/requests/{rid}/extend", json={"duration": "2h"})
+        assert over.status_code == 403 and over.json()["error"] == {
+            "code": "forbidden",
+            "message": f"Request {rid} took 2 approvals: one person's extension may not take "
+            "it past 3h from its start (2026-01-05T12:10:00Z).",
+            "hint": "Extend by 1h10m or less, or ask a new request (jitctl broker request), "
+            "which its approvers decide.",
+        }
+    assert snapshot(b) == before
+    upto = b.call("adam", "POST", f"/requests/{rid}/extend", json={"duration": "1h10m"})
+    assert upto.status_code == 200 and upto.json()["extending_to"] == "2026-01-05T12:10:00Z"
+    b.close()
+    # one approval: one person could approve a new request as long; the extension may be too
+    rid = broker.ask("ann")["id"]
+    assert broker.call("olga", "POST", f"/requests/{rid}/approve", json={}).status_code == 200
+    broker.activate(rid)
+    broker.clock.advance(hours=2)
+    again = broker.call("olga", "POST", f"/requests/{rid}/extend", json={"duration": "3h"})
+    assert again.status_code == 200
+
+
+def test_who_is_who_goes_by_the_tokens_object_id_not_the_name(tmp_path):
+    """ivy asks; renamed (same oid, new name) she still may not approve her own request, and
+    oz renamed is still one approver of two; yet oz, holding the name ivy had, is not ivy."""
+    two = POLICY.replace("minApprovals: 1", "minApprovals: 2")
+    b = Broker(tmp_path, FakeClock(), two)
+    try:
+        rid = b.ask("ivy")["id"]
+        assert b.store.get(rid).requester_oid == "1c0ffee0-0000-4000-8000-000000000001"
+        before = snapshot(b)
+        own = b.call("ivy2", "POST", f"/requests/{rid}/approve", json={})
+        assert (own.status_code, own.json()["error"]["code"]) == (403, "self_approval")
+        shown = b.call("ivy2", "GET", f"/requests/{rid}").json()
+        assert (shown["your_roles"], shown["actions"]) == (["requester"], ["cancel"])
+        assert snapshot(b) == before
+        assert b.call("oz", "POST", f"/requests/{rid}/approve", json={}).status_code == 200
+        again = b.call("oz2", "POST", f"/requests/{rid}/approve", json={})
+        assert (again.status_code, again.json()["error"]["code"]) == (409, "already_reviewed")
+        assert b.store.get(rid).state.value == "pending"
+        # the name alone makes nobody the requester: oz under ivy's old name is an approver
+        other = b.ask("ivy")["id"]
+        roles = b.call("oz3", "GET", f"/requests/{other}").json()["your_roles"]
+        assert roles == ["approver"]
+        assert b.call("oz3", "POST", f"/requests/{other}/approve", json={}).status_code == 200
+    finally:
+        b.close()
+
+
 def test_an_approver_listed_twice_counts_once(broker, tmp_path):
     """minApprovals counts distinct people: the same approver twice is not two approvals."""
     two = POLICY.replace("minApprovals: 1", "minApprovals: 2")

@@ -79,6 +79,21 @@ def test_http_errors_come_back_as_jitctls_exit_codes(jitctl, broker):
     assert len(broker.store.list_requests(limit=100)) == 1
 
 
+def test_approving_an_approved_request_says_what_the_caller_may_do_in_their_words(jitctl):
+    """Not 'Cannot review ... what can happen to it now: cancel, claim': the verb typed, and
+    only what this person may do (the worker's claim is no one's to type)."""
+    rid = json.loads(jitctl("ann", *REQUEST, *TICKET, "-o", "json").stdout)["id"]
+    assert jitctl("olga", "broker", "approve", rid).exit_code == 0
+    again = jitctl("olga", "broker", "approve", rid)
+    assert (again.exit_code, again.stderr) == (
+        6,
+        "jitctl: error: Cannot approve this request: it is approved.\n"
+        "Hint: Nothing is yours to do with it now.\n",
+    )
+    max_ = jitctl("max", "broker", "approve", rid)  # an approver who is also an admin
+    assert max_.stderr.splitlines()[1] == "Hint: What you may do with it now: cancel."
+
+
 def test_a_token_goes_over_plain_http_only_to_a_loopback_address(jitctl, broker):
     sent: list[httpx.Request] = []
     spy = httpx.Client(
@@ -102,7 +117,11 @@ def test_no_broker_and_no_token_are_said_plainly(broker):
     app = App(clock=broker.clock, broker_http=broker.http)
     no_url = CliRunner().invoke(cli, ["broker", "list"], obj=app)
     assert no_url.exit_code == 2 and "Pass --broker URL" in no_url.stderr
-    no_token = CliRunner().invoke(cli, ["broker", "list", "--broker", URL], obj=app)
+    no_audience = CliRunner().invoke(cli, ["broker", "list", "--broker", URL], obj=app)
+    assert no_audience.exit_code == 2 and "--broker-audience" in no_audience.stderr
+    no_token = CliRunner().invoke(
+        cli, ["broker", "list", "--broker", URL, "--broker-audience", "api://jit-broker"], obj=app
+    )
     assert no_token.exit_code == 3 and "JITCTL_BROKER_TOKEN" in no_token.stderr
 
 

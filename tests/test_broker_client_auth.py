@@ -119,3 +119,75 @@ def test_as_without_the_emulator_is_bad_input():
 )
 def test_the_scope_is_the_app_id_uri_with_default(audience, scope):
     assert scope_for(audience) == scope
+
+
+def test_without_an_audience_entra_is_not_asked_for_api_default():
+    """No audience and no emulator: Entra ID would be asked for `api:///.default`."""
+    credential = create_autospec(DefaultAzureCredential, instance=True)
+    with pytest.raises(BadInput) as err:
+        broker_token(azure_app(credential), " ")
+    assert err.value.code == ExitCode.BAD_INPUT
+    assert "--broker-audience" in err.value.hint
+    credential.get_token.assert_not_called()
+
+
+def test_broker_audience_from_the_option_the_environment_or_the_config_file(tmp_path, monkeypatch):
+    """`jitctl broker list` against Entra ID: the token's scope is the audience given, by
+    --broker-audience, JITCTL_BROKER_AUDIENCE or the config file; none is exit 2 and no call."""
+    from click.testing import CliRunner
+
+    from jitctl.cli.commands import cli
+    from jitctl.clock import FakeClock
+    from tests.brokerapi import Broker
+
+    broker = Broker(tmp_path, FakeClock())
+    credential = create_autospec(DefaultAzureCredential, instance=True)
+    credential.get_token.return_value = AccessToken("tok-ann", 4102444800)
+    monkeypatch.setenv("JITCTL_BROKER_URL", "http://127.0.0.1:8765")
+
+    def run(*args: str) -> object:
+        app = App(emulator=False, azure_credential=credential, broker_http=broker.http)
+        return CliRunner().invoke(cli, ["broker", "list", *args], obj=app)
+
+    try:
+        none = run()
+        assert none.exit_code == 2 and none.stderr == (
+            "jitctl: error: No broker audience: jitctl cannot ask Entra ID for a token to the "
+            "broker.\nHint: Pass --broker-audience (or JITCTL_BROKER_AUDIENCE, or broker-audience "
+            "in the config file): the broker's application (client) id, as `broker serve "
+            "--audience`; or set JITCTL_BROKER_TOKEN to a token for the broker.\n"
+        )
+        assert broker.verifier.seen == [] and not credential.get_token.called
+        assert run("--broker-audience", BROKER_APP_ID).exit_code == 0
+        monkeypatch.setenv("JITCTL_BROKER_AUDIENCE", "api://jit-broker/")
+        assert run().exit_code == 0
+        monkeypatch.delenv("JITCTL_BROKER_AUDIENCE")
+        (tmp_path / "config.toml").write_text('[defaults]\nbroker-audience = "api://from-file"\n')
+        monkeypatch.setenv("JITCTL_CONFIG", str(tmp_path / "config.toml"))
+        assert run().exit_code == 0
+        assert [c.args[0] for c in credential.get_token.call_args_list] == [
+            f"api://{BROKER_APP_ID}/.default",
+            "api://jit-broker/.default",
+            "api://from-file/.default",
+        ]
+        assert broker.verifier.seen == ["tok-ann"] * 3
+    finally:
+        broker.close()
+
+
+def test_the_pages_sign_in_asks_the_same_scope_as_the_cli():
+    """One scope_for: an App ID URI with a trailing slash is not api://x//.default."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from jitctl.broker.signin import OidcClient
+
+    oidc = OidcClient(
+        "https://login.example.com/t/v2.0",
+        "client-id",
+        "api://jit-broker/",
+        authorize_url="https://login.example.com/t/oauth2/v2.0/authorize",
+    )
+    started = oidc.start("https://broker.example.com/auth/callback")
+    scope = parse_qs(urlsplit(started.url).query)["scope"]
+    assert scope == [f"openid profile email {scope_for('api://jit-broker/')}"]
+    assert scope == ["openid profile email api://jit-broker/.default"]

@@ -85,6 +85,21 @@ def test_a_token_of_the_emulator_gives_the_user_and_groups_and_app_roles(idp, ve
     assert carol == Principal("carol@contoso.com", frozenset({"broker-admins", "admin"}))
 
 
+def test_the_principal_keeps_the_tokens_object_id_and_tenant(idp, verifier):
+    """Names are for display; who is who goes by the immutable oid (with its tid)."""
+    from jitctl.emulator.oidc import DEFAULT_TENANT
+    from jitctl.emulator.oidcusers import USERS
+
+    bob = verifier.verify(idp.mint("bob@contoso.com"))
+    assert (bob.oid, bob.tid) == (USERS["bob@contoso.com"].oid, DEFAULT_TENANT)
+    renamed = Principal("robert@contoso.com", bob.groups, oid=bob.oid.upper())
+    assert renamed.same_as("bob@contoso.com", bob.oid)
+    assert not Principal("bob@contoso.com", oid="another").same_as("bob@contoso.com", bob.oid)
+    assert Principal("Bob@contoso.com").same_as("bob@contoso.com", bob.oid)  # no oid: the name
+    no_ids = principal_of({"upn": "x@contoso.com", "oid": " ", "scp": "user"})
+    assert (no_ids.oid, no_ids.tid) == (None, None)
+
+
 def test_keys_are_read_once_through_discovery_and_cached(idp, verifier, source):
     for upn in ("alice@contoso.com", "bob@contoso.com", "dave@contoso.com"):
         verifier.verify(idp.mint(upn))

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from jitctl.broker.errors import NotPermitted, WrongState
-from jitctl.broker.lifecycle import FINAL, TRANSITIONS, Action, Role, State, allowed_actions, check
+from jitctl.broker.errors import NotPermitted, SelfApproval, WrongState
+from jitctl.broker.lifecycle import (
+    FINAL,
+    TRANSITIONS,
+    Action,
+    Role,
+    State,
+    allowed_actions,
+    check,
+    held_roles,
+    roles_on,
+)
 from jitctl.errors import ExitCode
 
 R, A, D, S = Role.REQUESTER, Role.APPROVER, Role.ADMIN, Role.SYSTEM
@@ -42,20 +52,39 @@ def test_roles_that_may_not(action, state, role):
     assert err.value.code is ExitCode.FORBIDDEN
 
 
-def test_wrong_state_says_what_can_happen_now():
+def test_wrong_state_says_what_the_caller_may_do_now_in_their_words():
     with pytest.raises(WrongState) as err:
         check(Action.APPROVE, State.DENIED, {A})
     assert (
         err.value.one_line()
-        == "Cannot approve this request: it is denied. What can happen to it now: nothing (it is closed)."
+        == "Cannot approve this request: it is denied. Nothing can happen to it now: it is closed."
     )
     assert err.value.code is ExitCode.REFUSED
-    with pytest.raises(WrongState) as err:
+    with pytest.raises(WrongState) as err:  # an admin: the people's actions, not the worker's
         check(Action.REVOKE, State.PENDING, {D})
-    assert (
-        err.value.hint
-        == "What can happen to it now: approve, cancel, deny, expire_pending, review."
+    assert err.value.hint == "What you may do with it now: deny, cancel."
+    # `broker approve` on an approved request: said as approve (not review); an approver has
+    # nothing left to do, an admin may cancel, never claim (the worker's)
+    with pytest.raises(WrongState) as err:
+        check(Action.REVIEW, State.APPROVED, {A}, verb=Action.APPROVE)
+    assert err.value.one_line() == (
+        "Cannot approve this request: it is approved. Nothing is yours to do with it now."
     )
+    with pytest.raises(WrongState) as err:
+        check(Action.REVIEW, State.APPROVED, {A, D}, verb=Action.APPROVE)
+    assert err.value.hint == "What you may do with it now: cancel."
+    with pytest.raises(WrongState) as err:  # a pending request's approver is offered approve
+        check(Action.REVOKE, State.PENDING, {A})
+    assert err.value.hint == "What you may do with it now: approve, deny."
+
+
+def test_on_ones_own_request_only_the_requester_role_counts():
+    assert roles_on({R, A, D}, own=True) == {R}
+    assert roles_on({R, A, D}, own=False) == {A, D}
+    for action in (Action.APPROVE, Action.DENY, Action.EXTEND):
+        with pytest.raises(SelfApproval):
+            held_roles({R, A, D}, True, action)
+    assert held_roles({R, D}, True, Action.CANCEL) == {R}  # an admin cancels their own as requester
 
 
 def test_final_states_have_no_way_out_and_every_state_is_reachable():

@@ -264,9 +264,7 @@ def test_initiate_claimed_once_reclaimed_when_stale_finished_by_its_holder(
 
 
 def test_failed_initiate_and_pending_time_to_live(store: Store, clock: FakeClock):
-    auto = Decision(
-        Outcome.AUTO_APPROVED, ("r",), pending_ttl=timedelta(hours=1), requester="ann@contoso.com"
-    )
+    auto = Decision(Outcome.AUTO_APPROVED, ("r",), pending_ttl=timedelta(hours=1))
     rec = store.create(ask(), auto)
     assert rec.state is State.APPROVED
     store.claim_initiates("w")
@@ -522,3 +520,28 @@ def test_each_page_reads_newest_first_through_an_index(tmp_path: Any, kw: dict[s
     assert "USING INDEX ix_requests_" in seen[-1], seen[-1]
     assert "TEMP B-TREE" not in seen[-1], seen[-1]
     s.engine.dispose()
+
+
+def test_export_csv_leaves_empty_and_plain_cells_as_they_are():
+    """An empty cell is not a formula: no stray quote (""[:1] is in every string)."""
+    from jitctl.broker.auditlog import write_csv
+
+    item = {
+        "seq": 1,
+        "request_id": "",
+        "at": "2026-01-01T00:00:00Z",
+        "actor": "ann@contoso.com",
+        "role": "requester",
+        "action": "request",
+        "from_state": None,
+        "to_state": "pending",
+        "reason": "",
+        "data": {},
+        "prev_hash": "0" * 64,
+        "hash": "1" * 64,
+    }
+    buf = io.StringIO()
+    assert write_csv([item, {**item, "seq": 2, "reason": "-rf", "actor": "@x"}], buf) == 2
+    _, plain, formula = csv.reader(io.StringIO(buf.getvalue()))
+    assert plain[1] == "" and plain[6] == "" and plain[8] == "" and plain[3] == "ann@contoso.com"
+    assert (formula[8], formula[3]) == ("'-rf", "'@x")

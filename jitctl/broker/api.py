@@ -13,6 +13,7 @@ import io
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -22,8 +23,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from jitctl.broker import bodies
-from jitctl.broker.errors import Unauthenticated
-from jitctl.broker.lifecycle import Action, Role, State
+from jitctl.broker.errors import NotPermitted, Unauthenticated, no_such_request
+from jitctl.broker.lifecycle import Action, State, check, held_roles
+from jitctl.broker.paging import Page, scope_page
 from jitctl.broker.records import RequestRecord
 from jitctl.broker.rules import Ask, Principal, RuleSet, rules_document
 from jitctl.broker.store import Store
@@ -33,9 +35,10 @@ from jitctl.broker.views import (
     error_answer,
     error_body,
     request_json,
-    visible,
+    utc,
 )
-from jitctl.errors import BadInput, JitctlError, NotFound
+from jitctl.errors import BadInput, JitctlError
+from jitctl.parsing import MAX_DURATION
 from jitctl.textsafe import printable
 
 log = logging.getLogger("jitctl.broker.api")
@@ -243,32 +246,24 @@ class Api:
         return request_json(rec, call.who, self.access)
 
     def list(self, call: Call) -> dict[str, Any]:
+        """A page of requests, newest first; `older` (the answer's cursor) asks the next."""
         scope = call.params.get("scope", "mine")
         limit = bodies.limit(call.params.get("limit"), self.settings.list_limit)
-        who = call.who
-        if scope == "mine":
-            found = self.store.list_requests(requester=who.upn, limit=limit)
-        elif scope == "pending":
-            pending = self.store.list_requests(states=[State.PENDING], limit=limit * 10)
-            found = [
-                r
-                for r in pending
-                if self.access.roles(r, who) & {Role.APPROVER, Role.ADMIN}
-                and Role.REQUESTER not in self.access.roles(r, who)
-            ][:limit]
-        elif scope == "all":
-            found = visible(self.store.list_requests(limit=limit * 10), who, self.access)[:limit]
-        else:
-            raise BadInput(f"Unknown scope '{printable(scope)}'.", "Use mine, pending or all.")
-        return {"scope": scope, "requests": [*self.docs(found, who)]}
+        page = self.page(call.who, scope, limit, call.params.get("older"))
+        return {
+            "scope": scope,
+            "requests": [*self.docs(page.rows, call.who)],
+            "older": page.older,
+        }
+
+    def page(self, who: Principal, scope: str, size: int, cursor: str | None) -> Page:
+        """The requests of a scope, as the API lists them and the pages show them."""
+        return scope_page(self.store, self.access, who, scope, size, cursor)
 
     def _visible(self, call: Call) -> Any:
         rec = self.store.get(call.path["id"])
         if not self.access.may_see(rec, call.who):  # as if it did not exist: ids do not leak
-            raise NotFound(
-                f"No access request '{printable(rec.id)}'.",
-                "Check the id: it is the one the broker gave when the request was made.",
-            )
+            raise no_such_request(rec.id)
         return rec
 
     def show(self, call: Call) -> dict[str, Any]:
@@ -283,7 +278,7 @@ class Api:
     def approve(self, call: Call) -> dict[str, Any]:
         body = bodies.parse(bodies.Comment, call.body)
         rec = self._visible(call)
-        done = self.store.approve(rec.id, call.who, body.comment)
+        done = self.store.approve(rec.id, call.who, body.comment, self.access.roles(rec, call.who))
         return request_json(done, call.who, self.access)
 
     def deny(self, call: Call) -> dict[str, Any]:
@@ -303,7 +298,7 @@ class Api:
         rec = self._visible(call)
         roles = self.access.roles(rec, call.who)
         data = {"extend_to": values["extend_to"].isoformat()} if "extend_to" in values else None
-        done = self.store.decide(rec.id, action, call.who.upn, roles, reason, data, **values)
+        done = self.store.decide(rec.id, action, call.who, roles, reason, data, **values)
         return request_json(done, call.who, self.access)
 
     def extend(self, call: Call) -> dict[str, Any]:
@@ -311,12 +306,20 @@ class Api:
         extension is a new grant). The worker sends the initiate that makes it true in Azure."""
         body = bodies.parse(bodies.Extension, call.body)
         rec = self._visible(call)
+        now = self.store.clock.now()
+        # who and when first (the store checks again as it writes): the rules come after
+        own = call.who.same_as(rec.requester, rec.requester_oid)
+        check(
+            Action.EXTEND,
+            rec.state,
+            held_roles(self.access.roles(rec, call.who), own, Action.EXTEND),
+        )
         ask = Ask(
             requester=Principal(rec.requester, frozenset(rec.requester_groups)),
             vm_id=rec.vm_id,
             ports=rec.ports,
             duration=body.duration,
-            at=self.store.clock.now(),
+            at=now,
             vm_tags=self.settings.vm_tags(rec.vm_id) if self.settings.vm_tags else (),
             reason=rec.reason,
             ticket=rec.ticket,
@@ -329,7 +332,9 @@ class Api:
                 f"{bodies.human(limit)}.",
                 f"Extend by {bodies.human(limit)} or less.",
             )
-        ends = self.store.clock.now() + body.duration
+        ends = now + body.duration
+        if rec.min_approvals > 1:
+            self._within_agreed(rec, ends, limit or MAX_DURATION)
         # ends_at stays Azure's end until the worker's new initiate is granted and verified
         return self._decide(
             call,
@@ -339,6 +344,31 @@ class Api:
             extend_claimed_by=None,
             extend_claimed_at=None,
         )
+
+    def _within_agreed(self, rec: RequestRecord, ends: datetime, longest: timedelta) -> None:
+        """An extension is one person's decision: on a grant that took minApprovals >= 2
+        people, it may not take the grant past `longest` (the rules' maxDuration, else Azure's
+        24 h) from when access first went live; longer takes a new request, approved as
+        this one was."""
+        live = next(
+            (e["at"] for e in self.store.events_of([rec.id]) if e["action"] == Action.ACTIVATE),
+            None,
+        )
+        start = datetime.fromisoformat(live.replace("Z", "+00:00")) if live else rec.created_at
+        cap = start + longest
+        if ends > cap:
+            left = max(cap - self.store.clock.now(), timedelta(0))
+            more = (
+                f"Extend by {bodies.human(left)} or less, or ask"
+                if left >= timedelta(minutes=1)
+                else "Ask"
+            )
+            raise NotPermitted(
+                f"Request {rec.id} took {rec.min_approvals} approvals: one person's extension "
+                f"may not take it past {bodies.human(longest)} from its start "
+                f"({utc(cap)}).",
+                f"{more} a new request (jitctl broker request), which its approvers decide.",
+            )
 
     # --- the rules --------------------------------------------------------------------------
 
@@ -364,8 +394,6 @@ class Api:
 
     def _auditor(self, call: Call, what: str = "audit log") -> None:
         if not self.access.reads_log(call.who):
-            from jitctl.broker.errors import NotPermitted
-
             raise NotPermitted(
                 f"{printable(call.who.upn)} may not read the broker's {what}.",
                 "Ask a broker admin; auditors are set with JITCTL_BROKER_AUDITORS.",

@@ -169,7 +169,7 @@ def write_csv(items: Iterable[dict[str, Any]], out: TextIO) -> int:
     for item in items:
         cells = [canonical_json(item[k]) if k == "data" else item[k] for k in header]
         writer.writerow(
-            ["'" + c if isinstance(c, str) and c[:1] in "=+-@\t\r" else c for c in cells]
+            ["'" + c if isinstance(c, str) and c[:1] and c[0] in "=+-@\t\r" else c for c in cells]
         )
         n += 1
     return n

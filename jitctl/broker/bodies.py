@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from jitctl.broker.rules import MAX_TICKET
 from jitctl.errors import BadInput
 from jitctl.parsing import (
     check_justification,
@@ -23,7 +24,6 @@ from jitctl.textsafe import printable
 
 DEFAULT_DURATION = timedelta(hours=1)
 DEFAULT_PORTS = (3389,)  # as `jitctl request`
-MAX_TICKET = 200
 MAX_LIMIT = 1000
 
 M = TypeVar("M", bound=BaseModel)

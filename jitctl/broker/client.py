@@ -5,13 +5,13 @@ and a token never crosses the network in clear.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from jitctl.broker.views import CODES
 from jitctl.errors import AzureError, BadInput, JitctlError
+from jitctl.loopback import is_loopback
 from jitctl.textsafe import printable
 
 TIMEOUT = 30.0  # seconds; the API answers in milliseconds, a wait polls
@@ -27,22 +27,13 @@ def check_url(url: str) -> str:
             f"'{printable(url)}' is not a broker URL.",
             "Give --broker https://broker.example.com (or set JITCTL_BROKER_URL).",
         )
-    if parts.scheme == "http" and not _loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         raise BadInput(
             f"The broker URL {printable(url)} is plain HTTP to another machine: the token "
             "would cross the network in clear.",
             "Use https://, or http:// to a loopback address (127.0.0.1, ::1, localhost).",
         )
     return url.strip().rstrip("/")
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class BrokerClient:
@@ -57,7 +48,13 @@ class BrokerClient:
         if self._http is None:
             import httpx
 
-            self._http = httpx.Client(timeout=TIMEOUT, follow_redirects=False)
+            from jitctl.cabundle import httpx_verify
+
+            # httpx reads SSL_CERT_FILE alone: a private CA named by REQUESTS_CA_BUNDLE (as
+            # the Azure SDK's requests honours it) would otherwise fail here only
+            self._http = httpx.Client(
+                timeout=TIMEOUT, follow_redirects=False, verify=httpx_verify()
+            )
         return self._http
 
     def call(

@@ -4,7 +4,8 @@
 2. with `--emulator`, a token the emulator's identity provider signs for the test user named
    by `--as UPN` (default alice@contoso.com; EMULATOR.md lists the users);
 3. else the App's Azure credential (az login, a managed identity, environment credentials)
-   for `api://<audience>/.default`.
+   for `api://<audience>/.default`: the audience (`--broker-audience`) is then required, since
+   Entra ID issues no token for `api:///.default`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class TokenApp(Protocol):
 
 def scope_for(audience: str) -> str:
     """The scope that asks Entra ID for a token to the broker's API: its App ID URI (by default
-    `api://<client id>`) followed by /.default."""
+    `api://<client id>`) followed by /.default (one definition: the CLI's token and the pages'
+    sign-in)."""
     audience = audience.strip().rstrip("/")
     return f"{audience}/.default" if "://" in audience else f"api://{audience}/.default"
 
@@ -51,6 +53,13 @@ def broker_token(app: TokenApp, audience: str) -> str:
         raise BadInput(
             "--as picks a test user of the emulator; against Entra ID your sign-in says who you are.",
             "Add --emulator, or drop --as (sign in as the other user with az login instead).",
+        )
+    if not audience.strip():
+        raise BadInput(
+            "No broker audience: jitctl cannot ask Entra ID for a token to the broker.",
+            "Pass --broker-audience (or JITCTL_BROKER_AUDIENCE, or broker-audience in the config "
+            "file): the broker's application (client) id, as `broker serve --audience`; or set "
+            f"{TOKEN_ENV} to a token for the broker.",
         )
     try:
         return app.access_token(scope_for(audience))

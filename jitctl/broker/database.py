@@ -23,26 +23,18 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from jitctl.broker import auditlog
 from jitctl.broker.auditlog import NewEvent
-from jitctl.broker.errors import (
-    RequestNotFound,
-    StoreUnavailable,
-    WrongState,
-)
+from jitctl.broker.errors import StoreUnavailable, WrongState, no_such_request
 from jitctl.broker.lifecycle import Action, Role, State
 from jitctl.broker.models import approvals, outbox, requests
 from jitctl.broker.records import RequestRecord, record_of
 from jitctl.clock import Clock
 from jitctl.files import PRIVATE_FILE, private_dir
-from jitctl.textsafe import printable
 
 MIGRATE_LOCK = 0x6A697463746C  # pg_advisory_xact_lock key: one replica migrates at a time
 SYSTEM = "broker"
 
-READ_ONLY = "jitctl_read_only"
-WORK_STATES = (
-    State.APPROVED,
-    State.REVOKED,
-)  # states the worker acts on (initiate, release)  # execution option: a transaction that only reads
+READ_ONLY = "jitctl_read_only"  # execution option: a transaction that only reads
+WORK_STATES = (State.APPROVED, State.REVOKED)  # states the worker acts on (initiate, release)
 
 
 def default_url() -> str:
@@ -250,10 +242,7 @@ class Database:
         query = select(requests).where(requests.c.id == request_id)
         row = conn.execute(query.with_for_update() if lock else query).mappings().first()
         if row is None:
-            raise RequestNotFound(
-                f"No access request '{printable(request_id)}'.",
-                "Check the id: it is the one the broker gave when the request was made.",
-            )
+            raise no_such_request(request_id)
         found = conn.execute(
             select(approvals.c.approver)
             .where(approvals.c.request_id == request_id)

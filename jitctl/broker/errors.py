@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from jitctl.errors import BadInput, Forbidden, JitctlError, NotFound, NotSignedIn, Refused
+from jitctl.textsafe import printable
 
 
 class WrongState(Refused):
@@ -23,7 +24,14 @@ class AlreadyReviewed(Refused):
 
 
 class RequestNotFound(NotFound):
-    pass
+    """No such request, or one the caller may not see (the same answer: ids do not leak)."""
+
+
+def no_such_request(request_id: str) -> RequestNotFound:
+    return RequestNotFound(
+        f"No access request '{printable(request_id)}'.",
+        "Check the id: it is the one the broker gave when the request was made.",
+    )
 
 
 class BadRequestInput(BadInput):

@@ -7,14 +7,15 @@ PyJWT's, with an allowlist of algorithms (RS256, ES256: never `none`, never HS*,
 a public key serve as an HMAC secret); `iss` and `aud` must be this broker's; `exp`, `nbf` and
 `iat` are read on the broker's clock with a small leeway for clock skew.
 
-The user is the token's `upn`, else `preferred_username`, else `email` (Entra v1 tokens carry
-`upn`, v2 tokens `preferred_username`); an app-only token (a pipeline's service principal) is
-named by its application id. Groups are the `groups` claim and the app `roles` together.
+The user is named by the token's `upn`, else `preferred_username`, else `email` (Entra v1
+tokens carry `upn`, v2 tokens `preferred_username`); an app-only token (a pipeline's service
+principal) by its application id. Names are for display and `user:` rules: who is who goes by
+the immutable object id (`oid`, kept with the tenant's `tid`), as Microsoft advises. Groups
+are the `groups` claim and the app `roles` together.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import threading
 import time
@@ -27,6 +28,7 @@ from jitctl.broker.rules import Principal
 from jitctl.cabundle import ca_bundle
 from jitctl.clock import Clock, SystemClock
 from jitctl.errors import BadInput
+from jitctl.loopback import is_loopback
 from jitctl.textsafe import printable
 
 ALGORITHMS = ("RS256", "ES256")
@@ -99,12 +101,7 @@ def _reason(err: Exception) -> str:
 def check_issuer_url(issuer: str) -> str:
     """An issuer is an https URL (plain http only on a loopback address, for tests)."""
     parts = urlsplit(issuer.strip())
-    loopback = False
-    host = parts.hostname or ""
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
+    loopback = is_loopback(parts.hostname or "")
     if not parts.netloc or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
         raise BadInput(
             f"The issuer {printable(issuer)!r} is not an https URL.",
@@ -360,7 +357,10 @@ def principal_of(claims: dict[str, Any]) -> Principal:
         if not isinstance(value, list) or not all(_text(v) for v in value):
             raise Unauthenticated(f"The token's {claim!r} claim is not a list of names.", "")
         groups.update(value)
-    return Principal(upn=str(name).strip(), groups=frozenset(groups))
+    ids = {c: str(claims[c]).strip() for c in ("oid", "tid") if _text(claims.get(c))}
+    return Principal(
+        upn=str(name).strip(), groups=frozenset(groups), oid=ids.get("oid"), tid=ids.get("tid")
+    )
 
 
 def _text(value: Any) -> bool:

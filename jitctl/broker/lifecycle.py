@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from jitctl.broker.errors import NotPermitted, WrongState
+from jitctl.broker.errors import NotPermitted, SelfApproval, WrongState
 
 
 class State(str, Enum):
@@ -115,6 +115,46 @@ TRANSITIONS: tuple[Transition, ...] = (
 )
 
 
+# What people do to a request (the system's moves are the worker's); `review` is an approval
+# below minApprovals, which people ask for as `approve`.
+PEOPLE_ACTIONS = (Action.APPROVE, Action.DENY, Action.CANCEL, Action.REVOKE, Action.EXTEND)
+SAID_AS = {Action.REVIEW: Action.APPROVE}
+
+
+def roles_on(roles: frozenset[Role] | set[Role], own: bool) -> set[Role]:
+    """The roles an actor holds on one request: on their own, the requester role alone (no
+    approving, denying or extending one's own, admins included; cancel and revoke stay theirs
+    as its requester); on another's, every role but requester."""
+    if own:
+        return {Role.REQUESTER}
+    return {r for r in roles if r is not Role.REQUESTER}
+
+
+# what nobody does to their own request: the words, and whom to ask instead
+SELF = {
+    Action.APPROVE: (
+        "Nobody approves their own request.",
+        "Ask one of the approvers the rules name.",
+    ),
+    Action.DENY: (
+        "Nobody denies their own request, admins included.",
+        "Cancel it instead (jitctl broker cancel ID).",
+    ),
+    Action.EXTEND: (
+        "Nobody extends their own request, admins included.",
+        "Ask one of its approvers or another admin to extend it.",
+    ),
+}
+
+
+def held_roles(roles: frozenset[Role] | set[Role], own: bool, action: Action) -> set[Role]:
+    """The roles an actor holds for `action` on one request (roles_on); approving, denying
+    or extending one's own is SelfApproval, whatever roles the actor holds elsewhere."""
+    if own and action in SELF:
+        raise SelfApproval(*SELF[action])
+    return roles_on(roles, own)
+
+
 def find(action: Action, source: State | None, target: State | None = None) -> list[Transition]:
     return [
         t
@@ -128,16 +168,16 @@ def check(
     source: State | None,
     roles: frozenset[Role] | set[Role],
     target: State | None = None,
+    verb: Action | None = None,
 ) -> Transition:
     """The transition `action` makes from `source` for an actor holding `roles`, or the error
-    that says why not (WrongState: refused; NotPermitted: forbidden)."""
+    that says why not (WrongState: refused; NotPermitted: forbidden). `verb`: the action as
+    the person asked it (approve, for a review)."""
     found = find(action, source, target)
     if not found:
         where = f"it is {source.value}" if source else "it does not exist yet"
-        can = sorted({t.action.value for t in TRANSITIONS if t.source is source})
         raise WrongState(
-            f"Cannot {action.value} this request: {where}.",
-            f"What can happen to it now: {', '.join(can) or 'nothing (it is closed)'}.",
+            f"Cannot {(verb or action).value} this request: {where}.", _what_now(source, roles)
         )
     chosen = next((t for t in found if t.roles & set(roles)), None)
     if chosen is None:
@@ -147,6 +187,25 @@ def check(
             "Ask someone who holds that role.",
         )
     return chosen
+
+
+def _what_now(source: State | None, roles: frozenset[Role] | set[Role]) -> str:
+    """The hint after a refusal: what this actor may do to the request now, in the words
+    they use (never the worker's moves)."""
+    if source is None:
+        return "Make the request first."
+    mine = [a.value for a in people_actions(source, roles)]
+    if mine:
+        return f"What you may do with it now: {', '.join(mine)}."
+    if source in FINAL:
+        return "Nothing can happen to it now: it is closed."
+    return "Nothing is yours to do with it now."
+
+
+def people_actions(source: State, roles: frozenset[Role] | set[Role]) -> tuple[Action, ...]:
+    """What people holding `roles` may do to a request in `source`, as they ask for it."""
+    allowed = {SAID_AS.get(a, a) for a in allowed_actions(source, roles)}
+    return tuple(a for a in PEOPLE_ACTIONS if a in allowed)
 
 
 def allowed_actions(source: State, roles: frozenset[Role] | set[Role]) -> tuple[Action, ...]:

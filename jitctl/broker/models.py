@@ -84,6 +84,9 @@ requests = Table(
     Column("extend_claimed_at", UtcDateTime),
     # active: where to connect and the verify proof, as JSON (migration 0004)
     Column("access", Text),
+    # the requester's object id and tenant in the token (oid, tid; migration 0006)
+    Column("requester_oid", String(64)),
+    Column("requester_tid", String(64)),
     CheckConstraint(f"state IN ({STATES})", name="ck_requests_state"),
     Index("ix_requests_state_created", "state", "created_at"),
     Index("ix_requests_requester", "requester", "created_at"),
@@ -98,6 +101,7 @@ approvals = Table(
     Column("approver", String(320), nullable=False),  # upn, lower-case
     Column("at", UtcDateTime, nullable=False),
     Column("comment", Text),
+    Column("approver_oid", String(64)),  # the token's oid (migration 0006)
     UniqueConstraint("request_id", "approver", name="uq_approvals_request_approver"),
 )
 
@@ -148,7 +152,7 @@ outbox = Table(
     Index("ix_outbox_due", "sent_at", "next_attempt_at"),
 )
 
-# The web pages' sign-ins (migration 0008): the browser's cookie holds the id alone, so a token
+# The web pages' sign-ins (migration 0007): the browser's cookie holds the id alone, so a token
 # with hundreds of groups never outgrows a cookie and no bearer token travels in one.
 web_sessions = Table(
     "web_sessions",

@@ -23,7 +23,6 @@ Configured from the environment (secrets only there, never logged, not with --de
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import random
 import smtplib
@@ -43,6 +42,7 @@ from jitctl.broker.work import WorkQueue
 from jitctl.cabundle import ca_bundle
 from jitctl.errors import BadInput
 from jitctl.ids import name_of, segments
+from jitctl.loopback import is_loopback
 from jitctl.parsing import format_human_duration
 from jitctl.textsafe import printable
 
@@ -50,15 +50,6 @@ log = logging.getLogger("jitctl.broker.notify")
 
 ENV = "JITCTL_BROKER_"
 WEBHOOK_KINDS = ("teams", "slack", "json")
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def tls_context(environ: Mapping[str, str]) -> ssl.SSLContext:

@@ -33,12 +33,13 @@ from starlette.routing import BaseRoute, Route
 
 from jitctl.broker.api import Api, Call, Verifier
 from jitctl.broker.errors import Unauthenticated
-from jitctl.broker.lifecycle import Action, Role, State
+from jitctl.broker.lifecycle import Action
 from jitctl.broker.pagesauth import SignIn, csrf_ok
+from jitctl.broker.paging import Page
 from jitctl.broker.records import RequestRecord
 from jitctl.broker.rules import Principal
 from jitctl.broker.signin import OidcClient
-from jitctl.broker.views import error_answer, request_json, visible
+from jitctl.broker.views import error_answer, request_json
 from jitctl.broker.vmexposure import VmExposure
 from jitctl.broker.websessions import WebSessions
 from jitctl.errors import BadInput, JitctlError
@@ -48,7 +49,6 @@ log = logging.getLogger("jitctl.broker.pages")
 
 SESSION_COOKIE = "jitctl_broker"
 SESSION_AGE = 8 * 3600  # a working day; the token inside expires sooner and is checked
-BATCH = 500  # at most this many rows read at a time, looking for a page the person may see
 HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": (
@@ -189,43 +189,6 @@ class Pages(SignIn):
 
     # --- pages ----------------------------------------------------------------------------------
 
-    def _scan(
-        self,
-        request: Request,
-        keep: Callable[[RequestRecord], bool],
-        states: tuple[State, ...] = (),
-        requester: str | None = None,
-    ) -> tuple[list[RequestRecord], str | None]:
-        """A page of the requests `keep` lets through, newest first, and the cursor of the
-        next page (None: no more). Reads BATCH rows at a time through the store's index."""
-        size = self.config.page_size
-        # the position after the last row read: its time, and how many rows of that very
-        # time were read (requests made in one instant page on without a gap or a repeat)
-        at, skip = _cursor(request.query_params.get("older"))
-        found: list[RequestRecord] = []
-        page_end: tuple[datetime | None, int] = (at, skip)
-        limit = size + 1  # most rows are the person's to see: read a page first, then more
-        while len(found) <= size:
-            batch = self.store.list_requests(
-                states=states, requester=requester, limit=limit, until=at, offset=skip
-            )
-            for rec in batch:
-                at, skip = (at, skip + 1) if rec.created_at == at else (rec.created_at, 1)
-                if keep(rec):
-                    found.append(rec)
-                    if len(found) == size:
-                        page_end = (at, skip)
-                    elif len(found) > size:
-                        break
-            if len(batch) < limit:
-                break
-            limit = min(limit * 4, BATCH)
-        rows = found[:size]
-        older = None
-        if len(found) > size and page_end[0] is not None:
-            older = f"{page_end[0].isoformat()}|{page_end[1]}"
-        return rows, older
-
     def _rows(self, recs: list[RequestRecord], who: Principal) -> list[dict[str, Any]]:
         events = self.store.events_of([r.id for r in recs])
         asked = {e["request_id"]: e["data"] for e in events if e["action"] == Action.REQUEST.value}
@@ -242,26 +205,26 @@ class Pages(SignIn):
             return {}
         return {vm_id: self.config.exposure(vm_id) for vm_id in dict.fromkeys(vm_ids)}
 
-    def pending(self, who: Principal, request: Request) -> dict[str, Any]:
-        def mine_to_decide(rec: RequestRecord) -> bool:
-            roles = self.access.roles(rec, who)
-            return bool(roles & {Role.APPROVER, Role.ADMIN}) and Role.REQUESTER not in roles
+    def _listed(self, who: Principal, request: Request, scope: str) -> Page:
+        """The API's own page of a scope (one way to page, for the pages and the API)."""
+        return self.api.page(who, scope, self.config.page_size, request.query_params.get("older"))
 
-        recs, older = self._scan(request, mine_to_decide, states=(State.PENDING,))
+    def pending(self, who: Principal, request: Request) -> dict[str, Any]:
+        page = self._listed(who, request, "pending")
         return {
             "tab": "pending",
-            "rows": self._rows(recs, who),
-            "exposure": self._exposure([r.vm_id for r in recs]),
-            "older": older,
+            "rows": self._rows(page.rows, who),
+            "exposure": self._exposure([r.vm_id for r in page.rows]),
+            "older": page.older,
         }
 
     def mine(self, who: Principal, request: Request) -> dict[str, Any]:
-        recs, older = self._scan(request, lambda _: True, requester=who.upn)
-        return {"tab": "mine", "rows": self._rows(recs, who), "older": older}
+        page = self._listed(who, request, "mine")
+        return {"tab": "mine", "rows": self._rows(page.rows, who), "older": page.older}
 
     def history(self, who: Principal, request: Request) -> dict[str, Any]:
-        recs, older = self._scan(request, lambda r: bool(visible([r], who, self.access)))
-        return {"tab": "history", "rows": self._rows(recs, who), "older": older}
+        page = self._listed(who, request, "all")
+        return {"tab": "history", "rows": self._rows(page.rows, who), "older": page.older}
 
     def detail(self, who: Principal, request: Request) -> dict[str, Any]:
         shown = self.api.show(Call(who, {}, {}, {"id": request.path_params["id"]}))
@@ -303,15 +266,3 @@ class Pages(SignIn):
             return self._error(request, err, who)
         request.session["flash"] = f"{action.capitalize()}: the request is now {done['state']}."
         return RedirectResponse(f"/requests/{quote(rid)}", 303)
-
-
-def _cursor(text: str | None) -> tuple[datetime | None, int]:
-    if not text:
-        return None, 0
-    at, _, seen = text.partition("|")
-    try:
-        return datetime.fromisoformat(at), max(int(seen), 0)
-    except ValueError:
-        raise BadInput(
-            "The page's 'older' cursor is not one.", "Follow the page's links."
-        ) from None

@@ -40,6 +40,8 @@ class RequestRecord:
     extend_to: datetime | None = None  # active: an extension Azure has not granted yet
     # active: where to connect ({"connect": [...], "verification": {...}}), as the worker found
     access: Mapping[str, Any] | None = None
+    requester_oid: str | None = None  # the token's object id: who asked, whatever their name
+    requester_tid: str | None = None
 
 
 def record_of(row: Mapping[Any, Any], approved_by: tuple[str, ...] = ()) -> RequestRecord:
@@ -70,4 +72,6 @@ def record_of(row: Mapping[Any, Any], approved_by: tuple[str, ...] = ()) -> Requ
         released_at=row.get("released_at"),
         extend_to=row.get("extend_to"),
         access=json.loads(row["access"]) if row.get("access") else None,
+        requester_oid=row.get("requester_oid"),
+        requester_tid=row.get("requester_tid"),
     )

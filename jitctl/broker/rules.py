@@ -52,10 +52,22 @@ class Outcome(str, Enum):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who acts: a user principal name and the groups (ids or names, app roles) of the token."""
+    """Who acts: a user principal name and the groups (ids or names, app roles) of the token;
+    its object id and tenant (`oid`, `tid`) when the token has them. The name is for display
+    and `user:` rules; who is who (self-approval, distinct approvers) goes by the object id,
+    since a name can change or be reused (Microsoft: never authorize on preferred_username)."""
 
     upn: str
     groups: frozenset[str] = frozenset()
+    oid: str | None = field(default=None, compare=False)
+    tid: str | None = field(default=None, compare=False)
+
+    def same_as(self, upn: str, oid: str | None) -> bool:
+        """Whether this is the person stored as `upn` / `oid`: by object id when both have
+        one, else by name (tokens without an oid, requests stored before there was one)."""
+        if self.oid and oid:
+            return self.oid.lower() == oid.lower()
+        return self.upn.lower() == upn.lower()
 
     def matches(self, spec: str) -> bool:
         kind, _, value = spec.partition(":")
@@ -67,10 +79,15 @@ class Principal:
         return next((s for s in specs or () if self.matches(s)), None)
 
 
-def may_approve(approver_sets: Sequence[Sequence[str]], requester: str, who: Principal) -> bool:
-    """Never the requester, whatever their groups; else one principal of every set (one
-    definition: the rules' answer and the store's check on each approval)."""
-    if not approver_sets or who.upn.lower() == requester.lower():
+def may_approve(
+    approver_sets: Sequence[Sequence[str]],
+    requester: str,
+    who: Principal,
+    requester_oid: str | None = None,
+) -> bool:
+    """Never the requester, whatever their groups or name; else one principal of every set
+    (one definition: the rules' answer and the store's check on each approval)."""
+    if not approver_sets or who.same_as(requester, requester_oid):
         return False
     return all(who.first_match(s) for s in approver_sets)
 
@@ -147,18 +164,7 @@ class Decision:
     pending_ttl: timedelta = DEFAULT_PENDING_TTL
     reasons: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
-    requester: str = ""
     loud: bool = False  # break-glass: tell everyone
-
-    @property
-    def approvers(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(p for s in self.approver_sets for p in s))
-
-    def can_approve(self, who: Principal) -> bool:
-        """Never the requester, whatever their groups; else one principal of every set."""
-        return self.outcome is Outcome.NEEDS_APPROVAL and may_approve(
-            self.approver_sets, self.requester, who
-        )
 
 
 @dataclass(frozen=True)
@@ -291,13 +297,11 @@ def _input_problems(rules: Sequence[Rule], ask: Ask, max_duration: timedelta | N
 
 def evaluate(rules: Sequence[Rule], ask: Ask) -> Decision:
     matching = [r for r in rules if r.matches(ask)]
-    upn = ask.requester.upn
     if not matching:
         return Decision(
             Outcome.DENIED,
             (),
             reasons=(f"no approvals rule matches {_vm(ask)}: the broker grants nothing unruled",),
-            requester=upn,
         )
     labels = tuple(r.label for r in matching)
     reasons = [f"{_vm(ask)} is governed by {', '.join(labels)}"]
@@ -321,7 +325,6 @@ def evaluate(rules: Sequence[Rule], ask: Ask) -> Decision:
             pending_ttl=ttl,
             reasons=tuple(reasons),
             problems=problems,
-            requester=upn,
             loud=outcome is Outcome.BREAK_GLASS_ALLOWED,
         )
 

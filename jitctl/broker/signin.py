@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from jitctl.broker.client_auth import scope_for
 from jitctl.broker.errors import IdentityUnavailable, Unauthenticated
 from jitctl.textsafe import printable
 
@@ -59,10 +60,9 @@ def challenge_of(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
-def scope_for(audience: str) -> str:
+def scopes_for(audience: str) -> str:
     """The ID token's scopes and the API's: the access token is for the broker's audience."""
-    resource = audience if "://" in audience else f"api://{audience}"
-    return f"openid profile email {resource}/.default"
+    return f"openid profile email {scope_for(audience)}"
 
 
 class OidcClient:
@@ -157,7 +157,7 @@ class OidcClient:
                 "response_type": "code",
                 "redirect_uri": redirect_uri,
                 "response_mode": "query",
-                "scope": scope_for(self.audience),
+                "scope": scopes_for(self.audience),
                 "state": state,
                 "nonce": nonce,
                 "code_challenge": challenge_of(verifier),
@@ -190,7 +190,7 @@ class OidcClient:
             "code": code,
             "redirect_uri": redirect_uri,
             "code_verifier": verifier,
-            "scope": scope_for(self.audience),
+            "scope": scopes_for(self.audience),
         }
         if self.client_secret:
             form["client_secret"] = self.client_secret

@@ -26,9 +26,8 @@ from jitctl.broker.errors import (
     AlreadyReviewed,
     BadRequestInput,
     NotPermitted,
-    SelfApproval,
 )
-from jitctl.broker.lifecycle import Action, Role, State, check
+from jitctl.broker.lifecycle import Action, Role, State, check, held_roles
 from jitctl.broker.models import approvals, requests
 from jitctl.broker.records import RequestRecord, record_of
 from jitctl.broker.rules import Ask, Decision, Outcome, Principal, may_approve
@@ -90,6 +89,8 @@ class Store(WorkQueue):
                 "state": target.value,
                 "version": 1,
                 "requester": who,
+                "requester_oid": ask.requester.oid,
+                "requester_tid": ask.requester.tid,
                 "requester_groups": json.dumps(sorted(ask.requester.groups)),
                 "vm_id": ask.vm_id,
                 "ports": json.dumps(list(ask.ports)),
@@ -148,37 +149,55 @@ class Store(WorkQueue):
             return [record_of(r) for r in conn.execute(query).mappings()]
 
     def approve(
-        self, request_id: str, approver: Principal, comment: str | None = None
+        self,
+        request_id: str,
+        approver: Principal,
+        comment: str | None = None,
+        roles: frozenset[Role] | set[Role] = frozenset(),
     ) -> RequestRecord:
         """One approval by a distinct person; the one that reaches minApprovals approves.
         Who may approve was fixed when the request was made (its approver sets), so a rule
-        edited later neither strands nor widens a pending request."""
+        edited later neither strands nor widens a pending request. `roles`: what else the
+        approver holds (an admin), for the hint of a refusal."""
         who = approver.upn.lower()
         with self._tx() as tx:
             rec = self._locked(tx.conn, request_id)
-            if who == rec.requester:
-                raise SelfApproval(
-                    "Nobody approves their own request.", "Ask one of the approvers the rules name."
-                )
-            if not may_approve(rec.approver_sets, rec.requester, approver):
+            held = _roles_on(rec, approver, {*roles, Role.APPROVER}, Action.APPROVE)
+            if not may_approve(rec.approver_sets, rec.requester, approver, rec.requester_oid):
                 wanted = " and ".join(" or ".join(s) for s in rec.approver_sets) or "nobody"
                 raise NotPermitted(
                     f"{printable(approver.upn)} may not approve request {rec.id}.",
                     f"Its approvers are: {printable(wanted)}.",
                 )
-            check(Action.REVIEW, rec.state, {Role.APPROVER})
+            check(Action.REVIEW, rec.state, held, verb=Action.APPROVE)
+            already = AlreadyReviewed(
+                f"{printable(approver.upn)} has already approved request {rec.id}.",
+                "Another approver must approve it.",
+            )
+            # distinct people by object id: a renamed approver is still the one who approved
+            if (
+                approver.oid
+                and tx.conn.execute(
+                    select(approvals.c.id).where(
+                        approvals.c.request_id == rec.id,
+                        func.lower(approvals.c.approver_oid) == approver.oid.lower(),
+                    )
+                ).first()
+            ):
+                raise already
             try:
                 with tx.conn.begin_nested():
                     tx.conn.execute(
                         approvals.insert().values(
-                            request_id=rec.id, approver=who, at=tx.now, comment=comment
+                            request_id=rec.id,
+                            approver=who,
+                            approver_oid=approver.oid,
+                            at=tx.now,
+                            comment=comment,
                         )
                     )
             except IntegrityError:
-                raise AlreadyReviewed(
-                    f"{printable(approver.upn)} has already approved request {rec.id}.",
-                    "Another approver must approve it.",
-                ) from None
+                raise already from None
             count = tx.conn.execute(
                 select(func.count()).select_from(approvals).where(approvals.c.request_id == rec.id)
             ).scalar_one()
@@ -209,16 +228,20 @@ class Store(WorkQueue):
         self,
         request_id: str,
         action: Action,
-        actor: str,
+        actor: str | Principal,
         roles: frozenset[Role] | set[Role],
         reason: str | None = None,
         data: dict[str, Any] | None = None,
         **values: Any,
     ) -> RequestRecord:
-        """deny, cancel, revoke, extend (and the system's moves): check, move, log, notify."""
+        """deny, cancel, revoke, extend (and the system's moves): check, move, log, notify.
+        `actor`: the person (their object id decides whether the request is theirs), or a
+        name."""
+        person = actor if isinstance(actor, Principal) else Principal(actor)
+        actor = person.upn
         with self._tx() as tx:
             rec = self._locked(tx.conn, request_id)
-            roles = _roles_on(rec, actor, roles)
+            roles = _roles_on(rec, person, roles, action)
             step = check(action, rec.state, roles)
             self._move(tx, rec, step.target, **values)
             role = next(
@@ -261,12 +284,8 @@ class Store(WorkQueue):
             return write(auditlog.rows(conn, since), out)
 
 
-def _roles_on(rec: RequestRecord, actor: str, roles: frozenset[Role] | set[Role]) -> set[Role]:
-    """The roles `actor` holds on this request: the requester role only on their own, the
-    approver role never on their own (no self-approval, self-denial or self-extension)."""
-    mine = actor.lower() == rec.requester
-    return {
-        r
-        for r in roles
-        if not (r is Role.REQUESTER and not mine) and not (r is Role.APPROVER and mine)
-    }
+def _roles_on(
+    rec: RequestRecord, actor: Principal, roles: frozenset[Role] | set[Role], action: Action
+) -> set[Role]:
+    """The roles `actor` holds on this request for `action` (lifecycle.held_roles)."""
+    return held_roles(roles, actor.same_as(rec.requester, rec.requester_oid), action)

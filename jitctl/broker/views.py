@@ -19,7 +19,7 @@ from jitctl.broker.errors import (
     Unauthenticated,
     WrongState,
 )
-from jitctl.broker.lifecycle import Action, Role, State, allowed_actions
+from jitctl.broker.lifecycle import Action, Role, State, people_actions, roles_on
 from jitctl.broker.records import RequestRecord
 from jitctl.broker.rules import Decision, Outcome, Principal, may_approve
 from jitctl.errors import (
@@ -59,8 +59,6 @@ CODES: dict[str, type[JitctlError]] = {
     "bad_input": BadInput,
     "store_unavailable": StoreUnavailable,
 }
-# What people do to a request through the API (the system's moves are the worker's).
-PEOPLE_ACTIONS = (Action.APPROVE, Action.DENY, Action.CANCEL, Action.REVOKE, Action.EXTEND)
 
 
 def error_answer(err: JitctlError) -> tuple[int, dict[str, Any]]:
@@ -92,16 +90,14 @@ class Access:
         return self.is_admin(who) or who.first_match(self.auditors) is not None
 
     def roles(self, rec: RequestRecord, who: Principal) -> set[Role]:
-        """The roles `who` holds on `rec`: requester on their own only, approver as the
-        request's approver sets say (never on their own), admin as configured."""
+        """The roles `who` holds on `rec`: on their own, requester alone (lifecycle.roles_on);
+        on another's, approver as the request's approver sets say, admin as configured."""
         roles = set()
-        if who.upn.lower() == rec.requester:
-            roles.add(Role.REQUESTER)
-        if may_approve(rec.approver_sets, rec.requester, who):
+        if may_approve(rec.approver_sets, rec.requester, who, rec.requester_oid):
             roles.add(Role.APPROVER)
         if self.is_admin(who):
             roles.add(Role.ADMIN)
-        return roles
+        return roles_on(roles, who.same_as(rec.requester, rec.requester_oid))
 
     def may_see(self, rec: RequestRecord, who: Principal) -> bool:
         return bool(self.roles(rec, who)) or self.reads_log(who)
@@ -114,14 +110,9 @@ def utc(at: datetime | None) -> str | None:
 
 
 def actions_for(rec: RequestRecord, who: Principal, roles: set[Role]) -> list[str]:
-    """The buttons `who` gets: approve while pending (once per approver), and what the
-    lifecycle lets their roles do."""
-    allowed = set(allowed_actions(rec.state, roles))
-    if Action.REVIEW in allowed:
-        allowed.add(Action.APPROVE)
-    if who.upn.lower() in rec.approved_by:
-        allowed.discard(Action.APPROVE)
-    return [a.value for a in PEOPLE_ACTIONS if a in allowed]
+    """The buttons `who` gets: what the lifecycle lets their roles do, approve once each."""
+    done = who.upn.lower() in rec.approved_by
+    return [a.value for a in people_actions(rec.state, roles) if not (a is Action.APPROVE and done)]
 
 
 RELEASE = "release"  # the worker's event once it removed (or failed to) the allow rules
@@ -232,9 +223,3 @@ def decision_json(decision: Decision, vm_id: str, requester: str) -> dict[str, A
         "pending_ttl": format_iso_duration(decision.pending_ttl),
         "loud": decision.loud,
     }
-
-
-def visible(
-    records: Sequence[RequestRecord], who: Principal, access: Access
-) -> list[RequestRecord]:
-    return [r for r in records if access.may_see(r, who)]

@@ -3,10 +3,31 @@ and --wait's polling until access is live."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+import click
+
 from jitctl.app import App
+
+AUDIENCE = "jitctl.broker_audience"  # where --broker-audience leaves its value (ctx.meta)
+
+
+def _keep_audience(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta[AUDIENCE] = value or ""
+
+
+def audience_option(f: Any) -> Any:
+    """--broker-audience, beside every --broker: whom the CLI asks Entra ID a token for. Not a
+    parameter of the command: broker_calls.client reads it, one place for every command."""
+    return click.option(
+        "--broker-audience",
+        envvar="JITCTL_BROKER_AUDIENCE",
+        metavar="ID",
+        expose_value=False,
+        callback=_keep_audience,
+        help="The broker's application (client) id or App ID URI, for its token from Entra ID "
+        "(else JITCTL_BROKER_AUDIENCE or the config file; not needed with --emulator).",
+    )(f)
 
 
 def client(app: App, url: str | None) -> Any:
@@ -18,7 +39,8 @@ def client(app: App, url: str | None) -> Any:
         raise BadInput(
             "No broker given.", "Pass --broker URL or set JITCTL_BROKER_URL to the broker's URL."
         )
-    audience = os.environ.get("JITCTL_BROKER_AUDIENCE", "")
+    ctx = click.get_current_context(silent=True)
+    audience = str(ctx.meta.get(AUDIENCE, "")) if ctx else ""
     return BrokerClient(url, lambda: broker_token(app, audience), app.broker_http)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from jitctl.app import App
-from jitctl.cli.broker_calls import client
+from jitctl.cli.broker_calls import audience_option, client
 from jitctl.cli.globalopts import CONTEXT
 from jitctl.cli.output import emit
 from jitctl.cli.paramtypes import PortType
@@ -22,7 +22,7 @@ def broker_option(f: Any) -> Any:
         envvar="JITCTL_BROKER_URL",
         metavar="URL",
         help="The broker's URL (else JITCTL_BROKER_URL); plain http only to a loopback address.",
-    )(f)
+    )(audience_option(f))
 
 
 def show_request(app: App, doc: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from jitctl.app import App
+from jitctl.cli.broker_calls import audience_option
 from jitctl.cli.globalopts import CONTEXT
 from jitctl.cli.options import (
     VmSelection,
@@ -138,6 +139,7 @@ def connect_options(default_port: int, client: bool = True) -> Callable[[Any], A
             metavar="URL",
             help="With --via-broker: the broker's URL (else JITCTL_BROKER_URL).",
         ),
+        audience_option,
         click.option("--ticket", help="With --via-broker: a ticket id, when the rules ask one."),
     ]
 

@@ -7,23 +7,47 @@ import re
 import sys
 from collections.abc import Callable
 
+# What is redacted: only what looks like a credential, never ordinary words ("the bearer token
+# is not a JWT" stays readable). Azure's own HTTP logging already hides header values.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
 _SECRETS = [
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1<redacted>"),
+    (_JWT, "<redacted-jwt>"),
+    # a header or a field that holds a credential, whatever its value looks like (but a
+    # placeholder such as <token> in a hint)
     (
         re.compile(
-            r'(?i)("?(?:access_token|refresh_token|id_token|client_secret|x-identity-header|'
-            r'identity_header|secret)"?\s*[:=]\s*["\']?)[^"\'\s,}]+'
+            r'(?i)("?(?:authorization|access_token|refresh_token|id_token|client_secret|'
+            r'x-identity-header|identity_header|password)"?\s*[:=]\s*["\']?)'
+            r"(?:bearer\s+)?(?!<|bearer\b)[^\"'\s,}]+"
         ),
         r"\1<redacted>",
     ),
-    (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "<redacted-jwt>"),
+    # "Bearer <credential>": a credential is long; a word after "bearer" is not one
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]{16,}=*"), r"\1<redacted>"),
 ]
+# A long run of base64url or secret characters (Entra client secrets have "~")
+_RUN = re.compile(r"[A-Za-z0-9_~+/=-]{32,}")
+_WORDISH = re.compile(r"[A-Za-z]*[0-9]*|[0-9]+[A-Za-z]*")
+
+
+def _opaque(run: str) -> bool:
+    """Random-looking: a long stretch mixing upper and lower case and digits, and not a word
+    with a number (a JIT rule's MicrosoftDefenderForCloud-JITRule_<number>_<HEX>, a VM named
+    MyVeryLongVmName001, a resource id's parts, a GUID or a hex hash are left alone)."""
+    return any(
+        len(part) >= 16
+        and not _WORDISH.fullmatch(part)
+        and any(c.isupper() for c in part)
+        and any(c.islower() for c in part)
+        and any(c.isdigit() for c in part)
+        for part in re.split(r"[-_/+=~]", run)
+    )
 
 
 def redact(text: str) -> str:
     for pattern, repl in _SECRETS:
         text = pattern.sub(repl, text)
-    return text
+    return _RUN.sub(lambda m: "<redacted>" if _opaque(m.group(0)) else m.group(0), text)
 
 
 class RedactingFormatter(logging.Formatter):

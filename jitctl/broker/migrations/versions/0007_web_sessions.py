@@ -1,8 +1,8 @@
 """The web pages' sign-ins kept in the database: the cookie holds a random id, not the access
 token (Entra ID tokens with many groups outgrow a browser's 4 KB cookie).
 
-Revision ID: 0008
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from alembic import op
 
 from jitctl.broker.models import UtcDateTime
 
-revision = "0008"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
