@@ -4,6 +4,7 @@ migrations applied on start, and the worker beside it in a thread.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -156,6 +157,9 @@ def serve(broker: ServedBroker) -> None:
             name="jitctl-broker-worker",
             daemon=True,
         ).start()
+    # What start-up made (the SDKs, the app, the rules) lives as long as the process: out of
+    # the collector's way, a full collection no longer walks it in the middle of a request.
+    gc.freeze()
     try:
         uvicorn.Server(uv).run()
     finally:
