@@ -201,3 +201,19 @@ def test_log_verify_csv_jsonl_and_explain(jitctl, broker):
         "engineers",
     )
     assert told.exit_code == 0 and told.stdout.startswith("x@contoso.com: would be refused")
+
+
+def test_list_follows_the_brokers_cursor_up_to_the_limit(jitctl, broker):
+    """More requests than one page: the CLI asks page by page up to --limit, newest first,
+    and says on stderr (not in the JSON) when there are more."""
+    made = []
+    for _ in range(5):
+        made.append(broker.ask("ann")["id"])
+        broker.clock.advance(seconds=1)
+    got = jitctl("ann", "broker", "list", "--limit", "3", "-o", "json")
+    assert got.exit_code == 0, got.output
+    assert [d["id"] for d in json.loads(got.stdout)] == made[::-1][:3]
+    assert "The newest 3 shown; there are more: raise --limit." in got.stderr
+    every = jitctl("ann", "broker", "list", "--limit", "5", "-o", "json")
+    assert [d["id"] for d in json.loads(every.stdout)] == made[::-1]
+    assert every.stderr == ""

@@ -173,3 +173,26 @@ def show_live(app: App, doc: dict[str, Any]) -> None:
             f"Request {doc['id']} is active, but the broker's verify found it not effective.",
             f"See what it found: jitctl broker show {doc['id']} -o json",
         )
+
+
+PAGE = 100  # requests asked for at once
+
+
+def list_requests(app: App, api: Any, scope: str, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` requests of a scope, following the broker's `older` cursor page by
+    page; a note on stderr when there are more (the document itself stays one list)."""
+    from jitctl.cli.output import warn
+
+    rows: list[dict[str, Any]] = []
+    older: str | None = None
+    while len(rows) < limit:
+        params = {"scope": scope, "limit": str(min(PAGE, limit - len(rows)))}
+        if older:
+            params["older"] = older
+        doc = api.call("GET", "/requests", params=params)
+        rows += doc["requests"]
+        older = doc.get("older")
+        if not older:
+            return rows
+    warn(app, f"The newest {limit} shown; there are more: raise --limit.")
+    return rows

@@ -110,19 +110,28 @@ def request(
 @click.option("--mine", "scope", flag_value="mine", default=True, help="My requests (default).")
 @click.option("--pending", "scope", flag_value="pending", help="Pending requests I may decide.")
 @click.option("--all", "scope", flag_value="all", help="Every request I may see.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="At most this many, newest first (the broker is asked page by page).",
+)
 @broker_option
 @click.pass_obj
-def list_(app: App, scope: str, broker_url: str | None) -> None:
+def list_(app: App, scope: str, limit: int, broker_url: str | None) -> None:
     """List access requests: mine, the ones waiting for me, or all I may see.
 
     \b
-    Example:
+    Examples:
       jitctl broker list --pending
+      jitctl broker list --all --limit 500 -o json
     """
+    from jitctl.cli.broker_calls import list_requests
     from jitctl.cli.broker_tables import requests_table
 
-    doc = client(app, broker_url).call("GET", "/requests", params={"scope": scope})
-    emit(app, doc["requests"], lambda: requests_table(doc["requests"], app.clock.now()))
+    rows = list_requests(app, client(app, broker_url), scope, limit)
+    emit(app, rows, lambda: requests_table(rows, app.clock.now()))
 
 
 def act(app: App, url: str | None, request_id: str, path: str, **body: Any) -> None:
