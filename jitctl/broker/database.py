@@ -10,14 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, RowMapping, create_engine, event, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -180,6 +180,20 @@ class Database:
                 )
         if tx.work:
             self.work_ready.set()
+
+    @staticmethod
+    def due(conn: Connection, where: Any, order: Any, limit: int) -> Sequence[RowMapping]:
+        """The requests `where` selects, oldest `order` first, locked for this transaction;
+        rows another replica holds are skipped, not waited for (SKIP LOCKED on PostgreSQL; on
+        SQLite the transaction holds the only writer's lock)."""
+        query = (
+            select(requests)
+            .where(where)
+            .order_by(order)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return conn.execute(query).mappings().all()
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:

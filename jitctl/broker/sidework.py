@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_
 
 from jitctl.broker.database import Database, Note
 from jitctl.broker.errors import WrongState
@@ -78,16 +78,8 @@ class SideWork(Database):
         at, by = requests.c[f"{kind}_claimed_at"], f"{kind}_claimed_by"
         with self._tx() as tx:
             stale = tx.now - stale_after
-            rows = (
-                tx.conn.execute(
-                    select(requests)
-                    .where(due, at.is_(None) | (at < stale))
-                    .order_by(requests.c.updated_at)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-                .mappings()
-                .all()
+            rows = self.due(
+                tx.conn, and_(due, at.is_(None) | (at < stale)), requests.c.updated_at, limit
             )
             claimed = []
             for row in rows:

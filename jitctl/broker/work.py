@@ -38,22 +38,17 @@ class WorkQueue(SideWork):
         conditional UPDATE on both."""
         with self._tx() as tx:
             stale = tx.now - stale_after
-            rows = (
-                tx.conn.execute(
-                    select(requests)
-                    .where(
-                        (requests.c.state == State.APPROVED.value)
-                        | (
-                            (requests.c.state == State.ACTIVATING.value)
-                            & (requests.c.claimed_at < stale)
-                        )
+            rows = self.due(
+                tx.conn,
+                (
+                    (requests.c.state == State.APPROVED.value)
+                    | (
+                        (requests.c.state == State.ACTIVATING.value)
+                        & (requests.c.claimed_at < stale)
                     )
-                    .order_by(requests.c.created_at)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-                .mappings()
-                .all()
+                ),
+                requests.c.created_at,
+                limit,
             )
             claimed = []
             for row in rows:
@@ -208,28 +203,23 @@ class WorkQueue(SideWork):
         extension is in flight): closed once, by whichever replica gets there first."""
         moved: list[tuple[str, State]] = []
         with self._tx() as tx:
-            due = (
-                tx.conn.execute(
-                    select(requests)
-                    .where(
-                        (
-                            (requests.c.state == State.PENDING.value)
-                            & (requests.c.pending_until <= tx.now)
-                        )
-                        | (
-                            (requests.c.state == State.ACTIVE.value)
-                            & (requests.c.ends_at <= tx.now)
-                            # an extension in flight: Azure may be granting the new end now;
-                            # finishing it sets the end (or clears it, and then this closes it)
-                            & requests.c.extend_to.is_(None)
-                        )
+            due = self.due(
+                tx.conn,
+                (
+                    (
+                        (requests.c.state == State.PENDING.value)
+                        & (requests.c.pending_until <= tx.now)
                     )
-                    .order_by(requests.c.created_at)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-                .mappings()
-                .all()
+                    | (
+                        (requests.c.state == State.ACTIVE.value)
+                        & (requests.c.ends_at <= tx.now)
+                        # an extension in flight: Azure may be granting the new end now;
+                        # finishing it sets the end (or clears it, and then this closes it)
+                        & requests.c.extend_to.is_(None)
+                    )
+                ),
+                requests.c.created_at,
+                limit,
             )
             for row in due:
                 rec = record_of(row)
