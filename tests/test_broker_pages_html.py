@@ -353,3 +353,23 @@ def test_a_revoked_request_page_says_what_the_release_did_in_azure(
     assert found and found.group(1).startswith("vm-win01-nsg/MicrosoftDefenderForCloud-JITRule")
     assert "Access ends" not in page
     assert "release: done" in bob.get("/history").text
+
+
+def test_a_failed_request_page_says_why_in_azures_words_and_what_to_do(
+    web: tuple[Any, Store], app: App
+) -> None:
+    """Approved for a VM in no JIT policy: the worker's initiate fails, and the page says so
+    with Azure's reason and jitctl's hint (before, only the audit log had them)."""
+    from jitctl.broker.worker import Worker, WorkerSettings
+
+    asgi, store = web
+    made = ask(asgi, app)  # vm-win01 has no JIT policy yet
+    bob = as_user(web, "bob@contoso.com")
+    assert bob.post(f"/requests/{made['id']}/approve", text="ok").status_code == 303
+    Worker(store, app.gateway(), app.clock, name="w1", settings=WorkerSettings()).run_once()
+    assert store.get(made["id"]).state is State.FAILED
+    page = bob.get(f"/requests/{made['id']}").text
+    assert (
+        "Failed: VM vm-win01 is in no JIT policy of resource group rg-jit-demo. "
+        "(Enable it with: jitctl enable vm-win01 -g rg-jit-demo)"
+    ) in page

@@ -519,7 +519,13 @@ def test_broker_request_wait_exits_7_when_azure_could_not_apply_it(
     got = broker_request(app, server, "--timeout", "10s")
     (rec,) = broker.store.list_requests(limit=5)
     assert (got.exit_code, rec.state.value) == (7, "failed")
-    assert got.stderr.endswith(
-        f"jitctl: error: Request {rec.id} failed: Azure refused the initiate or could not "
-        f"apply it.\nHint: The log has Azure's answer: jitctl broker show {rec.id}\n"
+    said = got.stderr.splitlines()
+    assert said[-2].startswith(
+        f"jitctl: error: Request {rec.id} failed: Azure took the initiate but could not apply it:"
     )
+    assert said[-2].endswith("(SecurityRulesLimitReached).")  # Azure's reason, in words
+    assert said[-1] == f"Hint: The log has Azure's answer: jitctl broker show {rec.id}"
+    shown = json.loads(jitctl(app, "otto", "broker", "show", rec.id, "-o", "json").stdout)
+    assert shown["failure"]["reason"] == said[-2].split(" failed: ", 1)[1]
+    table = jitctl(app, "otto", "broker", "show", rec.id).stdout
+    assert "\nfailed       Azure took the initiate but could not apply it" in table

@@ -270,9 +270,14 @@ class Api:
         return self.docs([self._visible(call)], call.who)[0]
 
     def docs(self, recs: Sequence[RequestRecord], who: Principal) -> Sequence[dict[str, Any]]:
-        """The requests as JSON; the revoked ones' audit trails say what revoking did."""
-        released = [r.id for r in recs if r.state is State.REVOKED and r.released_at]
-        events = self.store.events_of(released)
+        """The requests as JSON; the revoked ones' audit trails say what revoking did, the
+        failed ones' why."""
+        told = [
+            r.id
+            for r in recs
+            if (r.state is State.REVOKED and r.released_at) or r.state is State.FAILED
+        ]
+        events = self.store.events_of(told)
         return [request_json(r, who, self.access, events) for r in recs]
 
     def approve(self, call: Call) -> dict[str, Any]:

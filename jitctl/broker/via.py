@@ -119,9 +119,11 @@ def wait_active(
     if doc["state"] == "active":
         return doc
     if doc["state"] == "failed":
+        failure = doc.get("failure") or {}
         raise NotEffective(
-            f"Request {doc['id']} failed: Azure refused the initiate or could not apply it.",
-            f"The log has Azure's answer: jitctl broker show {doc['id']}",
+            f"Request {doc['id']} failed: "
+            + (failure.get("reason") or "Azure refused the initiate or could not apply it."),
+            failure.get("hint") or f"The log has Azure's answer: jitctl broker show {doc['id']}",
         )
     if doc["state"] == "expired":  # it was waiting: it ended before it was ever live
         raise NotEffective(

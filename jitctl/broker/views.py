@@ -157,7 +157,7 @@ def request_json(
     events: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """A request as the API and the pages show it; `events` (its audit trail) say what a
-    revoke did in Azure."""
+    revoke did in Azure, and why a request failed."""
     seg = segments(rec.vm_id)
     roles = access.roles(rec, who)
     return {
@@ -190,6 +190,29 @@ def request_json(
         # `--via-broker` connects with it, holding no Azure right to read the VM
         "access": dict(rec.access) if rec.access and rec.state is State.ACTIVE else None,
         "release": release_of(rec, events),
+        "failure": failure_of(rec, events),
+    }
+
+
+def failure_of(rec: RequestRecord, events: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Why a request failed (None: it did not), as its `fail` event of `events` says: Azure's
+    refusal or error in words, and what to do about it."""
+    if rec.state is not State.FAILED:
+        return None
+    failed = next(
+        (
+            e
+            for e in reversed(events)
+            if e["request_id"] == rec.id and e["action"] == Action.FAIL.value
+        ),
+        None,
+    )
+    if failed is None:
+        return {"reason": "the failure's event is not at hand: see the audit log", "hint": ""}
+    error = dict(dict(failed["data"]).get("azure", {}).get("error") or {})
+    return {
+        "reason": str(error.get("message") or failed["reason"] or "Azure gave no reason"),
+        "hint": str(error.get("hint") or ""),
     }
 
 

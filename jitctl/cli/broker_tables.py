@@ -58,6 +58,12 @@ def _end_rows(doc: dict[str, Any], now: datetime) -> list[list[str]]:
         return [["pending until", _when(doc["pending_until"], now)]]
     if state in OPEN:
         return [["ends", _when(doc["ends_at"], now)]]
+    if state == "failed" and doc.get("failure"):
+        failure = doc["failure"]
+        rows = [["failed", failure["reason"]]]
+        if failure["hint"]:
+            rows.append(["hint", failure["hint"]])
+        return rows
     if state != "revoked":
         return [["ended" if state == "expired" else "ends", _when(doc["ends_at"])]]
     return [["revoked", _when(doc["updated_at"])], ["release", release_text(doc["release"])]]
