@@ -68,7 +68,7 @@ class DemoBroker:
 
 def start_broker(app: App, folder: Path, subscription: str, group: str) -> DemoBroker:
     from jitctl.broker.api import Settings, create_app
-    from jitctl.broker.azureside import VmTags
+    from jitctl.broker.azureside import JitCheck, VmTags
     from jitctl.broker.inprocess import client_for
     from jitctl.broker.server import FolderRules
     from jitctl.broker.store import Store
@@ -85,6 +85,7 @@ def start_broker(app: App, folder: Path, subscription: str, group: str) -> DemoB
         access=Access(admins=("group:broker-admins",)),
         subscription=subscription,
         vm_tags=VmTags(gw),
+        jit_check=JitCheck(gw),
     )
     asgi = create_app(
         store, FolderRules(folder / "policies"), app.token_verifier(None, None), settings

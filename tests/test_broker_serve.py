@@ -9,8 +9,10 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from jitctl.app import App
@@ -18,6 +20,7 @@ from jitctl.broker.client import BrokerClient
 from jitctl.broker.server import FolderRules
 from jitctl.cli.commands import cli
 from jitctl.emulator.seeder import DEMO_SUBSCRIPTION
+from jitctl.errors import JitctlError
 from tests.brokerapi import ASK, POLICY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,9 +119,20 @@ def test_a_real_uvicorn_process_serves_the_api_and_stops_on_sigterm(tmp_path):
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(0.1)
-        made = api.call(
-            "POST", "/requests", {**ASK, "vm": "vm-win01", "resource_group": "rg-jit-demo"}
+        ask = {**ASK, "vm": "vm-win01", "resource_group": "rg-jit-demo"}
+        # Azure would refuse its initiate (no JIT policy yet): refused before anyone approves
+        with pytest.raises(JitctlError, match="vm-win01 is in no JIT policy of resource group"):
+            api.call("POST", "/requests", ask)
+        enable = ["enable", "vm-win01", "-g", "rg-jit-demo", "--port", "22"]
+        enabled = subprocess.run(
+            [sys.executable, "-m", "jitctl", "--emulator", *enable],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
         )
+        assert enabled.returncode == 0, enabled.stderr
+        made = api.call("POST", "/requests", ask)
         assert made["state"] == "pending" and made["subscription"] == DEMO_SUBSCRIPTION
         proc.send_signal(signal.SIGHUP)  # re-reads the policies; the server goes on
         assert api.call("GET", f"/requests/{made['id']}")["id"] == made["id"]
@@ -194,3 +208,42 @@ def test_pages_on_an_address_others_reach_need_a_shared_session_secret(
     got = CliRunner().invoke(cli, [*base, "--host", "0.0.0.0"], obj=app)
     assert got.exit_code == 0, got.output
     assert len(served) == 4
+
+
+def test_a_request_azure_would_refuse_is_refused_when_made(app: App):
+    """JitCheck: no JIT policy, a port the policy lacks, a duration past its maximum are
+    refused before anyone is asked to approve (as `jitctl request` refuses before sending);
+    a policy that covers the VM is read once per ttl."""
+    from jitctl.broker.azureside import JitCheck
+    from jitctl.errors import Refused, VmNotInPolicy
+
+    reads: list[str] = []
+
+    class Counting:
+        def list_policies(self, sub, group=None):  # type: ignore[no-untyped-def]
+            reads.append(group)
+            return app.gateway().list_policies(sub, group)
+
+    vm = (
+        f"/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/rg-jit-demo"
+        "/providers/Microsoft.Compute/virtualMachines/vm-win01"
+    )
+    ticks = [0.0]
+    check = JitCheck(Counting(), ttl=30, monotonic=lambda: ticks[0])
+    hour = timedelta(hours=1)
+    with pytest.raises(VmNotInPolicy):
+        check(vm, (3389,), "203.0.113.7", hour)
+    enabled = CliRunner().invoke(
+        cli, ["enable", "vm-win01", "-g", "rg-jit-demo", "--port", "3389"], obj=app
+    )
+    assert enabled.exit_code == 0, enabled.output
+    check(vm, (3389,), "203.0.113.7", hour)  # read again: a refusal is never kept
+    with pytest.raises(Refused, match="Port 22 is not in the JIT policy"):
+        check(vm, (22,), "203.0.113.7", hour)
+    with pytest.raises(Refused, match="Duration 30h exceeds the maximum of 3h"):
+        check(vm, (3389,), "203.0.113.7", timedelta(hours=30))
+    check(vm, (3389,), "198.51.100.1", hour)
+    assert reads == ["rg-jit-demo"] * 3  # the refusal, the first fit, the port it lacks
+    ticks[0] = 31.0
+    check(vm, (3389,), "203.0.113.7", hour)
+    assert len(reads) == 4

@@ -27,7 +27,7 @@ from jitctl.broker.errors import NotPermitted, Unauthenticated, no_such_request
 from jitctl.broker.lifecycle import Action, State, check, held_roles
 from jitctl.broker.paging import Page, scope_page
 from jitctl.broker.records import RequestRecord
-from jitctl.broker.rules import Ask, Principal, RuleSet, rules_document
+from jitctl.broker.rules import Ask, Outcome, Principal, RuleSet, rules_document
 from jitctl.broker.store import Store
 from jitctl.broker.views import (
     Access,
@@ -66,6 +66,9 @@ class Settings:
     # The VM's tags (rules may match on them) by resource id; raises NotFound for no such VM.
     # None: no lookup, rules see no tags.
     vm_tags: Callable[[str], tuple[tuple[str, str], ...]] | None = None
+    # Raises what Azure would refuse of an initiate (azureside.JitCheck): checked when a
+    # request is made, before anyone is asked to approve it. None: not checked.
+    jit_check: Callable[[str, tuple[int, ...], str, timedelta], None] | None = None
     list_limit: int = 100
 
 
@@ -242,6 +245,8 @@ class Api:
             )
         ask = self._ask(call.who, new)
         decision = self.rules().evaluate(ask)
+        if self.settings.jit_check and decision.outcome is not Outcome.DENIED:
+            self.settings.jit_check(ask.vm_id, tuple(ask.ports), new.source, ask.duration)
         rec = self.store.create(ask, decision, new.source)
         return request_json(rec, call.who, self.access)
 

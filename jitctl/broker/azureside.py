@@ -1,19 +1,21 @@
 """What the broker sends to Azure and how it reads Azure's answers back: the justification
 that marks its initiates, finding one in a policy's history (after a broker died mid-way), and
-the JSON its events keep of a grant and of the proof that access is live, and the VM's tags
-the rules read."""
+the JSON its events keep of a grant and of the proof that access is live; and what a request
+reads of Azure when it is made: the VM's tags the rules read, and whether its JIT policy would
+take the initiate."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from jitctl.broker.records import RequestRecord
 from jitctl.ids import VmRef, same_id, segments
 from jitctl.model import AccessRequest, GrantPort, JitPolicy
 from jitctl.parsing import MAX_JUSTIFICATION, parse_vm
-from jitctl.services.access import RequestResult
+from jitctl.services.access import RequestResult, check_request, find_policy
 from jitctl.textsafe import printable
 
 MARK = "broker:"  # the justification of every initiate the broker sends: broker:<id>: ...
@@ -94,3 +96,29 @@ class VmTags:
         tags = tuple(self.gateway.get_vm(ref).tags)
         self._kept[key] = (now, tags)
         return tags
+
+
+class JitCheck:
+    """Would Azure take the initiate? A JIT policy names the VM with every requested port, the
+    source within the ports' allowed prefixes, the duration within their maximum (what
+    `jitctl request` checks before it sends). Checked when a request is made, so nobody is
+    asked to approve what Azure would refuse; the VM's policy is read once per `ttl` seconds
+    (a policy that does not cover it is never kept: the next request reads it again)."""
+
+    def __init__(
+        self, gateway: Any, ttl: float = 30.0, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.gateway = gateway
+        self.ttl = ttl
+        self.monotonic = monotonic
+        self._kept: dict[tuple[str, tuple[int, ...]], tuple[float, Any, Any]] = {}
+
+    def __call__(self, vm_id: str, ports: Sequence[int], source: str, duration: timedelta) -> None:
+        key = (vm_id.lower(), tuple(sorted(ports)))
+        kept = self._kept.get(key)
+        now = self.monotonic()
+        if kept is None or now - kept[0] >= self.ttl:
+            ref = parse_vm(vm_id, resource_group=None, subscription_id=None)
+            policy, pvm = find_policy(self.gateway, ref, ports, None)
+            kept = self._kept[key] = (now, policy, pvm)
+        check_request(kept[1], kept[2], ports, source, duration)

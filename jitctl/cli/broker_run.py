@@ -58,7 +58,7 @@ def run_serve(
     verifier: Any = None,
 ) -> None:
     from jitctl.broker.api import Settings, create_app
-    from jitctl.broker.azureside import VmTags
+    from jitctl.broker.azureside import JitCheck, VmTags
     from jitctl.broker.server import FolderRules, ServeConfig, ServedBroker, check_tls, make_worker
     from jitctl.broker.server import serve as run_uvicorn
     from jitctl.broker.store import Store
@@ -80,7 +80,10 @@ def run_serve(
     if hasattr(gateway, "warm"):  # the SDKs imported before the first approval needs them
         gateway.warm(app.default_subscription())
     settings = Settings(
-        access=access, subscription=app.default_subscription(), vm_tags=VmTags(gateway)
+        access=access,
+        subscription=app.default_subscription(),
+        vm_tags=VmTags(gateway),
+        jit_check=JitCheck(gateway),
     )
     pages = pages_config(
         app, verifier, client_id, https=config.tls_cert is not None, exposure=exposure_reader(app)
