@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from jitctl.broker.records import RequestRecord
 from jitctl.ids import VmRef, same_id, segments
@@ -17,6 +17,8 @@ from jitctl.model import AccessRequest, GrantPort, JitPolicy
 from jitctl.parsing import MAX_JUSTIFICATION, parse_vm
 from jitctl.services.access import RequestResult, check_request, find_policy
 from jitctl.textsafe import printable
+
+T = TypeVar("T")
 
 MARK = "broker:"  # the justification of every initiate the broker sends: broker:<id>: ...
 
@@ -72,11 +74,10 @@ def grant_json(g: RequestResult) -> dict[str, Any]:
     }
 
 
-class VmTags:
-    """The VM's tags as the rules read them when a request is made or explained (reading them
-    also proves the VM exists), through one gateway, each kept `ttl` seconds: a burst of
-    requests for one VM reads Azure once. A tag changed in Azure counts within `ttl`; a VM
-    that cannot be read is never kept (the next request asks again)."""
+class KeptReads:
+    """What a request reads of Azure when it is made, through one gateway, each answer kept
+    `ttl` seconds: a burst of requests for one VM reads Azure once. A read that fails is
+    never kept (the next request asks again)."""
 
     def __init__(
         self, gateway: Any, ttl: float = 30.0, monotonic: Callable[[], float] = time.monotonic
@@ -84,41 +85,36 @@ class VmTags:
         self.gateway = gateway
         self.ttl = ttl
         self.monotonic = monotonic
-        self._kept: dict[str, tuple[float, tuple[tuple[str, str], ...]]] = {}
+        self._kept: dict[Any, tuple[float, Any]] = {}
+
+    def kept(self, key: Any, read: Callable[[], T]) -> T:
+        now = self.monotonic()
+        got = self._kept.get(key)
+        if got is None or now - got[0] >= self.ttl:
+            got = self._kept[key] = (now, read())
+        return got[1]
+
+
+class VmTags(KeptReads):
+    """The VM's tags as the rules read them when a request is made or explained (reading them
+    also proves the VM exists). A tag changed in Azure counts within `ttl`."""
 
     def __call__(self, vm_id: str) -> tuple[tuple[str, str], ...]:
-        key = vm_id.lower()
-        kept = self._kept.get(key)
-        now = self.monotonic()
-        if kept is not None and now - kept[0] < self.ttl:
-            return kept[1]
         ref = parse_vm(vm_id, resource_group=None, subscription_id=None)
-        tags = tuple(self.gateway.get_vm(ref).tags)
-        self._kept[key] = (now, tags)
-        return tags
+        return self.kept(vm_id.lower(), lambda: tuple(self.gateway.get_vm(ref).tags))
 
 
-class JitCheck:
+class JitCheck(KeptReads):
     """Would Azure take the initiate? A JIT policy names the VM with every requested port, the
     source within the ports' allowed prefixes, the duration within their maximum (what
     `jitctl request` checks before it sends). Checked when a request is made, so nobody is
-    asked to approve what Azure would refuse; the VM's policy is read once per `ttl` seconds
-    (a policy that does not cover it is never kept: the next request reads it again)."""
-
-    def __init__(
-        self, gateway: Any, ttl: float = 30.0, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.gateway = gateway
-        self.ttl = ttl
-        self.monotonic = monotonic
-        self._kept: dict[tuple[str, tuple[int, ...]], tuple[float, Any, Any]] = {}
+    asked to approve what Azure would refuse; a policy that does not cover the VM is never
+    kept."""
 
     def __call__(self, vm_id: str, ports: Sequence[int], source: str, duration: timedelta) -> None:
-        key = (vm_id.lower(), tuple(sorted(ports)))
-        kept = self._kept.get(key)
-        now = self.monotonic()
-        if kept is None or now - kept[0] >= self.ttl:
-            ref = parse_vm(vm_id, resource_group=None, subscription_id=None)
-            policy, pvm = find_policy(self.gateway, ref, ports, None)
-            kept = self._kept[key] = (now, policy, pvm)
-        check_request(kept[1], kept[2], ports, source, duration)
+        ref = parse_vm(vm_id, resource_group=None, subscription_id=None)
+        policy, pvm = self.kept(
+            (vm_id.lower(), tuple(sorted(ports))),
+            lambda: find_policy(self.gateway, ref, ports, None),
+        )
+        check_request(policy, pvm, ports, source, duration)
