@@ -215,7 +215,7 @@ def test_a_request_azure_would_refuse_is_refused_when_made(app: App):
     refused before anyone is asked to approve (as `jitctl request` refuses before sending);
     a policy that covers the VM is read once per ttl."""
     from jitctl.broker.azureside import JitCheck
-    from jitctl.errors import Refused, VmNotInPolicy
+    from jitctl.errors import NotFound, Refused
 
     reads: list[str] = []
 
@@ -231,8 +231,12 @@ def test_a_request_azure_would_refuse_is_refused_when_made(app: App):
     ticks = [0.0]
     check = JitCheck(Counting(), ttl=30, monotonic=lambda: ticks[0])
     hour = timedelta(hours=1)
-    with pytest.raises(VmNotInPolicy):
+    with pytest.raises(NotFound) as refused:
         check(vm, (3389,), "203.0.113.7", hour)
+    assert str(refused.value) == (
+        "VM vm-win01 is in no JIT policy of resource group rg-jit-demo.\n"
+        "Hint: Ask an admin to run: jitctl enable vm-win01 -g rg-jit-demo"
+    )
     enabled = CliRunner().invoke(
         cli, ["enable", "vm-win01", "-g", "rg-jit-demo", "--port", "3389"], obj=app
     )

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from jitctl.broker.records import RequestRecord
+from jitctl.errors import NotFound, VmNotInPolicy
 from jitctl.ids import VmRef, same_id, segments
 from jitctl.model import AccessRequest, GrantPort, JitPolicy
 from jitctl.parsing import MAX_JUSTIFICATION, parse_vm
@@ -113,8 +114,12 @@ class JitCheck(KeptReads):
 
     def __call__(self, vm_id: str, ports: Sequence[int], source: str, duration: timedelta) -> None:
         ref = parse_vm(vm_id, resource_group=None, subscription_id=None)
-        policy, pvm = self.kept(
-            (vm_id.lower(), tuple(sorted(ports))),
-            lambda: find_policy(self.gateway, ref, ports, None),
-        )
+        try:
+            policy, pvm = self.kept(
+                (vm_id.lower(), tuple(sorted(ports))),
+                lambda: find_policy(self.gateway, ref, ports, None),
+            )
+        except VmNotInPolicy as err:  # said to a requester, who cannot enable it themselves
+            fix = err.suggested[0]
+            raise NotFound(err.message, f"Ask an admin to run: {fix}", [fix]) from None
         check_request(policy, pvm, ports, source, duration)
