@@ -409,3 +409,16 @@ def test_hostile_text_stored_shows_escaped_in_show_and_list(broker, monkeypatch)
     assert "vm             web1\\x1b[5m (rg-prod)\n" in shown
     as_json = CliRunner().invoke(cli, ["broker", "show", rec.id, "-o", "json"], obj=app).stdout
     assert json.loads(as_json)["reason"] == HOSTILE  # the data itself is kept as it was
+
+
+def test_my_requests_go_by_the_object_id_too(tmp_path):
+    """Renamed, ivy still lists what she asked as "mine"; oz, given ivy's old name, does not."""
+    b = Broker(tmp_path, FakeClock())
+    try:
+        rid = b.ask("ivy")["id"]
+        mine = b.call("ivy2", "GET", "/requests", params={"scope": "mine"}).json()
+        assert [r["id"] for r in mine["requests"]] == [rid]
+        theirs = b.call("oz3", "GET", "/requests", params={"scope": "mine"}).json()
+        assert theirs["requests"] == []
+    finally:
+        b.close()

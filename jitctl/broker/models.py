@@ -91,6 +91,7 @@ requests = Table(
     Index("ix_requests_state_created", "state", "created_at"),
     Index("ix_requests_requester", "requester", "created_at"),
     Index("ix_requests_created", "created_at"),  # every state, newest first (0005)
+    Index("ix_requests_requester_oid", "requester_oid", "created_at"),  # mine, by oid (0008)
 )
 
 approvals = Table(

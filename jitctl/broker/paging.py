@@ -28,6 +28,7 @@ class Lister(Protocol):
         *,
         states: Sequence[State] = ...,
         requester: str | None = ...,
+        requester_oid: str | None = ...,
         limit: int = ...,
         until: datetime | None = ...,
         offset: int = ...,
@@ -46,7 +47,7 @@ def scope_page(
     """A page of a scope: mine; pending ones `who` may decide (never their own); all they may
     see (admins and auditors: every one)."""
     if scope == "mine":
-        return scan(lister, lambda _: True, size, cursor, requester=who.upn)
+        return scan(lister, lambda _: True, size, cursor, requester=who.upn, oid=who.oid)
     if scope == "pending":
 
         def to_decide(rec: RequestRecord) -> bool:
@@ -66,6 +67,7 @@ def scan(
     cursor: str | None = None,
     states: tuple[State, ...] = (),
     requester: str | None = None,
+    oid: str | None = None,
 ) -> Page:
     """A page of the requests `keep` lets through, newest first, from `cursor` on. However few
     of the rows the caller may see, the page is full when there are enough: the scan reads on
@@ -78,7 +80,12 @@ def scan(
     limit = size + 1  # most rows are the caller's to see: read a page first, then more
     while len(found) <= size:
         batch = lister.list_requests(
-            states=states, requester=requester, limit=limit, until=at, offset=skip
+            states=states,
+            requester=requester,
+            requester_oid=oid,
+            limit=limit,
+            until=at,
+            offset=skip,
         )
         for rec in batch:
             at, skip = (at, skip + 1) if rec.created_at == at else (rec.created_at, 1)

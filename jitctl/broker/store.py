@@ -129,17 +129,25 @@ class Store(WorkQueue):
         *,
         states: Sequence[State] = (),
         requester: str | None = None,
+        requester_oid: str | None = None,
         limit: int = 100,
         until: datetime | None = None,
         offset: int = 0,
     ) -> list[RequestRecord]:
         """Newest first. `until` (created at or before) and `offset` (rows of that very
         instant already seen) page on through the (state, created_at) index: a page deep in
-        10,000 requests costs what the first does."""
+        10,000 requests costs what the first does. A requester is found by object id when given
+        (a renamed person still finds what they asked before; a reused name finds nothing of
+        the name's former holder), by name where a request has no object id."""
         query = select(requests).order_by(requests.c.created_at.desc()).limit(limit)
         if states:
             query = query.where(requests.c.state.in_([s.value for s in states]))
-        if requester:
+        if requester and requester_oid:  # as Principal.same_as: the oid where both have one
+            query = query.where(
+                (requests.c.requester_oid == requester_oid)
+                | (requests.c.requester_oid.is_(None) & (requests.c.requester == requester.lower()))
+            )
+        elif requester:
             query = query.where(requests.c.requester == requester.lower())
         if until is not None:
             query = query.where(requests.c.created_at <= until)
