@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from jitctl.broker import bodies
-from jitctl.broker.errors import NotPermitted, Unauthenticated, no_such_request
+from jitctl.broker.errors import NotPermitted, no_such_request
+from jitctl.broker.http import Call, Handler, Verifier, endpoint, probe
 from jitctl.broker.lifecycle import Action, State, check, held_roles
 from jitctl.broker.paging import Page, scope_page
 from jitctl.broker.records import RequestRecord
@@ -32,24 +31,14 @@ from jitctl.broker.store import Store
 from jitctl.broker.views import (
     Access,
     decision_json,
-    error_answer,
-    error_body,
     request_json,
     utc,
 )
-from jitctl.errors import BadInput, JitctlError
+from jitctl.errors import BadInput
 from jitctl.parsing import MAX_DURATION
 from jitctl.textsafe import printable
 
 log = logging.getLogger("jitctl.broker.api")
-
-MAX_BODY = 64 * 1024  # a request is a few hundred bytes; more is not one
-
-
-class Verifier(Protocol):
-    """What checks a bearer token (jitctl.broker.identity.TokenVerifier)."""
-
-    def verify(self, token: str) -> Principal: ...
 
 
 class WebPages(Protocol):
@@ -72,19 +61,6 @@ class Settings:
     list_limit: int = 100
 
 
-@dataclass(frozen=True)
-class Call:
-    """One authenticated API call, as a handler sees it."""
-
-    who: Principal
-    body: dict[str, Any]
-    params: dict[str, str]
-    path: dict[str, str]
-
-
-Handler = Callable[[Call], Any]
-
-
 def create_app(
     store: Store,
     rules_source: Callable[[], RuleSet],
@@ -95,9 +71,9 @@ def create_app(
     """The API; with `pages` (jitctl.broker.pages.PagesConfig) the web pages beside it."""
     api = Api(store, rules_source, settings)
     routes: list[Any] = [
-        Route("/healthz", _probe(store), methods=["GET"]),
+        Route("/healthz", probe(store), methods=["GET"]),
         *(
-            Route(f"/api/v1{path}", _endpoint(verifier, handler, status), methods=[method])
+            Route(f"/api/v1{path}", endpoint(verifier, handler, status), methods=[method])
             for method, path, handler, status in api.table()
         ),
     ]
@@ -105,80 +81,6 @@ def create_app(
         return Starlette(routes=routes)
     more, middleware = pages.attach(api, verifier)
     return Starlette(routes=[*routes, *more], middleware=middleware)
-
-
-def _probe(store: Store) -> Callable[[Request], Awaitable[Response]]:
-    """A liveness probe for a load balancer: no token (a probe has none), says nothing but
-    whether the database answers."""
-
-    async def probe(request: Request) -> Response:
-        try:
-            await run_in_threadpool(store.ping)
-        except JitctlError as err:
-            status, body = error_answer(err)
-            return JSONResponse(body, status)
-        return JSONResponse({"status": "ok"})
-
-    return probe
-
-
-def _token(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated(
-            "No bearer token.", "Send 'Authorization: Bearer <token>' (jitctl broker does)."
-        )
-    return token.strip()
-
-
-def _body(method: str, raw: bytes) -> dict[str, Any]:
-    if method != "POST":
-        return {}
-    if len(raw) > MAX_BODY:
-        raise BadInput("The request body is too large.", f"Send at most {MAX_BODY} bytes.")
-    if not raw.strip():
-        return {}
-    import json
-
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise BadInput("The request body is not JSON.", "Send a JSON object.") from None
-    if not isinstance(data, dict):
-        raise BadInput("The request body is not a JSON object.", "Send a JSON object.")
-    return data
-
-
-def _endpoint(
-    verifier: Verifier, handler: Handler, status: int
-) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
-        def answer(token: str, raw: bytes) -> Any:
-            # the token first (nothing of an unknown caller's body is read), then the call
-            who = verifier.verify(token)
-            body = _body(request.method, raw)
-            return handler(Call(who, body, dict(request.query_params), request.path_params))
-
-        try:
-            token = _token(request)
-            raw = await request.body() if request.method == "POST" else b""
-            # one hop off the event loop for both: the verifier may fetch the issuer's keys,
-            # the handler reads and writes the database (a hop costs as much as a small query)
-            result = await run_in_threadpool(answer, token, raw)
-        except JitctlError as err:
-            code, body = error_answer(err)
-            headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
-            return JSONResponse(body, code, headers=headers)
-        except Exception:  # unexpected: logged here, a plain 500 out (no internals leak)
-            log.exception("unexpected error in %s %s", request.method, request.url.path)
-            return JSONResponse(
-                error_body("internal", "The broker failed unexpectedly.", "See its log."), 500
-            )
-        if isinstance(result, Response):
-            return result
-        return JSONResponse(result, status)
-
-    return endpoint
 
 
 class Api:
