@@ -19,7 +19,7 @@ from typing import Any
 from jitctl.broker.azureside import grant_json, justification, result_of, sent_before, vm_ref
 from jitctl.broker.errors import WrongState
 from jitctl.broker.extension import extend_in_azure
-from jitctl.broker.history import IN_FORCE, ended_in_azure, own
+from jitctl.broker.history import IN_FORCE, ended_in_azure, own, status_words
 from jitctl.broker.lifecycle import State
 from jitctl.broker.reach import connect_json, proof_json
 from jitctl.broker.records import RequestRecord
@@ -140,6 +140,8 @@ class Steps:
                     "earlier): not sent again."
                 )
             else:
+                if self.store.get(rec.id).state is State.REVOKED:
+                    return self._unsent(rec)
                 granted = initiate_checked(
                     self.gw,
                     policy,
@@ -169,16 +171,15 @@ class Steps:
             )
         except Stopped:
             log.info("stopped while initiating %s; its claim is let go", rec.id)
-            self._let_go(rec, timedelta(0))
-            return Initiated(rec.id, State.ACTIVATING, "stopped", resent)
+            gone = self._let_go(rec, timedelta(0), what="the worker was stopped")
+            return gone or Initiated(rec.id, State.ACTIVATING, "stopped", resent)
         except WaitTimedOut as err:  # only after Azure took the initiate
             return self._not_live(rec, answer, err, resent)
         except Unavailable as err:  # sent or not, the history read next time says which
             log.warning("request %s: Azure did not answer (%s); trying again", rec.id, err.message)
-            self._let_go(rec, self.settings.retry_after, holder=False)
-            return Initiated(
-                rec.id, State.ACTIVATING, f"Azure did not answer: {err.message}", resent
-            )
+            said = f"Azure did not answer: {err.message}"
+            gone = self._let_go(rec, self.settings.retry_after, holder=False, what=said)
+            return gone or Initiated(rec.id, State.ACTIVATING, said, resent)
         except JitctlError as err:  # refused, no policy, no rights: final
             answer["error"] = _error_json(err)
             return self._finish(rec, ok=False, azure=answer, reason=err.message, resent=resent)
@@ -196,11 +197,7 @@ class Steps:
         """What Azure's history already decided for a grant found there: Failed (failed),
         ended or past its end before it was seen live (expired); None: still to verify."""
         ports = granted.ports
-        said = ", ".join(
-            sorted(
-                {f"{p.status} ({p.status_reason})" if p.status_reason else p.status for p in ports}
-            )
-        )
+        said = status_words(ports)
         if any(p.status.lower() == "failed" for p in ports):
             why = f"Azure took the initiate but could not apply it: its history says {said}."
             return self._finish(rec, ok=False, azure=answer, reason=why, resent=resent)
@@ -236,8 +233,15 @@ class Steps:
                 "keeps checking until access is live, Azure's history says Failed, or the "
                 "request's end time passes."
             )
-        self._let_go(rec, self.settings.recheck_every, reason, {"azure": answer}, holder=False)
-        return Initiated(rec.id, State.ACTIVATING, reason or "not live yet", resent)
+        gone = self._let_go(
+            rec,
+            self.settings.recheck_every,
+            reason,
+            {"azure": answer},
+            holder=False,
+            what="Azure has not applied the initiate yet",
+        )
+        return gone or Initiated(rec.id, State.ACTIVATING, reason or "not live yet", resent)
 
     def _let_go(
         self,
@@ -246,8 +250,11 @@ class Steps:
         reason: str | None = None,
         data: dict[str, Any] | None = None,
         holder: bool = True,
-    ) -> None:
-        self.store.let_go(
+        what: str = "",
+    ) -> Initiated | None:
+        """Let the claim go (None); the request was revoked meanwhile: the claim is given up,
+        the event saying `what` the worker saw (what happened)."""
+        if self.store.let_go(
             rec.id,
             self.name,
             retry_in=retry_in,
@@ -255,7 +262,37 @@ class Steps:
             reason=reason,
             data=data,
             holder=holder,
+        ):
+            return None
+        return self._revoked_meanwhile(rec, what, data or {})
+
+    def _revoked_meanwhile(
+        self, rec: RequestRecord, what: str, data: dict[str, Any], resent: bool = True
+    ) -> Initiated | None:
+        """The request was revoked while this worker activated it: the claim is given up and
+        the request stays revoked (never moved back to active); the event says what the worker
+        saw, and the release may go ahead. None: not revoked (the claim was lost)."""
+        reason = (
+            f"Revoked while activating: {what.rstrip('.')}. The request stays revoked; the "
+            "release removes the JIT allow rule once Azure's history says the initiate was "
+            "applied, or finds none to remove."
         )
+        if not self.store.give_up_revoked(rec.id, self.name, reason=reason, data=data):
+            return None
+        log.info("request %s: %s", rec.id, reason)
+        return Initiated(rec.id, State.REVOKED, reason, resent)
+
+    def _unsent(self, rec: RequestRecord) -> Initiated:
+        """Revoked after the claim, before the initiate was sent: it never is, and with
+        nothing sent there is nothing to remove (the release is recorded at once)."""
+        reason = (
+            "Revoked before its initiate was sent: nothing was sent to Azure, so there was no "
+            "access to remove."
+        )
+        data = {"removed": [], "sent": False}
+        self.store.give_up_revoked(rec.id, self.name, reason=reason, data=data, unsent=True)
+        log.info("request %s: %s", rec.id, reason)
+        return Initiated(rec.id, State.REVOKED, reason, resent=False)
 
     def _finish(
         self,
@@ -280,7 +317,11 @@ class Steps:
                 access=access,
                 expired=expired,
             )
-        except WrongState as err:  # our claim went stale and another replica took it
+        except WrongState as err:  # revoked meanwhile, or our claim went stale and was taken
+            saw = "access was verified live" if ok else (reason or "it failed")
+            gone = self._revoked_meanwhile(rec, saw, {"azure": azure}, resent)
+            if gone is not None:
+                return gone
             log.warning("request %s: %s", rec.id, err.message)
             return Initiated(rec.id, State.ACTIVATING, err.message, resent)
         if ok:  # a newer grant: the older ones it superseded end now in Azure
