@@ -42,6 +42,20 @@ UNAPPLIED_NOTE = (
     "rule of it was written and there was nothing to remove."
 )
 WAIT: Literal["wait"] = "wait"  # Azure is still applying the initiate: release later
+# The release event of a request revoked after its claim, before its initiate was sent.
+UNSENT = (
+    "Revoked before its initiate was sent: nothing was sent to Azure, so there was no access "
+    "to remove."
+)
+
+
+def overtaken(what: str) -> str:
+    """The worker's `gave_up` event: it saw `what` of an initiate revoked meanwhile."""
+    return (
+        f"Revoked while activating: {what.rstrip('.')}. The request stays revoked; the release "
+        "removes the JIT allow rule once Azure's history says the initiate was applied, or "
+        "finds none to remove."
+    )
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from jitctl.broker.history import IN_FORCE, ended_in_azure, own, status_words
 from jitctl.broker.lifecycle import State
 from jitctl.broker.reach import connect_json, proof_json
 from jitctl.broker.records import RequestRecord
+from jitctl.broker.release import UNSENT, overtaken
 from jitctl.broker.store import Store
 from jitctl.clock import Clock
 from jitctl.errors import JitctlError, Unavailable
@@ -272,11 +273,7 @@ class Steps:
         """The request was revoked while this worker activated it: the claim is given up and
         the request stays revoked (never moved back to active); the event says what the worker
         saw, and the release may go ahead. None: not revoked (the claim was lost)."""
-        reason = (
-            f"Revoked while activating: {what.rstrip('.')}. The request stays revoked; the "
-            "release removes the JIT allow rule once Azure's history says the initiate was "
-            "applied, or finds none to remove."
-        )
+        reason = overtaken(what)
         if not self.store.give_up_revoked(rec.id, self.name, reason=reason, data=data):
             return None
         log.info("request %s: %s", rec.id, reason)
@@ -285,14 +282,10 @@ class Steps:
     def _unsent(self, rec: RequestRecord) -> Initiated:
         """Revoked after the claim, before the initiate was sent: it never is, and with
         nothing sent there is nothing to remove (the release is recorded at once)."""
-        reason = (
-            "Revoked before its initiate was sent: nothing was sent to Azure, so there was no "
-            "access to remove."
-        )
         data = {"removed": [], "sent": False}
-        self.store.give_up_revoked(rec.id, self.name, reason=reason, data=data, unsent=True)
-        log.info("request %s: %s", rec.id, reason)
-        return Initiated(rec.id, State.REVOKED, reason, resent=False)
+        self.store.give_up_revoked(rec.id, self.name, reason=UNSENT, data=data, unsent=True)
+        log.info("request %s: %s", rec.id, UNSENT)
+        return Initiated(rec.id, State.REVOKED, UNSENT, resent=False)
 
     def _finish(
         self,
