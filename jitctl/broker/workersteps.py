@@ -172,14 +172,16 @@ class Steps:
             )
         except Stopped:
             log.info("stopped while initiating %s; its claim is let go", rec.id)
-            gone = self._let_go(rec, timedelta(0), what="the worker was stopped")
+            gone = self._let_go(rec, timedelta(0), what="the worker was stopped", resent=resent)
             return gone or Initiated(rec.id, State.ACTIVATING, "stopped", resent)
         except WaitTimedOut as err:  # only after Azure took the initiate
             return self._not_live(rec, answer, err, resent)
         except Unavailable as err:  # sent or not, the history read next time says which
             log.warning("request %s: Azure did not answer (%s); trying again", rec.id, err.message)
             said = f"Azure did not answer: {err.message}"
-            gone = self._let_go(rec, self.settings.retry_after, holder=False, what=said)
+            gone = self._let_go(
+                rec, self.settings.retry_after, holder=False, what=said, resent=resent
+            )
             return gone or Initiated(rec.id, State.ACTIVATING, said, resent)
         except JitctlError as err:  # refused, no policy, no rights: final
             answer["error"] = _error_json(err)
@@ -241,6 +243,7 @@ class Steps:
             {"azure": answer},
             holder=False,
             what="Azure has not applied the initiate yet",
+            resent=resent,
         )
         return gone or Initiated(rec.id, State.ACTIVATING, reason or "not live yet", resent)
 
@@ -252,9 +255,9 @@ class Steps:
         data: dict[str, Any] | None = None,
         holder: bool = True,
         what: str = "",
+        resent: bool = True,
     ) -> Initiated | None:
-        """Let the claim go (None); the request was revoked meanwhile: the claim is given up,
-        the event saying `what` the worker saw (what happened)."""
+        """Let the claim go (None), or give it up saying `what` the worker saw: revoked."""
         if self.store.let_go(
             rec.id,
             self.name,
@@ -265,14 +268,13 @@ class Steps:
             holder=holder,
         ):
             return None
-        return self._revoked_meanwhile(rec, what, data or {})
+        return self._revoked_meanwhile(rec, what, data or {}, resent)
 
     def _revoked_meanwhile(
         self, rec: RequestRecord, what: str, data: dict[str, Any], resent: bool = True
     ) -> Initiated | None:
-        """The request was revoked while this worker activated it: the claim is given up and
-        the request stays revoked (never moved back to active); the event says what the worker
-        saw, and the release may go ahead. None: not revoked (the claim was lost)."""
+        """Revoked while this worker activated it: the claim is given up, the request stays
+        revoked, the event says what the worker saw. None: not revoked (the claim was lost)."""
         reason = overtaken(what)
         if not self.store.give_up_revoked(rec.id, self.name, reason=reason, data=data):
             return None
