@@ -21,6 +21,7 @@ from jitctl.broker.views import release_of
 from jitctl.broker.worker import Worker, WorkerSettings
 from jitctl.cli.commands import cli
 from jitctl.emulator import Backend, FakeClock
+from jitctl.errors import Unavailable
 from tests.brokerapi import PEOPLE, Broker
 from tests.support import RG
 from tests.test_broker_worker import FAST, allow_rules, approved, initiates, logged
@@ -213,6 +214,44 @@ def test_revoked_after_the_claim_before_the_initiate_nothing_is_sent_nor_removed
     said = release(store, rec.id)
     assert said is not None and (said["status"], said["detail"]) == ("not_needed", reason)
     assert [e["action"] for e in logged(store, rec.id)] == ["request", "claim", "revoke", "release"]
+
+
+class RevokedWhileAzureDidNotAnswer(RevokedBeforeSending):
+    """The revoke commits while Azure does not answer the worker's first read."""
+
+    answered = False
+
+    def list_policies(self, *args: Any) -> Any:
+        if not self.answered:
+            self.answered = True
+            self.revoke()
+            raise Unavailable("Azure answered 503 ServiceUnavailable.", "Try again.")
+        return self.gw.list_policies(*args)
+
+
+def test_revoked_while_azure_did_not_answer_the_worker_gives_up_and_nothing_is_left(
+    store: Store, app: App, backend: Backend, clock: FakeClock, enabled: None
+):
+    rec = approved(store, clock)
+    racing = RevokedWhileAzureDidNotAnswer(app.gateway(), lambda: revoke(store, rec.id))
+    done = Worker(store, racing, clock, name="w1", settings=FAST).run_once()
+    ((out,), (released,)) = done.initiated, done.released
+    assert (out.state, out.detail) == (
+        State.REVOKED,
+        "Revoked while activating: Azure did not answer: Azure answered 503 "
+        "ServiceUnavailable. The request stays revoked; the release removes the JIT allow rule "
+        "once Azure's history says the initiate was applied, or finds none to remove.",
+    )
+    assert released.removed == () and initiates(backend) == []
+    said = release(store, rec.id)
+    assert said is not None and said["status"] == "not_needed"
+    assert [e["action"] for e in logged(store, rec.id)] == [
+        "request",
+        "claim",
+        "revoke",
+        "gave_up",
+        "release",
+    ]
 
 
 def test_a_dead_replicas_claim_holds_the_release_until_stale_then_nothing_was_sent(
