@@ -271,7 +271,7 @@ def test_a_dead_replicas_claim_holds_the_release_until_stale_then_nothing_was_se
     said = release(store, rec.id)
     assert said is not None and (said["status"], said["detail"]) == (
         "not_needed",
-        "Azure's history holds no initiate of this request: it was never sent, so there was "
+        "Azure's history holds no initiate of this request (never sent, or refused): there was "
         "no access to remove.",
     )
     assert released.removed == () and initiates(backend) == []

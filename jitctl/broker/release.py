@@ -158,8 +158,8 @@ def _unless_applied(
     sent = sent_before(policy, rec) if policy else None
     if policy is None or sent is None:
         said = (
-            "Azure's history holds no initiate of this request: it was never sent, so there "
-            "was no access to remove."
+            "Azure's history holds no initiate of this request (never sent, or refused): "
+            "there was no access to remove."
         )
         return _unapplied(said, [])
     ports = result_of(policy, rec, sent).ports
