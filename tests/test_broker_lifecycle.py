@@ -103,6 +103,20 @@ def test_allowed_actions_are_the_buttons_a_page_shows():
     assert allowed_actions(State.EXPIRED, {A, D, R, S}) == ()
 
 
+def test_an_activating_request_is_revoked_by_those_who_revoke_an_active_one_not_cancelled():
+    """Azure may be applying its initiate: the request is revoked (the release waits for
+    Azure), never cancelled (cancelled says no initiate went out)."""
+    for roles in ({R}, {A}, {D}):
+        assert check(Action.REVOKE, State.ACTIVATING, roles).target is State.REVOKED
+    assert allowed_actions(State.ACTIVATING, {R}) == (Action.REVOKE,)
+    assert allowed_actions(State.ACTIVATING, {A, D, S})[-1] == Action.REVOKE
+    with pytest.raises(NotPermitted):
+        check(Action.REVOKE, State.ACTIVATING, {S})
+    with pytest.raises(WrongState) as refused:
+        check(Action.CANCEL, State.ACTIVATING, {R, D})
+    assert refused.value.hint == "What you may do with it now: revoke."
+
+
 def test_rules_and_lifecycle_are_pure():
     import json
     import subprocess

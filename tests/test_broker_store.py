@@ -222,6 +222,56 @@ def test_deny_cancel_and_who_may(store: Store):
     ] == [b.id, a.id]
 
 
+def test_a_request_revoked_while_activating_is_released_only_once_its_initiate_claim_is_gone(
+    store: Store, clock: FakeClock
+):
+    """On both databases: the holder of the initiate's claim may be sending it now, so the
+    release waits until it gives the claim up (or it goes stale); the holder's late finish is
+    refused, and giving up is one event; an active request's old claim holds nothing."""
+    rec = store.create(ask(), manual())
+    store.approve(rec.id, ops("bob@contoso.com"))
+    store.claim_initiates("replica-a")
+    store.decide(rec.id, Action.REVOKE, "ann@contoso.com", {Role.REQUESTER}, "not needed")
+    assert store.claim_releases("r", stale_after=timedelta(minutes=5)) == []
+    with pytest.raises(WrongState, match="Cannot activate this request: it is revoked"):
+        store.finish_initiate(rec.id, "replica-a", ok=True, azure={}, ends_at=clock.now())
+    assert not store.give_up_revoked(rec.id, "replica-b", reason="x", data={})  # not its claim
+    assert store.give_up_revoked(rec.id, "replica-a", reason="saw it live", data={"n": 1})
+    assert not store.give_up_revoked(rec.id, "replica-a", reason="again", data={})  # once
+    (taken,) = store.claim_releases("r", stale_after=timedelta(minutes=5))
+    assert (taken.id, taken.state, taken.claimed_by) == (rec.id, State.REVOKED, None)
+    assert store.let_go_release(
+        rec.id, "r", retry_in=timedelta(seconds=30), stale_after=timedelta(minutes=5)
+    )
+    assert store.claim_releases("s", stale_after=timedelta(minutes=5)) == []
+    clock.advance(seconds=30)
+    assert [r.id for r in store.claim_releases("s", stale_after=timedelta(minutes=5))] == [rec.id]
+    events = [e for e in store.events_of([rec.id]) if e["action"] == "gave_up"]
+    assert [(e["actor"], e["from_state"], e["to_state"], e["reason"]) for e in events] == [
+        ("replica-a", "revoked", "revoked", "saw it live")
+    ]
+    live = store.create(ask(), manual())
+    store.approve(live.id, ops("bob@contoso.com"))
+    store.claim_initiates("replica-a")
+    store.finish_initiate(live.id, "replica-a", ok=True, azure={}, ends_at=clock.now())
+    store.decide(live.id, Action.REVOKE, "ann@contoso.com", {Role.REQUESTER}, "done")
+    assert [r.id for r in store.claim_releases("r")] == [live.id]  # released at once
+
+
+def test_a_revoke_before_the_initiate_is_sent_is_released_by_the_claims_holder(
+    store: Store, clock: FakeClock
+):
+    rec = store.create(ask(), manual())
+    store.approve(rec.id, ops("bob@contoso.com"))
+    store.claim_initiates("replica-a")
+    store.decide(rec.id, Action.REVOKE, "ann@contoso.com", {Role.REQUESTER}, "not needed")
+    assert store.give_up_revoked(rec.id, "replica-a", reason="never sent", data={}, unsent=True)
+    done = store.get(rec.id)
+    assert (done.claimed_by, done.released_at) == (None, clock.now())
+    assert store.claim_releases("r") == []  # nothing left to release
+    assert [e["action"] for e in store.events_of([rec.id])][-2:] == ["revoke", "release"]
+
+
 def test_initiate_claimed_once_reclaimed_when_stale_finished_by_its_holder(
     store: Store, clock: FakeClock
 ):

@@ -10,6 +10,7 @@ place that says so; the NSGs alone cannot tell one grant's rule from a newer one
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -30,6 +31,13 @@ class Ended:
     reason: str
     superseded_by: str | None  # the newer broker request's id, when the newer is the broker's
     azure: dict[str, object]
+
+
+def status_words(ports: Sequence[GrantPort]) -> str:
+    """Azure's statuses of some ports, in words: `Failed (SecurityRulesLimitReached), Initiated`."""
+    return ", ".join(
+        sorted({f"{p.status} ({p.status_reason})" if p.status_reason else p.status for p in ports})
+    )
 
 
 def broker_id(req: AccessRequest) -> str | None:
@@ -110,9 +118,7 @@ def ended_in_azure(policy: JitPolicy, rec: RequestRecord) -> Ended | None:
         }
         return Ended(reason, other, azure)
     last = [ps[-1] for ps in statuses.values() if ps]
-    words = ", ".join(
-        sorted({f"{p.status} ({p.status_reason})" if p.status_reason else p.status for p in last})
-    )
+    words = status_words(last)
     return Ended(
         f"Azure ended the grant before its end time: its history says {words}.",
         None,

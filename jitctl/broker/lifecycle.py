@@ -9,6 +9,7 @@ Pure: the store turns each transition into one conditional UPDATE and one audit 
     pending|approved --cancel--> cancelled                active --expire--> expired      |
     activating --reclaim--> activating (a broker died mid-initiate)   active --revoke--> revoked
     activating --expire--> expired (Azure never applied it in its window)
+    activating --revoke--> revoked (no longer wanted while Azure applies it)
     active --extend--> active
 
 `activating` exists because the initiate is a call to Azure that can fail or be cut: the
@@ -18,7 +19,9 @@ policy's history before sending again. Once Azure took the initiate, a request w
 not live yet stays `activating` (Azure promises no time to apply it): rounds keep checking
 until it is live (active), Azure's history says Failed (failed), or its end passes (expired).
 `failed` is final: Azure refused the initiate or could not apply it; the event holds Azure's
-answer.
+answer. Revoking an `activating` request does not wait for Azure: the worker holding its claim
+gives it up (never moving it back to active), and the release waits for Azure's history to say
+whether the initiate was applied (then its allow rule is removed) or not.
 """
 
 from __future__ import annotations
@@ -111,6 +114,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     # Azure has no revoke call: the broker removes the JIT allow rule (network write rights);
     # connections already open survive until they close.
     _t(Action.REVOKE, State.ACTIVE, State.REVOKED, R, A, D),
+    # Azure may still apply an initiate sent before: the release waits for its history to say
+    _t(Action.REVOKE, State.ACTIVATING, State.REVOKED, R, A, D),
     _t(Action.EXTEND, State.ACTIVE, State.ACTIVE, A, D),
 )
 

@@ -43,6 +43,12 @@ class RequestRecord:
     requester_oid: str | None = None  # the token's object id: who asked, whatever their name
     requester_tid: str | None = None
 
+    @property
+    def was_live(self) -> bool:
+        """Access was verified live once: activating sets Azure's end time, nothing clears
+        it. A request revoked while activating was not: Azure may still apply its initiate."""
+        return self.ends_at is not None
+
 
 def record_of(row: Mapping[Any, Any], approved_by: tuple[str, ...] = ()) -> RequestRecord:
     return RequestRecord(

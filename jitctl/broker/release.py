@@ -6,15 +6,20 @@ not by the request that made it: when a newer request for the same VM and port s
 one (Azure: NewerRequestInitiated), the rule there is the newer grant's, even from the same
 source (a keep-alive renewal, a colleague behind the same NAT). So the policy's history is
 read first, and a port a newer grant holds is left alone, and the release event says so.
+
+A request revoked while activating was never seen live, but Azure may still apply its initiate
+after the revoke (it promises no time): its release waits until the history says Initiated
+(then the allow rule goes, as for an active one) or Failed or ended (nothing to remove). Until
+then nothing is recorded and the release stays pending.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from jitctl.broker.azureside import vm_ref
-from jitctl.broker.history import broker_id, own, superseded_ports
+from jitctl.broker.azureside import result_of, sent_before, vm_ref
+from jitctl.broker.history import broker_id, own, status_words, superseded_ports
 from jitctl.broker.records import RequestRecord
 from jitctl.errors import JitctlError, NotFound, Unavailable
 from jitctl.gateway import Gateway
@@ -31,6 +36,26 @@ REVOKE_NOTE = (
     "the VM's network security groups. Connections already open survive until they close, and "
     "the JIT policy's request history still lists the request until its end time."
 )
+# What a release says when Azure never applied the request's initiate.
+UNAPPLIED_NOTE = (
+    "Revoked while activating: Azure never applied the request's initiate, so no JIT allow "
+    "rule of it was written and there was nothing to remove."
+)
+WAIT: Literal["wait"] = "wait"  # Azure is still applying the initiate: release later
+# The release event of a request revoked after its claim, before its initiate was sent.
+UNSENT = (
+    "Revoked before its initiate was sent: nothing was sent to Azure, so there was no access "
+    "to remove."
+)
+
+
+def overtaken(what: str) -> str:
+    """The worker's `gave_up` event: it saw `what` of an initiate revoked meanwhile."""
+    return (
+        f"Revoked while activating: {what.rstrip('.')}. The request stays revoked; the release "
+        "removes the JIT allow rule once Azure's history says the initiate was applied, or "
+        "finds none to remove."
+    )
 
 
 @dataclass(frozen=True)
@@ -49,8 +74,11 @@ class Outcome:
     error: str | None = None
     left: dict[int, AccessRequest] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=lambda: {"note": REVOKE_NOTE})
+    said: str | None = None  # the reason, when no rule was looked for (Azure applied none)
 
     def reason(self) -> str:
+        if self.said:
+            return self.said
         if self.error:
             return f"The allow rules were not removed: {self.error}"
         if self.removed:
@@ -69,11 +97,18 @@ class Outcome:
         return said
 
 
-def release_in_azure(gw: Gateway, rec: RequestRecord) -> Outcome:
+def release_in_azure(gw: Gateway, rec: RequestRecord) -> Outcome | None:
     """Remove this request's allow rules where no newer grant holds the port. Unavailable
     (Azure did not answer) is raised: try again. Another error (no right to delete, say) is
-    in the outcome."""
+    in the outcome. None: revoked while activating, and Azure is still applying its initiate
+    (its history says Initiating): try again later."""
     ref = vm_ref(rec.vm_id)
+    if not rec.was_live:
+        early = _unless_applied(gw, rec, ref)
+        if early == WAIT:
+            return None
+        if isinstance(early, Outcome):
+            return early
     out = Outcome()
     try:
         # the NSGs before the history: a newer grant applied in between has removed the rule
@@ -105,6 +140,43 @@ def release_in_azure(gw: Gateway, rec: RequestRecord) -> Outcome:
             for n, r in sorted(out.left.items())
         ]
     return out
+
+
+def _unless_applied(
+    gw: Gateway, rec: RequestRecord, ref: VmRef
+) -> Outcome | Literal["wait"] | None:
+    """What Azure's history says of the initiate of a request revoked before it was live:
+    still Initiating on a port (WAIT), applied on one (None: remove its rules as usual), or
+    never applied: never sent, Failed, or ended first (the outcome: nothing to remove)."""
+    try:
+        policies = policies_of_vm(gw, ref)
+    except Unavailable:
+        raise
+    except JitctlError:
+        return None  # the usual way says what stands in it
+    policy = next((p for p in policies if own(p, rec)), None)
+    sent = sent_before(policy, rec) if policy else None
+    if policy is None or sent is None:
+        said = (
+            "Azure's history holds no initiate of this request (never sent, or refused): "
+            "there was no access to remove."
+        )
+        return _unapplied(said, [])
+    ports = result_of(policy, rec, sent).ports
+    statuses = {p.status.lower() for p in ports}
+    if "initiating" in statuses:
+        return WAIT
+    if "initiated" in statuses:
+        return None
+    words = status_words(ports)
+    said = f"Azure never applied the initiate (its history says {words}): no rule to remove."
+    azure = [{"number": p.number, "status": p.status, "reason": p.status_reason} for p in ports]
+    return _unapplied(said, azure)
+
+
+def _unapplied(said: str, ports: list[dict[str, Any]]) -> Outcome:
+    data: dict[str, Any] = {"note": UNAPPLIED_NOTE, "removed": [], "azure": {"ports": ports}}
+    return Outcome(data=data, said=said)
 
 
 def _held_by_newer(gw: Gateway, rec: RequestRecord, ref: VmRef) -> dict[int, AccessRequest]:

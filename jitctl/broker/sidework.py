@@ -18,6 +18,8 @@ from jitctl.broker.records import RequestRecord
 
 # The event that says what revoking did in Azure (not a transition: the request stays revoked)
 RELEASE = "release"
+# The event that says the worker gave up the initiate of a request revoked while it activated it
+GAVE_UP = "gave_up"
 # The events that say what Azure made of an extension's initiate (the request stays active)
 EXTENDED = "extended"
 EXTEND_FAILED = "extend_failed"
@@ -30,9 +32,75 @@ class SideWork(Database):
         self, worker: str, *, limit: int = 10, stale_after: timedelta = timedelta(minutes=5)
     ) -> list[RequestRecord]:
         """Revoked requests whose JIT allow rules the broker has not removed yet (or whose
-        remover died: its claim went stale), each claimed by one replica."""
-        due = (requests.c.state == State.REVOKED.value) & requests.c.released_at.is_(None)
+        remover died: its claim went stale), each claimed by one replica. One revoked while
+        activating waits while a replica holds its initiate's claim (it may be sending the
+        initiate now, and gives the claim up once it sees the revoke)."""
+        initiating = (
+            requests.c.ends_at.is_(None)
+            & requests.c.claimed_by.is_not(None)
+            & (requests.c.claimed_at >= self.clock.now() - stale_after)
+        )
+        due = (
+            (requests.c.state == State.REVOKED.value)
+            & requests.c.released_at.is_(None)
+            & ~initiating
+        )
         return self._claim_side_work(due, "release", worker, limit, stale_after)
+
+    def let_go_release(
+        self, request_id: str, worker: str, *, retry_in: timedelta, stale_after: timedelta
+    ) -> bool:
+        """Give up `worker`'s claim on a release Azure is not ready for (its initiate is still
+        being applied): any replica takes it again after `retry_in`."""
+        with self._tx() as tx:
+            done = tx.conn.execute(
+                requests.update()
+                .where(
+                    requests.c.id == request_id,
+                    requests.c.released_at.is_(None),
+                    requests.c.release_claimed_by == worker,
+                )
+                # a second older still: stale means older than `stale_after`, not as old
+                .values(release_claimed_at=tx.now - stale_after + retry_in - timedelta(seconds=1))
+            )
+            return done.rowcount == 1
+
+    def give_up_revoked(
+        self,
+        request_id: str,
+        worker: str,
+        *,
+        reason: str,
+        data: dict[str, Any],
+        unsent: bool = False,
+    ) -> bool:
+        """`worker` held the initiate's claim of a request revoked meanwhile: the claim is
+        given up (the request stays revoked) with an event that says what the worker saw.
+        `unsent`: the initiate was never sent, so nothing is left to remove in Azure: the
+        release is recorded too (release event). False: the request is not revoked, or the
+        claim is not `worker`'s."""
+        with self._tx() as tx:
+            values: dict[str, Any] = {"claimed_by": None}
+            if unsent:
+                values["released_at"] = tx.now
+            done = tx.conn.execute(
+                requests.update()
+                .where(
+                    requests.c.id == request_id,
+                    requests.c.state == State.REVOKED.value,
+                    requests.c.released_at.is_(None),
+                    requests.c.claimed_by == worker,
+                )
+                .values(values)
+            )
+            if done.rowcount != 1:
+                return False
+            action = RELEASE if unsent else GAVE_UP
+            tx.log(
+                request_id, worker, Role.SYSTEM, action, State.REVOKED, State.REVOKED, reason, data
+            )
+            tx.work = not unsent  # the release may go ahead now
+            return True
 
     def finish_release(
         self, request_id: str, worker: str, *, reason: str, data: dict[str, Any]

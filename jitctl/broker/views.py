@@ -120,19 +120,21 @@ RELEASE = "release"  # the worker's event once it removed (or failed to) the all
 
 def release_of(rec: RequestRecord, events: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """What revoking did in Azure (None: not revoked): `pending` until the worker removed the
-    JIT allow rules (the source may still get in), then `done` (rules removed), `not_needed`
+    JIT allow rules (the source may still get in; revoked while activating: until Azure's
+    history says whether it applied the initiate), then `done` (rules removed), `not_needed`
     (none was left) or `failed` (not removed, or an Azure Firewall DNAT rule still lets the
     source in until the grant's end), as the release event of `events` says."""
     if rec.state is not State.REVOKED:
         return None
     if rec.released_at is None:
-        return {
-            "status": "pending",
-            "at": None,
-            "removed": [],
-            "detail": "the broker has not removed the JIT allow rules yet: the source may "
-            "still get in",
-        }
+        detail = (
+            "the broker has not removed the JIT allow rules yet: the source may still get in"
+            if rec.was_live
+            else "revoked while activating: Azure may still apply the initiate, and the "
+            "broker removes its JIT allow rule once Azure's history says it did (or finds "
+            "none to remove); until then the source may get in"
+        )
+        return {"status": "pending", "at": None, "removed": [], "detail": detail}
     done = next(
         (e for e in reversed(events) if e["request_id"] == rec.id and e["action"] == RELEASE),
         None,

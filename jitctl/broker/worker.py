@@ -140,11 +140,21 @@ class Worker(Steps):
     def release(self, rec: RequestRecord) -> Released | None:
         """Remove the JIT allow rules this request opened, where no newer grant holds the
         port; the release event says what was removed and what was left. None: Azure did not
-        answer (the claim goes stale and it is tried again), or the claim was lost."""
+        answer (the claim goes stale and it is tried again), the claim was lost, or (revoked
+        while activating) Azure is still applying the initiate: looked at again after
+        `recheck_every`, the release still pending."""
         try:
             out = release_in_azure(self.gw, rec)
         except Unavailable as err:
             log.warning("request %s: releasing failed (%s); will try again", rec.id, err.message)
+            return None
+        if out is None:
+            self.store.let_go_release(
+                rec.id,
+                self.name,
+                retry_in=self.settings.recheck_every,
+                stale_after=self.settings.claim_stale_after,
+            )
             return None
         try:
             self.store.finish_release(rec.id, self.name, reason=out.reason(), data=out.data)

@@ -19,10 +19,11 @@ from typing import Any
 from jitctl.broker.azureside import grant_json, justification, result_of, sent_before, vm_ref
 from jitctl.broker.errors import WrongState
 from jitctl.broker.extension import extend_in_azure
-from jitctl.broker.history import IN_FORCE, ended_in_azure, own
+from jitctl.broker.history import IN_FORCE, ended_in_azure, own, status_words
 from jitctl.broker.lifecycle import State
 from jitctl.broker.reach import connect_json, proof_json
 from jitctl.broker.records import RequestRecord
+from jitctl.broker.release import UNSENT, overtaken
 from jitctl.broker.store import Store
 from jitctl.clock import Clock
 from jitctl.errors import JitctlError, Unavailable
@@ -140,6 +141,8 @@ class Steps:
                     "earlier): not sent again."
                 )
             else:
+                if self.store.get(rec.id).state is State.REVOKED:
+                    return self._unsent(rec)
                 granted = initiate_checked(
                     self.gw,
                     policy,
@@ -169,16 +172,17 @@ class Steps:
             )
         except Stopped:
             log.info("stopped while initiating %s; its claim is let go", rec.id)
-            self._let_go(rec, timedelta(0))
-            return Initiated(rec.id, State.ACTIVATING, "stopped", resent)
+            gone = self._let_go(rec, timedelta(0), what="the worker was stopped", resent=resent)
+            return gone or Initiated(rec.id, State.ACTIVATING, "stopped", resent)
         except WaitTimedOut as err:  # only after Azure took the initiate
             return self._not_live(rec, answer, err, resent)
         except Unavailable as err:  # sent or not, the history read next time says which
             log.warning("request %s: Azure did not answer (%s); trying again", rec.id, err.message)
-            self._let_go(rec, self.settings.retry_after, holder=False)
-            return Initiated(
-                rec.id, State.ACTIVATING, f"Azure did not answer: {err.message}", resent
+            said = f"Azure did not answer: {err.message}"
+            gone = self._let_go(
+                rec, self.settings.retry_after, holder=False, what=said, resent=resent
             )
+            return gone or Initiated(rec.id, State.ACTIVATING, said, resent)
         except JitctlError as err:  # refused, no policy, no rights: final
             answer["error"] = _error_json(err)
             return self._finish(rec, ok=False, azure=answer, reason=err.message, resent=resent)
@@ -196,11 +200,7 @@ class Steps:
         """What Azure's history already decided for a grant found there: Failed (failed),
         ended or past its end before it was seen live (expired); None: still to verify."""
         ports = granted.ports
-        said = ", ".join(
-            sorted(
-                {f"{p.status} ({p.status_reason})" if p.status_reason else p.status for p in ports}
-            )
-        )
+        said = status_words(ports)
         if any(p.status.lower() == "failed" for p in ports):
             why = f"Azure took the initiate but could not apply it: its history says {said}."
             return self._finish(rec, ok=False, azure=answer, reason=why, resent=resent)
@@ -236,8 +236,16 @@ class Steps:
                 "keeps checking until access is live, Azure's history says Failed, or the "
                 "request's end time passes."
             )
-        self._let_go(rec, self.settings.recheck_every, reason, {"azure": answer}, holder=False)
-        return Initiated(rec.id, State.ACTIVATING, reason or "not live yet", resent)
+        gone = self._let_go(
+            rec,
+            self.settings.recheck_every,
+            reason,
+            {"azure": answer},
+            holder=False,
+            what="Azure has not applied the initiate yet",
+            resent=resent,
+        )
+        return gone or Initiated(rec.id, State.ACTIVATING, reason or "not live yet", resent)
 
     def _let_go(
         self,
@@ -246,8 +254,11 @@ class Steps:
         reason: str | None = None,
         data: dict[str, Any] | None = None,
         holder: bool = True,
-    ) -> None:
-        self.store.let_go(
+        what: str = "",
+        resent: bool = True,
+    ) -> Initiated | None:
+        """Let the claim go (None), or give it up saying `what` the worker saw: revoked."""
+        if self.store.let_go(
             rec.id,
             self.name,
             retry_in=retry_in,
@@ -255,7 +266,28 @@ class Steps:
             reason=reason,
             data=data,
             holder=holder,
-        )
+        ):
+            return None
+        return self._revoked_meanwhile(rec, what, data or {}, resent)
+
+    def _revoked_meanwhile(
+        self, rec: RequestRecord, what: str, data: dict[str, Any], resent: bool = True
+    ) -> Initiated | None:
+        """Revoked while this worker activated it: the claim is given up, the request stays
+        revoked, the event says what the worker saw. None: not revoked (the claim was lost)."""
+        reason = overtaken(what)
+        if not self.store.give_up_revoked(rec.id, self.name, reason=reason, data=data):
+            return None
+        log.info("request %s: %s", rec.id, reason)
+        return Initiated(rec.id, State.REVOKED, reason, resent)
+
+    def _unsent(self, rec: RequestRecord) -> Initiated:
+        """Revoked after the claim, before the initiate was sent: it never is, and with
+        nothing sent there is nothing to remove (the release is recorded at once)."""
+        data = {"removed": [], "sent": False}
+        self.store.give_up_revoked(rec.id, self.name, reason=UNSENT, data=data, unsent=True)
+        log.info("request %s: %s", rec.id, UNSENT)
+        return Initiated(rec.id, State.REVOKED, UNSENT, resent=False)
 
     def _finish(
         self,
@@ -280,7 +312,11 @@ class Steps:
                 access=access,
                 expired=expired,
             )
-        except WrongState as err:  # our claim went stale and another replica took it
+        except WrongState as err:  # revoked meanwhile, or our claim went stale and was taken
+            saw = "access was verified live" if ok else (reason or "it failed")
+            gone = self._revoked_meanwhile(rec, saw, {"azure": azure}, resent)
+            if gone is not None:
+                return gone
             log.warning("request %s: %s", rec.id, err.message)
             return Initiated(rec.id, State.ACTIVATING, err.message, resent)
         if ok:  # a newer grant: the older ones it superseded end now in Azure

@@ -211,11 +211,12 @@ def cancel(app: App, request_id: str, broker_url: str | None) -> None:
 @broker_option
 @click.pass_obj
 def revoke(app: App, request_id: str, wait: bool, timeout: str, broker_url: str | None) -> None:
-    """End active access early; connections already open survive until they close.
+    """End access early (active, or activating); open connections survive until they close.
 
     The broker's worker removes the JIT allow rule from the NSGs (Azure has no revoke call):
-    until then `release` is pending. With --wait: until it is done, then what it removed; exit
-    7 when the rules were not removed (or an Azure Firewall still lets the source in).
+    until then `release` is pending. Revoked while activating, it waits for Azure to apply or
+    fail the initiate first. With --wait: until it is done, then what it removed; exit 7 when
+    the rules were not removed (or an Azure Firewall still lets the source in).
 
     \b
     Example:
