@@ -11,6 +11,10 @@ from jitctl.cli.commands import cli
 from jitctl.emulator import Backend, FakeClock, Settings
 from jitctl.emulator.worlds import WORLDS
 
+# the worker's fixtures (a store on the test's clock, vm-win01 enabled); a test module's own
+# fixture of the same name wins
+pytest_plugins = ["tests.brokerworker"]
+
 
 @pytest.fixture(autouse=True)
 def no_az_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:

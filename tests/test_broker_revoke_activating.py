@@ -16,14 +16,13 @@ from click.testing import CliRunner
 
 from jitctl.app import App
 from jitctl.broker.lifecycle import Action, Role, State
-from jitctl.broker.store import Store, open_engine
+from jitctl.broker.store import Store
 from jitctl.broker.views import release_of
 from jitctl.broker.worker import Worker, WorkerSettings
 from jitctl.cli.commands import cli
 from jitctl.emulator import Backend, FakeClock
 from jitctl.errors import Unavailable
 from tests.brokerapi import PEOPLE, Broker
-from tests.support import RG
 from tests.test_broker_worker import FAST, allow_rules, approved, initiates, logged
 
 SLOW = WorkerSettings(wait_timeout=180, parallel=2)
@@ -37,19 +36,6 @@ WAITING = (
     "JIT allow rule once Azure's history says it did (or finds none to remove); until then the "
     "source may get in"
 )
-
-
-@pytest.fixture
-def store(tmp_path: Any, clock: FakeClock) -> Any:
-    s = Store(open_engine(f"sqlite:///{tmp_path / 'broker.sqlite'}"), clock)
-    s.migrate()
-    yield s
-    s.engine.dispose()
-
-
-@pytest.fixture
-def enabled(run: Callable[..., Any]) -> None:
-    assert run("enable", "vm-win01", "-g", RG, "--port", "3389").exit_code == 0
 
 
 def release(store: Store, request_id: str) -> dict[str, Any] | None:

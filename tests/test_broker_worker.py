@@ -32,19 +32,6 @@ SOURCE = "203.0.113.7"
 FAST = WorkerSettings(wait_timeout=30, claim_stale_after=timedelta(minutes=10), parallel=2)
 
 
-@pytest.fixture
-def store(tmp_path: Any, clock: FakeClock) -> Any:
-    s = Store(open_engine(f"sqlite:///{tmp_path / 'broker.sqlite'}"), clock)
-    s.migrate()
-    yield s
-    s.engine.dispose()
-
-
-@pytest.fixture
-def enabled(run: Callable[..., Any]) -> None:
-    assert run("enable", "vm-win01", "-g", RG, "--port", "3389").exit_code == 0
-
-
 def approved(store: Store, clock: FakeClock, **kw: Any) -> RequestRecord:
     """A request the rules auto-approved (state approved at once)."""
     source = kw.pop("source", SOURCE)

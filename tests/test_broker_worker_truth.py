@@ -11,8 +11,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import pytest
-
 from jitctl.app import App
 from jitctl.broker.lifecycle import Action, Role, State
 from jitctl.broker.records import RequestRecord
@@ -26,19 +24,6 @@ from tests.test_broker_worker import FAST, SOURCE, allow_rules, approved, initia
 
 DAVE_IP = "198.51.100.23"
 SLOW = WorkerSettings(wait_timeout=180, parallel=2)
-
-
-@pytest.fixture
-def store(tmp_path: Any, clock: FakeClock) -> Any:
-    s = Store(open_engine(f"sqlite:///{tmp_path / 'broker.sqlite'}"), clock)
-    s.migrate()
-    yield s
-    s.engine.dispose()
-
-
-@pytest.fixture
-def enabled(run: Callable[..., Any]) -> None:
-    assert run("enable", "vm-win01", "-g", RG, "--port", "3389").exit_code == 0
 
 
 def policy_reads(backend: Backend) -> int:
