@@ -17,7 +17,7 @@ import click
 from jitctl.cli.globalopts import CONTEXT, PER_INVOCATION, install_globals, output_in
 from jitctl.errors import ExitCode, JitctlError
 
-__all__ = ["CONTEXT", "JitctlGroup", "ResultShown", "main"]
+__all__ = ["CONTEXT", "JitctlGroup", "ResultShown"]  # the entry point: jitctl.cli.root.main
 
 
 class ResultShown(Exception):
@@ -280,13 +280,3 @@ def closed_pipe() -> int:
     except (OSError, ValueError, AttributeError):
         pass
     return int(ExitCode.ERROR)
-
-
-def __getattr__(name: str) -> Any:
-    # `jitctl.cli.main` (the console script's entry lives in root.py, which imports this
-    # package): resolved on first use, so neither module imports the other at load time.
-    if name == "main":
-        from jitctl.cli.root import main
-
-        return main
-    raise AttributeError(f"module 'jitctl.cli' has no attribute {name!r}")
