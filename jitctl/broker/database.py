@@ -203,7 +203,8 @@ class Database:
             yield conn
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
+        """A read-only transaction: a snapshot, beside any writer (no writer's lock)."""
         with (
             self._unavailable_is_named(),
             self.engine.connect().execution_options(**{READ_ONLY: True}) as conn,
@@ -245,11 +246,11 @@ class Database:
 
     def ping(self) -> None:
         """One round trip: StoreUnavailable when the database does not answer."""
-        with self._read() as conn:
+        with self.reading() as conn:
             conn.exec_driver_sql("SELECT 1")
 
     def get(self, request_id: str) -> RequestRecord:
-        with self._read() as conn:
+        with self.reading() as conn:
             return self._fetch(conn, request_id)
 
     def _fetch(self, conn: Connection, request_id: str, *, lock: bool = False) -> RequestRecord:

@@ -153,7 +153,7 @@ class Store(WorkQueue):
             query = query.where(requests.c.created_at <= until)
         if offset:
             query = query.offset(offset)
-        with self._read() as conn:
+        with self.reading() as conn:
             return [record_of(r) for r in conn.execute(query).mappings()]
 
     def approve(
@@ -275,20 +275,20 @@ class Store(WorkQueue):
     # --- the audit log ----------------------------------------------------------------------
 
     def verify_log(self) -> LogCheck:
-        with self._read() as conn:
+        with self.reading() as conn:
             return auditlog.verify(conn)
 
     def events_of(self, request_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The audit trail of some requests, oldest first (the pages show it)."""
         if not request_ids:
             return []
-        with self._read() as conn:
+        with self.reading() as conn:
             return list(auditlog.rows(conn, request_ids=request_ids))
 
     def export_log(self, out: TextIO, fmt: str = "jsonl", since: datetime | None = None) -> int:
         """Write the events as JSON Lines or CSV; returns how many."""
         write = {"jsonl": auditlog.write_jsonl, "csv": auditlog.write_csv}[fmt]
-        with self._read() as conn:
+        with self.reading() as conn:
             return write(auditlog.rows(conn, since), out)
 
 

@@ -67,7 +67,7 @@ class WebSessions:
             web_sessions.c.id == _key(sid),
             web_sessions.c.expires_at > self.store.clock.now(),
         )
-        with self.store.connection() as conn:
+        with self.store.reading() as conn:  # every page asks: a read, beside any writer
             found = conn.execute(query).scalar_one_or_none()
         return None if found is None else _principal(found)
 
